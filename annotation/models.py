@@ -1,0 +1,240 @@
+"""The nouns of prefloop (DESIGN.md §3): studies, members, prompts, candidates,
+comparisons, leases and judgments. Behaviour lives in services and selectors."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Study(models.Model):
+    class Mode(models.TextChoices):
+        PAIRWISE = "pairwise", "Pairwise"
+        LISTWISE = "listwise", "Listwise"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+
+    class Strategy(models.TextChoices):
+        RANDOM = "random", "Random"
+        UNCERTAINTY = "uncertainty", "Uncertainty (closest to 50/50)"
+
+    class ModelType(models.TextChoices):
+        MLP = "mlp", "MLP head over embeddings"
+        LINEAR = "linear", "Linear head over embeddings"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAIRWISE)
+    list_size = models.PositiveSmallIntegerField(default=2, help_text="K items per comparison.")
+    allow_tie = models.BooleanField(default=True)
+    strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
+    strategy_params = models.JSONField(default=dict, blank=True)
+    model_type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.MLP)
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="Judgments wanted per comparison, each from a different annotator."
+    )
+    budget = models.PositiveIntegerField(default=1000, help_text="Judgments wanted in total.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    lease_seconds = models.PositiveIntegerField(default=600)
+    queue_low_water = models.PositiveIntegerField(
+        default=8, help_text="Refill the queue when fewer comparisons than this are waiting."
+    )
+    queue_target = models.PositiveIntegerField(default=24, help_text="How many comparisons a refill leaves waiting.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Debouncing of background work: one retrain and one refill in flight per
+    # study. ``*_dirty`` says new work arrived while one was running.
+    retrain_dirty = models.BooleanField(default=False, editable=False)
+    retrain_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refill_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        ordering = ("-created_at",)
+        constraints = [
+            models.CheckConstraint(condition=Q(list_size__gte=2) & Q(list_size__lte=8), name="study_list_size_2_to_8"),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="study_overlap_positive"),
+            models.CheckConstraint(condition=Q(mode="listwise") | Q(list_size=2), name="study_pairwise_has_two_items"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        RESEARCHER = "researcher", "Researcher"
+        ANNOTATOR = "annotator", "Annotator"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    external_id = models.CharField(
+        max_length=128, blank=True, help_text="Crowd-platform worker id, e.g. a Prolific PID."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("user", "study"), name="membership_unique_user_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.study} ({self.role})"
+
+
+class Prompt(models.Model):
+    class Format(models.TextChoices):
+        TEXT = "text", "Plain text"
+        MARKDOWN = "markdown", "Markdown"
+        CONVERSATION = "conversation", "Conversation"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=200, blank=True)
+    text = models.TextField(help_text="The prompt text, or the conversation as JSON messages.")
+    format = models.CharField(max_length=16, choices=Format.choices, default=Format.TEXT)
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("study", "content_hash"), name="prompt_unique_hash_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Candidate(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="candidates")
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.CASCADE, related_name="candidates")
+    text = models.TextField()
+    source = models.CharField(max_length=200, blank=True, help_text="Model or system that produced it.")
+    metadata = models.JSONField(default=dict, blank=True)
+    # Hash of (prompt, text): the same response to the same prompt is a duplicate.
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("study", "content_hash"), name="candidate_unique_hash_per_study"),
+        ]
+        indexes = [models.Index(fields=("study", "prompt"))]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Comparison(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        LEASED = "leased", "Leased"
+        DONE = "done", "Done"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    candidates = models.ManyToManyField(Candidate, through="ComparisonItem", related_name="comparisons")
+    # Sorted candidate ids: one comparison per set of candidates per study, so a
+    # pair is never queued twice, whoever chose it.
+    item_key = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    judgments_wanted = models.PositiveSmallIntegerField(default=1)
+    strategy = models.CharField(max_length=32)
+    model_version = models.ForeignKey(
+        "activelearn.RewardModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    score = models.FloatField(null=True, blank=True, help_text="The strategy's informativeness score.")
+    propensity = models.FloatField(null=True, blank=True, help_text="Probability the strategy chose it.")
+    priority = models.FloatField(default=0.0, help_text="Higher is served first.")
+    is_gold = models.BooleanField(default=False)
+    gold_answer = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("study", "item_key"), name="comparison_unique_items_per_study"),
+        ]
+        indexes = [models.Index(fields=("study", "status", "-priority", "id"), name="comparison_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} [{self.item_key}] {self.status}"
+
+
+class ComparisonItem(models.Model):
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="items")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ("position",)
+        constraints = [
+            models.UniqueConstraint(fields=("comparison", "position"), name="item_unique_position"),
+            models.UniqueConstraint(fields=("comparison", "candidate"), name="item_unique_candidate"),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison {self.comparison_id} · position {self.position}: candidate {self.candidate_id}"
+
+
+class Assignment(models.Model):
+    """A lease: one comparison held by one annotator until it expires."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUBMITTED = "submitted", "Submitted"
+        EXPIRED = "expired", "Expired"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("comparison", "annotator"), name="assignment_unique_per_annotator"),
+        ]
+        indexes = [models.Index(fields=("study", "annotator", "status"))]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} · comparison {self.comparison_id} ({self.status})"
+
+
+class Judgment(models.Model):
+    class Choice(models.TextChoices):
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "Tie"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="judgments")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    # Candidate ids best first; tied candidates share an inner list.
+    ranking = models.JSONField(default=list)
+    rationale = models.TextField(blank=True)
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    client_info = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("comparison", "annotator"), name="judgment_one_per_annotator"),
+        ]
+        indexes = [models.Index(fields=("study", "created_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on {self.comparison_id}: {self.choice}"
