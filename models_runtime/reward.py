@@ -1,0 +1,534 @@
+"""Bradley–Terry reward model over frozen item embeddings.
+
+A small torch head (linear or one-hidden-layer MLP) maps an item's feature vector to a
+scalar utility ``s``; the probability that the left item of a pair is preferred is
+``sigmoid(s_left - s_right)``. Fitting maximises the (weighted) Bernoulli likelihood of
+the observed judgments with full-batch Adam, L2 weight decay and early stopping on a
+held-out split.
+
+Saved models use a directory format: ``<dir>/model.safetensors`` holds the weights and
+``<dir>/config.json`` holds the format name/version, ``input_dim`` and the
+:class:`RewardModelConfig` fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models_runtime.metrics import log_loss, pairwise_accuracy
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "FitResult",
+    "PairwiseData",
+    "RewardModel",
+    "RewardModelConfig",
+    "TrainingDivergedError",
+    "fit_bradley_terry",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "prefloop-bradley-terry"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+# Scoring batch size: large enough to amortise per-call overhead, small enough that an
+# (batch, hidden) activation never strains memory.
+_SCORE_BATCH = 65_536
+# Early stopping counts an epoch as an improvement only if it beats the best monitored
+# loss by more than this, so float noise cannot keep a plateaued run alive.
+_MIN_DELTA = 1e-6
+
+
+class TrainingDivergedError(RuntimeError):
+    """Raised when fitting produces a non-finite loss, parameter or score (or is given
+    non-finite features). No model is returned in that case."""
+
+
+def _frozen_array(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
+
+
+def _index_array(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer item indices, got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} contains negative item indices")
+    return _frozen_array(arr.astype(np.int64, copy=True))
+
+
+def _float_array(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float32)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return _frozen_array(arr.copy())
+
+
+@dataclass(frozen=True, eq=False)
+class PairwiseData:
+    """A set of pairwise judgments over items indexed into a feature matrix. ``left``
+    and ``right`` are int64 row indices; ``outcome`` is float32 with 1.0 meaning left
+    preferred, 0.0 right preferred and 0.5 a tie (any value in [0, 1] is accepted as a
+    soft label); ``weight`` optionally gives a non-negative weight per judgment. Arrays
+    are copied, converted to those dtypes and made read-only; inconsistent lengths or
+    out-of-range values raise ``ValueError``."""
+
+    left: np.ndarray
+    right: np.ndarray
+    outcome: np.ndarray
+    weight: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        left = _index_array(self.left, "left")
+        right = _index_array(self.right, "right")
+        outcome = _float_array(self.outcome, "outcome")
+        n = left.shape[0]
+        if right.shape[0] != n or outcome.shape[0] != n:
+            raise ValueError(
+                "left, right and outcome must have equal lengths, got "
+                f"{left.shape[0]}, {right.shape[0]} and {outcome.shape[0]}"
+            )
+        if n and (outcome.min() < 0.0 or outcome.max() > 1.0):
+            raise ValueError("outcome values must lie in [0, 1]")
+        weight = None
+        if self.weight is not None:
+            weight = _float_array(self.weight, "weight")
+            if weight.shape[0] != n:
+                raise ValueError(f"weight has length {weight.shape[0]}, expected {n} (one per judgment)")
+            if n and weight.min() < 0.0:
+                raise ValueError("weight values must be non-negative")
+        object.__setattr__(self, "left", left)
+        object.__setattr__(self, "right", right)
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "weight", weight)
+
+    def __len__(self) -> int:
+        return int(self.left.shape[0])
+
+    def subset(self, indices: np.ndarray) -> PairwiseData:
+        """Return the judgments at ``indices`` (an integer index array) as new data."""
+        return PairwiseData(
+            left=self.left[indices],
+            right=self.right[indices],
+            outcome=self.outcome[indices],
+            weight=None if self.weight is None else self.weight[indices],
+        )
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """Hyper-parameters for :func:`fit_bradley_terry`. ``head`` is ``"linear"`` or
+    ``"mlp"`` (one hidden layer of ``hidden`` GELU units); ``l2`` penalises the squared
+    weights (not biases); Adam runs at ``lr`` for at most ``max_epochs`` full-batch
+    steps, stopping after ``patience`` epochs without held-out improvement. A
+    ``holdout_fraction`` of judgments is held out only when that is at least
+    ``min_holdout`` judgments and no more than what remains for training. ``seed`` fixes
+    initialisation and the split; ``device`` goes to ``pick_device``."""
+
+    head: str = "mlp"
+    hidden: int = 64
+    l2: float = 1e-3
+    lr: float = 1e-2
+    max_epochs: int = 300
+    patience: int = 20
+    holdout_fraction: float = 0.2
+    min_holdout: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.head not in ("linear", "mlp"):
+            raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+        if not (self.l2 >= 0.0 and math.isfinite(self.l2)):
+            raise ValueError(f"l2 must be a finite non-negative number, got {self.l2}")
+        if not (self.lr > 0.0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite positive number, got {self.lr}")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.min_holdout < 1:
+            raise ValueError(f"min_holdout must be >= 1, got {self.min_holdout}")
+
+
+def _build_head(input_dim: int, config: RewardModelConfig) -> nn.Module:
+    from torch import nn
+
+    if config.head == "linear":
+        return nn.Sequential(nn.Linear(input_dim, 1))
+    return nn.Sequential(nn.Linear(input_dim, config.hidden), nn.GELU(), nn.Linear(config.hidden, 1))
+
+
+def _seeded_head(input_dim: int, config: RewardModelConfig) -> nn.Module:
+    import torch
+
+    # fork_rng keeps the process-wide RNG untouched: seeding must make this fit
+    # reproducible without changing randomness anywhere else in the worker.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _build_head(input_dim, config)
+
+
+def _check_features(features: np.ndarray, input_dim: int | None = None) -> np.ndarray:
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
+    if input_dim is not None and x.shape[1] != input_dim:
+        raise ValueError(f"features have dimension {x.shape[1]}, model expects {input_dim}")
+    return x
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # tanh form never overflows, unlike 1 / (1 + exp(-z)) for large negative z.
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class RewardModel:
+    """A fitted Bradley–Terry utility head: wraps the torch module, its
+    :class:`RewardModelConfig` and the input (embedding) dimension. ``scores`` gives
+    float64 utilities, ``prob_left`` pairwise preference probabilities; ``save``/``load``
+    use the directory format described in this module's docstring."""
+
+    def __init__(self, head: nn.Module, config: RewardModelConfig, input_dim: int) -> None:
+        self.head = head
+        self.config = config
+        self.input_dim = int(input_dim)
+        self.head.eval()
+
+    @property
+    def device(self) -> torch.device:
+        """Device the head's parameters live on."""
+        return next(self.head.parameters()).device
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Utility of each row of ``features`` (shape ``(n, input_dim)``) as a float64
+        array of shape ``(n,)``, computed in batches under ``torch.inference_mode``."""
+        import torch
+
+        x = _check_features(features, self.input_dim)
+        out = np.empty(x.shape[0], dtype=np.float64)
+        device = self.device
+        self.head.eval()
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], _SCORE_BATCH):
+                chunk = torch.from_numpy(x[start : start + _SCORE_BATCH]).to(device)
+                out[start : start + chunk.shape[0]] = self.head(chunk).squeeze(-1).double().cpu().numpy()
+        return out
+
+    def prob_left(self, features: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Probability (float64) that item ``left[i]`` is preferred over ``right[i]``,
+        i.e. ``sigmoid(s_left - s_right)``, where indices are rows of ``features``. Only
+        the rows actually referenced are scored."""
+        x = _check_features(features, self.input_dim)
+        li = _index_array(left, "left")
+        ri = _index_array(right, "right")
+        if li.shape != ri.shape:
+            raise ValueError("left and right must have the same length")
+        if li.size == 0:
+            return np.zeros(0, dtype=np.float64)
+        if max(li.max(), ri.max()) >= x.shape[0]:
+            raise ValueError("item index out of range for features")
+        used, inv = np.unique(np.concatenate([li, ri]), return_inverse=True)
+        s = self.scores(x[used])
+        return _sigmoid(s[inv[: li.size]] - s[inv[li.size :]])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached CPU copies of the head's parameters, usable as ``init_state`` for a
+        warm-started :func:`fit_bradley_terry`."""
+        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model into directory ``path`` (created if needed) as
+        ``model.safetensors`` + ``config.json`` and return the directory. Each file is
+        written atomically; use a fresh directory per model version so readers never
+        pair new weights with an old config."""
+        from safetensors.torch import save_file
+
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "input_dim": self.input_dim,
+            "config": dataclasses.asdict(self.config),
+        }
+        _atomic_write(
+            directory / WEIGHTS_FILE,
+            lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT_NAME}),
+        )
+
+        def write_json(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, indent=2, sort_keys=True)
+
+        _atomic_write(directory / CONFIG_FILE, write_json)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> RewardModel:
+        """Load a model saved by :meth:`save` from directory ``path`` onto ``device``
+        (CPU by default, where predictions match the saved model's exactly). Unknown
+        config fields from newer writers are ignored; a different format or a newer
+        format version raises ``ValueError``."""
+        from safetensors.torch import load_file
+
+        from models_runtime.device import pick_device
+
+        directory = Path(path)
+        cfg_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not cfg_path.is_file() or not weights_path.is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a saved reward model (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"{cfg_path} is not a {FORMAT_NAME} model config")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(f"{cfg_path} has format_version {version!r}; this code reads up to {FORMAT_VERSION}")
+        known = {f.name for f in dataclasses.fields(RewardModelConfig)}
+        config = RewardModelConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+        input_dim = int(meta["input_dim"])
+        head = _seeded_head(input_dim, config)
+        head.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
+        head.to(pick_device(device))
+        return cls(head, config, input_dim)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit_bradley_terry`: the fitted ``model``; ``metrics`` with keys
+    ``heldout_accuracy``, ``heldout_log_loss``, ``train_log_loss``, ``n_train``,
+    ``n_heldout``, ``epochs`` (epochs actually run) and ``train_seconds`` (held-out
+    values are ``nan`` when nothing was held out); and the ``device`` it trained on."""
+
+    model: RewardModel
+    metrics: dict[str, float]
+    device: str
+
+
+def _apply_init_state(head: nn.Module, init_state: Mapping[str, Any] | None) -> bool:
+    import torch
+
+    if init_state is None:
+        return False
+    current = head.state_dict()
+    if set(init_state) != set(current):
+        log.info("Ignoring init_state: parameter names differ; using a fresh init.")
+        return False
+    loaded: dict[str, torch.Tensor] = {}
+    for key, ref in current.items():
+        value = torch.as_tensor(init_state[key]).detach().to("cpu", ref.dtype)
+        if value.shape != ref.shape:
+            log.info(
+                "Ignoring init_state: %s has shape %s, expected %s; using a fresh init.",
+                key,
+                tuple(value.shape),
+                tuple(ref.shape),
+            )
+            return False
+        if not torch.isfinite(value).all():
+            log.info("Ignoring init_state: %s has non-finite values; using a fresh init.", key)
+            return False
+        loaded[key] = value.clone()
+    head.load_state_dict(loaded)
+    return True
+
+
+def _split(n: int, config: RewardModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    n_hold = round(n * config.holdout_fraction)
+    if n_hold >= config.min_holdout and n - n_hold >= n_hold:
+        perm = np.random.default_rng(config.seed).permutation(n)
+        # Sorted so the training order (and thus float summation order) depends only on
+        # which judgments were chosen, keeping results reproducible.
+        return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+    return np.arange(n), np.zeros(0, dtype=np.int64)
+
+
+def fit_bradley_terry(
+    features: np.ndarray,
+    data: PairwiseData,
+    config: RewardModelConfig = RewardModelConfig(),
+    init_state: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit a Bradley–Terry utility head on frozen ``features`` (``(N, d)`` float32, one
+    row per item) from the judgments in ``data``, which index rows of ``features``.
+    Judgments are split deterministically by ``config.seed`` into train and held-out
+    parts (see :class:`RewardModelConfig`); the head is trained with full-batch Adam on
+    the weighted binary cross-entropy of ``sigmoid(s_left - s_right)`` against the
+    outcome (ties act as soft 0.5 targets) plus L2 on weights, with early stopping on
+    held-out loss (training loss when nothing is held out) and the best epoch restored.
+    ``init_state`` warm-starts from a previous ``state_dict`` with matching shapes,
+    otherwise it is ignored. Scores are centred to mean zero over training items.
+    Results are deterministic on CPU. Raises ``TrainingDivergedError`` on non-finite
+    features, losses or parameters and ``ValueError`` on invalid inputs."""
+    import torch
+    import torch.nn.functional as F
+
+    from models_runtime.device import pick_device
+
+    started = time.perf_counter()
+    x_all = _check_features(features)
+    n_items, dim = x_all.shape
+    n = len(data)
+    if n == 0:
+        raise ValueError("Cannot fit a reward model without any judgments")
+    if dim == 0:
+        raise ValueError("features must have at least one column")
+    if max(int(data.left.max()), int(data.right.max())) >= n_items:
+        raise ValueError(f"Judgments reference item index >= {n_items}, the number of feature rows")
+
+    # Train only on the items that appear in judgments; feature matrices may hold many
+    # more (e.g. the whole unlabelled pool).
+    used, inverse = np.unique(np.concatenate([data.left, data.right]), return_inverse=True)
+    x_used = x_all[used]
+    bad_rows = ~np.isfinite(x_used).all(axis=1)
+    if bad_rows.any():
+        raise TrainingDivergedError(
+            f"features contain NaN or infinite values in {int(bad_rows.sum())} judged "
+            f"item row(s) (e.g. row {int(used[bad_rows][0])}); refusing to train"
+        )
+    left_pos, right_pos = inverse[:n], inverse[n:]
+    weight = np.ones(n, dtype=np.float32) if data.weight is None else data.weight
+    train_idx, hold_idx = _split(n, config)
+    if float(weight[train_idx].sum()) <= 0.0:
+        raise ValueError("Training judgments have zero total weight")
+    has_hold = hold_idx.size > 0 and float(weight[hold_idx].sum()) > 0.0
+
+    device = pick_device(config.device)
+    head = _seeded_head(dim, config)
+    if _apply_init_state(head, init_state):
+        log.debug("Warm-starting reward model from init_state")
+    head.to(device)
+
+    def part(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return (
+            torch.from_numpy(left_pos[idx]).to(device),
+            torch.from_numpy(right_pos[idx]).to(device),
+            torch.from_numpy(np.ascontiguousarray(data.outcome[idx])).to(device),
+            torch.from_numpy(np.ascontiguousarray(weight[idx])).to(device),
+        )
+
+    x_t = torch.from_numpy(x_used).to(device)
+    train_t = part(train_idx)
+    hold_t = part(hold_idx) if has_hold else train_t
+
+    def nll(s: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        li, ri, y, w = batch
+        per = F.binary_cross_entropy_with_logits(s[li] - s[ri], y, reduction="none")
+        return (w * per).sum() / w.sum()
+
+    params = list(head.parameters())
+    decayed = [p for name, p in head.named_parameters() if name.endswith("weight")]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    def monitored() -> float:
+        head.eval()
+        with torch.no_grad():
+            value = float(nll(head(x_t).squeeze(-1), hold_t))
+        if not math.isfinite(value):
+            raise TrainingDivergedError(f"monitored loss became {value}")
+        return value
+
+    # Epoch 0 competes too, so a warm start that is already optimal is kept as is.
+    best_loss = monitored()
+    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    stale = 0
+    epochs = 0
+    for epoch in range(1, config.max_epochs + 1):
+        head.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = nll(head(x_t).squeeze(-1), train_t)
+        if config.l2 > 0.0:
+            loss = loss + config.l2 * sum((p * p).sum() for p in decayed)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError(
+                f"training loss became {loss_value} at epoch {epoch}; try a smaller lr or check the features"
+            )
+        loss.backward()
+        optimizer.step()
+        epochs = epoch
+        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise TrainingDivergedError(f"model parameters became non-finite at epoch {epoch}; try a smaller lr")
+        current = monitored()
+        if current < best_loss - _MIN_DELTA:
+            best_loss = current
+            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            stale = 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    head.load_state_dict(best_state)
+    head.eval()
+
+    # The output bias cancels in s_left - s_right, so shifting it to centre training-item
+    # scores at zero changes no prediction but makes utilities comparable across fits.
+    train_items = np.unique(np.concatenate([left_pos[train_idx], right_pos[train_idx]]))
+    with torch.no_grad():
+        s_train = head(x_t[torch.from_numpy(train_items).to(device)]).squeeze(-1)
+        head[-1].bias.sub_(s_train.mean())
+
+    model = RewardModel(head, config, dim)
+    s = model.scores(x_used)
+    if not np.isfinite(s).all():
+        raise TrainingDivergedError("fitted model produces non-finite scores")
+    p = _sigmoid(s[left_pos] - s[right_pos])
+    metrics: dict[str, float] = {
+        "heldout_accuracy": float("nan"),
+        "heldout_log_loss": float("nan"),
+        "train_log_loss": log_loss(p[train_idx], data.outcome[train_idx]),
+        "n_train": float(train_idx.size),
+        "n_heldout": float(hold_idx.size),
+        "epochs": float(epochs),
+        "train_seconds": 0.0,
+    }
+    if hold_idx.size:
+        metrics["heldout_accuracy"] = pairwise_accuracy(p[hold_idx], data.outcome[hold_idx])
+        metrics["heldout_log_loss"] = log_loss(p[hold_idx], data.outcome[hold_idx])
+    metrics["train_seconds"] = time.perf_counter() - started
+    return FitResult(model=model, metrics=metrics, device=str(device))

@@ -1,0 +1,200 @@
+"""Tests for models_runtime.embedding and models_runtime.hashing (no Django)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models_runtime.embedding import (
+    CachedEmbedder,
+    DirectoryEmbeddingCache,
+    EmbedderConfig,
+    EmbedderError,
+    MemoryEmbeddingCache,
+    TransformerEmbedder,
+    default_model_path,
+)
+from models_runtime.hashing import text_hash
+
+
+@pytest.fixture(scope="module")
+def minilm() -> TransformerEmbedder:
+    emb = TransformerEmbedder(EmbedderConfig(device="cpu", batch_size=4))
+    emb.embed(["warm up"])  # load once for the whole module
+    return emb
+
+
+def test_minilm_shape_and_norm(minilm: TransformerEmbedder) -> None:
+    vecs = minilm.embed(["The cat sat on the mat.", "Stock markets fell sharply today."])
+    assert minilm.dim == 384
+    assert vecs.shape == (2, 384)
+    assert vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_minilm_semantic_similarity(minilm: TransformerEmbedder) -> None:
+    a, b, c = minilm.embed(
+        [
+            "A man is playing a guitar on stage.",
+            "Someone performs music with a guitar.",
+            "The quarterly tax report is due on Friday.",
+        ]
+    )
+    assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_minilm_empty_input(minilm: TransformerEmbedder) -> None:
+    out = minilm.embed([])
+    assert out.shape == (0, 384)
+    assert out.dtype == np.float32
+
+
+def test_minilm_batch_equals_single(minilm: TransformerEmbedder) -> None:
+    texts = [
+        "short",
+        "a somewhat longer sentence about preference annotation",
+        "",
+        "ünïcödé text with accents",
+        "a b c d e f g h i j k l m n o p",
+        "another one",
+    ]
+    batched = minilm.embed(texts)
+    single = np.vstack([minilm.embed([t]) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_model_key_is_stable(minilm: TransformerEmbedder) -> None:
+    other = TransformerEmbedder(EmbedderConfig(model_path=default_model_path(), device="cpu"))
+    assert other.model_key == minilm.model_key
+    assert minilm.model_key.endswith("-max256")
+    shorter = TransformerEmbedder(EmbedderConfig(max_length=128, device="cpu"))
+    assert shorter.model_key != minilm.model_key
+
+
+def test_bad_model_path_raises(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(EmbedderError, match="no-such-model"):
+        TransformerEmbedder(EmbedderConfig(model_path=str(missing))).embed(["x"])
+    not_a_model = tmp_path / "empty-dir"
+    not_a_model.mkdir()
+    emb = TransformerEmbedder(EmbedderConfig(model_path=str(not_a_model)))
+    with pytest.raises(EmbedderError, match="empty-dir"):
+        emb.embed(["x"])
+    with pytest.raises(EmbedderError):
+        _ = emb.model_key
+    assert issubclass(EmbedderError, ValueError)
+
+
+def test_embed_rejects_bare_string(minilm: TransformerEmbedder) -> None:
+    with pytest.raises(TypeError):
+        minilm.embed("not a list")
+
+
+class CountingEmbedder:
+    """Deterministic fake embedder that records every text it is asked to embed."""
+
+    def __init__(self, dim: int = 8) -> None:
+        self._dim = dim
+        self.calls: list[list[str]] = []
+
+    @property
+    def model_key(self) -> str:
+        return "fake-model"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            seed = int(text_hash(t)[:8], 16)
+            v = np.random.default_rng(seed).standard_normal(self._dim)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+    @property
+    def embedded_count(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+def test_cached_embedder_second_call_embeds_nothing() -> None:
+    fake = CountingEmbedder()
+    cached = CachedEmbedder(fake, MemoryEmbeddingCache())
+    texts = ["alpha", "beta", "alpha", "gamma"]
+    first = cached.embed(texts)
+    assert fake.calls == [["alpha", "beta", "gamma"]]  # deduplicated, one batch
+    second = cached.embed(list(reversed(texts)))
+    assert fake.embedded_count == 3
+    np.testing.assert_array_equal(second, first[::-1])
+    np.testing.assert_array_equal(first, fake.embed(texts))
+    assert cached.model_key == "fake-model" and cached.dim == 8
+    assert cached.embed([]).shape == (0, 8)
+
+
+def test_cached_embedder_only_embeds_misses() -> None:
+    fake = CountingEmbedder()
+    cached = CachedEmbedder(fake, MemoryEmbeddingCache())
+    cached.embed(["a", "b"])
+    cached.embed(["b", "c", "a", "d"])
+    assert fake.calls == [["a", "b"], ["c", "d"]]
+
+
+def test_cache_keys_depend_on_model_key() -> None:
+    class OtherModel(CountingEmbedder):
+        @property
+        def model_key(self) -> str:
+            return "other-model"
+
+    cache = MemoryEmbeddingCache()
+    CachedEmbedder(CountingEmbedder(), cache).embed(["same text"])
+    other = OtherModel()
+    CachedEmbedder(other, cache).embed(["same text"])
+    assert other.embedded_count == 1
+    assert len(cache) == 2
+
+
+def test_directory_cache_round_trip(tmp_path: Path) -> None:
+    vecs = {text_hash(f"k{i}"): np.full(4, i, dtype=np.float32) for i in range(50)}
+    vecs["not a hex key/../x"] = np.arange(4, dtype=np.float32)
+    DirectoryEmbeddingCache(tmp_path / "cache").set_many(vecs)
+    reader = DirectoryEmbeddingCache(tmp_path / "cache")
+    got = reader.get_many([*vecs, "absent"])
+    assert set(got) == set(vecs)
+    for key, vec in vecs.items():
+        np.testing.assert_array_equal(got[key], vec)
+        assert got[key].dtype == np.float32
+    assert not list((tmp_path / "cache").rglob(".tmp-*"))
+    # everything stays inside the root, sharded by key prefix
+    files = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == len(vecs)
+    assert all(f.parent.parent == tmp_path / "cache" for f in files)
+
+
+def test_directory_cache_shared_between_cached_embedders(tmp_path: Path) -> None:
+    first_fake, second_fake = CountingEmbedder(), CountingEmbedder()
+    texts = ["one", "two", "three"]
+    a = CachedEmbedder(first_fake, DirectoryEmbeddingCache(tmp_path)).embed(texts)
+    b = CachedEmbedder(second_fake, DirectoryEmbeddingCache(tmp_path)).embed(texts)
+    assert first_fake.embedded_count == 3
+    assert second_fake.embedded_count == 0
+    np.testing.assert_array_equal(a, b)
+
+
+def test_directory_cache_corrupt_entry_is_a_miss(tmp_path: Path) -> None:
+    cache = DirectoryEmbeddingCache(tmp_path)
+    key = text_hash("x")
+    cache.set_many({key: np.ones(3, dtype=np.float32)})
+    path = next(tmp_path.rglob("*.npy"))
+    path.write_bytes(b"garbage")
+    assert cache.get_many([key]) == {}
+
+
+def test_text_hash_normalises() -> None:
+    assert text_hash("  caf\u00e9\n") == text_hash("cafe\u0301")
+    assert text_hash("a") != text_hash("b")
+    assert len(text_hash("")) == 64
