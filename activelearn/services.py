@@ -1,0 +1,451 @@
+"""The active-learning loop: retrain the reward model, refill the queue.
+
+The judgment service calls :func:`loop_notify_judgment` after each commit.
+Both kinds of background work are debounced per study through claim columns
+on Study: one retrain and one refill in flight at a time, and judgments that
+arrive during a retrain make it run once more at the end instead of piling
+up tasks. A failed fit never replaces the last good model: a version row is
+written only after its checkpoint is safely on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from activelearn.models import EmbeddingRecord, RewardModelVersion
+from activelearn.strategies import ScoredPair, SelectionInput, StrategyName, get_strategy
+from annotation.models import Candidate, Comparison, ComparisonItem, Judgment, Study
+
+if TYPE_CHECKING:
+    from models_runtime.embedding import CachedEmbedder
+    from models_runtime.reward import RewardModel
+
+logger = logging.getLogger(__name__)
+
+# Fewer judgments than this give no model worth steering by.
+MIN_JUDGMENTS_TO_TRAIN = 3
+
+
+# --- triggers ------------------------------------------------------------------
+
+
+def loop_notify_judgment(*, study_id: int) -> None:
+    """Tell the loop a judgment committed: ask for a retrain, top up the queue."""
+    retrain_request(study_id=study_id)
+    if queue_waiting_count(study_id=study_id) < Study.objects.values_list("queue_low_water", flat=True).get(
+        id=study_id
+    ):
+        refill_request(study_id=study_id)
+
+
+def _stale_before() -> timezone.datetime:
+    return timezone.now() - timedelta(seconds=settings.PREFLOOP_RETRAIN_STALE_SECONDS)
+
+
+def retrain_request(*, study_id: int) -> bool:
+    """Mark the study's model out of date and start a retrain unless one runs.
+
+    Returns True when this call claimed the study and enqueued the task. A
+    claim older than PREFLOOP_RETRAIN_STALE_SECONDS belongs to a worker that
+    died, and is taken over.
+    """
+    from activelearn import tasks
+
+    Study.objects.filter(id=study_id).update(retrain_dirty=True)
+    claimed = (
+        Study.objects.filter(id=study_id)
+        .filter(Q(retrain_claimed_at__isnull=True) | Q(retrain_claimed_at__lt=_stale_before()))
+        .update(retrain_claimed_at=timezone.now())
+    )
+    if claimed:
+        transaction.on_commit(lambda: tasks.retrain_study.delay(study_id))
+    return bool(claimed)
+
+
+def refill_request(*, study_id: int) -> bool:
+    """Enqueue a queue refill unless one is already in flight for the study."""
+    from activelearn import tasks
+
+    claimed = (
+        Study.objects.filter(id=study_id)
+        .filter(Q(refill_claimed_at__isnull=True) | Q(refill_claimed_at__lt=_stale_before()))
+        .update(refill_claimed_at=timezone.now())
+    )
+    if claimed:
+        transaction.on_commit(lambda: tasks.refill_queue.delay(study_id))
+    return bool(claimed)
+
+
+# --- retraining ---------------------------------------------------------------
+
+
+def reward_model_retrain(*, study_id: int) -> RewardModelVersion | None:
+    """Refit until no judgment arrived during the fit, then release the claim.
+
+    Called by the ``retrain_study`` task. Judgments that commit while a fit
+    runs set ``retrain_dirty``; the loop then fits once more, so the newest
+    model always includes them, and at most one fit per study runs at a time.
+    After a new version is published the queue is refilled with its choices.
+    """
+    latest: RewardModelVersion | None = None
+    try:
+        while True:
+            Study.objects.filter(id=study_id).update(retrain_dirty=False, retrain_claimed_at=timezone.now())
+            version = reward_model_fit(study_id=study_id)
+            latest = version or latest
+            released = Study.objects.filter(id=study_id, retrain_dirty=False).update(retrain_claimed_at=None)
+            if released:
+                break
+    except Exception:
+        Study.objects.filter(id=study_id).update(retrain_claimed_at=None)
+        raise
+    if latest is not None:
+        refill_request(study_id=study_id)
+    return latest
+
+
+@dataclass(frozen=True)
+class StudyFeatures:
+    """Embeddings of every candidate in a study, rows in candidate-id order."""
+
+    candidate_ids: np.ndarray
+    groups: np.ndarray
+    features: np.ndarray
+    embedder_key: str
+
+    def index(self) -> dict[int, int]:
+        return {int(cid): row for row, cid in enumerate(self.candidate_ids)}
+
+
+def study_features(*, study_id: int) -> StudyFeatures:
+    """Embed all candidates of a study (cached by content), grouped by prompt."""
+    rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id", "text"))
+    embedder = embedder_get()
+    features = embedder.embed([text for _, _, text in rows])
+    return StudyFeatures(
+        candidate_ids=np.array([cid for cid, _, _ in rows], dtype=np.int64),
+        groups=np.array([-1 if pid is None else pid for _, pid, _ in rows], dtype=np.int64),
+        features=features,
+        embedder_key=embedder.model_key,
+    )
+
+
+def _pairwise_data(*, study_id: int, index: dict[int, int]):
+    from models_runtime.reward import PairwiseData
+
+    left: list[int] = []
+    right: list[int] = []
+    outcome: list[float] = []
+    for ranking in Judgment.objects.filter(study_id=study_id).order_by("id").values_list("ranking", flat=True):
+        if len(ranking) == 1 and isinstance(ranking[0], list) and len(ranking[0]) == 2:
+            a, b = ranking[0]
+            result = 0.5
+        elif len(ranking) == 2 and not isinstance(ranking[0], list):
+            a, b = ranking
+            result = 1.0
+        else:
+            continue
+        if a in index and b in index:
+            left.append(index[a])
+            right.append(index[b])
+            outcome.append(result)
+    return PairwiseData(
+        left=np.array(left, dtype=np.int64),
+        right=np.array(right, dtype=np.int64),
+        outcome=np.array(outcome, dtype=np.float32),
+    )
+
+
+def reward_model_config(*, study: Study):
+    from models_runtime.reward import RewardModelConfig
+
+    params = study.strategy_params or {}
+    return RewardModelConfig(head=study.model_type, seed=int(params.get("seed", 0)), device=settings.PREFLOOP_DEVICE)
+
+
+def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
+    """Fit the study's reward model on all its judgments and publish it.
+
+    Returns None when there are too few judgments. The fit warm-starts from
+    the previous version. The checkpoint is written under a temporary name
+    and renamed into place before the version row is created, so readers
+    never see a version without its weights.
+    """
+    from models_runtime.reward import RewardModel, fit_bradley_terry
+
+    study = Study.objects.get(id=study_id)
+    n_judgments = Judgment.objects.filter(study_id=study_id).count()
+    if n_judgments < MIN_JUDGMENTS_TO_TRAIN:
+        return None
+    feats = study_features(study_id=study_id)
+    data = _pairwise_data(study_id=study_id, index=feats.index())
+    if len(data) < MIN_JUDGMENTS_TO_TRAIN:
+        return None
+
+    previous = reward_model_latest(study_id=study_id)
+    init_state = None
+    if previous is not None and previous.model_type == study.model_type and previous.embedder_key == feats.embedder_key:
+        try:
+            init_state = RewardModel.load(previous.checkpoint_path).state_dict()
+        except (OSError, ValueError) as exc:
+            logger.warning("warm start skipped for study %s: %s", study_id, exc)
+    result = fit_bradley_terry(feats.features, data, reward_model_config(study=study), init_state=init_state)
+
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(id=study_id)
+        newest = reward_model_latest(study_id=study_id)
+        number = (newest.version if newest else 0) + 1
+        path = _checkpoint_write(study_id=locked.id, version=number, model=result.model)
+        metrics = {k: _finite_or_none(v) for k, v in result.metrics.items()}
+        return RewardModelVersion.objects.create(
+            study=locked,
+            version=number,
+            model_type=study.model_type,
+            embedder_key=feats.embedder_key,
+            n_judgments=len(data),
+            n_train=int(result.metrics.get("n_train", 0)),
+            n_heldout=int(result.metrics.get("n_heldout", 0)),
+            heldout_accuracy=metrics.get("heldout_accuracy"),
+            heldout_log_loss=metrics.get("heldout_log_loss"),
+            metrics=metrics,
+            train_seconds=float(result.metrics.get("train_seconds", 0.0)),
+            device=result.device,
+            checkpoint_path=str(path),
+        )
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _checkpoint_write(*, study_id: int, version: int, model: RewardModel) -> Path:
+    # The random suffix keeps a recreated database (ids start again) from
+    # colliding with checkpoints of an earlier one.
+    final = Path(settings.PREFLOOP_CHECKPOINT_DIR) / f"study-{study_id}" / f"v{version:05d}-{uuid.uuid4().hex[:8]}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".v{version:05d}-", dir=final.parent))
+    model.save(staging)
+    os.replace(staging, final)
+    return final
+
+
+def reward_model_latest(*, study_id: int) -> RewardModelVersion | None:
+    return RewardModelVersion.objects.filter(study_id=study_id).order_by("-version").first()
+
+
+# --- the queue ----------------------------------------------------------------
+
+
+def queue_waiting_count(*, study_id: int) -> int:
+    return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED).count()
+
+
+def item_key(candidate_ids: list[int]) -> str:
+    return "-".join(str(c) for c in sorted(candidate_ids))
+
+
+def queue_refill(*, study_id: int, use_model: bool = True, seed: int | None = None) -> int:
+    """Top the study's queue up to ``queue_target`` with the strategy's picks.
+
+    With a reward model, untouched comparisons chosen by an older model are
+    retired first, so annotators always answer what the newest model finds
+    most informative. Before the first model (or with ``use_model=False``,
+    the cheap path the web process takes when the queue ran dry) pairs are
+    random. Returns the number of comparisons created.
+    """
+    try:
+        return _queue_refill(study_id=study_id, use_model=use_model, seed=seed)
+    finally:
+        Study.objects.filter(id=study_id).update(refill_claimed_at=None)
+
+
+@transaction.atomic
+def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
+    study = Study.objects.select_for_update().get(id=study_id)
+    if study.status != Study.Status.ACTIVE or study.mode != Study.Mode.PAIRWISE:
+        return 0
+    latest = reward_model_latest(study_id=study_id) if use_model else None
+    if latest is not None:
+        _queue_retire_stale(study_id=study_id, keep_version_id=latest.id)
+
+    waiting = queue_waiting_count(study_id=study_id)
+    judged = Judgment.objects.filter(study_id=study_id).count()
+    # Never queue more work than the budget still pays for.
+    outstanding = (
+        Comparison.objects.filter(study_id=study_id).exclude(status=Comparison.Status.DONE).count() * study.overlap
+    )
+    room = (study.budget - judged - outstanding) // study.overlap
+    want = min(study.queue_target - waiting, room)
+    if want <= 0:
+        return 0
+
+    rng = np.random.default_rng(seed)
+    if latest is not None:
+        feats = study_features(study_id=study_id)
+        candidate_ids, groups = feats.candidate_ids, feats.groups
+    else:
+        rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id"))
+        candidate_ids = np.array([c for c, _ in rows], dtype=np.int64)
+        groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
+    index = {int(cid): row for row, cid in enumerate(candidate_ids)}
+    excluded = _excluded_pairs(study_id=study_id, index=index)
+
+    picks: list[tuple[ScoredPair, str]] = []
+    if latest is not None:
+        from models_runtime.reward import RewardModel
+
+        scores = RewardModel.load(latest.checkpoint_path).scores(feats.features)
+        strategy = get_strategy(study.strategy, **_strategy_params(study))
+        inp = SelectionInput(groups=groups, scores=scores, excluded=frozenset(excluded))
+        picks = [(p, strategy.name.value) for p in strategy.select(inp, want, rng)]
+    if len(picks) < want:
+        # Cold start, or the strategy ran out of pairs it wants: random pairs
+        # keep annotators busy rather than waiting.
+        taken = excluded | {(p.i, p.j) for p, _ in picks}
+        inp = SelectionInput(groups=groups, scores=None, excluded=frozenset(taken))
+        extra = get_strategy(StrategyName.RANDOM).select(inp, want - len(picks), rng)
+        picks += [(p, StrategyName.RANDOM.value) for p in extra]
+    return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=picks, model_version=latest, rng=rng)
+
+
+def _strategy_params(study: Study) -> dict:
+    params = dict(study.strategy_params or {})
+    params.pop("seed", None)
+    return params
+
+
+def _excluded_pairs(*, study_id: int, index: dict[int, int]) -> set[tuple[int, int]]:
+    excluded: set[tuple[int, int]] = set()
+    for key in Comparison.objects.filter(study_id=study_id).values_list("item_key", flat=True).iterator():
+        ids = [int(x) for x in key.split("-")]
+        if len(ids) == 2 and ids[0] in index and ids[1] in index:
+            a, b = index[ids[0]], index[ids[1]]
+            excluded.add((a, b) if a < b else (b, a))
+    return excluded
+
+
+def _queue_retire_stale(*, study_id: int, keep_version_id: int) -> int:
+    """Delete untouched queued comparisons that an older model chose.
+
+    Rows are locked with SKIP LOCKED so a comparison being leased right now
+    is left alone, and the filter is re-read after locking so one leased a
+    moment ago is not deleted.
+    """
+    untouched = (
+        Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
+        .exclude(model_version_id=keep_version_id)
+        .filter(assignments__isnull=True, judgments__isnull=True)
+    )
+    locked = list(
+        Comparison.objects.filter(id__in=untouched.values("id"))
+        .select_for_update(skip_locked=True)
+        .values_list("id", flat=True)
+    )
+    if not locked:
+        return 0
+    still = list(untouched.filter(id__in=locked).values_list("id", flat=True))
+    ComparisonItem.objects.filter(comparison_id__in=still).delete()
+    Comparison.objects.filter(id__in=still).delete()
+    return len(still)
+
+
+def _comparisons_create(
+    *,
+    study: Study,
+    candidate_ids: np.ndarray,
+    picks: list[tuple[ScoredPair, str]],
+    model_version: RewardModelVersion | None,
+    rng: np.random.Generator,
+) -> int:
+    if not picks:
+        return 0
+    prompt_of = dict(Candidate.objects.filter(study=study).values_list("id", "prompt_id"))
+    comparisons: list[Comparison] = []
+    orders: list[list[int]] = []
+    for pick, strategy_name in picks:
+        pair = [int(candidate_ids[pick.i]), int(candidate_ids[pick.j])]
+        # Which response shows on the left is random, so position bias averages out.
+        if rng.random() < 0.5:
+            pair.reverse()
+        orders.append(pair)
+        comparisons.append(
+            Comparison(
+                study=study,
+                prompt_id=prompt_of.get(pair[0]),
+                item_key=item_key(pair),
+                judgments_wanted=study.overlap,
+                strategy=strategy_name,
+                model_version=model_version,
+                score=pick.score,
+                propensity=pick.propensity,
+                priority=pick.score,
+            )
+        )
+    created = Comparison.objects.bulk_create(comparisons)
+    ComparisonItem.objects.bulk_create(
+        ComparisonItem(comparison=comp, candidate_id=cid, position=pos)
+        for comp, order in zip(created, orders, strict=True)
+        for pos, cid in enumerate(order)
+    )
+    return len(created)
+
+
+# --- embeddings ------------------------------------------------------------------
+
+
+class DatabaseEmbeddingCache:
+    """Embedding cache in the database, shared by every worker and machine."""
+
+    chunk = 500
+
+    def get_many(self, keys):
+        found: dict[str, np.ndarray] = {}
+        keys = list(keys)
+        for start in range(0, len(keys), self.chunk):
+            for key, dim, blob in EmbeddingRecord.objects.filter(key__in=keys[start : start + self.chunk]).values_list(
+                "key", "dim", "vector"
+            ):
+                found[key] = np.frombuffer(bytes(blob), dtype=np.float32, count=dim)
+        return found
+
+    def set_many(self, items) -> None:
+        EmbeddingRecord.objects.bulk_create(
+            [
+                EmbeddingRecord(key=k, dim=int(v.shape[0]), vector=np.asarray(v, dtype=np.float32).tobytes())
+                for k, v in items.items()
+            ],
+            ignore_conflicts=True,
+            batch_size=self.chunk,
+        )
+
+
+_EMBEDDERS: dict[tuple, CachedEmbedder] = {}
+
+
+def embedder_get() -> CachedEmbedder:
+    """The process-wide embedder for the configured model (loaded once)."""
+    from models_runtime.embedding import CachedEmbedder, EmbedderConfig, TransformerEmbedder
+
+    config = EmbedderConfig(
+        model_path=settings.PREFLOOP_EMBEDDER_PATH or None,
+        max_length=settings.PREFLOOP_EMBEDDER_MAX_LENGTH,
+        device=settings.PREFLOOP_DEVICE,
+    )
+    key = (config.model_path, config.max_length, config.device)
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = CachedEmbedder(TransformerEmbedder(config), DatabaseEmbeddingCache())
+    return _EMBEDDERS[key]

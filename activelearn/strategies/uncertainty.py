@@ -1,0 +1,70 @@
+"""Uncertainty sampling: the pairs whose predicted preference is closest to 50/50."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from activelearn.strategies.base import (
+    ScoredPair,
+    SelectionInput,
+    StrategyName,
+    group_members,
+    ordered,
+)
+
+
+@dataclass
+class UncertaintyStrategy:
+    """Choose the open pairs with the smallest predicted score gap.
+
+    Under Bradley–Terry, P(i ≻ j) = σ(s_i − s_j), so the pairs nearest 0.5 are
+    the ones with the closest scores, and in a group sorted by score those are
+    neighbours within a small ``window``. That keeps the cost at
+    O(N log N + N·window) instead of O(N²) pairs. The score reported is
+    1 − 2·|P − 0.5| (1 = a coin flip). ``max_per_item`` caps how often one item
+    appears in a batch, so a batch spreads over many prompts.
+    """
+
+    window: int = 4
+    max_per_item: int = 1
+    name: StrategyName = StrategyName.UNCERTAINTY
+
+    def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
+        if inp.scores is None:
+            raise ValueError("the uncertainty strategy needs model scores; use random before the first model")
+        scores = np.asarray(inp.scores, dtype=np.float64)
+        lefts: list[np.ndarray] = []
+        rights: list[np.ndarray] = []
+        for members in group_members(inp.groups):
+            # Random tie-breaking keeps equal scores from always pairing the same way.
+            jitter = rng.random(members.size) * 1e-9
+            ranked = members[np.lexsort((jitter, scores[members]))]
+            for offset in range(1, min(self.window, ranked.size - 1) + 1):
+                lefts.append(ranked[:-offset])
+                rights.append(ranked[offset:])
+        if not lefts or n <= 0:
+            return []
+        left = np.concatenate(lefts)
+        right = np.concatenate(rights)
+        gap = np.abs(scores[left] - scores[right])
+        prob = 1.0 / (1.0 + np.exp(-gap))
+        informativeness = 1.0 - 2.0 * np.abs(prob - 0.5)
+
+        chosen: list[ScoredPair] = []
+        uses: dict[int, int] = {}
+        seen: set[tuple[int, int]] = set()
+        for k in np.argsort(-informativeness, kind="stable"):
+            pair = ordered(int(left[k]), int(right[k]))
+            if pair in inp.excluded or pair in seen:
+                continue
+            if uses.get(pair[0], 0) >= self.max_per_item or uses.get(pair[1], 0) >= self.max_per_item:
+                continue
+            seen.add(pair)
+            uses[pair[0]] = uses.get(pair[0], 0) + 1
+            uses[pair[1]] = uses.get(pair[1], 0) + 1
+            chosen.append(ScoredPair(i=pair[0], j=pair[1], score=float(informativeness[k]), propensity=1.0))
+            if len(chosen) >= n:
+                break
+        return chosen

@@ -1,0 +1,207 @@
+"""Writes of the annotation app: leasing comparisons and saving judgments.
+
+Every function here is a transaction. Views, the REST API, management
+commands and Celery tasks all come through these, so the rules (one judgment
+per annotator and comparison, leases that expire, the overlap cap) hold
+whatever the entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from annotation.models import Assignment, Comparison, Judgment, Study
+
+
+class AnnotationError(Exception):
+    """A request the rules do not allow; the message is safe to show the user."""
+
+
+class StudyNotOpen(AnnotationError):
+    pass
+
+
+class NotAssigned(AnnotationError):
+    pass
+
+
+class InvalidAnswer(AnnotationError):
+    pass
+
+
+def leases_expire(*, study_id: int) -> int:
+    """Mark overdue leases expired and put their comparisons back in the queue.
+
+    Runs before every lease, so an abandoned tab costs at most one lease
+    period. Returns how many leases expired.
+    """
+    now = timezone.now()
+    expired = list(
+        Assignment.objects.filter(study_id=study_id, status=Assignment.Status.ACTIVE, expires_at__lt=now).values_list(
+            "id", "comparison_id"
+        )
+    )
+    if not expired:
+        return 0
+    Assignment.objects.filter(id__in=[a for a, _ in expired], status=Assignment.Status.ACTIVE).update(
+        status=Assignment.Status.EXPIRED
+    )
+    comparison_status_refresh(comparison_ids=[c for _, c in expired])
+    return len(expired)
+
+
+def comparison_status_refresh(*, comparison_ids: list[int]) -> None:
+    """Recompute queued / leased / done from judgments and live leases.
+
+    A comparison is done when it has as many judgments as it wants, leased
+    when judgments plus live leases fill it, and queued otherwise.
+    """
+    rows = (
+        Comparison.objects.filter(id__in=comparison_ids)
+        .annotate(
+            n_judged=Count("judgments", distinct=True),
+            n_live=Count("assignments", filter=Q(assignments__status=Assignment.Status.ACTIVE), distinct=True),
+        )
+        .values_list("id", "status", "judgments_wanted", "n_judged", "n_live")
+    )
+    now = timezone.now()
+    for comparison_id, status, wanted, n_judged, n_live in rows:
+        if n_judged >= wanted:
+            new = Comparison.Status.DONE
+        elif n_judged + n_live >= wanted:
+            new = Comparison.Status.LEASED
+        else:
+            new = Comparison.Status.QUEUED
+        if new != status:
+            fields = {"status": new}
+            if new == Comparison.Status.DONE:
+                fields["completed_at"] = now
+            Comparison.objects.filter(id=comparison_id).update(**fields)
+
+
+@dataclass(frozen=True)
+class Lease:
+    assignment: Assignment
+    created: bool
+
+
+@transaction.atomic
+def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease | None:
+    """Give the annotator their next comparison in this study, or None.
+
+    An annotator who already holds a live lease gets it back (a reload shows
+    the same comparison). Otherwise the highest-priority queued comparison
+    they have not judged is locked with ``SELECT … FOR UPDATE SKIP LOCKED``
+    (PostgreSQL; SQLite serialises writers instead), so two annotators never
+    take the same slot. None means the queue is empty or the study is not
+    accepting work; the caller decides whether to refill.
+    """
+    if study.status != Study.Status.ACTIVE:
+        raise StudyNotOpen(f"The study “{study.name}” is {study.get_status_display().lower()}.")
+    now = timezone.now()
+    current = (
+        Assignment.objects.select_related("comparison")
+        .filter(study=study, annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=now)
+        .order_by("leased_at")
+        .first()
+    )
+    if current is not None:
+        return Lease(assignment=current, created=False)
+    if study_judgment_count(study_id=study.id) >= study.budget:
+        return None
+
+    leases_expire(study_id=study.id)
+    comparison = (
+        Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED)
+        .exclude(judgments__annotator=annotator)
+        .exclude(assignments__annotator=annotator, assignments__status=Assignment.Status.ACTIVE)
+        .order_by("-priority", "id")
+        .select_for_update(skip_locked=True, of=("self",))
+        .first()
+    )
+    if comparison is None:
+        return None
+    expires = now + timedelta(seconds=study.lease_seconds)
+    assignment, _ = Assignment.objects.update_or_create(
+        comparison=comparison,
+        annotator=annotator,
+        defaults={"study": study, "status": Assignment.Status.ACTIVE, "leased_at": now, "expires_at": expires},
+    )
+    comparison_status_refresh(comparison_ids=[comparison.id])
+    return Lease(assignment=assignment, created=True)
+
+
+def study_judgment_count(*, study_id: int) -> int:
+    return Judgment.objects.filter(study_id=study_id).count()
+
+
+@dataclass(frozen=True)
+class Submission:
+    judgment: Judgment
+    created: bool
+
+
+_PAIRWISE_CHOICES = {c.value for c in Judgment.Choice}
+
+
+@transaction.atomic
+def judgment_submit(
+    *,
+    study: Study,
+    annotator: AbstractBaseUser,
+    comparison_id: int,
+    choice: str,
+    rationale: str = "",
+    time_on_task_ms: int | None = None,
+    client_info: dict | None = None,
+) -> Submission:
+    """Save an annotator's answer to a comparison they were given.
+
+    Idempotent: a second submit for the same comparison returns the first
+    judgment unchanged (``created=False``). An answer arriving after the
+    lease expired is still kept, because the work was done; an answer to a
+    comparison never leased to this annotator is refused. On commit the
+    active-learning loop is told (retrain and refill, debounced there).
+    """
+    comparison = Comparison.objects.select_for_update(of=("self",)).filter(id=comparison_id, study=study).first()
+    if comparison is None:
+        raise NotAssigned("That comparison does not belong to this study.")
+    existing = Judgment.objects.filter(comparison=comparison, annotator=annotator).first()
+    if existing is not None:
+        return Submission(judgment=existing, created=False)
+    if not Assignment.objects.filter(comparison=comparison, annotator=annotator).exists():
+        raise NotAssigned("That comparison was not assigned to you.")
+    if choice not in _PAIRWISE_CHOICES:
+        raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
+    if choice == Judgment.Choice.TIE and not study.allow_tie:
+        raise InvalidAnswer("This study does not allow ties.")
+
+    item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    if len(item_ids) != 2:
+        raise InvalidAnswer("This comparison is not a pair.")
+    first, second = item_ids
+    ranking = {"a": [first, second], "b": [second, first], "tie": [[first, second]]}[choice]
+    judgment = Judgment.objects.create(
+        study=study,
+        comparison=comparison,
+        annotator=annotator,
+        choice=choice,
+        ranking=ranking,
+        rationale=rationale.strip(),
+        time_on_task_ms=time_on_task_ms,
+        client_info=client_info or {},
+    )
+    Assignment.objects.filter(comparison=comparison, annotator=annotator).update(status=Assignment.Status.SUBMITTED)
+    comparison_status_refresh(comparison_ids=[comparison.id])
+
+    from activelearn.services import loop_notify_judgment
+
+    study_id = study.id
+    transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id))
+    return Submission(judgment=judgment, created=True)

@@ -1,0 +1,87 @@
+import hashlib
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotation.models import Candidate, Membership, Prompt, Study
+
+TOPICS = [
+    (
+        "How do I reverse a list in Python?",
+        [
+            "Use reversed() or slicing: xs[::-1].",
+            "Call xs.reverse() to reverse in place.",
+            "Lists cannot be reversed.",
+            "Try a loop, maybe.",
+        ],
+    ),
+    (
+        "What causes the seasons on Earth?",
+        [
+            "The tilt of Earth's axis changes how directly sunlight hits each hemisphere.",
+            "Distance from the Sun changes a lot during the year.",
+            "Axial tilt of about 23.4 degrees.",
+            "Weather.",
+        ],
+    ),
+    ("Suggest a name for a bakery.", ["Rise & Shine Bakehouse", "The Daily Crumb", "Bread Shop", "Shop 12"]),
+    (
+        "Explain recursion to a child.",
+        [
+            "It's when something is defined using a smaller copy of itself, like nesting dolls.",
+            "A function calling itself until a simple case stops it.",
+            "Recursion is recursion.",
+            "Ask your teacher.",
+        ],
+    ),
+    (
+        "How long should I boil an egg?",
+        [
+            "About 7 minutes for a jammy yolk, 10 for hard-boiled.",
+            "Ten minutes, then cool it in cold water.",
+            "A while.",
+            "Eggs are not boiled.",
+        ],
+    ),
+]
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+@pytest.fixture
+def make_study(db):
+    """A pairwise study of five prompts with four candidates each, plus members."""
+
+    def make(**fields) -> Study:
+        study = Study.objects.create(name="Loop study", slug=fields.pop("slug", "loop"), **fields)
+        for prompt_text, responses in TOPICS:
+            prompt = Prompt.objects.create(study=study, text=prompt_text, content_hash=_sha(prompt_text))
+            Candidate.objects.bulk_create(
+                Candidate(study=study, prompt=prompt, text=t, source=f"model-{k}", content_hash=_sha(prompt_text, t))
+                for k, t in enumerate(responses)
+            )
+        return study
+
+    return make
+
+
+@pytest.fixture
+def annotators(db):
+    User = get_user_model()
+    return [User.objects.create_user(f"ann{k}", password="pw-for-tests-123") for k in range(3)]
+
+
+@pytest.fixture
+def member(annotators):
+    def add(study, users=None):
+        for user in users or annotators:
+            Membership.objects.get_or_create(user=user, study=study, defaults={"role": Membership.Role.ANNOTATOR})
+
+    return add
+
+
+@pytest.fixture(autouse=True)
+def _checkpoints_in_tmp(settings, tmp_path):
+    settings.PREFLOOP_CHECKPOINT_DIR = tmp_path / "checkpoints"

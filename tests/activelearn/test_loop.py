@@ -1,0 +1,167 @@
+"""The loop through its services: refill, lease, judge, retrain, refill again."""
+
+from pathlib import Path
+
+import pytest
+
+from activelearn import services
+from activelearn.models import RewardModelVersion
+from annotation.models import Comparison, Judgment
+from annotation.services import assignment_lease_next, judgment_submit
+
+
+def _judge(study, user, n, choose=lambda comparison: "a"):
+    """Lease and answer ``n`` comparisons as ``user``; return the judgments."""
+    made = []
+    for _ in range(n):
+        lease = assignment_lease_next(study=study, annotator=user)
+        assert lease is not None, "the queue ran dry"
+        comparison = lease.assignment.comparison
+        made.append(
+            judgment_submit(
+                study=study, annotator=user, comparison_id=comparison.id, choice=choose(comparison)
+            ).judgment
+        )
+    return made
+
+
+@pytest.mark.django_db
+def test_cold_start_fills_the_queue_with_random_pairs_within_prompts(make_study):
+    study = make_study(queue_target=12)
+    created = services.queue_refill(study_id=study.id, seed=0)
+    assert created == 12
+    comparisons = list(Comparison.objects.filter(study=study).prefetch_related("items__candidate"))
+    assert {c.strategy for c in comparisons} == {"random"}
+    assert all(c.model_version_id is None for c in comparisons)
+    for c in comparisons:
+        prompts = {item.candidate.prompt_id for item in c.items.all()}
+        assert prompts == {c.prompt_id}, "a pair never mixes responses to different prompts"
+    assert len({c.item_key for c in comparisons}) == 12
+    # A second refill finds the queue full and adds nothing.
+    assert services.queue_refill(study_id=study.id, seed=1) == 0
+
+
+@pytest.mark.django_db
+def test_refill_never_queues_more_than_the_budget_pays_for(make_study):
+    study = make_study(queue_target=20, budget=5)
+    assert services.queue_refill(study_id=study.id, seed=0) == 5
+
+
+@pytest.mark.django_db
+def test_retrain_publishes_a_version_then_refill_uses_the_model(make_study, annotators, member):
+    study = make_study(queue_target=8)
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 6)
+    assert services.reward_model_fit(study_id=study.id) is not None
+    version = RewardModelVersion.objects.get(study=study)
+    assert version.version == 1 and version.n_judgments == 6
+    assert Path(version.checkpoint_path, "model.safetensors").exists() or any(Path(version.checkpoint_path).iterdir())
+    assert version.embedder_key
+
+    services.queue_refill(study_id=study.id, seed=0)
+    fresh = Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED)
+    assert fresh.exists()
+    assert set(fresh.values_list("model_version_id", flat=True)) == {version.id}, "stale random picks were retired"
+    assert "uncertainty" in set(fresh.values_list("strategy", flat=True))
+    judged_keys = set(Comparison.objects.filter(judgments__isnull=False).values_list("item_key", flat=True))
+    assert not judged_keys & set(fresh.values_list("item_key", flat=True)), "a judged pair is never queued again"
+    assert all(score is not None for score in fresh.values_list("score", flat=True))
+
+
+@pytest.mark.django_db
+def test_model_versions_count_up_and_warm_start(make_study, annotators, member):
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 4)
+    first = services.reward_model_fit(study_id=study.id)
+    _judge(study, annotators[1], 3)
+    second = services.reward_model_fit(study_id=study.id)
+    assert (first.version, second.version) == (1, 2)
+    assert second.n_judgments == 7
+
+
+@pytest.mark.django_db
+def test_too_few_judgments_train_nothing(make_study, annotators, member):
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], services.MIN_JUDGMENTS_TO_TRAIN - 1)
+    assert services.reward_model_fit(study_id=study.id) is None
+    assert not RewardModelVersion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_study, annotators, member, monkeypatch):
+    from models_runtime import reward
+
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 4)
+    good = services.reward_model_fit(study_id=study.id)
+
+    def diverge(*args, **kwargs):
+        raise reward.TrainingDivergedError("loss became NaN")
+
+    monkeypatch.setattr(reward, "fit_bradley_terry", diverge)
+    study.retrain_claimed_at = study.created_at
+    study.save(update_fields=["retrain_claimed_at"])
+    with pytest.raises(reward.TrainingDivergedError):
+        services.reward_model_retrain(study_id=study.id)
+    assert list(RewardModelVersion.objects.filter(study=study)) == [good]
+    study.refresh_from_db()
+    assert study.retrain_claimed_at is None, "the next judgment may try again"
+
+
+@pytest.mark.django_db
+@pytest.mark.loop
+def test_retrain_is_debounced_to_one_in_flight_per_study(make_study, monkeypatch, django_capture_on_commit_callbacks):
+    from activelearn import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id: sent.append(study_id))
+    study = make_study()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.retrain_request(study_id=study.id) is True
+        assert services.retrain_request(study_id=study.id) is False
+        assert services.retrain_request(study_id=study.id) is False
+    assert sent == [study.id]
+
+
+@pytest.mark.django_db
+@pytest.mark.loop
+def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, member, monkeypatch):
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 4)
+    real_fit = services.reward_model_fit
+    calls = []
+
+    def fit_while_someone_judges(*, study_id):
+        calls.append(study_id)
+        if len(calls) == 1:
+            services.retrain_request(study_id=study_id)  # a judgment lands mid-fit
+        return real_fit(study_id=study_id)
+
+    monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
+    monkeypatch.setattr(services, "refill_request", lambda study_id: True)
+    latest = services.reward_model_retrain(study_id=study.id)
+    assert len(calls) == 2
+    assert latest.version == 2
+
+
+@pytest.mark.django_db
+def test_double_submit_is_a_no_op(make_study, annotators, member):
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    user = annotators[0]
+    comparison = assignment_lease_next(study=study, annotator=user).assignment.comparison
+    first = judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="a")
+    again = judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="b")
+    assert first.created and not again.created
+    assert again.judgment.pk == first.judgment.pk
+    assert Judgment.objects.get().choice == "a"
