@@ -1,0 +1,149 @@
+"""Django admin for studies and their data.
+
+Comparisons, judgments and assignments grow large, so their foreign keys use
+raw id widgets and list pages join what they display. Fields computed by the
+services (hashes, rankings, status timestamps) are read-only here: editing
+them by hand would break the invariants the services keep.
+"""
+
+from django.contrib import admin
+
+from annotation.models import (
+    Assignment,
+    Candidate,
+    Comparison,
+    ComparisonItem,
+    Judgment,
+    Membership,
+    Prompt,
+    Study,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ("user",)
+    fields = ("user", "role", "external_id", "created_at")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "status", "mode", "strategy", "overlap", "budget", "created_at")
+    list_filter = ("status", "mode", "strategy", "model_type")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    raw_id_fields = ("created_by",)
+    readonly_fields = ("created_at", "updated_at", "retrain_dirty", "retrain_claimed_at", "refill_claimed_at")
+    inlines = (MembershipInline,)
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "status", "guidelines", "created_by")}),
+        ("Task", {"fields": ("mode", "list_size", "allow_tie", "overlap", "budget", "lease_seconds")}),
+        (
+            "Active learning",
+            {"fields": ("strategy", "strategy_params", "model_type", "queue_low_water", "queue_target")},
+        ),
+        (
+            "Background work",
+            {
+                "classes": ("collapse",),
+                "fields": ("retrain_dirty", "retrain_claimed_at", "refill_claimed_at", "created_at", "updated_at"),
+            },
+        ),
+    )
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "study", "role", "external_id", "created_at")
+    list_filter = ("role", "study")
+    search_fields = ("user__username", "user__email", "study__name", "study__slug", "external_id")
+    raw_id_fields = ("user",)
+    autocomplete_fields = ("study",)
+    list_select_related = ("user", "study")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("id", "short_text", "study", "format", "external_id", "created_at")
+    list_filter = ("format", "study")
+    search_fields = ("text", "external_id")
+    autocomplete_fields = ("study",)
+    list_select_related = ("study",)
+    readonly_fields = ("content_hash", "created_at")
+
+    @admin.display(description="text")
+    def short_text(self, obj: Prompt) -> str:
+        return obj.text[:100]
+
+
+@admin.register(Candidate)
+class CandidateAdmin(admin.ModelAdmin):
+    list_display = ("id", "short_text", "source", "study", "prompt_id", "created_at")
+    list_filter = ("study", "source")
+    search_fields = ("text", "source")
+    autocomplete_fields = ("study",)
+    raw_id_fields = ("prompt",)
+    list_select_related = ("study",)
+    readonly_fields = ("content_hash", "created_at")
+
+    @admin.display(description="text")
+    def short_text(self, obj: Candidate) -> str:
+        return obj.text[:100]
+
+
+class ComparisonItemInline(admin.TabularInline):
+    model = ComparisonItem
+    extra = 0
+    raw_id_fields = ("candidate",)
+    fields = ("position", "candidate")
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "study",
+        "status",
+        "strategy",
+        "item_key",
+        "judgments_wanted",
+        "score",
+        "priority",
+        "is_gold",
+        "created_at",
+        "completed_at",
+    )
+    list_filter = ("study", "status", "strategy", "is_gold")
+    search_fields = ("item_key",)
+    autocomplete_fields = ("study",)
+    raw_id_fields = ("prompt", "model_version")
+    list_select_related = ("study",)
+    readonly_fields = ("item_key", "model_version", "score", "propensity", "created_at", "completed_at")
+    inlines = (ComparisonItemInline,)
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "comparison_id", "annotator", "status", "leased_at", "expires_at")
+    list_filter = ("study", "status")
+    search_fields = ("annotator__username", "comparison__item_key")
+    raw_id_fields = ("comparison", "annotator")
+    autocomplete_fields = ("study",)
+    list_select_related = ("study", "annotator")
+    readonly_fields = ("leased_at",)
+    date_hierarchy = "leased_at"
+
+
+@admin.register(Judgment)
+class JudgmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "comparison_id", "annotator", "choice", "time_on_task_ms", "created_at")
+    list_filter = ("study", "choice")
+    search_fields = ("annotator__username", "rationale", "comparison__item_key")
+    raw_id_fields = ("comparison", "annotator")
+    autocomplete_fields = ("study",)
+    list_select_related = ("study", "annotator")
+    readonly_fields = ("ranking", "client_info", "created_at")
+    date_hierarchy = "created_at"

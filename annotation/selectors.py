@@ -1,0 +1,324 @@
+"""Reads of the annotation app, scoped by who is asking.
+
+Every view resolves its study through one of the ``access_*`` selectors, so the
+rule "annotators see only their studies, researchers only theirs" lives here and
+nowhere else: an htmx partial requested directly gets the same 404 as the page.
+Other selectors return plain dataclasses shaped for one screen, with a fixed
+number of queries whatever the size of the study.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.db.models import Count, Q
+from django.http import Http404
+from django.utils import timezone
+
+from activelearn.models import RewardModelVersion
+from annotation.models import Assignment, Comparison, ComparisonItem, Judgment, Membership, Prompt, Study
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    AnyUser = AbstractBaseUser | AnonymousUser
+
+
+# --- access ------------------------------------------------------------------
+
+
+def _study_or_404(slug: str) -> Study:
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        raise Http404("No such study.")
+    return study
+
+
+def access_study_for_annotator(*, user: AnyUser, slug: str) -> Study:
+    """The study ``slug`` if ``user`` may annotate in it, else Http404.
+
+    Any member (annotator or researcher, who may want to try the task) and any
+    staff user may annotate. Strangers get the same 404 as for a study that
+    does not exist, so slugs cannot be probed.
+    """
+    if not user.is_authenticated:
+        raise Http404("No such study.")
+    study = _study_or_404(slug)
+    if user.is_staff or user.is_superuser:
+        return study
+    if not Membership.objects.filter(study=study, user=user).exists():
+        raise Http404("No such study.")
+    return study
+
+
+def access_study_for_researcher(*, user: AnyUser, slug: str) -> Study:
+    """The study ``slug`` if ``user`` is one of its researchers (or a superuser), else Http404.
+
+    Staff without a researcher membership are not enough: researchers see only
+    their own studies (DESIGN.md §7); superusers manage everything.
+    """
+    if not user.is_authenticated:
+        raise Http404("No such study.")
+    study = _study_or_404(slug)
+    if user.is_superuser:
+        return study
+    if not Membership.objects.filter(study=study, user=user, role=Membership.Role.RESEARCHER).exists():
+        raise Http404("No such study.")
+    return study
+
+
+def user_can_create_study(*, user: AnyUser) -> bool:
+    """Staff, and anyone who is a researcher in some study, may create studies."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, role=Membership.Role.RESEARCHER).exists()
+
+
+# --- home ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    study: Study
+    role: str  # a Membership.Role value, or "admin" for a superuser who is not a member
+    can_annotate: bool
+    can_manage: bool
+
+
+def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
+    """The studies on the user's home page, each with what the user may do there.
+
+    Members see their studies with their role. Superusers also see every other
+    study (as "admin"); staff also see the others they may annotate in. One
+    query for memberships and at most one more for the rest.
+    """
+    if not user.is_authenticated:
+        return []
+    entries: list[StudyEntry] = []
+    seen: set[int] = set()
+    memberships = Membership.objects.filter(user=user).select_related("study").order_by("study__name", "study_id")
+    for membership in memberships:
+        is_researcher = membership.role == Membership.Role.RESEARCHER
+        entries.append(
+            StudyEntry(
+                study=membership.study,
+                role=membership.role,
+                can_annotate=True,
+                can_manage=is_researcher or user.is_superuser,
+            )
+        )
+        seen.add(membership.study_id)
+    if user.is_staff or user.is_superuser:
+        for study in Study.objects.exclude(id__in=seen).order_by("name", "id"):
+            entries.append(
+                StudyEntry(
+                    study=study,
+                    role="admin" if user.is_superuser else "staff",
+                    can_annotate=True,
+                    can_manage=user.is_superuser,
+                )
+            )
+    return entries
+
+
+# --- annotating ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    mine: int
+    total: int
+    budget: int
+
+    @property
+    def percent(self) -> int:
+        if self.budget <= 0:
+            return 100
+        return min(100, round(100 * self.total / self.budget))
+
+    @property
+    def budget_reached(self) -> bool:
+        return self.total >= self.budget
+
+
+def study_progress(*, study: Study, user: AnyUser) -> StudyProgress:
+    """This annotator's judgments, everyone's judgments and the budget, in one query."""
+    counts = Judgment.objects.filter(study=study).aggregate(
+        total=Count("id"), mine=Count("id", filter=Q(annotator_id=user.pk))
+    )
+    return StudyProgress(mine=counts["mine"], total=counts["total"], budget=study.budget)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class PromptDisplay:
+    format: str
+    text: str
+    messages: tuple[Message, ...] = ()
+
+    @property
+    def is_conversation(self) -> bool:
+        return bool(self.messages)
+
+    @property
+    def is_markdown(self) -> bool:
+        return self.format == Prompt.Format.MARKDOWN
+
+
+@dataclass(frozen=True)
+class CandidateDisplay:
+    label: str
+    position: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ComparisonDisplay:
+    comparison_id: int
+    prompt: PromptDisplay | None
+    candidates: tuple[CandidateDisplay, ...]
+
+
+def _parse_conversation(text: str) -> tuple[Message, ...]:
+    """Messages of a stored conversation; empty when the JSON is not a message list.
+
+    The importer validates conversations, but rows can come from elsewhere
+    (admin, API); a malformed one is shown as plain text rather than failing.
+    """
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return ()
+    if not isinstance(data, list):
+        return ()
+    messages = []
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+            return ()
+        messages.append(Message(role=str(item.get("role", "")), content=item["content"]))
+    return tuple(messages)
+
+
+def comparison_for_display(*, assignment: Assignment) -> ComparisonDisplay:
+    """The leased comparison as the annotator sees it: prompt, then candidates A, B, … by position.
+
+    One query (items joined to their candidate, comparison and prompt).
+    Candidate sources (model names) are deliberately left out: annotators judge
+    blind.
+    """
+    items = list(
+        ComparisonItem.objects.filter(comparison_id=assignment.comparison_id)
+        .select_related("candidate", "comparison__prompt")
+        .order_by("position")
+    )
+    prompt = None
+    if items and items[0].comparison.prompt is not None:
+        row = items[0].comparison.prompt
+        messages = _parse_conversation(row.text) if row.format == Prompt.Format.CONVERSATION else ()
+        prompt = PromptDisplay(format=row.format, text=row.text, messages=messages)
+    candidates = tuple(
+        CandidateDisplay(label=chr(ord("A") + index), position=item.position, text=item.candidate.text)
+        for index, item in enumerate(items)
+    )
+    return ComparisonDisplay(comparison_id=assignment.comparison_id, prompt=prompt, candidates=candidates)
+
+
+# --- researcher dashboard -----------------------------------------------------------
+
+MODEL_VERSIONS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class ModelVersionRow:
+    version: int
+    n_judgments: int
+    heldout_accuracy: float | None
+    heldout_log_loss: float | None
+    train_seconds: float
+    device: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StrategyCount:
+    strategy: str
+    total: int
+    queued: int
+    done: int
+
+
+@dataclass(frozen=True)
+class StudyDashboard:
+    queue_depth: int
+    leased_now: int
+    judgments: int
+    budget: int
+    annotators: int
+    model_versions: tuple[ModelVersionRow, ...]
+    model_versions_total: int
+    by_strategy: tuple[StrategyCount, ...]
+
+    @property
+    def percent(self) -> int:
+        if self.budget <= 0:
+            return 100
+        return min(100, round(100 * self.judgments / self.budget))
+
+
+def study_dashboard(*, study: Study) -> StudyDashboard:
+    """What a researcher watches live: queue, leases, judgments, annotators, model history.
+
+    ``queue_depth`` is the number of queued comparisons; ``leased_now`` counts
+    live (unexpired) leases. Model versions are newest first, at most
+    ``MODEL_VERSIONS_SHOWN`` of them. Six queries, independent of study size.
+    """
+    by_strategy = tuple(
+        StrategyCount(strategy=row["strategy"], total=row["total"], queued=row["queued"], done=row["done"])
+        for row in Comparison.objects.filter(study=study)
+        .values("strategy")
+        .annotate(
+            total=Count("id"),
+            queued=Count("id", filter=Q(status=Comparison.Status.QUEUED)),
+            done=Count("id", filter=Q(status=Comparison.Status.DONE)),
+        )
+        .order_by("-total", "strategy")
+    )
+    leased_now = Assignment.objects.filter(
+        study=study, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
+    ).count()
+    judgments = Judgment.objects.filter(study=study).count()
+    annotators = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).count()
+    versions = RewardModelVersion.objects.filter(study=study)
+    rows = tuple(
+        ModelVersionRow(**row)
+        for row in versions.order_by("-version").values(
+            "version",
+            "n_judgments",
+            "heldout_accuracy",
+            "heldout_log_loss",
+            "train_seconds",
+            "device",
+            "created_at",
+        )[:MODEL_VERSIONS_SHOWN]
+    )
+    total_versions = len(rows) if len(rows) < MODEL_VERSIONS_SHOWN else versions.count()
+    return StudyDashboard(
+        queue_depth=sum(s.queued for s in by_strategy),
+        leased_now=leased_now,
+        judgments=judgments,
+        budget=study.budget,
+        annotators=annotators,
+        model_versions=rows,
+        model_versions_total=total_versions,
+        by_strategy=by_strategy,
+    )

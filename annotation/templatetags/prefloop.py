@@ -1,0 +1,68 @@
+"""Template filters: sanitised Markdown and the number formats of the dashboard.
+
+Markdown comes from researchers (guidelines) or datasets (prompts), so it is
+untrusted: it is rendered with Python-Markdown and then cleaned with nh3 against
+an allow-list of tags, attributes and URL schemes. Raw HTML inside the Markdown
+survives only where the allow-list lets it.
+"""
+
+from __future__ import annotations
+
+import markdown as markdown_lib
+import nh3
+from django import template
+from django.utils.safestring import SafeString, mark_safe
+
+register = template.Library()
+
+ALLOWED_TAGS = frozenset(
+    {
+        "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em",
+        "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span",
+        "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    }
+)  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "td": {"align"},
+    "th": {"align"},
+    "ol": {"start"},
+}
+ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
+
+
+def markdown_to_safe_html(text: str) -> SafeString:
+    """Render Markdown to HTML and keep only allow-listed markup."""
+    html = markdown_lib.markdown(text or "", extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    cleaned = nh3.clean(
+        html,
+        tags=set(ALLOWED_TAGS),
+        attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(ALLOWED_URL_SCHEMES),
+        link_rel="noopener noreferrer nofollow",
+    )
+    # Safe to mark: nh3 has removed everything outside the allow-list.
+    return mark_safe(cleaned)
+
+
+@register.filter(name="markdown")
+def markdown_filter(text: str) -> SafeString:
+    return markdown_to_safe_html(text)
+
+
+@register.filter
+def percent(value: float | None, digits: int = 1) -> str:
+    """0.8333 → "83.3 %"; None → "—"."""
+    if value is None:
+        return "—"
+    return f"{float(value) * 100:.{int(digits)}f} %"
+
+
+@register.filter
+def decimals(value: float | None, digits: int = 3) -> str:
+    """A float with a fixed number of decimals; None → "—"."""
+    if value is None:
+        return "—"
+    return f"{float(value):.{int(digits)}f}"

@@ -1,0 +1,245 @@
+"""HTML views for annotators and researchers (function views + htmx partials).
+
+Each view authorises through an ``access_*`` selector, calls a service or
+selector, and renders. Every htmx request has a plain-HTML twin: the answer
+form posts normally without JavaScript, the dashboard partial redirects to its
+page, and the pages reload to the same state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from activelearn import services as loop
+from annotation import selectors
+from annotation.models import Judgment, Study
+from annotation.services import AnnotationError, Lease, StudyNotOpen, assignment_lease_next, judgment_submit
+
+# A time on task beyond a day is a tab left open, not work; it is dropped.
+MAX_TIME_ON_TASK_MS = 24 * 60 * 60 * 1000
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    from annotation.forms import StudyImportForm
+
+    can_create = selectors.user_can_create_study(user=request.user)
+    return render(
+        request,
+        "annotation/home.html",
+        {
+            "entries": selectors.studies_for_user(user=request.user),
+            "can_create": can_create,
+            "create_form": StudyImportForm() if can_create else None,
+        },
+    )
+
+
+# --- annotating ------------------------------------------------------------------
+
+
+def _lease_next(*, study: Study, user) -> Lease | None:
+    """Lease the annotator's next comparison, topping the queue up if it ran dry.
+
+    When the queue is empty and budget remains, a cheap random refill runs
+    right here so nobody waits for the worker, and the worker is asked for
+    its informed picks. After a new lease, a queue under the low-water mark
+    asks the worker for more.
+    """
+    # TODO(services): this orchestration belongs in a service
+    # (``assignment_lease_or_refill``) so the REST API shares it.
+    lease = assignment_lease_next(study=study, annotator=user)
+    if lease is None:
+        if selectors.study_progress(study=study, user=user).budget_reached:
+            return None
+        loop.queue_refill(study_id=study.id, use_model=False)
+        loop.refill_request(study_id=study.id)
+        lease = assignment_lease_next(study=study, annotator=user)
+    elif lease.created and loop.queue_waiting_count(study_id=study.id) < study.queue_low_water:
+        loop.refill_request(study_id=study.id)
+    return lease
+
+
+def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "") -> dict:
+    return {
+        "study": study,
+        "comparison": selectors.comparison_for_display(assignment=lease.assignment) if lease else None,
+        "progress": selectors.study_progress(study=study, user=user),
+        "error": error,
+        "choices": _choices(study),
+    }
+
+
+def _choices(study: Study) -> list[dict]:
+    choices = [
+        {"value": Judgment.Choice.A.value, "label": "A is better", "key": "1", "card": "A"},
+        {"value": Judgment.Choice.B.value, "label": "B is better", "key": "2", "card": "B"},
+    ]
+    if study.allow_tie:
+        choices.append({"value": Judgment.Choice.TIE.value, "label": "Tie", "key": "3", "card": "AB"})
+    return choices
+
+
+@login_required
+@require_GET
+def annotate(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    try:
+        lease = _lease_next(study=study, user=request.user)
+    except StudyNotOpen as exc:
+        return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)})
+    context = _comparison_context(study=study, user=request.user, lease=lease)
+    # Guidelines start open until the annotator has answered something.
+    context["guidelines_open"] = context["progress"].mine == 0
+    return render(request, "annotation/annotate.html", context)
+
+
+def _optional_int(raw: str | None, *, upper: int) -> int | None:
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    return value if 0 <= value <= upper else None
+
+
+@login_required
+@require_POST
+def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
+    """Save one answer, then show the next comparison.
+
+    htmx gets the ``_comparison.html`` partial for the next lease (400 with the
+    message and a still-answerable comparison when the answer was refused);
+    a plain form post is redirected back to the annotate page. Submitting the
+    same comparison twice is harmless: the service keeps the first answer.
+    """
+    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    error = ""
+    comparison_id = _optional_int(request.POST.get("comparison_id"), upper=2**63 - 1)
+    if comparison_id is None:
+        error = "The form was missing the comparison; please answer again."
+    else:
+        try:
+            judgment_submit(
+                study=study,
+                annotator=request.user,
+                comparison_id=comparison_id,
+                choice=request.POST.get("choice", ""),
+                time_on_task_ms=_optional_int(request.POST.get("time_on_task_ms"), upper=MAX_TIME_ON_TASK_MS),
+                client_info={"via": "htmx" if request.htmx else "form"},
+            )
+        except AnnotationError as exc:
+            error = str(exc)
+
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("annotate", slug=study.slug)
+
+    try:
+        lease = _lease_next(study=study, user=request.user)
+    except StudyNotOpen as exc:
+        # The study closed between two answers: say so where the comparison was.
+        return render(
+            request,
+            "annotation/_comparison.html",
+            {"study": study, "comparison": None, "closed_message": str(exc), "error": error},
+            status=400 if error else 200,
+        )
+    context = _comparison_context(study=study, user=request.user, lease=lease, error=error)
+    return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
+
+
+# --- researchers ---------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    from annotation.forms import StudyImportForm
+
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    return render(
+        request,
+        "annotation/study_detail.html",
+        {"study": study, "dashboard": selectors.study_dashboard(study=study), "import_form": StudyImportForm()},
+    )
+
+
+@login_required
+@require_GET
+def study_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    """The live part of the study page, polled by htmx; a plain GET goes to the page."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    if not request.htmx:
+        return redirect("study_detail", slug=study.slug)
+    return render(
+        request, "annotation/_dashboard.html", {"study": study, "dashboard": selectors.study_dashboard(study=study)}
+    )
+
+
+def _import_summary(result) -> str:
+    return (
+        f"Imported {result.prompts_created} new prompts ({result.prompts_existing} already there) and "
+        f"{result.candidates_created} candidates; {result.duplicates_skipped} duplicates skipped."
+    )
+
+
+def _form_errors(form) -> str:
+    return " ".join(f"{form.fields[name].label if name in form.fields else name}: {' '.join(errs)}"
+                    for name, errs in form.errors.items())  # fmt: skip
+
+
+@login_required
+@require_POST
+def study_import(request: HttpRequest, slug: str) -> HttpResponse:
+    """Import a JSONL upload into a study; the outcome is a message on the study page."""
+    from annotation.forms import StudyImportForm
+    from annotation.importing import ImportFileError, study_import_jsonl
+
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    form = StudyImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, f"Nothing imported. {_form_errors(form)}")
+        return redirect("study_detail", slug=study.slug)
+    try:
+        result = study_import_jsonl(study=study, fileobj=form.cleaned_data["file"])
+    except ImportFileError as exc:
+        messages.error(request, f"Nothing imported: {exc}")
+    else:
+        messages.success(request, _import_summary(result))
+    return redirect("study_detail", slug=study.slug)
+
+
+@login_required
+@require_POST
+def study_create_from_file(request: HttpRequest) -> HttpResponse:
+    """Create a study from an uploaded JSONL file; a bad file creates nothing."""
+    from annotation.forms import StudyImportForm
+    from annotation.importing import ImportFileError, study_create, study_import_jsonl
+
+    if not selectors.user_can_create_study(user=request.user):
+        raise PermissionDenied("Only staff and researchers can create studies.")
+    form = StudyImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, f"No study created. {_form_errors(form)}")
+        return redirect("home")
+    upload = form.cleaned_data["file"]
+    name = form.cleaned_data["name"] or Path(upload.name).stem or "Untitled study"
+    try:
+        with transaction.atomic():
+            study = study_create(name=name, created_by=request.user)
+            result = study_import_jsonl(study=study, fileobj=upload)
+    except ImportFileError as exc:
+        messages.error(request, f"No study created: {exc}")
+        return redirect("home")
+    messages.success(request, f"Created study “{study.name}”. {_import_summary(result)}")
+    return redirect("study_detail", slug=study.slug)

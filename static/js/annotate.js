@@ -1,0 +1,97 @@
+// Annotate page: keyboard answers, time on task, feedback while a request is in flight.
+// The form works without this file (plain POST) and without htmx (full page load);
+// with htmx the server swaps #comparison for the next one.
+(function () {
+  "use strict";
+
+  var KEYS = { "1": "a", a: "a", arrowleft: "a", "2": "b", b: "b", arrowright: "b", "3": "tie", t: "tie" };
+  var shownAt = performance.now();
+  var busy = false;
+
+  function answerForm() {
+    return document.getElementById("answer-form");
+  }
+
+  function isTyping(el) {
+    if (!el || !el.tagName) return false;
+    var tag = el.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
+  }
+
+  function clearFeedback(form) {
+    form.querySelectorAll(".is-chosen, .is-pressed").forEach(function (el) {
+      el.classList.remove("is-chosen", "is-pressed");
+    });
+  }
+
+  // A comparison just appeared (first load, or swapped in by htmx): restart the clock.
+  function comparisonShown(section) {
+    shownAt = performance.now();
+    busy = false;
+    if (!section) return;
+    var top = section.getBoundingClientRect().top;
+    if (top < 0) section.scrollIntoView({ block: "start" });
+    // The focused button was swapped out; keep focus inside the page for keyboard users.
+    if (!document.activeElement || document.activeElement === document.body) {
+      section.focus({ preventScroll: true });
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.repeat || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) {
+      return;
+    }
+    if (isTyping(event.target)) return;
+    var choice = KEYS[String(event.key).toLowerCase()];
+    var form = answerForm();
+    if (!choice || !form) return;
+    var button = form.querySelector('button[name="choice"][value="' + choice + '"]');
+    if (!button) return;
+    event.preventDefault();
+    if (busy || button.disabled) return;
+    button.click();
+  });
+
+  // Capture phase: runs before htmx reads the form, for mouse and keyboard alike.
+  document.addEventListener(
+    "click",
+    function (event) {
+      var button = event.target.closest ? event.target.closest('button[name="choice"]') : null;
+      var form = button && button.form;
+      if (!form || form.id !== "answer-form") return;
+      if (busy) {
+        event.preventDefault();
+        event.stopPropagation();
+        return;
+      }
+      busy = true;
+      form.elements.time_on_task_ms.value = String(Math.max(0, Math.round(performance.now() - shownAt)));
+      var cards = button.getAttribute("data-card") || "";
+      form.querySelectorAll(".candidate").forEach(function (card) {
+        card.classList.toggle("is-chosen", cards.indexOf(card.getAttribute("data-card")) !== -1);
+      });
+      button.classList.add("is-pressed");
+      var netError = form.querySelector(".net-error");
+      if (netError) netError.hidden = true;
+    },
+    true
+  );
+
+  document.addEventListener("htmx:load", function (event) {
+    var elt = event.detail && event.detail.elt;
+    if (elt && elt.id === "comparison") comparisonShown(elt);
+  });
+
+  // The request failed without a response to show: let the annotator answer again.
+  function requestFailed(event) {
+    var form = answerForm();
+    if (!form || event.target !== form) return;
+    busy = false;
+    clearFeedback(form);
+    var netError = form.querySelector(".net-error");
+    if (netError) netError.hidden = false;
+  }
+  document.addEventListener("htmx:sendError", requestFailed);
+  document.addEventListener("htmx:responseError", requestFailed);
+  document.addEventListener("htmx:timeout", requestFailed);
+})();

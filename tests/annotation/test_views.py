@@ -1,0 +1,504 @@
+"""The annotator and researcher pages, driven through the test client.
+
+These go through the real flow (client → view → selectors/services → DB); only
+the Celery side of the loop is replaced by the ``loop_calls`` recorder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from activelearn.models import RewardModelVersion
+from annotation.models import Assignment, Candidate, Comparison, Judgment, Membership, Prompt, Study
+from tests.factories import CandidateFactory, PromptFactory, StudyFactory, UserFactory, study_with_queue
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def comparison_id_in(html: str) -> int | None:
+    """The comparison id the page asks the annotator to judge (None in the done state)."""
+    match = re.search(r'name="comparison_id" value="(\d+)"', html)
+    return int(match.group(1)) if match else None
+
+
+def annotate_url(study: Study) -> str:
+    return reverse("annotate", args=[study.slug])
+
+
+def submit_url(study: Study) -> str:
+    return reverse("annotate_submit", args=[study.slug])
+
+
+def open_comparison(client, study: Study) -> int:
+    response = client.get(annotate_url(study))
+    assert response.status_code == 200
+    comparison_id = comparison_id_in(response.content.decode())
+    assert comparison_id is not None, "expected a comparison to answer"
+    return comparison_id
+
+
+def answer(client, study: Study, comparison_id: int, choice: str = "a", **extra):
+    data = {"comparison_id": comparison_id, "choice": choice, **extra}
+    return client.post(submit_url(study), data, **HTMX)
+
+
+# --- access -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["home", "annotate", "study_detail"])
+def test_anonymous_user_is_sent_to_login(client, study, name):
+    url = reverse(name) if name == "home" else reverse(name, args=[study.slug])
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_anonymous_submit_is_sent_to_login_and_saves_nothing(client, study):
+    response = client.post(submit_url(study), {"comparison_id": 1, "choice": "a"})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+    assert not Judgment.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["annotate", "study_detail", "study_dashboard"])
+def test_non_member_gets_404(client_for, outsider, study, name):
+    response = client_for(outsider).get(reverse(name, args=[study.slug]), **HTMX)
+    assert response.status_code == 404
+
+
+def test_non_member_cannot_submit(client_for, outsider, study):
+    comparison = Comparison.objects.filter(study=study).first()
+    response = answer(client_for(outsider), study, comparison.id)
+    assert response.status_code == 404
+    assert not Judgment.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["study_detail", "study_dashboard"])
+def test_annotator_cannot_see_researcher_pages(client_for, annotator, study, name):
+    response = client_for(annotator).get(reverse(name, args=[study.slug]), **HTMX)
+    assert response.status_code == 404
+
+
+def test_annotator_cannot_import_into_study(client_for, annotator, study):
+    upload = SimpleUploadedFile("more.jsonl", b'{"prompt": "p", "candidates": ["x", "y"]}\n')
+    response = client_for(annotator).post(reverse("study_import", args=[study.slug]), {"file": upload})
+    assert response.status_code == 404
+    assert not Prompt.objects.filter(study=study, text="p").exists()
+
+
+def test_member_of_another_study_gets_404(client_for, make_member, study):
+    other = study_with_queue(n_prompts=1, n_candidates=2)
+    user = make_member(other, Membership.Role.RESEARCHER)
+    client = client_for(user)
+    assert client.get(annotate_url(study)).status_code == 404
+    assert client.get(reverse("study_detail", args=[study.slug])).status_code == 404
+
+
+def test_superuser_may_open_study_page_without_membership(client_for, study):
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    assert client_for(admin).get(reverse("study_detail", args=[study.slug])).status_code == 200
+
+
+# --- home ---------------------------------------------------------------------------
+
+
+def test_home_lists_studies_with_the_actions_of_each_role(client_for, make_member, study):
+    second = study_with_queue(n_prompts=1, n_candidates=2, name="Second study")
+    user = make_member(study, Membership.Role.ANNOTATOR)
+    Membership.objects.create(user=user, study=second, role=Membership.Role.RESEARCHER)
+    html = client_for(user).get(reverse("home")).content.decode()
+    assert study.name in html and "Second study" in html
+    assert reverse("annotate", args=[study.slug]) in html
+    assert reverse("study_detail", args=[second.slug]) in html
+    assert f'href="{reverse("study_detail", args=[study.slug])}"' not in html  # only an annotator there
+    # Researchers somewhere may start a new study; logging out is a POST form.
+    assert "New study from file" in html
+    assert f'method="post" action="{reverse("logout")}"' in html
+
+
+def test_plain_annotator_home_has_no_study_upload(client_for, annotator):
+    html = client_for(annotator).get(reverse("home")).content.decode()
+    assert "New study from file" not in html
+    assert "Annotate" in html
+
+
+# --- the annotate page ------------------------------------------------------------------
+
+
+def test_annotate_page_shows_prompt_candidates_buttons_and_guidelines(client_for, annotator, study):
+    response = client_for(annotator).get(annotate_url(study))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assignment = Assignment.objects.get(annotator=annotator, status=Assignment.Status.ACTIVE)
+    items = list(assignment.comparison.items.select_related("candidate").order_by("position"))
+    assert assignment.comparison.prompt.text in html
+    assert items[0].candidate.text in html and items[1].candidate.text in html
+    assert html.index(items[0].candidate.text) < html.index(items[1].candidate.text)  # A before B
+    for label in ("A is better", "B is better", "Tie"):
+        assert label in html
+    assert comparison_id_in(html) == assignment.comparison_id
+    # Guidelines: Markdown rendered, open on the first visit.
+    assert "<strong>more helpful</strong>" in html
+    assert '<details class="guidelines" open>' in html
+    # Annotators judge blind: model names are never shown.
+    assert items[0].candidate.source not in html
+    # htmx and the keyboard script are loaded from static files, not inline.
+    assert "vendor/htmx/htmx.min.js" in html and "js/annotate.js" in html
+    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) is None
+
+
+def test_reload_shows_the_same_leased_comparison(client_for, annotator, study):
+    client = client_for(annotator)
+    assert open_comparison(client, study) == open_comparison(client, study)
+    assert Assignment.objects.filter(annotator=annotator).count() == 1
+
+
+def test_guidelines_start_closed_after_the_first_answer(client_for, annotator, study):
+    client = client_for(annotator)
+    answer(client, study, open_comparison(client, study))
+    html = client.get(annotate_url(study)).content.decode()
+    assert '<details class="guidelines">' in html
+
+
+def test_tie_button_only_when_the_study_allows_ties(client_for, make_member):
+    study = study_with_queue(n_prompts=1, n_candidates=3, allow_tie=False)
+    html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
+    assert "A is better" in html
+    assert 'value="tie"' not in html
+
+
+def test_conversation_prompt_is_shown_turn_by_turn(client_for, make_member):
+    study = StudyFactory()
+    messages = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! <b>ok</b>"}]
+    prompt = PromptFactory(study=study, text=json.dumps(messages), format=Prompt.Format.CONVERSATION)
+    CandidateFactory.create_batch(2, prompt=prompt)
+    html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
+    assert '<ol class="conversation">' in html
+    assert "Hi there" in html
+    assert "Hello! &lt;b&gt;ok&lt;/b&gt;" in html
+    assert "[{&quot;role&quot;" not in html  # not dumped as raw JSON
+
+
+def test_empty_queue_is_topped_up_synchronously_and_the_worker_is_asked(client_for, make_member, loop_calls):
+    study = study_with_queue(n_prompts=2, n_candidates=3, fill=False)
+    assert not Comparison.objects.filter(study=study).exists()
+    html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
+    assert comparison_id_in(html) is not None
+    assert Comparison.objects.filter(study=study).count() == 6  # every pair of 3, for 2 prompts
+    assert loop_calls.refill == [study.id]
+
+
+def test_low_queue_after_leasing_asks_the_worker_for_more(client_for, make_member, loop_calls):
+    study = study_with_queue(n_prompts=1, n_candidates=3, queue_low_water=8)
+    client_for(make_member(study)).get(annotate_url(study))
+    assert loop_calls.refill == [study.id]
+
+
+def test_annotate_page_query_count_is_small(client_for, annotator, study, django_assert_max_num_queries):
+    client = client_for(annotator)
+    with django_assert_max_num_queries(22):
+        first = client.get(annotate_url(study))  # new lease
+    with django_assert_max_num_queries(10):
+        again = client.get(annotate_url(study))  # the live lease again
+    assert comparison_id_in(first.content.decode()) == comparison_id_in(again.content.decode())
+
+
+def test_closed_study_shows_a_clear_message(client_for, make_member):
+    study = study_with_queue(n_prompts=1, n_candidates=2, status=Study.Status.PAUSED)
+    response = client_for(make_member(study)).get(annotate_url(study))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "is not open" in html and "paused" in html
+    assert comparison_id_in(html) is None
+
+
+# --- submitting -----------------------------------------------------------------------
+
+
+def test_htmx_submit_saves_the_judgment_and_returns_the_next_comparison(
+    client_for, annotator, study, loop_calls, django_capture_on_commit_callbacks
+):
+    client = client_for(annotator)
+    first = open_comparison(client, study)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = answer(client, study, first, "b", time_on_task_ms="4321")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="comparison"'), "a partial, not a full page"
+    assert "<html" not in html
+    second = comparison_id_in(html)
+    assert second is not None and second != first
+    judgment = Judgment.objects.get()
+    assert (judgment.comparison_id, judgment.annotator, judgment.choice) == (first, annotator, "b")
+    assert judgment.time_on_task_ms == 4321
+    assert "You: <strong>1</strong> judgment" in html
+    # The committed judgment told the loop to retrain.
+    assert loop_calls.retrain == [study.id]
+
+
+def test_double_submit_is_harmless(client_for, annotator, study):
+    client = client_for(annotator)
+    first = open_comparison(client, study)
+    one = answer(client, study, first, "a")
+    two = answer(client, study, first, "b")
+    assert one.status_code == two.status_code == 200
+    assert Judgment.objects.filter(annotator=annotator).count() == 1
+    assert Judgment.objects.get().choice == "a"  # the first answer stands
+    assert comparison_id_in(two.content.decode()) == comparison_id_in(one.content.decode())
+
+
+def test_answering_a_comparison_not_leased_to_me_shows_an_error(client_for, annotator, study):
+    client = client_for(annotator)
+    mine = open_comparison(client, study)
+    other = Comparison.objects.filter(study=study).exclude(id=mine).first()
+    response = answer(client, study, other.id)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "was not assigned to you" in html
+    assert comparison_id_in(html) == mine  # still answerable
+    assert not Judgment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [({"choice": "a"}, "missing the comparison"), ({"choice": "maybe"}, "Unknown answer")],
+)
+def test_malformed_answers_are_refused_without_a_500(client_for, annotator, study, data, message):
+    client = client_for(annotator)
+    mine = open_comparison(client, study)
+    if data["choice"] != "a":
+        data = {**data, "comparison_id": mine}
+    response = client.post(submit_url(study), data, **HTMX)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Judgment.objects.exists()
+
+
+def test_study_closing_between_answers_keeps_the_answer_and_says_so(client_for, annotator, study):
+    client = client_for(annotator)
+    first = open_comparison(client, study)
+    Study.objects.filter(id=study.id).update(status=Study.Status.CLOSED)
+    response = answer(client, study, first)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "This study is not open" in html and "closed" in html
+    assert comparison_id_in(html) is None
+    assert Judgment.objects.filter(comparison_id=first).exists()  # the work was done; it is kept
+
+
+def test_plain_form_submit_redirects_back_to_the_annotate_page(client_for, annotator, study):
+    client = client_for(annotator)
+    first = open_comparison(client, study)
+    response = client.post(submit_url(study), {"comparison_id": first, "choice": "tie", "time_on_task_ms": ""})
+    assert response.status_code == 302
+    assert response["Location"] == annotate_url(study)
+    judgment = Judgment.objects.get()
+    assert judgment.choice == "tie" and judgment.time_on_task_ms is None
+    assert open_comparison(client, study) != first
+
+
+def test_plain_form_error_is_shown_as_a_message_after_redirect(client_for, annotator, study):
+    client = client_for(annotator)
+    open_comparison(client, study)
+    response = client.post(submit_url(study), {"comparison_id": 999999, "choice": "a"}, follow=True)
+    assert "does not belong to this study" in response.content.decode()
+
+
+def test_expired_lease_returns_the_comparison_to_the_queue(client_for, make_member):
+    study = study_with_queue(n_prompts=1, n_candidates=2)  # exactly one pair
+    first, second = client_for(make_member(study)), client_for(make_member(study))
+    held = open_comparison(first, study)
+    # While the first annotator holds it, nothing is left for the second.
+    assert comparison_id_in(second.get(annotate_url(study)).content.decode()) is None
+    Assignment.objects.filter(comparison_id=held).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert open_comparison(second, study) == held
+    assert Assignment.objects.get(comparison_id=held, status=Assignment.Status.EXPIRED)
+
+
+def test_overlap_two_gives_a_comparison_to_two_annotators_but_never_twice_to_one(client_for, make_member):
+    study = study_with_queue(n_prompts=1, n_candidates=3, overlap=2)  # three pairs
+    alice, bob = client_for(make_member(study)), client_for(make_member(study))
+    assert open_comparison(alice, study) == open_comparison(bob, study)
+
+    seen: dict[str, list[int]] = {"alice": [], "bob": []}
+    for name, client in (("alice", alice), ("bob", bob)):
+        current = open_comparison(client, study)
+        while current is not None:
+            seen[name].append(current)
+            current = comparison_id_in(answer(client, study, current).content.decode())
+    assert len(seen["alice"]) == len(set(seen["alice"])) == 3
+    assert sorted(seen["alice"]) == sorted(seen["bob"])
+    assert Judgment.objects.count() == 6
+    assert set(Comparison.objects.filter(study=study).values_list("status", flat=True)) == {"done"}
+
+
+def test_budget_reached_shows_the_done_state(client_for, annotator):
+    study = Study.objects.get()
+    Study.objects.filter(id=study.id).update(budget=2)
+    client = client_for(annotator)
+    first = open_comparison(client, study)
+    second = comparison_id_in(answer(client, study, first).content.decode())
+    html = answer(client, study, second).content.decode()
+    assert "All done — thank you" in html
+    assert "all the judgments it needs" in html
+    assert comparison_id_in(html) is None
+    page = client.get(annotate_url(study)).content.decode()
+    assert "All done — thank you" in page
+
+
+def test_candidate_text_is_escaped(client_for, make_member):
+    study = StudyFactory(guidelines="Be fair. <script>alert('g')</script> [x](javascript:alert(1))")
+    prompt = PromptFactory(study=study, text="<b onmouseover=alert(2)>prompt</b>")
+    CandidateFactory(prompt=prompt, text="<script>alert(1)</script>")
+    CandidateFactory(prompt=prompt, text="<img src=x onerror=alert(1)>")
+    html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html and "<b onmouseover" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "javascript:" not in html
+
+
+def test_markdown_prompt_is_sanitised(client_for, make_member):
+    study = StudyFactory()
+    prompt = PromptFactory(
+        study=study, format=Prompt.Format.MARKDOWN, text="**bold** <img src=x onerror=alert(1)> <script>x()</script>"
+    )
+    CandidateFactory.create_batch(2, prompt=prompt)
+    html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
+    assert "<strong>bold</strong>" in html
+    assert "onerror" not in html and "<script>x()" not in html
+
+
+# --- researcher pages --------------------------------------------------------------
+
+
+def test_study_detail_shows_queue_depth_and_model_versions(client_for, researcher, study):
+    RewardModelVersion.objects.create(
+        study=study,
+        version=1,
+        model_type="mlp",
+        embedder_key="test",
+        n_judgments=12,
+        heldout_accuracy=0.8333,
+        heldout_log_loss=0.51234,
+        train_seconds=1.25,
+        device="cpu",
+        checkpoint_path="/nowhere/v1",
+    )
+    RewardModelVersion.objects.create(
+        study=study, version=2, model_type="mlp", embedder_key="test", n_judgments=20, device="cuda:0",
+        checkpoint_path="/nowhere/v2",
+    )  # fmt: skip
+    response = client_for(researcher).get(reverse("study_detail", args=[study.slug]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert re.search(r'data-stat="queue-depth">\s*9\s*<', html)
+    assert "83.3 %" in html and "0.512" in html
+    assert html.index("v2") < html.index("v1")  # newest first
+    assert "cuda:0" in html and "—" in html  # v2 has no metrics
+    assert 'hx-trigger="every 5s"' in html
+    assert reverse("study_dashboard", args=[study.slug]) in html
+
+
+def test_dashboard_partial_for_htmx_and_redirect_without(client_for, researcher, study, django_assert_max_num_queries):
+    client = client_for(researcher)
+    url = reverse("study_dashboard", args=[study.slug])
+    with django_assert_max_num_queries(10):
+        partial = client.get(url, **HTMX)
+    assert partial.status_code == 200
+    assert partial.content.decode().lstrip().startswith('<section id="dashboard"')
+    plain = client.get(url)
+    assert plain.status_code == 302 and plain["Location"] == reverse("study_detail", args=[study.slug])
+
+
+def test_import_with_a_bad_line_shows_the_error_and_creates_nothing(client_for, researcher, study):
+    before = (Prompt.objects.count(), Candidate.objects.count())
+    content = b'{"prompt": "good", "candidates": ["x", "y"]}\n{"prompt": "bad", "candidates": [""]}\n'
+    response = client_for(researcher).post(
+        reverse("study_import", args=[study.slug]),
+        {"file": SimpleUploadedFile("bad.jsonl", content)},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert response.redirect_chain[-1][0] == reverse("study_detail", args=[study.slug])
+    assert "Nothing imported" in html
+    assert "line 2" in html and "candidates[0]" in html
+    assert (Prompt.objects.count(), Candidate.objects.count()) == before
+
+
+def test_import_into_study_reports_what_was_added(client_for, researcher, study):
+    content = b'{"prompt": "new prompt", "candidates": ["x", {"text": "y", "source": "m"}]}\n'
+    response = client_for(researcher).post(
+        reverse("study_import", args=[study.slug]), {"file": SimpleUploadedFile("ok.jsonl", content)}, follow=True
+    )
+    assert "Imported 1 new prompts" in response.content.decode()
+    assert Candidate.objects.filter(study=study, prompt__text="new prompt").count() == 2
+
+
+def test_create_study_from_file_makes_the_uploader_researcher(client_for, researcher):
+    content = b'{"prompt": "p1", "candidates": ["a", "b", "c"]}\n{"prompt": "p2", "candidates": ["d", "e"]}\n'
+    response = client_for(researcher).post(
+        reverse("study_create_from_file"), {"name": "Fresh study", "file": SimpleUploadedFile("f.jsonl", content)}
+    )
+    created = Study.objects.get(name="Fresh study")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("study_detail", args=[created.slug])
+    assert Membership.objects.get(study=created, user=researcher).role == Membership.Role.RESEARCHER
+    assert Candidate.objects.filter(study=created).count() == 5
+
+
+def test_create_study_from_bad_file_creates_nothing(client_for, researcher):
+    studies_before = Study.objects.count()
+    content = b'{"prompt": "p1", "candidates": ["a", "b"]}\nnot json\n'
+    response = client_for(researcher).post(
+        reverse("study_create_from_file"),
+        {"name": "Broken", "file": SimpleUploadedFile("broken.jsonl", content)},
+        follow=True,
+    )
+    assert "No study created" in response.content.decode()
+    assert "line 2" in response.content.decode()
+    assert Study.objects.count() == studies_before
+    assert not Prompt.objects.filter(text="p1").exists()
+
+
+def test_plain_annotator_cannot_create_studies(client_for, annotator):
+    content = b'{"prompt": "p1", "candidates": ["a", "b"]}\n'
+    response = client_for(annotator).post(
+        reverse("study_create_from_file"), {"name": "Nope", "file": SimpleUploadedFile("f.jsonl", content)}
+    )
+    assert response.status_code == 403
+    assert not Study.objects.filter(name="Nope").exists()
+
+
+# --- login page ----------------------------------------------------------------------
+
+
+def test_login_page_logs_in_and_lands_on_home(client, annotator):
+    page = client.get(reverse("login"))
+    assert page.status_code == 200
+    assert '<label for="id_username">' in page.content.decode()
+    response = client.post(reverse("login"), {"username": "ann", "password": "correct horse battery staple"})
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+
+
+def test_login_failure_shows_an_error(client, annotator):
+    response = client.post(reverse("login"), {"username": "ann", "password": "wrong"})
+    assert response.status_code == 200
+    assert 'role="alert"' in response.content.decode()
+
+
+def test_logout_is_a_post_that_ends_the_session(client_for, annotator):
+    client = client_for(annotator)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302 and response["Location"] == reverse("login")
+    assert client.get(reverse("home")).status_code == 302  # logged out now

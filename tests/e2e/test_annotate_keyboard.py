@@ -1,0 +1,131 @@
+"""An annotator answers three comparisons with the keyboard, in a real browser.
+
+Each answer must be swapped in by htmx (no full page load), record the right
+choice and a time on task, and leave screenshots for people to look at.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from annotation.models import Comparison, Judgment, Membership
+from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
+
+pytestmark = [pytest.mark.e2e]
+
+GUIDELINES = """Compare the two responses to the prompt.
+
+- Prefer the response that is **correct** and **helpful**.
+- Press *Tie* only when neither is clearly better.
+"""
+PROMPTS = {
+    "How do I reverse a list in Python?": [
+        "Use slicing:\n\n    items[::-1]\n\nThis returns a new list; `items.reverse()` reverses in place.",
+        "Call reversed(items). It gives an iterator, so wrap it in list() if you need a list.",
+        "You can't reverse lists in Python.",
+    ],
+    "Write a haiku about autumn.": [
+        "Crisp leaves drift and fall\nthe maple lets go of red\nsoft light, shorter days",
+        "Autumn is a season that comes after summer and before winter.",
+        "Amber afternoon —\nchestnuts split on the cold path,\nsmoke of distant fires",
+    ],
+}
+NEW_COMPARISON = """
+previous => {
+  const el = document.getElementById("comparison");
+  return el && el.dataset.comparisonId && el.dataset.comparisonId !== previous;
+}
+"""
+
+
+def test_keyboard_answers_swap_in_without_reload(live_server, transactional_db, browser, artifacts_dir):
+    study = StudyFactory(name="Keyboard study", guidelines=GUIDELINES)
+    for text, responses in PROMPTS.items():
+        prompt = PromptFactory(study=study, text=text)
+        for response in responses:
+            CandidateFactory(prompt=prompt, text=response)
+    # No queue yet: the first visit tops it up synchronously.
+    user = UserFactory(username="keyboard")
+    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    failed_assets: list[str] = []
+    page.on("response", lambda r: failed_assets.append(r.url) if "/static/" in r.url and r.status >= 400 else None)
+
+    page.goto(live_server.url + reverse("login"))
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + reverse("home"))
+    page.get_by_role("link", name="Annotate").click()
+    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+    page.wait_for_load_state("load")
+
+    assert not failed_assets, f"static files failed to load: {failed_assets}"
+    assert page.evaluate("typeof window.htmx") == "object", "htmx.min.js did not load"
+    assert page.title() == "Annotate · Keyboard study · prefloop"
+    # A full page load would wipe this.
+    page.evaluate("window.__prefloopMarker = 'same page'")
+
+    answered: list[tuple[int, str]] = []
+    for key, choice in (("1", "a"), ("2", "b"), ("3", "tie")):
+        shown = page.get_attribute("#comparison", "data-comparison-id")
+        assert shown, "expected a comparison on the page"
+        page.wait_for_timeout(150)  # some time on task
+        page.keyboard.press(key)
+        page.wait_for_function(NEW_COMPARISON, arg=shown, timeout=10_000)
+        assert page.evaluate("window.__prefloopMarker") == "same page", "the answer reloaded the page"
+        answered.append((int(shown), choice))
+
+    # The progress bar counted the three answers.
+    assert "You: 3 judgments" in page.inner_text(".progress-text")
+    page.screenshot(path=str(artifacts_dir / "annotate-pairwise.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(artifacts_dir / "annotate-phone.png"))
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_timeout(300)  # let the cards' colour transition finish
+    page.screenshot(path=str(artifacts_dir / "annotate-phone-dark.png"))
+    context.close()
+
+    judgments = list(Judgment.objects.filter(annotator=user).order_by("id"))
+    assert [(j.comparison_id, j.choice) for j in judgments] == answered
+    assert all(j.time_on_task_ms is not None and j.time_on_task_ms >= 100 for j in judgments)
+    assert {j.client_info.get("via") for j in judgments} == {"htmx"}
+
+
+def test_refused_answer_is_shown_in_place_and_can_be_retried(live_server, transactional_db, browser):
+    """A 400 from the server (answer to a comparison not leased to me) is swapped in, not dropped."""
+    study = StudyFactory(name="Retry study")
+    for text, responses in PROMPTS.items():
+        prompt = PromptFactory(study=study, text=text)
+        for response in responses:
+            CandidateFactory(prompt=prompt, text=response)
+    user = UserFactory(username="retry")
+    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+
+    mine = page.get_attribute("#comparison", "data-comparison-id")
+    other = Comparison.objects.filter(study=study).exclude(id=int(mine)).values_list("id", flat=True).first()
+    page.evaluate("id => { document.querySelector('input[name=comparison_id]').value = id }", str(other))
+    page.keyboard.press("1")
+    page.wait_for_selector("#comparison .server-error", timeout=10_000)
+    assert "was not assigned to you" in page.inner_text("#comparison .server-error")
+    assert page.get_attribute("#comparison", "data-comparison-id") == mine  # still mine to answer
+    assert page.is_enabled("button[value=b]")
+
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(NEW_COMPARISON, arg=mine, timeout=10_000)
+    assert page.locator("#comparison .server-error").count() == 0
+    context.close()
+
+    assert list(Judgment.objects.values_list("comparison_id", "choice")) == [(int(mine), "b")]
