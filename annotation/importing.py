@@ -382,6 +382,12 @@ def study_import_records(*, study: Study, records: Sequence[PromptRecord]) -> Im
             )
         )
     Candidate.objects.bulk_create(new_candidates, batch_size=BATCH_SIZE)
+    if new_candidates:
+        # New candidates open new pairs: fill the queue before anyone asks.
+        from activelearn.services import refill_request
+
+        study_id = study.pk
+        transaction.on_commit(lambda: refill_request(study_id=study_id))
 
     return ImportResult(
         prompts_created=len(new_prompts),

@@ -137,6 +137,29 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
     return Lease(assignment=assignment, created=True)
 
 
+def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> Lease | None:
+    """Lease the annotator's next comparison, topping the queue up if it ran dry.
+
+    This is the entry point for every client (pages, API, simulators). When
+    the queue is empty but budget remains, a cheap random refill runs right
+    here so nobody waits for the worker, and the worker is asked for its
+    informed picks. After a new lease, a queue under the low-water mark asks
+    the worker for more. None means the study's work is done.
+    """
+    from activelearn import services as loop
+
+    lease = assignment_lease_next(study=study, annotator=annotator)
+    if lease is None:
+        if study_judgment_count(study_id=study.id) >= study.budget:
+            return None
+        loop.queue_refill(study_id=study.id, use_model=False)
+        loop.refill_request(study_id=study.id)
+        lease = assignment_lease_next(study=study, annotator=annotator)
+    elif lease.created and loop.queue_waiting_count(study_id=study.id) < study.queue_low_water:
+        loop.refill_request(study_id=study.id)
+    return lease
+
+
 def study_judgment_count(*, study_id: int) -> int:
     return Judgment.objects.filter(study_id=study_id).count()
 

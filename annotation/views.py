@@ -18,10 +18,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from activelearn import services as loop
 from annotation import selectors
 from annotation.models import Judgment, Study
-from annotation.services import AnnotationError, Lease, StudyNotOpen, assignment_lease_next, judgment_submit
+from annotation.services import AnnotationError, Lease, StudyNotOpen, assignment_lease_or_refill, judgment_submit
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
 MAX_TIME_ON_TASK_MS = 24 * 60 * 60 * 1000
@@ -45,28 +44,6 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 # --- annotating ------------------------------------------------------------------
-
-
-def _lease_next(*, study: Study, user) -> Lease | None:
-    """Lease the annotator's next comparison, topping the queue up if it ran dry.
-
-    When the queue is empty and budget remains, a cheap random refill runs
-    right here so nobody waits for the worker, and the worker is asked for
-    its informed picks. After a new lease, a queue under the low-water mark
-    asks the worker for more.
-    """
-    # TODO(services): this orchestration belongs in a service
-    # (``assignment_lease_or_refill``) so the REST API shares it.
-    lease = assignment_lease_next(study=study, annotator=user)
-    if lease is None:
-        if selectors.study_progress(study=study, user=user).budget_reached:
-            return None
-        loop.queue_refill(study_id=study.id, use_model=False)
-        loop.refill_request(study_id=study.id)
-        lease = assignment_lease_next(study=study, annotator=user)
-    elif lease.created and loop.queue_waiting_count(study_id=study.id) < study.queue_low_water:
-        loop.refill_request(study_id=study.id)
-    return lease
 
 
 def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "") -> dict:
@@ -94,7 +71,7 @@ def _choices(study: Study) -> list[dict]:
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     study = selectors.access_study_for_annotator(user=request.user, slug=slug)
     try:
-        lease = _lease_next(study=study, user=request.user)
+        lease = assignment_lease_or_refill(study=study, annotator=request.user)
     except StudyNotOpen as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)})
     context = _comparison_context(study=study, user=request.user, lease=lease)
@@ -145,7 +122,7 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("annotate", slug=study.slug)
 
     try:
-        lease = _lease_next(study=study, user=request.user)
+        lease = assignment_lease_or_refill(study=study, annotator=request.user)
     except StudyNotOpen as exc:
         # The study closed between two answers: say so where the comparison was.
         return render(

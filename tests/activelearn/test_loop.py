@@ -165,3 +165,41 @@ def test_double_submit_is_a_no_op(make_study, annotators, member):
     assert first.created and not again.created
     assert again.judgment.pk == first.judgment.pk
     assert Judgment.objects.get().choice == "a"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_leases_never_hand_one_comparison_to_two_annotators(make_study, member):
+    """Eight annotators lease at the same instant from threads with their own
+    connections: with overlap 1 every lease is a different comparison."""
+    import threading
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    study = make_study(queue_target=20)
+    users = [get_user_model().objects.create_user(f"racer{k}") for k in range(8)]
+    member(study, users)
+    services.queue_refill(study_id=study.id, seed=0)
+    barrier = threading.Barrier(len(users))
+    leased: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def lease(user):
+        try:
+            barrier.wait()
+            got = assignment_lease_next(study=study, annotator=user)
+            leased[user.id] = got.assignment.comparison_id
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=lease, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(leased) == len(users)
+    assert len(set(leased.values())) == len(users), "one comparison went to two annotators"
+    assert Comparison.objects.filter(study=study, status=Comparison.Status.LEASED).count() == len(users)

@@ -47,3 +47,9 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
             yield instance
         finally:
             instance.close()
+            # ORM calls made while Playwright's loop runs get their own
+            # connection object; close it here, in the same context, or it
+            # outlives the test database and blocks its teardown.
+            from django.db import connections
+
+            connections.close_all()
