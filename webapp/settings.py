@@ -140,7 +140,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = (Queue("train"), Queue("select"), Queue("default"))
+# Explicit routing keys: without them every queue is bound with the default
+# key and a direct exchange would hand a task to all three.
+CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in ("train", "select", "default"))
+CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
 CELERY_TASK_ROUTES = {
     "activelearn.tasks.retrain_study": {"queue": "train"},
     "activelearn.tasks.refill_queue": {"queue": "select"},

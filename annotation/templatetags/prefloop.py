@@ -31,11 +31,20 @@ ALLOWED_ATTRIBUTES = {
 }
 ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
 MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
+# Model output is mostly Markdown, but plain text with meaningful line breaks
+# (poems, addresses, steps) must keep them: nl2br turns single newlines into <br>.
+MODEL_TEXT_EXTENSIONS = [*MARKDOWN_EXTENSIONS, "nl2br"]
 
 
-def markdown_to_safe_html(text: str) -> SafeString:
+def markdown_to_safe_html(text: str, *, extensions: list[str] = MARKDOWN_EXTENSIONS) -> SafeString:
     """Render Markdown to HTML and keep only allow-listed markup."""
-    html = markdown_lib.markdown(text or "", extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    renderer = markdown_lib.Markdown(extensions=extensions, output_format="html")
+    # Raw HTML in the source is shown as text, not interpreted: a response that
+    # talks about `<script>` tags should read as written. nh3 below is the
+    # second line of defence.
+    renderer.preprocessors.deregister("html_block")
+    renderer.inlinePatterns.deregister("html")
+    html = renderer.convert(text or "")
     cleaned = nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),
@@ -50,6 +59,12 @@ def markdown_to_safe_html(text: str) -> SafeString:
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> SafeString:
     return markdown_to_safe_html(text)
+
+
+@register.filter(name="model_text")
+def model_text_filter(text: str) -> SafeString:
+    """Untrusted model output: Markdown with line breaks kept, sanitised."""
+    return markdown_to_safe_html(text, extensions=MODEL_TEXT_EXTENSIONS)
 
 
 @register.filter

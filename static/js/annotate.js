@@ -6,7 +6,9 @@
 
   var KEYS = { "1": "a", a: "a", arrowleft: "a", "2": "b", b: "b", arrowright: "b", "3": "tie", t: "tie" };
   var shownAt = performance.now();
-  var busy = false;
+  // The form whose answer is in flight. A newly swapped-in form is never busy,
+  // even before htmx has finished settling it.
+  var busyForm = null;
 
   function answerForm() {
     return document.getElementById("answer-form");
@@ -27,7 +29,7 @@
   // A comparison just appeared (first load, or swapped in by htmx): restart the clock.
   function comparisonShown(section) {
     shownAt = performance.now();
-    busy = false;
+    busyForm = null;
     if (!section) return;
     var top = section.getBoundingClientRect().top;
     if (top < 0) section.scrollIntoView({ block: "start" });
@@ -48,7 +50,7 @@
     var button = form.querySelector('button[name="choice"][value="' + choice + '"]');
     if (!button) return;
     event.preventDefault();
-    if (busy || button.disabled) return;
+    if (busyForm === form || button.disabled) return;
     button.click();
   });
 
@@ -59,12 +61,12 @@
       var button = event.target.closest ? event.target.closest('button[name="choice"]') : null;
       var form = button && button.form;
       if (!form || form.id !== "answer-form") return;
-      if (busy) {
+      if (busyForm === form) {
         event.preventDefault();
         event.stopPropagation();
         return;
       }
-      busy = true;
+      busyForm = form;
       form.elements.time_on_task_ms.value = String(Math.max(0, Math.round(performance.now() - shownAt)));
       var cards = button.getAttribute("data-card") || "";
       form.querySelectorAll(".candidate").forEach(function (card) {
@@ -77,6 +79,11 @@
     true
   );
 
+  // The clock starts when the new comparison is on screen, before htmx settles it.
+  document.addEventListener("htmx:afterSwap", function () {
+    shownAt = performance.now();
+  });
+
   document.addEventListener("htmx:load", function (event) {
     var elt = event.detail && event.detail.elt;
     if (elt && elt.id === "comparison") comparisonShown(elt);
@@ -86,7 +93,7 @@
   function requestFailed(event) {
     var form = answerForm();
     if (!form || event.target !== form) return;
-    busy = false;
+    busyForm = null;
     clearFeedback(form);
     var netError = form.querySelector(".net-error");
     if (netError) netError.hidden = false;

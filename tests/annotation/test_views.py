@@ -376,7 +376,9 @@ def test_markdown_prompt_is_sanitised(client_for, make_member):
     CandidateFactory.create_batch(2, prompt=prompt)
     html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
     assert "<strong>bold</strong>" in html
-    assert "onerror" not in html and "<script>x()" not in html
+    assert "<img" not in html and "<script>x()" not in html
+    # Raw HTML in Markdown is shown as text, not interpreted.
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
 # --- researcher pages --------------------------------------------------------------
