@@ -196,6 +196,10 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
         return None
 
     previous = reward_model_latest(study_id=study_id)
+    if previous is not None and previous.n_judgments == len(data) and previous.model_type == study.model_type:
+        # Nothing new since the live version (the judgments that re-armed
+        # this fit were already in it): refitting would publish a twin.
+        return None
     init_state = None
     if previous is not None and previous.model_type == study.model_type and previous.embedder_key == feats.embedder_key:
         try:
@@ -294,7 +298,9 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         return 0
 
     rng = np.random.default_rng(seed)
-    if latest is not None:
+    if latest is not None or use_model:
+        # Before the first model this still embeds the candidates (in the
+        # worker, not the web process), so the first retrain finds them cached.
         feats = study_features(study_id=study_id)
         candidate_ids, groups = feats.candidate_ids, feats.groups
     else:

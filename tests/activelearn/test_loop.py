@@ -105,6 +105,7 @@ def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_stud
     def diverge(*args, **kwargs):
         raise reward.TrainingDivergedError("loss became NaN")
 
+    _judge(study, annotators[1], 1)
     monkeypatch.setattr(reward, "fit_bradley_terry", diverge)
     study.retrain_claimed_at = study.created_at
     study.save(update_fields=["retrain_claimed_at"])
@@ -142,15 +143,29 @@ def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, me
 
     def fit_while_someone_judges(*, study_id):
         calls.append(study_id)
+        version = real_fit(study_id=study_id)
         if len(calls) == 1:
-            services.retrain_request(study_id=study_id)  # a judgment lands mid-fit
-        return real_fit(study_id=study_id)
+            _judge(study, annotators[1], 1)  # a judgment lands while the fit finishes...
+            services.retrain_request(study_id=study_id)  # ...and re-arms the retrain
+        return version
 
     monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
     monkeypatch.setattr(services, "refill_request", lambda study_id: True)
     latest = services.reward_model_retrain(study_id=study.id)
     assert len(calls) == 2
     assert latest.version == 2
+    assert latest.n_judgments == 5
+
+
+@pytest.mark.django_db
+def test_a_fit_with_nothing_new_publishes_no_twin(make_study, annotators, member):
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 4)
+    assert services.reward_model_fit(study_id=study.id).version == 1
+    assert services.reward_model_fit(study_id=study.id) is None
+    assert RewardModelVersion.objects.filter(study=study).count() == 1
 
 
 @pytest.mark.django_db
