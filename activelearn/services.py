@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from activelearn.models import EmbeddingRecord, RewardModelVersion
+from activelearn.params import validate_model_params
 from activelearn.strategies import ScoredPair, SelectionInput, StrategyName, get_strategy
 from annotation.models import Candidate, Comparison, ComparisonItem, Judgment, Study
 
@@ -143,37 +144,80 @@ def study_features(*, study_id: int) -> StudyFeatures:
     )
 
 
-def _pairwise_data(*, study_id: int, index: dict[int, int]):
-    from models_runtime.reward import PairwiseData
+def _preference_data(*, study_id: int, index: dict[int, int]):
+    """The study's judgments as preference data over rows of the feature matrix.
+
+    ``Judgment.ranking`` lists candidate ids best first, tied candidates sharing
+    an inner list: ``[winner, loser]`` and ``[[a, b]]`` (a tie) are pairs; a
+    longer strict ranking is a Plackett–Luce ranking; a ranking with tied groups
+    becomes the pairs it implies (every item beats the items of lower groups and
+    ties those of its own group). Candidates that no longer exist are left out.
+    """
+    from models_runtime.preferences import PreferenceData
 
     left: list[int] = []
     right: list[int] = []
     outcome: list[float] = []
+    rankings: list[list[int]] = []
     for ranking in Judgment.objects.filter(study_id=study_id).order_by("id").values_list("ranking", flat=True):
-        if len(ranking) == 1 and isinstance(ranking[0], list) and len(ranking[0]) == 2:
-            a, b = ranking[0]
-            result = 0.5
-        elif len(ranking) == 2 and not isinstance(ranking[0], list):
-            a, b = ranking
-            result = 1.0
-        else:
+        groups = [[c for c in (g if isinstance(g, list) else [g]) if c in index] for g in ranking]
+        groups = [[index[c] for c in g] for g in groups if g]
+        if all(len(g) == 1 for g in groups):
+            if len(groups) == 2:
+                left.append(groups[0][0])
+                right.append(groups[1][0])
+                outcome.append(1.0)
+            elif len(groups) > 2:
+                rankings.append([g[0] for g in groups])
             continue
-        if a in index and b in index:
-            left.append(index[a])
-            right.append(index[b])
-            outcome.append(result)
-    return PairwiseData(
-        left=np.array(left, dtype=np.int64),
-        right=np.array(right, dtype=np.int64),
-        outcome=np.array(outcome, dtype=np.float32),
+        for gi, group in enumerate(groups):
+            for pos, a in enumerate(group):
+                for b in group[pos + 1 :]:
+                    left.append(a)
+                    right.append(b)
+                    outcome.append(0.5)
+                for lower in groups[gi + 1 :]:
+                    for b in lower:
+                        left.append(a)
+                        right.append(b)
+                        outcome.append(1.0)
+    pairs = PreferenceData.from_pairs(
+        np.array(left, dtype=np.int64), np.array(right, dtype=np.int64), np.array(outcome, dtype=np.float32)
     )
+    if not rankings:
+        return pairs
+    return PreferenceData.combine(pairs, PreferenceData.from_rankings(rankings))
 
 
 def reward_model_config(*, study: Study):
+    """The models_runtime configuration for the study's model type and options."""
+    from models_runtime.ensemble import EnsembleConfig
+    from models_runtime.preferences import LikelihoodConfig
     from models_runtime.reward import RewardModelConfig
 
-    params = study.strategy_params or {}
-    return RewardModelConfig(head=study.model_type, seed=int(params.get("seed", 0)), device=settings.PREFLOOP_DEVICE)
+    params = dict(study.model_params or {})
+    validate_model_params(params)
+    likelihood = LikelihoodConfig(
+        ties=str(params.get("ties", "davidson")), label_flip_rate=float(params.get("label_flip_rate", 0.0))
+    )
+    common = {"hidden": int(params.get("hidden", 64)), "seed": int(params.get("seed", 0)), "likelihood": likelihood}
+    common["device"] = settings.PREFLOOP_DEVICE
+    if study.model_type == Study.ModelType.ENSEMBLE:
+        return EnsembleConfig(
+            n_members=int(params.get("n_members", 10)), prior_scale=float(params.get("prior_scale", 0.0)), **common
+        )
+    return RewardModelConfig(head=study.model_type, l2=float(params.get("l2", 1e-3)), **common)
+
+
+def reward_model_load(version: RewardModelVersion):
+    """Load a published version's checkpoint (single head or ensemble)."""
+    if version.model_type == Study.ModelType.ENSEMBLE:
+        from models_runtime.ensemble import EnsembleRewardModel
+
+        return EnsembleRewardModel.load(version.checkpoint_path)
+    from models_runtime.reward import RewardModel
+
+    return RewardModel.load(version.checkpoint_path)
 
 
 def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
@@ -184,14 +228,15 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     and renamed into place before the version row is created, so readers
     never see a version without its weights.
     """
-    from models_runtime.reward import RewardModel, fit_bradley_terry
+    from models_runtime import ensemble, reward
 
     study = Study.objects.get(id=study_id)
+    config = reward_model_config(study=study)
     n_judgments = Judgment.objects.filter(study_id=study_id).count()
     if n_judgments < MIN_JUDGMENTS_TO_TRAIN:
         return None
     feats = study_features(study_id=study_id)
-    data = _pairwise_data(study_id=study_id, index=feats.index())
+    data = _preference_data(study_id=study_id, index=feats.index())
     if len(data) < MIN_JUDGMENTS_TO_TRAIN:
         return None
 
@@ -203,10 +248,13 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     init_state = None
     if previous is not None and previous.model_type == study.model_type and previous.embedder_key == feats.embedder_key:
         try:
-            init_state = RewardModel.load(previous.checkpoint_path).state_dict()
+            init_state = reward_model_load(previous).state_dict()
         except (OSError, ValueError) as exc:
             logger.warning("warm start skipped for study %s: %s", study_id, exc)
-    result = fit_bradley_terry(feats.features, data, reward_model_config(study=study), init_state=init_state)
+    if study.model_type == Study.ModelType.ENSEMBLE:
+        result = ensemble.fit_ensemble(feats.features, data, config, init_state=init_state)
+    else:
+        result = reward.fit_reward_model(feats.features, data, config, init_state=init_state)
 
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(id=study_id)
@@ -312,9 +360,7 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
 
     picks: list[tuple[ScoredPair, str]] = []
     if latest is not None:
-        from models_runtime.reward import RewardModel
-
-        scores = RewardModel.load(latest.checkpoint_path).scores(feats.features)
+        scores = reward_model_load(latest).scores(feats.features)
         strategy = get_strategy(study.strategy, **_strategy_params(study))
         inp = SelectionInput(groups=groups, scores=scores, excluded=frozenset(excluded))
         picks = [(p, strategy.name.value) for p in strategy.select(inp, want, rng)]

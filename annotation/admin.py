@@ -30,7 +30,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "status", "mode", "strategy", "overlap", "budget", "created_at")
+    list_display = ("name", "slug", "status", "mode", "strategy", "model_type", "overlap", "budget", "created_at")
     list_filter = ("status", "mode", "strategy", "model_type")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -42,7 +42,16 @@ class StudyAdmin(admin.ModelAdmin):
         ("Task", {"fields": ("mode", "list_size", "allow_tie", "overlap", "budget", "lease_seconds")}),
         (
             "Active learning",
-            {"fields": ("strategy", "strategy_params", "model_type", "queue_low_water", "queue_target")},
+            {
+                "fields": (
+                    "strategy",
+                    "strategy_params",
+                    "model_type",
+                    "model_params",
+                    "queue_low_water",
+                    "queue_target",
+                )
+            },
         ),
         (
             "Background work",

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from activelearn.params import validate_model_params
+
 
 class Study(models.Model):
     class Mode(models.TextChoices):
@@ -26,6 +28,7 @@ class Study(models.Model):
     class ModelType(models.TextChoices):
         MLP = "mlp", "MLP head over embeddings"
         LINEAR = "linear", "Linear head over embeddings"
+        ENSEMBLE = "ensemble", "Anchored ensemble of MLP heads"
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -36,6 +39,13 @@ class Study(models.Model):
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
     strategy_params = models.JSONField(default=dict, blank=True)
     model_type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.MLP)
+    model_params = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_model_params],
+        help_text='Reward-model options, e.g. {"label_flip_rate": 0.1, "ties": "davidson", "hidden": 64, '
+        '"n_members": 10}. See docs/ARCHITECTURE.md.',
+    )
     overlap = models.PositiveSmallIntegerField(
         default=1, help_text="Judgments wanted per comparison, each from a different annotator."
     )

@@ -241,12 +241,19 @@ MODEL_VERSIONS_SHOWN = 50
 @dataclass(frozen=True)
 class ModelVersionRow:
     version: int
+    model_type: str
     n_judgments: int
     heldout_accuracy: float | None
     heldout_log_loss: float | None
     train_seconds: float
     device: str
     created_at: datetime
+    metrics: dict
+
+    @property
+    def heldout_ece(self) -> float | None:
+        value = self.metrics.get("heldout_ece")
+        return float(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -303,12 +310,14 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         ModelVersionRow(**row)
         for row in versions.order_by("-version").values(
             "version",
+            "model_type",
             "n_judgments",
             "heldout_accuracy",
             "heldout_log_loss",
             "train_seconds",
             "device",
             "created_at",
+            "metrics",
         )[:MODEL_VERSIONS_SHOWN]
     )
     total_versions = len(rows) if len(rows) < MODEL_VERSIONS_SHOWN else versions.count()

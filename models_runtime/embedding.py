@@ -176,8 +176,12 @@ class TransformerEmbedder:
                 return
             self._config_bytes()  # fail early with a clear message for bad paths
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
             from models_runtime.device import pick_device
+
+            # The per-load progress bar is noise in worker logs.
+            hf_logging.disable_progress_bar()
 
             device = pick_device(self.config.device)
             try:

@@ -1,10 +1,12 @@
-"""Bradley–Terry reward model over frozen item embeddings.
+"""Reward model over frozen item embeddings: one linear or MLP head.
 
 A small torch head (linear or one-hidden-layer MLP) maps an item's feature vector to a
-scalar utility ``s``; the probability that the left item of a pair is preferred is
-``sigmoid(s_left - s_right)``. Fitting maximises the (weighted) Bernoulli likelihood of
-the observed judgments with full-batch Adam, L2 weight decay and early stopping on a
-held-out split.
+scalar utility ``s``. :func:`fit_reward_model` maximises the weighted likelihood of a
+:class:`models_runtime.preferences.PreferenceData` under a
+:class:`models_runtime.preferences.LikelihoodConfig` (Bradley–Terry pairs with
+Davidson / Rao–Kupper ties and label-flip robustness, Plackett–Luce rankings), with
+L2 weight decay, full-batch Adam or L-BFGS, early stopping on the held-out NLL and a
+warm start from a previous version.
 
 Saved models use a directory format: ``<dir>/model.safetensors`` holds the weights and
 ``<dir>/config.json`` holds the format name/version, ``input_dim`` and the
@@ -22,13 +24,14 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models_runtime.metrics import log_loss, pairwise_accuracy
+from models_runtime.metrics import expected_calibration_error, pairwise_accuracy
+from models_runtime.preferences import LikelihoodConfig, PreferenceData
 
 if TYPE_CHECKING:
     import torch
@@ -38,11 +41,10 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "FitResult",
-    "PairwiseData",
     "RewardModel",
     "RewardModelConfig",
     "TrainingDivergedError",
-    "fit_bradley_terry",
+    "fit_reward_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,79 +83,23 @@ def _index_array(values: Any, name: str) -> np.ndarray:
     return _frozen_array(arr.astype(np.int64, copy=True))
 
 
-def _float_array(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float32)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return _frozen_array(arr.copy())
-
-
-@dataclass(frozen=True, eq=False)
-class PairwiseData:
-    """A set of pairwise judgments over items indexed into a feature matrix. ``left``
-    and ``right`` are int64 row indices; ``outcome`` is float32 with 1.0 meaning left
-    preferred, 0.0 right preferred and 0.5 a tie (any value in [0, 1] is accepted as a
-    soft label); ``weight`` optionally gives a non-negative weight per judgment. Arrays
-    are copied, converted to those dtypes and made read-only; inconsistent lengths or
-    out-of-range values raise ``ValueError``."""
-
-    left: np.ndarray
-    right: np.ndarray
-    outcome: np.ndarray
-    weight: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        left = _index_array(self.left, "left")
-        right = _index_array(self.right, "right")
-        outcome = _float_array(self.outcome, "outcome")
-        n = left.shape[0]
-        if right.shape[0] != n or outcome.shape[0] != n:
-            raise ValueError(
-                "left, right and outcome must have equal lengths, got "
-                f"{left.shape[0]}, {right.shape[0]} and {outcome.shape[0]}"
-            )
-        if n and (outcome.min() < 0.0 or outcome.max() > 1.0):
-            raise ValueError("outcome values must lie in [0, 1]")
-        weight = None
-        if self.weight is not None:
-            weight = _float_array(self.weight, "weight")
-            if weight.shape[0] != n:
-                raise ValueError(f"weight has length {weight.shape[0]}, expected {n} (one per judgment)")
-            if n and weight.min() < 0.0:
-                raise ValueError("weight values must be non-negative")
-        object.__setattr__(self, "left", left)
-        object.__setattr__(self, "right", right)
-        object.__setattr__(self, "outcome", outcome)
-        object.__setattr__(self, "weight", weight)
-
-    def __len__(self) -> int:
-        return int(self.left.shape[0])
-
-    def subset(self, indices: np.ndarray) -> PairwiseData:
-        """Return the judgments at ``indices`` (an integer index array) as new data."""
-        return PairwiseData(
-            left=self.left[indices],
-            right=self.right[indices],
-            outcome=self.outcome[indices],
-            weight=None if self.weight is None else self.weight[indices],
-        )
-
-
 @dataclass(frozen=True)
 class RewardModelConfig:
-    """Hyper-parameters for :func:`fit_bradley_terry`. ``head`` is ``"linear"`` or
+    """Hyper-parameters for :func:`fit_reward_model`. ``head`` is ``"linear"`` or
     ``"mlp"`` (one hidden layer of ``hidden`` GELU units); ``l2`` penalises the squared
-    weights (not biases); Adam runs at ``lr`` for at most ``max_epochs`` full-batch
-    steps, stopping after ``patience`` epochs without held-out improvement. A
-    ``holdout_fraction`` of judgments is held out only when that is at least
-    ``min_holdout`` judgments and no more than what remains for training. ``seed`` fixes
-    initialisation and the split; ``device`` goes to ``pick_device``."""
+    weights (not biases). ``optimizer`` ``"adam"`` takes full-batch Adam steps at
+    ``lr``; ``"lbfgs"`` takes full-batch L-BFGS steps (strong Wolfe line search), the
+    choice for an exact maximum-likelihood fit of a small model. Either way an epoch is
+    one step, at most ``max_epochs`` of them, stopping after ``patience`` epochs
+    without held-out improvement. A ``holdout_fraction`` of judgments is held out only
+    when that is at least ``min_holdout`` judgments and no more than what remains for
+    training. ``seed`` fixes initialisation and the split; ``device`` goes to
+    ``pick_device``; ``likelihood`` configures ties, label flips and rankings."""
 
     head: str = "mlp"
     hidden: int = 64
     l2: float = 1e-3
+    optimizer: str = "adam"
     lr: float = 1e-2
     max_epochs: int = 300
     patience: int = 20
@@ -161,6 +107,7 @@ class RewardModelConfig:
     min_holdout: int = 5
     seed: int = 0
     device: str = "auto"
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
 
     def __post_init__(self) -> None:
         if self.head not in ("linear", "mlp"):
@@ -169,6 +116,8 @@ class RewardModelConfig:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
         if not (self.l2 >= 0.0 and math.isfinite(self.l2)):
             raise ValueError(f"l2 must be a finite non-negative number, got {self.l2}")
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
         if not (self.lr > 0.0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite positive number, got {self.lr}")
         if self.max_epochs < 1:
@@ -179,6 +128,11 @@ class RewardModelConfig:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if self.min_holdout < 1:
             raise ValueError(f"min_holdout must be >= 1, got {self.min_holdout}")
+        if isinstance(self.likelihood, Mapping):
+            # config.json stores the nested dataclass as a dict.
+            known = {f.name for f in dataclasses.fields(LikelihoodConfig)}
+            lik = LikelihoodConfig(**{k: v for k, v in self.likelihood.items() if k in known})
+            object.__setattr__(self, "likelihood", lik)
 
 
 def _build_head(input_dim: int, config: RewardModelConfig) -> nn.Module:
@@ -276,7 +230,7 @@ class RewardModel:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Detached CPU copies of the head's parameters, usable as ``init_state`` for a
-        warm-started :func:`fit_bradley_terry`."""
+        warm-started :func:`fit_reward_model`."""
         return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
 
     def save(self, path: str | Path) -> Path:
@@ -340,10 +294,12 @@ class RewardModel:
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit_bradley_terry`: the fitted ``model``; ``metrics`` with keys
-    ``heldout_accuracy``, ``heldout_log_loss``, ``train_log_loss``, ``n_train``,
-    ``n_heldout``, ``epochs`` (epochs actually run) and ``train_seconds`` (held-out
-    values are ``nan`` when nothing was held out); and the ``device`` it trained on."""
+    """Outcome of :func:`fit_reward_model`: the fitted ``model``; ``metrics`` with keys
+    ``heldout_accuracy`` and ``heldout_ece`` (decided held-out pairs),
+    ``heldout_log_loss`` and ``train_log_loss`` (weighted mean NLL per judgment under
+    the configured likelihood), ``n_train``, ``n_heldout``, ``epochs`` (epochs actually
+    run) and ``train_seconds`` (held-out values are ``nan`` when nothing was held out);
+    and the ``device`` it trained on."""
 
     model: RewardModel
     metrics: dict[str, float]
@@ -388,27 +344,27 @@ def _split(n: int, config: RewardModelConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(n), np.zeros(0, dtype=np.int64)
 
 
-def fit_bradley_terry(
+def fit_reward_model(
     features: np.ndarray,
-    data: PairwiseData,
+    data: PreferenceData,
     config: RewardModelConfig = RewardModelConfig(),
     init_state: Mapping[str, Any] | None = None,
 ) -> FitResult:
-    """Fit a Bradley–Terry utility head on frozen ``features`` (``(N, d)`` float32, one
-    row per item) from the judgments in ``data``, which index rows of ``features``.
-    Judgments are split deterministically by ``config.seed`` into train and held-out
-    parts (see :class:`RewardModelConfig`); the head is trained with full-batch Adam on
-    the weighted binary cross-entropy of ``sigmoid(s_left - s_right)`` against the
-    outcome (ties act as soft 0.5 targets) plus L2 on weights, with early stopping on
-    held-out loss (training loss when nothing is held out) and the best epoch restored.
-    ``init_state`` warm-starts from a previous ``state_dict`` with matching shapes,
-    otherwise it is ignored. Scores are centred to mean zero over training items.
-    Results are deterministic on CPU. Raises ``TrainingDivergedError`` on non-finite
-    features, losses or parameters and ``ValueError`` on invalid inputs."""
+    """Fit a utility head on frozen ``features`` (``(N, d)`` float32, one row per item)
+    from the pairwise and listwise judgments in ``data``, which index rows of
+    ``features``. Judgments are split deterministically by ``config.seed`` into train
+    and held-out parts (see :class:`RewardModelConfig`); the head minimises the
+    weighted mean NLL of the training judgments under ``config.likelihood`` plus L2 on
+    weights, with early stopping on the held-out NLL (training objective when nothing
+    is held out) and the best epoch restored. ``init_state`` warm-starts from a
+    previous ``state_dict`` with matching shapes, otherwise it is ignored. Scores are
+    centred to mean zero over training items. Deterministic on CPU. Raises
+    ``TrainingDivergedError`` on non-finite features, losses or parameters (the caller
+    keeps its previous model) and ``ValueError`` on invalid inputs."""
     import torch
-    import torch.nn.functional as F
 
     from models_runtime.device import pick_device
+    from models_runtime.likelihood import PreferenceLikelihood
 
     started = time.perf_counter()
     x_all = _check_features(features)
@@ -418,12 +374,11 @@ def fit_bradley_terry(
         raise ValueError("Cannot fit a reward model without any judgments")
     if dim == 0:
         raise ValueError("features must have at least one column")
-    if max(int(data.left.max()), int(data.right.max())) >= n_items:
+    used = data.items()
+    if used[-1] >= n_items:
         raise ValueError(f"Judgments reference item index >= {n_items}, the number of feature rows")
-
-    # Train only on the items that appear in judgments; feature matrices may hold many
-    # more (e.g. the whole unlabelled pool).
-    used, inverse = np.unique(np.concatenate([data.left, data.right]), return_inverse=True)
+    # Only judged items are scored while training; feature matrices may hold many more
+    # (e.g. the whole unlabelled pool).
     x_used = x_all[used]
     bad_rows = ~np.isfinite(x_used).all(axis=1)
     if bad_rows.any():
@@ -431,8 +386,7 @@ def fit_bradley_terry(
             f"features contain NaN or infinite values in {int(bad_rows.sum())} judged "
             f"item row(s) (e.g. row {int(used[bad_rows][0])}); refusing to train"
         )
-    left_pos, right_pos = inverse[:n], inverse[n:]
-    weight = np.ones(n, dtype=np.float32) if data.weight is None else data.weight
+    weight = data.weight
     train_idx, hold_idx = _split(n, config)
     if float(weight[train_idx].sum()) <= 0.0:
         raise ValueError("Training judgments have zero total weight")
@@ -443,35 +397,64 @@ def fit_bradley_terry(
     if _apply_init_state(head, init_state):
         log.debug("Warm-starting reward model from init_state")
     head.to(device)
-
-    def part(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return (
-            torch.from_numpy(left_pos[idx]).to(device),
-            torch.from_numpy(right_pos[idx]).to(device),
-            torch.from_numpy(np.ascontiguousarray(data.outcome[idx])).to(device),
-            torch.from_numpy(np.ascontiguousarray(weight[idx])).to(device),
-        )
-
+    likelihood = PreferenceLikelihood(config.likelihood)
     x_t = torch.from_numpy(x_used).to(device)
+    used_t = torch.from_numpy(used).to(device)
+
+    def part(idx: np.ndarray) -> tuple[Any, torch.Tensor]:
+        w = torch.from_numpy(np.ascontiguousarray(weight[idx])).to(device)
+        return data.select(idx).to_tensors(device), w
+
     train_t = part(train_idx)
     hold_t = part(hold_idx) if has_hold else train_t
-
-    def nll(s: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        li, ri, y, w = batch
-        per = F.binary_cross_entropy_with_logits(s[li] - s[ri], y, reduction="none")
-        return (w * per).sum() / w.sum()
-
     params = list(head.parameters())
     decayed = [p for name, p in head.named_parameters() if name.endswith("weight")]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    def all_scores() -> torch.Tensor:
+        # Likelihood tensors index rows of the full feature matrix; only judged rows are
+        # read, so the rest can stay zero.
+        return x_t.new_zeros(n_items).index_copy(0, used_t, head(x_t).squeeze(-1))
+
+    def objective(batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
+        tensors, w = batch
+        loss = (likelihood(all_scores(), tensors) * w).sum() / w.sum()
+        if config.l2 > 0.0:
+            loss = loss + config.l2 * sum((p * p).sum() for p in decayed)
+        return loss
 
     def monitored() -> float:
         head.eval()
         with torch.no_grad():
-            value = float(nll(head(x_t).squeeze(-1), hold_t))
+            tensors, w = hold_t
+            value = (
+                float((likelihood(all_scores(), tensors) * w).sum() / w.sum()) if has_hold else float(objective(hold_t))
+            )
         if not math.isfinite(value):
             raise TrainingDivergedError(f"monitored loss became {value}")
         return value
+
+    if config.optimizer == "lbfgs":
+        optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=20,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
+    else:
+        optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective(train_t)
+        if not math.isfinite(float(loss.detach())):
+            raise TrainingDivergedError(
+                f"training loss became {float(loss.detach())}; try a smaller lr or check the features"
+            )
+        loss.backward()
+        return loss
 
     # Epoch 0 competes too, so a warm start that is already optimal is kept as is.
     best_loss = monitored()
@@ -480,17 +463,7 @@ def fit_bradley_terry(
     epochs = 0
     for epoch in range(1, config.max_epochs + 1):
         head.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = nll(head(x_t).squeeze(-1), train_t)
-        if config.l2 > 0.0:
-            loss = loss + config.l2 * sum((p * p).sum() for p in decayed)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrainingDivergedError(
-                f"training loss became {loss_value} at epoch {epoch}; try a smaller lr or check the features"
-            )
-        loss.backward()
-        optimizer.step()
+        optimizer.step(closure)
         epochs = epoch
         if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
             raise TrainingDivergedError(f"model parameters became non-finite at epoch {epoch}; try a smaller lr")
@@ -506,29 +479,47 @@ def fit_bradley_terry(
     head.load_state_dict(best_state)
     head.eval()
 
-    # The output bias cancels in s_left - s_right, so shifting it to centre training-item
-    # scores at zero changes no prediction but makes utilities comparable across fits.
-    train_items = np.unique(np.concatenate([left_pos[train_idx], right_pos[train_idx]]))
+    # The output bias cancels in every likelihood (they see score differences only,
+    # and the both-bad term is relative to the mean), so shifting it to centre the
+    # training items' scores at zero changes no prediction but makes utilities
+    # comparable across fits.
+    train_items = np.searchsorted(used, data.select(train_idx).items())
     with torch.no_grad():
         s_train = head(x_t[torch.from_numpy(train_items).to(device)]).squeeze(-1)
         head[-1].bias.sub_(s_train.mean())
 
     model = RewardModel(head, config, dim)
-    s = model.scores(x_used)
-    if not np.isfinite(s).all():
-        raise TrainingDivergedError("fitted model produces non-finite scores")
-    p = _sigmoid(s[left_pos] - s[right_pos])
+    with torch.no_grad():
+        scores = all_scores()
+        if not bool(torch.isfinite(scores[used_t]).all()):
+            raise TrainingDivergedError("fitted model produces non-finite scores")
+        full = data.to_tensors(device)
+        nll = likelihood(scores, full).double().cpu().numpy()
+        p_left, _, p_right = likelihood.pair_probabilities(scores, full)
+    p_left_np, p_right_np = p_left.double().cpu().numpy(), p_right.double().cpu().numpy()
+    # Probability that left wins given that the pair was decided.
+    q_left = p_left_np / np.maximum(p_left_np + p_right_np, 1e-300)
+    outcome = data.pair_outcome.astype(np.float64)
+
+    def weighted_mean(values: np.ndarray, idx: np.ndarray) -> float:
+        w = weight[idx].astype(np.float64)
+        return float((values[idx] * w).sum() / w.sum()) if idx.size and w.sum() > 0 else float("nan")
+
+    hold_pairs = hold_idx[hold_idx < data.n_pairs]
     metrics: dict[str, float] = {
         "heldout_accuracy": float("nan"),
         "heldout_log_loss": float("nan"),
-        "train_log_loss": log_loss(p[train_idx], data.outcome[train_idx]),
+        "heldout_ece": float("nan"),
+        "train_log_loss": weighted_mean(nll, train_idx),
         "n_train": float(train_idx.size),
         "n_heldout": float(hold_idx.size),
         "epochs": float(epochs),
         "train_seconds": 0.0,
     }
     if hold_idx.size:
-        metrics["heldout_accuracy"] = pairwise_accuracy(p[hold_idx], data.outcome[hold_idx])
-        metrics["heldout_log_loss"] = log_loss(p[hold_idx], data.outcome[hold_idx])
+        metrics["heldout_log_loss"] = weighted_mean(nll, hold_idx)
+    if hold_pairs.size:
+        metrics["heldout_accuracy"] = pairwise_accuracy(q_left[hold_pairs], outcome[hold_pairs])
+        metrics["heldout_ece"] = expected_calibration_error(q_left[hold_pairs], outcome[hold_pairs])
     metrics["train_seconds"] = time.perf_counter() - started
     return FitResult(model=model, metrics=metrics, device=str(device))

@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from activelearn import services
 from activelearn.models import RewardModelVersion
-from annotation.models import Comparison, Judgment
+from annotation.models import Candidate, Comparison, Judgment
 from annotation.services import assignment_lease_next, judgment_submit
 
 
@@ -106,7 +107,7 @@ def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_stud
         raise reward.TrainingDivergedError("loss became NaN")
 
     _judge(study, annotators[1], 1)
-    monkeypatch.setattr(reward, "fit_bradley_terry", diverge)
+    monkeypatch.setattr(reward, "fit_reward_model", diverge)
     study.retrain_claimed_at = study.created_at
     study.save(update_fields=["retrain_claimed_at"])
     with pytest.raises(reward.TrainingDivergedError):
@@ -218,3 +219,47 @@ def test_concurrent_leases_never_hand_one_comparison_to_two_annotators(make_stud
     assert len(leased) == len(users)
     assert len(set(leased.values())) == len(users), "one comparison went to two annotators"
     assert Comparison.objects.filter(study=study, status=Comparison.Status.LEASED).count() == len(users)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model_type", ["linear", "mlp", "ensemble"])
+def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annotators, member, model_type):
+    study = make_study(model_type=model_type, model_params={"ties": "davidson", "label_flip_rate": 0.05})
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 5, choose=lambda c: "tie" if c.id % 3 == 0 else "a")
+    version = services.reward_model_fit(study_id=study.id)
+    assert version.model_type == model_type
+    loaded = services.reward_model_load(version)
+    scores = loaded.scores(services.study_features(study_id=study.id).features)
+    assert scores.shape == (20,) and np.isfinite(scores).all()
+    assert services.queue_refill(study_id=study.id, seed=0) > 0
+    assert Comparison.objects.filter(study=study, model_version=version).exists()
+
+
+@pytest.mark.django_db
+def test_model_options_are_validated_with_a_clear_message(make_study):
+    from django.core.exceptions import ValidationError
+
+    study = make_study(model_params={"label_flip_rate": 0.7, "n_membres": 3})
+    with pytest.raises(ValidationError) as info:
+        study.full_clean()
+    message = " ".join(info.value.messages)
+    assert "label_flip_rate" in message and "[0, 0.5)" in message
+    assert "unknown option “n_membres”" in message
+
+
+@pytest.mark.django_db
+def test_rankings_become_pairs_plackett_luce_rankings_and_tied_groups(make_study, annotators):
+    study = make_study()
+    ids = list(Candidate.objects.filter(study=study).order_by("id").values_list("id", flat=True))[:5]
+    services.queue_refill(study_id=study.id, seed=0)
+    comparison = Comparison.objects.filter(study=study).first()
+    a, b, c, d, e = ids
+    for user, ranking in zip(annotators, [[a, b], [[c, d]], [a, c, e]], strict=False):
+        Judgment.objects.create(study=study, comparison=comparison, annotator=user, choice="a", ranking=ranking)
+    index = {cid: row for row, cid in enumerate(ids)}
+    data = services._preference_data(study_id=study.id, index=index)
+    assert (data.n_pairs, data.n_rankings) == (2, 1)
+    assert data.pair_outcome.tolist() == [1.0, 0.5]
+    assert data.rank_items[0].tolist() == [0, 2, 4]

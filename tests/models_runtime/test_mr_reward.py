@@ -10,12 +10,12 @@ import pytest
 
 from models_runtime.device import pick_device
 from models_runtime.metrics import log_loss, pairwise_accuracy
+from models_runtime.preferences import PreferenceData
 from models_runtime.reward import (
-    PairwiseData,
     RewardModel,
     RewardModelConfig,
     TrainingDivergedError,
-    fit_bradley_terry,
+    fit_reward_model,
 )
 
 CPU = RewardModelConfig(device="cpu")
@@ -29,7 +29,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def make_problem(
     n_items: int = 300, dim: int = 16, n_pairs: int = 3000, seed: int = 1
-) -> tuple[np.ndarray, np.ndarray, PairwiseData]:
+) -> tuple[np.ndarray, np.ndarray, PreferenceData]:
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((n_items, dim)).astype(np.float32)
     w = rng.standard_normal(dim)
@@ -38,18 +38,18 @@ def make_problem(
     right = (left + rng.integers(1, n_items, n_pairs)) % n_items
     p = 1.0 / (1.0 + np.exp(-(utility[left] - utility[right])))
     outcome = (rng.random(n_pairs) < p).astype(np.float32)
-    return features, utility, PairwiseData(left=left, right=right, outcome=outcome)
+    return features, utility, PreferenceData.from_pairs(left, right, outcome)
 
 
 @pytest.fixture(scope="module")
-def problem() -> tuple[np.ndarray, np.ndarray, PairwiseData]:
+def problem() -> tuple[np.ndarray, np.ndarray, PreferenceData]:
     return make_problem()
 
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 def test_recovers_known_utilities(problem, head: str) -> None:
     features, utility, data = problem
-    result = fit_bradley_terry(features, data, RewardModelConfig(head=head, device="cpu"))
+    result = fit_reward_model(features, data, RewardModelConfig(head=head, device="cpu"))
     scores = result.model.scores(features)
     assert scores.dtype == np.float64 and scores.shape == (features.shape[0],)
     assert np.isfinite(scores).all()
@@ -58,6 +58,7 @@ def test_recovers_known_utilities(problem, head: str) -> None:
     assert set(m) == {
         "heldout_accuracy",
         "heldout_log_loss",
+        "heldout_ece",
         "train_log_loss",
         "n_train",
         "n_heldout",
@@ -67,6 +68,7 @@ def test_recovers_known_utilities(problem, head: str) -> None:
     assert m["n_heldout"] == 600 and m["n_train"] == 2400
     assert m["heldout_accuracy"] >= 0.72
     assert m["heldout_log_loss"] < 0.6
+    assert 0.0 <= m["heldout_ece"] < 0.1
     assert 1 <= m["epochs"] <= 300
     assert result.device == "cpu"
     # scores are centred over training items
@@ -75,27 +77,29 @@ def test_recovers_known_utilities(problem, head: str) -> None:
 
 def test_prob_left_matches_scores(problem) -> None:
     features, _, data = problem
-    model = fit_bradley_terry(features, data, CPU).model
+    model = fit_reward_model(features, data, CPU).model
     s = model.scores(features)
-    p = model.prob_left(features, data.left[:100], data.right[:100])
-    expected = 1.0 / (1.0 + np.exp(-(s[data.left[:100]] - s[data.right[:100]])))
+    p = model.prob_left(features, data.pair_left[:100], data.pair_right[:100])
+    expected = 1.0 / (1.0 + np.exp(-(s[data.pair_left[:100]] - s[data.pair_right[:100]])))
     np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model.prob_left(features, data.right[:100], data.left[:100]), 1.0 - p, atol=1e-6)
+    np.testing.assert_allclose(
+        model.prob_left(features, data.pair_right[:100], data.pair_left[:100]), 1.0 - p, atol=1e-6
+    )
 
 
 def test_deterministic_with_same_seed(problem) -> None:
     features, _, data = problem
-    a = fit_bradley_terry(features, data, CPU)
-    b = fit_bradley_terry(features, data, CPU)
+    a = fit_reward_model(features, data, CPU)
+    b = fit_reward_model(features, data, CPU)
     np.testing.assert_array_equal(a.model.scores(features), b.model.scores(features))
     assert a.metrics["epochs"] == b.metrics["epochs"]
-    c = fit_bradley_terry(features, data, RewardModelConfig(seed=7, device="cpu"))
+    c = fit_reward_model(features, data, RewardModelConfig(seed=7, device="cpu"))
     assert not np.array_equal(a.model.scores(features), c.model.scores(features))
 
 
 def test_save_load_round_trip(problem, tmp_path: Path) -> None:
     features, _, data = problem
-    model = fit_bradley_terry(features, data, CPU).model
+    model = fit_reward_model(features, data, CPU).model
     out = model.save(tmp_path / "rm-v1")
     assert out == tmp_path / "rm-v1"
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
@@ -109,33 +113,33 @@ def test_save_load_round_trip(problem, tmp_path: Path) -> None:
 
 def test_warm_start_converges_faster(problem) -> None:
     features, _, data = problem
-    cold = fit_bradley_terry(features, data, CPU)
-    warm = fit_bradley_terry(features, data, CPU, init_state=cold.model.state_dict())
+    cold = fit_reward_model(features, data, CPU)
+    warm = fit_reward_model(features, data, CPU, init_state=cold.model.state_dict())
     assert warm.metrics["epochs"] < cold.metrics["epochs"]
     assert warm.metrics["heldout_log_loss"] <= cold.metrics["heldout_log_loss"] + 1e-3
 
 
 def test_mismatched_init_state_is_ignored(problem) -> None:
     features, _, data = problem
-    linear = fit_bradley_terry(features, data, RewardModelConfig(head="linear", device="cpu"))
-    fresh = fit_bradley_terry(features, data, CPU)
-    ignored = fit_bradley_terry(features, data, CPU, init_state=linear.model.state_dict())
+    linear = fit_reward_model(features, data, RewardModelConfig(head="linear", device="cpu"))
+    fresh = fit_reward_model(features, data, CPU)
+    ignored = fit_reward_model(features, data, CPU, init_state=linear.model.state_dict())
     np.testing.assert_array_equal(fresh.model.scores(features), ignored.model.scores(features))
 
 
 def test_nan_features_raise(problem) -> None:
     features, _, data = problem
     bad = features.copy()
-    bad[data.left[0], 3] = np.nan
+    bad[data.pair_left[0], 3] = np.nan
     with pytest.raises(TrainingDivergedError, match="NaN"):
-        fit_bradley_terry(bad, data, CPU)
+        fit_reward_model(bad, data, CPU)
 
 
 def test_divergence_raises(problem) -> None:
     features, _, data = problem
     huge = features * 1e30
     with pytest.raises(TrainingDivergedError):
-        fit_bradley_terry(huge, data, RewardModelConfig(head="linear", lr=1e30, device="cpu"))
+        fit_reward_model(huge, data, RewardModelConfig(head="linear", lr=1e30, device="cpu"))
 
 
 def test_cuda_fit_matches_cpu(problem) -> None:
@@ -144,20 +148,16 @@ def test_cuda_fit_matches_cpu(problem) -> None:
         pytest.skip("no CUDA device")
     features, _, data = problem
     cfg = RewardModelConfig(head="linear", max_epochs=100, device="cuda")
-    gpu = fit_bradley_terry(features, data, cfg)
-    cpu = fit_bradley_terry(features, data, RewardModelConfig(head="linear", max_epochs=100, device="cpu"))
+    gpu = fit_reward_model(features, data, cfg)
+    cpu = fit_reward_model(features, data, RewardModelConfig(head="linear", max_epochs=100, device="cpu"))
     assert gpu.device.startswith("cuda")
     np.testing.assert_allclose(gpu.model.scores(features), cpu.model.scores(features), atol=1e-3)
 
 
 def test_small_data_has_no_holdout() -> None:
     features = np.eye(4, dtype=np.float32)
-    data = PairwiseData(
-        left=np.array([0, 1, 2, 0]),
-        right=np.array([1, 2, 3, 3]),
-        outcome=np.array([1.0, 1.0, 0.5, 1.0], dtype=np.float32),
-    )
-    result = fit_bradley_terry(features, data, RewardModelConfig(max_epochs=50, device="cpu"))
+    data = PreferenceData.from_pairs([0, 1, 2, 0], [1, 2, 3, 3], [1.0, 1.0, 0.5, 1.0])
+    result = fit_reward_model(features, data, RewardModelConfig(max_epochs=50, device="cpu"))
     assert math.isnan(result.metrics["heldout_accuracy"])
     assert math.isnan(result.metrics["heldout_log_loss"])
     assert result.metrics["n_heldout"] == 0 and result.metrics["n_train"] == 4
@@ -169,43 +169,18 @@ def test_small_data_has_no_holdout() -> None:
 def test_weights_are_used() -> None:
     features = np.eye(2, dtype=np.float32)
     # conflicting judgments: the heavily weighted one must win
-    data = PairwiseData(
-        left=np.array([0, 0]),
-        right=np.array([1, 1]),
-        outcome=np.array([1.0, 0.0], dtype=np.float32),
-        weight=np.array([5.0, 1.0], dtype=np.float32),
-    )
-    model = fit_bradley_terry(features, data, RewardModelConfig(head="linear", device="cpu")).model
+    data = PreferenceData.from_pairs([0, 0], [1, 1], [1.0, 0.0], weight=[5.0, 1.0])
+    model = fit_reward_model(features, data, RewardModelConfig(head="linear", device="cpu")).model
     s = model.scores(features)
     assert s[0] > s[1]
-
-
-def test_pairwise_data_validation() -> None:
-    ok = PairwiseData(left=[0, 1], right=[1, 2], outcome=[1.0, 0.5])
-    assert len(ok) == 2
-    assert ok.left.dtype == np.int64 and ok.outcome.dtype == np.float32
-    with pytest.raises(ValueError, match="equal lengths"):
-        PairwiseData(left=[0, 1], right=[1], outcome=[1.0, 0.0])
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        PairwiseData(left=[0], right=[1], outcome=[1.5])
-    with pytest.raises(ValueError):
-        PairwiseData(left=[0], right=[1], outcome=[np.nan])
-    with pytest.raises(ValueError):
-        PairwiseData(left=[0.5], right=[1], outcome=[1.0])
-    with pytest.raises(ValueError):
-        PairwiseData(left=[-1], right=[1], outcome=[1.0])
-    with pytest.raises(ValueError):
-        PairwiseData(left=[0], right=[1], outcome=[1.0], weight=[1.0, 2.0])
-    with pytest.raises(ValueError):
-        PairwiseData(left=[0], right=[1], outcome=[1.0], weight=[-1.0])
 
 
 def test_fit_rejects_bad_inputs(problem) -> None:
     features, _, data = problem
     with pytest.raises(ValueError):
-        fit_bradley_terry(features[:10], data, CPU)  # indices out of range
+        fit_reward_model(features[:10], data, CPU)  # indices out of range
     with pytest.raises(ValueError):
-        fit_bradley_terry(features, PairwiseData(left=[], right=[], outcome=[]), CPU)
+        fit_reward_model(features, PreferenceData.empty(), CPU)
     with pytest.raises(ValueError):
         RewardModelConfig(head="transformer")
     with pytest.raises(ValueError):

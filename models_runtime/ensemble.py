@@ -1,0 +1,647 @@
+"""Anchored ensemble of reward heads: an epistemic reward model for exploration.
+
+Thompson sampling and information-maximising query strategies need to know not only
+the predicted utility of each candidate but how sure the model is about it
+(Dwaracherla et al. 2024, "Efficient Exploration for LLMs"). This module fits ``M``
+small heads (linear, or one hidden layer of GELU units, like ``reward.py``) over frozen
+item features and treats them as samples from an approximate posterior:
+
+* each member starts from its own random initialisation and is pulled back towards it
+  by an L2 "anchor" (Pearce et al. 2020, anchored ensembles), so members that see the
+  same data still disagree wherever the data say nothing;
+* optionally a fixed, untrained random "prior network" is added to each member's
+  output (Osband et al. 2018, randomized prior functions) for extra diversity;
+* optionally each member sees a Poisson(1) bootstrap reweighting of the judgments.
+
+All members are trained together: their weights are stacked into batched tensors
+(``w1`` is ``(M, d, h)``), the first layer of every member is one matrix product over
+the shared features, and a single full-batch Adam step updates all members at once.
+Early stopping watches the held-out NLL averaged over members. Judgments are
+:class:`models_runtime.preferences.PreferenceData` (pairs with ties / both-bad flags and
+rankings) scored by :class:`models_runtime.preferences.PreferenceLikelihood`.
+
+Saved models use a directory format: ``<dir>/model.safetensors`` holds the trainable
+weights and the buffers (anchors, prior networks, input normalisation, offsets) and
+``<dir>/config.json`` the format name/version, ``input_dim`` and the
+:class:`EnsembleConfig` fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models_runtime.metrics import expected_calibration_error, pairwise_accuracy
+from models_runtime.preferences import LikelihoodConfig, PreferenceData
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ENSEMBLE_FORMAT_NAME",
+    "ENSEMBLE_FORMAT_VERSION",
+    "EnsembleConfig",
+    "EnsembleFitResult",
+    "EnsembleRewardModel",
+    "fit_ensemble",
+]
+
+log = logging.getLogger(__name__)
+
+ENSEMBLE_FORMAT_NAME = "prefloop-anchored-ensemble"
+ENSEMBLE_FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+# Rows scored per forward pass at prediction time: an (rows, M * hidden) activation of
+# 16k x 640 floats is ~40 MB, small enough for any worker and large enough that the
+# per-call overhead is negligible.
+_SCORE_BATCH = 16_384
+# Improvements smaller than this do not reset the patience counter, so float noise on a
+# plateau cannot keep a run alive until max_epochs.
+_MIN_DELTA = 1e-6
+# Initial standard deviation of hidden-layer biases. Non-zero so that the anchor has a
+# finite precision for them and members' GELU kinks start in different places.
+_BIAS_STD = 0.1
+
+# Trainable tensors per head type; anchors and prior networks mirror these names.
+_PARAM_NAMES = {"mlp": ("w1", "b1", "w2"), "linear": ("w",)}
+
+
+class _FrozenDefault:
+    """Marker so dataclass fields can default to a frozen LikelihoodConfig instance."""
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Hyper-parameters for :func:`fit_ensemble`. ``n_members`` heads of type ``head``
+    (``"mlp"`` with ``hidden`` GELU units, or ``"linear"``) are trained together.
+    ``anchor_strength`` scales an L2 pull of each member towards its own random
+    initialisation: the penalty is ``anchor_strength * sum((θ - θ0)² / (2 σ0²))``, i.e. a
+    Gaussian prior centred on the member's initial weights whose variance is the
+    initialisation variance divided by ``anchor_strength``, divided by the member's total
+    judgment weight so that, as in a posterior, the data dominate as judgments
+    accumulate (1.0 is the "exact" anchored ensemble of Pearce et al.; the default 1e-2
+    is a weak prior that, together with early stopping, keeps members diverse without
+    biasing well-measured items). ``prior_scale`` > 0 adds a fixed random prior network
+    of the same architecture, times that scale, to each member. ``bootstrap`` draws
+    Poisson(1) weights per member and training judgment. Optimisation is full-batch Adam
+    at ``lr`` for at most ``max_epochs`` steps with ``patience`` epochs of early stopping
+    on the held-out NLL averaged over members; ``holdout_fraction`` / ``min_holdout``
+    and ``seed`` work as in :class:`models_runtime.reward.RewardModelConfig`, ``device``
+    goes to ``pick_device`` and ``likelihood`` configures ties, label flips and the
+    listwise model."""
+
+    n_members: int = 10
+    head: str = "mlp"
+    hidden: int = 64
+    anchor_strength: float = 1e-2
+    prior_scale: float = 0.0
+    bootstrap: bool = True
+    lr: float = 1e-2
+    max_epochs: int = 200
+    patience: int = 20
+    holdout_fraction: float = 0.2
+    min_holdout: int = 5
+    seed: int = 0
+    device: str = "auto"
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+
+    def __post_init__(self) -> None:
+        if self.n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {self.n_members}")
+        if self.head not in _PARAM_NAMES:
+            raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+        for name in ("anchor_strength", "prior_scale"):
+            value = getattr(self, name)
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite non-negative number, got {value}")
+        if not (self.lr > 0.0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite positive number, got {self.lr}")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.min_holdout < 1:
+            raise ValueError(f"min_holdout must be >= 1, got {self.min_holdout}")
+        if isinstance(self.likelihood, Mapping):
+            # config.json stores the nested dataclass as a dict.
+            known = {f.name for f in dataclasses.fields(LikelihoodConfig)}
+            lik = LikelihoodConfig(**{k: v for k, v in self.likelihood.items() if k in known})
+            object.__setattr__(self, "likelihood", lik)
+
+
+def _init_std(name: str, dim: int, hidden: int) -> float:
+    # Inputs are standardised (mean 0, mean squared coordinate 1, so |z|² ≈ dim): a
+    # 1/sqrt(dim) first layer gives unit-variance pre-activations, and a sqrt(2/hidden)
+    # output layer gives random members whose utilities vary by roughly one logit
+    # across items, the scale on which preference probabilities actually change. That
+    # is the prior spread a never-compared item keeps.
+    if name in ("w1", "w"):
+        return 1.0 / math.sqrt(dim)
+    if name == "b1":
+        return _BIAS_STD
+    if name == "w2":
+        return math.sqrt(2.0 / hidden)
+    raise KeyError(name)
+
+
+def _param_shapes(config: EnsembleConfig, dim: int) -> dict[str, tuple[int, ...]]:
+    m, h = config.n_members, config.hidden
+    if config.head == "mlp":
+        return {"w1": (m, dim, h), "b1": (m, h), "w2": (m, h)}
+    return {"w": (m, dim)}
+
+
+def _build_net(config: EnsembleConfig, dim: int) -> torch.nn.Module:
+    """Create the batched ensemble module with seeded random weights, anchors equal to
+    those weights and (when ``prior_scale`` > 0) seeded random prior networks."""
+    import torch
+
+    class _BatchedHeads(torch.nn.Module):
+        """``M`` heads over shared inputs as stacked tensors; ``forward`` maps raw
+        features ``(n, d)`` to utilities ``(M, n)`` (or ``(1, n)`` for one member)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = config.head
+            self.prior_scale = float(config.prior_scale)
+            shapes = _param_shapes(config, dim)
+            # Draw on a private CPU generator so the weights depend only on the seed, not
+            # on the device or on anything else that consumed the global RNG.
+            gen = torch.Generator().manual_seed(config.seed)
+            for name, shape in shapes.items():
+                value = torch.randn(shape, generator=gen) * _init_std(name, dim, config.hidden)
+                self.register_parameter(name, torch.nn.Parameter(value))
+                self.register_buffer(f"anchor_{name}", value.clone())
+            if self.prior_scale > 0.0:
+                for name, shape in shapes.items():
+                    value = torch.randn(shape, generator=gen) * _init_std(name, dim, config.hidden)
+                    self.register_buffer(f"prior_{name}", value)
+            self.register_buffer("input_mean", torch.zeros(dim))
+            self.register_buffer("input_scale", torch.ones(()))
+            # Per-member additive constant; preference likelihoods only see score
+            # differences, so it is set after fitting to centre each member.
+            self.register_buffer("offset", torch.zeros(config.n_members))
+
+        def standardize(self, x: torch.Tensor) -> torch.Tensor:
+            return (x - self.input_mean) / self.input_scale
+
+        def core(self, z: torch.Tensor, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            if self.head == "linear":
+                return (z @ tensors["w"].T).T
+            w1, b1, w2 = tensors["w1"], tensors["b1"], tensors["w2"]
+            m, d, h = w1.shape
+            # One (n, d) x (d, M*h) product computes every member's hidden layer: far
+            # faster than M separate matmuls or a bmm over a broadcast copy of z.
+            hid = torch.nn.functional.gelu(torch.addmm(b1.reshape(-1), z, w1.permute(1, 0, 2).reshape(d, m * h)))
+            return (hid.view(-1, m, h) * w2).sum(-1).T
+
+        def tensors(self, prefix: str, member: int | None) -> dict[str, torch.Tensor]:
+            names = _PARAM_NAMES[self.head]
+            out = {n: getattr(self, prefix + n) for n in names}
+            if member is not None:
+                out = {n: t[member : member + 1] for n, t in out.items()}
+            return out
+
+        def prior(self, z: torch.Tensor, member: int | None = None) -> torch.Tensor:
+            return self.prior_scale * self.core(z, self.tensors("prior_", member))
+
+        def forward(self, x: torch.Tensor, member: int | None = None) -> torch.Tensor:
+            z = self.standardize(x)
+            out = self.core(z, self.tensors("", member))
+            if self.prior_scale > 0.0:
+                out = out + self.prior(z, member)
+            offset = self.offset if member is None else self.offset[member : member + 1]
+            return out + offset[:, None]
+
+    return _BatchedHeads()
+
+
+def _check_features(features: np.ndarray, input_dim: int | None = None) -> np.ndarray:
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
+    if input_dim is not None and x.shape[1] != input_dim:
+        raise ValueError(f"features have dimension {x.shape[1]}, model expects {input_dim}")
+    return x
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class EnsembleRewardModel:
+    """A fitted anchored ensemble: ``M`` utility functions over item features.
+    ``member_scores`` gives every member's utilities, ``scores`` their mean and
+    ``spread`` their standard deviation (the epistemic uncertainty that Thompson
+    sampling and infomax strategies use); ``sample_member`` / ``sample_scores`` draw one
+    member as a posterior sample. Each member is centred to mean zero over its training
+    items, so spreads compare utilities rather than arbitrary offsets. ``save``/``load``
+    use the directory format described in this module's docstring."""
+
+    def __init__(self, net: torch.nn.Module, config: EnsembleConfig, input_dim: int) -> None:
+        self.net = net
+        self.config = config
+        self.input_dim = int(input_dim)
+        self.net.eval()
+
+    @property
+    def n_members(self) -> int:
+        """Number of ensemble members ``M``."""
+        return int(self.config.n_members)
+
+    @property
+    def device(self) -> torch.device:
+        """Device the ensemble's tensors live on."""
+        return self.net.offset.device
+
+    def _forward_numpy(self, features: np.ndarray, member: int | None) -> np.ndarray:
+        import torch
+
+        x = _check_features(features, self.input_dim)
+        rows = 1 if member is not None else self.n_members
+        out = np.empty((rows, x.shape[0]), dtype=np.float64)
+        self.net.eval()
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], _SCORE_BATCH):
+                chunk = torch.from_numpy(x[start : start + _SCORE_BATCH]).to(self.device)
+                out[:, start : start + chunk.shape[0]] = self.net(chunk, member).double().cpu().numpy()
+        return out
+
+    def member_scores(self, features: np.ndarray) -> np.ndarray:
+        """Utilities of every member for each row of ``features`` (``(N, input_dim)``),
+        as a float64 array of shape ``(M, N)``."""
+        return self._forward_numpy(features, None)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Ensemble-mean utility of each row of ``features``, float64 ``(N,)``."""
+        return self.member_scores(features).mean(axis=0)
+
+    def spread(self, features: np.ndarray) -> np.ndarray:
+        """Standard deviation over members (population form, ``ddof=0``) of each row's
+        utility, float64 ``(N,)``: large where the judgments leave an item's utility
+        undetermined."""
+        return self.member_scores(features).std(axis=0)
+
+    def sample_member(self, rng: np.random.Generator) -> int:
+        """Draw a member index uniformly at random with ``rng``; with an ensemble as the
+        posterior approximation, that member's utilities are one posterior sample."""
+        return int(rng.integers(self.n_members))
+
+    def sample_scores(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Utilities (float64 ``(N,)``) of one member drawn with :meth:`sample_member`;
+        only that member is evaluated."""
+        return self._forward_numpy(features, self.sample_member(rng))[0]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached CPU copies of all weights and buffers (including the anchors and
+        prior networks), usable as ``init_state`` for a warm-started
+        :func:`fit_ensemble`."""
+        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ensemble into directory ``path`` (created if needed) as
+        ``model.safetensors`` + ``config.json`` and return the directory. Each file is
+        written atomically; use a fresh directory per model version."""
+        from safetensors.torch import save_file
+
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        meta = {
+            "format": ENSEMBLE_FORMAT_NAME,
+            "format_version": ENSEMBLE_FORMAT_VERSION,
+            "input_dim": self.input_dim,
+            "config": dataclasses.asdict(self.config),
+        }
+        _atomic_write(
+            directory / WEIGHTS_FILE,
+            lambda tmp: save_file(tensors, tmp, metadata={"format": ENSEMBLE_FORMAT_NAME}),
+        )
+
+        def write_json(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, indent=2, sort_keys=True)
+
+        _atomic_write(directory / CONFIG_FILE, write_json)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> EnsembleRewardModel:
+        """Load an ensemble saved by :meth:`save` from directory ``path`` onto
+        ``device`` (CPU by default, where predictions match the saved model's exactly).
+        Unknown config fields from newer writers are ignored; a different format or a
+        newer format version raises ``ValueError``."""
+        from safetensors.torch import load_file
+
+        from models_runtime.device import pick_device
+
+        directory = Path(path)
+        cfg_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not cfg_path.is_file() or not weights_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a saved ensemble (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if meta.get("format") != ENSEMBLE_FORMAT_NAME:
+            raise ValueError(f"{cfg_path} is not a {ENSEMBLE_FORMAT_NAME} model config")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > ENSEMBLE_FORMAT_VERSION:
+            raise ValueError(
+                f"{cfg_path} has format_version {version!r}; this code reads up to {ENSEMBLE_FORMAT_VERSION}"
+            )
+        known = {f.name for f in dataclasses.fields(EnsembleConfig)}
+        config = EnsembleConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+        input_dim = int(meta["input_dim"])
+        net = _build_net(config, input_dim)
+        net.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
+        net.to(pick_device(device))
+        return cls(net, config, input_dim)
+
+
+@dataclass
+class EnsembleFitResult:
+    """Outcome of :func:`fit_ensemble`: the fitted ``model``; ``metrics`` with the keys of
+    :class:`models_runtime.reward.FitResult` (``heldout_accuracy``, ``heldout_log_loss``,
+    ``train_log_loss``, ``n_train``, ``n_heldout``, ``epochs``, ``train_seconds``) plus
+    ``heldout_ece`` and ``member_disagreement``; and the ``device`` it trained on."""
+
+    model: EnsembleRewardModel
+    metrics: dict[str, float]
+    device: str
+
+
+def _split(n: int, config: EnsembleConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    n_hold = round(n * config.holdout_fraction)
+    if n_hold >= config.min_holdout and n - n_hold >= n_hold:
+        perm = rng.permutation(n)
+        # Sorted so summation order depends only on which judgments were chosen.
+        return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+    return np.arange(n), np.zeros(0, dtype=np.int64)
+
+
+def _apply_init_state(net: torch.nn.Module, init_state: Mapping[str, Any] | None) -> bool:
+    import torch
+
+    if init_state is None:
+        return False
+    current = net.state_dict()
+    if set(init_state) != set(current):
+        log.info("Ignoring ensemble init_state: tensor names differ; using a fresh init.")
+        return False
+    loaded: dict[str, torch.Tensor] = {}
+    for key, ref in current.items():
+        value = torch.as_tensor(init_state[key]).detach().to("cpu", ref.dtype)
+        if value.shape != ref.shape or not torch.isfinite(value).all():
+            log.info("Ignoring ensemble init_state: %s has the wrong shape or non-finite values.", key)
+            return False
+        loaded[key] = value.clone()
+    # Everything is taken over, anchors, prior networks and input normalisation
+    # included: the anchors define each member's prior, so a warm start keeps pulling
+    # members towards their original draws, and the weights only mean the same thing
+    # under the same input standardisation.
+    net.load_state_dict(loaded)
+    return True
+
+
+def _judged_items(data: PreferenceData) -> np.ndarray:
+    parts = [np.asarray(data.pair_left), np.asarray(data.pair_right)]
+    ranks = np.asarray(data.rank_items)
+    if ranks.size:
+        parts.append(ranks[ranks >= 0])
+    return np.unique(np.concatenate([p.reshape(-1).astype(np.int64) for p in parts]))
+
+
+def _judgment_weights(data: PreferenceData) -> np.ndarray:
+    return np.concatenate(
+        [np.asarray(data.pair_weight, dtype=np.float32), np.asarray(data.rank_weight, dtype=np.float32)]
+    )
+
+
+def fit_ensemble(
+    features: np.ndarray,
+    data: PreferenceData,
+    config: EnsembleConfig = EnsembleConfig(),
+    init_state: Mapping[str, Any] | None = None,
+) -> EnsembleFitResult:
+    """Fit an anchored ensemble of ``config.n_members`` reward heads on frozen
+    ``features`` (``(N, d)`` float32, one row per item) from the pairwise and listwise
+    judgments in ``data``, which index rows of ``features``. Inputs are standardised with
+    the mean and overall scale of the finite feature rows (kept in the model). Judgments
+    are split by ``config.seed`` into train and held-out parts; every member minimises
+    its (optionally bootstrap-reweighted) mean training NLL plus its anchor penalty (see
+    :class:`EnsembleConfig`), all members in one batched full-batch Adam step per epoch,
+    and the epoch with the lowest member-averaged held-out NLL (training objective when
+    nothing is held out) is restored. Held-out metrics score the ensemble-mean
+    probability (Bayesian model averaging over members); ``member_disagreement`` is the
+    mean spread over all feature rows. ``init_state`` (a previous model's
+    ``state_dict``) warm-starts from its weights, anchors and normalisation when shapes
+    match and is ignored otherwise. Deterministic on CPU. Raises
+    ``TrainingDivergedError`` on non-finite judged features or losses and
+    ``ValueError`` on invalid inputs."""
+    import torch
+
+    from models_runtime.device import pick_device
+    from models_runtime.likelihood import PreferenceLikelihood
+    from models_runtime.reward import TrainingDivergedError
+
+    started = time.perf_counter()
+    x_all = _check_features(features)
+    n_items, dim = x_all.shape
+    n_judg = len(data)
+    if n_judg == 0:
+        raise ValueError("Cannot fit an ensemble without any judgments")
+    if dim == 0:
+        raise ValueError("features must have at least one column")
+    used = _judged_items(data)
+    if used[-1] >= n_items:
+        raise ValueError(f"Judgments reference item index >= {n_items}, the number of feature rows")
+    x_used = x_all[used]
+    bad_rows = ~np.isfinite(x_used).all(axis=1)
+    if bad_rows.any():
+        raise TrainingDivergedError(
+            f"features contain NaN or infinite values in {int(bad_rows.sum())} judged "
+            f"item row(s) (e.g. row {int(used[bad_rows][0])}); refusing to train"
+        )
+
+    m = config.n_members
+    rng = np.random.default_rng(config.seed)
+    weight = _judgment_weights(data)
+    train_idx, hold_idx = _split(n_judg, config, rng)
+    if float(weight[train_idx].sum()) <= 0.0:
+        raise ValueError("Training judgments have zero total weight")
+    has_hold = hold_idx.size > 0 and float(weight[hold_idx].sum()) > 0.0
+
+    # Per-member training weights: judgment weight x bootstrap count. A member whose
+    # Poisson draw left it with no training weight (possible with a handful of
+    # judgments) trains on the plain weights instead of on nothing.
+    w_train = np.zeros((m, n_judg), dtype=np.float32)
+    w_train[:, train_idx] = weight[train_idx]
+    if config.bootstrap:
+        counts = rng.poisson(1.0, size=(m, train_idx.size)).astype(np.float32)
+        boot = w_train[:, train_idx] * counts
+        empty = boot.sum(axis=1) <= 0.0
+        boot[empty] = w_train[empty][:, train_idx]
+        w_train[:, train_idx] = boot
+    w_hold = np.zeros(n_judg, dtype=np.float32)
+    w_hold[hold_idx] = weight[hold_idx]
+
+    device = pick_device(config.device)
+    net = _build_net(config, dim)
+    if _apply_init_state(net, init_state):
+        log.debug("Warm-starting ensemble from init_state")
+    else:
+        finite = x_all[np.isfinite(x_all).all(axis=1)]
+        mean = finite.mean(axis=0, dtype=np.float64)
+        scale = math.sqrt(float(((finite - mean) ** 2).sum(axis=1).mean()) / dim) if finite.shape[0] > 1 else 1.0
+        with torch.no_grad():
+            net.input_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            # A degenerate pool (one row, or identical rows) has no scale; keep 1.
+            net.input_scale.fill_(scale if scale > 1e-12 else 1.0)
+    net.to(device)
+    net.offset.zero_()
+
+    likelihood = PreferenceLikelihood(config.likelihood).to(device)
+    tensors = data.to_tensors(device)
+    used_t = torch.from_numpy(used).to(device)
+    w_train_t = torch.from_numpy(w_train).to(device)
+    w_hold_t = torch.from_numpy(w_hold).to(device)
+    train_total = w_train_t.sum(dim=1)
+    hold_total = w_hold_t.sum().clamp(min=1e-12)
+    with torch.no_grad():
+        z_used = net.standardize(torch.from_numpy(x_used).to(device))
+        # The prior network is fixed, so its contribution to the judged items' scores
+        # is computed once instead of every epoch.
+        prior_used = net.prior(z_used) if config.prior_scale > 0.0 else None
+
+    names = _PARAM_NAMES[config.head]
+    params = [getattr(net, n) for n in names]
+    anchors = [getattr(net, f"anchor_{n}") for n in names]
+    # Per-tensor anchor precision, in units of one judgment, for each member; dividing
+    # by the member's total training weight turns "prior + sum of NLLs" into the mean
+    # form that the data term uses.
+    anchor_coef = [
+        (config.anchor_strength / (2.0 * _init_std(n, dim, config.hidden) ** 2)) / train_total for n in names
+    ]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    def full_scores() -> torch.Tensor:
+        s_used = net.core(z_used, {n: p for n, p in zip(names, params, strict=True)})
+        if prior_used is not None:
+            s_used = s_used + prior_used
+        # Likelihood tensors index rows of the full feature matrix; only judged rows are
+        # ever read, so the rest of the (M, N) matrix can stay zero.
+        return s_used.new_zeros(m, n_items).index_copy(1, used_t, s_used)
+
+    best_loss = math.inf
+    best_state: list[torch.Tensor] = [p.detach().clone() for p in params]
+    stale = 0
+    epochs = 0
+    for epoch in range(config.max_epochs + 1):
+        # One forward pass serves both the monitored loss of the current weights and the
+        # gradient for the next step, halving the work of a separate evaluation pass.
+        nll = likelihood(full_scores(), tensors)
+        data_loss = (nll * w_train_t).sum(dim=1) / train_total
+        anchor_loss = sum(
+            c * (p - a).pow(2).flatten(1).sum(dim=1) for c, p, a in zip(anchor_coef, params, anchors, strict=True)
+        )
+        loss = (data_loss + anchor_loss).sum()
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError(
+                f"training loss became {loss_value} after {epoch} epochs; try a smaller lr or check the features"
+            )
+        current = float(((nll.detach() * w_hold_t).sum(dim=1) / hold_total).mean()) if has_hold else loss_value / m
+        if current < best_loss - _MIN_DELTA:
+            best_loss = current
+            best_state = [p.detach().clone() for p in params]
+            stale = 0
+        elif epoch > 0:
+            stale += 1
+            if stale >= config.patience:
+                break
+        if epoch == config.max_epochs:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        epochs = epoch + 1
+
+    with torch.no_grad():
+        for p, best in zip(params, best_state, strict=True):
+            p.copy_(best)
+        scores = full_scores()
+        # Centre each member over its training items: likelihoods only see score
+        # differences, so this changes no prediction, but it makes members' utilities
+        # (and hence the spread) comparable instead of differing by arbitrary constants.
+        train_items = torch.from_numpy(_judged_items(data.subset(*_by_kind(data, train_idx)))).to(device)
+        net.offset.copy_(-scores[:, train_items].mean(dim=1))
+        scores = scores + net.offset[:, None]
+        nll = likelihood(scores, tensors)
+        p_left, _, p_right = likelihood.pair_probabilities(scores, tensors)
+    net.eval()
+    if not bool(torch.isfinite(scores[:, used_t]).all()):
+        raise TrainingDivergedError("fitted ensemble produces non-finite scores")
+
+    model = EnsembleRewardModel(net, config, dim)
+    # Ensemble (model-averaged) probability of each observed judgment.
+    nll_np = nll.double().cpu().numpy()
+    ens_nll = -(np.logaddexp.reduce(-nll_np, axis=0) - math.log(m))
+    pair_outcome = np.asarray(data.pair_outcome, dtype=np.float64)
+    p_left_mean = p_left.double().mean(dim=0).cpu().numpy()
+    p_right_mean = p_right.double().mean(dim=0).cpu().numpy()
+    # Probability that left wins given that the pair was decided, for accuracy and ECE.
+    q_left = p_left_mean / np.maximum(p_left_mean + p_right_mean, 1e-300)
+
+    def weighted_mean(values: np.ndarray, idx: np.ndarray) -> float:
+        w = weight[idx].astype(np.float64)
+        return float((values[idx] * w).sum() / w.sum()) if idx.size and w.sum() > 0 else float("nan")
+
+    hold_pairs = hold_idx[hold_idx < data.n_pairs]
+    spread = model.spread(x_all[np.isfinite(x_all).all(axis=1)])
+    metrics: dict[str, float] = {
+        "heldout_accuracy": float("nan"),
+        "heldout_log_loss": float("nan"),
+        "heldout_ece": float("nan"),
+        "train_log_loss": weighted_mean(ens_nll, train_idx),
+        "n_train": float(train_idx.size),
+        "n_heldout": float(hold_idx.size),
+        "epochs": float(epochs),
+        "member_disagreement": float(spread.mean()) if spread.size else float("nan"),
+        "train_seconds": 0.0,
+    }
+    if hold_idx.size:
+        metrics["heldout_log_loss"] = weighted_mean(ens_nll, hold_idx)
+    if hold_pairs.size:
+        metrics["heldout_accuracy"] = pairwise_accuracy(q_left[hold_pairs], pair_outcome[hold_pairs])
+        metrics["heldout_ece"] = expected_calibration_error(q_left[hold_pairs], pair_outcome[hold_pairs])
+    metrics["train_seconds"] = time.perf_counter() - started
+    return EnsembleFitResult(model=model, metrics=metrics, device=str(device))
+
+
+def _by_kind(data: PreferenceData, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Judgment indices run over pairs first, then rankings (the likelihood's order).
+    return idx[idx < data.n_pairs], idx[idx >= data.n_pairs] - data.n_pairs

@@ -1,0 +1,367 @@
+"""Neural tangent features of reward heads and the design matrix built from them.
+
+APOHF (Lin et al. 2024, "Prompt Optimization with Human Feedback") and neural-UCB
+style strategies treat a fitted reward head ``f(x; θ)`` as locally linear in its
+parameters: around the fitted ``θ``, ``f(x; θ') ≈ f(x; θ) + g(x)·(θ' - θ)`` with
+``g(x) = ∂f(x; θ)/∂θ``. A judged pair ``(a, b)`` then measures the parameters along
+``g(a) - g(b)``, and the design matrix
+
+    V = λ I + Σ_{judged (a, b)} (g(a) - g(b)) (g(a) - g(b))ᵀ
+
+is (up to the noise scale) the posterior precision of ``θ``. The exploration bonus of a
+candidate pair ``(x, x')`` is ``||g(x) - g(x')||_{V⁻¹} = sqrt(dᵀ V⁻¹ d)`` with
+``d = g(x) - g(x')``: large where the judgments so far say little about how ``x`` and
+``x'`` compare.
+
+:func:`iter_gradient_features` computes ``g`` for a feature matrix chunk by chunk
+(``torch.func.vmap`` over a per-sample ``grad``), so a pool of 50,000 candidates never
+holds more than ``chunk_size`` rows of a ``(rows, p)`` gradient matrix at once.
+:class:`GradientDesign` keeps ``V`` exactly when ``p`` is small (a linear head has
+``p = d + 1``) and only its diagonal when ``p`` is large (an MLP head has tens of
+thousands of parameters, and APOHF's own code also uses the diagonal there).
+
+Parameter order. For a :class:`models_runtime.reward.RewardModel` the feature is the
+concatenation of the head's ``named_parameters()`` in module order, each flattened
+row-major: for the linear head ``[weight (d), bias (1)]``, so ``g(x) = [x, 1]``; for the
+MLP head ``[0.weight (h·d), 0.bias (h), 2.weight (h), 2.bias (1)]``. For a
+:class:`models_runtime.ensemble.EnsembleRewardModel` it is one member's trainable tensors
+in ``_PARAM_NAMES`` order (``w1 (d·h), b1 (h), w2 (h)`` or ``w (d)``); the fixed prior
+network, the per-member offset and the input standardisation hold no trainable
+parameters and contribute nothing.
+
+Normalisation. By default every gradient is divided by ``sqrt(p)``, the neural tangent
+kernel convention (NeuralUCB and APOHF divide by the square root of the network width),
+which keeps ``||g||`` of order one whatever the head's size so that one ``reg`` (λ) and
+one exploration weight suit linear and MLP heads alike. Features and the design they are
+compared against must use the same setting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "FULL_MODE_MAX_DIM",
+    "DesignMode",
+    "GradientDesign",
+    "gradient_dim",
+    "gradient_features",
+    "iter_gradient_features",
+    "pair_bonus",
+]
+
+DesignMode = Literal["auto", "full", "diagonal"]
+
+# Largest gradient dimension for which mode="auto" keeps the exact (p, p) matrix: at
+# 2048 it is 32 MiB of float64 and one Cholesky factorisation takes well under a second
+# on two cores, while an MLP head's p ≈ 25k would need 5 GB and minutes per refresh.
+FULL_MODE_MAX_DIM = 2048
+
+
+def _model_kind(model: Any) -> Literal["reward", "ensemble"]:
+    # Duck-typed rather than isinstance so that this module does not import ensemble.py
+    # (and through it the preference likelihoods) just to score a plain reward head.
+    from torch import nn
+
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Module) and callable(getattr(net, "tensors", None)) and callable(getattr(net, "core", None)):
+        return "ensemble"
+    if isinstance(getattr(model, "head", None), nn.Module):
+        return "reward"
+    raise TypeError(f"expected a RewardModel or EnsembleRewardModel, got {type(model).__name__}")
+
+
+def _check_member(model: Any, kind: str, member: int | None) -> int | None:
+    if kind == "reward":
+        if member is not None:
+            raise ValueError("member applies only to ensemble models; a RewardModel has a single head")
+        return None
+    if member is None:
+        raise ValueError(
+            f"an ensemble needs member=0..{model.n_members - 1}: tangent features are those of one member's head"
+        )
+    if isinstance(member, bool) or not isinstance(member, int | np.integer):
+        raise ValueError(f"member must be an integer, got {member!r}")
+    if not 0 <= int(member) < model.n_members:
+        raise ValueError(f"member must be in [0, {model.n_members}), got {member}")
+    return int(member)
+
+
+def _param_tensors(model: Any, kind: str, member: int | None) -> dict[str, torch.Tensor]:
+    # Detached copies of the differentiated parameters, in the documented order (dicts
+    # keep insertion order, and the feature concatenates them in that order).
+    if kind == "reward":
+        return {name: p.detach() for name, p in model.head.named_parameters()}
+    # Every member has the same shapes, so member=None (for sizes only) reads member 0.
+    member_tensors = model.net.tensors("", 0 if member is None else member)
+    return {name: t.detach() for name, t in member_tensors.items()}
+
+
+def gradient_dim(model: Any) -> int:
+    """Length ``p`` of the tangent feature ``g(x) = ∂f(x; θ)/∂θ``: every parameter of a
+    ``RewardModel``'s head, or one member's trainable parameters of an
+    ``EnsembleRewardModel`` (``d·h + 2h`` for an MLP member, ``d`` for a linear one)."""
+    kind = _model_kind(model)
+    return int(sum(t.numel() for t in _param_tensors(model, kind, None).values()))
+
+
+def _check_chunk_size(chunk_size: int) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _scalar_output(model: Any, kind: str) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """``f(params, x) -> scalar utility of one row x (d,)`` as a pure function of the
+    parameters, for ``torch.func.grad``."""
+    from torch.func import functional_call
+
+    if kind == "reward":
+        head = model.head
+        buffers = {name: b.detach() for name, b in head.named_buffers()}
+
+        def reward_output(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(head, {**params, **buffers}, (x[None],)).reshape(())
+
+        return reward_output
+
+    net = model.net
+
+    def member_output(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        # The prior network and the offset are constants in θ, so only the trained core
+        # enters the gradient; standardisation uses the model's own buffers.
+        return net.core(net.standardize(x[None]), params).reshape(())
+
+    return member_output
+
+
+def iter_gradient_features(
+    model: Any,
+    features: np.ndarray,
+    *,
+    member: int | None = None,
+    chunk_size: int = 1024,
+    dtype: Any = np.float32,
+    normalise: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start_row, G)`` for consecutive chunks of ``features`` (``(N, d)``), where
+    ``G[i]`` is the tangent feature ``g(x) = ∂f(x; θ)/∂θ`` of row ``start_row + i`` (shape
+    ``(rows, gradient_dim(model))``, in the parameter order of this module's docstring),
+    divided by ``sqrt(p)`` when ``normalise`` is true. Gradients are per-sample
+    (``torch.func.vmap`` over ``grad``) on the model's device, ``chunk_size`` rows at a
+    time, so memory stays bounded by ``chunk_size · p`` whatever ``N`` is; each chunk is
+    returned as a fresh numpy array of ``dtype``. An ensemble needs ``member`` (which
+    member's head); a plain reward model must not get one. Raises ``ValueError`` for a
+    missing or invalid member, features that are not ``(N, input_dim)`` or not finite,
+    and a ``chunk_size`` below 1."""
+    kind = _model_kind(model)
+    member = _check_member(model, kind, member)
+    chunk = _check_chunk_size(chunk_size)
+    out_dtype = np.dtype(dtype)
+    if not np.issubdtype(out_dtype, np.floating):
+        raise ValueError(f"dtype must be a floating-point type, got {out_dtype}")
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
+    if x.shape[1] != model.input_dim:
+        raise ValueError(f"features have dimension {x.shape[1]}, model expects {model.input_dim}")
+    # Validation above runs at call time; only the gradient work is deferred to iteration.
+    return _gradient_chunks(model, kind, member, x, chunk, out_dtype, normalise)
+
+
+def _gradient_chunks(
+    model: Any,
+    kind: str,
+    member: int | None,
+    x: np.ndarray,
+    chunk: int,
+    out_dtype: np.dtype,
+    normalise: bool,
+) -> Iterator[tuple[int, np.ndarray]]:
+    import torch
+    from torch.func import grad, vmap
+
+    params = _param_tensors(model, kind, member)
+    scale = 1.0 / math.sqrt(sum(t.numel() for t in params.values()))
+    per_row = vmap(grad(_scalar_output(model, kind)), in_dims=(None, 0))
+    device = model.device
+    for start in range(0, x.shape[0], chunk):
+        block = x[start : start + chunk]
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"features contain NaN or infinite values (e.g. row {start + int(np.argmin(finite))})")
+        # torch.func.grad differentiates even under an outer no_grad, which only keeps
+        # autograd from recording the vmapped computation itself.
+        with torch.no_grad():
+            grads = per_row(params, torch.from_numpy(block).to(device))
+            flat = torch.cat([grads[name].reshape(block.shape[0], -1) for name in params], dim=1)
+            if normalise:
+                flat = flat * scale
+        yield start, flat.cpu().numpy().astype(out_dtype, copy=False)
+
+
+def gradient_features(model: Any, features: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """All tangent features of ``features`` as one ``(N, gradient_dim(model))`` array;
+    keyword arguments as for :func:`iter_gradient_features`. Holds ``N · p`` numbers at
+    once, so use the iterator for large pools with an MLP head."""
+    kind = _model_kind(model)
+    p = int(sum(t.numel() for t in _param_tensors(model, kind, None).values()))
+    chunks = [g for _, g in iter_gradient_features(model, features, **kwargs)]
+    if not chunks:
+        return np.zeros((0, p), dtype=np.dtype(kwargs.get("dtype", np.float32)))
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+
+
+def _index_vector(values: Any, name: str, n_items: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer item indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_items):
+        raise ValueError(f"{name} holds item indices outside [0, {n_items})")
+    return arr
+
+
+class GradientDesign:
+    """The design matrix ``V = reg · I + Σ d dᵀ`` over difference vectors
+    ``d = g(a) - g(b)`` of judged pairs, and the bonus ``sqrt(dᵀ V⁻¹ d)`` it gives
+    candidate pairs. ``mode="full"`` keeps ``V`` exactly (float64 ``(p, p)``) and solves
+    through a Cholesky factor refreshed lazily after updates; ``mode="diagonal"`` keeps
+    only ``diag(V)`` and approximates the bonus by ``sqrt(Σ_k d_k² / V_kk)``, as APOHF
+    does for large networks; ``mode="auto"`` picks full when ``dim <=
+    FULL_MODE_MAX_DIM``. The two agree exactly while ``V`` is diagonal (updates along
+    coordinate axes only); otherwise the diagonal ignores correlations between
+    parameters, which is the price of ``O(p)`` memory."""
+
+    def __init__(self, dim: int, reg: float = 1.0, mode: DesignMode = "auto") -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if not (isinstance(reg, int | float | np.floating) and math.isfinite(reg) and reg > 0.0):
+            raise ValueError(f"reg must be a finite positive number, got {reg!r}")
+        if mode not in ("auto", "full", "diagonal"):
+            raise ValueError(f"mode must be 'auto', 'full' or 'diagonal', got {mode!r}")
+        self.dim = int(dim)
+        self.reg = float(reg)
+        self.mode: Literal["full", "diagonal"] = (
+            ("full" if self.dim <= FULL_MODE_MAX_DIM else "diagonal") if mode == "auto" else mode
+        )
+        self.n_updates = 0
+        self._matrix: np.ndarray | None = None
+        self._diag: np.ndarray | None = None
+        if self.mode == "full":
+            self._matrix = np.eye(self.dim, dtype=np.float64) * self.reg
+        else:
+            self._diag = np.full(self.dim, self.reg, dtype=np.float64)
+        # Inverse Cholesky factor L⁻¹ of V (V = L Lᵀ), so dᵀ V⁻¹ d = ||L⁻¹ d||²: a matrix
+        # product per batch of candidates, and a sum of squares can never go negative
+        # the way an explicit quadratic form with V⁻¹ can through rounding.
+        self._whitener: np.ndarray | None = None
+
+    def _check_diffs(self, diffs: np.ndarray) -> np.ndarray:
+        arr = np.asarray(diffs, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"diffs must have shape (n, {self.dim}), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError("diffs contain NaN or infinite values")
+        return arr
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``V`` as a read-only float64 array: ``(p, p)`` in full mode, the diagonal
+        ``(p,)`` in diagonal mode."""
+        current = self._matrix if self._matrix is not None else self._diag
+        assert current is not None
+        view = current.view()
+        view.setflags(write=False)
+        return view
+
+    def update(self, diffs: np.ndarray) -> None:
+        """Add ``Σ_i d_i d_iᵀ`` over the rows of ``diffs`` (``(n, p)``) to ``V`` (only the
+        squares ``d_ik²`` in diagonal mode). Raises ``ValueError`` on a wrong shape or
+        non-finite values."""
+        d = self._check_diffs(diffs)
+        if d.shape[0] == 0:
+            return
+        if self._matrix is not None:
+            self._matrix += d.T @ d
+            self._whitener = None
+        else:
+            assert self._diag is not None
+            self._diag += np.einsum("ij,ij->j", d, d)
+        self.n_updates += int(d.shape[0])
+
+    def bonus(self, diffs: np.ndarray) -> np.ndarray:
+        """``sqrt(dᵀ V⁻¹ d)`` for each row ``d`` of ``diffs`` (``(n, p)``), float64
+        ``(n,)``; in diagonal mode ``sqrt(Σ_k d_k² / V_kk)``. Raises ``ValueError`` on a
+        wrong shape or non-finite values."""
+        d = self._check_diffs(diffs)
+        if self._matrix is None:
+            assert self._diag is not None
+            return np.sqrt(np.einsum("ij,ij->i", d, d / self._diag))
+        if self._whitener is None:
+            # V is reg·I plus a Gram matrix, so it is positive definite and the
+            # factorisation cannot fail for reg > 0.
+            chol = np.linalg.cholesky(self._matrix)
+            self._whitener = np.linalg.inv(chol)
+        y = d @ self._whitener.T
+        return np.sqrt(np.einsum("ij,ij->i", y, y))
+
+    @classmethod
+    def from_pairs(
+        cls,
+        model: Any,
+        features: np.ndarray,
+        left_idx: np.ndarray,
+        right_idx: np.ndarray,
+        *,
+        member: int | None = None,
+        reg: float = 1.0,
+        mode: DesignMode = "auto",
+        chunk_size: int = 1024,
+        normalise: bool = True,
+    ) -> GradientDesign:
+        """The design of the judged pairs ``(left_idx[i], right_idx[i])`` (rows of
+        ``features``) under ``model`` (and ``member`` for an ensemble): ``V = reg · I +
+        Σ_i (g(left_i) - g(right_i))(…)ᵀ``. Pairs are processed ``chunk_size`` at a time,
+        computing gradients only for the items each chunk references, so memory stays
+        bounded by ``2 · chunk_size · p``. ``normalise`` must match the setting used for
+        the candidates' features later. Raises ``ValueError`` on index arrays that are
+        not 1-D integers of equal length within ``features``' rows, and as
+        :func:`iter_gradient_features` does."""
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
+        left = _index_vector(left_idx, "left_idx", x.shape[0])
+        right = _index_vector(right_idx, "right_idx", x.shape[0])
+        if left.shape != right.shape:
+            raise ValueError(f"left_idx and right_idx must have equal lengths, got {left.size} and {right.size}")
+        chunk_size = _check_chunk_size(chunk_size)
+        design = cls(gradient_dim(model), reg=reg, mode=mode)
+        for start in range(0, left.size, chunk_size):
+            li, ri = left[start : start + chunk_size], right[start : start + chunk_size]
+            used, inverse = np.unique(np.concatenate([li, ri]), return_inverse=True)
+            g = gradient_features(
+                model, x[used], member=member, chunk_size=chunk_size, dtype=np.float64, normalise=normalise
+            )
+            design.update(g[inverse[: li.size]] - g[inverse[li.size :]])
+        return design
+
+
+def pair_bonus(design: GradientDesign, grads_a: np.ndarray, grads_b: np.ndarray) -> np.ndarray:
+    """Exploration bonus ``||g(a_i) - g(b_i)||_{V⁻¹}`` of candidate pairs whose tangent
+    features are the rows of ``grads_a`` and ``grads_b`` (both ``(n, p)``), float64
+    ``(n,)``. Raises ``ValueError`` when the shapes differ or do not match the design."""
+    a = np.asarray(grads_a, dtype=np.float64)
+    b = np.asarray(grads_b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"grads_a and grads_b must have the same shape, got {a.shape} and {b.shape}")
+    return design.bonus(a - b)
