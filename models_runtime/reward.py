@@ -401,12 +401,13 @@ def fit_reward_model(
     x_t = torch.from_numpy(x_used).to(device)
     used_t = torch.from_numpy(used).to(device)
 
-    def part(idx: np.ndarray) -> tuple[Any, torch.Tensor]:
-        w = torch.from_numpy(np.ascontiguousarray(weight[idx])).to(device)
-        return data.select(idx).to_tensors(device), w
-
-    train_t = part(train_idx)
-    hold_t = part(hold_idx) if has_hold else train_t
+    full = data.to_tensors(device)
+    w_train = np.zeros(n, dtype=np.float32)
+    w_train[train_idx] = weight[train_idx]
+    w_hold = np.zeros(n, dtype=np.float32)
+    w_hold[hold_idx] = weight[hold_idx]
+    w_train_t, w_hold_t = torch.from_numpy(w_train).to(device), torch.from_numpy(w_hold).to(device)
+    train_total, hold_total = float(w_train.sum()), float(w_hold.sum())
     params = list(head.parameters())
     decayed = [p for name, p in head.named_parameters() if name.endswith("weight")]
 
@@ -415,25 +416,20 @@ def fit_reward_model(
         # read, so the rest can stay zero.
         return x_t.new_zeros(n_items).index_copy(0, used_t, head(x_t).squeeze(-1))
 
-    def objective(batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
-        tensors, w = batch
-        loss = (likelihood(all_scores(), tensors) * w).sum() / w.sum()
+    def losses() -> tuple[torch.Tensor, float]:
+        """Training objective and monitored loss from one forward pass over every
+        judgment (held-out ones simply carry zero training weight)."""
+        nll = likelihood(all_scores(), full)
+        loss = (nll * w_train_t).sum() / train_total
         if config.l2 > 0.0:
             loss = loss + config.l2 * sum((p * p).sum() for p in decayed)
-        return loss
-
-    def monitored() -> float:
-        head.eval()
-        with torch.no_grad():
-            tensors, w = hold_t
-            value = (
-                float((likelihood(all_scores(), tensors) * w).sum() / w.sum()) if has_hold else float(objective(hold_t))
-            )
+        value = float(loss.detach())
         if not math.isfinite(value):
-            raise TrainingDivergedError(f"monitored loss became {value}")
-        return value
+            raise TrainingDivergedError(f"training loss became {value}; try a smaller lr or check the features")
+        return loss, float((nll.detach() * w_hold_t).sum()) / hold_total if has_hold else value
 
-    if config.optimizer == "lbfgs":
+    lbfgs = config.optimizer == "lbfgs"
+    if lbfgs:
         optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
             params,
             lr=1.0,
@@ -448,34 +444,39 @@ def fit_reward_model(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        loss = objective(train_t)
-        if not math.isfinite(float(loss.detach())):
-            raise TrainingDivergedError(
-                f"training loss became {float(loss.detach())}; try a smaller lr or check the features"
-            )
+        loss, _ = losses()
         loss.backward()
         return loss
 
-    # Epoch 0 competes too, so a warm start that is already optimal is kept as is.
-    best_loss = monitored()
+    best_loss = math.inf
     best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     stale = 0
     epochs = 0
-    for epoch in range(1, config.max_epochs + 1):
-        head.train()
-        optimizer.step(closure)
-        epochs = epoch
-        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-            raise TrainingDivergedError(f"model parameters became non-finite at epoch {epoch}; try a smaller lr")
-        current = monitored()
+    for epoch in range(config.max_epochs + 1):
+        # Epoch 0 competes too, so a warm start that is already optimal is kept as is.
+        # With Adam the same forward pass gives the monitored loss of the current
+        # weights and the gradient of the next step.
+        with torch.set_grad_enabled(not lbfgs):
+            loss, current = losses()
+        if not math.isfinite(current):
+            raise TrainingDivergedError(f"monitored loss became {current} after {epoch} epochs")
         if current < best_loss - _MIN_DELTA:
             best_loss = current
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
             stale = 0
-        else:
+        elif epoch > 0:
             stale += 1
-            if stale >= config.patience:
-                break
+        if stale >= config.patience or epoch == config.max_epochs:
+            break
+        if lbfgs:
+            optimizer.step(closure)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        epochs = epoch + 1
+        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise TrainingDivergedError(f"model parameters became non-finite at epoch {epochs}; try a smaller lr")
     head.load_state_dict(best_state)
     head.eval()
 
@@ -493,7 +494,6 @@ def fit_reward_model(
         scores = all_scores()
         if not bool(torch.isfinite(scores[used_t]).all()):
             raise TrainingDivergedError("fitted model produces non-finite scores")
-        full = data.to_tensors(device)
         nll = likelihood(scores, full).double().cpu().numpy()
         p_left, _, p_right = likelihood.pair_probabilities(scores, full)
     p_left_np, p_right_np = p_left.double().cpu().numpy(), p_right.double().cpu().numpy()
