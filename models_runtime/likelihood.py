@@ -40,8 +40,11 @@ class PreferenceLikelihood(torch.nn.Module):
         elif cfg.ties == "rao_kupper":
             eta = math.log(param)
             lp_left, lp_right = F.logsigmoid(d - eta), F.logsigmoid(-d - eta)
-            # P(tie) = σ(η - d) - σ(-η - d), computed as a log-difference.
-            upper, lower = F.logsigmoid(eta - d), F.logsigmoid(-eta - d)
+            # P(tie) = σ(η - |d|) - σ(-η - |d|) (it is symmetric in d), computed as a
+            # log-difference of two lower tails so that it does not cancel to zero in
+            # float32 for confident pairs, whose gradient would then be NaN.
+            gap = d.abs()
+            upper, lower = F.logsigmoid(eta - gap), F.logsigmoid(-eta - gap)
             lp_tie = upper + torch.log1p(-torch.exp((lower - upper).clamp(max=-1e-12)))
             logp = torch.stack([lp_left, lp_tie, lp_right], dim=-1)
         else:

@@ -276,3 +276,16 @@ def test_simulators_follow_their_models() -> None:
     ranks = simulate_rankings(u, 20_000, 3, rng)
     top = ranks.rank_items[:, 0]
     np.testing.assert_allclose(np.bincount(top, minlength=3) / 20_000, np.exp(u) / np.exp(u).sum(), atol=0.015)
+
+
+@pytest.mark.parametrize("gap", [5.0, 20.0, 40.0, -25.0])
+def test_rao_kupper_gradients_stay_finite_for_confident_pairs(gap: float) -> None:
+    scores = torch.tensor([gap, 0.0], dtype=torch.float32, requires_grad=True)
+    data = PreferenceData.from_pairs([0, 0], [1, 1], [1.0, 0.5])
+    lik = PreferenceLikelihood(LikelihoodConfig(ties="rao_kupper", tie_param=1.5))
+    nll = lik(scores, data.to_tensors())
+    nll.sum().backward()
+    assert torch.isfinite(nll).all() and torch.isfinite(scores.grad).all()
+    # The tie term matches the float64 value.
+    exact = lik(scores.detach().double(), data.to_tensors())
+    assert float(nll[1].detach()) == pytest.approx(float(exact[1]), rel=1e-4)
