@@ -28,22 +28,19 @@ weights and the buffers (anchors, prior networks, input normalisation, offsets) 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models_runtime.metrics import expected_calibration_error, pairwise_accuracy
+from models_runtime.checkpoint import check_features, load_init_state, read_config, write_config, write_tensors
+from models_runtime.metrics import fit_metrics
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
 
 if TYPE_CHECKING:
@@ -63,7 +60,6 @@ log = logging.getLogger(__name__)
 ENSEMBLE_FORMAT_NAME = "prefloop-anchored-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 # Rows scored per forward pass at prediction time: an (rows, M * hidden) activation of
 # 16k x 640 floats is ~40 MB, small enough for any worker and large enough that the
@@ -230,27 +226,6 @@ def _build_net(config: EnsembleConfig, dim: int) -> torch.nn.Module:
     return _BatchedHeads()
 
 
-def _check_features(features: np.ndarray, input_dim: int | None = None) -> np.ndarray:
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
-    if input_dim is not None and x.shape[1] != input_dim:
-        raise ValueError(f"features have dimension {x.shape[1]}, model expects {input_dim}")
-    return x
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 class EnsembleRewardModel:
     """A fitted anchored ensemble: ``M`` utility functions over item features.
     ``member_scores`` gives every member's utilities, ``scores`` their mean and
@@ -279,7 +254,7 @@ class EnsembleRewardModel:
     def _forward_numpy(self, features: np.ndarray, member: int | None) -> np.ndarray:
         import torch
 
-        x = _check_features(features, self.input_dim)
+        x = check_features(features, self.input_dim)
         rows = 1 if member is not None else self.n_members
         out = np.empty((rows, x.shape[0]), dtype=np.float64)
         self.net.eval()
@@ -324,27 +299,16 @@ class EnsembleRewardModel:
         """Write the ensemble into directory ``path`` (created if needed) as
         ``model.safetensors`` + ``config.json`` and return the directory. Each file is
         written atomically; use a fresh directory per model version."""
-        from safetensors.torch import save_file
-
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        write_tensors(directory / WEIGHTS_FILE, self.state_dict(), ENSEMBLE_FORMAT_NAME)
         meta = {
             "format": ENSEMBLE_FORMAT_NAME,
             "format_version": ENSEMBLE_FORMAT_VERSION,
             "input_dim": self.input_dim,
             "config": dataclasses.asdict(self.config),
         }
-        _atomic_write(
-            directory / WEIGHTS_FILE,
-            lambda tmp: save_file(tensors, tmp, metadata={"format": ENSEMBLE_FORMAT_NAME}),
-        )
-
-        def write_json(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(meta, fh, indent=2, sort_keys=True)
-
-        _atomic_write(directory / CONFIG_FILE, write_json)
+        write_config(directory, meta)
         return directory
 
     @classmethod
@@ -358,22 +322,17 @@ class EnsembleRewardModel:
         from models_runtime.device import pick_device
 
         directory = Path(path)
-        cfg_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not cfg_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a saved ensemble (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if meta.get("format") != ENSEMBLE_FORMAT_NAME:
-            raise ValueError(f"{cfg_path} is not a {ENSEMBLE_FORMAT_NAME} model config")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > ENSEMBLE_FORMAT_VERSION:
-            raise ValueError(
-                f"{cfg_path} has format_version {version!r}; this code reads up to {ENSEMBLE_FORMAT_VERSION}"
-            )
-        known = {f.name for f in dataclasses.fields(EnsembleConfig)}
-        config = EnsembleConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+        meta, config = read_config(
+            directory,
+            format_name=ENSEMBLE_FORMAT_NAME,
+            format_version=ENSEMBLE_FORMAT_VERSION,
+            config_cls=EnsembleConfig,
+            required=(WEIGHTS_FILE,),
+            what="ensemble",
+        )
         input_dim = int(meta["input_dim"])
         net = _build_net(config, input_dim)
-        net.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
+        net.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"), strict=True)
         net.to(pick_device(device))
         return cls(net, config, input_dim)
 
@@ -397,30 +356,6 @@ def _split(n: int, config: EnsembleConfig, rng: np.random.Generator) -> tuple[np
         # Sorted so summation order depends only on which judgments were chosen.
         return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
     return np.arange(n), np.zeros(0, dtype=np.int64)
-
-
-def _apply_init_state(net: torch.nn.Module, init_state: Mapping[str, Any] | None) -> bool:
-    import torch
-
-    if init_state is None:
-        return False
-    current = net.state_dict()
-    if set(init_state) != set(current):
-        log.info("Ignoring ensemble init_state: tensor names differ; using a fresh init.")
-        return False
-    loaded: dict[str, torch.Tensor] = {}
-    for key, ref in current.items():
-        value = torch.as_tensor(init_state[key]).detach().to("cpu", ref.dtype)
-        if value.shape != ref.shape or not torch.isfinite(value).all():
-            log.info("Ignoring ensemble init_state: %s has the wrong shape or non-finite values.", key)
-            return False
-        loaded[key] = value.clone()
-    # Everything is taken over, anchors, prior networks and input normalisation
-    # included: the anchors define each member's prior, so a warm start keeps pulling
-    # members towards their original draws, and the weights only mean the same thing
-    # under the same input standardisation.
-    net.load_state_dict(loaded)
-    return True
 
 
 def _judged_items(data: PreferenceData) -> np.ndarray:
@@ -465,7 +400,7 @@ def fit_ensemble(
     from models_runtime.reward import TrainingDivergedError
 
     started = time.perf_counter()
-    x_all = _check_features(features)
+    x_all = check_features(features)
     n_items, dim = x_all.shape
     n_judg = len(data)
     if n_judg == 0:
@@ -507,7 +442,7 @@ def fit_ensemble(
 
     device = pick_device(config.device)
     net = _build_net(config, dim)
-    if _apply_init_state(net, init_state):
+    if load_init_state(net, init_state):
         log.debug("Warm-starting ensemble from init_state")
     else:
         finite = x_all[np.isfinite(x_all).all(axis=1)]
@@ -621,34 +556,14 @@ def fit_ensemble(
     # Ensemble (model-averaged) probability of each observed judgment.
     nll_np = nll.double().cpu().numpy()
     ens_nll = -(np.logaddexp.reduce(-nll_np, axis=0) - math.log(m))
-    pair_outcome = np.asarray(data.pair_outcome, dtype=np.float64)
     p_left_mean = p_left.double().mean(dim=0).cpu().numpy()
     p_right_mean = p_right.double().mean(dim=0).cpu().numpy()
     # Probability that left wins given that the pair was decided, for accuracy and ECE.
     q_left = p_left_mean / np.maximum(p_left_mean + p_right_mean, 1e-300)
-
-    def weighted_mean(values: np.ndarray, idx: np.ndarray) -> float:
-        w = weight[idx].astype(np.float64)
-        return float((values[idx] * w).sum() / w.sum()) if idx.size and w.sum() > 0 else float("nan")
-
-    hold_pairs = hold_idx[hold_idx < data.n_pairs]
     spread = model.spread(x_all[np.isfinite(x_all).all(axis=1)])
-    metrics: dict[str, float] = {
-        "heldout_accuracy": float("nan"),
-        "heldout_log_loss": float("nan"),
-        "heldout_ece": float("nan"),
-        "train_log_loss": weighted_mean(ens_nll, train_idx),
-        "n_train": float(train_idx.size),
-        "n_heldout": float(hold_idx.size),
-        "epochs": float(epochs),
-        "member_disagreement": float(spread.mean()) if spread.size else float("nan"),
-        "train_seconds": 0.0,
-    }
-    if hold_idx.size:
-        metrics["heldout_log_loss"] = weighted_mean(ens_nll, hold_idx)
-    if hold_pairs.size:
-        metrics["heldout_accuracy"] = pairwise_accuracy(q_left[hold_pairs], pair_outcome[hold_pairs])
-        metrics["heldout_ece"] = expected_calibration_error(q_left[hold_pairs], pair_outcome[hold_pairs])
+    metrics = fit_metrics(ens_nll, q_left, data.pair_outcome, weight, train_idx, hold_idx)
+    metrics["epochs"] = float(epochs)
+    metrics["member_disagreement"] = float(spread.mean()) if spread.size else float("nan")
     metrics["train_seconds"] = time.perf_counter() - started
     return EnsembleFitResult(model=model, metrics=metrics, device=str(device))
 

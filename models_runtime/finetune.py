@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -39,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models_runtime.checkpoint import read_config, write_config, write_tensors
 from models_runtime.embedding import _check_texts, default_model_path
-from models_runtime.metrics import expected_calibration_error, pairwise_accuracy
+from models_runtime.metrics import fit_metrics
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
-from models_runtime.reward import TrainingDivergedError, _atomic_write, _split
+from models_runtime.reward import TrainingDivergedError, _split
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,6 @@ FINETUNE_FORMAT_NAME = "prefloop-finetuned-reward"
 FINETUNE_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.safetensors"
-CONFIG_FILE = "config.json"
 
 # An epoch counts as an improvement only if it beats the best held-out NLL by more than
 # this, so float noise cannot keep a plateaued run alive.
@@ -268,8 +267,6 @@ class FinetunedRewardModel:
         The encoder directory is written beside the target and renamed into place,
         the other files atomically, ``config.json`` last; use a fresh directory per
         model version so readers never pair a new encoder with an old head."""
-        from safetensors.torch import save_file
-
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-encoder-", dir=directory))
@@ -289,23 +286,14 @@ class FinetunedRewardModel:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
-        head = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        _atomic_write(
-            directory / HEAD_FILE,
-            lambda tmp: save_file(head, tmp, metadata={"format": FINETUNE_FORMAT_NAME}),
-        )
+        write_tensors(directory / HEAD_FILE, self.head.state_dict(), FINETUNE_FORMAT_NAME)
         meta = {
             "format": FINETUNE_FORMAT_NAME,
             "format_version": FINETUNE_FORMAT_VERSION,
             "hidden_size": self.hidden_size,
             "config": dataclasses.asdict(self.config),
         }
-
-        def write_json(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(meta, fh, indent=2, sort_keys=True)
-
-        _atomic_write(directory / CONFIG_FILE, write_json)
+        write_config(directory, meta)
         return directory
 
     @classmethod
@@ -320,28 +308,20 @@ class FinetunedRewardModel:
         from models_runtime.device import pick_device
 
         directory = Path(path)
-        cfg_path, head_path = directory / CONFIG_FILE, directory / HEAD_FILE
-        if not cfg_path.is_file() or not head_path.is_file() or not (directory / ENCODER_DIR).is_dir():
-            raise FileNotFoundError(
-                f"{directory} is not a saved fine-tuned reward model "
-                f"(expected {CONFIG_FILE}, {HEAD_FILE} and {ENCODER_DIR}/)"
-            )
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FINETUNE_FORMAT_NAME:
-            raise ValueError(f"{cfg_path} is not a {FINETUNE_FORMAT_NAME} model config")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > FINETUNE_FORMAT_VERSION:
-            raise ValueError(
-                f"{cfg_path} has format_version {version!r}; this code reads up to {FINETUNE_FORMAT_VERSION}"
-            )
-        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-        config = FinetuneConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+        meta, config = read_config(
+            directory,
+            format_name=FINETUNE_FORMAT_NAME,
+            format_version=FINETUNE_FORMAT_VERSION,
+            config_cls=FinetuneConfig,
+            required=(HEAD_FILE, ENCODER_DIR),
+            what="fine-tuned reward model",
+        )
         encoder, tokenizer = _load_encoder(directory / ENCODER_DIR)
         hidden = int(encoder.config.hidden_size)
         if int(meta.get("hidden_size", hidden)) != hidden:
-            raise ValueError(f"{cfg_path} says hidden_size {meta['hidden_size']}, the encoder has {hidden}")
+            raise ValueError(f"{directory} says hidden_size {meta['hidden_size']}, the encoder has {hidden}")
         head = torch.nn.Linear(hidden, 1)
-        head.load_state_dict(load_file(str(head_path), device="cpu"), strict=True)
+        head.load_state_dict(load_file(str(directory / HEAD_FILE), device="cpu"), strict=True)
         target = pick_device(device)
         return cls(encoder.to(target), tokenizer, head.to(target), config)
 
@@ -459,27 +439,8 @@ def fit_finetuned(
     p_left_np, p_right_np = p_left.numpy(), p_right.numpy()
     # Probability that left wins given that the pair was decided.
     q_left = p_left_np / np.maximum(p_left_np + p_right_np, 1e-300)
-    outcome = data.pair_outcome.astype(np.float64)
-
-    def weighted_mean(values: np.ndarray, idx: np.ndarray) -> float:
-        w = weight[idx].astype(np.float64)
-        return float((values[idx] * w).sum() / w.sum()) if idx.size and w.sum() > 0 else float("nan")
-
-    hold_pairs = hold_idx[hold_idx < data.n_pairs]
-    metrics: dict[str, float] = {
-        "heldout_accuracy": float("nan"),
-        "heldout_log_loss": weighted_mean(nll, hold_idx),
-        "heldout_ece": float("nan"),
-        "train_log_loss": weighted_mean(nll, train_idx),
-        "n_train": float(train_idx.size),
-        "n_heldout": float(hold_idx.size),
-        "epochs": float(epochs),
-        "best_epoch": float(best_epoch),
-        "train_seconds": train_seconds,
-    }
-    if hold_pairs.size:
-        metrics["heldout_accuracy"] = pairwise_accuracy(q_left[hold_pairs], outcome[hold_pairs])
-        metrics["heldout_ece"] = expected_calibration_error(q_left[hold_pairs], outcome[hold_pairs])
+    metrics = fit_metrics(nll, q_left, data.pair_outcome, weight, train_idx, hold_idx)
+    metrics.update(epochs=float(epochs), best_epoch=float(best_epoch), train_seconds=train_seconds)
     return FinetuneResult(model=model, metrics=metrics, device=str(device))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["expected_calibration_error", "kendall_tau", "log_loss", "pairwise_accuracy", "spearman_rho"]
+__all__ = ["expected_calibration_error", "fit_metrics", "kendall_tau", "log_loss", "pairwise_accuracy", "spearman_rho"]
 
 # Outcomes this close to 0.5 are ties; float32 storage can perturb an exact 0.5 slightly.
 _TIE_TOL = 1e-6
@@ -120,3 +120,35 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     pairs = n * (n - 1)
     denom = np.sqrt(float(pairs - (tied_x - n)) * float(pairs - (tied_y - n)))
     return float(concordance / denom) if denom > 0 else float("nan")
+
+
+def fit_metrics(
+    nll: np.ndarray,
+    prob_left: np.ndarray,
+    outcome: np.ndarray,
+    weight: np.ndarray,
+    train_idx: np.ndarray,
+    hold_idx: np.ndarray,
+) -> dict[str, float]:
+    """The standard metrics of a fit: ``train_log_loss`` and ``heldout_log_loss``
+    (weighted mean of the per-judgment ``nll``, judgments numbered pairs first),
+    ``heldout_accuracy`` and ``heldout_ece`` (held-out decided pairs, from
+    ``prob_left``, the probability that the left item wins given that the pair was
+    decided), ``n_train`` and ``n_heldout``. Values without data are ``nan``."""
+    nll = np.asarray(nll, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+
+    def weighted_mean(idx: np.ndarray) -> float:
+        w = weight[idx]
+        return float((nll[idx] * w).sum() / w.sum()) if idx.size and w.sum() > 0 else float("nan")
+
+    hold_pairs = hold_idx[hold_idx < np.asarray(prob_left).shape[0]]
+    decided = (np.asarray(prob_left)[hold_pairs], np.asarray(outcome)[hold_pairs])
+    return {
+        "heldout_accuracy": pairwise_accuracy(*decided) if hold_pairs.size else float("nan"),
+        "heldout_log_loss": weighted_mean(hold_idx),
+        "heldout_ece": expected_calibration_error(*decided) if hold_pairs.size else float("nan"),
+        "train_log_loss": weighted_mean(train_idx),
+        "n_train": float(train_idx.size),
+        "n_heldout": float(hold_idx.size),
+    }

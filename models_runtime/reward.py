@@ -15,23 +15,26 @@ Saved models use a directory format: ``<dir>/model.safetensors`` holds the weigh
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models_runtime.metrics import expected_calibration_error, pairwise_accuracy
-from models_runtime.preferences import LikelihoodConfig, PreferenceData
+from models_runtime.checkpoint import (
+    check_features,
+    load_init_state,
+    read_config,
+    write_config,
+    write_tensors,
+)
+from models_runtime.metrics import fit_metrics
+from models_runtime.preferences import LikelihoodConfig, PreferenceData, _indices
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +55,6 @@ log = logging.getLogger(__name__)
 FORMAT_NAME = "prefloop-bradley-terry"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 # Scoring batch size: large enough to amortise per-call overhead, small enough that an
 # (batch, hidden) activation never strains memory.
@@ -65,22 +67,6 @@ _MIN_DELTA = 1e-6
 class TrainingDivergedError(RuntimeError):
     """Raised when fitting produces a non-finite loss, parameter or score (or is given
     non-finite features). No model is returned in that case."""
-
-
-def _frozen_array(arr: np.ndarray) -> np.ndarray:
-    arr.setflags(write=False)
-    return arr
-
-
-def _index_array(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer item indices, got dtype {arr.dtype}")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{name} contains negative item indices")
-    return _frozen_array(arr.astype(np.int64, copy=True))
 
 
 @dataclass(frozen=True)
@@ -153,30 +139,9 @@ def _seeded_head(input_dim: int, config: RewardModelConfig) -> nn.Module:
         return _build_head(input_dim, config)
 
 
-def _check_features(features: np.ndarray, input_dim: int | None = None) -> np.ndarray:
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
-    if input_dim is not None and x.shape[1] != input_dim:
-        raise ValueError(f"features have dimension {x.shape[1]}, model expects {input_dim}")
-    return x
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     # tanh form never overflows, unlike 1 / (1 + exp(-z)) for large negative z.
     return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class RewardModel:
@@ -201,7 +166,7 @@ class RewardModel:
         array of shape ``(n,)``, computed in batches under ``torch.inference_mode``."""
         import torch
 
-        x = _check_features(features, self.input_dim)
+        x = check_features(features, self.input_dim)
         out = np.empty(x.shape[0], dtype=np.float64)
         device = self.device
         self.head.eval()
@@ -215,9 +180,9 @@ class RewardModel:
         """Probability (float64) that item ``left[i]`` is preferred over ``right[i]``,
         i.e. ``sigmoid(s_left - s_right)``, where indices are rows of ``features``. Only
         the rows actually referenced are scored."""
-        x = _check_features(features, self.input_dim)
-        li = _index_array(left, "left")
-        ri = _index_array(right, "right")
+        x = check_features(features, self.input_dim)
+        li = _indices(left, "left")
+        ri = _indices(right, "right")
         if li.shape != ri.shape:
             raise ValueError("left and right must have the same length")
         if li.size == 0:
@@ -238,27 +203,16 @@ class RewardModel:
         ``model.safetensors`` + ``config.json`` and return the directory. Each file is
         written atomically; use a fresh directory per model version so readers never
         pair new weights with an old config."""
-        from safetensors.torch import save_file
-
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        write_tensors(directory / WEIGHTS_FILE, self.state_dict(), FORMAT_NAME)
         meta = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "input_dim": self.input_dim,
             "config": dataclasses.asdict(self.config),
         }
-        _atomic_write(
-            directory / WEIGHTS_FILE,
-            lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT_NAME}),
-        )
-
-        def write_json(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(meta, fh, indent=2, sort_keys=True)
-
-        _atomic_write(directory / CONFIG_FILE, write_json)
+        write_config(directory, meta)
         return directory
 
     @classmethod
@@ -272,22 +226,17 @@ class RewardModel:
         from models_runtime.device import pick_device
 
         directory = Path(path)
-        cfg_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not cfg_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(
-                f"{directory} is not a saved reward model (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
-            )
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{cfg_path} is not a {FORMAT_NAME} model config")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"{cfg_path} has format_version {version!r}; this code reads up to {FORMAT_VERSION}")
-        known = {f.name for f in dataclasses.fields(RewardModelConfig)}
-        config = RewardModelConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+        meta, config = read_config(
+            directory,
+            format_name=FORMAT_NAME,
+            format_version=FORMAT_VERSION,
+            config_cls=RewardModelConfig,
+            required=(WEIGHTS_FILE,),
+            what="reward model",
+        )
         input_dim = int(meta["input_dim"])
         head = _seeded_head(input_dim, config)
-        head.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
+        head.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"), strict=True)
         head.to(pick_device(device))
         return cls(head, config, input_dim)
 
@@ -304,34 +253,6 @@ class FitResult:
     model: RewardModel
     metrics: dict[str, float]
     device: str
-
-
-def _apply_init_state(head: nn.Module, init_state: Mapping[str, Any] | None) -> bool:
-    import torch
-
-    if init_state is None:
-        return False
-    current = head.state_dict()
-    if set(init_state) != set(current):
-        log.info("Ignoring init_state: parameter names differ; using a fresh init.")
-        return False
-    loaded: dict[str, torch.Tensor] = {}
-    for key, ref in current.items():
-        value = torch.as_tensor(init_state[key]).detach().to("cpu", ref.dtype)
-        if value.shape != ref.shape:
-            log.info(
-                "Ignoring init_state: %s has shape %s, expected %s; using a fresh init.",
-                key,
-                tuple(value.shape),
-                tuple(ref.shape),
-            )
-            return False
-        if not torch.isfinite(value).all():
-            log.info("Ignoring init_state: %s has non-finite values; using a fresh init.", key)
-            return False
-        loaded[key] = value.clone()
-    head.load_state_dict(loaded)
-    return True
 
 
 def _split(n: int, config: RewardModelConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -367,7 +288,7 @@ def fit_reward_model(
     from models_runtime.likelihood import PreferenceLikelihood
 
     started = time.perf_counter()
-    x_all = _check_features(features)
+    x_all = check_features(features)
     n_items, dim = x_all.shape
     n = len(data)
     if n == 0:
@@ -394,7 +315,7 @@ def fit_reward_model(
 
     device = pick_device(config.device)
     head = _seeded_head(dim, config)
-    if _apply_init_state(head, init_state):
+    if load_init_state(head, init_state):
         log.debug("Warm-starting reward model from init_state")
     head.to(device)
     likelihood = PreferenceLikelihood(config.likelihood)
@@ -499,27 +420,7 @@ def fit_reward_model(
     p_left_np, p_right_np = p_left.double().cpu().numpy(), p_right.double().cpu().numpy()
     # Probability that left wins given that the pair was decided.
     q_left = p_left_np / np.maximum(p_left_np + p_right_np, 1e-300)
-    outcome = data.pair_outcome.astype(np.float64)
-
-    def weighted_mean(values: np.ndarray, idx: np.ndarray) -> float:
-        w = weight[idx].astype(np.float64)
-        return float((values[idx] * w).sum() / w.sum()) if idx.size and w.sum() > 0 else float("nan")
-
-    hold_pairs = hold_idx[hold_idx < data.n_pairs]
-    metrics: dict[str, float] = {
-        "heldout_accuracy": float("nan"),
-        "heldout_log_loss": float("nan"),
-        "heldout_ece": float("nan"),
-        "train_log_loss": weighted_mean(nll, train_idx),
-        "n_train": float(train_idx.size),
-        "n_heldout": float(hold_idx.size),
-        "epochs": float(epochs),
-        "train_seconds": 0.0,
-    }
-    if hold_idx.size:
-        metrics["heldout_log_loss"] = weighted_mean(nll, hold_idx)
-    if hold_pairs.size:
-        metrics["heldout_accuracy"] = pairwise_accuracy(q_left[hold_pairs], outcome[hold_pairs])
-        metrics["heldout_ece"] = expected_calibration_error(q_left[hold_pairs], outcome[hold_pairs])
+    metrics = fit_metrics(nll, q_left, data.pair_outcome, weight, train_idx, hold_idx)
+    metrics["epochs"] = float(epochs)
     metrics["train_seconds"] = time.perf_counter() - started
     return FitResult(model=model, metrics=metrics, device=str(device))
