@@ -28,6 +28,7 @@ from django.utils import timezone
 from activelearn.models import EmbeddingRecord, RewardModelVersion
 from activelearn.params import validate_model_params
 from activelearn.strategies import ScoredPair, SelectionInput, StrategyName, get_strategy
+from activelearn.strategies.base import MODEL_NEEDS
 from annotation.models import Candidate, Comparison, ComparisonItem, Judgment, Study
 
 if TYPE_CHECKING:
@@ -359,11 +360,19 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
     excluded = _excluded_pairs(study_id=study_id, index=index)
 
     picks: list[tuple[ScoredPair, str]] = []
-    if latest is not None:
-        scores = reward_model_load(latest).scores(feats.features)
-        strategy = get_strategy(study.strategy, **_strategy_params(study))
-        inp = SelectionInput(groups=groups, scores=scores, excluded=frozenset(excluded))
-        picks = [(p, strategy.name.value) for p in strategy.select(inp, want, rng)]
+    name = StrategyName(study.strategy)
+    if name != StrategyName.RANDOM and (latest is not None or MODEL_NEEDS[name] is None):
+        inp = _selection_input(
+            study=study,
+            latest=latest,
+            features=feats.features if latest is not None else None,
+            index=index,
+            groups=groups,
+            excluded=excluded,
+        )
+        if inp is not None:
+            strategy = get_strategy(name, **_strategy_params(study))
+            picks = [(p, strategy.name.value) for p in strategy.select(inp, want, rng)]
     if len(picks) < want:
         # Cold start, or the strategy ran out of pairs it wants: random pairs
         # keep annotators busy rather than waiting.
@@ -372,6 +381,50 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         extra = get_strategy(StrategyName.RANDOM).select(inp, want - len(picks), rng)
         picks += [(p, StrategyName.RANDOM.value) for p in extra]
     return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=picks, model_version=latest, rng=rng)
+
+
+def _selection_input(
+    *,
+    study: Study,
+    latest: RewardModelVersion | None,
+    features: np.ndarray | None,
+    index: dict[int, int],
+    groups: np.ndarray,
+    excluded: set[tuple[int, int]],
+) -> SelectionInput | None:
+    """What the study's strategy needs from the current model, or None (with a
+    warning) when that model cannot provide it, e.g. double Thompson sampling on
+    a single-head model; the caller then falls back to random pairs."""
+    name = StrategyName(study.strategy)
+    counts = np.zeros(groups.shape[0], dtype=np.int64)
+    if excluded:
+        pairs = np.array(sorted(excluded), dtype=np.int64)
+        np.add.at(counts, pairs.ravel(), 1)
+    fields: dict = {"groups": groups, "excluded": frozenset(excluded), "counts": counts}
+    if latest is not None and features is not None:
+        model = reward_model_load(latest)
+        is_ensemble = latest.model_type == Study.ModelType.ENSEMBLE
+        if is_ensemble:
+            fields["member_scores"] = model.member_scores(features)
+            fields["scores"] = fields["member_scores"].mean(axis=0)
+        else:
+            fields["scores"] = model.scores(features)
+        if MODEL_NEEDS[name] == "gradients" and not is_ensemble:
+            from models_runtime.gradients import GradientFeatureSource
+
+            judged = _preference_data(study_id=study.id, index=index).pairwise_split()
+            fields["gradients"] = GradientFeatureSource(model, features, judged.pair_left, judged.pair_right)
+    need = MODEL_NEEDS[name]
+    if need is not None and fields.get(need) is None:
+        logger.warning(
+            "study %s: strategy %s needs %s, which a %s model does not provide; using random pairs",
+            study.id,
+            name.value,
+            need,
+            latest.model_type if latest else "missing",
+        )
+        return None
+    return SelectionInput(**fields)
 
 
 def _strategy_params(study: Study) -> dict:

@@ -23,7 +23,11 @@ class Study(models.Model):
 
     class Strategy(models.TextChoices):
         RANDOM = "random", "Random"
+        LEAST_COMPARED = "least_compared", "Least compared first"
         UNCERTAINTY = "uncertainty", "Uncertainty (closest to 50/50)"
+        APOHF = "apohf", "APOHF (greedy + gradient UCB; single-head model)"
+        DOUBLE_TS = "double_ts", "Double Thompson sampling (ensemble model)"
+        INFOMAX = "infomax", "Infomax: most member disagreement (ensemble model)"
 
     class ModelType(models.TextChoices):
         MLP = "mlp", "MLP head over embeddings"
@@ -79,6 +83,29 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Refuse a strategy its model cannot serve and strategy options it does not
+        know, with messages that name them."""
+        from django.core.exceptions import ValidationError
+
+        from activelearn.strategies import get_strategy
+        from activelearn.strategies.base import MODEL_NEEDS, StrategyName
+
+        errors: dict[str, str] = {}
+        params = {k: v for k, v in (self.strategy_params or {}).items() if k != "seed"}
+        try:
+            get_strategy(self.strategy, **params)
+        except ValueError as exc:
+            errors["strategy_params"] = str(exc)
+        known = {s.value for s in StrategyName}
+        need = MODEL_NEEDS.get(StrategyName(self.strategy)) if self.strategy in known else None
+        if need == "member_scores" and self.model_type != self.ModelType.ENSEMBLE:
+            errors["model_type"] = f"The {self.get_strategy_display()} strategy needs the ensemble model type."
+        if need == "gradients" and self.model_type == self.ModelType.ENSEMBLE:
+            errors["model_type"] = "APOHF needs a single-head model type (MLP or linear)."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Membership(models.Model):

@@ -51,6 +51,7 @@ __all__ = [
     "FULL_MODE_MAX_DIM",
     "DesignMode",
     "GradientDesign",
+    "GradientFeatureSource",
     "gradient_dim",
     "gradient_features",
     "iter_gradient_features",
@@ -365,3 +366,48 @@ def pair_bonus(design: GradientDesign, grads_a: np.ndarray, grads_b: np.ndarray)
     if a.shape != b.shape:
         raise ValueError(f"grads_a and grads_b must have the same shape, got {a.shape} and {b.shape}")
     return design.bonus(a - b)
+
+
+class GradientFeatureSource:
+    """Gradient features of ``model`` over the rows of ``features``, served in chunks,
+    with the diagonal design of the judged pairs ``(left[i], right[i])``: what
+    APOHF's selection step reads (``activelearn.strategies.GradientSource``). Nothing
+    of size ``N × p`` is ever held; ``chunks`` computes features on demand."""
+
+    def __init__(
+        self,
+        model: Any,
+        features: np.ndarray,
+        left: np.ndarray,
+        right: np.ndarray,
+        *,
+        member: int | None = None,
+        reg: float = 1.0,
+        chunk_size: int = 1024,
+    ) -> None:
+        self._model = model
+        self._features = np.ascontiguousarray(features, dtype=np.float32)
+        self._member = member
+        self._chunk_size = _check_chunk_size(chunk_size)
+        design = GradientDesign.from_pairs(
+            model, self._features, left, right, member=member, reg=reg, mode="diagonal", chunk_size=chunk_size
+        )
+        self._diag = np.asarray(design.matrix)
+
+    @property
+    def dim(self) -> int:
+        return int(self._diag.shape[0])
+
+    @property
+    def design_diag(self) -> np.ndarray:
+        return self._diag
+
+    def chunks(self, items: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(item indices, (rows, dim) float32 features)`` covering ``items``."""
+        idx = np.asarray(items, dtype=np.int64).reshape(-1)
+        for start in range(0, idx.size, self._chunk_size):
+            part = idx[start : start + self._chunk_size]
+            yield (
+                part,
+                gradient_features(self._model, self._features[part], member=self._member, chunk_size=self._chunk_size),
+            )

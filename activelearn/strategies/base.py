@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -11,7 +12,27 @@ import numpy as np
 
 class StrategyName(StrEnum):
     RANDOM = "random"
+    LEAST_COMPARED = "least_compared"
     UNCERTAINTY = "uncertainty"
+    APOHF = "apohf"
+    DOUBLE_TS = "double_ts"
+    INFOMAX = "infomax"
+
+
+class GradientSource(Protocol):
+    """Per-item gradient features ``g(x) = ∂f(x; θ)/∂θ`` of the reward model and
+    the diagonal of its design matrix ``λI + Σ_judged (g(a) − g(b))²``, as APOHF
+    needs them. Features come in chunks so no ``N × p`` matrix is ever held."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def design_diag(self) -> np.ndarray: ...
+
+    def chunks(self, items: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(item indices, (rows, dim) gradient features)`` covering ``items``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -20,13 +41,19 @@ class SelectionInput:
 
     ``groups[i]`` is the group of item ``i`` (its prompt); only items of one
     group are ever compared. ``scores`` are the reward model's utilities, or
-    None before the first model exists. ``excluded`` holds pairs ``(i, j)``
-    with ``i < j`` that are already queued or judged.
+    None before the first model exists; ``member_scores`` ``(M, N)`` the
+    utilities of each member when the model is an ensemble; ``gradients`` the
+    model's gradient features when it is a single head. ``counts[i]`` is how
+    many queued or judged comparisons item ``i`` is in. ``excluded`` holds pairs
+    ``(i, j)`` with ``i < j`` that are already queued or judged.
     """
 
     groups: np.ndarray
     scores: np.ndarray | None = None
     excluded: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+    member_scores: np.ndarray | None = None
+    gradients: GradientSource | None = None
+    counts: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
@@ -66,9 +93,15 @@ def group_members(groups: np.ndarray) -> list[np.ndarray]:
 def get_strategy(name: str | StrategyName, **params: object) -> Strategy:
     """Build the strategy called ``name`` with its parameters.
 
-    Unknown names raise ValueError listing the known ones, so a typo in a
-    study's configuration fails loudly instead of silently falling back.
+    Unknown names raise ValueError listing the known ones, and unknown or
+    invalid parameters raise ValueError naming them, so a typo in a study's
+    configuration fails loudly instead of silently falling back.
     """
+    import dataclasses
+
+    from activelearn.strategies.apohf import ApohfStrategy
+    from activelearn.strategies.ensemble_based import DoubleThompsonStrategy, InfomaxStrategy
+    from activelearn.strategies.least_compared import LeastComparedStrategy
     from activelearn.strategies.random_pairs import RandomStrategy
     from activelearn.strategies.uncertainty import UncertaintyStrategy
 
@@ -77,5 +110,35 @@ def get_strategy(name: str | StrategyName, **params: object) -> Strategy:
     except ValueError:
         known = ", ".join(s.value for s in StrategyName)
         raise ValueError(f"unknown strategy {name!r}; known strategies: {known}") from None
-    factories = {StrategyName.RANDOM: RandomStrategy, StrategyName.UNCERTAINTY: UncertaintyStrategy}
-    return factories[key](**params)
+    factories: dict[StrategyName, type] = {
+        StrategyName.RANDOM: RandomStrategy,
+        StrategyName.LEAST_COMPARED: LeastComparedStrategy,
+        StrategyName.UNCERTAINTY: UncertaintyStrategy,
+        StrategyName.APOHF: ApohfStrategy,
+        StrategyName.DOUBLE_TS: DoubleThompsonStrategy,
+        StrategyName.INFOMAX: InfomaxStrategy,
+    }
+    factory = factories[key]
+    allowed = {f.name for f in dataclasses.fields(factory) if f.name != "name"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for strategy {key.value}; "
+            f"known: {', '.join(sorted(allowed)) or 'none'}"
+        )
+    try:
+        return factory(**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid parameters for strategy {key.value}: {exc}") from None
+
+
+# What each strategy needs from the current model; the loop checks this before
+# selecting and falls back to random pairs when it is missing.
+MODEL_NEEDS: dict[StrategyName, str | None] = {
+    StrategyName.RANDOM: None,
+    StrategyName.LEAST_COMPARED: None,
+    StrategyName.UNCERTAINTY: "scores",
+    StrategyName.APOHF: "gradients",
+    StrategyName.DOUBLE_TS: "member_scores",
+    StrategyName.INFOMAX: "member_scores",
+}

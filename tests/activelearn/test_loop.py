@@ -263,3 +263,46 @@ def test_rankings_become_pairs_plackett_luce_rankings_and_tied_groups(make_study
     assert (data.n_pairs, data.n_rankings) == (2, 1)
     assert data.pair_outcome.tolist() == [1.0, 0.5]
     assert data.rank_items[0].tolist() == [0, 2, 4]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("strategy", "model_type"),
+    [
+        ("least_compared", "mlp"),
+        ("apohf", "mlp"),
+        ("apohf", "linear"),
+        ("double_ts", "ensemble"),
+        ("infomax", "ensemble"),
+    ],
+)
+def test_each_strategy_steers_the_queue_with_its_model(make_study, annotators, member, strategy, model_type):
+    study = make_study(model_type=model_type, strategy=strategy, model_params={"n_members": 4})
+    study.full_clean()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 6)
+    version = services.reward_model_fit(study_id=study.id)
+    assert services.queue_refill(study_id=study.id, seed=1) > 0
+    chosen = Comparison.objects.filter(study=study, model_version=version, strategy=strategy)
+    assert chosen.exists(), list(Comparison.objects.filter(study=study).values_list("strategy", flat=True))
+    assert all(c.score is not None for c in chosen)
+
+
+@pytest.mark.django_db
+def test_a_strategy_its_model_cannot_serve_is_refused_and_falls_back_to_random(make_study, annotators, member):
+    from django.core.exceptions import ValidationError
+
+    study = make_study(model_type="mlp", strategy="double_ts")
+    with pytest.raises(ValidationError, match="ensemble"):
+        study.full_clean()
+    study.strategy_params = {"max_redraw": 3}
+    with pytest.raises(ValidationError, match="max_redraw"):
+        study.full_clean()
+    study.strategy_params = {}
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 6)
+    services.reward_model_fit(study_id=study.id)
+    assert services.queue_refill(study_id=study.id, seed=1) > 0
+    assert not Comparison.objects.filter(study=study, strategy="double_ts").exists()

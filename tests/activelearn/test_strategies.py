@@ -63,5 +63,6 @@ def test_uncertainty_without_a_model_is_an_error():
 
 
 def test_unknown_strategy_names_the_known_ones():
-    with pytest.raises(ValueError, match="known strategies: random, uncertainty"):
+    known = "known strategies: random, least_compared, uncertainty, apohf, double_ts, infomax"
+    with pytest.raises(ValueError, match=known):
         get_strategy("apohf-typo")

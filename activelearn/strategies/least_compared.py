@@ -1,0 +1,98 @@
+"""Least-compared pairs: spread the judgments evenly over the items."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from activelearn.strategies.base import (
+    ScoredPair,
+    SelectionInput,
+    StrategyName,
+    group_members,
+    ordered,
+)
+
+
+@dataclass
+class LeastComparedStrategy:
+    """Pair the items that have been compared least, within each group.
+
+    A baseline that needs no model: every item gets judged before any item
+    gets judged twice, as far as the pool allows. Each group offers its two
+    least-compared items (random tie-break); pairs are taken cheapest first by
+    the sum of their items' counts, and the counts are updated as pairs are
+    chosen, so a batch spreads over groups and items. Score: 1 / (1 + c_i + c_j).
+    Cost: O(N log N) plus O(group size) per chosen pair.
+    """
+
+    name: StrategyName = StrategyName.LEAST_COMPARED
+
+    def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
+        groups = group_members(inp.groups)
+        if not groups or n <= 0:
+            return []
+        counts = (
+            np.zeros(inp.n_items, dtype=np.float64) if inp.counts is None else np.asarray(inp.counts, np.float64).copy()
+        )
+        taken: set[tuple[int, int]] = set()
+        blocked = _Blocked(inp.excluded, taken)
+        tiebreak = rng.random(inp.n_items)
+        heap: list[tuple[float, float, int]] = []
+        for g, members in enumerate(groups):
+            best = self._best_pair(members, counts, tiebreak, blocked)
+            if best is not None:
+                heapq.heappush(heap, (best[0], float(tiebreak[members[0]]), g))
+        chosen: list[ScoredPair] = []
+        while heap and len(chosen) < n:
+            cost, _, g = heapq.heappop(heap)
+            best = self._best_pair(groups[g], counts, tiebreak, blocked)
+            if best is None:
+                continue
+            if best[0] > cost:
+                # Counts in this group changed since it was queued: requeue.
+                heapq.heappush(heap, (best[0], float(tiebreak[groups[g][0]]), g))
+                continue
+            _, i, j = best
+            taken.add((i, j))
+            chosen.append(ScoredPair(i=i, j=j, score=1.0 / (1.0 + counts[i] + counts[j]), propensity=1.0))
+            counts[i] += 1
+            counts[j] += 1
+            nxt = self._best_pair(groups[g], counts, tiebreak, blocked)
+            if nxt is not None:
+                heapq.heappush(heap, (nxt[0], float(tiebreak[groups[g][0]]), g))
+        return chosen
+
+    @staticmethod
+    def _best_pair(
+        members: np.ndarray, counts: np.ndarray, tiebreak: np.ndarray, excluded: _Blocked
+    ) -> tuple[float, int, int] | None:
+        order = members[np.lexsort((tiebreak[members], counts[members]))]
+        best: tuple[float, int, int] | None = None
+        # Walk pairs in order of their count sum; the first open one wins. The
+        # outer item only needs to range while it can still beat the best found.
+        for a in range(order.size - 1):
+            if best is not None and counts[order[a]] * 2 > best[0]:
+                break
+            for b in range(a + 1, order.size):
+                cost = float(counts[order[a]] + counts[order[b]])
+                if best is not None and cost >= best[0]:
+                    break
+                pair = ordered(int(order[a]), int(order[b]))
+                if pair not in excluded:
+                    best = (cost, *pair)
+                    break
+        return best
+
+
+@dataclass(frozen=True)
+class _Blocked:
+    """Pairs that may not be chosen: the input's excluded ones and this batch's."""
+
+    excluded: frozenset[tuple[int, int]]
+    taken: set[tuple[int, int]]
+
+    def __contains__(self, pair: tuple[int, int]) -> bool:
+        return pair in self.excluded or pair in self.taken

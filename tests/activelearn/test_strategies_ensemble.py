@@ -1,0 +1,117 @@
+"""Least-compared, double Thompson sampling and infomax, and the strategy factory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from activelearn.strategies import SelectionInput, get_strategy
+from activelearn.strategies.ensemble_based import DoubleThompsonStrategy, InfomaxStrategy, _preference_disagreement
+from activelearn.strategies.least_compared import LeastComparedStrategy
+
+
+def two_groups(size: int = 6) -> np.ndarray:
+    return np.repeat([0, 1], size)
+
+
+def test_least_compared_pairs_the_least_judged_items() -> None:
+    groups = np.zeros(5, dtype=np.int64)
+    counts = np.array([3, 0, 2, 0, 1])
+    picks = LeastComparedStrategy().select(SelectionInput(groups=groups, counts=counts), 2, np.random.default_rng(0))
+    assert (picks[0].i, picks[0].j) == (1, 3)
+    # After (1, 3) both have one comparison; item 4 has one too: the next pair uses them.
+    assert set((picks[1].i, picks[1].j)) <= {1, 3, 4} and (picks[1].i, picks[1].j) != (1, 3)
+
+
+def test_least_compared_spreads_a_batch_and_respects_exclusions() -> None:
+    groups = two_groups(4)
+    excluded = frozenset({(0, 1), (4, 5)})
+    picks = LeastComparedStrategy().select(
+        SelectionInput(groups=groups, excluded=excluded), 4, np.random.default_rng(1)
+    )
+    pairs = [(p.i, p.j) for p in picks]
+    assert len(pairs) == 4 == len(set(pairs))
+    assert not set(pairs) & excluded
+    # Every item is used once before any is used twice.
+    used = np.bincount(np.ravel(pairs), minlength=8)
+    assert used.max() == 1
+    assert all(groups[i] == groups[j] for i, j in pairs)
+
+
+def members_with_clear_leader(m: int = 10, size: int = 6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0.0, -3.0, size)
+    return base + rng.normal(scale=0.05, size=(m, size))
+
+
+def test_double_ts_falls_back_to_the_best_challenger_when_members_agree() -> None:
+    members = members_with_clear_leader()
+    inp = SelectionInput(groups=np.zeros(6, dtype=np.int64), member_scores=members)
+    pick = DoubleThompsonStrategy().select(inp, 1, np.random.default_rng(0))[0]
+    # Every member ranks item 0 first and item 1 second: the leader meets its challenger.
+    assert (pick.i, pick.j) == (0, 1)
+    assert pick.propensity == pytest.approx(1.0)
+
+
+def test_double_ts_follows_posterior_samples() -> None:
+    # Two camps of members: half think item 2 is best, half item 4.
+    members = np.zeros((10, 6))
+    members[:5, 2] = 3.0
+    members[5:, 4] = 3.0
+    inp = SelectionInput(groups=np.zeros(6, dtype=np.int64), member_scores=members)
+    seen = set()
+    for seed in range(20):
+        pick = DoubleThompsonStrategy().select(inp, 1, np.random.default_rng(seed))[0]
+        seen.add((pick.i, pick.j))
+    assert (2, 4) in seen
+    assert all(2 in pair or 4 in pair for pair in seen)
+
+
+def test_double_ts_batch_covers_groups_then_more_rounds_without_repeats() -> None:
+    groups = np.repeat(np.arange(3), 5)
+    members = np.random.default_rng(3).normal(size=(8, 15))
+    inp = SelectionInput(groups=groups, member_scores=members, excluded=frozenset({(0, 1)}))
+    picks = DoubleThompsonStrategy().select(inp, 7, np.random.default_rng(0))
+    pairs = [(p.i, p.j) for p in picks]
+    assert len(pairs) == 7 == len(set(pairs))
+    assert (0, 1) not in pairs
+    assert {groups[i] for i, _ in pairs} == {0, 1, 2}
+    assert all(groups[i] == groups[j] and i < j for i, j in pairs)
+
+
+def test_infomax_prefers_pairs_the_members_disagree_on() -> None:
+    members = np.zeros((6, 4))
+    members[:3, 0], members[3:, 1] = 2.0, 2.0  # members split on 0 vs 1
+    members[:, 2], members[:, 3] = 1.0, -1.0  # all agree 2 beats 3
+    inp = SelectionInput(groups=np.zeros(4, dtype=np.int64), member_scores=members)
+    picks = InfomaxStrategy(max_per_item=1).select(inp, 2, np.random.default_rng(0))
+    assert (picks[0].i, picks[0].j) == (0, 1)
+    assert picks[0].score > picks[1].score >= 0.0
+    info = _preference_disagreement(members, np.array([2]), np.array([3]))
+    assert info[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_infomax_limits_large_groups_to_the_top_items() -> None:
+    rng = np.random.default_rng(0)
+    members = rng.normal(size=(5, 500))
+    members[:, 7] += 10.0  # clearly the best item
+    inp = SelectionInput(groups=np.zeros(500, dtype=np.int64), member_scores=members)
+    picks = InfomaxStrategy(top_k=8, max_per_item=2).select(inp, 5, rng)
+    top = np.argsort(-(members.mean(0) + members.std(0)))[:8]
+    assert picks and all(p.i in top and p.j in top for p in picks)
+
+
+@pytest.mark.parametrize("strategy", [DoubleThompsonStrategy(), InfomaxStrategy()])
+def test_ensemble_strategies_need_member_scores(strategy) -> None:
+    with pytest.raises(ValueError, match="ensemble"):
+        strategy.select(SelectionInput(groups=np.zeros(3, dtype=np.int64)), 1, np.random.default_rng(0))
+
+
+def test_factory_validates_names_and_parameters() -> None:
+    assert isinstance(get_strategy("infomax", top_k=4), InfomaxStrategy)
+    with pytest.raises(ValueError, match="known strategies"):
+        get_strategy("thompson")
+    with pytest.raises(ValueError, match=r"unknown parameter.*top_kk"):
+        get_strategy("infomax", top_kk=4)
+    with pytest.raises(ValueError, match="invalid parameters"):
+        get_strategy("infomax", top_k=1)
