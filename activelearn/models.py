@@ -18,6 +18,11 @@ class RewardModelVersion(models.Model):
     heldout_accuracy = models.FloatField(null=True, blank=True)
     heldout_log_loss = models.FloatField(null=True, blank=True)
     metrics = models.JSONField(default=dict)
+    recommendation = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per prompt: the best candidate and a leaderboard (posterior mean, std, P(best)).",
+    )
     train_seconds = models.FloatField(default=0.0)
     device = models.CharField(max_length=32, default="cpu")
     checkpoint_path = models.CharField(max_length=500)

@@ -256,6 +256,7 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
         result = ensemble.fit_ensemble(feats.features, data, config, init_state=init_state)
     else:
         result = reward.fit_reward_model(feats.features, data, config, init_state=init_state)
+    recommendation = _recommendation(study=study, model=result.model, feats=feats, data=data)
 
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(id=study_id)
@@ -277,7 +278,34 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
             train_seconds=float(result.metrics.get("train_seconds", 0.0)),
             device=result.device,
             checkpoint_path=str(path),
+            recommendation=recommendation,
         )
+
+
+RECOMMENDATION_TOP = 10
+RECOMMENDATION_SAMPLES = 256
+
+
+def _recommendation(*, study: Study, model, feats: StudyFeatures, data) -> dict:
+    """Best candidate, leaderboard and P(best) per prompt under the new model:
+    ensemble members as posterior samples, or a last-layer Laplace approximation
+    for a single head (see models_runtime.recommend)."""
+    from models_runtime.recommend import laplace_samples, recommend
+
+    if study.model_type == Study.ModelType.ENSEMBLE:
+        samples, method = model.member_scores(feats.features), "ensemble members"
+    else:
+        rng = np.random.default_rng([study.id, len(data)])
+        samples = laplace_samples(model, feats.features, data, rng, RECOMMENDATION_SAMPLES)
+        method = "last-layer Laplace"
+    rec = recommend(feats.groups, samples, method)
+    return {
+        "method": rec.method,
+        "n_samples": rec.n_samples,
+        "prompts": {
+            str(board.group): board.as_dict(ids=feats.candidate_ids, top=RECOMMENDATION_TOP) for board in rec.groups
+        },
+    }
 
 
 def _finite_or_none(value: float) -> float | None:

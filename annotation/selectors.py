@@ -19,7 +19,16 @@ from django.http import Http404
 from django.utils import timezone
 
 from activelearn.models import RewardModelVersion
-from annotation.models import Assignment, Comparison, ComparisonItem, Judgment, Membership, Prompt, Study
+from annotation.models import (
+    Assignment,
+    Candidate,
+    Comparison,
+    ComparisonItem,
+    Judgment,
+    Membership,
+    Prompt,
+    Study,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -264,6 +273,21 @@ class StrategyCount:
     done: int
 
 
+LEADERBOARD_PROMPTS = 10
+
+
+@dataclass(frozen=True)
+class BestResponseRow:
+    """The live model's best response to one prompt, with its uncertainty."""
+
+    prompt: str
+    response: str
+    p_best: float
+    mean: float
+    std: float
+    runner_up_p_best: float | None
+
+
 @dataclass(frozen=True)
 class StudyDashboard:
     queue_depth: int
@@ -274,6 +298,9 @@ class StudyDashboard:
     model_versions: tuple[ModelVersionRow, ...]
     model_versions_total: int
     by_strategy: tuple[StrategyCount, ...]
+    best_responses: tuple[BestResponseRow, ...] = ()
+    best_responses_total: int = 0
+    recommendation_method: str = ""
 
     @property
     def percent(self) -> int:
@@ -321,6 +348,8 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         )[:MODEL_VERSIONS_SHOWN]
     )
     total_versions = len(rows) if len(rows) < MODEL_VERSIONS_SHOWN else versions.count()
+    recommendation = versions.order_by("-version").values_list("recommendation", flat=True).first() or {}
+    best, best_total = _best_responses(recommendation)
     return StudyDashboard(
         queue_depth=sum(s.queued for s in by_strategy),
         leased_now=leased_now,
@@ -330,4 +359,27 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         model_versions=rows,
         model_versions_total=total_versions,
         by_strategy=by_strategy,
+        best_responses=best,
+        best_responses_total=best_total,
+        recommendation_method=str(recommendation.get("method", "")),
     )
+
+
+def _best_responses(recommendation: dict) -> tuple[tuple[BestResponseRow, ...], int]:
+    """The first ``LEADERBOARD_PROMPTS`` prompts' best responses (one query)."""
+    prompts = recommendation.get("prompts") or {}
+    entries = sorted(prompts.items(), key=lambda kv: int(kv[0]))[:LEADERBOARD_PROMPTS]
+    ids = [entry["best"] for _, entry in entries]
+    texts = {
+        c.id: (c.prompt.text if c.prompt else "", c.text)
+        for c in Candidate.objects.filter(id__in=ids).select_related("prompt").only("id", "text", "prompt__text")
+    }
+    rows = []
+    for _, entry in entries:
+        if entry["best"] not in texts:
+            continue  # the candidate was deleted since the model was trained
+        top = entry["leaderboard"][0]
+        prompt, response = texts[entry["best"]]
+        runner = entry["leaderboard"][1]["p_best"] if len(entry["leaderboard"]) > 1 else None
+        rows.append(BestResponseRow(prompt, response, top["p_best"], top["mean"], top["std"], runner))
+    return tuple(rows), len(prompts)

@@ -193,6 +193,27 @@ class RewardModel:
         s = self.scores(x[used])
         return _sigmoid(s[inv[: li.size]] - s[inv[li.size :]])
 
+    def last_layer_features(self, features: np.ndarray) -> np.ndarray:
+        """The inputs of the head's output layer for each row of ``features`` (the
+        hidden activations of an MLP head, the features themselves for a linear
+        head), with a trailing column of ones for the output bias: float64
+        ``(n, q)``. ``scores == last_layer_features @ last_layer_weights``."""
+        import torch
+
+        x = check_features(features, self.input_dim)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], _SCORE_BATCH):
+                chunk = torch.from_numpy(x[start : start + _SCORE_BATCH]).to(self.device)
+                out.append(self.head[:-1](chunk).double().cpu().numpy())
+        hidden = np.concatenate(out) if out else np.zeros((0, self.head[-1].in_features))
+        return np.hstack([hidden, np.ones((hidden.shape[0], 1))])
+
+    def last_layer_weights(self) -> np.ndarray:
+        """The output layer's weights followed by its bias, float64 ``(q,)``."""
+        last = self.head[-1]
+        return np.concatenate([last.weight.detach().double().cpu().numpy().ravel(), [float(last.bias.detach())]])
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Detached CPU copies of the head's parameters, usable as ``init_state`` for a
         warm-started :func:`fit_reward_model`."""

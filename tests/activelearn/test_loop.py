@@ -235,6 +235,17 @@ def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annot
     assert scores.shape == (20,) and np.isfinite(scores).all()
     assert services.queue_refill(study_id=study.id, seed=0) > 0
     assert Comparison.objects.filter(study=study, model_version=version).exists()
+    rec = version.recommendation
+    assert rec["method"] in {"ensemble members", "last-layer Laplace"}
+    prompts = {str(p) for p in Candidate.objects.filter(study=study).values_list("prompt_id", flat=True)}
+    assert set(rec["prompts"]) == prompts
+    for prompt_id, entry in rec["prompts"].items():
+        board = entry["leaderboard"]
+        assert entry["best"] == board[0]["candidate"]
+        assert set(
+            Candidate.objects.filter(id__in=[r["candidate"] for r in board]).values_list("prompt_id", flat=True)
+        ) == {int(prompt_id)}
+        assert abs(sum(r["p_best"] for r in board) - 1.0) < 1e-3
 
 
 @pytest.mark.django_db
