@@ -28,7 +28,7 @@ from django.utils import timezone
 from activelearn.models import EmbeddingRecord, RewardModelVersion
 from activelearn.params import validate_model_params
 from activelearn.strategies import ScoredPair, SelectionInput, StrategyName, get_strategy
-from activelearn.strategies.base import MODEL_NEEDS
+from activelearn.strategies.base import MODEL_NEEDS, diversify
 from annotation.models import Candidate, Comparison, ComparisonItem, Judgment, Study
 
 if TYPE_CHECKING:
@@ -379,11 +379,12 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         # Before the first model this still embeds the candidates (in the
         # worker, not the web process), so the first retrain finds them cached.
         feats = study_features(study_id=study_id)
-        candidate_ids, groups = feats.candidate_ids, feats.groups
+        candidate_ids, groups, features = feats.candidate_ids, feats.groups, feats.features
     else:
         rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id"))
         candidate_ids = np.array([c for c, _ in rows], dtype=np.int64)
         groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
+        features = None
     index = {int(cid): row for row, cid in enumerate(candidate_ids)}
     excluded = _excluded_pairs(study_id=study_id, index=index)
 
@@ -393,14 +394,16 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         inp = _selection_input(
             study=study,
             latest=latest,
-            features=feats.features if latest is not None else None,
+            features=features if latest is not None else None,
             index=index,
             groups=groups,
             excluded=excluded,
         )
         if inp is not None:
             strategy = get_strategy(name, **_strategy_params(study))
-            picks = [(p, strategy.name.value) for p in strategy.select(inp, want, rng)]
+            # Ask for spares so near-duplicate pairs can be dropped from the batch.
+            chosen = diversify(strategy.select(inp, 2 * want, rng), features, want)
+            picks = [(p, strategy.name.value) for p in chosen]
     if len(picks) < want:
         # Cold start, or the strategy ran out of pairs it wants: random pairs
         # keep annotators busy rather than waiting.

@@ -142,3 +142,34 @@ MODEL_NEEDS: dict[StrategyName, str | None] = {
     StrategyName.DOUBLE_TS: "member_scores",
     StrategyName.INFOMAX: "member_scores",
 }
+
+
+def diversify(
+    picks: list[ScoredPair], features: np.ndarray | None, n: int, max_similarity: float = 0.98
+) -> list[ScoredPair]:
+    """The first ``n`` of ``picks`` (best first) after dropping near-duplicates, for
+    batches many annotators answer at once: a pair of two near-identical responses
+    (cosine similarity of their embeddings above ``max_similarity``) tells little,
+    and a pair whose two items are near-duplicates of an already chosen pair's
+    items asks the same question twice. ``features`` are the items' embeddings
+    (unit-normalised rows); without them the picks are only truncated."""
+    if features is None or not picks:
+        return picks[:n]
+    x = np.asarray(features, dtype=np.float32)
+    chosen: list[ScoredPair] = []
+    for pick in picks:
+        if len(chosen) >= n:
+            break
+        a, b = x[pick.i], x[pick.j]
+        if float(a @ b) > max_similarity:
+            continue
+        if chosen:
+            ci = np.array([c.i for c in chosen])
+            cj = np.array([c.j for c in chosen])
+            same = ((x[ci] @ a > max_similarity) & (x[cj] @ b > max_similarity)) | (
+                (x[ci] @ b > max_similarity) & (x[cj] @ a > max_similarity)
+            )
+            if same.any():
+                continue
+        chosen.append(pick)
+    return chosen
