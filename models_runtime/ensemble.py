@@ -68,6 +68,12 @@ _SCORE_BATCH = 16_384
 # Improvements smaller than this do not reset the patience counter, so float noise on a
 # plateau cannot keep a run alive until max_epochs.
 _MIN_DELTA = 1e-6
+# ...and also by this fraction of the loss, so a plateau on a handful of judgments
+# (no held-out set) ends after ``patience`` epochs instead of running to max_epochs.
+_REL_DELTA = 1e-4
+# Without a held-out set nothing says when more epochs stop helping; a few judgments
+# are fitted well long before this, and the next fit warm-starts from the result.
+_MAX_EPOCHS_WITHOUT_HOLDOUT = 100
 # Initial standard deviation of hidden-layer biases. Non-zero so that the anchor has a
 # finite precision for them and members' GELU kinks start in different places.
 _BIAS_STD = 0.1
@@ -497,7 +503,8 @@ def fit_ensemble(
     best_state: list[torch.Tensor] = [p.detach().clone() for p in params]
     stale = 0
     epochs = 0
-    for epoch in range(config.max_epochs + 1):
+    max_epochs = config.max_epochs if has_hold else min(config.max_epochs, _MAX_EPOCHS_WITHOUT_HOLDOUT)
+    for epoch in range(max_epochs + 1):
         # One forward pass serves both the monitored loss of the current weights and the
         # gradient for the next step, halving the work of a separate evaluation pass.
         nll = likelihood(full_scores(), tensors)
@@ -520,7 +527,9 @@ def fit_ensemble(
                 f"training loss became {loss_value} after {epoch} epochs; try a smaller lr or check the features"
             )
         current = float((nll.detach() @ w_hold_t).sum() / (hold_total * m)) if has_hold else loss_value / m
-        if current < best_loss - _MIN_DELTA:
+        rel = _REL_DELTA if has_hold else 10 * _REL_DELTA
+        delta = max(_MIN_DELTA, rel * abs(best_loss)) if math.isfinite(best_loss) else _MIN_DELTA
+        if current < best_loss - delta:
             best_loss = current
             best_state = [p.detach().clone() for p in params]
             stale = 0
@@ -528,7 +537,7 @@ def fit_ensemble(
             stale += 1
             if stale >= config.patience:
                 break
-        if epoch == config.max_epochs:
+        if epoch == max_epochs:
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

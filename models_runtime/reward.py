@@ -62,6 +62,14 @@ _SCORE_BATCH = 65_536
 # Early stopping counts an epoch as an improvement only if it beats the best monitored
 # loss by more than this, so float noise cannot keep a plateaued run alive.
 _MIN_DELTA = 1e-6
+# Adam epochs must also improve by this fraction of the loss (ten times more when
+# there is no held-out set: the training objective keeps creeping down for hundreds
+# of epochs on a handful of judgments, which only delays the first model). L-BFGS,
+# used for exact fits, keeps the absolute threshold.
+_REL_DELTA = 1e-4
+# Without a held-out set nothing says when more epochs stop helping; a few judgments
+# are fitted well long before this, and the next fit warm-starts from the result.
+_MAX_EPOCHS_WITHOUT_HOLDOUT = 100
 
 
 class TrainingDivergedError(RuntimeError):
@@ -394,7 +402,9 @@ def fit_reward_model(
     best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     stale = 0
     epochs = 0
-    for epoch in range(config.max_epochs + 1):
+    # L-BFGS fits are meant to be exact, so they keep their full budget.
+    max_epochs = config.max_epochs if has_hold or lbfgs else min(config.max_epochs, _MAX_EPOCHS_WITHOUT_HOLDOUT)
+    for epoch in range(max_epochs + 1):
         # Epoch 0 competes too, so a warm start that is already optimal is kept as is.
         # With Adam the same forward pass gives the monitored loss of the current
         # weights and the gradient of the next step.
@@ -402,13 +412,15 @@ def fit_reward_model(
             loss, current = losses()
         if not math.isfinite(current):
             raise TrainingDivergedError(f"monitored loss became {current} after {epoch} epochs")
-        if current < best_loss - _MIN_DELTA:
+        rel = _REL_DELTA if has_hold else 10 * _REL_DELTA
+        delta = _MIN_DELTA if lbfgs or not math.isfinite(best_loss) else max(_MIN_DELTA, rel * abs(best_loss))
+        if current < best_loss - delta:
             best_loss = current
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
             stale = 0
         elif epoch > 0:
             stale += 1
-        if stale >= config.patience or epoch == config.max_epochs:
+        if stale >= config.patience or epoch == max_epochs:
             break
         if lbfgs:
             optimizer.step(closure)
