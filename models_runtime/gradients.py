@@ -14,7 +14,8 @@ candidate pair ``(x, x')`` is ``||g(x) - g(x')||_{V⁻¹} = sqrt(dᵀ V⁻¹ d)`
 ``x'`` compare.
 
 :func:`iter_gradient_features` computes ``g`` for a feature matrix chunk by chunk
-(``torch.func.vmap`` over a per-sample ``grad``), so a pool of 50,000 candidates never
+(closed form for the standard linear and GELU-MLP reward heads, otherwise
+``torch.func.vmap`` over a per-sample ``grad``), so a pool of 50,000 candidates never
 holds more than ``chunk_size`` rows of a ``(rows, p)`` gradient matrix at once.
 :class:`GradientDesign` keeps ``V`` exactly when ``p`` is small (a linear head has
 ``p = d + 1``) and only its diagonal when ``p`` is large (an MLP head has tens of
@@ -155,13 +156,14 @@ def iter_gradient_features(
     """Yield ``(start_row, G)`` for consecutive chunks of ``features`` (``(N, d)``), where
     ``G[i]`` is the tangent feature ``g(x) = ∂f(x; θ)/∂θ`` of row ``start_row + i`` (shape
     ``(rows, gradient_dim(model))``, in the parameter order of this module's docstring),
-    divided by ``sqrt(p)`` when ``normalise`` is true. Gradients are per-sample
-    (``torch.func.vmap`` over ``grad``) on the model's device, ``chunk_size`` rows at a
-    time, so memory stays bounded by ``chunk_size · p`` whatever ``N`` is; each chunk is
-    returned as a fresh numpy array of ``dtype``. An ensemble needs ``member`` (which
-    member's head); a plain reward model must not get one. Raises ``ValueError`` for a
-    missing or invalid member, features that are not ``(N, input_dim)`` or not finite,
-    and a ``chunk_size`` below 1."""
+    divided by ``sqrt(p)`` when ``normalise`` is true. Gradients are per-sample (closed
+    form for the standard reward heads, else ``torch.func.vmap`` over ``grad``) on the
+    model's device, ``chunk_size`` rows at a time, so memory stays bounded by
+    ``chunk_size · p`` whatever ``N`` is; each chunk is returned as a fresh numpy
+    array of ``dtype``. An ensemble needs ``member`` (which member's head); a plain
+    reward model must not get one. Raises ``ValueError`` for a missing or invalid
+    member, features that are not ``(N, input_dim)`` or not finite, and a
+    ``chunk_size`` below 1."""
     kind = _model_kind(model)
     member = _check_member(model, kind, member)
     chunk = _check_chunk_size(chunk_size)
@@ -191,7 +193,8 @@ def _gradient_chunks(
 
     params = _param_tensors(model, kind, member)
     scale = 1.0 / math.sqrt(sum(t.numel() for t in params.values()))
-    per_row = vmap(grad(_scalar_output(model, kind)), in_dims=(None, 0))
+    closed_form = _closed_form_gradients(model) if kind == "reward" else None
+    per_row = None if closed_form is not None else vmap(grad(_scalar_output(model, kind)), in_dims=(None, 0))
     device = model.device
     for start in range(0, x.shape[0], chunk):
         block = x[start : start + chunk]
@@ -201,11 +204,78 @@ def _gradient_chunks(
         # torch.func.grad differentiates even under an outer no_grad, which only keeps
         # autograd from recording the vmapped computation itself.
         with torch.no_grad():
-            grads = per_row(params, torch.from_numpy(block).to(device))
-            flat = torch.cat([grads[name].reshape(block.shape[0], -1) for name in params], dim=1)
-            if normalise:
-                flat = flat * scale
+            rows = torch.from_numpy(block).to(device)
+            if closed_form is not None:
+                flat = closed_form(rows, scale if normalise else 1.0)
+            else:
+                assert per_row is not None
+                grads = per_row(params, rows)
+                flat = torch.cat([grads[name].reshape(block.shape[0], -1) for name in params], dim=1)
+                if normalise:
+                    flat = flat * scale
         yield start, flat.cpu().numpy().astype(out_dtype, copy=False)
+
+
+def _closed_form_gradients(model: Any) -> Callable[[torch.Tensor, float], torch.Tensor] | None:
+    """Per-row tangent features of the standard reward heads in one batched op, or None
+    when the head is anything else (the generic ``vmap`` path then applies).
+
+    For the linear head ``g(x) = [x, 1]``. For ``Linear(d, h) → GELU → Linear(h, 1)``,
+    with pre-activation ``a = W1 x + b1`` and ``v = w2 ∘ gelu'(a)``, the gradient is
+    ``[v ⊗ x (row-major, as W1 is (h, d)), v, gelu(a), 1]``: one outer product per row
+    instead of a vmapped backward pass, about ten times faster for ``p ≈ 25k`` on CPU.
+    Only the exact (erf) GELU has this derivative, so a tanh-approximate GELU falls back.
+    """
+    import torch
+    from torch import nn
+
+    head = model.head
+    if not isinstance(head, nn.Sequential):
+        return None
+    layers = list(head)
+    if len(layers) == 1 and type(layers[0]) is nn.Linear and layers[0].out_features == 1:
+        lin = layers[0]
+        has_bias = lin.bias is not None
+
+        def linear_rows(x: torch.Tensor, scale: float) -> torch.Tensor:
+            parts = [x.to(lin.weight.dtype)]
+            if has_bias:
+                parts.append(x.new_ones((x.shape[0], 1), dtype=lin.weight.dtype))
+            return torch.cat(parts, dim=1) * scale
+
+        return linear_rows
+    if not (
+        len(layers) == 3
+        and type(layers[0]) is nn.Linear
+        and type(layers[1]) is nn.GELU
+        and layers[1].approximate == "none"
+        and type(layers[2]) is nn.Linear
+        and layers[2].out_features == 1
+        and layers[0].bias is not None
+        and layers[2].bias is not None
+    ):
+        return None
+    first, last = layers[0], layers[2]
+    w1, b1, w2 = first.weight.detach(), first.bias.detach(), last.weight.detach()[0]
+
+    def mlp_rows(x: torch.Tensor, scale: float) -> torch.Tensor:
+        x = x.to(w1.dtype)
+        n, h = x.shape[0], w1.shape[0]
+        pre = torch.addmm(b1, x, w1.T)
+        cdf = 0.5 * (1.0 + torch.erf(pre * (1.0 / math.sqrt(2.0))))
+        pdf = torch.exp(-0.5 * pre * pre) * (1.0 / math.sqrt(2.0 * math.pi))
+        v = w2 * (cdf + pre * pdf)  # ∂f/∂a: w2 times GELU's derivative Φ(a) + a·φ(a)
+        out = x.new_empty((n, h * x.shape[1] + 2 * h + 1))
+        # Scale the small factor before the outer product instead of the big result.
+        vs = v * scale
+        torch.mul(vs[:, :, None], x[:, None, :], out=out[:, : h * x.shape[1]].view(n, h, x.shape[1]))
+        tail = out[:, h * x.shape[1] :]
+        tail[:, :h] = vs
+        tail[:, h : 2 * h] = pre * cdf * scale  # gelu(a) = a·Φ(a)
+        tail[:, 2 * h] = scale
+        return out
+
+    return mlp_rows
 
 
 def gradient_features(model: Any, features: np.ndarray, **kwargs: Any) -> np.ndarray:

@@ -301,3 +301,32 @@ def test_design_rejects_bad_arguments() -> None:
         GradientDesign.from_pairs(model, pool(4), [0, 1], [2])
     with pytest.raises(ValueError, match="outside"):
         GradientDesign.from_pairs(model, pool(4), [0, 1], [2, 4])
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+@pytest.mark.parametrize("normalise", [True, False])
+def test_closed_form_reward_gradients_equal_the_vmap_path(monkeypatch, head: str, normalise: bool) -> None:
+    """The batched closed-form gradient of the standard reward heads gives the same
+    features as the generic vmap'd per-sample grad, chunk by chunk."""
+    import models_runtime.gradients as gradients_module
+
+    model = reward_model(head, seed=7)
+    assert gradients_module._closed_form_gradients(model) is not None
+    x = pool(29, seed=5) * 3.0  # wide pre-activations exercise both GELU tails
+    fast = gradient_features(model, x, normalise=normalise, dtype=np.float64, chunk_size=8)
+    monkeypatch.setattr(gradients_module, "_closed_form_gradients", lambda model: None)
+    generic = gradient_features(model, x, normalise=normalise, dtype=np.float64, chunk_size=8)
+    np.testing.assert_allclose(fast, generic, rtol=1e-5, atol=1e-6)
+
+
+def test_other_heads_fall_back_to_vmap() -> None:
+    """A head that is not Linear → exact GELU → Linear (here tanh-approximate GELU) has no
+    closed form and still gets exact per-row gradients."""
+    import models_runtime.gradients as gradients_module
+
+    model = reward_model("mlp", seed=2)
+    model.head[1] = torch.nn.GELU(approximate="tanh")
+    assert gradients_module._closed_form_gradients(model) is None
+    x = pool(9)
+    expected = autograd_loop(lambda row: model.head(row).sum(), list(model.head.parameters()), x)
+    np.testing.assert_allclose(gradient_features(model, x, normalise=False), expected, rtol=0, atol=1e-5)
