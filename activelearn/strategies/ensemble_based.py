@@ -51,25 +51,27 @@ class DoubleThompsonStrategy:
     the leader against its most plausible challenger. Each group (prompt) gets
     one pair per round; a batch takes groups in order of how much the members
     disagree about the drawn pair (BALD, the pair's score), and runs further
-    rounds when it needs more pairs than there are groups. Propensity: the
+    rounds (up to ``max_rounds``, by default as many as the batch needs) when it
+    needs more pairs than there are groups. Propensity: the
     share of members whose best item is the pair's first item. Cost per pair:
     O(group size · redraws).
     """
 
     max_redraws: int = 8
-    max_rounds: int = 8
+    max_rounds: int | None = None
     name: StrategyName = StrategyName.DOUBLE_TS
 
     def __post_init__(self) -> None:
-        if self.max_redraws < 0 or self.max_rounds < 1:
-            raise ValueError("max_redraws must be >= 0 and max_rounds >= 1")
+        if self.max_redraws < 0 or (self.max_rounds is not None and self.max_rounds < 1):
+            raise ValueError("max_redraws must be >= 0 and max_rounds >= 1 (or None: as many as the batch needs)")
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
         members = _members(inp, "double_ts")
         groups = group_members(inp.groups)
         taken: set[tuple[int, int]] = set()
         chosen: list[ScoredPair] = []
-        for _ in range(self.max_rounds):
+        # Each round adds at least one pair or ends the loop, so n rounds suffice.
+        for _ in range(n if self.max_rounds is None else self.max_rounds):
             if len(chosen) >= n:
                 break
             round_picks: list[ScoredPair] = []

@@ -15,6 +15,9 @@ from activelearn.strategies.base import (
     ordered,
 )
 
+# Groups larger than this search a shortlist of their least-compared items first.
+_SHORTLIST = 64
+
 
 @dataclass
 class LeastComparedStrategy:
@@ -69,6 +72,18 @@ class LeastComparedStrategy:
     def _best_pair(
         members: np.ndarray, counts: np.ndarray, tiebreak: np.ndarray, excluded: _Blocked
     ) -> tuple[float, int, int] | None:
+        if members.size > _SHORTLIST:
+            # Only the least-compared items can form the cheapest pair: rank a
+            # shortlist (O(group size)) and fall back to the whole group when every
+            # pair among it is taken.
+            group_counts = counts[members]
+            split = np.argpartition(group_counts, _SHORTLIST)
+            short = members[split[:_SHORTLIST]]
+            found = LeastComparedStrategy._best_pair(short, counts, tiebreak, excluded)
+            # Any pair with an item outside the shortlist costs at least this much.
+            outside = float(group_counts[split[_SHORTLIST:]].min() + group_counts.min())
+            if found is not None and found[0] <= outside:
+                return found
         order = members[np.lexsort((tiebreak[members], counts[members]))]
         best: tuple[float, int, int] | None = None
         # Walk pairs in order of their count sum; the first open one wins. The

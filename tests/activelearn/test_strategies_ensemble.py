@@ -128,3 +128,19 @@ def test_diversify_drops_near_duplicate_pairs() -> None:
     # (0, 4) compares a response with its copy; (4, 5) repeats the question (0, 1).
     assert [(p.i, p.j) for p in kept] == [(0, 1), (2, 3)]
     assert diversify(picks, None, 2) == picks[:2]
+
+
+def test_large_groups_still_fill_the_batch_with_the_right_pairs() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    counts = rng.integers(1, 6, n)
+    counts[[17, 2500, 999]] = 0
+    groups = np.zeros(n, dtype=np.int64)
+    inp = SelectionInput(groups=groups, counts=counts, member_scores=rng.normal(size=(6, n)))
+    least = LeastComparedStrategy().select(inp, 3, rng)
+    # The shortlist search agrees with the exhaustive rule: the zero-count items first.
+    assert {least[0].i, least[0].j} <= {17, 999, 2500}
+    assert sum(counts[p.i] + counts[p.j] for p in least) <= 0 + 1 + 2
+    # One group, many rounds: double TS fills the whole batch.
+    picks = DoubleThompsonStrategy().select(inp, 20, rng)
+    assert len(picks) == 20 == len({(p.i, p.j) for p in picks})
