@@ -481,3 +481,70 @@ class GradientFeatureSource:
                 part,
                 gradient_features(self._model, self._features[part], member=self._member, chunk_size=self._chunk_size),
             )
+
+    def bonuses(self, items: np.ndarray, refs: np.ndarray, inv_diag: np.ndarray) -> np.ndarray | None:
+        """``sqrt(Σ_k (g_k(x) − g_k(r))² · inv_diag_k)`` for each item ``x`` of ``items``
+        and its reference ``r`` (same position in ``refs``), computed from the head's
+        activations with a few matrix products instead of building gradient rows:
+        for the MLP head the weight block is ``(v_x²)ᵀ I (x²) − 2 (v_x v_r)ᵀ I (x r) +
+        (v_r²)ᵀ I (r²)`` with ``I`` the weight part of ``inv_diag`` as an ``(h, d)``
+        matrix. Returns None for heads without a closed form (use :meth:`chunks`)."""
+        parts = _activation_parts(self._model) if self._member is None else None
+        if parts is None:
+            return None
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        refs = np.asarray(refs, dtype=np.int64).reshape(-1)
+        inv = np.asarray(inv_diag, dtype=np.float64)
+        scale2 = 1.0 / self.dim  # normalised features: g / sqrt(p)
+        out = np.empty(items.size, dtype=np.float64)
+        step = 8192
+        for start in range(0, items.size, step):
+            x = self._features[items[start : start + step]].astype(np.float64)
+            r = self._features[refs[start : start + step]].astype(np.float64)
+            out[start : start + step] = parts(x, r, inv) * scale2
+        return np.sqrt(np.maximum(out, 0.0))
+
+
+def _activation_parts(model: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """Squared weighted gradient distances for the standard heads (see
+    :meth:`GradientFeatureSource.bonuses`), or None for any other head."""
+    import torch
+
+    def erf(z: np.ndarray) -> np.ndarray:
+        return torch.erf(torch.from_numpy(z)).numpy()
+
+    if _closed_form_gradients(model) is None:
+        return None
+    layers = list(model.head)
+    if len(layers) == 1:
+        dim = layers[0].in_features
+
+        def linear(x: np.ndarray, r: np.ndarray, inv: np.ndarray) -> np.ndarray:
+            diff = x - r
+            return (diff * diff) @ inv[:dim]
+
+        return linear
+    w1 = layers[0].weight.detach().double().cpu().numpy()
+    b1 = layers[0].bias.detach().double().cpu().numpy()
+    w2 = layers[2].weight.detach().double().cpu().numpy()[0]
+    h, d = w1.shape
+
+    def activations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pre = x @ w1.T + b1
+        cdf = 0.5 * (1.0 + erf(pre / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * pre * pre) / math.sqrt(2.0 * math.pi)
+        return w2 * (cdf + pre * pdf), pre * cdf  # ∂f/∂a and gelu(a)
+
+    def mlp(x: np.ndarray, r: np.ndarray, inv: np.ndarray) -> np.ndarray:
+        inv_w1 = inv[: h * d].reshape(h, d)
+        inv_b1, inv_w2 = inv[h * d : h * d + h], inv[h * d + h : h * d + 2 * h]
+        vx, ax = activations(x)
+        vr, ar = activations(r)
+        weights = (
+            np.einsum("nd,nd->n", (vx * vx) @ inv_w1, x * x)
+            - 2.0 * np.einsum("nd,nd->n", (vx * vr) @ inv_w1, x * r)
+            + np.einsum("nd,nd->n", (vr * vr) @ inv_w1, r * r)
+        )
+        return weights + ((vx - vr) ** 2) @ inv_b1 + ((ax - ar) ** 2) @ inv_w2
+
+    return mlp

@@ -225,6 +225,15 @@ class _Selection:
             for k, st in enumerate(block):
                 self.slot[st.members] = k
             items = np.concatenate([st.members for st in block])
+            fast = getattr(self.source, "bonuses", None)
+            if fast is not None:
+                # The source can compute the bonus without materialising gradient rows.
+                direct = fast(items, firsts[self.slot[items]], self.inv_design)
+                if direct is not None:
+                    if not np.isfinite(direct).all():
+                        raise ValueError("gradient features contain NaN or infinite values")
+                    bonus[items] = direct
+                    continue
             for idx, rows in self._chunks(items):
                 bonus[idx] = self._bonus(rows, first_rows[self.slot[idx]])
         return bonus

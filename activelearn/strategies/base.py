@@ -34,6 +34,10 @@ class GradientSource(Protocol):
         """Yield ``(item indices, (rows, dim) gradient features)`` covering ``items``."""
         ...
 
+    # Optional: ``bonuses(items, refs, inv_diag) -> np.ndarray | None`` giving
+    # ``sqrt(Σ_k (g_k(item) − g_k(ref))² · inv_diag_k)`` directly (None when the
+    # source cannot); APOHF uses it for its full passes when present.
+
 
 @dataclass(frozen=True)
 class SelectionInput:

@@ -297,3 +297,26 @@ def test_bad_inputs_are_rejected(scores, diag, match):
     inp = SelectionInput(groups=np.zeros(3, dtype=int), scores=scores, gradients=source)
     with pytest.raises(ValueError, match=match):
         ApohfStrategy().select(inp, 1, RNG)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_direct_bonuses_of_a_real_model_choose_what_gradient_rows_choose(head: str) -> None:
+    from models_runtime.gradients import GradientFeatureSource
+    from models_runtime.reward import RewardModelConfig, fit_reward_model
+    from models_runtime.simulate import linear_utilities, simulate_pairs
+
+    rng = np.random.default_rng(5)
+    features, utility = linear_utilities(120, 16, rng)
+    data = simulate_pairs(utility, 200, rng)
+    model = fit_reward_model(features, data, RewardModelConfig(head=head, device="cpu")).model
+    source = GradientFeatureSource(model, features, data.pair_left, data.pair_right, chunk_size=32)
+
+    class RowsOnly:
+        dim, design_diag, chunks = source.dim, source.design_diag, source.chunks
+
+    groups = np.repeat(np.arange(4), 30)
+    scores = model.scores(features)
+    fast = ApohfStrategy().select(SelectionInput(groups=groups, scores=scores, gradients=source), 8, rng)
+    rows = ApohfStrategy().select(SelectionInput(groups=groups, scores=scores, gradients=RowsOnly()), 8, rng)
+    assert [(p.i, p.j) for p in fast] == [(p.i, p.j) for p in rows]
+    np.testing.assert_allclose([p.score for p in fast], [p.score for p in rows], rtol=1e-5, atol=1e-8)
