@@ -77,7 +77,9 @@ class LeastComparedStrategy:
             # shortlist (O(group size)) and fall back to the whole group when every
             # pair among it is taken.
             group_counts = counts[members]
-            split = np.argpartition(group_counts, _SHORTLIST)
+            # Counts are whole numbers, so adding half the random tie-break keeps
+            # their order and breaks ties at random, as the full search does.
+            split = np.argpartition(group_counts + 0.5 * tiebreak[members], _SHORTLIST)
             short = members[split[:_SHORTLIST]]
             found = LeastComparedStrategy._best_pair(short, counts, tiebreak, excluded)
             # Any pair with an item outside the shortlist costs at least this much.
