@@ -86,6 +86,35 @@ def ordered(i: int, j: int) -> tuple[int, int]:
     return (i, j) if i < j else (j, i)
 
 
+def best_pairs(
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    excluded: frozenset[tuple[int, int]],
+    n: int,
+    max_per_item: int,
+) -> list[ScoredPair]:
+    """The ``n`` highest-scoring candidate pairs ``(left[k], right[k])``, skipping
+    excluded and repeated pairs and any pair whose item already appears
+    ``max_per_item`` times in the batch (so a batch spreads over items)."""
+    chosen: list[ScoredPair] = []
+    uses: dict[int, int] = {}
+    seen: set[tuple[int, int]] = set()
+    for k in np.argsort(-score, kind="stable"):
+        if len(chosen) >= n:
+            break
+        pair = ordered(int(left[k]), int(right[k]))
+        if pair in excluded or pair in seen:
+            continue
+        if uses.get(pair[0], 0) >= max_per_item or uses.get(pair[1], 0) >= max_per_item:
+            continue
+        seen.add(pair)
+        uses[pair[0]] = uses.get(pair[0], 0) + 1
+        uses[pair[1]] = uses.get(pair[1], 0) + 1
+        chosen.append(ScoredPair(i=pair[0], j=pair[1], score=float(score[k]), propensity=1.0))
+    return chosen
+
+
 def group_members(groups: np.ndarray) -> list[np.ndarray]:
     """Item indices of each group that has at least two items."""
     order = np.argsort(groups, kind="stable")

@@ -12,6 +12,7 @@ from activelearn.strategies.base import (
     ScoredPair,
     SelectionInput,
     StrategyName,
+    best_pairs,
     group_members,
     ordered,
 )
@@ -178,17 +179,4 @@ class InfomaxStrategy:
             return []
         left, right = np.concatenate(lefts), np.concatenate(rights)
         info = _preference_disagreement(members, left, right)
-        chosen: list[ScoredPair] = []
-        uses: dict[int, int] = {}
-        for k in np.argsort(-info, kind="stable"):
-            pair = ordered(int(left[k]), int(right[k]))
-            if pair in inp.excluded:
-                continue
-            if uses.get(pair[0], 0) >= self.max_per_item or uses.get(pair[1], 0) >= self.max_per_item:
-                continue
-            uses[pair[0]] = uses.get(pair[0], 0) + 1
-            uses[pair[1]] = uses.get(pair[1], 0) + 1
-            chosen.append(ScoredPair(i=pair[0], j=pair[1], score=float(info[k]), propensity=1.0))
-            if len(chosen) >= n:
-                break
-        return chosen
+        return best_pairs(left, right, info, inp.excluded, n, self.max_per_item)

@@ -10,8 +10,8 @@ from activelearn.strategies.base import (
     ScoredPair,
     SelectionInput,
     StrategyName,
+    best_pairs,
     group_members,
-    ordered,
 )
 
 
@@ -52,19 +52,4 @@ class UncertaintyStrategy:
         prob = 1.0 / (1.0 + np.exp(-gap))
         informativeness = 1.0 - 2.0 * np.abs(prob - 0.5)
 
-        chosen: list[ScoredPair] = []
-        uses: dict[int, int] = {}
-        seen: set[tuple[int, int]] = set()
-        for k in np.argsort(-informativeness, kind="stable"):
-            pair = ordered(int(left[k]), int(right[k]))
-            if pair in inp.excluded or pair in seen:
-                continue
-            if uses.get(pair[0], 0) >= self.max_per_item or uses.get(pair[1], 0) >= self.max_per_item:
-                continue
-            seen.add(pair)
-            uses[pair[0]] = uses.get(pair[0], 0) + 1
-            uses[pair[1]] = uses.get(pair[1], 0) + 1
-            chosen.append(ScoredPair(i=pair[0], j=pair[1], score=float(informativeness[k]), propensity=1.0))
-            if len(chosen) >= n:
-                break
-        return chosen
+        return best_pairs(left, right, informativeness, inp.excluded, n, self.max_per_item)
