@@ -41,7 +41,12 @@ class Study(models.Model):
     list_size = models.PositiveSmallIntegerField(default=2, help_text="K items per comparison.")
     allow_tie = models.BooleanField(default=True)
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
-    strategy_params = models.JSONField(default=dict, blank=True)
+    strategy_params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Strategy options, e.g. {"nu": 1.0} for APOHF, {"top_k": 32} for infomax, '
+        '{"window": 4} for uncertainty. See activelearn/strategies/README.md.',
+    )
     model_type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.MLP)
     model_params = models.JSONField(
         default=dict,
