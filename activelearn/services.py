@@ -27,8 +27,9 @@ from django.utils import timezone
 
 from activelearn.models import EmbeddingRecord, RewardModelVersion
 from activelearn.params import validate_model_params
-from activelearn.strategies import ScoredPair, SelectionInput, StrategyName, get_strategy
+from activelearn.strategies import SelectionInput, StrategyName, get_strategy
 from activelearn.strategies.base import MODEL_NEEDS, diversify
+from activelearn.strategies.lists import select_lists
 from annotation.models import Candidate, Comparison, ComparisonItem, Judgment, Study
 
 if TYPE_CHECKING:
@@ -354,10 +355,20 @@ def queue_refill(*, study_id: int, use_model: bool = True, seed: int | None = No
         Study.objects.filter(id=study_id).update(refill_claimed_at=None)
 
 
+@dataclass(frozen=True)
+class _Pick:
+    """One comparison to queue: row indices of its items, and why."""
+
+    items: tuple[int, ...]
+    score: float
+    propensity: float | None
+    strategy: str
+
+
 @transaction.atomic
 def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
     study = Study.objects.select_for_update().get(id=study_id)
-    if study.status != Study.Status.ACTIVE or study.mode != Study.Mode.PAIRWISE:
+    if study.status != Study.Status.ACTIVE:
         return 0
     latest = reward_model_latest(study_id=study_id) if use_model else None
     if latest is not None:
@@ -386,9 +397,10 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
         features = None
     index = {int(cid): row for row, cid in enumerate(candidate_ids)}
-    excluded = _excluded_pairs(study_id=study_id, index=index)
+    excluded = _excluded_sets(study_id=study_id, index=index)
+    k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
 
-    picks: list[tuple[ScoredPair, str]] = []
+    picks: list[_Pick] = []
     name = StrategyName(study.strategy)
     if name != StrategyName.RANDOM and (latest is not None or MODEL_NEEDS[name] is None):
         inp = _selection_input(
@@ -401,17 +413,39 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         )
         if inp is not None:
             strategy = get_strategy(name, **_strategy_params(study))
-            # Ask for spares so near-duplicate pairs can be dropped from the batch.
-            chosen = diversify(strategy.select(inp, 2 * want, rng), features, want)
-            picks = [(p, strategy.name.value) for p in chosen]
+            picks = _picks(strategy, inp, want, k, features, rng)
     if len(picks) < want:
-        # Cold start, or the strategy ran out of pairs it wants: random pairs
-        # keep annotators busy rather than waiting.
-        taken = excluded | {(p.i, p.j) for p, _ in picks}
-        inp = SelectionInput(groups=groups, scores=None, excluded=frozenset(taken))
-        extra = get_strategy(StrategyName.RANDOM).select(inp, want - len(picks), rng)
-        picks += [(p, StrategyName.RANDOM.value) for p in extra]
+        # Cold start, or the strategy ran out of comparisons it wants: random
+        # ones keep annotators busy rather than waiting.
+        random_strategy = get_strategy(StrategyName.RANDOM)
+        taken = set(excluded) | {tuple(sorted(p.items)) for p in picks}
+        # Random lists come one per prompt per call; a few rounds fill a
+        # queue that is longer than the study has prompts.
+        for _ in range(1 if k == 2 else 8):
+            inp = SelectionInput(groups=groups, scores=None, excluded=frozenset(taken))
+            extra = _picks(random_strategy, inp, want - len(picks), k, None, rng)
+            if not extra:
+                break
+            picks += extra
+            taken |= {tuple(sorted(p.items)) for p in extra}
+            if len(picks) >= want:
+                break
     return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=picks, model_version=latest, rng=rng)
+
+
+def _picks(
+    strategy, inp: SelectionInput, want: int, k: int, features: np.ndarray | None, rng: np.random.Generator
+) -> list[_Pick]:
+    """Up to ``want`` comparisons of ``k`` items from the strategy: pairs (with
+    spares asked for, so near-duplicate pairs can be dropped from the batch) or
+    lists built by the strategy's listwise variant."""
+    if k == 2:
+        chosen = strategy.select(inp, 2 * want, rng)
+        if features is not None:
+            chosen = diversify(chosen, features, want)
+        return [_Pick((p.i, p.j), p.score, p.propensity, strategy.name.value) for p in chosen[:want]]
+    lists = select_lists(strategy, inp, want, k, rng)
+    return [_Pick(tuple(lst.items), lst.score, lst.propensity, strategy.name.value) for lst in lists]
 
 
 def _selection_input(
@@ -421,7 +455,7 @@ def _selection_input(
     features: np.ndarray | None,
     index: dict[int, int],
     groups: np.ndarray,
-    excluded: set[tuple[int, int]],
+    excluded: set[tuple[int, ...]],
 ) -> SelectionInput | None:
     """What the study's strategy needs from the current model, or None (with a
     warning) when that model cannot provide it, e.g. double Thompson sampling on
@@ -429,8 +463,7 @@ def _selection_input(
     name = StrategyName(study.strategy)
     counts = np.zeros(groups.shape[0], dtype=np.int64)
     if excluded:
-        pairs = np.array(sorted(excluded), dtype=np.int64)
-        np.add.at(counts, pairs.ravel(), 1)
+        np.add.at(counts, np.fromiter((i for items in excluded for i in items), dtype=np.int64), 1)
     fields: dict = {"groups": groups, "excluded": frozenset(excluded), "counts": counts}
     if latest is not None and features is not None:
         model = reward_model_load(latest)
@@ -464,13 +497,14 @@ def _strategy_params(study: Study) -> dict:
     return params
 
 
-def _excluded_pairs(*, study_id: int, index: dict[int, int]) -> set[tuple[int, int]]:
-    excluded: set[tuple[int, int]] = set()
+def _excluded_sets(*, study_id: int, index: dict[int, int]) -> set[tuple[int, ...]]:
+    """Sorted row-index tuples of every comparison the study already has (pairs
+    and lists), so no set of items is queued twice."""
+    excluded: set[tuple[int, ...]] = set()
     for key in Comparison.objects.filter(study_id=study_id).values_list("item_key", flat=True).iterator():
         ids = [int(x) for x in key.split("-")]
-        if len(ids) == 2 and ids[0] in index and ids[1] in index:
-            a, b = index[ids[0]], index[ids[1]]
-            excluded.add((a, b) if a < b else (b, a))
+        if all(c in index for c in ids):
+            excluded.add(tuple(sorted(index[c] for c in ids)))
     return excluded
 
 
@@ -503,7 +537,7 @@ def _comparisons_create(
     *,
     study: Study,
     candidate_ids: np.ndarray,
-    picks: list[tuple[ScoredPair, str]],
+    picks: list[_Pick],
     model_version: RewardModelVersion | None,
     rng: np.random.Generator,
 ) -> int:
@@ -512,19 +546,17 @@ def _comparisons_create(
     prompt_of = dict(Candidate.objects.filter(study=study).values_list("id", "prompt_id"))
     comparisons: list[Comparison] = []
     orders: list[list[int]] = []
-    for pick, strategy_name in picks:
-        pair = [int(candidate_ids[pick.i]), int(candidate_ids[pick.j])]
-        # Which response shows on the left is random, so position bias averages out.
-        if rng.random() < 0.5:
-            pair.reverse()
-        orders.append(pair)
+    for pick in picks:
+        # The order items are shown in is random, so position bias averages out.
+        order = [int(candidate_ids[pick.items[i]]) for i in rng.permutation(len(pick.items))]
+        orders.append(order)
         comparisons.append(
             Comparison(
                 study=study,
-                prompt_id=prompt_of.get(pair[0]),
-                item_key=item_key(pair),
+                prompt_id=prompt_of.get(order[0]),
+                item_key=item_key(order),
                 judgments_wanted=study.overlap,
-                strategy=strategy_name,
+                strategy=pick.strategy,
                 model_version=model_version,
                 score=pick.score,
                 propensity=pick.propensity,

@@ -260,6 +260,7 @@ class Judgment(models.Model):
         A = "a", "A is better"
         B = "b", "B is better"
         TIE = "tie", "Tie"
+        RANKED = "ranked", "Ranked list"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="judgments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")

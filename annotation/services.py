@@ -170,7 +170,7 @@ class Submission:
     created: bool
 
 
-_PAIRWISE_CHOICES = {c.value for c in Judgment.Choice}
+_PAIRWISE_CHOICES = {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE}
 
 
 @transaction.atomic
@@ -179,18 +179,22 @@ def judgment_submit(
     study: Study,
     annotator: AbstractBaseUser,
     comparison_id: int,
-    choice: str,
+    choice: str = "",
+    ranking: list[list[int]] | None = None,
     rationale: str = "",
     time_on_task_ms: int | None = None,
     client_info: dict | None = None,
 ) -> Submission:
     """Save an annotator's answer to a comparison they were given.
 
-    Idempotent: a second submit for the same comparison returns the first
-    judgment unchanged (``created=False``). An answer arriving after the
-    lease expired is still kept, because the work was done; an answer to a
-    comparison never leased to this annotator is refused. On commit the
-    active-learning loop is told (retrain and refill, debounced there).
+    A pair is answered with ``choice`` (a, b or tie); a list with ``ranking``:
+    groups of shown positions (0 = first shown), best group first, every
+    position exactly once, a group of two or more being a tie. Idempotent: a
+    second submit for the same comparison returns the first judgment
+    unchanged (``created=False``). An answer arriving after the lease expired
+    is still kept, because the work was done; an answer to a comparison never
+    leased to this annotator is refused. On commit the active-learning loop is
+    told (retrain and refill, debounced there).
     """
     comparison = Comparison.objects.select_for_update(of=("self",)).filter(id=comparison_id, study=study).first()
     if comparison is None:
@@ -200,22 +204,26 @@ def judgment_submit(
         return Submission(judgment=existing, created=False)
     if not Assignment.objects.filter(comparison=comparison, annotator=annotator).exists():
         raise NotAssigned("That comparison was not assigned to you.")
-    if choice not in _PAIRWISE_CHOICES:
-        raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
-    if choice == Judgment.Choice.TIE and not study.allow_tie:
-        raise InvalidAnswer("This study does not allow ties.")
 
     item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
-    if len(item_ids) != 2:
-        raise InvalidAnswer("This comparison is not a pair.")
-    first, second = item_ids
-    ranking = {"a": [first, second], "b": [second, first], "tie": [[first, second]]}[choice]
+    if ranking is not None:
+        choice = Judgment.Choice.RANKED
+        stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)
+    else:
+        if choice not in _PAIRWISE_CHOICES:
+            raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
+        if choice == Judgment.Choice.TIE and not study.allow_tie:
+            raise InvalidAnswer("This study does not allow ties.")
+        if len(item_ids) != 2:
+            raise InvalidAnswer(f"This comparison shows {len(item_ids)} items: rank them all instead.")
+        first, second = item_ids
+        stored = {"a": [first, second], "b": [second, first], "tie": [[first, second]]}[choice]
     judgment = Judgment.objects.create(
         study=study,
         comparison=comparison,
         annotator=annotator,
         choice=choice,
-        ranking=ranking,
+        ranking=stored,
         rationale=rationale.strip(),
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
@@ -228,3 +236,20 @@ def judgment_submit(
     study_id = study.id
     transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id))
     return Submission(judgment=judgment, created=True)
+
+
+def _ranking_validate(ranking: list[list[int]], *, item_ids: list[int], allow_tie: bool) -> list:
+    """Check a ranking of shown positions and turn it into the stored form:
+    candidate ids best first, tied candidates sharing an inner list."""
+    k = len(item_ids)
+    try:
+        positions = [int(p) for group in ranking for p in group]
+    except (TypeError, ValueError):
+        raise InvalidAnswer("The ranking must be groups of item positions.") from None
+    if any(len(group) == 0 for group in ranking):
+        raise InvalidAnswer("The ranking has an empty place.")
+    if sorted(positions) != list(range(k)):
+        raise InvalidAnswer(f"Rank every one of the {k} items exactly once.")
+    if not allow_tie and any(len(group) > 1 for group in ranking):
+        raise InvalidAnswer("This study does not allow ties: give each item its own place.")
+    return [item_ids[group[0]] if len(group) == 1 else [item_ids[p] for p in group] for group in ranking]

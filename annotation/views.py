@@ -47,12 +47,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "") -> dict:
+    comparison = selectors.comparison_for_display(assignment=lease.assignment) if lease else None
     return {
         "study": study,
-        "comparison": selectors.comparison_for_display(assignment=lease.assignment) if lease else None,
+        "comparison": comparison,
         "progress": selectors.study_progress(study=study, user=user),
         "error": error,
         "choices": _choices(study),
+        "places": range(1, len(comparison.candidates) + 1) if comparison else range(0),
     }
 
 
@@ -88,6 +90,26 @@ def _optional_int(raw: str | None, *, upper: int) -> int | None:
     return value if 0 <= value <= upper else None
 
 
+def _posted_ranking(post) -> list[list[int]] | None:
+    """A listwise answer from ``rank_<position>`` fields (place numbers, 1 = best;
+    equal numbers are a tie) as groups of positions, best first; None when the
+    form carries no places (a pairwise answer). Unreadable places are left out,
+    so the service reports the ranking as incomplete."""
+    places: dict[int, list[int]] = {}
+    found = False
+    for key, value in post.items():
+        if not key.startswith("rank_"):
+            continue
+        found = True
+        position = _optional_int(key.removeprefix("rank_"), upper=64)
+        place = _optional_int(value, upper=64)
+        if position is not None and place is not None:
+            places.setdefault(place, []).append(position)
+    if not found:
+        return None
+    return [sorted(places[place]) for place in sorted(places)]
+
+
 @login_required
 @require_POST
 def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
@@ -110,6 +132,7 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
                 annotator=request.user,
                 comparison_id=comparison_id,
                 choice=request.POST.get("choice", ""),
+                ranking=_posted_ranking(request.POST),
                 time_on_task_ms=_optional_int(request.POST.get("time_on_task_ms"), upper=MAX_TIME_ON_TASK_MS),
                 client_info={"via": "htmx" if request.htmx else "form"},
             )

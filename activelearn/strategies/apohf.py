@@ -178,8 +178,9 @@ class _Selection:
         self.slot = np.zeros(n_items, dtype=np.int64)  # scratch: row of an item's x1 in a block
         # Excluded and already chosen pairs, as partner sets, so x1's open partners are a mask.
         self.blocked: dict[int, set[int]] = {}
-        for i, j in inp.excluded:
-            self._block(int(i), int(j))
+        for excluded in inp.excluded:
+            if len(excluded) == 2:  # longer tuples are lists, not pairs
+                self._block(int(excluded[0]), int(excluded[1]))
         self.states: list[_GroupState] = []
         for g, members in enumerate(groups):
             self.group_of[members] = g

@@ -49,7 +49,8 @@ class SelectionInput:
     utilities of each member when the model is an ensemble; ``gradients`` the
     model's gradient features when it is a single head. ``counts[i]`` is how
     many queued or judged comparisons item ``i`` is in. ``excluded`` holds pairs
-    ``(i, j)`` with ``i < j`` that are already queued or judged.
+    ``(i, j)`` with ``i < j`` that are already queued or judged (in a listwise
+    study, sorted lists of any length; pair strategies ignore those).
     """
 
     groups: np.ndarray

@@ -317,3 +317,63 @@ def test_a_strategy_its_model_cannot_serve_is_refused_and_falls_back_to_random(m
     services.reward_model_fit(study_id=study.id)
     assert services.queue_refill(study_id=study.id, seed=1) > 0
     assert not Comparison.objects.filter(study=study, strategy="double_ts").exists()
+
+
+def _rank(study, user, n, order=lambda items: [[p] for p in range(len(items))]):
+    """Lease and rank ``n`` lists as ``user``, ``order`` giving position groups best first."""
+    made = []
+    for _ in range(n):
+        lease = assignment_lease_next(study=study, annotator=user)
+        assert lease is not None, "the queue ran dry"
+        comparison = lease.assignment.comparison
+        items = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+        made.append(
+            judgment_submit(study=study, annotator=user, comparison_id=comparison.id, ranking=order(items)).judgment
+        )
+    return made
+
+
+@pytest.mark.django_db
+def test_listwise_cold_start_queues_lists_of_k_distinct_items_within_one_prompt(make_study):
+    study = make_study(mode="listwise", list_size=3, queue_target=12)
+    created = services.queue_refill(study_id=study.id, use_model=False, seed=0)
+    # Five prompts of four candidates hold only 5 × C(4, 3) = 20 distinct lists.
+    assert created == 12
+    keys = set()
+    for comparison in Comparison.objects.filter(study=study).prefetch_related("items__candidate"):
+        items = [item.candidate for item in comparison.items.all()]
+        assert len(items) == 3 and len({c.id for c in items}) == 3
+        assert {c.prompt_id for c in items} == {comparison.prompt_id}
+        keys.add(comparison.item_key)
+    assert len(keys) == 12, "a list was queued twice"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("strategy", "model_type"), [("uncertainty", "mlp"), ("apohf", "mlp"), ("double_ts", "ensemble")]
+)
+def test_listwise_rankings_train_plackett_luce_and_the_strategy_picks_lists(
+    make_study, annotators, member, strategy, model_type
+):
+    study = make_study(
+        mode="listwise", list_size=3, strategy=strategy, model_type=model_type, model_params={"n_members": 4}
+    )
+    study.full_clean()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    judgments = _rank(study, annotators[0], 3)
+    judgments += _rank(study, annotators[1], 3, order=lambda items: [[0, 1], [2]])
+    assert all(j.choice == "ranked" for j in judgments)
+    assert judgments[-1].ranking[0] == list(
+        judgments[-1].comparison.items.order_by("position").values_list("candidate_id", flat=True)[:2]
+    )
+    feats = services.study_features(study_id=study.id)
+    data = services._preference_data(study_id=study.id, index=feats.index())
+    assert data.n_rankings == 3, "strict lists are Plackett–Luce rankings"
+    assert data.n_pairs == 3 * (1 + 2), "tied groups become the pairs they imply"
+    version = services.reward_model_fit(study_id=study.id)
+    assert version is not None
+    services.queue_refill(study_id=study.id, seed=1)
+    chosen = Comparison.objects.filter(study=study, model_version=version, strategy=strategy)
+    assert chosen.exists(), list(Comparison.objects.filter(study=study).values_list("strategy", flat=True))
+    assert all(c.items.count() == 3 for c in chosen)

@@ -504,3 +504,101 @@ def test_logout_is_a_post_that_ends_the_session(client_for, annotator):
     response = client.post(reverse("logout"))
     assert response.status_code == 302 and response["Location"] == reverse("login")
     assert client.get(reverse("home")).status_code == 302  # logged out now
+
+
+# --- listwise -------------------------------------------------------------------
+
+
+def _listwise_study(make_member, *, allow_tie: bool = True, k: int = 4):
+    study = study_with_queue(n_prompts=2, n_candidates=5, mode="listwise", list_size=k, allow_tie=allow_tie)
+    return study, make_member(study)
+
+
+def _shown_items(comparison_id: int) -> list[int]:
+    return list(
+        Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
+    )
+
+
+def test_listwise_page_shows_every_item_with_a_place_and_one_submit(client_for, make_member):
+    study, user = _listwise_study(make_member, k=4)
+    html = client_for(user).get(annotate_url(study)).content.decode()
+    assert html.count('class="candidate rank-item"') == 4
+    for position in range(4):
+        assert f'name="rank_{position}"' in html
+    assert 'value="ranked"' in html and 'value="a"' not in html
+    assert "Sortable.min.js" in html and "rank.js" in html
+    assert "Tie with the one above" in html
+
+
+def test_listwise_without_ties_offers_no_tie_toggle(client_for, make_member):
+    study, user = _listwise_study(make_member, allow_tie=False)
+    html = client_for(user).get(annotate_url(study)).content.decode()
+    assert "Tie with the one above" not in html and "ties it with" not in html
+
+
+def test_listwise_places_are_stored_as_a_ranking_of_candidate_ids(
+    client_for, make_member, loop_calls, django_capture_on_commit_callbacks
+):
+    study, user = _listwise_study(make_member)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    shown = _shown_items(comparison_id)
+    places = {"rank_0": 3, "rank_1": 1, "rank_2": 4, "rank_3": 2}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = answer(client, study, comparison_id, choice="ranked", **places)
+    assert response.status_code == 200
+    judgment = Judgment.objects.get(comparison_id=comparison_id)
+    assert judgment.choice == Judgment.Choice.RANKED
+    assert judgment.ranking == [shown[1], shown[3], shown[0], shown[2]]
+    assert loop_calls.retrain == [study.id]
+    assert comparison_id_in(response.content.decode()) not in (None, comparison_id)
+
+
+def test_listwise_equal_places_are_a_tie_when_allowed(client_for, make_member):
+    study, user = _listwise_study(make_member)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    shown = _shown_items(comparison_id)
+    answer(client, study, comparison_id, choice="ranked", rank_0=2, rank_1=1, rank_2=2, rank_3=4)
+    assert Judgment.objects.get(comparison_id=comparison_id).ranking == [shown[1], [shown[0], shown[2]], shown[3]]
+
+
+@pytest.mark.parametrize(
+    ("places", "message"),
+    [
+        ({"rank_0": 1, "rank_1": 1, "rank_2": 3, "rank_3": 4}, "does not allow ties"),
+        ({"rank_0": 1, "rank_1": 2, "rank_2": 3}, "Rank every one of the 4 items"),
+        ({"rank_0": 1, "rank_1": 2, "rank_2": 3, "rank_3": "x"}, "Rank every one of the 4 items"),
+        ({"rank_0": 1, "rank_1": 2, "rank_2": 3, "rank_3": 4, "rank_9": 5}, "Rank every one of the 4 items"),
+    ],
+)
+def test_listwise_bad_rankings_are_refused_and_the_list_stays(client_for, make_member, places, message):
+    study, user = _listwise_study(make_member, allow_tie=False)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    response = answer(client, study, comparison_id, choice="ranked", **places)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert message in html
+    assert comparison_id_in(html) == comparison_id
+    assert not Judgment.objects.exists()
+
+
+def test_listwise_double_submit_keeps_the_first_ranking(client_for, make_member):
+    study, user = _listwise_study(make_member)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    answer(client, study, comparison_id, choice="ranked", rank_0=1, rank_1=2, rank_2=3, rank_3=4)
+    again = answer(client, study, comparison_id, choice="ranked", rank_0=4, rank_1=3, rank_2=2, rank_3=1)
+    assert again.status_code == 200
+    assert Judgment.objects.get(comparison_id=comparison_id).ranking == _shown_items(comparison_id)
+
+
+def test_a_pairwise_answer_to_a_list_is_refused(client_for, make_member):
+    study, user = _listwise_study(make_member)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    response = answer(client, study, comparison_id, choice="a")
+    assert response.status_code == 400
+    assert "rank them all" in response.content.decode()
