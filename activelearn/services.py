@@ -153,22 +153,34 @@ def _preference_data(*, study_id: int, index: dict[int, int]):
     an inner list: ``[winner, loser]`` and ``[[a, b]]`` (a tie) are pairs; a
     longer strict ranking is a Plackett–Luce ranking; a ranking with tied groups
     becomes the pairs it implies (every item beats the items of lower groups and
-    ties those of its own group). Candidates that no longer exist are left out.
+    ties those of its own group). A "both bad" answer is a tie flagged both-bad
+    (the likelihood then also pushes both utilities down). Candidates that no
+    longer exist are left out.
     """
     from models_runtime.preferences import PreferenceData
 
     left: list[int] = []
     right: list[int] = []
     outcome: list[float] = []
+    both_bad: list[bool] = []
     rankings: list[list[int]] = []
-    for ranking in Judgment.objects.filter(study_id=study_id).order_by("id").values_list("ranking", flat=True):
+    rows = Judgment.objects.filter(study_id=study_id).order_by("id").values_list("ranking", "choice")
+    for ranking, choice in rows:
         groups = [[c for c in (g if isinstance(g, list) else [g]) if c in index] for g in ranking]
         groups = [[index[c] for c in g] for g in groups if g]
+        if choice == Judgment.Choice.BOTH_BAD:
+            if len(groups) == 1 and len(groups[0]) == 2:
+                left.append(groups[0][0])
+                right.append(groups[0][1])
+                outcome.append(0.5)
+                both_bad.append(True)
+            continue
         if all(len(g) == 1 for g in groups):
             if len(groups) == 2:
                 left.append(groups[0][0])
                 right.append(groups[1][0])
                 outcome.append(1.0)
+                both_bad.append(False)
             elif len(groups) > 2:
                 rankings.append([g[0] for g in groups])
             continue
@@ -178,13 +190,18 @@ def _preference_data(*, study_id: int, index: dict[int, int]):
                     left.append(a)
                     right.append(b)
                     outcome.append(0.5)
+                    both_bad.append(False)
                 for lower in groups[gi + 1 :]:
                     for b in lower:
                         left.append(a)
                         right.append(b)
                         outcome.append(1.0)
+                        both_bad.append(False)
     pairs = PreferenceData.from_pairs(
-        np.array(left, dtype=np.int64), np.array(right, dtype=np.int64), np.array(outcome, dtype=np.float32)
+        np.array(left, dtype=np.int64),
+        np.array(right, dtype=np.int64),
+        np.array(outcome, dtype=np.float32),
+        both_bad=np.array(both_bad, dtype=bool),
     )
     if not rankings:
         return pairs

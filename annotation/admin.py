@@ -39,7 +39,11 @@ class StudyAdmin(admin.ModelAdmin):
     inlines = (MembershipInline,)
     fieldsets = (
         (None, {"fields": ("name", "slug", "status", "guidelines", "created_by")}),
-        ("Task", {"fields": ("mode", "list_size", "allow_tie", "overlap", "budget", "lease_seconds")}),
+        ("Task", {"fields": ("mode", "list_size", "overlap", "budget", "lease_seconds")}),
+        (
+            "Answer options",
+            {"fields": ("allow_tie", "allow_both_bad", "ask_strength", "ask_rationale", "aspects", "allow_skip")},
+        ),
         (
             "Active learning",
             {
@@ -136,8 +140,8 @@ class ComparisonAdmin(admin.ModelAdmin):
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ("id", "study", "comparison_id", "annotator", "status", "leased_at", "expires_at")
-    list_filter = ("study", "status")
+    list_display = ("id", "study", "comparison_id", "annotator", "status", "skip_reason", "leased_at", "expires_at")
+    list_filter = ("study", "status", "skip_reason")
     search_fields = ("annotator__username", "comparison__item_key")
     raw_id_fields = ("comparison", "annotator")
     autocomplete_fields = ("study",)
@@ -148,8 +152,8 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Judgment)
 class JudgmentAdmin(admin.ModelAdmin):
-    list_display = ("id", "study", "comparison_id", "annotator", "choice", "time_on_task_ms", "created_at")
-    list_filter = ("study", "choice")
+    list_display = ("id", "study", "comparison_id", "annotator", "choice", "strength", "time_on_task_ms", "created_at")
+    list_filter = ("study", "choice", "strength")
     search_fields = ("annotator__username", "rationale", "comparison__item_key")
     raw_id_fields = ("comparison", "annotator")
     autocomplete_fields = ("study",)

@@ -9,6 +9,24 @@ from django.db.models import Q
 
 from activelearn.params import validate_model_params
 
+LIKERT_POINTS = 5
+MAX_ASPECTS = 8
+
+
+def validate_aspects(value: object) -> None:
+    """Aspect names: a list of up to eight distinct short strings."""
+    from django.core.exceptions import ValidationError
+
+    if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
+        raise ValidationError('Aspects must be a list of names, e.g. ["helpfulness", "honesty"].')
+    names = [a.strip() for a in value]
+    if len(names) > MAX_ASPECTS:
+        raise ValidationError(f"At most {MAX_ASPECTS} aspects; got {len(names)}.")
+    if len({a.lower() for a in names}) != len(names):
+        raise ValidationError("Aspect names must be distinct.")
+    if any(len(a) > 40 for a in names):
+        raise ValidationError("Aspect names must be at most 40 characters.")
+
 
 class Study(models.Model):
     class Mode(models.TextChoices):
@@ -29,6 +47,11 @@ class Study(models.Model):
         DOUBLE_TS = "double_ts", "Double Thompson sampling (ensemble model)"
         INFOMAX = "infomax", "Infomax: most member disagreement (ensemble model)"
 
+    class RationaleMode(models.TextChoices):
+        OFF = "off", "Not asked"
+        OPTIONAL = "optional", "Optional"
+        REQUIRED = "required", "Required"
+
     class ModelType(models.TextChoices):
         MLP = "mlp", "MLP head over embeddings"
         LINEAR = "linear", "Linear head over embeddings"
@@ -40,6 +63,26 @@ class Study(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAIRWISE)
     list_size = models.PositiveSmallIntegerField(default=2, help_text="K items per comparison.")
     allow_tie = models.BooleanField(default=True)
+    allow_both_bad = models.BooleanField(
+        default=False, help_text="Offer “Both bad” on pairs: a tie in which neither response is acceptable."
+    )
+    ask_strength = models.BooleanField(
+        default=False,
+        help_text="Ask how much better on pairs: A/B much better, better or slightly better (a 7-point scale).",
+    )
+    ask_rationale = models.CharField(
+        max_length=16,
+        choices=RationaleMode.choices,
+        default=RationaleMode.OFF,
+        help_text="Whether annotators explain their answer in a sentence.",
+    )
+    aspects = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_aspects],
+        help_text='Aspects every response is rated on from 1 to 5, e.g. ["helpfulness", "honesty", "harmlessness"].',
+    )
+    allow_skip = models.BooleanField(default=True, help_text="Let annotators skip a comparison, giving a reason.")
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
     strategy_params = models.JSONField(
         default=dict,
@@ -237,6 +280,13 @@ class Assignment(models.Model):
         ACTIVE = "active", "Active"
         SUBMITTED = "submitted", "Submitted"
         EXPIRED = "expired", "Expired"
+        SKIPPED = "skipped", "Skipped"
+
+    class SkipReason(models.TextChoices):
+        CANNOT_JUDGE = "cannot_judge", "I can't judge this (outside my knowledge)"
+        BROKEN = "broken", "The content is broken, empty or unreadable"
+        OFFENSIVE = "offensive", "Content I'm not willing to judge"
+        OTHER = "other", "Another reason"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
@@ -244,6 +294,8 @@ class Assignment(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    skip_reason = models.CharField(max_length=16, choices=SkipReason.choices, blank=True)
+    skip_note = models.TextField(blank=True)
 
     class Meta:
         constraints = [
@@ -260,7 +312,13 @@ class Judgment(models.Model):
         A = "a", "A is better"
         B = "b", "B is better"
         TIE = "tie", "Tie"
+        BOTH_BAD = "both_bad", "Both bad"
         RANKED = "ranked", "Ranked list"
+
+    class Strength(models.TextChoices):
+        SLIGHT = "slight", "Slightly better"
+        CLEAR = "clear", "Better"
+        STRONG = "strong", "Much better"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="judgments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
@@ -268,7 +326,10 @@ class Judgment(models.Model):
     choice = models.CharField(max_length=16, choices=Choice.choices)
     # Candidate ids best first; tied candidates share an inner list.
     ranking = models.JSONField(default=list)
+    strength = models.CharField(max_length=8, choices=Strength.choices, blank=True)
     rationale = models.TextField(blank=True)
+    # {candidate id: {aspect: 1..5}} for the study's aspects.
+    aspect_ratings = models.JSONField(default=dict, blank=True)
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
     client_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

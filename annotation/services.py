@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotation.models import Assignment, Comparison, Judgment, Study
+from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Study
 
 
 class AnnotationError(Exception):
@@ -120,7 +120,12 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
     comparison = (
         Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED)
         .exclude(judgments__annotator=annotator)
-        .exclude(assignments__annotator=annotator, assignments__status=Assignment.Status.ACTIVE)
+        .exclude(
+            # One subquery, so both conditions hold for the same assignment row.
+            id__in=Assignment.objects.filter(
+                annotator=annotator, status__in=(Assignment.Status.ACTIVE, Assignment.Status.SKIPPED)
+            ).values("comparison_id")
+        )
         .order_by("-priority", "id")
         .select_for_update(skip_locked=True, of=("self",))
         .first()
@@ -170,7 +175,8 @@ class Submission:
     created: bool
 
 
-_PAIRWISE_CHOICES = {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE}
+_PAIRWISE_CHOICES = {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD}
+_STRENGTHS = {s.value for s in Judgment.Strength}
 
 
 @transaction.atomic
@@ -181,15 +187,22 @@ def judgment_submit(
     comparison_id: int,
     choice: str = "",
     ranking: list[list[int]] | None = None,
+    strength: str = "",
     rationale: str = "",
+    aspect_ratings: dict[int, dict[str, int]] | None = None,
     time_on_task_ms: int | None = None,
     client_info: dict | None = None,
 ) -> Submission:
     """Save an annotator's answer to a comparison they were given.
 
-    A pair is answered with ``choice`` (a, b or tie); a list with ``ranking``:
-    groups of shown positions (0 = first shown), best group first, every
-    position exactly once, a group of two or more being a tie. Idempotent: a
+    A pair is answered with ``choice`` (a, b, tie or both_bad, as the study
+    allows) and, when the study asks for it, the ``strength`` of a preference
+    (slight, clear, strong); a list with ``ranking``: groups of shown positions
+    (0 = first shown), best group first, every position exactly once, a group
+    of two or more being a tie. ``aspect_ratings`` maps shown positions to
+    ``{aspect: 1..5}`` for every aspect of the study; ``rationale`` is checked
+    against the study's setting. Every rule is checked before anything is
+    written, and the message of a refusal says what to fix. Idempotent: a
     second submit for the same comparison returns the first judgment
     unchanged (``created=False``). An answer arriving after the lease expired
     is still kept, because the work was done; an answer to a comparison never
@@ -214,17 +227,28 @@ def judgment_submit(
             raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
         if choice == Judgment.Choice.TIE and not study.allow_tie:
             raise InvalidAnswer("This study does not allow ties.")
+        if choice == Judgment.Choice.BOTH_BAD and not study.allow_both_bad:
+            raise InvalidAnswer("This study does not offer “Both bad”.")
         if len(item_ids) != 2:
             raise InvalidAnswer(f"This comparison shows {len(item_ids)} items: rank them all instead.")
         first, second = item_ids
-        stored = {"a": [first, second], "b": [second, first], "tie": [[first, second]]}[choice]
+        stored = {"a": [first, second], "b": [second, first]}.get(choice, [[first, second]])
+    strength = _strength_validate(study, choice=choice, strength=strength)
+    rationale = rationale.strip()
+    if study.ask_rationale == Study.RationaleMode.REQUIRED and not rationale:
+        raise InvalidAnswer("Please explain your answer in a sentence: this study asks for a reason.")
+    if study.ask_rationale == Study.RationaleMode.OFF:
+        rationale = ""
+    ratings = _aspect_ratings_validate(study, aspect_ratings or {}, item_ids=item_ids)
     judgment = Judgment.objects.create(
         study=study,
         comparison=comparison,
         annotator=annotator,
         choice=choice,
         ranking=stored,
-        rationale=rationale.strip(),
+        strength=strength,
+        rationale=rationale,
+        aspect_ratings=ratings,
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
     )
@@ -253,3 +277,70 @@ def _ranking_validate(ranking: list[list[int]], *, item_ids: list[int], allow_ti
     if not allow_tie and any(len(group) > 1 for group in ranking):
         raise InvalidAnswer("This study does not allow ties: give each item its own place.")
     return [item_ids[group[0]] if len(group) == 1 else [item_ids[p] for p in group] for group in ranking]
+
+
+def _strength_validate(study: Study, *, choice: str, strength: str) -> str:
+    """How much better, for a preference between two responses when the study asks."""
+    if not study.ask_strength or choice not in (Judgment.Choice.A, Judgment.Choice.B):
+        return ""
+    if strength not in _STRENGTHS:
+        raise InvalidAnswer("Say how much better: slightly better, better or much better.")
+    return strength
+
+
+def _aspect_ratings_validate(study: Study, ratings: dict[int, dict[str, int]], *, item_ids: list[int]) -> dict:
+    """Every aspect of the study rated 1..5 for every shown item, keyed by candidate id."""
+    aspects = [a.strip() for a in study.aspects or []]
+    if not aspects:
+        return {}
+    stored: dict[str, dict[str, int]] = {}
+    missing: list[str] = []
+    for position, candidate_id in enumerate(item_ids):
+        given = ratings.get(position) or {}
+        row: dict[str, int] = {}
+        for aspect in aspects:
+            value = given.get(aspect)
+            if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= LIKERT_POINTS:
+                row[aspect] = value
+            else:
+                missing.append(f"{aspect} of {chr(ord('A') + position)}")
+        stored[str(candidate_id)] = row
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise InvalidAnswer(f"Rate every aspect from 1 to {LIKERT_POINTS}; missing: {shown}.")
+    return stored
+
+
+@transaction.atomic
+def assignment_skip(
+    *, study: Study, annotator: AbstractBaseUser, comparison_id: int, reason: str, note: str = ""
+) -> Assignment:
+    """Hand a leased comparison back unanswered, with the reason.
+
+    The comparison returns to the queue for other annotators and is never
+    offered to this one again; nothing is learned from a skip, but researchers
+    see the reasons. Skipping twice, or after answering, changes nothing.
+    """
+    if not study.allow_skip:
+        raise InvalidAnswer("This study does not allow skipping.")
+    if reason not in Assignment.SkipReason.values:
+        choices = ", ".join(Assignment.SkipReason.values)
+        raise InvalidAnswer(f"Choose why you are skipping (one of: {choices}).")
+    note = note.strip()
+    if reason == Assignment.SkipReason.OTHER and not note:
+        raise InvalidAnswer("Please say briefly why you are skipping.")
+    assignment = (
+        Assignment.objects.select_for_update()
+        .filter(study=study, comparison_id=comparison_id, annotator=annotator)
+        .first()
+    )
+    if assignment is None:
+        raise NotAssigned("That comparison was not assigned to you.")
+    if assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.SUBMITTED):
+        return assignment
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.skip_reason = reason
+    assignment.skip_note = note[:2000]
+    assignment.save(update_fields=["status", "skip_reason", "skip_note"])
+    comparison_status_refresh(comparison_ids=[comparison_id])
+    return assignment

@@ -8,6 +8,7 @@ page, and the pages reload to the same state.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 from django.contrib import messages
@@ -19,8 +20,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors
-from annotation.models import Judgment, Study
-from annotation.services import AnnotationError, Lease, StudyNotOpen, assignment_lease_or_refill, judgment_submit
+from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
+from annotation.services import (
+    AnnotationError,
+    Lease,
+    StudyNotOpen,
+    assignment_lease_or_refill,
+    assignment_skip,
+    judgment_submit,
+)
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
 MAX_TIME_ON_TASK_MS = 24 * 60 * 60 * 1000
@@ -46,8 +54,27 @@ def home(request: HttpRequest) -> HttpResponse:
 # --- annotating ------------------------------------------------------------------
 
 
-def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "") -> dict:
+def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "", post=None) -> dict:
+    """What ``_comparison.html`` needs. ``post`` is a refused answer's form data:
+    when the same comparison is shown again, what the annotator typed and rated
+    is put back, so a refusal loses nothing."""
     comparison = selectors.comparison_for_display(assignment=lease.assignment) if lease else None
+    again = bool(post) and comparison is not None and str(comparison.comparison_id) == post.get("comparison_id")
+    aspects = [a.strip() for a in study.aspects or []]
+    rows = []
+    for index, aspect in enumerate(aspects):
+        cells = []
+        for candidate in comparison.candidates if comparison else ():
+            name = f"aspect_{candidate.position}_{index}"
+            cells.append({"label": candidate.label, "name": name, "value": post.get(name, "") if again else ""})
+        rows.append({"name": aspect, "cells": cells})
+    rank_items = []
+    for index, candidate in enumerate(comparison.candidates if comparison else ()):
+        place = _optional_int(post.get(f"rank_{candidate.position}"), upper=64) if again else None
+        rank_items.append({"candidate": candidate, "place": place or index + 1})
+    rank_items.sort(key=lambda item: item["place"])
+    for previous, item in pairwise(rank_items):
+        item["tied"] = item["place"] == previous["place"]
     return {
         "study": study,
         "comparison": comparison,
@@ -55,16 +82,55 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
         "error": error,
         "choices": _choices(study),
         "places": range(1, len(comparison.candidates) + 1) if comparison else range(0),
+        "aspect_rows": rows,
+        "rank_items": rank_items,
+        "likert": [str(n) for n in range(1, LIKERT_POINTS + 1)],
+        "skip_reasons": Assignment.SkipReason.choices,
+        "posted": {
+            "rationale": post.get("rationale", "") if again else "",
+            "skip_reason": post.get("skip_reason", "") if again else "",
+            "skip_note": post.get("skip_note", "") if again else "",
+            "skipping": again and post.get("choice") == "skip",
+        },
     }
 
 
 def _choices(study: Study) -> list[dict]:
-    choices = [
-        {"value": Judgment.Choice.A.value, "label": "A is better", "key": "1", "card": "A"},
-        {"value": Judgment.Choice.B.value, "label": "B is better", "key": "2", "card": "B"},
-    ]
+    """The answer buttons of a pair, left to right, with their keys.
+
+    With strength asked, A and B each get three buttons on one scale (much
+    better … slightly better), so one press answers both questions.
+    """
+    a, b = Judgment.Choice.A.value, Judgment.Choice.B.value
+    if study.ask_strength:
+        scale = [("strong", "much better"), ("clear", "better"), ("slight", "slightly better")]
+        choices = [
+            {"value": f"{a}:{s}", "label": f"A {text}", "key": str(k + 1), "card": "A", "side": "a"}
+            for k, (s, text) in enumerate(scale)
+        ]
+        tie_key, b_keys = "4", ["7", "6", "5"]
+        choices_b = [
+            {"value": f"{b}:{s}", "label": f"B {text}", "key": key, "card": "B", "side": "b"}
+            for (s, text), key in zip(scale, b_keys, strict=True)
+        ]
+    else:
+        choices = [{"value": a, "label": "A is better", "key": "1", "card": "A", "side": "a"}]
+        tie_key = "3"
+        choices_b = [{"value": b, "label": "B is better", "key": "2", "card": "B", "side": "b"}]
+    if not study.ask_strength:
+        choices += choices_b
     if study.allow_tie:
-        choices.append({"value": Judgment.Choice.TIE.value, "label": "Tie", "key": "3", "card": "AB"})
+        choices.append(
+            {"value": Judgment.Choice.TIE.value, "label": "Tie", "key": tie_key, "card": "AB", "side": "tie"}
+        )
+    if study.ask_strength:
+        choices += list(reversed(choices_b))
+    if study.allow_both_bad:
+        # Fixed keys, whichever other options the study has, for muscle memory.
+        key = "8" if study.ask_strength else "4"
+        choices.append(
+            {"value": Judgment.Choice.BOTH_BAD.value, "label": "Both bad", "key": key, "card": "", "side": "bad"}
+        )
     return choices
 
 
@@ -110,6 +176,21 @@ def _posted_ranking(post) -> list[list[int]] | None:
     return [sorted(places[place]) for place in sorted(places)]
 
 
+def _posted_aspect_ratings(post, *, study: Study) -> dict[int, dict[str, int]]:
+    """``aspect_<position>_<aspect index>`` radio values as {position: {aspect: rating}}."""
+    aspects = [a.strip() for a in study.aspects or []]
+    ratings: dict[int, dict[str, int]] = {}
+    for key, value in post.items():
+        if not key.startswith("aspect_"):
+            continue
+        position, _, index = key.removeprefix("aspect_").partition("_")
+        position_n, index_n = _optional_int(position, upper=64), _optional_int(index, upper=len(aspects) - 1)
+        rating = _optional_int(value, upper=LIKERT_POINTS)
+        if position_n is not None and index_n is not None and rating:
+            ratings.setdefault(position_n, {})[aspects[index_n]] = rating
+    return ratings
+
+
 @login_required
 @require_POST
 def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
@@ -123,16 +204,31 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     study = selectors.access_study_for_annotator(user=request.user, slug=slug)
     error = ""
     comparison_id = _optional_int(request.POST.get("comparison_id"), upper=2**63 - 1)
+    choice, _, strength = request.POST.get("choice", "").partition(":")
     if comparison_id is None:
         error = "The form was missing the comparison; please answer again."
+    elif choice == "skip":
+        try:
+            assignment_skip(
+                study=study,
+                annotator=request.user,
+                comparison_id=comparison_id,
+                reason=request.POST.get("skip_reason", ""),
+                note=request.POST.get("skip_note", ""),
+            )
+        except AnnotationError as exc:
+            error = str(exc)
     else:
         try:
             judgment_submit(
                 study=study,
                 annotator=request.user,
                 comparison_id=comparison_id,
-                choice=request.POST.get("choice", ""),
+                choice=choice,
+                strength=strength,
                 ranking=_posted_ranking(request.POST),
+                rationale=request.POST.get("rationale", ""),
+                aspect_ratings=_posted_aspect_ratings(request.POST, study=study),
                 time_on_task_ms=_optional_int(request.POST.get("time_on_task_ms"), upper=MAX_TIME_ON_TASK_MS),
                 client_info={"via": "htmx" if request.htmx else "form"},
             )
@@ -154,7 +250,9 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
             {"study": study, "comparison": None, "closed_message": str(exc), "error": error},
             status=400 if error else 200,
         )
-    context = _comparison_context(study=study, user=request.user, lease=lease, error=error)
+    context = _comparison_context(
+        study=study, user=request.user, lease=lease, error=error, post=request.POST if error else None
+    )
     return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
 
 

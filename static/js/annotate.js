@@ -4,7 +4,9 @@
 (function () {
   "use strict";
 
-  var KEYS = { "1": "a", a: "a", arrowleft: "a", "2": "b", b: "b", arrowright: "b", "3": "tie", t: "tie" };
+  // Each answer button names its key in aria-keyshortcuts; these letters are
+  // aliases for the plain A / B / tie buttons (not the strength scale).
+  var ALIASES = { a: "a", arrowleft: "a", b: "b", arrowright: "b", t: "tie" };
   var shownAt = performance.now();
   // The form whose answer is in flight. A newly swapped-in form is never busy,
   // even before htmx has finished settling it.
@@ -39,15 +41,38 @@
     }
   }
 
+  function answerButton(form, key) {
+    var buttons = form.querySelectorAll('button[name="choice"]');
+    for (var i = 0; i < buttons.length; i++) {
+      if ((buttons[i].getAttribute("aria-keyshortcuts") || "").toLowerCase() === key) return buttons[i];
+    }
+    var alias = ALIASES[key];
+    return alias ? form.querySelector('button[name="choice"][value="' + alias + '"]') : null;
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.repeat || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) {
       return;
     }
-    if (isTyping(event.target)) return;
-    var choice = KEYS[String(event.key).toLowerCase()];
     var form = answerForm();
-    if (!choice || !form) return;
-    var button = form.querySelector('button[name="choice"][value="' + choice + '"]');
+    if (!form) return;
+    if (isTyping(event.target)) {
+      // Esc leaves a text box so the answer keys work again.
+      if (event.key === "Escape" && event.target.form === form) event.target.blur();
+      return;
+    }
+    var key = String(event.key).toLowerCase();
+    if (key === "enter") return; // buttons and the ranking (rank.js) handle Enter
+    if (key === "s") {
+      var skip = form.querySelector("details.skip");
+      if (skip) {
+        event.preventDefault();
+        skip.open = true;
+        skip.querySelector("select").focus();
+      }
+      return;
+    }
+    var button = answerButton(form, key);
     if (!button) return;
     event.preventDefault();
     if (busyForm === form || button.disabled) return;
@@ -66,6 +91,9 @@
         event.stopPropagation();
         return;
       }
+      // The browser will refuse to send a form with a required field left
+      // empty (and say which): not busy then, so the answer can be given again.
+      if (!button.formNoValidate && !form.checkValidity()) return;
       busyForm = form;
       form.elements.time_on_task_ms.value = String(Math.max(0, Math.round(performance.now() - shownAt)));
       var cards = button.getAttribute("data-card") || "";

@@ -1,0 +1,213 @@
+"""Answer options a study can turn on: both bad, strength, rationale, aspect ratings, skip.
+
+Through the real flow (client → view → service → DB). A refused answer must
+say what to fix and give back what the annotator typed and rated.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from annotation.models import Assignment, Comparison, Judgment, Study
+from tests.annotation.test_views import HTMX, annotate_url, comparison_id_in, open_comparison, submit_url
+from tests.factories import study_with_queue
+
+pytestmark = pytest.mark.django_db
+
+
+def _study(make_member, **options):
+    study = study_with_queue(n_prompts=2, n_candidates=3, **options)
+    return study, make_member(study)
+
+
+def _post(client, study, comparison_id, **data):
+    return client.post(submit_url(study), {"comparison_id": comparison_id, **data}, **HTMX)
+
+
+def _items(comparison_id: int) -> list[int]:
+    return list(
+        Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
+    )
+
+
+def test_default_study_offers_only_a_b_tie_and_skip(client_for, make_member):
+    study, user = _study(make_member)
+    html = client_for(user).get(annotate_url(study)).content.decode()
+    assert [v for v in ("a", "b", "tie", "both_bad") if f'value="{v}"' in html] == ["a", "b", "tie"]
+    assert 'name="rationale"' not in html and "aspect_" not in html
+    assert 'value="skip"' in html and "Skip this comparison" in html
+
+
+def test_both_bad_is_stored_as_a_flagged_tie_and_trains_as_both_bad(client_for, make_member):
+    from activelearn.services import _preference_data
+
+    study, user = _study(make_member, allow_both_bad=True)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    html = client.get(annotate_url(study)).content.decode()
+    assert 'value="both_bad"' in html and 'aria-keyshortcuts="4"' in html
+    assert _post(client, study, comparison_id, choice="both_bad").status_code == 200
+    judgment = Judgment.objects.get()
+    first, second = _items(comparison_id)
+    assert (judgment.choice, judgment.ranking) == ("both_bad", [[first, second]])
+    data = _preference_data(study_id=study.id, index={first: 0, second: 1})
+    assert data.pair_both_bad.tolist() == [True] and data.pair_outcome.tolist() == [0.5]
+
+
+def test_both_bad_is_refused_when_the_study_does_not_offer_it(client_for, make_member):
+    study, user = _study(make_member)
+    client = client_for(user)
+    response = _post(client, study, open_comparison(client, study), choice="both_bad")
+    assert response.status_code == 400 and "does not offer “Both bad”" in response.content.decode()
+    assert not Judgment.objects.exists()
+
+
+def test_strength_scale_is_one_press_from_a_much_better_to_b_much_better(client_for, make_member):
+    study, user = _study(make_member, ask_strength=True, allow_both_bad=True)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    html = client.get(annotate_url(study)).content.decode()
+    values = ["a:strong", "a:clear", "a:slight", "tie", "b:slight", "b:clear", "b:strong", "both_bad"]
+    positions = [html.index(f'value="{v}"') for v in values]
+    assert positions == sorted(positions), "the scale runs from A much better to B much better"
+    for key, value in enumerate(values, start=1):
+        assert f'value="{value}" class="btn btn-choice' in html
+        assert f'aria-keyshortcuts="{key}"' in html
+    assert _post(client, study, comparison_id, choice="b:slight").status_code == 200
+    judgment = Judgment.objects.get()
+    assert (judgment.choice, judgment.strength) == ("b", "slight")
+
+
+def test_a_preference_without_strength_is_refused_when_strength_is_asked(client_for, make_member):
+    study, user = _study(make_member, ask_strength=True)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    response = _post(client, study, comparison_id, choice="a")
+    assert response.status_code == 400 and "how much better" in response.content.decode()
+    # A tie needs no strength.
+    assert _post(client, study, comparison_id, choice="tie").status_code == 200
+    assert Judgment.objects.get().strength == ""
+
+
+def test_required_rationale_refusal_keeps_what_was_rated(client_for, make_member):
+    study, user = _study(make_member, ask_rationale="required", aspects=["helpfulness", "honesty"])
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    ratings = {"aspect_0_0": "4", "aspect_0_1": "5", "aspect_1_0": "2", "aspect_1_1": "3"}
+    response = _post(client, study, comparison_id, choice="a", rationale="   ", **ratings)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "explain your answer" in html
+    assert comparison_id_in(html) == comparison_id
+    for name, value in ratings.items():
+        assert f'name="{name}" value="{value}" required checked' in html, name
+    assert not Judgment.objects.exists()
+
+    response = _post(client, study, comparison_id, choice="a", rationale=" A cites its source. ", **ratings)
+    assert response.status_code == 200
+    judgment = Judgment.objects.get()
+    first, second = _items(comparison_id)
+    assert judgment.rationale == "A cites its source."
+    assert judgment.aspect_ratings == {
+        str(first): {"helpfulness": 4, "honesty": 5},
+        str(second): {"helpfulness": 2, "honesty": 3},
+    }
+
+
+def test_missing_aspect_ratings_are_named(client_for, make_member):
+    study, user = _study(make_member, aspects=["helpfulness", "harmlessness"])
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    response = _post(client, study, comparison_id, choice="b", aspect_0_0="3", aspect_1_0="9", rationale="x")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "missing: harmlessness of A, helpfulness of B, harmlessness of B" in html
+    # A rationale the study does not ask for is not stored.
+    ok = _post(
+        client,
+        study,
+        comparison_id,
+        choice="b",
+        rationale="x",
+        **{f"aspect_{p}_{a}": "3" for p in (0, 1) for a in (0, 1)},
+    )
+    assert ok.status_code == 200
+    assert Judgment.objects.get().rationale == ""
+
+
+def test_optional_rationale_is_stored_when_given(client_for, make_member):
+    study, user = _study(make_member, ask_rationale="optional")
+    client = client_for(user)
+    html = client.get(annotate_url(study)).content.decode()
+    assert (
+        'name="rationale"' in html
+        and "(optional)" in html
+        and " required" not in html.split('name="rationale"')[1][:80]
+    )
+    comparison_id = comparison_id_in(html)
+    _post(client, study, comparison_id, choice="tie", rationale="Both are correct.")
+    assert Judgment.objects.get().rationale == "Both are correct."
+
+
+def test_skip_returns_the_comparison_to_others_and_never_to_me(client_for, make_member):
+    study, user = _study(make_member)
+    other = make_member(study)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    response = _post(client, study, comparison_id, choice="skip", skip_reason="cannot_judge", skip_note="  ")
+    assert response.status_code == 200
+    following = comparison_id_in(response.content.decode())
+    assert following not in (None, comparison_id)
+    assignment = Assignment.objects.get(comparison_id=comparison_id, annotator=user)
+    assert (assignment.status, assignment.skip_reason) == ("skipped", "cannot_judge")
+    assert Comparison.objects.get(id=comparison_id).status == Comparison.Status.QUEUED
+    assert not Judgment.objects.exists()
+    # Another annotator gets it (it is first in the queue again); I never see it again.
+    assert open_comparison(client_for(other), study) == comparison_id
+    mine = set()
+    for _ in range(5):
+        mine.add(following)
+        response = _post(client, study, following, choice="a")
+        following = comparison_id_in(response.content.decode())
+        if following is None:
+            break
+    assert len(mine) == 5 and comparison_id not in mine
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"skip_reason": ""}, "Choose why you are skipping"),
+        ({"skip_reason": "other", "skip_note": " "}, "say briefly why"),
+    ],
+)
+def test_skip_needs_a_reason_and_keeps_the_form(client_for, make_member, data, message):
+    study, user = _study(make_member)
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    response = _post(client, study, comparison_id, choice="skip", **data)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert message in html
+    assert comparison_id_in(html) == comparison_id
+    assert '<details class="skip" open>' in html
+    assert Assignment.objects.get(comparison_id=comparison_id).status == "active"
+
+
+def test_skip_is_refused_when_the_study_does_not_allow_it(client_for, make_member):
+    study, user = _study(make_member, allow_skip=False)
+    client = client_for(user)
+    html = client.get(annotate_url(study)).content.decode()
+    assert 'value="skip"' not in html
+    response = _post(client, study, comparison_id_in(html), choice="skip", skip_reason="broken")
+    assert response.status_code == 400 and "does not allow skipping" in response.content.decode()
+
+
+def test_aspects_must_be_a_short_list_of_distinct_names():
+    study = Study(name="x", slug="x", aspects=["Helpfulness", "helpfulness"])
+    with pytest.raises(ValidationError, match="distinct"):
+        study.full_clean()
+    study.aspects = "helpfulness"
+    with pytest.raises(ValidationError, match="list of names"):
+        study.full_clean()
