@@ -42,7 +42,17 @@ class StudyAdmin(admin.ModelAdmin):
         ("Task", {"fields": ("mode", "list_size", "overlap", "budget", "lease_seconds")}),
         (
             "Answer options",
-            {"fields": ("allow_tie", "allow_both_bad", "ask_strength", "ask_rationale", "aspects", "allow_skip")},
+            {
+                "fields": (
+                    "allow_tie",
+                    "allow_both_bad",
+                    "ask_strength",
+                    "ask_rationale",
+                    "aspects",
+                    "allow_skip",
+                    "highlight_diff",
+                )
+            },
         ),
         (
             "Active learning",

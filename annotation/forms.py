@@ -9,7 +9,7 @@ from annotation.models import Study
 IMPORT_FILE_HELP = (
     "A UTF-8 JSONL file, one prompt per line: "
     '{"prompt": "…" or [{"role": "user", "content": "…"}, …], '
-    '"candidates": ["response", {"text": "response", "source": "model name"}, …], '
+    '"candidates": ["response", {"text": "response", "source": "model name"}, {"image": "https://…"}, …], '
     '"id": "optional", "format": "text | markdown | conversation (optional)", "metadata": {…}}. '
     "Duplicate prompts and responses are skipped; a file with any bad line imports nothing."
 )

@@ -6,7 +6,11 @@ One JSON object per line::
      "id": "optional external id",
      "format": "text" | "markdown" | "conversation",
      "metadata": {...},
-     "candidates": ["plain string" | {"text": "...", "source": "model", "metadata": {...}}, ...]}
+     "candidates": ["plain string" | {"text": "...", "source": "model", "metadata": {...}}
+                    | {"image": "https://… or /path", "text": "optional caption", …}, ...]}
+
+Prompts and responses in the HH-RLHF transcript form ("\n\nHuman: …\n\nAssistant: …")
+are kept as text and shown turn by turn.
 
 Importing is two steps so that a bad file writes nothing: ``parse_jsonl`` checks
 every line and returns plain records, then ``study_import_records`` writes them in
@@ -28,6 +32,7 @@ from django.db.models import Model
 from django.utils.text import slugify
 
 from annotation.models import Candidate, Membership, Prompt, Study
+from annotation.rendering import safe_image_url
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -40,7 +45,7 @@ LOOKUP_CHUNK = 5000
 
 MESSAGE_ROLES = ("user", "assistant", "system")
 RECORD_FIELDS = frozenset({"prompt", "id", "format", "metadata", "candidates"})
-CANDIDATE_FIELDS = frozenset({"text", "source", "metadata"})
+CANDIDATE_FIELDS = frozenset({"text", "source", "metadata", "image"})
 MESSAGE_FIELDS = frozenset({"role", "content"})
 
 _EXTERNAL_ID_MAX = Prompt._meta.get_field("external_id").max_length
@@ -272,7 +277,15 @@ def _parse_candidate(item: Any, *, line: int, field: str) -> CandidateRecord:
         raise ImportFileError(
             'unknown field; put extra information under "metadata"', line=line, field=f"{field}.{unknown[0]}"
         )
+    metadata = _parse_metadata(item.get("metadata"), line=line, field=f"{field}.metadata")
+    image = item.get("image")
+    if image is not None:
+        if not safe_image_url(image):
+            raise ImportFileError("must be an http(s) URL or a path starting with /", line=line, field=f"{field}.image")
+        metadata = {**metadata, "image": image.strip()}
     text = item.get("text")
+    if image is not None and text is None:
+        text = image.strip()  # the URL stands in for a caption
     if not isinstance(text, str) or not text.strip():
         raise ImportFileError("must be a non-empty string", line=line, field=f"{field}.text")
     source = item.get("source")
@@ -282,11 +295,7 @@ def _parse_candidate(item: Any, *, line: int, field: str) -> CandidateRecord:
         raise ImportFileError(f"must be a string, got {_type_name(source)}", line=line, field=f"{field}.source")
     if len(source) > _SOURCE_MAX:
         raise ImportFileError(f"must be at most {_SOURCE_MAX} characters", line=line, field=f"{field}.source")
-    return CandidateRecord(
-        text=text,
-        source=source,
-        metadata=_parse_metadata(item.get("metadata"), line=line, field=f"{field}.metadata"),
-    )
+    return CandidateRecord(text=text, source=source, metadata=metadata)
 
 
 def _parse_metadata(value: Any, *, line: int, field: str) -> dict[str, Any]:

@@ -83,6 +83,9 @@ class Study(models.Model):
         help_text='Aspects every response is rated on from 1 to 5, e.g. ["helpfulness", "honesty", "harmlessness"].',
     )
     allow_skip = models.BooleanField(default=True, help_text="Let annotators skip a comparison, giving a reason.")
+    highlight_diff = models.BooleanField(
+        default=False, help_text="Offer annotators a view of two responses with the words that differ highlighted."
+    )
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
     strategy_params = models.JSONField(
         default=dict,

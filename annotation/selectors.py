@@ -9,7 +9,6 @@ number of queries whatever the size of the study.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Count, Q
 from django.http import Http404
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from activelearn.models import RewardModelVersion
 from annotation.models import (
@@ -29,6 +29,7 @@ from annotation.models import (
     Prompt,
     Study,
 )
+from annotation.rendering import Message, conversation_messages, diff_html, safe_image_url
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -164,12 +165,6 @@ def study_progress(*, study: Study, user: AnyUser) -> StudyProgress:
 
 
 @dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
-
-
-@dataclass(frozen=True)
 class PromptDisplay:
     format: str
     text: str
@@ -189,6 +184,10 @@ class CandidateDisplay:
     label: str
     position: int
     text: str
+    messages: tuple[Message, ...] = ()
+    image_url: str = ""
+    # The text with the words that differ from the other candidate marked.
+    diff: SafeString | None = None
 
 
 @dataclass(frozen=True)
@@ -197,33 +196,21 @@ class ComparisonDisplay:
     prompt: PromptDisplay | None
     candidates: tuple[CandidateDisplay, ...]
 
-
-def _parse_conversation(text: str) -> tuple[Message, ...]:
-    """Messages of a stored conversation; empty when the JSON is not a message list.
-
-    The importer validates conversations, but rows can come from elsewhere
-    (admin, API); a malformed one is shown as plain text rather than failing.
-    """
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
-        return ()
-    if not isinstance(data, list):
-        return ()
-    messages = []
-    for item in data:
-        if not isinstance(item, dict) or not isinstance(item.get("content"), str):
-            return ()
-        messages.append(Message(role=str(item.get("role", "")), content=item["content"]))
-    return tuple(messages)
+    @property
+    def has_diff(self) -> bool:
+        return any(c.diff is not None for c in self.candidates)
 
 
-def comparison_for_display(*, assignment: Assignment) -> ComparisonDisplay:
+def comparison_for_display(*, assignment: Assignment, highlight_diff: bool = False) -> ComparisonDisplay:
     """The leased comparison as the annotator sees it: prompt, then candidates A, B, … by position.
 
     One query (items joined to their candidate, comparison and prompt).
-    Candidate sources (model names) are deliberately left out: annotators judge
-    blind.
+    Conversations are split into turns (JSON message lists, and HH-RLHF
+    "Human: … Assistant: …" transcripts in prompts or responses); a candidate
+    with an ``image`` URL in its metadata shows the image. With
+    ``highlight_diff`` a pair also carries both texts with their differing
+    words marked. Candidate sources (model names) are deliberately left out:
+    annotators judge blind.
     """
     items = list(
         ComparisonItem.objects.filter(comparison_id=assignment.comparison_id)
@@ -233,10 +220,20 @@ def comparison_for_display(*, assignment: Assignment) -> ComparisonDisplay:
     prompt = None
     if items and items[0].comparison.prompt is not None:
         row = items[0].comparison.prompt
-        messages = _parse_conversation(row.text) if row.format == Prompt.Format.CONVERSATION else ()
+        messages = conversation_messages(row.text, declared=row.format == Prompt.Format.CONVERSATION)
         prompt = PromptDisplay(format=row.format, text=row.text, messages=messages)
+    diffs: list[SafeString | None] = [None] * len(items)
+    if highlight_diff and len(items) == 2:
+        diffs = list(diff_html(items[0].candidate.text, items[1].candidate.text))
     candidates = tuple(
-        CandidateDisplay(label=chr(ord("A") + index), position=item.position, text=item.candidate.text)
+        CandidateDisplay(
+            label=chr(ord("A") + index),
+            position=item.position,
+            text=item.candidate.text,
+            messages=conversation_messages(item.candidate.text),
+            image_url=safe_image_url((item.candidate.metadata or {}).get("image")),
+            diff=diffs[index],
+        )
         for index, item in enumerate(items)
     )
     return ComparisonDisplay(comparison_id=assignment.comparison_id, prompt=prompt, candidates=candidates)

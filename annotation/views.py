@@ -58,7 +58,11 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
     """What ``_comparison.html`` needs. ``post`` is a refused answer's form data:
     when the same comparison is shown again, what the annotator typed and rated
     is put back, so a refusal loses nothing."""
-    comparison = selectors.comparison_for_display(assignment=lease.assignment) if lease else None
+    comparison = (
+        selectors.comparison_for_display(assignment=lease.assignment, highlight_diff=study.highlight_diff)
+        if lease
+        else None
+    )
     again = bool(post) and comparison is not None and str(comparison.comparison_id) == post.get("comparison_id")
     aspects = [a.strip() for a in study.aspects or []]
     rows = []

@@ -12,6 +12,7 @@ import markdown as markdown_lib
 import nh3
 from django import template
 from django.utils.safestring import SafeString, mark_safe
+from pygments.token import STANDARD_TYPES
 
 register = template.Library()
 
@@ -30,15 +31,21 @@ ALLOWED_ATTRIBUTES = {
     "ol": {"start"},
 }
 ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
-MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
+# Fenced code is highlighted on the server by Pygments (codehilite): no script
+# in the page, and the colours come from static/css/code.css.
+MARKDOWN_EXTENSIONS = ["extra", "sane_lists", "codehilite"]
+EXTENSION_CONFIGS = {"codehilite": {"css_class": "highlight", "guess_lang": False}}
 # Model output is mostly Markdown, but plain text with meaningful line breaks
 # (poems, addresses, steps) must keep them: nl2br turns single newlines into <br>.
 MODEL_TEXT_EXTENSIONS = [*MARKDOWN_EXTENSIONS, "nl2br"]
+# Only Pygments' own token classes survive sanitising; a class cannot be used to
+# restyle the page.
+ALLOWED_CLASSES = {"div": {"highlight"}, "span": set(STANDARD_TYPES.values()) - {""}}
 
 
 def markdown_to_safe_html(text: str, *, extensions: list[str] = MARKDOWN_EXTENSIONS) -> SafeString:
     """Render Markdown to HTML and keep only allow-listed markup."""
-    renderer = markdown_lib.Markdown(extensions=extensions, output_format="html")
+    renderer = markdown_lib.Markdown(extensions=extensions, extension_configs=EXTENSION_CONFIGS, output_format="html")
     # Raw HTML in the source is shown as text, not interpreted: a response that
     # talks about `<script>` tags should read as written. nh3 below is the
     # second line of defence.
@@ -51,6 +58,7 @@ def markdown_to_safe_html(text: str, *, extensions: list[str] = MARKDOWN_EXTENSI
         attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
         url_schemes=set(ALLOWED_URL_SCHEMES),
         link_rel="noopener noreferrer nofollow",
+        allowed_classes=ALLOWED_CLASSES,
     )
     # Safe to mark: nh3 has removed everything outside the allow-list.
     return mark_safe(cleaned)

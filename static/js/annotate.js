@@ -63,6 +63,14 @@
     }
     var key = String(event.key).toLowerCase();
     if (key === "enter") return; // buttons and the ranking (rank.js) handle Enter
+    if (key === "d") {
+      var diff = document.getElementById("show-diff");
+      if (diff) {
+        event.preventDefault();
+        diff.checked = !diff.checked;
+      }
+      return;
+    }
     if (key === "s") {
       var skip = form.querySelector("details.skip");
       if (skip) {
