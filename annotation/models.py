@@ -83,6 +83,11 @@ class Study(models.Model):
         help_text='Aspects every response is rated on from 1 to 5, e.g. ["helpfulness", "honesty", "harmlessness"].',
     )
     allow_skip = models.BooleanField(default=True, help_text="Let annotators skip a comparison, giving a reason.")
+    blind = models.BooleanField(
+        default=True,
+        help_text="Hide model names and show each annotator the responses in their own random order "
+        "(the order shown is recorded with the answer).",
+    )
     highlight_diff = models.BooleanField(
         default=False, help_text="Offer annotators a view of two responses with the words that differ highlighted."
     )
@@ -297,6 +302,8 @@ class Assignment(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # Candidate ids in the order this annotator sees them (A, B, …).
+    display_order = models.JSONField(default=list, blank=True)
     skip_reason = models.CharField(max_length=16, choices=SkipReason.choices, blank=True)
     skip_note = models.TextField(blank=True)
 
@@ -333,6 +340,9 @@ class Judgment(models.Model):
     rationale = models.TextField(blank=True)
     # {candidate id: {aspect: 1..5}} for the study's aspects.
     aspect_ratings = models.JSONField(default=dict, blank=True)
+    # Candidate ids in the order the annotator saw them (A, B, …): position bias
+    # can be measured and corrected from this.
+    shown_order = models.JSONField(default=list, blank=True)
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
     client_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -182,8 +182,9 @@ class PromptDisplay:
 @dataclass(frozen=True)
 class CandidateDisplay:
     label: str
-    position: int
+    position: int  # on the annotator's screen: 0 is A
     text: str
+    source: str = ""  # the model's name; empty in blind studies
     messages: tuple[Message, ...] = ()
     image_url: str = ""
     # The text with the words that differ from the other candidate marked.
@@ -209,14 +210,19 @@ def comparison_for_display(*, assignment: Assignment, highlight_diff: bool = Fal
     "Human: … Assistant: …" transcripts in prompts or responses); a candidate
     with an ``image`` URL in its metadata shows the image. With
     ``highlight_diff`` a pair also carries both texts with their differing
-    words marked. Candidate sources (model names) are deliberately left out:
-    annotators judge blind.
+    words marked. Items come in the annotator's own order (the assignment's
+    ``display_order``); model names are shown only when the study is not blind.
     """
     items = list(
         ComparisonItem.objects.filter(comparison_id=assignment.comparison_id)
-        .select_related("candidate", "comparison__prompt")
+        .select_related("candidate", "comparison__prompt", "comparison__study")
         .order_by("position")
     )
+    shown = assignment.display_order or []
+    if sorted(shown) == sorted(item.candidate_id for item in items):
+        rank = {cid: k for k, cid in enumerate(shown)}
+        items.sort(key=lambda item: rank[item.candidate_id])
+    blind = items[0].comparison.study.blind if items else True
     prompt = None
     if items and items[0].comparison.prompt is not None:
         row = items[0].comparison.prompt
@@ -228,8 +234,9 @@ def comparison_for_display(*, assignment: Assignment, highlight_diff: bool = Fal
     candidates = tuple(
         CandidateDisplay(
             label=chr(ord("A") + index),
-            position=item.position,
+            position=index,
             text=item.candidate.text,
+            source="" if blind else item.candidate.source,
             messages=conversation_messages(item.candidate.text),
             image_url=safe_image_url((item.candidate.metadata or {}).get("image")),
             diff=diffs[index],

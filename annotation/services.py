@@ -8,6 +8,7 @@ whatever the entry point.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -133,10 +134,20 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
     if comparison is None:
         return None
     expires = now + timedelta(seconds=study.lease_seconds)
+    order = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    if study.blind:
+        # Each annotator gets their own order, so no position favours a response.
+        random.SystemRandom().shuffle(order)
     assignment, _ = Assignment.objects.update_or_create(
         comparison=comparison,
         annotator=annotator,
-        defaults={"study": study, "status": Assignment.Status.ACTIVE, "leased_at": now, "expires_at": expires},
+        defaults={
+            "study": study,
+            "status": Assignment.Status.ACTIVE,
+            "leased_at": now,
+            "expires_at": expires,
+            "display_order": order,
+        },
     )
     comparison_status_refresh(comparison_ids=[comparison.id])
     return Lease(assignment=assignment, created=True)
@@ -215,10 +226,14 @@ def judgment_submit(
     existing = Judgment.objects.filter(comparison=comparison, annotator=annotator).first()
     if existing is not None:
         return Submission(judgment=existing, created=False)
-    if not Assignment.objects.filter(comparison=comparison, annotator=annotator).exists():
+    assignment = Assignment.objects.filter(comparison=comparison, annotator=annotator).first()
+    if assignment is None:
         raise NotAssigned("That comparison was not assigned to you.")
 
+    # Positions in the answer (A = 0, …) are positions on the annotator's screen.
     item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    if sorted(assignment.display_order or []) == sorted(item_ids):
+        item_ids = list(assignment.display_order)
     if ranking is not None:
         choice = Judgment.Choice.RANKED
         stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)
@@ -249,6 +264,7 @@ def judgment_submit(
         strength=strength,
         rationale=rationale,
         aspect_ratings=ratings,
+        shown_order=item_ids,
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
     )

@@ -372,11 +372,19 @@ class Simulation:
                 }
             )
 
-    def _comparison_items(self, comparison_id: int) -> tuple[list[int], str]:
-        from annotation.models import Comparison
+    def _comparison_items(self, comparison_id: int, username: str) -> tuple[list[int], str]:
+        """Candidate ids in the order this annotator's page shows them (A first)."""
+        from annotation.models import Assignment, Comparison
 
         comparison = Comparison.objects.select_related("model_version").get(id=comparison_id)
         items = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+        shown = (
+            Assignment.objects.filter(comparison_id=comparison_id, annotator__username=username)
+            .values_list("display_order", flat=True)
+            .first()
+        )
+        if shown and sorted(shown) == sorted(items):
+            items = list(shown)
         origin = comparison.strategy + (f"@v{comparison.model_version.version}" if comparison.model_version else "")
         return items, origin
 
@@ -402,7 +410,7 @@ class Simulation:
                     assert state.comparison_id is not None
                     if state.comparison_id in seen:
                         stats.repeat_served += 1
-                    items, origin = self._comparison_items(state.comparison_id)
+                    items, origin = self._comparison_items(state.comparison_id, username)
                     u_a, u_b = self.utilities.of(items[0]), self.utilities.of(items[1])
                     choice = bt_choice(u_a, u_b, scale=cfg.scale, flip=cfg.flip, position_bias=cfg.position_bias,
                                        rng=rng)  # fmt: skip

@@ -26,9 +26,8 @@ def _post(client, study, comparison_id, **data):
 
 
 def _items(comparison_id: int) -> list[int]:
-    return list(
-        Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
-    )
+    """Candidate ids in the order the (only) annotator of the comparison saw them."""
+    return Assignment.objects.get(comparison_id=comparison_id).display_order
 
 
 def test_default_study_offers_only_a_b_tie_and_skip(client_for, make_member):
@@ -211,3 +210,49 @@ def test_aspects_must_be_a_short_list_of_distinct_names():
     study.aspects = "helpfulness"
     with pytest.raises(ValidationError, match="list of names"):
         study.full_clean()
+
+
+def test_blind_study_hides_model_names_and_orders_items_per_annotator(client_for, make_member, monkeypatch):
+    import random
+
+    from annotation import services
+
+    rng = random.Random(7)  # seeded, so the test is not at the mercy of chance
+    monkeypatch.setattr(services.random, "SystemRandom", lambda: rng)
+    study = study_with_queue(n_prompts=6, n_candidates=2, overlap=2)
+    users = [make_member(study), make_member(study)]
+    orders: dict[int, list[list[int]]] = {}
+    for user in users:
+        client = client_for(user)
+        html = client.get(annotate_url(study)).content.decode()
+        assert "model-" not in html, "a model name was shown in a blind study"
+        comparison_id = comparison_id_in(html)
+        for _ in range(6):
+            shown = Assignment.objects.get(comparison_id=comparison_id, annotator=user).display_order
+            orders.setdefault(comparison_id, []).append(shown)
+            response = _post(client, study, comparison_id, choice="a")
+            judgment = Judgment.objects.get(comparison_id=comparison_id, annotator=user)
+            # "A is better" means the response shown first to this annotator.
+            assert judgment.shown_order == shown and judgment.ranking == shown
+            comparison_id = comparison_id_in(response.content.decode())
+            if comparison_id is None:
+                break
+    both = [pair for pair in orders.values() if len(pair) == 2]
+    assert len(both) == 6
+    assert any(first != second for first, second in both), "every annotator saw the queued order"
+
+
+def test_unblinded_study_shows_model_names_in_the_queued_order(client_for, make_member):
+    study, user = _study(make_member, blind=False)
+    client = client_for(user)
+    html = client.get(annotate_url(study)).content.decode()
+    comparison_id = comparison_id_in(html)
+    assert _items(comparison_id) == _queued_order(comparison_id)
+    for source in Comparison.objects.get(id=comparison_id).candidates.values_list("source", flat=True):
+        assert f'<span class="tag source">{source}</span>' in html
+
+
+def _queued_order(comparison_id: int) -> list[int]:
+    return list(
+        Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
+    )

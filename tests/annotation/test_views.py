@@ -515,9 +515,8 @@ def _listwise_study(make_member, *, allow_tie: bool = True, k: int = 4):
 
 
 def _shown_items(comparison_id: int) -> list[int]:
-    return list(
-        Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
-    )
+    """Candidate ids in the order the (only) annotator of the comparison saw them."""
+    return Assignment.objects.get(comparison_id=comparison_id).display_order
 
 
 def test_listwise_page_shows_every_item_with_a_place_and_one_submit(client_for, make_member):

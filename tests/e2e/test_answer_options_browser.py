@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Assignment, Comparison, Judgment, Membership
+from annotation.models import Assignment, Judgment, Membership
 from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -86,7 +86,7 @@ def test_strength_aspects_rationale_and_skip(live_server, transactional_db, brow
 
     assert not errors, errors
     judgment = Judgment.objects.get()
-    a, b = Comparison.objects.get(id=int(first)).items.order_by("position").values_list("candidate_id", flat=True)
+    a, b = Assignment.objects.get(comparison_id=int(first)).display_order
     assert (judgment.comparison_id, judgment.choice, judgment.strength) == (int(first), "b", "strong")
     assert judgment.rationale == "B explains the risk and what to do."
     assert judgment.aspect_ratings == {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Comparison, Judgment, Membership
+from annotation.models import Assignment, Judgment, Membership
 from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -47,9 +47,7 @@ SCREEN_ORDER = """
 
 
 def _shown(comparison_id: int) -> list[int]:
-    return list(
-        Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
-    )
+    return Assignment.objects.get(comparison_id=comparison_id).display_order
 
 
 def test_rank_lists_by_keyboard_drag_and_ties(live_server, transactional_db, browser, artifacts_dir):
