@@ -51,6 +51,7 @@ class StudyAdmin(admin.ModelAdmin):
                     "aspects",
                     "allow_skip",
                     "highlight_diff",
+                    "blind",
                 )
             },
         ),
