@@ -360,3 +360,43 @@ def assignment_skip(
     assignment.save(update_fields=["status", "skip_reason", "skip_note"])
     comparison_status_refresh(comparison_ids=[comparison_id])
     return assignment
+
+
+# The page offers undo for a few seconds; the server allows a little longer so a
+# click in the last moment still counts on a slow connection.
+UNDO_SECONDS_SHOWN = 8
+UNDO_SECONDS_ALLOWED = 30
+
+
+@transaction.atomic
+def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int) -> Assignment:
+    """Take back an answer just given: the judgment is deleted and its comparison
+    is leased to the annotator again, to be answered first.
+
+    Only the annotator's own judgment, and only within ``UNDO_SECONDS_ALLOWED``
+    of giving it. The loop is told on commit, so the next model leaves the
+    answer out.
+    """
+    judgment = (
+        Judgment.objects.select_for_update()
+        .filter(id=judgment_id, study=study, annotator=annotator)
+        .select_related("comparison")
+        .first()
+    )
+    if judgment is None:
+        raise InvalidAnswer("There is no answer of yours to undo.")
+    now = timezone.now()
+    if judgment.created_at < now - timedelta(seconds=UNDO_SECONDS_ALLOWED):
+        raise InvalidAnswer("That answer is too old to undo.")
+    comparison_id = judgment.comparison_id
+    judgment.delete()
+    Assignment.objects.filter(comparison_id=comparison_id, annotator=annotator).update(
+        status=Assignment.Status.ACTIVE, expires_at=now + timedelta(seconds=study.lease_seconds)
+    )
+    comparison_status_refresh(comparison_ids=[comparison_id])
+
+    from activelearn.services import loop_notify_judgment
+
+    study_id = study.id
+    transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id))
+    return Assignment.objects.get(comparison_id=comparison_id, annotator=annotator)

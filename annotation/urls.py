@@ -12,4 +12,5 @@ urlpatterns = [
     path("s/<slug:slug>/import/", views.study_import, name="study_import"),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
+    path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),
 ]

@@ -22,12 +22,14 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation import selectors
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.services import (
+    UNDO_SECONDS_SHOWN,
     AnnotationError,
     Lease,
     StudyNotOpen,
     assignment_lease_or_refill,
     assignment_skip,
     judgment_submit,
+    judgment_undo,
 )
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
@@ -207,6 +209,7 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     """
     study = selectors.access_study_for_annotator(user=request.user, slug=slug)
     error = ""
+    submission = None
     comparison_id = _optional_int(request.POST.get("comparison_id"), upper=2**63 - 1)
     choice, _, strength = request.POST.get("choice", "").partition(":")
     if comparison_id is None:
@@ -224,7 +227,7 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
             error = str(exc)
     else:
         try:
-            judgment_submit(
+            submission = judgment_submit(
                 study=study,
                 annotator=request.user,
                 comparison_id=comparison_id,
@@ -257,6 +260,35 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     context = _comparison_context(
         study=study, user=request.user, lease=lease, error=error, post=request.POST if error else None
     )
+    if submission is not None and submission.created and lease is not None:
+        context["undo"] = {"judgment_id": submission.judgment.id, "seconds": UNDO_SECONDS_SHOWN}
+    return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_POST
+def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
+    """Take back the answer just given and show its comparison again."""
+    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    error = ""
+    judgment_id = _optional_int(request.POST.get("judgment_id"), upper=2**63 - 1)
+    try:
+        if judgment_id is None:
+            raise AnnotationError("There is no answer of yours to undo.")
+        judgment_undo(study=study, annotator=request.user, judgment_id=judgment_id)
+    except AnnotationError as exc:
+        error = str(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("annotate", slug=study.slug)
+    try:
+        lease = assignment_lease_or_refill(study=study, annotator=request.user)
+    except StudyNotOpen as exc:
+        return render(
+            request, "annotation/_comparison.html", {"study": study, "comparison": None, "closed_message": str(exc)}
+        )
+    context = _comparison_context(study=study, user=request.user, lease=lease, error=error)
     return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
 
 

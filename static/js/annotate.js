@@ -63,6 +63,14 @@
     }
     var key = String(event.key).toLowerCase();
     if (key === "enter") return; // buttons and the ranking (rank.js) handle Enter
+    if (key === "u") {
+      var undo = document.querySelector("#comparison .undo-button");
+      if (undo && getComputedStyle(undo.form).visibility !== "hidden") {
+        event.preventDefault();
+        undo.click();
+      }
+      return;
+    }
     if (key === "d") {
       var diff = document.getElementById("show-diff");
       if (diff) {

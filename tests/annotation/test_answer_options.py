@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from annotation.models import Assignment, Comparison, Judgment, Study
 from tests.annotation.test_views import HTMX, annotate_url, comparison_id_in, open_comparison, submit_url
@@ -256,3 +257,58 @@ def _queued_order(comparison_id: int) -> list[int]:
     return list(
         Comparison.objects.get(id=comparison_id).items.order_by("position").values_list("candidate_id", flat=True)
     )
+
+
+# --- undo ---------------------------------------------------------------------------
+
+
+def _undo(client, study, judgment_id):
+    return client.post(reverse("annotate_undo", args=[study.slug]), {"judgment_id": judgment_id}, **HTMX)
+
+
+def test_undo_takes_the_answer_back_and_shows_that_comparison_again(
+    client_for, make_member, loop_calls, django_capture_on_commit_callbacks
+):
+    study, user = _study(make_member)
+    client = client_for(user)
+    first = open_comparison(client, study)
+    response = _post(client, study, first, choice="a")
+    html = response.content.decode()
+    judgment = Judgment.objects.get()
+    assert f'name="judgment_id" value="{judgment.id}"' in html and "Answer saved." in html
+    second = comparison_id_in(html)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _undo(client, study, judgment.id)
+    assert response.status_code == 200
+    assert comparison_id_in(response.content.decode()) == first
+    assert not Judgment.objects.exists()
+    assert Assignment.objects.get(comparison_id=first).status == "active"
+    assert Comparison.objects.get(id=first).status == Comparison.Status.LEASED
+    assert loop_calls.retrain == [study.id], "the next model must leave the answer out"
+    # Answer it again, differently; then the comparison that was next comes back.
+    response = _post(client, study, first, choice="b")
+    assert Judgment.objects.get().choice == "b"
+    assert comparison_id_in(response.content.decode()) == second
+
+
+def test_undo_is_refused_for_old_answers_and_other_peoples(client_for, make_member):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    study, user = _study(make_member)
+    other = make_member(study)
+    client = client_for(user)
+    first = open_comparison(client, study)
+    _post(client, study, first, choice="a")
+    judgment = Judgment.objects.get()
+    response = _undo(client_for(other), study, judgment.id)
+    assert response.status_code == 400 and "no answer of yours to undo" in response.content.decode()
+    Judgment.objects.filter(id=judgment.id).update(created_at=timezone.now() - timedelta(minutes=5))
+    response = _undo(client, study, judgment.id)
+    assert response.status_code == 400 and "too old to undo" in response.content.decode()
+    assert Judgment.objects.filter(id=judgment.id).exists()
+    # Undoing twice is harmless: the second finds nothing.
+    Judgment.objects.filter(id=judgment.id).update(created_at=timezone.now())
+    assert _undo(client, study, judgment.id).status_code == 200
+    assert _undo(client, study, judgment.id).status_code == 400

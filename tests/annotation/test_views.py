@@ -139,10 +139,11 @@ def test_annotate_page_shows_prompt_candidates_buttons_and_guidelines(client_for
     html = response.content.decode()
     assert response.status_code == 200
     assignment = Assignment.objects.get(annotator=annotator, status=Assignment.Status.ACTIVE)
-    items = list(assignment.comparison.items.select_related("candidate").order_by("position"))
+    # A and B in this annotator's own order.
+    first, second = (Candidate.objects.get(id=c) for c in assignment.display_order)
     assert assignment.comparison.prompt.text in html
-    assert items[0].candidate.text in html and items[1].candidate.text in html
-    assert html.index(items[0].candidate.text) < html.index(items[1].candidate.text)  # A before B
+    assert first.text in html and second.text in html
+    assert html.index(first.text) < html.index(second.text)
     for label in ("A is better", "B is better", "Tie"):
         assert label in html
     assert comparison_id_in(html) == assignment.comparison_id
@@ -150,7 +151,7 @@ def test_annotate_page_shows_prompt_candidates_buttons_and_guidelines(client_for
     assert "<strong>more helpful</strong>" in html
     assert '<details class="guidelines" open>' in html
     # Annotators judge blind: model names are never shown.
-    assert items[0].candidate.source not in html
+    assert first.source not in html
     # htmx and the keyboard script are loaded from static files, not inline.
     assert "vendor/htmx/htmx.min.js" in html and "js/annotate.js" in html
     assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) is None

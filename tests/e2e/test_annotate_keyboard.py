@@ -129,3 +129,39 @@ def test_refused_answer_is_shown_in_place_and_can_be_retried(live_server, transa
     context.close()
 
     assert list(Judgment.objects.values_list("comparison_id", "choice")) == [(int(mine), "b")]
+
+
+def test_undo_with_the_keyboard_brings_the_answer_back(live_server, transactional_db, browser):
+    """U right after an answer takes it back; the same comparison can be answered again."""
+    study = StudyFactory(name="Undo study")
+    for text, responses in PROMPTS.items():
+        prompt = PromptFactory(study=study, text=text)
+        for response in responses:
+            CandidateFactory(prompt=prompt, text=response)
+    user = UserFactory(username="undoer")
+    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+
+    first = page.get_attribute("#comparison", "data-comparison-id")
+    page.keyboard.press("1")
+    page.wait_for_function(NEW_COMPARISON, arg=first, timeout=10_000)
+    assert page.is_visible(".undo-bar") and "Answer saved." in page.inner_text(".undo-bar")
+    # It hides itself after the 8 seconds it is offered for.
+    assert page.evaluate("getComputedStyle(document.querySelector('.undo-bar')).animationDelay") == "8s"
+    second = page.get_attribute("#comparison", "data-comparison-id")
+    page.keyboard.press("u")
+    page.wait_for_function(NEW_COMPARISON, arg=second, timeout=10_000)
+    assert page.get_attribute("#comparison", "data-comparison-id") == first
+    assert not Judgment.objects.filter(annotator=user).exists()
+    page.keyboard.press("2")
+    page.wait_for_function(NEW_COMPARISON, arg=first, timeout=10_000)
+    context.close()
+
+    assert list(Judgment.objects.filter(annotator=user).values_list("comparison_id", "choice")) == [(int(first), "b")]
