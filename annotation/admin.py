@@ -7,6 +7,7 @@ them by hand would break the invariants the services keep.
 """
 
 from django.contrib import admin
+from django.db import models
 
 from annotation.models import (
     Assignment,
@@ -37,9 +38,11 @@ class StudyAdmin(admin.ModelAdmin):
     raw_id_fields = ("created_by",)
     readonly_fields = ("created_at", "updated_at", "retrain_dirty", "retrain_claimed_at", "refill_claimed_at")
     inlines = (MembershipInline,)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "slug", "status", "guidelines", "created_by")}),
         ("Task", {"fields": ("mode", "list_size", "overlap", "budget", "lease_seconds")}),
+        ("Crowd entry", {"fields": ("invite_token", "annotator_quota", "completion_code", "completion_url")}),
         (
             "Answer options",
             {

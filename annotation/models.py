@@ -10,6 +10,15 @@ from django.db.models import Q
 from activelearn.params import validate_model_params
 
 LIKERT_POINTS = 5
+
+
+def new_invite_token() -> str:
+    """An unguessable token for a study's invite link."""
+    import secrets
+
+    return secrets.token_urlsafe(18)
+
+
 MAX_ASPECTS = 8
 
 
@@ -87,6 +96,23 @@ class Study(models.Model):
         default=True,
         help_text="Hide model names and show each annotator the responses in their own random order "
         "(the order shown is recorded with the answer).",
+    )
+    invite_token = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_invite_token,
+        help_text="The secret in the study's invite link (/join/<token>/); change it to revoke the old link.",
+    )
+    annotator_quota = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most judgments one annotator may give; empty for no limit."
+    )
+    completion_code = models.CharField(
+        max_length=64, blank=True, help_text="Shown to annotators when they finish, e.g. a Prolific completion code."
+    )
+    completion_url = models.URLField(
+        blank=True,
+        help_text="Where finished annotators are sent back to, e.g. "
+        "https://app.prolific.com/submissions/complete?cc=CODE.",
     )
     highlight_diff = models.BooleanField(
         default=False, help_text="Offer annotators a view of two responses with the words that differ highlighted."
@@ -175,6 +201,8 @@ class Membership(models.Model):
     external_id = models.CharField(
         max_length=128, blank=True, help_text="Crowd-platform worker id, e.g. a Prolific PID."
     )
+    # How the member came in: {"via": "invite" | "prolific", "study_id": …, "session_id": …}.
+    entry = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

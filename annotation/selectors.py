@@ -144,6 +144,16 @@ class StudyProgress:
     mine: int
     total: int
     budget: int
+    quota: int | None = None
+
+    @property
+    def quota_reached(self) -> bool:
+        return self.quota is not None and self.mine >= self.quota
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will come for this annotator: completion code time."""
+        return self.budget_reached or self.quota_reached
 
     @property
     def percent(self) -> int:
@@ -161,7 +171,7 @@ def study_progress(*, study: Study, user: AnyUser) -> StudyProgress:
     counts = Judgment.objects.filter(study=study).aggregate(
         total=Count("id"), mine=Count("id", filter=Q(annotator_id=user.pk))
     )
-    return StudyProgress(mine=counts["mine"], total=counts["total"], budget=study.budget)
+    return StudyProgress(mine=counts["mine"], total=counts["total"], budget=study.budget, quota=study.annotator_quota)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,17 @@ whatever the entry point.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Study
+from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Membership, Study
 
 
 class AnnotationError(Exception):
@@ -114,7 +116,9 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
     )
     if current is not None:
         return Lease(assignment=current, created=False)
-    if study_judgment_count(study_id=study.id) >= study.budget:
+    if study_judgment_count(study_id=study.id) >= study.budget or annotator_quota_reached(
+        study=study, annotator=annotator
+    ):
         return None
 
     leases_expire(study_id=study.id)
@@ -166,7 +170,9 @@ def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> 
 
     lease = assignment_lease_next(study=study, annotator=annotator)
     if lease is None:
-        if study_judgment_count(study_id=study.id) >= study.budget:
+        if study_judgment_count(study_id=study.id) >= study.budget or annotator_quota_reached(
+            study=study, annotator=annotator
+        ):
             return None
         loop.queue_refill(study_id=study.id, use_model=False)
         loop.refill_request(study_id=study.id)
@@ -178,6 +184,65 @@ def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> 
 
 def study_judgment_count(*, study_id: int) -> int:
     return Judgment.objects.filter(study_id=study_id).count()
+
+
+def annotator_quota_reached(*, study: Study, annotator: AbstractBaseUser) -> bool:
+    """Whether the annotator has given all the judgments the study's quota allows."""
+    if study.annotator_quota is None:
+        return False
+    return Judgment.objects.filter(study=study, annotator=annotator).count() >= study.annotator_quota
+
+
+# --- joining ------------------------------------------------------------------------
+
+# Crowd platforms' participant ids (Prolific PIDs are 24 hex digits).
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ENTRY_PARAMETERS = {"STUDY_ID": "study_id", "SESSION_ID": "session_id"}
+
+
+@transaction.atomic
+def membership_join(*, study: Study, user: AbstractBaseUser, entry: dict | None = None) -> Membership:
+    """Make ``user`` an annotator of ``study`` through its invite link.
+
+    Joining twice, or as a researcher of the study, changes nothing. A closed
+    study takes no one.
+    """
+    if study.status == Study.Status.CLOSED:
+        raise StudyNotOpen(f"The study “{study.name}” is closed.")
+    membership, _ = Membership.objects.get_or_create(
+        study=study, user=user, defaults={"role": Membership.Role.ANNOTATOR, "entry": entry or {"via": "invite"}}
+    )
+    return membership
+
+
+@transaction.atomic
+def participant_join(*, study: Study, external_id: str, entry: dict | None = None) -> AbstractBaseUser:
+    """The account of a crowd participant (e.g. a Prolific PID) in this study,
+    created on first entry.
+
+    The account belongs to this study alone and has no password: the invite
+    link with the participant id is how it comes back, so a participant who
+    reloads or returns later continues where they were.
+    """
+    if not EXTERNAL_ID.match(external_id or ""):
+        raise InvalidAnswer("The participant id in the link is not valid.")
+    if study.status == Study.Status.CLOSED:
+        raise StudyNotOpen(f"The study “{study.name}” is closed.")
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=f"p{study.id}-{external_id}"[:150])
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    Membership.objects.get_or_create(
+        study=study,
+        user=user,
+        defaults={
+            "role": Membership.Role.ANNOTATOR,
+            "external_id": external_id,
+            "entry": {"via": "prolific", **(entry or {})},
+        },
+    )
+    return user
 
 
 @dataclass(frozen=True)

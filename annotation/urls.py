@@ -7,6 +7,7 @@ from annotation import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("studies/new/", views.study_create_from_file, name="study_create_from_file"),
+    path("join/<str:token>/", views.join, name="join"),
     path("s/<slug:slug>/", views.study_detail, name="study_detail"),
     path("s/<slug:slug>/dashboard/", views.study_dashboard, name="study_dashboard"),
     path("s/<slug:slug>/import/", views.study_import, name="study_import"),

@@ -12,16 +12,20 @@ from itertools import pairwise
 from pathlib import Path
 
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.services import (
+    ENTRY_PARAMETERS,
     UNDO_SECONDS_SHOWN,
     AnnotationError,
     Lease,
@@ -30,6 +34,8 @@ from annotation.services import (
     assignment_skip,
     judgment_submit,
     judgment_undo,
+    membership_join,
+    participant_join,
 )
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
@@ -292,6 +298,43 @@ def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
 
 
+# --- joining ----------------------------------------------------------------------
+
+
+@require_GET
+def join(request: HttpRequest, token: str) -> HttpResponse:
+    """A study's invite link.
+
+    With a crowd participant id (``PROLIFIC_PID``, or ``participant`` for other
+    platforms) the participant gets an account scoped to this study and starts
+    at once; ``STUDY_ID`` and ``SESSION_ID`` are kept with the membership. A
+    signed-in user joins as an annotator; anyone else signs in first and comes
+    back here.
+    """
+    from django.contrib.auth import login
+    from django.http import Http404
+
+    study = Study.objects.filter(invite_token=token).first()
+    if study is None:
+        raise Http404("This invite link is not valid (any more).")
+    external_id = request.GET.get("PROLIFIC_PID", request.GET.get("participant"))
+    try:
+        if external_id is not None:
+            entry = {key: request.GET[param][:128] for param, key in ENTRY_PARAMETERS.items() if param in request.GET}
+            user = participant_join(study=study, external_id=external_id.strip(), entry=entry)
+            if request.user.is_authenticated and request.user.pk != user.pk:
+                logout(request)
+            if not request.user.is_authenticated:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        elif request.user.is_authenticated:
+            membership_join(study=study, user=request.user)
+        else:
+            return redirect_to_login(request.get_full_path())
+    except AnnotationError as exc:
+        return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)}, status=400)
+    return redirect("annotate", slug=study.slug)
+
+
 # --- researchers ---------------------------------------------------------------------
 
 
@@ -301,10 +344,18 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     from annotation.forms import StudyImportForm
 
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    invite = request.build_absolute_uri(reverse("join", args=[study.invite_token]))
     return render(
         request,
         "annotation/study_detail.html",
-        {"study": study, "dashboard": selectors.study_dashboard(study=study), "import_form": StudyImportForm()},
+        {
+            "study": study,
+            "dashboard": selectors.study_dashboard(study=study),
+            "import_form": StudyImportForm(),
+            "invite_url": invite,
+            "prolific_url": invite
+            + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",
+        },
     )
 
 
