@@ -350,7 +350,7 @@ def reward_model_latest(*, study_id: int) -> RewardModelVersion | None:
 
 
 def queue_waiting_count(*, study_id: int) -> int:
-    return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED).count()
+    return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False).count()
 
 
 def item_key(candidate_ids: list[int]) -> str:
@@ -395,7 +395,8 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
     judged = Judgment.objects.filter(study_id=study_id).count()
     # Never queue more work than the budget still pays for.
     outstanding = (
-        Comparison.objects.filter(study_id=study_id).exclude(status=Comparison.Status.DONE).count() * study.overlap
+        Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()
+        * study.overlap
     )
     room = (study.budget - judged - outstanding) // study.overlap
     want = min(study.queue_target - waiting, room)
@@ -518,7 +519,8 @@ def _excluded_sets(*, study_id: int, index: dict[int, int]) -> set[tuple[int, ..
     """Sorted row-index tuples of every comparison the study already has (pairs
     and lists), so no set of items is queued twice."""
     excluded: set[tuple[int, ...]] = set()
-    for key in Comparison.objects.filter(study_id=study_id).values_list("item_key", flat=True).iterator():
+    keys = Comparison.objects.filter(study_id=study_id, is_gold=False).values_list("item_key", flat=True)
+    for key in keys.iterator():
         ids = [int(x) for x in key.split("-")]
         if all(c in index for c in ids):
             excluded.add(tuple(sorted(index[c] for c in ids)))

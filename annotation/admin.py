@@ -55,6 +55,8 @@ class StudyAdmin(admin.ModelAdmin):
                     "allow_skip",
                     "highlight_diff",
                     "blind",
+                    "gold_rate",
+                    "gold_min_accuracy",
                 )
             },
         ),

@@ -31,7 +31,16 @@ from django.db import connections, transaction
 from django.db.models import Model
 from django.utils.text import slugify
 
-from annotation.models import Candidate, Membership, Prompt, Study
+from annotation.models import (
+    GOLD_JUDGMENTS_WANTED,
+    GOLD_KEY_PREFIX,
+    Candidate,
+    Comparison,
+    ComparisonItem,
+    Membership,
+    Prompt,
+    Study,
+)
 from annotation.rendering import safe_image_url
 
 if TYPE_CHECKING:
@@ -44,7 +53,9 @@ BATCH_SIZE = 1000
 LOOKUP_CHUNK = 5000
 
 MESSAGE_ROLES = ("user", "assistant", "system")
-RECORD_FIELDS = frozenset({"prompt", "id", "format", "metadata", "candidates"})
+RECORD_FIELDS = frozenset({"prompt", "id", "format", "metadata", "candidates", "gold"})
+GOLD_FIELDS = frozenset({"better", "worse", "kind"})
+GOLD_KINDS = ("gold", "attention")
 CANDIDATE_FIELDS = frozenset({"text", "source", "metadata", "image"})
 MESSAGE_FIELDS = frozenset({"role", "content"})
 
@@ -88,6 +99,8 @@ class PromptRecord:
     metadata: dict[str, Any]
     candidates: tuple[CandidateRecord, ...]
     line: int
+    # A known answer: (index of the better candidate, index of the worse, kind).
+    gold: tuple[int, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +246,38 @@ def _parse_record(obj: Any, *, line: int) -> PromptRecord:
             _parse_candidate(item, line=line, field=f"candidates[{index}]") for index, item in enumerate(candidates)
         ),
         line=line,
+        gold=_parse_gold(obj.get("gold"), n_candidates=len(candidates), line=line),
     )
+
+
+def _parse_gold(value: Any, *, n_candidates: int, line: int) -> tuple[int, int, str] | None:
+    """``{"better": i, "worse": j, "kind": "gold" | "attention"}``: a comparison
+    with a known answer, by the candidates' indices on this line."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ImportFileError(f"must be an object, got {_type_name(value)}", line=line, field="gold")
+    unknown = sorted(set(value) - GOLD_FIELDS)
+    if unknown:
+        raise ImportFileError(
+            'unknown field; expected "better", "worse", "kind"', line=line, field=f"gold.{unknown[0]}"
+        )
+    picked = []
+    for key in ("better", "worse"):
+        index = value.get(key)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n_candidates:
+            raise ImportFileError(
+                f"must be the index of a candidate on this line (0 to {n_candidates - 1})",
+                line=line,
+                field=f"gold.{key}",
+            )
+        picked.append(index)
+    if picked[0] == picked[1]:
+        raise ImportFileError("must differ from gold.better", line=line, field="gold.worse")
+    kind = value.get("kind", "gold")
+    if kind not in GOLD_KINDS:
+        raise ImportFileError(f"must be one of: {', '.join(GOLD_KINDS)}", line=line, field="gold.kind")
+    return picked[0], picked[1], kind
 
 
 def _parse_messages(messages: list[Any], *, line: int) -> list[dict[str, str]]:
@@ -391,6 +435,7 @@ def study_import_records(*, study: Study, records: Sequence[PromptRecord]) -> Im
             )
         )
     Candidate.objects.bulk_create(new_candidates, batch_size=BATCH_SIZE)
+    _gold_comparisons_create(study=study, records=records, record_hashes=record_hashes, prompt_ids=prompt_ids)
     if new_candidates:
         # New candidates open new pairs: fill the queue before anyone asks.
         from activelearn.services import refill_request
@@ -404,6 +449,53 @@ def study_import_records(*, study: Study, records: Sequence[PromptRecord]) -> Im
         candidates_created=len(new_candidates),
         duplicates_skipped=duplicates,
     )
+
+
+def _gold_comparisons_create(
+    *, study: Study, records: Sequence[PromptRecord], record_hashes: list[str], prompt_ids: dict[str, int]
+) -> int:
+    """Known-answer comparisons from the records' ``gold`` entries.
+
+    They are served to every annotator once, at the study's gold rate, never
+    through the strategy's queue; a pair already in the study as gold is not
+    added again.
+    """
+    from activelearn.services import item_key
+
+    wanted = []
+    for record, prompt_hash in zip(records, record_hashes, strict=True):
+        if record.gold is None:
+            continue
+        better, worse, kind = record.gold
+        hashes = [
+            candidate_content_hash(prompt_hash=prompt_hash, text=record.candidates[i].text) for i in (better, worse)
+        ]
+        wanted.append((prompt_hash, hashes, kind))
+    if not wanted:
+        return 0
+    ids = _ids_by_hash(Candidate, study=study, hashes={h for _, hashes, _ in wanted for h in hashes})
+    existing = set(Comparison.objects.filter(study=study, is_gold=True).values_list("item_key", flat=True))
+    created = 0
+    for prompt_hash, (better_hash, worse_hash), kind in wanted:
+        pair = [ids[better_hash], ids[worse_hash]]
+        key = GOLD_KEY_PREFIX + item_key(pair)
+        if key in existing:
+            continue
+        existing.add(key)
+        comparison = Comparison.objects.create(
+            study=study,
+            prompt_id=prompt_ids[prompt_hash],
+            item_key=key,
+            judgments_wanted=GOLD_JUDGMENTS_WANTED,
+            strategy="gold",
+            is_gold=True,
+            gold_answer={"better": pair[0], "worse": pair[1], "kind": kind},
+        )
+        ComparisonItem.objects.bulk_create(
+            ComparisonItem(comparison=comparison, candidate_id=cid, position=pos) for pos, cid in enumerate(pair)
+        )
+        created += 1
+    return created
 
 
 def _ids_by_hash(model: type[Model], *, study: Study, hashes: Iterable[str]) -> dict[str, int]:

@@ -4,12 +4,17 @@ comparisons, leases and judgments. Behaviour lives in services and selectors."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from activelearn.params import validate_model_params
 
 LIKERT_POINTS = 5
+# Gold comparisons are answered once by every annotator, so they never fill up;
+# their item keys carry a prefix so they never collide with the strategy's.
+GOLD_JUDGMENTS_WANTED = 32767
+GOLD_KEY_PREFIX = "gold:"
 
 
 def new_invite_token() -> str:
@@ -96,6 +101,16 @@ class Study(models.Model):
         default=True,
         help_text="Hide model names and show each annotator the responses in their own random order "
         "(the order shown is recorded with the answer).",
+    )
+    gold_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of comparisons served from the gold and attention-check items (0 to 0.5).",
+    )
+    gold_min_accuracy = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Annotators below this accuracy on gold items (after 3 of them) are flagged to researchers.",
     )
     invite_token = models.CharField(
         max_length=64,

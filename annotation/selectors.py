@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q
+from django.db.models import Avg, Count, Q
 from django.http import Http404
 from django.utils import timezone
 from django.utils.safestring import SafeString
@@ -315,6 +315,11 @@ class StudyDashboard:
     best_responses: tuple[BestResponseRow, ...] = ()
     best_responses_total: int = 0
     recommendation_method: str = ""
+    quality: tuple[AnnotatorQuality, ...] = ()
+
+    @property
+    def flagged(self) -> int:
+        return sum(1 for q in self.quality if q.flags)
 
     @property
     def percent(self) -> int:
@@ -323,12 +328,107 @@ class StudyDashboard:
         return min(100, round(100 * self.judgments / self.budget))
 
 
+GOLD_MIN_ANSWERED = 3
+ANNOTATORS_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class AnnotatorQuality:
+    """One annotator's work and checks, as researchers see it."""
+
+    user_id: int
+    name: str
+    judgments: int
+    gold_answered: int
+    gold_correct: int
+    attention_answered: int
+    attention_failed: int
+    mean_seconds: float | None
+    skips: int
+    flags: tuple[str, ...]
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return self.gold_correct / self.gold_answered if self.gold_answered else None
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else float(ms) / 1000
+
+
+def _gold_correct(ranking: list, answer: dict) -> bool:
+    """Whether a judgment put the known better response first, alone."""
+    return bool(ranking) and ranking[0] == answer.get("better")
+
+
+def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
+    """Per annotator: judgments, gold accuracy, attention checks, time on task,
+    skips, and why they are flagged, flagged annotators first.
+
+    An annotator is flagged, never dropped, when their gold accuracy is under
+    the study's ``gold_min_accuracy`` after ``GOLD_MIN_ANSWERED`` gold items, or
+    when they failed an attention check: researchers decide what to do. Four
+    queries, however many annotators and judgments.
+    """
+    rows = {
+        row["annotator_id"]: row
+        for row in Judgment.objects.filter(study=study)
+        .values("annotator_id")
+        .annotate(n=Count("id"), mean_ms=Avg("time_on_task_ms"))
+    }
+    checks: dict[int, list[int]] = {}  # annotator → [gold n, gold ok, attention n, attention failed]
+    for annotator_id, ranking, answer in Judgment.objects.filter(study=study, comparison__is_gold=True).values_list(
+        "annotator_id", "ranking", "comparison__gold_answer"
+    ):
+        counts = checks.setdefault(annotator_id, [0, 0, 0, 0])
+        correct = _gold_correct(ranking, answer or {})
+        if (answer or {}).get("kind") == "attention":
+            counts[2] += 1
+            counts[3] += not correct
+        else:
+            counts[0] += 1
+            counts[1] += correct
+    skips = dict(
+        Assignment.objects.filter(study=study, status=Assignment.Status.SKIPPED)
+        .values_list("annotator_id")
+        .annotate(n=Count("id"))
+        .values_list("annotator_id", "n")
+    )
+    members = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).select_related("user")
+    names = {m.user_id: m.external_id or m.user.get_username() for m in members}
+    result = []
+    for user_id in sorted(set(names) | set(rows)):
+        gold_n, gold_ok, att_n, att_failed = checks.get(user_id, [0, 0, 0, 0])
+        flags = []
+        if gold_n >= GOLD_MIN_ANSWERED and gold_ok / gold_n < study.gold_min_accuracy:
+            flags.append(f"gold accuracy {gold_ok}/{gold_n} is under {study.gold_min_accuracy:.0%}")
+        if att_failed:
+            flags.append(f"failed {att_failed} of {att_n} attention check{'s' if att_n != 1 else ''}")
+        result.append(
+            AnnotatorQuality(
+                user_id=user_id,
+                name=names.get(user_id, f"user {user_id}"),
+                judgments=rows.get(user_id, {}).get("n", 0),
+                gold_answered=gold_n,
+                gold_correct=gold_ok,
+                attention_answered=att_n,
+                attention_failed=att_failed,
+                mean_seconds=_seconds(rows.get(user_id, {}).get("mean_ms")),
+                skips=skips.get(user_id, 0),
+                flags=tuple(flags),
+            )
+        )
+    result.sort(key=lambda q: (not q.flags, -q.judgments, q.name))
+    return result
+
+
 def study_dashboard(*, study: Study) -> StudyDashboard:
     """What a researcher watches live: queue, leases, judgments, annotators, model history.
 
     ``queue_depth`` is the number of queued comparisons; ``leased_now`` counts
     live (unexpired) leases. Model versions are newest first, at most
-    ``MODEL_VERSIONS_SHOWN`` of them. Six queries, independent of study size.
+    ``MODEL_VERSIONS_SHOWN`` of them, and annotator quality (see
+    :func:`annotator_quality`). A fixed number of queries, independent of study size.
     """
     by_strategy = tuple(
         StrategyCount(strategy=row["strategy"], total=row["total"], queued=row["queued"], done=row["done"])
@@ -365,7 +465,7 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
     recommendation = versions.order_by("-version").values_list("recommendation", flat=True).first() or {}
     best, best_total = _best_responses(recommendation)
     return StudyDashboard(
-        queue_depth=sum(s.queued for s in by_strategy),
+        queue_depth=sum(s.queued for s in by_strategy if s.strategy != "gold"),
         leased_now=leased_now,
         judgments=judgments,
         budget=study.budget,
@@ -376,6 +476,7 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         best_responses=best,
         best_responses_total=best_total,
         recommendation_method=str(recommendation.get("method", "")),
+        quality=tuple(annotator_quality(study=study)[:ANNOTATORS_SHOWN]),
     )
 
 

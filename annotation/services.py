@@ -122,8 +122,12 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
         return None
 
     leases_expire(study_id=study.id)
+    if study.gold_rate > 0 and random.random() < study.gold_rate:
+        gold = _gold_lease(study=study, annotator=annotator, now=now)
+        if gold is not None:
+            return gold
     comparison = (
-        Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED)
+        Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED, is_gold=False)
         .exclude(judgments__annotator=annotator)
         .exclude(
             # One subquery, so both conditions hold for the same assignment row.
@@ -154,6 +158,29 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
         },
     )
     comparison_status_refresh(comparison_ids=[comparison.id])
+    return Lease(assignment=assignment, created=True)
+
+
+def _gold_lease(*, study: Study, annotator: AbstractBaseUser, now) -> Lease | None:
+    """A gold or attention-check comparison this annotator has not seen, or None.
+
+    Every annotator answers each gold item once, so no row lock is needed: many
+    annotators may hold the same gold comparison at the same time.
+    """
+    seen = Assignment.objects.filter(annotator=annotator, study=study).values("comparison_id")
+    comparison = Comparison.objects.filter(study=study, is_gold=True).exclude(id__in=seen).order_by("?").first()
+    if comparison is None:
+        return None
+    order = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    random.SystemRandom().shuffle(order)  # always: the known answer must not sit in one place
+    assignment = Assignment.objects.create(
+        study=study,
+        comparison=comparison,
+        annotator=annotator,
+        leased_at=now,
+        expires_at=now + timedelta(seconds=study.lease_seconds),
+        display_order=order,
+    )
     return Lease(assignment=assignment, created=True)
 
 

@@ -416,7 +416,9 @@ def test_study_detail_shows_queue_depth_and_model_versions(client_for, researche
 def test_dashboard_partial_for_htmx_and_redirect_without(client_for, researcher, study, django_assert_max_num_queries):
     client = client_for(researcher)
     url = reverse("study_dashboard", args=[study.slug])
-    with django_assert_max_num_queries(10):
+    # Session and user, the study and its access check, the dashboard's own
+    # aggregates and the annotator-quality table: fixed, not per row.
+    with django_assert_max_num_queries(14):
         partial = client.get(url, **HTMX)
     assert partial.status_code == 200
     assert partial.content.decode().lstrip().startswith('<section id="dashboard"')
