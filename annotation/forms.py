@@ -10,7 +10,8 @@ IMPORT_FILE_HELP = (
     "A UTF-8 JSONL file, one prompt per line: "
     '{"prompt": "…" or [{"role": "user", "content": "…"}, …], '
     '"candidates": ["response", {"text": "response", "source": "model name"}, {"image": "https://…"}, …], '
-    '"id": "optional", "format": "text | markdown | conversation (optional)", "metadata": {…}}. '
+    '"id": "optional", "format": "text | markdown | conversation (optional)", "metadata": {…}, '
+    '"gold": {"better": 1, "worse": 0, "kind": "gold | attention"} (optional: a known answer)}. '
     "Duplicate prompts and responses are skipped; a file with any bad line imports nothing."
 )
 

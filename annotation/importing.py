@@ -9,6 +9,9 @@ One JSON object per line::
      "candidates": ["plain string" | {"text": "...", "source": "model", "metadata": {...}}
                     | {"image": "https://… or /path", "text": "optional caption", …}, ...]}
 
+A line may carry ``"gold": {"better": i, "worse": j, "kind": "gold" | "attention"}``:
+candidates i and j then also form a known-answer comparison for quality control.
+
 Prompts and responses in the HH-RLHF transcript form ("\n\nHuman: …\n\nAssistant: …")
 are kept as text and shown turn by turn.
 
