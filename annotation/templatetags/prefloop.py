@@ -8,6 +8,8 @@ survives only where the allow-list lets it.
 
 from __future__ import annotations
 
+import threading
+
 import markdown as markdown_lib
 import nh3
 from django import template
@@ -43,15 +45,31 @@ MODEL_TEXT_EXTENSIONS = [*MARKDOWN_EXTENSIONS, "nl2br"]
 ALLOWED_CLASSES = {"div": {"highlight"}, "span": set(STANDARD_TYPES.values()) - {""}}
 
 
+_renderers = threading.local()
+
+
+def _renderer(extensions: list[str]) -> markdown_lib.Markdown:
+    """A Markdown renderer per thread and extension set, reused: building one
+    (its extensions and Pygments set-up) costs more than a typical conversion."""
+    cache = _renderers.__dict__.setdefault("by_extensions", {})
+    key = tuple(extensions)
+    renderer = cache.get(key)
+    if renderer is None:
+        renderer = markdown_lib.Markdown(
+            extensions=extensions, extension_configs=EXTENSION_CONFIGS, output_format="html"
+        )
+        # Raw HTML in the source is shown as text, not interpreted: a response
+        # that talks about `<script>` tags should read as written. nh3 below is
+        # the second line of defence.
+        renderer.preprocessors.deregister("html_block")
+        renderer.inlinePatterns.deregister("html")
+        cache[key] = renderer
+    return renderer.reset()
+
+
 def markdown_to_safe_html(text: str, *, extensions: list[str] = MARKDOWN_EXTENSIONS) -> SafeString:
     """Render Markdown to HTML and keep only allow-listed markup."""
-    renderer = markdown_lib.Markdown(extensions=extensions, extension_configs=EXTENSION_CONFIGS, output_format="html")
-    # Raw HTML in the source is shown as text, not interpreted: a response that
-    # talks about `<script>` tags should read as written. nh3 below is the
-    # second line of defence.
-    renderer.preprocessors.deregister("html_block")
-    renderer.inlinePatterns.deregister("html")
-    html = renderer.convert(text or "")
+    html = _renderer(extensions).convert(text or "")
     cleaned = nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),
