@@ -63,6 +63,15 @@
     }
     var key = String(event.key).toLowerCase();
     if (key === "enter") return; // buttons and the ranking (rank.js) handle Enter
+    if (key === "g" && !form.querySelector('.rank-item[data-card="G"]')) {
+      var guidelines = document.querySelector("details.guidelines");
+      if (guidelines) {
+        event.preventDefault();
+        guidelines.open = !guidelines.open;
+        if (guidelines.open) guidelines.scrollIntoView({ block: "nearest" });
+      }
+      return;
+    }
     if (key === "u") {
       var undo = document.querySelector("#comparison .undo-button");
       if (undo && getComputedStyle(undo.form).visibility !== "hidden") {

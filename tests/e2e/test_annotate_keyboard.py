@@ -165,3 +165,26 @@ def test_undo_with_the_keyboard_brings_the_answer_back(live_server, transactiona
     context.close()
 
     assert list(Judgment.objects.filter(annotator=user).values_list("comparison_id", "choice")) == [(int(first), "b")]
+
+
+def test_guidelines_open_first_and_toggle_with_g(live_server, transactional_db, browser):
+    study = StudyFactory(name="Guidelines study", guidelines=GUIDELINES)
+    for text, responses in PROMPTS.items():
+        prompt = PromptFactory(study=study, text=text)
+        for response in responses:
+            CandidateFactory(prompt=prompt, text=response)
+    user = UserFactory(username="reader-g")
+    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+    assert page.evaluate("document.querySelector('details.guidelines').open") is True
+    page.keyboard.press("g")
+    assert page.evaluate("document.querySelector('details.guidelines').open") is False
+    page.keyboard.press("g")
+    assert page.evaluate("document.querySelector('details.guidelines').open") is True
+    context.close()
