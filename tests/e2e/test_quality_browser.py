@@ -1,0 +1,71 @@
+"""Gold and attention checks in the browser: served among ordinary comparisons,
+answered blind like any other, and a careless annotator flagged on the study page."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.urls import reverse
+
+from annotation import services
+from annotation.importing import study_import_jsonl
+from annotation.models import Judgment, Membership
+from tests.factories import PASSWORD, MembershipFactory, StudyFactory, UserFactory
+
+pytestmark = [pytest.mark.e2e]
+
+NEW_COMPARISON = """
+previous => {
+  const el = document.getElementById("comparison");
+  return el && el.dataset.comparisonId !== previous;
+}
+"""
+
+
+def _log_in(page, live_server, user, next_url):
+    page.goto(live_server.url + reverse("login") + "?next=" + next_url)
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + next_url)
+
+
+def test_careless_annotator_is_flagged_to_the_researcher(
+    live_server, transactional_db, browser, artifacts_dir, monkeypatch
+):
+    study = StudyFactory(name="Quality study", gold_rate=0.5)
+    lines = [{"prompt": f"Which is the capital of France? ({k})", "candidates": ["Paris.", "Berlin."],
+              "gold": {"better": 0, "worse": 1}} for k in range(3)]  # fmt: skip
+    lines += [
+        {"prompt": f"Ordinary prompt {k}", "candidates": [f"One {k}", f"Two {k}", f"Three {k}"]} for k in range(4)
+    ]
+    study_import_jsonl(study=study, fileobj=io.BytesIO("\n".join(json.dumps(x) for x in lines).encode()))
+    monkeypatch.setattr(services.random, "random", lambda: 0.0)  # gold first, while there is any
+    annotator = UserFactory(username="careless")
+    MembershipFactory(user=annotator, study=study, role=Membership.Role.ANNOTATOR)
+    researcher = UserFactory(username="watcher")
+    MembershipFactory(user=researcher, study=study, role=Membership.Role.RESEARCHER)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _log_in(page, live_server, annotator, reverse("annotate", args=[study.slug]))
+    for _ in range(3):
+        # Always pick the response that says Berlin, wherever it is shown.
+        shown = page.get_attribute("#comparison", "data-comparison-id")
+        berlin = page.locator(".candidate", has_text="Berlin.").get_attribute("data-card")
+        page.keyboard.press("1" if berlin == "A" else "2")
+        page.wait_for_function(NEW_COMPARISON, arg=shown, timeout=10_000)
+    assert "Berlin." not in page.inner_text("#comparison"), "gold is served once to each annotator"
+    context.close()
+    assert Judgment.objects.filter(annotator=annotator, comparison__is_gold=True).count() == 3
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
+    table = page.locator("#annotator-quality")
+    assert "1 flagged for review" in table.inner_text()
+    assert "gold accuracy 0/3 is under 70%" in table.locator("tr.is-flagged").inner_text()
+    page.screenshot(path=str(artifacts_dir / "study-quality.png"), full_page=True)
+    context.close()
