@@ -248,11 +248,20 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
         except AnnotationError as exc:
             error = str(exc)
 
+    undo = None
+    if submission is not None and submission.created:
+        undo = {"judgment_id": submission.judgment.id, "seconds": UNDO_SECONDS_SHOWN}
+    return _next_comparison(request, study, error=error, undo=undo)
+
+
+def _next_comparison(request: HttpRequest, study: Study, *, error: str, undo: dict | None = None) -> HttpResponse:
+    """After an answer, a skip or an undo: the annotator's next comparison as the
+    htmx partial (400 with the message and the refused form's values kept when
+    ``error``), or a redirect to the annotate page for a plain form post."""
     if not request.htmx:
         if error:
             messages.error(request, error)
         return redirect("annotate", slug=study.slug)
-
     try:
         lease = assignment_lease_or_refill(study=study, annotator=request.user)
     except StudyNotOpen as exc:
@@ -266,8 +275,8 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     context = _comparison_context(
         study=study, user=request.user, lease=lease, error=error, post=request.POST if error else None
     )
-    if submission is not None and submission.created and lease is not None:
-        context["undo"] = {"judgment_id": submission.judgment.id, "seconds": UNDO_SECONDS_SHOWN}
+    if undo is not None and lease is not None:
+        context["undo"] = undo
     return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
 
 
@@ -284,18 +293,7 @@ def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
         judgment_undo(study=study, annotator=request.user, judgment_id=judgment_id)
     except AnnotationError as exc:
         error = str(exc)
-    if not request.htmx:
-        if error:
-            messages.error(request, error)
-        return redirect("annotate", slug=study.slug)
-    try:
-        lease = assignment_lease_or_refill(study=study, annotator=request.user)
-    except StudyNotOpen as exc:
-        return render(
-            request, "annotation/_comparison.html", {"study": study, "comparison": None, "closed_message": str(exc)}
-        )
-    context = _comparison_context(study=study, user=request.user, lease=lease, error=error)
-    return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
+    return _next_comparison(request, study, error=error)
 
 
 # --- joining ----------------------------------------------------------------------

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Comparison, Judgment, Membership
-from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
+from annotation.models import Comparison, Judgment
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member, study_with_prompts
+from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.e2e]
 
@@ -31,23 +32,12 @@ PROMPTS = {
         "Amber afternoon —\nchestnuts split on the cold path,\nsmoke of distant fires",
     ],
 }
-NEW_COMPARISON = """
-previous => {
-  const el = document.getElementById("comparison");
-  return el && el.dataset.comparisonId && el.dataset.comparisonId !== previous;
-}
-"""
 
 
 def test_keyboard_answers_swap_in_without_reload(live_server, transactional_db, browser, artifacts_dir):
-    study = StudyFactory(name="Keyboard study", guidelines=GUIDELINES)
-    for text, responses in PROMPTS.items():
-        prompt = PromptFactory(study=study, text=text)
-        for response in responses:
-            CandidateFactory(prompt=prompt, text=response)
+    study = study_with_prompts(PROMPTS, name="Keyboard study", guidelines=GUIDELINES)
     # No queue yet: the first visit tops it up synchronously.
-    user = UserFactory(username="keyboard")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    user = member(study, "keyboard")
 
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -98,21 +88,12 @@ def test_keyboard_answers_swap_in_without_reload(live_server, transactional_db, 
 
 def test_refused_answer_is_shown_in_place_and_can_be_retried(live_server, transactional_db, browser):
     """A 400 from the server (answer to a comparison not leased to me) is swapped in, not dropped."""
-    study = StudyFactory(name="Retry study")
-    for text, responses in PROMPTS.items():
-        prompt = PromptFactory(study=study, text=text)
-        for response in responses:
-            CandidateFactory(prompt=prompt, text=response)
-    user = UserFactory(username="retry")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    study = study_with_prompts(PROMPTS, name="Retry study")
+    user = member(study, "retry")
 
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
 
     mine = page.get_attribute("#comparison", "data-comparison-id")
     other = Comparison.objects.filter(study=study).exclude(id=int(mine)).values_list("id", flat=True).first()
@@ -133,21 +114,12 @@ def test_refused_answer_is_shown_in_place_and_can_be_retried(live_server, transa
 
 def test_undo_with_the_keyboard_brings_the_answer_back(live_server, transactional_db, browser):
     """U right after an answer takes it back; the same comparison can be answered again."""
-    study = StudyFactory(name="Undo study")
-    for text, responses in PROMPTS.items():
-        prompt = PromptFactory(study=study, text=text)
-        for response in responses:
-            CandidateFactory(prompt=prompt, text=response)
-    user = UserFactory(username="undoer")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    study = study_with_prompts(PROMPTS, name="Undo study")
+    user = member(study, "undoer")
 
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
 
     first = page.get_attribute("#comparison", "data-comparison-id")
     page.keyboard.press("1")
@@ -168,20 +140,11 @@ def test_undo_with_the_keyboard_brings_the_answer_back(live_server, transactiona
 
 
 def test_guidelines_open_first_and_toggle_with_g(live_server, transactional_db, browser):
-    study = StudyFactory(name="Guidelines study", guidelines=GUIDELINES)
-    for text, responses in PROMPTS.items():
-        prompt = PromptFactory(study=study, text=text)
-        for response in responses:
-            CandidateFactory(prompt=prompt, text=response)
-    user = UserFactory(username="reader-g")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    study = study_with_prompts(PROMPTS, name="Guidelines study", guidelines=GUIDELINES)
+    user = member(study, "reader-g")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
     assert page.evaluate("document.querySelector('details.guidelines').open") is True
     page.keyboard.press("g")
     assert page.evaluate("document.querySelector('details.guidelines').open") is False

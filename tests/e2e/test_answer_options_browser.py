@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Assignment, Judgment, Membership
-from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
+from annotation.models import Assignment, Judgment
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member
+from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
 
@@ -24,12 +25,6 @@ PROMPTS = {
     "How many bones does an adult human have?": ["206.", "About 300, more or less."],
     "What is the capital of Australia?": ["Canberra.", "Sydney."],
 }
-NEW_COMPARISON = """
-previous => {
-  const el = document.getElementById("comparison");
-  return el && el.dataset.comparisonId && el.dataset.comparisonId !== previous;
-}
-"""
 
 
 def test_strength_aspects_rationale_and_skip(live_server, transactional_db, browser, artifacts_dir):
@@ -41,19 +36,13 @@ def test_strength_aspects_rationale_and_skip(live_server, transactional_db, brow
         prompt = PromptFactory(study=study, text=text)
         for response in responses:
             CandidateFactory(prompt=prompt, text=response)
-    user = UserFactory(username="options")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    user = member(study, "options")
 
     context = browser.new_context(viewport={"width": 1280, "height": 1100})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
-    page.wait_for_load_state("load")
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
 
     first = page.get_attribute("#comparison", "data-comparison-id")
     # Nothing rated yet: the browser refuses to send the answer.

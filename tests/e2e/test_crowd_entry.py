@@ -6,16 +6,10 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Judgment, Membership
+from tests.e2e.helpers import NEW_COMPARISON
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
-
-NEW_COMPARISON = """
-previous => {
-  const el = document.getElementById("comparison");
-  return el && el.dataset.comparisonId !== previous;
-}
-"""
 
 
 def test_prolific_participant_reaches_the_completion_code(live_server, transactional_db, browser, artifacts_dir):

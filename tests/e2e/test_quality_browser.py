@@ -12,24 +12,10 @@ from django.urls import reverse
 from annotation import services
 from annotation.importing import study_import_jsonl
 from annotation.models import Judgment, Membership
-from tests.factories import PASSWORD, MembershipFactory, StudyFactory, UserFactory
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member
+from tests.factories import StudyFactory
 
 pytestmark = [pytest.mark.e2e]
-
-NEW_COMPARISON = """
-previous => {
-  const el = document.getElementById("comparison");
-  return el && el.dataset.comparisonId !== previous;
-}
-"""
-
-
-def _log_in(page, live_server, user, next_url):
-    page.goto(live_server.url + reverse("login") + "?next=" + next_url)
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + next_url)
 
 
 def test_careless_annotator_is_flagged_to_the_researcher(
@@ -43,14 +29,12 @@ def test_careless_annotator_is_flagged_to_the_researcher(
     ]
     study_import_jsonl(study=study, fileobj=io.BytesIO("\n".join(json.dumps(x) for x in lines).encode()))
     monkeypatch.setattr(services.random, "random", lambda: 0.0)  # gold first, while there is any
-    annotator = UserFactory(username="careless")
-    MembershipFactory(user=annotator, study=study, role=Membership.Role.ANNOTATOR)
-    researcher = UserFactory(username="watcher")
-    MembershipFactory(user=researcher, study=study, role=Membership.Role.RESEARCHER)
+    annotator = member(study, "careless")
+    researcher = member(study, "watcher", Membership.Role.RESEARCHER)
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    _log_in(page, live_server, annotator, reverse("annotate", args=[study.slug]))
+    log_in(page, live_server, annotator, reverse("annotate", args=[study.slug]))
     for _ in range(3):
         # Always pick the response that says Berlin, wherever it is shown.
         shown = page.get_attribute("#comparison", "data-comparison-id")
@@ -63,7 +47,7 @@ def test_careless_annotator_is_flagged_to_the_researcher(
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    _log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
+    log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
     table = page.locator("#annotator-quality")
     assert "1 flagged for review" in table.inner_text()
     assert "gold accuracy 0/3 is under 70%" in table.locator("tr.is-flagged").inner_text()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Assignment, Judgment, Membership
-from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
+from annotation.models import Assignment, Judgment
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member
+from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
 
@@ -33,12 +34,6 @@ PROMPTS = {
         "Make the bedroom cool, dark and quiet.",
     ],
 }
-NEW_COMPARISON = """
-previous => {
-  const el = document.getElementById("comparison");
-  return el && el.dataset.comparisonId && el.dataset.comparisonId !== previous;
-}
-"""
 SCREEN_ORDER = """
 () => Array.from(document.querySelectorAll('#comparison .rank-item')).map(li => ({
   position: Number(li.dataset.position), place: li.querySelector('.rank-number').textContent.trim(),
@@ -59,20 +54,14 @@ def test_rank_lists_by_keyboard_drag_and_ties(live_server, transactional_db, bro
         prompt = PromptFactory(study=study, text=text)
         for response in responses:
             CandidateFactory(prompt=prompt, text=response)
-    user = UserFactory(username="ranker")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    user = member(study, "ranker")
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("response", lambda r: errors.append(r.url) if "/static/" in r.url and r.status >= 400 else None)
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
-    page.wait_for_load_state("load")
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
     assert page.evaluate("typeof window.Sortable") == "function", "SortableJS did not load"
     page.evaluate("window.__prefloopMarker = 'same page'")
     expected: dict[int, list] = {}

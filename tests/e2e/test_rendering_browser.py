@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Membership
-from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
+from tests.e2e.helpers import log_in, member
+from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
 
@@ -30,17 +30,11 @@ def test_conversation_code_and_differences(live_server, transactional_db, browse
     prompt = PromptFactory(study=study, text=HH)
     CandidateFactory(prompt=prompt, text=GOOD)
     CandidateFactory(prompt=prompt, text=WORSE)
-    user = UserFactory(username="reader")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    user = member(study, "reader")
 
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
-    page.wait_for_load_state("load")
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
 
     roles = page.locator(".prompt .turn-role").all_inner_texts()
     assert [r.strip().lower() for r in roles] == ["human", "assistant", "human"]

@@ -13,8 +13,9 @@ import json
 import pytest
 from django.urls import reverse
 
-from annotation.models import Membership, Prompt
-from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
+from annotation.models import Prompt
+from tests.e2e.helpers import log_in, member
+from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
 
@@ -46,15 +47,6 @@ CHECK = """
 """
 
 
-def _log_in(page, live_server, user, study):
-    page.goto(live_server.url + reverse("login") + "?next=" + reverse("annotate", args=[study.slug]))
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
-    page.wait_for_load_state("load")
-
-
 def _assert_clean(page, dialogs):
     found = page.evaluate(CHECK)
     assert found == {"marker": 0, "scriptLinks": [], "handlers": [], "iframes": 0}, found
@@ -80,14 +72,13 @@ def test_no_payload_runs_anywhere_on_the_annotate_page(live_server, transactiona
                 prompt=prompt, text=f"{payload}\n\n{ALL}", metadata={"image": f"javascript:{MARK}"} if k == 2 else {}
             )
         CandidateFactory(prompt=prompt, text=json.dumps([{"role": "assistant", "content": ALL}]))
-    user = UserFactory(username="xss-annotator")
-    MembershipFactory(user=user, study=study, role=Membership.Role.ANNOTATOR)
+    user = member(study, "xss-annotator")
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    _log_in(page, live_server, user, study)
+    log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
 
     # Every prompt format: answer until each comparison has been on screen,
     # with a refused answer in between, whose echoed fields carry payloads too.
