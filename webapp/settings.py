@@ -162,6 +162,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 PREFLOOP_EMBEDDER_PATH = env.str("PREFLOOP_EMBEDDER_PATH", default="")
 PREFLOOP_EMBEDDER_MAX_LENGTH = env.int("PREFLOOP_EMBEDDER_MAX_LENGTH", default=256)
 PREFLOOP_DEVICE = env.str("PREFLOOP_DEVICE", default="auto")
+# CPU threads for torch in each Celery worker process; 0 = all cores but one.
+PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default=0)
 PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(MEDIA_ROOT / "checkpoints")))
 # A retrain that has not finished after this many seconds is presumed dead and
 # may be claimed again by the next judgment.
