@@ -27,6 +27,14 @@ def new_invite_token() -> str:
 MAX_ASPECTS = 8
 
 
+def in_display_order(item_ids: list[int], display_order: list[int] | None) -> list[int]:
+    """``item_ids`` (a comparison's candidates) in the order one annotator was
+    shown them; the queued order when no valid display order was recorded."""
+    if display_order and sorted(display_order) == sorted(item_ids):
+        return list(display_order)
+    return list(item_ids)
+
+
 def validate_aspects(value: object) -> None:
     """Aspect names: a list of up to eight distinct short strings."""
     from django.core.exceptions import ValidationError

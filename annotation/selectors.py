@@ -28,6 +28,7 @@ from annotation.models import (
     Membership,
     Prompt,
     Study,
+    in_display_order,
 )
 from annotation.rendering import Message, conversation_messages, diff_html, safe_image_url
 
@@ -212,7 +213,9 @@ class ComparisonDisplay:
         return any(c.diff is not None for c in self.candidates)
 
 
-def comparison_for_display(*, assignment: Assignment, highlight_diff: bool = False) -> ComparisonDisplay:
+def comparison_for_display(
+    *, assignment: Assignment, blind: bool = True, highlight_diff: bool = False
+) -> ComparisonDisplay:
     """The leased comparison as the annotator sees it: prompt, then candidates A, B, … by position.
 
     One query (items joined to their candidate, comparison and prompt).
@@ -221,18 +224,15 @@ def comparison_for_display(*, assignment: Assignment, highlight_diff: bool = Fal
     with an ``image`` URL in its metadata shows the image. With
     ``highlight_diff`` a pair also carries both texts with their differing
     words marked. Items come in the annotator's own order (the assignment's
-    ``display_order``); model names are shown only when the study is not blind.
+    ``display_order``); model names are shown only when not ``blind``.
     """
     items = list(
         ComparisonItem.objects.filter(comparison_id=assignment.comparison_id)
-        .select_related("candidate", "comparison__prompt", "comparison__study")
+        .select_related("candidate", "comparison__prompt")
         .order_by("position")
     )
-    shown = assignment.display_order or []
-    if sorted(shown) == sorted(item.candidate_id for item in items):
-        rank = {cid: k for k, cid in enumerate(shown)}
-        items.sort(key=lambda item: rank[item.candidate_id])
-    blind = items[0].comparison.study.blind if items else True
+    rank = {cid: k for k, cid in enumerate(in_display_order([i.candidate_id for i in items], assignment.display_order))}
+    items.sort(key=lambda item: rank[item.candidate_id])
     prompt = None
     if items and items[0].comparison.prompt is not None:
         row = items[0].comparison.prompt

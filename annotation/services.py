@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Membership, Study
+from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Membership, Study, in_display_order
 
 
 class AnnotationError(Exception):
@@ -324,8 +324,7 @@ def judgment_submit(
 
     # Positions in the answer (A = 0, …) are positions on the annotator's screen.
     item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
-    if sorted(assignment.display_order or []) == sorted(item_ids):
-        item_ids = list(assignment.display_order)
+    item_ids = in_display_order(item_ids, assignment.display_order)
     if ranking is not None:
         choice = Judgment.Choice.RANKED
         stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)

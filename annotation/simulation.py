@@ -374,7 +374,7 @@ class Simulation:
 
     def _comparison_items(self, comparison_id: int, username: str) -> tuple[list[int], str]:
         """Candidate ids in the order this annotator's page shows them (A first)."""
-        from annotation.models import Assignment, Comparison
+        from annotation.models import Assignment, Comparison, in_display_order
 
         comparison = Comparison.objects.select_related("model_version").get(id=comparison_id)
         items = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
@@ -383,8 +383,7 @@ class Simulation:
             .values_list("display_order", flat=True)
             .first()
         )
-        if shown and sorted(shown) == sorted(items):
-            items = list(shown)
+        items = in_display_order(items, shown)
         origin = comparison.strategy + (f"@v{comparison.model_version.version}" if comparison.model_version else "")
         return items, origin
 

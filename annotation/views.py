@@ -67,7 +67,9 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
     when the same comparison is shown again, what the annotator typed and rated
     is put back, so a refusal loses nothing."""
     comparison = (
-        selectors.comparison_for_display(assignment=lease.assignment, highlight_diff=study.highlight_diff)
+        selectors.comparison_for_display(
+            assignment=lease.assignment, blind=study.blind, highlight_diff=study.highlight_diff
+        )
         if lease
         else None
     )
