@@ -1,8 +1,8 @@
-"""Django admin for reward-model versions and the embedding cache (read-mostly)."""
+"""Django admin for reward-model versions, simulation runs and the embedding cache (read-mostly)."""
 
 from django.contrib import admin
 
-from activelearn.models import EmbeddingRecord, RewardModelVersion
+from activelearn.models import EmbeddingRecord, RewardModelVersion, SimulationRun
 
 
 @admin.register(RewardModelVersion)
@@ -53,3 +53,18 @@ class EmbeddingRecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(SimulationRun)
+class SimulationRunAdmin(admin.ModelAdmin):
+    """Recorded runs of ``simulate_annotators`` (the dashboard's regret curve)."""
+
+    list_display = ("study", "started_at", "annotators", "judgments", "utility_kind", "wall_seconds")
+    list_filter = ("study", "utility_kind")
+    list_select_related = ("study",)
+    autocomplete_fields = ("study",)
+    # What a simulation measured: a hand edit would misreport it.
+    readonly_fields = (
+        "started_at", "wall_seconds", "annotators", "judgments", "utility_kind", "config", "totals", "checkpoints",
+        "created_at",
+    )  # fmt: skip

@@ -49,3 +49,31 @@ class EmbeddingRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class SimulationRun(models.Model):
+    """One ``manage.py simulate_annotators`` run: its settings, totals and regret checkpoints.
+
+    Regret needs the simulated annotators' hidden utilities and every model
+    version's scores, which only the simulator has at hand; it records the
+    figures here when it finishes so the dashboard can chart them without
+    loading models in the web process.
+    """
+
+    study = models.ForeignKey("annotation.Study", on_delete=models.CASCADE, related_name="simulation_runs")
+    started_at = models.DateTimeField()
+    wall_seconds = models.FloatField(default=0.0)
+    annotators = models.PositiveIntegerField(default=0)
+    judgments = models.PositiveIntegerField(default=0, help_text="Judgments the simulated annotators submitted.")
+    utility_kind = models.CharField(max_length=16, help_text="Where the hidden utilities came from: embedding or hash.")
+    config = models.JSONField(default=dict, blank=True)
+    totals = models.JSONField(default=dict, blank=True)
+    # [{"judgments", "elapsed_s", "model_version", "model_n_judgments", "regret", "regret_of", "final"?}, …]
+    checkpoints = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=("study", "-created_at"), name="simulationrun_study_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.study} simulation {self.started_at:%Y-%m-%d %H:%M} ({self.judgments} judgments)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,12 +46,15 @@ MIN_JUDGMENTS_TO_TRAIN = 3
 # --- triggers ------------------------------------------------------------------
 
 
-def loop_notify_judgment(*, study_id: int) -> None:
-    """Tell the loop a judgment committed: ask for a retrain, top up the queue."""
+def loop_notify_judgment(*, study_id: int, queue_low_water: int | None = None) -> None:
+    """Tell the loop a judgment committed: ask for a retrain, top up the queue.
+
+    Callers holding the study pass its ``queue_low_water`` (saves a query on
+    every answer)."""
     retrain_request(study_id=study_id)
-    if queue_waiting_count(study_id=study_id) < Study.objects.values_list("queue_low_water", flat=True).get(
-        id=study_id
-    ):
+    if queue_low_water is None:
+        queue_low_water = Study.objects.values_list("queue_low_water", flat=True).get(id=study_id)
+    if queue_waiting_count(study_id=study_id) < queue_low_water:
         refill_request(study_id=study_id)
 
 
@@ -101,16 +105,28 @@ def reward_model_retrain(*, study_id: int) -> RewardModelVersion | None:
     Called by the ``retrain_study`` task. Judgments that commit while a fit
     runs set ``retrain_dirty``; the loop then fits once more, so the newest
     model always includes them, and at most one fit per study runs at a time.
-    After a new version is published the queue is refilled with its choices.
+    Fits of one study start at most every ``PREFLOOP_RETRAIN_MIN_SECONDS``:
+    judgments arriving faster are folded into one fit (a model one judgment
+    newer is barely different, and every fit takes CPU and database time from
+    the annotators' requests). The wait is not slept here: the claim is kept
+    and the task comes back later, so the worker is free meanwhile to refill
+    the queue with the version just published.
     """
+    from activelearn import tasks
+
     latest: RewardModelVersion | None = None
     try:
         while True:
+            started = time.monotonic()
             Study.objects.filter(id=study_id).update(retrain_dirty=False, retrain_claimed_at=timezone.now())
             version = reward_model_fit(study_id=study_id)
             latest = version or latest
             released = Study.objects.filter(id=study_id, retrain_dirty=False).update(retrain_claimed_at=None)
             if released:
+                break
+            wait = started + settings.PREFLOOP_RETRAIN_MIN_SECONDS - time.monotonic()
+            if wait > 0:
+                tasks.retrain_study.apply_async((study_id,), countdown=wait)
                 break
     except Exception:
         Study.objects.filter(id=study_id).update(retrain_claimed_at=None)
@@ -276,11 +292,13 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
         result = reward.fit_reward_model(feats.features, data, config, init_state=init_state)
     recommendation = _recommendation(study=study, model=result.model, feats=feats, data=data)
 
+    # Written before the lock, so answers that touch the study row never wait on the disk.
+    staging = _checkpoint_stage(study_id=study_id, model=result.model)
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(id=study_id)
         newest = reward_model_latest(study_id=study_id)
         number = (newest.version if newest else 0) + 1
-        path = _checkpoint_write(study_id=locked.id, version=number, model=result.model)
+        path = _checkpoint_publish(staging, study_id=locked.id, version=number)
         metrics = {k: _finite_or_none(v) for k, v in result.metrics.items()}
         return RewardModelVersion.objects.create(
             study=locked,
@@ -331,13 +349,21 @@ def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _checkpoint_write(*, study_id: int, version: int, model: RewardModel) -> Path:
-    # The random suffix keeps a recreated database (ids start again) from
-    # colliding with checkpoints of an earlier one.
-    final = Path(settings.PREFLOOP_CHECKPOINT_DIR) / f"study-{study_id}" / f"v{version:05d}-{uuid.uuid4().hex[:8]}"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".v{version:05d}-", dir=final.parent))
+def _checkpoint_stage(*, study_id: int, model: RewardModel) -> Path:
+    """Save ``model`` to a hidden staging folder beside the study's checkpoints."""
+    folder = Path(settings.PREFLOOP_CHECKPOINT_DIR) / f"study-{study_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     model.save(staging)
+    return staging
+
+
+def _checkpoint_publish(staging: Path, *, study_id: int, version: int) -> Path:
+    """Give a staged checkpoint its version's name (an atomic rename).
+
+    The random suffix keeps a recreated database (ids start again) from
+    colliding with checkpoints of an earlier one."""
+    final = Path(settings.PREFLOOP_CHECKPOINT_DIR) / f"study-{study_id}" / f"v{version:05d}-{uuid.uuid4().hex[:8]}"
     os.replace(staging, final)
     return final
 
@@ -382,24 +408,27 @@ class _Pick:
     strategy: str
 
 
-@transaction.atomic
 def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
-    study = Study.objects.select_for_update().get(id=study_id)
+    """Choose outside any lock, then queue in one short transaction.
+
+    Embedding the candidates (seconds for a cold embedder) and running the
+    strategy (up to about two seconds for APOHF on 50,000 candidates) hold no
+    lock, so annotators' answers and leases, which touch the same study and
+    comparison rows, never wait for them. The transaction re-reads the queue,
+    keeps only picks that are still new and fit the room left, and gives up
+    when a newer model was published meanwhile (its own refill queues it).
+    """
+    study = Study.objects.get(id=study_id)
     if study.status != Study.Status.ACTIVE:
         return 0
     latest = reward_model_latest(study_id=study_id) if use_model else None
-    if latest is not None:
-        _queue_retire_stale(study_id=study_id, keep_version_id=latest.id)
-
-    waiting = queue_waiting_count(study_id=study_id)
+    # An upper bound on what the transaction will want: the queue may be
+    # emptied of an older model's picks, but never past the budget.
     judged = Judgment.objects.filter(study_id=study_id).count()
-    # Never queue more work than the budget still pays for.
-    outstanding = (
-        Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()
-        * study.overlap
-    )
-    room = (study.budget - judged - outstanding) // study.overlap
-    want = min(study.queue_target - waiting, room)
+    kept = Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
+    if latest is not None:
+        kept = kept.filter(model_version_id=latest.id)
+    want = min(study.queue_target - kept.count(), (study.budget - judged) // study.overlap)
     if want <= 0:
         return 0
 
@@ -415,7 +444,7 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
         features = None
     index = {int(cid): row for row, cid in enumerate(candidate_ids)}
-    excluded = _excluded_sets(study_id=study_id, index=index)
+    excluded = _excluded_sets(study_id=study_id, index=index, retiring_for=latest.id if latest else None)
     k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
 
     picks: list[_Pick] = []
@@ -448,7 +477,43 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
             taken |= {tuple(sorted(p.items)) for p in extra}
             if len(picks) >= want:
                 break
-    return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=picks, model_version=latest, rng=rng)
+    return _queue_picks(study_id=study_id, latest=latest, candidate_ids=candidate_ids, picks=picks, rng=rng)
+
+
+@transaction.atomic
+def _queue_picks(
+    *,
+    study_id: int,
+    latest: RewardModelVersion | None,
+    candidate_ids: np.ndarray,
+    picks: list[_Pick],
+    rng: np.random.Generator,
+) -> int:
+    """The locked half of a refill: retire stale picks, then queue what still fits."""
+    study = Study.objects.select_for_update().get(id=study_id)
+    if study.status != Study.Status.ACTIVE:
+        return 0
+    if latest is not None:
+        newest = reward_model_latest(study_id=study_id)
+        if newest is not None and newest.id != latest.id:
+            return 0
+        _queue_retire_stale(study_id=study_id, keep_version_id=latest.id)
+    waiting = queue_waiting_count(study_id=study_id)
+    judged = Judgment.objects.filter(study_id=study_id).count()
+    # Never queue more work than the budget still pays for.
+    outstanding = (
+        Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()
+        * study.overlap
+    )
+    room = (study.budget - judged - outstanding) // study.overlap
+    want = min(study.queue_target - waiting, room)
+    if want <= 0 or not picks:
+        return 0
+    # Another refill may have queued some of the same items meanwhile.
+    keys = [item_key([int(candidate_ids[i]) for i in pick.items]) for pick in picks]
+    taken = set(Comparison.objects.filter(study_id=study_id, item_key__in=keys).values_list("item_key", flat=True))
+    fresh = [pick for pick, key in zip(picks, keys, strict=True) if key not in taken][:want]
+    return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=fresh, model_version=latest, rng=rng)
 
 
 def _picks(
@@ -515,16 +580,30 @@ def _strategy_params(study: Study) -> dict:
     return params
 
 
-def _excluded_sets(*, study_id: int, index: dict[int, int]) -> set[tuple[int, ...]]:
+def _excluded_sets(*, study_id: int, index: dict[int, int], retiring_for: int | None = None) -> set[tuple[int, ...]]:
     """Sorted row-index tuples of every comparison the study already has (pairs
-    and lists), so no set of items is queued twice."""
+    and lists), so no set of items is queued twice. With ``retiring_for`` (a
+    model version id), the older picks the refill will retire are not counted:
+    the new model may choose them again."""
     excluded: set[tuple[int, ...]] = set()
-    keys = Comparison.objects.filter(study_id=study_id, is_gold=False).values_list("item_key", flat=True)
+    rows = Comparison.objects.filter(study_id=study_id, is_gold=False)
+    if retiring_for is not None:
+        rows = rows.exclude(id__in=_retirable(study_id=study_id, keep_version_id=retiring_for).values("id"))
+    keys = rows.values_list("item_key", flat=True)
     for key in keys.iterator():
         ids = [int(x) for x in key.split("-")]
         if all(c in index for c in ids):
             excluded.add(tuple(sorted(index[c] for c in ids)))
     return excluded
+
+
+def _retirable(*, study_id: int, keep_version_id: int):
+    """Queued comparisons an older model chose that nobody has leased or answered."""
+    return (
+        Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
+        .exclude(model_version_id=keep_version_id)
+        .filter(assignments__isnull=True, judgments__isnull=True)
+    )
 
 
 def _queue_retire_stale(*, study_id: int, keep_version_id: int) -> int:
@@ -534,11 +613,7 @@ def _queue_retire_stale(*, study_id: int, keep_version_id: int) -> int:
     is left alone, and the filter is re-read after locking so one leased a
     moment ago is not deleted.
     """
-    untouched = (
-        Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
-        .exclude(model_version_id=keep_version_id)
-        .filter(assignments__isnull=True, judgments__isnull=True)
-    )
+    untouched = _retirable(study_id=study_id, keep_version_id=keep_version_id)
     locked = list(
         Comparison.objects.filter(id__in=untouched.values("id"))
         .select_for_update(skip_locked=True)

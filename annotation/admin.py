@@ -14,6 +14,7 @@ from annotation.models import (
     Candidate,
     Comparison,
     ComparisonItem,
+    ImportJob,
     Judgment,
     Membership,
     Prompt,
@@ -176,3 +177,18 @@ class JudgmentAdmin(admin.ModelAdmin):
     list_select_related = ("study", "annotator")
     readonly_fields = ("ranking", "client_info", "created_at")
     date_hierarchy = "created_at"
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Background imports: for finding a failed one's error, not for editing."""
+
+    list_display = ("study", "original_name", "format", "status", "stage", "processed", "total", "created_at")
+    list_filter = ("status", "format")
+    search_fields = ("study__name", "study__slug", "original_name")
+    list_select_related = ("study",)
+    raw_id_fields = ("study", "created_by")
+    readonly_fields = (
+        "format", "file_path", "original_name", "options", "status", "stage", "total", "processed", "error",
+        "result", "created_at", "started_at", "finished_at",
+    )  # fmt: skip

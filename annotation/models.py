@@ -406,3 +406,73 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison_id}: {self.choice}"
+
+
+class ImportJob(models.Model):
+    """A file import that runs in the worker, with progress for the study page.
+
+    The upload is stored under ``MEDIA_ROOT/imports/`` and parsed and written by
+    ``annotation.tasks.import_job_run``; the web process only polls this row.
+    ``total`` is the number of rows (records) in the file once counted;
+    ``processed`` counts rows checked during the ``checking`` stage and rows
+    written during the ``writing`` stage, so the bar moves through both.
+    """
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSONL (prompt + candidates per line)"
+        CSV = "csv", "CSV"
+        HH_RLHF = "hh_rlhf", "HH-RLHF JSONL (chosen / rejected transcripts)"
+        PARQUET = "parquet", "Parquet"
+        HF_DISK = "hf_disk", "Hugging Face dataset (save_to_disk folder, zipped)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Stage(models.TextChoices):
+        CHECKING = "checking", "Checking rows"
+        WRITING = "writing", "Writing rows"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    format = models.CharField(max_length=16, choices=Format.choices)
+    # Path relative to MEDIA_ROOT; removed once the import succeeded.
+    file_path = models.CharField(max_length=500)
+    original_name = models.CharField(max_length=255, blank=True)
+    # Format options, e.g. {"record_preference": true} for chosen/rejected data.
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.CHECKING)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    processed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # ImportResult fields once done: prompts_created, candidates_created, …
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=("study", "-created_at"))]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} into {self.study_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        """Progress over both stages (checking is the first half, writing the second)."""
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.total:
+            return 0
+        done = self.processed + (self.total if self.stage == self.Stage.WRITING else 0)
+        return min(99, int(100 * done / (2 * self.total)))

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from activelearn.models import RewardModelVersion
+from annotation import analytics, charts
 from annotation.models import (
     Assignment,
     Candidate,
@@ -41,8 +42,11 @@ if TYPE_CHECKING:
 # --- access ------------------------------------------------------------------
 
 
-def _study_or_404(slug: str) -> Study:
-    study = Study.objects.filter(slug=slug).first()
+def _study_with_role_or_404(slug: str, user: AnyUser) -> Study:
+    """The study ``slug`` with ``member_role`` set to the user's membership role
+    (None for non-members), in one query; Http404 when there is no such study."""
+    role = Membership.objects.filter(study_id=OuterRef("pk"), user_id=user.pk).values("role")[:1]
+    study = Study.objects.filter(slug=slug).annotate(member_role=Subquery(role)).first()
     if study is None:
         raise Http404("No such study.")
     return study
@@ -57,10 +61,8 @@ def access_study_for_annotator(*, user: AnyUser, slug: str) -> Study:
     """
     if not user.is_authenticated:
         raise Http404("No such study.")
-    study = _study_or_404(slug)
-    if user.is_staff or user.is_superuser:
-        return study
-    if not Membership.objects.filter(study=study, user=user).exists():
+    study = _study_with_role_or_404(slug, user)
+    if study.member_role is None and not (user.is_staff or user.is_superuser):
         raise Http404("No such study.")
     return study
 
@@ -73,12 +75,17 @@ def access_study_for_researcher(*, user: AnyUser, slug: str) -> Study:
     """
     if not user.is_authenticated:
         raise Http404("No such study.")
-    study = _study_or_404(slug)
-    if user.is_superuser:
-        return study
-    if not Membership.objects.filter(study=study, user=user, role=Membership.Role.RESEARCHER).exists():
+    study = _study_with_role_or_404(slug, user)
+    if not manages_study(user=user, study=study):
         raise Http404("No such study.")
     return study
+
+
+def manages_study(*, user: AnyUser, study: Study) -> bool:
+    """Whether ``user`` may see and change everything in ``study`` (its researchers
+    and superusers). ``study`` comes from an ``access_*`` selector, which set
+    ``member_role``."""
+    return study.member_role == Membership.Role.RESEARCHER or user.is_superuser
 
 
 def user_can_create_study(*, user: AnyUser) -> bool:
@@ -316,6 +323,10 @@ class StudyDashboard:
     best_responses_total: int = 0
     recommendation_method: str = ""
     quality: tuple[AnnotatorQuality, ...] = ()
+    annotator_rows: tuple[AnnotatorRow, ...] = ()
+    figures: analytics.StudyAnalytics | None = None
+    gold: analytics.GoldAccuracy | None = None
+    charts: DashboardCharts | None = None
 
     @property
     def flagged(self) -> int:
@@ -330,6 +341,25 @@ class StudyDashboard:
 
 GOLD_MIN_ANSWERED = 3
 ANNOTATORS_SHOWN = 100
+JUDGMENT_HOURS_SHOWN = 24
+
+
+@dataclass(frozen=True)
+class AnnotatorRow:
+    """One line of the dashboard's annotator table: checks and pace."""
+
+    quality: AnnotatorQuality
+    pace: analytics.AnnotatorThroughput | None
+
+
+@dataclass(frozen=True)
+class DashboardCharts:
+    """Inline SVG charts of the dashboard (see annotation/charts.py)."""
+
+    per_hour: SafeString
+    learning_curve: SafeString
+    leaderboard: SafeString | None = None
+    regret: SafeString | None = None
 
 
 @dataclass(frozen=True)
@@ -423,12 +453,16 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
 
 
 def study_dashboard(*, study: Study) -> StudyDashboard:
-    """What a researcher watches live: queue, leases, judgments, annotators, model history.
+    """What a researcher watches live: queue, leases, judgments, annotators, model
+    history, and the analytics with their charts.
 
     ``queue_depth`` is the number of queued comparisons; ``leased_now`` counts
     live (unexpired) leases. Model versions are newest first, at most
     ``MODEL_VERSIONS_SHOWN`` of them, and annotator quality (see
-    :func:`annotator_quality`). A fixed number of queries, independent of study size.
+    :func:`annotator_quality`) with each annotator's pace. Agreement, the
+    source leaderboard, judgments per hour, the learning curve and simulated
+    regret come from :mod:`annotation.analytics` (cached per judgment
+    fingerprint, see there). A fixed number of queries, independent of study size.
     """
     by_strategy = tuple(
         StrategyCount(strategy=row["strategy"], total=row["total"], queued=row["queued"], done=row["done"])
@@ -444,7 +478,7 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
     leased_now = Assignment.objects.filter(
         study=study, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
     ).count()
-    judgments = Judgment.objects.filter(study=study).count()
+    fingerprint = analytics.judgment_fingerprint(study=study)
     annotators = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).count()
     versions = RewardModelVersion.objects.filter(study=study)
     rows = tuple(
@@ -464,10 +498,12 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
     total_versions = len(rows) if len(rows) < MODEL_VERSIONS_SHOWN else versions.count()
     recommendation = versions.order_by("-version").values_list("recommendation", flat=True).first() or {}
     best, best_total = _best_responses(recommendation)
+    quality = annotator_quality(study=study)
+    figures = analytics.study_analytics(study=study, fingerprint=fingerprint)
     return StudyDashboard(
         queue_depth=sum(s.queued for s in by_strategy if s.strategy != "gold"),
         leased_now=leased_now,
-        judgments=judgments,
+        judgments=fingerprint[0],
         budget=study.budget,
         annotators=annotators,
         model_versions=rows,
@@ -476,8 +512,69 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         best_responses=best,
         best_responses_total=best_total,
         recommendation_method=str(recommendation.get("method", "")),
-        quality=tuple(annotator_quality(study=study)[:ANNOTATORS_SHOWN]),
+        quality=tuple(quality[:ANNOTATORS_SHOWN]),
+        annotator_rows=tuple(AnnotatorRow(q, figures.throughput.get(q.user_id)) for q in quality[:ANNOTATORS_SHOWN]),
+        figures=figures,
+        gold=analytics.gold_accuracy(quality=quality),
+        charts=_dashboard_charts(figures),
     )
+
+
+def _dashboard_charts(figures: analytics.StudyAnalytics) -> DashboardCharts:
+    """The dashboard's charts, with the numbers a screen reader should hear in their labels."""
+    hours = figures.per_hour
+    per_hour = charts.bar_chart(
+        [h.start.strftime("%H") for h in hours],
+        [h.judgments for h in hours],
+        chart_id="chart-per-hour",
+        title=f"Judgments per hour, last {len(hours)} hours (UTC)",
+        x_label="hour (UTC)",
+        y_label="judgments",
+        label_every=3,
+        summary=f"{sum(h.judgments for h in hours)} in all, {figures.judgments_last_hour} this hour"
+        + (f", at most {max(h.judgments for h in hours)} in one hour" if hours else ""),
+    )
+    curve = figures.curve
+    learning = charts.line_chart(
+        [charts.Series("held-out accuracy", [(p.n_judgments, p.heldout_accuracy) for p in curve])],
+        chart_id="chart-learning-curve",
+        title="Learning curve: held-out accuracy of each model version",
+        x_label="judgments the model was fitted on",
+        y_label="held-out accuracy",
+        y_range=(0.0, 1.0),
+        reference=(0.5, "chance"),
+        summary=f"{len(curve)} versions; latest v{curve[-1].version}: {curve[-1].heldout_accuracy:.1%} "
+        f"after {curve[-1].n_judgments} judgments"
+        if curve
+        else "",
+    )
+    board = figures.leaderboard
+    leaderboard = None
+    if board.rows:
+        top = board.rows[0]
+        leaderboard = charts.interval_chart(
+            [charts.Interval(r.source, r.score, r.low, r.high, f"P(best) {r.p_best:.0%}") for r in board.rows],
+            chart_id="chart-leaderboard",
+            title="Model sources by Bradley–Terry score with 95% bootstrap intervals",
+            x_label="log-strength relative to the average source",
+            summary=f"{len(board.rows)} sources from {board.judgments} judgments; best {top.source} "
+            f"at {top.score:.2f} ({top.low:.2f} to {top.high:.2f}), P(best) {top.p_best:.0%}",
+        )
+    regret = None
+    run = figures.regret
+    if run is not None and run.points:
+        last = run.points[-1]
+        regret = charts.line_chart(
+            [charts.Series("regret", [(p.judgments, p.regret) for p in run.points])],
+            chart_id="chart-regret",
+            title="Simulated regret of the live model's favourite response",
+            x_label="judgments in the simulation",
+            y_label="normalised regret",
+            y_range=(0.0, max(1.0, max(p.regret for p in run.points))),
+            reference=(1.0, "random pick"),
+            summary=f"{len(run.points)} checkpoints; {last.regret:.3f} after {last.judgments} judgments",
+        )
+    return DashboardCharts(per_hour=per_hour, learning_curve=learning, leaderboard=leaderboard, regret=regret)
 
 
 def _best_responses(recommendation: dict) -> tuple[tuple[BestResponseRow, ...], int]:

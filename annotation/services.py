@@ -15,8 +15,8 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Count, Q
+from django.db import connection, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Membership, Study, in_display_order
@@ -63,29 +63,33 @@ def comparison_status_refresh(*, comparison_ids: list[int]) -> None:
     """Recompute queued / leased / done from judgments and live leases.
 
     A comparison is done when it has as many judgments as it wants, leased
-    when judgments plus live leases fill it, and queued otherwise.
+    when judgments plus live leases fill it, and queued otherwise. This runs
+    on every lease and every answer, so it is one UPDATE with the counts as
+    subqueries, written out in SQL: the ORM spelling of it cost more to
+    compile than to run (benchmarks/annotator_ui.py).
     """
-    rows = (
-        Comparison.objects.filter(id__in=comparison_ids)
-        .annotate(
-            n_judged=Count("judgments", distinct=True),
-            n_live=Count("assignments", filter=Q(assignments__status=Assignment.Status.ACTIVE), distinct=True),
-        )
-        .values_list("id", "status", "judgments_wanted", "n_judged", "n_live")
-    )
-    now = timezone.now()
-    for comparison_id, status, wanted, n_judged, n_live in rows:
-        if n_judged >= wanted:
-            new = Comparison.Status.DONE
-        elif n_judged + n_live >= wanted:
-            new = Comparison.Status.LEASED
-        else:
-            new = Comparison.Status.QUEUED
-        if new != status:
-            fields = {"status": new}
-            if new == Comparison.Status.DONE:
-                fields["completed_at"] = now
-            Comparison.objects.filter(id=comparison_id).update(**fields)
+    if not comparison_ids:
+        return
+    comparison, judgment, assignment = (m._meta.db_table for m in (Comparison, Judgment, Assignment))
+    judged = f"(SELECT COUNT(*) FROM {judgment} j WHERE j.comparison_id = {comparison}.id)"
+    live = f"(SELECT COUNT(*) FROM {assignment} a WHERE a.comparison_id = {comparison}.id AND a.status = %s)"
+    marks = ", ".join(["%s"] * len(comparison_ids))
+    # SET sees the row as it was, so completed_at is stamped only on the change to done.
+    sql = f"""
+        UPDATE {comparison} SET
+            status = CASE
+                WHEN judgments_wanted <= {judged} THEN %s
+                WHEN judgments_wanted <= {judged} + {live} THEN %s
+                ELSE %s END,
+            completed_at = CASE
+                WHEN status <> %s AND judgments_wanted <= {judged} THEN %s
+                ELSE completed_at END
+        WHERE id IN ({marks})
+    """  # table names come from model metadata; every value is a parameter
+    done, leased, queued = Comparison.Status.DONE, Comparison.Status.LEASED, Comparison.Status.QUEUED
+    params = [done, Assignment.Status.ACTIVE, leased, queued, done, timezone.now(), *comparison_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Lease:
 
 
 @transaction.atomic
-def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease | None:
+def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: int = 1) -> Lease | None:
     """Give the annotator their next comparison in this study, or None.
 
     An annotator who already holds a live lease gets it back (a reload shows
@@ -104,20 +108,27 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
     (PostgreSQL; SQLite serialises writers instead), so two annotators never
     take the same slot. None means the queue is empty or the study is not
     accepting work; the caller decides whether to refill.
+
+    ``hold=2`` asks for the comparison after the current one (leased ahead, so
+    the page can show it the moment the current one is answered): the
+    annotator's second live lease, or a new one. Leases held count against the
+    budget and the annotator's quota, so leasing ahead never hands out work
+    the study will not pay for.
     """
     if study.status != Study.Status.ACTIVE:
         raise StudyNotOpen(f"The study “{study.name}” is {study.get_status_display().lower()}.")
     now = timezone.now()
-    current = (
+    held = list(
         Assignment.objects.select_related("comparison")
         .filter(study=study, annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=now)
-        .order_by("leased_at")
-        .first()
+        .order_by("leased_at", "id")[:hold]
     )
-    if current is not None:
-        return Lease(assignment=current, created=False)
-    if study_judgment_count(study_id=study.id) >= study.budget or annotator_quota_reached(
-        study=study, annotator=annotator
+    if len(held) >= hold:
+        return Lease(assignment=held[hold - 1], created=False)
+    if study_judgment_count(study_id=study.id) + len(held) >= study.budget:
+        return None
+    if study.annotator_quota is not None and (
+        Judgment.objects.filter(study=study, annotator=annotator).count() + len(held) >= study.annotator_quota
     ):
         return None
 
@@ -146,16 +157,22 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser) -> Lease
     if study.blind:
         # Each annotator gets their own order, so no position favours a response.
         random.SystemRandom().shuffle(order)
-    assignment, _ = Assignment.objects.update_or_create(
-        comparison=comparison,
-        annotator=annotator,
-        defaults={
-            "study": study,
-            "status": Assignment.Status.ACTIVE,
-            "leased_at": now,
-            "expires_at": expires,
-            "display_order": order,
-        },
+    # An expired lease of the same comparison may exist: one upsert replaces it.
+    (assignment,) = Assignment.objects.bulk_create(
+        [
+            Assignment(
+                study=study,
+                comparison=comparison,
+                annotator=annotator,
+                status=Assignment.Status.ACTIVE,
+                leased_at=now,
+                expires_at=expires,
+                display_order=order,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["comparison", "annotator"],
+        update_fields=["status", "leased_at", "expires_at", "display_order"],
     )
     comparison_status_refresh(comparison_ids=[comparison.id])
     return Lease(assignment=assignment, created=True)
@@ -205,6 +222,25 @@ def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> 
         loop.refill_request(study_id=study.id)
         lease = assignment_lease_next(study=study, annotator=annotator)
     elif lease.created and loop.queue_waiting_count(study_id=study.id) < study.queue_low_water:
+        loop.refill_request(study_id=study.id)
+    return lease
+
+
+def assignment_lease_ahead(*, study: Study, annotator: AbstractBaseUser) -> Lease | None:
+    """The comparison after the annotator's current one, leased now so the page
+    can swap it in without a round trip; None when there is none to spare.
+
+    Never refills synchronously (the current comparison is already on screen,
+    so nobody is waiting); a queue that ran low asks the worker instead.
+    """
+    from activelearn import services as loop
+
+    try:
+        lease = assignment_lease_next(study=study, annotator=annotator, hold=2)
+    except StudyNotOpen:
+        return None
+    fresh_or_none = lease is None or lease.created
+    if fresh_or_none and loop.queue_waiting_count(study_id=study.id) < study.queue_low_water:
         loop.refill_request(study_id=study.id)
     return lease
 
@@ -272,6 +308,67 @@ def participant_join(*, study: Study, external_id: str, entry: dict | None = Non
     return user
 
 
+# --- study settings -----------------------------------------------------------------
+
+# What a researcher may set on a study (the rest is bookkeeping of the loop).
+STUDY_SETTINGS = (
+    "name", "guidelines", "mode", "list_size", "allow_tie", "allow_both_bad", "ask_strength", "ask_rationale",
+    "aspects", "allow_skip", "blind", "highlight_diff", "strategy", "strategy_params", "model_type",
+    "model_params", "overlap", "budget", "gold_rate", "gold_min_accuracy", "annotator_quota", "completion_code",
+    "completion_url", "lease_seconds", "queue_low_water", "queue_target",
+)  # fmt: skip
+# These shape the comparisons themselves: fixed once anyone has answered one.
+STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS = ("mode", "list_size")
+
+
+def _settings_apply(study: Study, changes: dict) -> None:
+    from django.core.exceptions import ValidationError
+
+    unknown = sorted(set(changes) - set(STUDY_SETTINGS))
+    if unknown:
+        raise ValidationError({name: ["Not a study setting."] for name in unknown})
+    for name, value in changes.items():
+        setattr(study, name, value)
+    # full_clean names every bad field (and the keys of bad strategy/model params).
+    study.full_clean(exclude=["slug", "invite_token"])
+
+
+@transaction.atomic
+def study_settings_create(*, name: str, settings: dict, created_by: AbstractBaseUser) -> Study:
+    """Create a study from a name and settings, validated before anything is
+    written; its creator becomes its researcher. Raises ``ValidationError``
+    with a message per bad field."""
+    from annotation.importing import study_create
+
+    draft = Study(name=name, slug="draft")
+    _settings_apply(draft, settings)
+    values = {field: getattr(draft, field) for field in settings}
+    return study_create(name=name, created_by=created_by, **values)
+
+
+@transaction.atomic
+def study_settings_update(*, study: Study, changes: dict) -> Study:
+    """Change a study's settings; all or nothing, with a message per bad field.
+
+    The comparison mode and list size are refused once the study has
+    judgments: its queue and answers are made of those comparisons."""
+    from django.core.exceptions import ValidationError
+
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if Judgment.objects.filter(study=locked).exists():
+        frozen = {
+            name: ["Fixed once the study has judgments."]
+            for name in STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS
+            if name in changes and changes[name] != getattr(locked, name)
+        }
+        if frozen:
+            raise ValidationError(frozen)
+    _settings_apply(locked, changes)
+    locked.save()
+    locked.member_role = getattr(study, "member_role", None)
+    return locked
+
+
 @dataclass(frozen=True)
 class Submission:
     judgment: Judgment
@@ -315,16 +412,19 @@ def judgment_submit(
     comparison = Comparison.objects.select_for_update(of=("self",)).filter(id=comparison_id, study=study).first()
     if comparison is None:
         raise NotAssigned("That comparison does not belong to this study.")
-    existing = Judgment.objects.filter(comparison=comparison, annotator=annotator).first()
-    if existing is not None:
+    assignment = (
+        Assignment.objects.filter(comparison=comparison, annotator=annotator)
+        .annotate(answered=Exists(Judgment.objects.filter(comparison=comparison, annotator=annotator)))
+        .first()
+    )
+    if assignment is not None and assignment.answered:
+        existing = Judgment.objects.get(comparison=comparison, annotator=annotator)
         return Submission(judgment=existing, created=False)
-    assignment = Assignment.objects.filter(comparison=comparison, annotator=annotator).first()
     if assignment is None:
         raise NotAssigned("That comparison was not assigned to you.")
 
     # Positions in the answer (A = 0, …) are positions on the annotator's screen.
-    item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
-    item_ids = in_display_order(item_ids, assignment.display_order)
+    item_ids = _shown_item_ids(comparison, assignment)
     if ranking is not None:
         choice = Judgment.Choice.RANKED
         stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)
@@ -364,9 +464,21 @@ def judgment_submit(
 
     from activelearn.services import loop_notify_judgment
 
-    study_id = study.id
-    transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id))
+    study_id, low_water = study.id, study.queue_low_water
+    transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id, queue_low_water=low_water))
     return Submission(judgment=judgment, created=True)
+
+
+def _shown_item_ids(comparison: Comparison, assignment: Assignment) -> list[int]:
+    """The comparison's candidate ids in the order this annotator saw them.
+
+    Every lease records that order (written from the items when leased), so
+    the items table is read only for leases made before it was recorded."""
+    recorded = assignment.display_order or []
+    if len(recorded) >= 2 and len(set(recorded)) == len(recorded):
+        return list(recorded)
+    item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    return in_display_order(item_ids, recorded)
 
 
 def _ranking_validate(ranking: list[list[int]], *, item_ids: list[int], allow_tie: bool) -> list:
@@ -488,6 +600,79 @@ def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int
 
     from activelearn.services import loop_notify_judgment
 
-    study_id = study.id
-    transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id))
+    study_id, low_water = study.id, study.queue_low_water
+    transaction.on_commit(lambda: loop_notify_judgment(study_id=study_id, queue_low_water=low_water))
     return Assignment.objects.get(comparison_id=comparison_id, annotator=annotator)
+
+
+# --- study set-up -------------------------------------------------------------------
+
+# Which status each status may move to from the study page (the admin can do anything).
+STUDY_STATUS_MOVES = {
+    Study.Status.DRAFT: (Study.Status.ACTIVE, Study.Status.CLOSED),
+    Study.Status.ACTIVE: (Study.Status.PAUSED, Study.Status.CLOSED),
+    Study.Status.PAUSED: (Study.Status.ACTIVE, Study.Status.CLOSED),
+    Study.Status.CLOSED: (Study.Status.ACTIVE,),
+}
+
+
+@transaction.atomic
+def study_status_set(*, study: Study, status: str, by: AbstractBaseUser) -> Study:
+    """Start, pause, close (or reopen) a study.
+
+    Only an active study hands out comparisons (``assignment_lease_next``
+    refuses the others). Pausing or closing also ends the leases held at that
+    moment, so their comparisons go back to the queue; an answer already on
+    its way is still kept, since the work was done. Setting the status a
+    study already has changes nothing.
+    """
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if status == locked.status:
+        return locked
+    if status not in STUDY_STATUS_MOVES.get(locked.status, ()):
+        raise AnnotationError(f"A {locked.get_status_display().lower()} study cannot be set to {status!r} from here.")
+    locked.status = status
+    locked.save(update_fields=["status", "updated_at"])
+    if status != Study.Status.ACTIVE:
+        Assignment.objects.filter(study=locked, status=Assignment.Status.ACTIVE).update(expires_at=timezone.now())
+        leases_expire(study_id=locked.id)
+    import logging
+
+    logging.getLogger(__name__).info("study %s set to %s by user %s", locked.pk, status, by.pk)
+    return locked
+
+
+@transaction.atomic
+def membership_add_by_username(*, study: Study, username: str, role: str, by: AbstractBaseUser) -> Membership:
+    """Give an existing account a role in the study (annotator or researcher).
+
+    Re-adding a member changes their role; a researcher cannot take away
+    their own researcher role here, so a study always keeps one.
+    """
+    if role not in Membership.Role.values:
+        raise AnnotationError(f"Unknown role {role!r}.")
+    user = get_user_model().objects.filter(username=username.strip()).first()
+    if user is None:
+        raise AnnotationError(f"There is no account with the username “{username.strip()}”.")
+    if user.pk == by.pk and role != Membership.Role.RESEARCHER:
+        raise AnnotationError("You cannot change your own role.")
+    membership, created = Membership.objects.get_or_create(
+        study=study, user=user, defaults={"role": role, "entry": {"via": "added", "by": by.pk}}
+    )
+    if not created and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def study_invite_rotate(*, study: Study) -> Study:
+    """Give the study a new invite token; the old link stops working at once.
+
+    People who already joined keep their membership.
+    """
+    from annotation.models import new_invite_token
+
+    study.invite_token = new_invite_token()
+    study.save(update_fields=["invite_token", "updated_at"])
+    return study

@@ -2,16 +2,26 @@
 
 from django.urls import path
 
-from annotation import views
+from annotation import export_views, setup_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("studies/new/", views.study_create_from_file, name="study_create_from_file"),
+    # Uploads go through setup_views (any format, large files in the background).
+    path("studies/new/", setup_views.study_create_from_file, name="study_create_from_file"),
+    path("studies/create/", setup_views.study_new, name="study_new"),
     path("join/<str:token>/", views.join, name="join"),
     path("s/<slug:slug>/", views.study_detail, name="study_detail"),
     path("s/<slug:slug>/dashboard/", views.study_dashboard, name="study_dashboard"),
-    path("s/<slug:slug>/import/", views.study_import, name="study_import"),
+    path("s/<slug:slug>/import/", setup_views.study_import, name="study_import"),
+    path("s/<slug:slug>/settings/", setup_views.study_settings, name="study_settings"),
+    path("s/<slug:slug>/status/", setup_views.study_status, name="study_status"),
+    path("s/<slug:slug>/members/", setup_views.study_member_add, name="study_member_add"),
+    path("s/<slug:slug>/invite/rotate/", setup_views.study_invite_rotate, name="study_invite_rotate"),
+    path("s/<slug:slug>/imports/<int:job_id>/", setup_views.import_job_detail, name="import_job_detail"),
+    path("s/<slug:slug>/imports/<int:job_id>/progress/", setup_views.import_job_progress, name="import_job_progress"),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),
+    path("s/<slug:slug>/export/<str:fmt>/", export_views.study_export, name="study_export"),
+    path("s/<slug:slug>/models/<int:version>/checkpoint/", export_views.model_checkpoint, name="model_checkpoint"),
 ]

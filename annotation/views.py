@@ -9,16 +9,14 @@ page, and the pages reload to the same state.
 from __future__ import annotations
 
 from itertools import pairwise
-from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -30,6 +28,7 @@ from annotation.services import (
     AnnotationError,
     Lease,
     StudyNotOpen,
+    assignment_lease_ahead,
     assignment_lease_or_refill,
     assignment_skip,
     judgment_submit,
@@ -62,7 +61,7 @@ def home(request: HttpRequest) -> HttpResponse:
 # --- annotating ------------------------------------------------------------------
 
 
-def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "", post=None) -> dict:
+def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "", post=None, progress=None) -> dict:
     """What ``_comparison.html`` needs. ``post`` is a refused answer's form data:
     when the same comparison is shown again, what the annotator typed and rated
     is put back, so a refusal loses nothing."""
@@ -92,7 +91,7 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
     return {
         "study": study,
         "comparison": comparison,
-        "progress": selectors.study_progress(study=study, user=user),
+        "progress": progress or selectors.study_progress(study=study, user=user),
         "error": error,
         "choices": _choices(study),
         "places": range(1, len(comparison.candidates) + 1) if comparison else range(0),
@@ -157,9 +156,24 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     except StudyNotOpen as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)})
     context = _comparison_context(study=study, user=request.user, lease=lease)
+    _add_ahead(request, study, context, lease)
     # Guidelines start open until the annotator has answered something.
     context["guidelines_open"] = context["progress"].mine == 0
     return render(request, "annotation/annotate.html", context)
+
+
+def _add_ahead(request: HttpRequest, study: Study, context: dict, lease: Lease | None) -> None:
+    """Put the comparison after the current one into the page, leased ahead, so
+    annotate.js can show it the moment the current one is answered: the wait
+    for the server is then off the annotator's path. None near the end of the
+    budget or quota, or when the queue has nothing to spare."""
+    if lease is None:
+        return
+    ahead = assignment_lease_ahead(study=study, annotator=request.user)
+    if ahead is None or ahead.assignment.comparison_id == lease.assignment.comparison_id:
+        return
+    ahead_context = _comparison_context(study=study, user=request.user, lease=ahead, progress=context["progress"])
+    context["ahead_html"] = render_to_string("annotation/_comparison.html", ahead_context, request=request)
 
 
 def _optional_int(raw: str | None, *, upper: int) -> int | None:
@@ -279,6 +293,7 @@ def _next_comparison(request: HttpRequest, study: Study, *, error: str, undo: di
     )
     if undo is not None and lease is not None:
         context["undo"] = undo
+    _add_ahead(request, study, context, lease)
     return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
 
 
@@ -341,6 +356,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
 @login_required
 @require_GET
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    from annotation.exporting import EXPORT_FORMATS
     from annotation.forms import StudyImportForm
 
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
@@ -351,6 +367,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "study": study,
             "dashboard": selectors.study_dashboard(study=study),
+            "export_formats": list(EXPORT_FORMATS.values()),
             "import_form": StudyImportForm(),
             "invite_url": invite,
             "prolific_url": invite
@@ -369,62 +386,3 @@ def study_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request, "annotation/_dashboard.html", {"study": study, "dashboard": selectors.study_dashboard(study=study)}
     )
-
-
-def _import_summary(result) -> str:
-    return (
-        f"Imported {result.prompts_created} new prompts ({result.prompts_existing} already there) and "
-        f"{result.candidates_created} candidates; {result.duplicates_skipped} duplicates skipped."
-    )
-
-
-def _form_errors(form) -> str:
-    return " ".join(f"{form.fields[name].label if name in form.fields else name}: {' '.join(errs)}"
-                    for name, errs in form.errors.items())  # fmt: skip
-
-
-@login_required
-@require_POST
-def study_import(request: HttpRequest, slug: str) -> HttpResponse:
-    """Import a JSONL upload into a study; the outcome is a message on the study page."""
-    from annotation.forms import StudyImportForm
-    from annotation.importing import ImportFileError, study_import_jsonl
-
-    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-    form = StudyImportForm(request.POST, request.FILES)
-    if not form.is_valid():
-        messages.error(request, f"Nothing imported. {_form_errors(form)}")
-        return redirect("study_detail", slug=study.slug)
-    try:
-        result = study_import_jsonl(study=study, fileobj=form.cleaned_data["file"])
-    except ImportFileError as exc:
-        messages.error(request, f"Nothing imported: {exc}")
-    else:
-        messages.success(request, _import_summary(result))
-    return redirect("study_detail", slug=study.slug)
-
-
-@login_required
-@require_POST
-def study_create_from_file(request: HttpRequest) -> HttpResponse:
-    """Create a study from an uploaded JSONL file; a bad file creates nothing."""
-    from annotation.forms import StudyImportForm
-    from annotation.importing import ImportFileError, study_create, study_import_jsonl
-
-    if not selectors.user_can_create_study(user=request.user):
-        raise PermissionDenied("Only staff and researchers can create studies.")
-    form = StudyImportForm(request.POST, request.FILES)
-    if not form.is_valid():
-        messages.error(request, f"No study created. {_form_errors(form)}")
-        return redirect("home")
-    upload = form.cleaned_data["file"]
-    name = form.cleaned_data["name"] or Path(upload.name).stem or "Untitled study"
-    try:
-        with transaction.atomic():
-            study = study_create(name=name, created_by=request.user)
-            result = study_import_jsonl(study=study, fileobj=upload)
-    except ImportFileError as exc:
-        messages.error(request, f"No study created: {exc}")
-        return redirect("home")
-    messages.success(request, f"Created study “{study.name}”. {_import_summary(result)}")
-    return redirect("study_detail", slug=study.slug)

@@ -54,6 +54,12 @@ def fast_password_hasher(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def unpaced_retrains(settings) -> None:
+    """Refit at once when judgments arrived during a fit (the pacing has its own test)."""
+    settings.PREFLOOP_RETRAIN_MIN_SECONDS = 0.0
+
+
 @pytest.fixture
 def study(db) -> Study:
     """An active pairwise study: 3 prompts × 3 candidates, 9 comparisons queued."""

@@ -18,13 +18,21 @@ app.autodiscover_tasks()
 
 
 @worker_process_init.connect
-def _limit_torch_threads(**_: object) -> None:
-    """Leave CPU for the web process: a worker on the same machine that fits with
-    every core starves the annotators' requests (measured on 2 cores: p95 from
-    key press to next comparison 294 ms with all cores, 206 ms with one; see
-    benchmarks/annotator_ui.py). ``PREFLOOP_WORKER_TORCH_THREADS`` overrides."""
+def _yield_cpu_to_web(**_: object) -> None:
+    """Leave CPU for the web process: a worker on the same machine that fits
+    with every core at full priority starves the annotators' requests.
+
+    Each worker process runs at a lower scheduling priority
+    (``PREFLOOP_WORKER_NICE``, default 10: the kernel then gives a busy web
+    process about ten times the worker's share of a contended core) and
+    torch uses cores − 1 threads (``PREFLOOP_WORKER_TORCH_THREADS``). Measured
+    on 2 cores with benchmarks/annotator_ui.py; figures in
+    benchmarks/results/annotator_ui.json and the README.
+    """
     from django.conf import settings
 
+    if settings.PREFLOOP_WORKER_NICE and hasattr(os, "nice"):
+        os.nice(settings.PREFLOOP_WORKER_NICE)
     threads = settings.PREFLOOP_WORKER_TORCH_THREADS or max(1, (os.cpu_count() or 2) - 1)
     import torch
 

@@ -36,11 +36,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "annotation",
     "activelearn",
 ]
 
 MIDDLEWARE = [
+    "webapp.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -54,7 +58,7 @@ MIDDLEWARE = [
 if not DEBUG:
     # In production WhiteNoise serves the collected static files; in
     # development runserver and the test live server serve them from the finders.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -164,10 +168,14 @@ PREFLOOP_EMBEDDER_MAX_LENGTH = env.int("PREFLOOP_EMBEDDER_MAX_LENGTH", default=2
 PREFLOOP_DEVICE = env.str("PREFLOOP_DEVICE", default="auto")
 # CPU threads for torch in each Celery worker process; 0 = all cores but one.
 PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default=0)
+# Scheduling priority of worker processes (os.nice increment; 0 keeps the parent's).
+PREFLOOP_WORKER_NICE = env.int("PREFLOOP_WORKER_NICE", default=10)
 PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(MEDIA_ROOT / "checkpoints")))
 # A retrain that has not finished after this many seconds is presumed dead and
 # may be claimed again by the next judgment.
 PREFLOOP_RETRAIN_STALE_SECONDS = env.int("PREFLOOP_RETRAIN_STALE_SECONDS", default=900)
+# At most one fit per study this often; judgments arriving meanwhile go into the next fit.
+PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
 
 # --- security in production ------------------------------------------------
 if not DEBUG:
@@ -190,4 +198,29 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- REST API -----------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Only the token endpoint is throttled (against password guessing).
+    "DEFAULT_THROTTLE_RATES": {"anon": env.str("PREFLOOP_API_ANON_RATE", default="20/minute")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "prefloop API",
+    "DESCRIPTION": (
+        "Studies, imports, the next comparison and answers (for programs and LLM-as-judge annotators), "
+        "judgments, reward-model versions, leaderboards and exports. Authenticate with "
+        "`Authorization: Token <key>` (POST /api/v1/auth/token/ with a username and password)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }

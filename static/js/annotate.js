@@ -142,6 +142,92 @@
     if (elt && elt.id === "comparison") comparisonShown(elt);
   });
 
+  // --- the next comparison, already on the page --------------------------------
+  // The server sends the comparison after this one, leased ahead, in
+  // <template id="comparison-ahead">. When an answer goes out it is shown at
+  // once, so nobody waits for the round trip; the reply then only brings the
+  // fresh parts (the one after it, progress, the undo bar). A refused answer,
+  // a failed request, or a reply that shows something else puts the server's
+  // view back on screen.
+  function showAhead(section, form) {
+    var ahead = section.querySelector(":scope > template#comparison-ahead");
+    var next = ahead && ahead.content.firstElementChild;
+    if (!next) return null;
+    var saved = { children: Array.prototype.slice.call(section.childNodes), id: section.getAttribute("data-comparison-id") };
+    var fresh = document.importNode(next, true);
+    section.replaceChildren.apply(section, Array.prototype.slice.call(fresh.childNodes));
+    section.setAttribute("data-comparison-id", fresh.getAttribute("data-comparison-id"));
+    htmx.process(section);
+    comparisonShown(section);
+    htmx.trigger(section, "htmx:load", { elt: section });
+    document.dispatchEvent(new CustomEvent("prefloop:shown", { detail: { prefetched: true } }));
+    return { saved: saved, shownForm: answerForm(), shownId: section.getAttribute("data-comparison-id"), sent: form };
+  }
+
+  function restore(section, pending) {
+    section.replaceChildren.apply(section, pending.saved.children);
+    section.setAttribute("data-comparison-id", pending.saved.id);
+    clearFeedback(pending.sent);
+    pending.sent.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+    comparisonShown(section);
+  }
+
+  function takeFreshParts(section, reply) {
+    var holder = document.createElement("template");
+    holder.innerHTML = reply;
+    var root = holder.content.querySelector("#comparison");
+    if (!root) return;
+    [":scope > .progress", ":scope > template#comparison-ahead", ":scope > .undo-bar"].forEach(function (selector) {
+      var mine = section.querySelector(selector);
+      var theirs = root.querySelector(selector);
+      if (mine) mine.remove();
+      if (theirs) {
+        var part = document.importNode(theirs, true);
+        if (selector.indexOf("template") !== -1) section.appendChild(part);
+        else section.insertBefore(part, section.firstChild);
+      }
+    });
+    htmx.process(section);
+  }
+
+  // Answers sent with the next comparison already shown, by request.
+  var inFlight = new WeakMap();
+
+  // The reply is swapped into #comparison, which stayed on the page.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var pending = inFlight.get(event.detail.xhr);
+    if (!pending) return;
+    var xhr = event.detail.xhr;
+    if (xhr.status >= 400) return; // refused: show the server's answer (the form with its message)
+    var holder = document.createElement("template");
+    holder.innerHTML = xhr.responseText;
+    var root = holder.content.querySelector("#comparison");
+    var replyId = root ? root.getAttribute("data-comparison-id") : null;
+    event.detail.shouldSwap = false;
+    if (answerForm() !== pending.shownForm) return; // the annotator has moved on: a later reply rules
+    if (replyId === pending.shownId) takeFreshParts(pending.section, xhr.responseText);
+    else event.detail.shouldSwap = true; // the server says otherwise (e.g. the lease ran out)
+  });
+
+  document.addEventListener("htmx:beforeSend", function (event) {
+    var form = event.detail.elt;
+    if (!form || form.id !== "answer-form") return;
+    var section = document.getElementById("comparison");
+    if (!section || !section.contains(form)) return;
+    var pending = showAhead(section, form);
+    if (!pending) return;
+    pending.section = section;
+    inFlight.set(event.detail.xhr, pending);
+    var failed = function () {
+      if (answerForm() === pending.shownForm) restore(section, pending);
+      var netError = section.querySelector(".net-error");
+      if (netError) netError.hidden = false;
+    };
+    form.addEventListener("htmx:sendError", failed);
+    form.addEventListener("htmx:responseError", failed);
+    form.addEventListener("htmx:timeout", failed);
+  });
+
   // The request failed without a response to show: let the annotator answer again.
   function requestFailed(event) {
     var form = answerForm();

@@ -7,7 +7,7 @@ import pytest
 
 from activelearn import services
 from activelearn.models import RewardModelVersion
-from annotation.models import Candidate, Comparison, Judgment
+from annotation.models import Candidate, Comparison, Judgment, Study
 from annotation.services import assignment_lease_next, judgment_submit
 
 
@@ -156,6 +156,38 @@ def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, me
     assert len(calls) == 2
     assert latest.version == 2
     assert latest.n_judgments == 5
+
+
+@pytest.mark.django_db
+@pytest.mark.loop
+def test_fits_are_paced_by_handing_the_rest_to_a_later_task(make_study, annotators, member, monkeypatch, settings):
+    """Judgments during a fit, within the minimum interval: the claim is kept,
+    the version just fitted goes to the refill, and the next fit is a task
+    due when the interval is over (not a sleep that would hold the worker)."""
+    from activelearn import tasks
+
+    settings.PREFLOOP_RETRAIN_MIN_SECONDS = 30.0
+    study = make_study()
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 4)
+    real_fit = services.reward_model_fit
+    later, refills = [], []
+
+    def fit_while_someone_judges(*, study_id):
+        version = real_fit(study_id=study_id)
+        _judge(study, annotators[1], 1)
+        services.retrain_request(study_id=study_id)
+        return version
+
+    monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
+    monkeypatch.setattr(services, "refill_request", lambda study_id: refills.append(study_id))
+    monkeypatch.setattr(tasks.retrain_study, "apply_async", lambda args, countdown: later.append((args, countdown)))
+    latest = services.reward_model_retrain(study_id=study.id)
+    assert latest.version == 1 and refills == [study.id]
+    assert len(later) == 1 and later[0][0] == (study.id,) and 25 < later[0][1] <= 30
+    study.refresh_from_db()
+    assert study.retrain_claimed_at is not None and study.retrain_dirty, "the claim waits for the later task"
 
 
 @pytest.mark.django_db
@@ -375,3 +407,106 @@ def test_listwise_rankings_train_plackett_luce_and_the_strategy_picks_lists(
     chosen = Comparison.objects.filter(study=study, model_version=version, strategy=strategy)
     assert chosen.exists(), list(Comparison.objects.filter(study=study).values_list("strategy", flat=True))
     assert all(c.items.count() == 3 for c in chosen)
+
+
+def _refill_paused_while_choosing(study, monkeypatch):
+    """Start a model-using refill in a thread and hold it inside the embedding
+    step (where a cold embedder spends seconds); returns (thread, release, errors)."""
+    import threading
+
+    from django.db import connection
+
+    choosing, release = threading.Event(), threading.Event()
+    real_features = services.study_features
+    errors: list[BaseException] = []
+
+    def slow_features(*, study_id):
+        feats = real_features(study_id=study_id)
+        choosing.set()
+        assert release.wait(30), "the test never released the refill"
+        return feats
+
+    monkeypatch.setattr(services, "study_features", slow_features)
+
+    def refill():
+        try:
+            services.queue_refill(study_id=study.id, seed=1)
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=refill)
+    thread.start()
+    assert choosing.wait(30)
+    return thread, release, errors
+
+
+def _fail_fast_on_locks():
+    """Make a blocked write raise at once instead of waiting (PostgreSQL)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '1s'")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_answers_and_leases_do_not_wait_for_a_refill_choosing_its_picks(make_study, annotators, member, monkeypatch):
+    """The refill chooses without holding locks: while it embeds and runs the
+    strategy, an annotator leases, answers, and the loop is notified (all of
+    which write the study's rows). Before, they waited for the whole refill."""
+    from django.db import connection
+
+    from activelearn.services import loop_notify_judgment
+
+    study = make_study(queue_target=4)
+    member(study)
+    services.queue_refill(study_id=study.id, seed=0)
+    Study.objects.filter(id=study.id).update(queue_target=10)  # the next refill has room
+    thread, release, errors = _refill_paused_while_choosing(study, monkeypatch)
+    try:
+        _fail_fast_on_locks()
+        made = _judge(study, annotators[0], 2)
+        loop_notify_judgment(study_id=study.id, queue_low_water=study.queue_low_water)
+        assert len(made) == 2
+    finally:
+        release.set()
+        thread.join()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    assert not errors, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_refills_queue_each_item_set_once_and_respect_the_target(make_study, monkeypatch):
+    """A refill whose picks were chosen before another refill committed keeps
+    only what is still new and still fits."""
+    study = make_study(queue_target=10)
+    thread, release, errors = _refill_paused_while_choosing(study, monkeypatch)
+    monkeypatch.undo()  # the second refill runs at full speed
+    assert services.queue_refill(study_id=study.id, seed=2) == 10
+    release.set()
+    thread.join()
+    assert not errors, errors
+    keys = list(Comparison.objects.filter(study=study).values_list("item_key", flat=True))
+    assert len(keys) == 10 and len(set(keys)) == 10
+
+
+def test_worker_processes_yield_the_cpu_to_the_web(monkeypatch, settings):
+    """Each worker process lowers its own priority and leaves a core's worth of torch threads."""
+    import torch
+
+    from webapp import celery as celery_app
+
+    niced, threads = [], []
+    monkeypatch.setattr(celery_app.os, "nice", niced.append)
+    monkeypatch.setattr(celery_app.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    settings.PREFLOOP_WORKER_NICE, settings.PREFLOOP_WORKER_TORCH_THREADS = 10, 0
+    celery_app._yield_cpu_to_web()
+    assert niced == [10] and threads == [3]
+    settings.PREFLOOP_WORKER_NICE, settings.PREFLOOP_WORKER_TORCH_THREADS = 0, 2
+    celery_app._yield_cpu_to_web()
+    assert niced == [10] and threads == [3, 2]

@@ -3,9 +3,10 @@
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
-from activelearn.models import EmbeddingRecord, RewardModelVersion
-from annotation.models import Judgment
+from activelearn.models import EmbeddingRecord, RewardModelVersion, SimulationRun
+from annotation.models import ImportJob, Judgment
 from annotation.services import assignment_lease_next, judgment_submit
 from tests.factories import MembershipFactory, UserFactory, study_with_queue
 
@@ -20,6 +21,8 @@ def populated(db):
         study=study, version=1, model_type="mlp", embedder_key="k", n_judgments=1, checkpoint_path="/x"
     )
     EmbeddingRecord.objects.create(key="a" * 64, dim=2, vector=b"\x00" * 8)
+    ImportJob.objects.create(study=study, format="csv", file_path="/x.csv", original_name="x.csv", error="row 3")
+    SimulationRun.objects.create(study=study, started_at=timezone.now(), utility_kind="hash")
     return study
 
 

@@ -58,6 +58,8 @@ def test_keyboard_answers_swap_in_without_reload(live_server, transactional_db, 
     assert page.title() == "Annotate · Keyboard study · prefloop"
     # A full page load would wipe this.
     page.evaluate("window.__prefloopMarker = 'same page'")
+    # Answers swap in the comparison the page already holds (leased ahead), without waiting for the server.
+    page.evaluate("window.__prefetched = 0; document.addEventListener('prefloop:shown', () => window.__prefetched++)")
 
     answered: list[tuple[int, str]] = []
     for key, choice in (("1", "a"), ("2", "b"), ("3", "tie")):
@@ -69,8 +71,11 @@ def test_keyboard_answers_swap_in_without_reload(live_server, transactional_db, 
         assert page.evaluate("window.__prefloopMarker") == "same page", "the answer reloaded the page"
         answered.append((int(shown), choice))
 
-    # The progress bar counted the three answers.
-    assert "You: 3 judgments" in page.inner_text(".progress-text")
+    assert page.evaluate("window.__prefetched") == 3, "each next comparison was already on the page"
+    # The progress bar counted the three answers (it comes with the server's reply).
+    page.wait_for_function(
+        "() => document.querySelector('.progress-text').innerText.includes('You: 3 judgments')", timeout=10_000
+    )
     page.screenshot(path=str(artifacts_dir / "annotate-pairwise.png"))
     page.set_viewport_size({"width": 390, "height": 844})
     page.evaluate("window.scrollTo(0, 0)")
@@ -96,7 +101,8 @@ def test_refused_answer_is_shown_in_place_and_can_be_retried(live_server, transa
     log_in(page, live_server, user, reverse("annotate", args=[study.slug]))
 
     mine = page.get_attribute("#comparison", "data-comparison-id")
-    other = Comparison.objects.filter(study=study).exclude(id=int(mine)).values_list("id", flat=True).first()
+    # Not this one, nor the one leased ahead of it: a comparison never given to this annotator.
+    other = Comparison.objects.filter(study=study).exclude(assignments__annotator=user).values_list("id", flat=True)[0]
     page.evaluate("id => { document.querySelector('input[name=comparison_id]').value = id }", str(other))
     page.keyboard.press("1")
     page.wait_for_selector("#comparison .server-error", timeout=10_000)
@@ -124,7 +130,9 @@ def test_undo_with_the_keyboard_brings_the_answer_back(live_server, transactiona
     first = page.get_attribute("#comparison", "data-comparison-id")
     page.keyboard.press("1")
     page.wait_for_function(NEW_COMPARISON, arg=first, timeout=10_000)
-    assert page.is_visible(".undo-bar") and "Answer saved." in page.inner_text(".undo-bar")
+    # The next comparison shows at once; the offer to undo comes when the server has saved the answer.
+    page.wait_for_selector(".undo-bar", state="visible", timeout=10_000)
+    assert "Answer saved." in page.inner_text(".undo-bar")
     # It hides itself after the 8 seconds it is offered for.
     assert page.evaluate("getComputedStyle(document.querySelector('.undo-bar')).animationDelay") == "8s"
     second = page.get_attribute("#comparison", "data-comparison-id")

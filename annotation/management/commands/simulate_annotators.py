@@ -4,18 +4,22 @@ M threads log in and answer comparisons through the real pages (login form,
 annotate page, htmx submit) while the Celery workers retrain, then report
 throughput, submit latency, empty-queue sightings and the reward model's regret
 against the annotators' hidden utilities. See ``annotation/simulation.py`` for
-the answer model and the regret definition.
+the answer model and the regret definition. The run is recorded as an
+``activelearn.SimulationRun`` so the study dashboard can chart its regret.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.utils.dateparse import parse_datetime
 
+from activelearn.models import SimulationRun
 from annotation.models import Membership, Study
 from annotation.simulation import SimulationConfig, hidden_utilities, report_json, simulation_run
 
@@ -105,6 +109,8 @@ class Command(BaseCommand):
         )
         report = simulation_run(config=config, users=users, study_id=study.id, utilities=utilities)
         self._print(report)
+        run = self._record(study, report)
+        self.stdout.write(f"Run recorded as simulation run {run.id}; the study dashboard charts its regret.")
         if options["report"]:
             options["report"].parent.mkdir(parents=True, exist_ok=True)
             options["report"].write_text(report_json(report) + "\n")
@@ -138,6 +144,30 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(user=user, study=study, defaults={"role": Membership.Role.ANNOTATOR})
             pairs.append((username, password))
         return pairs
+
+    @staticmethod
+    @transaction.atomic
+    def _record(study: Study, report: dict[str, Any]) -> SimulationRun:
+        # The figures as the simulator computed them: regret needs the hidden
+        # utilities and loaded checkpoints, which the web process never has.
+        totals = report["totals"]
+        # NaN (a study without a prompt of two candidates) is not JSON that
+        # PostgreSQL accepts; an unscored checkpoint is None, as elsewhere.
+        checkpoints = [
+            {**c, "regret": c["regret"] if c.get("regret") is not None and math.isfinite(c["regret"]) else None}
+            for c in report["checkpoints"]
+        ]
+        return SimulationRun.objects.create(
+            study=study,
+            started_at=parse_datetime(report["started_at"]),
+            wall_seconds=report["wall_seconds"],
+            annotators=report["config"]["annotators"],
+            judgments=totals["judgments_submitted"],
+            utility_kind=report["utility"]["kind"],
+            config=report["config"],
+            totals=totals,
+            checkpoints=checkpoints,
+        )
 
     def _print(self, report: dict[str, Any]) -> None:
         out = self.stdout.write

@@ -1,0 +1,357 @@
+"""The REST API (``/api/v1/``): the same services as the pages, for programs.
+
+Researchers script studies (create, configure, import, watch, export); programs
+and LLM-as-judge annotators take comparisons and answer them exactly as people
+do through the pages. Authentication is a token (``Authorization: Token …``,
+from ``POST /api/v1/auth/token/``) or the browser session. Every view authorises
+through an ``access_*`` selector, so strangers get the same 404 as for a study
+that does not exist. The schema is at ``/api/schema/`` (``manage.py spectacular``
+writes it to a file).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from activelearn.models import RewardModelVersion
+from annotation import selectors, serializers
+from annotation.models import Judgment, Membership, Study
+from annotation.services import (
+    AnnotationError,
+    StudyNotOpen,
+    assignment_lease_or_refill,
+    assignment_skip,
+    judgment_submit,
+    study_settings_create,
+    study_settings_update,
+)
+
+
+def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": message}, status=code)
+
+
+def _settings_error(exc) -> Response:
+    """A ``ValidationError`` from a study's settings as {"detail", "fields"}."""
+    fields = getattr(exc, "message_dict", None) or {}
+    detail = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items()) or " ".join(exc.messages)
+    return Response({"detail": detail, "fields": fields}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class TokenObtain(ObtainAuthToken):
+    """Exchange a username and password for an API token (the same token every time)."""
+
+    throttle_classes = [AnonRateThrottle]
+
+
+# --- studies -----------------------------------------------------------------------
+
+
+class StudyList(APIView):
+    @extend_schema(responses=serializers.StudyOutput(many=True), summary="The studies you belong to")
+    def get(self, request: Request) -> Response:
+        entries = selectors.studies_for_user(user=request.user)
+        managed = [e.study for e in entries if e.can_manage]
+        annotated = [e.study for e in entries if not e.can_manage]
+        roles = {e.study.pk: e.role for e in entries}
+        return Response(
+            serializers.StudyOutput(managed, many=True, context={"roles": roles}).data
+            + serializers.StudyAnnotatorOutput(annotated, many=True).data
+        )
+
+    @extend_schema(
+        request=serializers.StudyCreateInput,
+        responses={201: serializers.StudyOutput, 400: serializers.ErrorOutput},
+        summary="Create a study (researchers and staff); you become its researcher",
+    )
+    def post(self, request: Request) -> Response:
+        if not selectors.user_can_create_study(user=request.user):
+            raise PermissionDenied("Only staff and researchers can create studies.")
+        data = _valid(serializers.StudyCreateInput, request.data)
+        from django.core.exceptions import ValidationError
+
+        try:
+            study = study_settings_create(name=data["name"], settings=data["settings"], created_by=request.user)
+        except ValidationError as exc:
+            return _settings_error(exc)
+        output = serializers.StudyOutput(study, context={"roles": {study.pk: Membership.Role.RESEARCHER}})
+        return Response(output.data, status=status.HTTP_201_CREATED)
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class StudyDetail(APIView):
+    @extend_schema(
+        responses=serializers.StudyOutput,
+        summary="A study: its full settings for researchers, the task for annotators",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+        if selectors.manages_study(user=request.user, study=study):
+            role = study.member_role or "admin"
+            return Response(serializers.StudyOutput(study, context={"roles": {study.pk: role}}).data)
+        return Response(serializers.StudyAnnotatorOutput(study).data)
+
+    @extend_schema(
+        request=serializers.StudyUpdateInput,
+        responses={200: serializers.StudyOutput, 400: serializers.ErrorOutput},
+        summary="Change a study's settings (its researchers)",
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        from django.core.exceptions import ValidationError
+
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.StudyUpdateInput, request.data)
+        try:
+            study = study_settings_update(study=study, changes=data["settings"])
+        except ValidationError as exc:
+            return _settings_error(exc)
+        role = getattr(study, "member_role", None) or "admin"
+        return Response(serializers.StudyOutput(study, context={"roles": {study.pk: role}}).data)
+
+
+UPLOAD_SCHEMA = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+
+
+class StudyImport(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": UPLOAD_SCHEMA},
+        responses={201: serializers.ImportOutput, 400: serializers.ErrorOutput},
+        summary="Import prompts and candidates from a JSONL file (all or nothing)",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        from annotation.importing import ImportFileError, study_import_jsonl
+
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        upload = request.FILES.get("file")
+        if upload is None:
+            return _error("Send the file as the multipart field “file”.")
+        try:
+            result = study_import_jsonl(study=study, fileobj=upload)
+        except ImportFileError as exc:
+            return _error(f"Nothing imported: {exc}")
+        return Response(serializers.ImportOutput(result).data, status=status.HTTP_201_CREATED)
+
+
+# --- annotating --------------------------------------------------------------------
+
+
+def _next_payload(study: Study, user) -> dict:
+    try:
+        lease = assignment_lease_or_refill(study=study, annotator=user)
+    except StudyNotOpen:
+        lease = None
+    progress = selectors.study_progress(study=study, user=user)
+    payload = {
+        "comparison_id": None,
+        "prompt": None,
+        "candidates": [],
+        "lease_expires_at": None,
+        "progress": progress.__dict__,
+        "completion_code": study.completion_code if progress.finished else "",
+    }
+    if lease is not None:
+        shown = selectors.comparison_for_display(assignment=lease.assignment, blind=study.blind)
+        payload.update(
+            comparison_id=shown.comparison_id,
+            prompt=shown.prompt.__dict__ if shown.prompt else None,
+            candidates=[c.__dict__ for c in shown.candidates],
+            lease_expires_at=lease.assignment.expires_at,
+        )
+    return payload
+
+
+class NextComparison(APIView):
+    @extend_schema(
+        responses={200: serializers.NextComparisonOutput, 409: serializers.ErrorOutput},
+        summary="Your next comparison (the same one again until you answer or skip it)",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+        if study.status != Study.Status.ACTIVE:
+            return _error(f"The study is {study.get_status_display().lower()}.", status.HTTP_409_CONFLICT)
+        return Response(serializers.NextComparisonOutput(_next_payload(study, request.user)).data)
+
+
+class JudgmentPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "page_size"
+
+
+class JudgmentList(APIView):
+    @extend_schema(
+        responses=serializers.JudgmentOutput(many=True),
+        summary="Judgments: all of them for researchers, your own for annotators (newest first, paginated)",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+        judgments = Judgment.objects.filter(study=study).order_by("-id")
+        if not selectors.manages_study(user=request.user, study=study):
+            judgments = judgments.filter(annotator=request.user)
+        paginator = JudgmentPagination()
+        page = paginator.paginate_queryset(judgments, request, view=self)
+        for judgment in page:
+            judgment.created = False
+        return paginator.get_paginated_response(serializers.JudgmentOutput(page, many=True).data)
+
+    @extend_schema(
+        request=serializers.JudgmentInput,
+        responses={201: serializers.JudgmentOutput, 200: serializers.JudgmentOutput, 400: serializers.ErrorOutput},
+        summary="Answer a comparison you were given (a replay returns the first answer with 200)",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+        data = _valid(serializers.JudgmentInput, request.data)
+        try:
+            submission = judgment_submit(
+                study=study,
+                annotator=request.user,
+                comparison_id=data["comparison_id"],
+                choice=data.get("choice", ""),
+                ranking=data.get("ranking"),
+                strength=data.get("strength", ""),
+                rationale=data.get("rationale", ""),
+                aspect_ratings=data.get("aspect_ratings"),
+                time_on_task_ms=data.get("time_on_task_ms"),
+                client_info={"via": "api"},
+            )
+        except AnnotationError as exc:
+            return _error(str(exc))
+        judgment = submission.judgment
+        judgment.created = submission.created
+        code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
+        return Response(serializers.JudgmentOutput(judgment).data, status=code)
+
+
+class SkipCreate(APIView):
+    @extend_schema(
+        request=serializers.SkipInput,
+        responses={204: None, 400: serializers.ErrorOutput},
+        summary="Hand a comparison back unanswered, with a reason",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+        data = _valid(serializers.SkipInput, request.data)
+        try:
+            assignment_skip(
+                study=study,
+                annotator=request.user,
+                comparison_id=data["comparison_id"],
+                reason=data["reason"],
+                note=data.get("note", ""),
+            )
+        except AnnotationError as exc:
+            return _error(str(exc))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- models and results ------------------------------------------------------------
+
+
+class ModelVersionList(APIView):
+    @extend_schema(responses=serializers.ModelVersionOutput(many=True), summary="Reward-model versions, newest first")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        rows = []
+        for version in RewardModelVersion.objects.filter(study=study).order_by("-version").defer("recommendation"):
+            rows.append(
+                {
+                    **{f: getattr(version, f) for f in serializers.ModelVersionOutput().fields if hasattr(version, f)},
+                    "checkpoint_url": request.build_absolute_uri(
+                        reverse("api_checkpoint", args=[study.slug, version.version])
+                    ),
+                }
+            )
+        return Response(serializers.ModelVersionOutput(rows, many=True).data)
+
+
+class Leaderboard(APIView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Rankings: models by Bradley–Terry score with 95% intervals and P(best), and the reward "
+        "model's best response per prompt",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        latest = RewardModelVersion.objects.filter(study=study).order_by("-version").first()
+        return Response(
+            {
+                "models": _models_leaderboard(study),
+                "reward_model": {
+                    "version": latest.version if latest else None,
+                    "recommendation": latest.recommendation if latest else {},
+                },
+            }
+        )
+
+
+def _models_leaderboard(study: Study) -> list[dict]:
+    from dataclasses import asdict
+
+    from annotation.analytics import study_leaderboard
+
+    return [asdict(row) for row in study_leaderboard(study=study).rows]
+
+
+class CheckpointDownload(APIView):
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: serializers.ErrorOutput},
+        summary="A model version's checkpoint (safetensors + config.json) as a zip",
+    )
+    def get(self, request: Request, slug: str, version: int):
+        from annotation.export_views import checkpoint_response
+        from annotation.exporting import ExportError
+
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        row = RewardModelVersion.objects.filter(study=study, version=version).first()
+        if row is None:
+            return _error("No such model version.", status.HTTP_404_NOT_FOUND)
+        try:
+            return checkpoint_response(row, study=study)
+        except ExportError as exc:
+            return _error(str(exc), status.HTTP_404_NOT_FOUND)
+
+
+class Export(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "fmt", str, OpenApiParameter.PATH, description="judgments.jsonl, judgments.csv, dpo.jsonl, …"
+            ),
+            OpenApiParameter("pseudonymise", bool, description="Replace annotator names by per-study pseudonyms."),
+        ],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: serializers.ErrorOutput},
+        summary="Download a dataset export (streamed)",
+    )
+    def get(self, request: Request, slug: str, fmt: str):
+        from annotation.export_views import export_response
+        from annotation.exporting import EXPORT_FORMATS, ExportError
+
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        spec = EXPORT_FORMATS.get(fmt)
+        if spec is None:
+            return _error(f"No export format “{fmt}”; one of: {', '.join(EXPORT_FORMATS)}.", status.HTTP_404_NOT_FOUND)
+        pseudonymise = request.query_params.get("pseudonymise", "").lower() in {"1", "true", "yes", "on"}
+        try:
+            return export_response(study=study, spec=spec, pseudonymise=pseudonymise)
+        except ExportError as exc:
+            return _error(str(exc), status.HTTP_409_CONFLICT)

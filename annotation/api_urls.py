@@ -1,0 +1,23 @@
+"""Routes of the REST API, mounted at ``/api/v1/``."""
+
+from django.urls import path
+
+from annotation import api
+
+urlpatterns = [
+    path("auth/token/", api.TokenObtain.as_view(), name="api_token"),
+    path("studies/", api.StudyList.as_view(), name="api_studies"),
+    path("studies/<slug:slug>/", api.StudyDetail.as_view(), name="api_study"),
+    path("studies/<slug:slug>/imports/", api.StudyImport.as_view(), name="api_import"),
+    path("studies/<slug:slug>/next/", api.NextComparison.as_view(), name="api_next"),
+    path("studies/<slug:slug>/judgments/", api.JudgmentList.as_view(), name="api_judgments"),
+    path("studies/<slug:slug>/skips/", api.SkipCreate.as_view(), name="api_skip"),
+    path("studies/<slug:slug>/model-versions/", api.ModelVersionList.as_view(), name="api_model_versions"),
+    path(
+        "studies/<slug:slug>/model-versions/<int:version>/checkpoint/",
+        api.CheckpointDownload.as_view(),
+        name="api_checkpoint",
+    ),
+    path("studies/<slug:slug>/leaderboard/", api.Leaderboard.as_view(), name="api_leaderboard"),
+    path("studies/<slug:slug>/exports/<str:fmt>/", api.Export.as_view(), name="api_export"),
+]

@@ -1,0 +1,212 @@
+"""REST API serializers: explicit input and output shapes, no business rules.
+
+Input serializers parse and type-check a request body; the services decide
+whether the answer is allowed (and say why not). Output serializers describe
+what a client sees; they are also what the OpenAPI schema is generated from.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
+from annotation.services import STUDY_SETTINGS
+
+# --- studies ---------------------------------------------------------------------
+
+STUDY_SETTINGS_FIELDS = STUDY_SETTINGS
+
+
+class StudyOutput(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role here: researcher, annotator or admin.")
+
+    class Meta:
+        model = Study
+        fields = ("slug", "status", "role", *STUDY_SETTINGS_FIELDS, "created_at", "updated_at")
+        read_only_fields = fields
+
+    def get_role(self, study: Study) -> str:
+        return self.context.get("roles", {}).get(study.pk, "admin")
+
+
+class StudyAnnotatorOutput(serializers.ModelSerializer):
+    """What an annotator sees of a study: the task, not its configuration."""
+
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Study
+        fields = (
+            "slug",
+            "name",
+            "status",
+            "role",
+            "guidelines",
+            "mode",
+            "list_size",
+            "allow_tie",
+            "allow_both_bad",
+            "ask_strength",
+            "ask_rationale",
+            "aspects",
+            "allow_skip",
+        )
+        read_only_fields = fields
+
+    def get_role(self, study: Study) -> str:
+        return "annotator"
+
+
+class StudyCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    settings = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text=f"Any of: {', '.join(STUDY_SETTINGS_FIELDS[1:])}. Unset ones take their defaults.",
+    )
+
+
+class StudyUpdateInput(serializers.Serializer):
+    settings = serializers.DictField(help_text=f"Fields to change, any of: {', '.join(STUDY_SETTINGS_FIELDS)}.")
+
+
+class StudyStatusInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Study.Status.choices)
+
+
+# --- annotating ------------------------------------------------------------------
+
+
+class MessageOutput(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+
+
+class PromptOutput(serializers.Serializer):
+    format = serializers.CharField()
+    text = serializers.CharField()
+    messages = MessageOutput(many=True, help_text="The turns, when the prompt is a conversation.")
+
+
+class CandidateOutput(serializers.Serializer):
+    position = serializers.IntegerField(help_text="0 is A: answers refer to these positions.")
+    label = serializers.CharField()
+    text = serializers.CharField()
+    source = serializers.CharField(help_text="The model's name; empty in blind studies.")
+    image_url = serializers.CharField(allow_blank=True)
+    messages = MessageOutput(many=True)
+
+
+class ProgressOutput(serializers.Serializer):
+    mine = serializers.IntegerField()
+    total = serializers.IntegerField()
+    budget = serializers.IntegerField()
+    quota = serializers.IntegerField(allow_null=True)
+
+
+class NextComparisonOutput(serializers.Serializer):
+    comparison_id = serializers.IntegerField(allow_null=True, help_text="null: nothing left for you.")
+    prompt = PromptOutput(allow_null=True)
+    candidates = CandidateOutput(many=True)
+    lease_expires_at = serializers.DateTimeField(allow_null=True)
+    progress = ProgressOutput()
+    completion_code = serializers.CharField(allow_blank=True, help_text="Set once your work here is done.")
+
+
+class JudgmentInput(serializers.Serializer):
+    comparison_id = serializers.IntegerField(min_value=1)
+    choice = serializers.ChoiceField(
+        choices=[c for c in Judgment.Choice.values if c != Judgment.Choice.RANKED],
+        required=False,
+        help_text="Pairs: a, b, tie or both_bad (as the study allows). Lists: leave out and send ranking.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="Lists: positions best first, e.g. [2, 0, 1]; a tie is an inner list, e.g. [[2, 0], 1].",
+    )
+    strength = serializers.ChoiceField(choices=Judgment.Strength.choices, required=False, allow_blank=True)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    aspect_ratings = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField(min_value=1, max_value=LIKERT_POINTS)),
+        required=False,
+        help_text='{"<position>": {"<aspect>": 1..5}} for every position and aspect of the study.',
+    )
+    time_on_task_ms = serializers.IntegerField(required=False, min_value=0, max_value=24 * 60 * 60 * 1000)
+
+    def validate_ranking(self, value: list) -> list[list[int]]:
+        groups: list[list[int]] = []
+        for entry in value:
+            group = entry if isinstance(entry, list) else [entry]
+            if not group or not all(isinstance(p, int) and not isinstance(p, bool) for p in group):
+                raise serializers.ValidationError("Each entry is a position (an integer) or a list of tied positions.")
+            groups.append(group)
+        return groups
+
+    def validate_aspect_ratings(self, value: dict) -> dict[int, dict[str, int]]:
+        try:
+            return {int(position): ratings for position, ratings in value.items()}
+        except ValueError:
+            raise serializers.ValidationError("Keys are candidate positions (0, 1, …).") from None
+
+    def validate(self, attrs: dict) -> dict:
+        if ("choice" in attrs) == ("ranking" in attrs):
+            raise serializers.ValidationError("Send either choice (a pair) or ranking (a list).")
+        return attrs
+
+
+class JudgmentOutput(serializers.ModelSerializer):
+    created = serializers.BooleanField(help_text="False when this comparison was already answered (a replay).")
+    ranking = serializers.JSONField(help_text="Candidate ids best first; tied candidates share an inner list.")
+    shown_order = serializers.JSONField(help_text="Candidate ids in the order they were shown (A, B, …).")
+
+    class Meta:
+        model = Judgment
+        fields = (
+            "id",
+            "comparison_id",
+            "choice",
+            "ranking",
+            "shown_order",
+            "strength",
+            "rationale",
+            "aspect_ratings",
+            "time_on_task_ms",
+            "created_at",
+            "created",
+        )
+        read_only_fields = fields
+
+
+class SkipInput(serializers.Serializer):
+    comparison_id = serializers.IntegerField(min_value=1)
+    reason = serializers.ChoiceField(choices=Assignment.SkipReason.choices)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+# --- models and results ------------------------------------------------------------
+
+
+class ModelVersionOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    model_type = serializers.CharField()
+    embedder_key = serializers.CharField()
+    n_judgments = serializers.IntegerField()
+    heldout_accuracy = serializers.FloatField(allow_null=True)
+    heldout_log_loss = serializers.FloatField(allow_null=True)
+    metrics = serializers.DictField()
+    train_seconds = serializers.FloatField()
+    device = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    checkpoint_url = serializers.CharField(allow_blank=True, help_text="Download of the checkpoint (a zip).")
+
+
+class ImportOutput(serializers.Serializer):
+    prompts_created = serializers.IntegerField()
+    prompts_existing = serializers.IntegerField()
+    candidates_created = serializers.IntegerField()
+    duplicates_skipped = serializers.IntegerField()
+
+
+class ErrorOutput(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,14 @@
+"""Celery tasks of the annotation app: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from annotation import importing
+
+
+@shared_task(name="annotation.tasks.import_job_run", acks_late=True)
+def import_job_run(job_id: int) -> str | None:
+    """Run a queued file import; a job already claimed or finished is left alone."""
+    job = importing.import_job_run(job_id=job_id)
+    return job.status if job else None

@@ -1,0 +1,428 @@
+"""Dashboard analytics: agreement against published worked examples and
+scikit-learn, a Bradley–Terry leaderboard that recovers known strengths, the
+selectors on real rows, and the dashboard page with its charts in a fixed
+number of queries."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from itertools import combinations
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from sklearn.metrics import cohen_kappa_score
+
+from activelearn.models import RewardModelVersion, SimulationRun
+from annotation import analytics, services
+from annotation.management.commands.simulate_annotators import Command as SimulateCommand
+from annotation.models import Candidate, Comparison, Judgment, Membership
+from tests.annotation.test_views import HTMX
+from tests.factories import UserFactory, study_with_queue
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the
+# nominal example: 4 observers, 12 units, missing values; published α = 0.743.
+KRIPPENDORFF_2011 = [
+    [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+    [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+]
+# Fleiss (1971) as reproduced on Wikipedia's "Fleiss' kappa": 10 subjects,
+# 14 raters, 5 categories; published κ = 0.210 (P̄ = 0.378, P̄e = 0.213).
+FLEISS_1971 = [
+    [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+    [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+# --- pure functions ------------------------------------------------------------------------------
+
+
+def test_krippendorff_alpha_matches_the_published_nominal_example_with_missing_data():
+    units = [{r: row[u] for r, row in enumerate(KRIPPENDORFF_2011) if row[u] is not None} for u in range(12)]
+    assert analytics.krippendorff_alpha_nominal(units) == pytest.approx(0.743, abs=5e-4)
+    # Unit 12 has a single value and is not pairable: dropping it changes nothing.
+    assert analytics.krippendorff_alpha_nominal(units[:11]) == pytest.approx(0.743, abs=5e-4)
+
+
+def test_fleiss_kappa_matches_fleiss_1971_and_refuses_unequal_rater_counts():
+    assert analytics.fleiss_kappa(np.array(FLEISS_1971)) == pytest.approx(0.210, abs=5e-4)
+    with pytest.raises(ValueError, match="same number of raters"):
+        analytics.fleiss_kappa(np.array([[2, 0], [1, 2]]))
+    assert analytics.fleiss_kappa(np.array([[3, 0], [3, 0]])) is None  # one category: undefined
+
+
+def test_cohen_kappa_matches_scikit_learn_and_agreement_stats_averages_qualifying_pairs():
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 3, 40)
+    raters = {a: np.where(rng.random(40) < 0.75, truth, rng.integers(0, 3, 40)) for a in "xyz"}
+    for a, b in combinations("xyz", 2):
+        ours = analytics.cohen_kappa(list(raters[a]), list(raters[b]))
+        assert ours == pytest.approx(cohen_kappa_score(raters[a], raters[b]), abs=1e-12)
+    # z rated only the first 4 items: its pairs are under min_shared=5 and left out.
+    units = [{a: int(raters[a][i]) for a in "xyz" if a != "z" or i < 4} for i in range(40)]
+    stats = analytics.agreement_stats(units, min_shared=5)
+    assert stats.cohen_pairs == 1
+    assert stats.cohen_kappa_mean == pytest.approx(cohen_kappa_score(raters["x"], raters["y"]))
+    # Fleiss' κ uses the modal rater count (2, on 36 units), α uses every unit.
+    assert (stats.fleiss_raters, stats.fleiss_units, stats.units, stats.annotators) == (2, 36, 40, 3)
+    assert stats.ratings == 84
+
+
+def test_percent_agreement_and_undefined_coefficients():
+    stats = analytics.agreement_stats([{1: "first", 2: "first", 3: "second"}, {1: "tie", 2: "tie"}, {1: "first"}])
+    # Unit 1: 1 of 3 rater pairs agree; unit 2: 1 of 1; the lone rating is ignored.
+    assert stats.percent_agreement == pytest.approx((1 / 3 + 1) / 2)
+    assert stats.units == 2 and stats.ratings == 5
+    same = analytics.agreement_stats([{1: "first", 2: "first"}] * 6)
+    assert same.percent_agreement == 1.0
+    assert same.krippendorff_alpha is None and same.fleiss_kappa is None and same.cohen_kappa_mean is None
+    empty = analytics.agreement_stats([])
+    assert not empty.has_data and empty.krippendorff_alpha is None
+
+
+def test_rankings_become_labels_in_candidate_order_not_screen_order():
+    assert analytics.ranking_pairs([9, 4]) == [(4, 9, "second")]
+    assert analytics.ranking_pairs([4, 9]) == [(4, 9, "first")]
+    assert analytics.ranking_pairs([[9, 4]]) == [(4, 9, "tie")]
+    assert analytics.ranking_pairs([7, [3, 5]]) == [(3, 5, "tie"), (3, 7, "second"), (5, 7, "second")]
+    with pytest.raises(ValueError, match="entry 1 holds 'x'"):
+        analytics.ranking_pairs([1, "x"])
+    with pytest.raises(ValueError, match="candidate 1 twice"):
+        analytics.ranking_pairs([1, [1, 2]])
+
+
+def test_bradley_terry_two_items_has_the_closed_form_and_stays_finite_without_losses():
+    wins = np.array([[0.0, 7.0], [3.0, 0.0]])
+    scores = analytics.bradley_terry_scores(wins, ridge=1e-9)
+    assert scores[0] - scores[1] == pytest.approx(math.log(7 / 3), abs=1e-6)
+    # With a real ridge the optimum is centred: the prior pulls the mean to zero.
+    assert analytics.bradley_terry_scores(wins).sum() == pytest.approx(0.0, abs=1e-9)
+    # A clean sweep and an item never compared: finite, ordered, centred.
+    sweep = analytics.bradley_terry_scores(np.array([[0, 10, 0], [0, 0, 0], [0, 0, 0.0]]))
+    assert np.isfinite(sweep).all() and sweep[0] > sweep[2] > sweep[1]
+    assert sweep[2] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="non-negative"):
+        analytics.bradley_terry_scores(np.array([[0, -1], [0, 0.0]]))
+
+
+def _simulated_rankings(strength: dict[str, float], n: int, seed: int) -> tuple[list, dict[int, str]]:
+    """Pairs between random sources answered by Bradley–Terry with the given
+    strengths, with 10 % ties; candidate ids are fresh per judgment."""
+    rng = np.random.default_rng(seed)
+    names = list(strength)
+    rankings, source_of = [], {}
+    for k in range(n):
+        a, b = rng.choice(len(names), 2, replace=False)
+        ca, cb = 2 * k, 2 * k + 1
+        source_of[ca], source_of[cb] = names[a], names[b]
+        if rng.random() < 0.1:
+            rankings.append([[ca, cb]])
+            continue
+        p = 1 / (1 + math.exp(-(strength[names[a]] - strength[names[b]])))
+        rankings.append([ca, cb] if rng.random() < p else [cb, ca])
+    return rankings, source_of
+
+
+def test_leaderboard_recovers_known_strengths_with_covering_intervals_and_p_best_summing_to_one():
+    strength = {"gpt-big": 1.2, "mid-7b": 0.4, "small-1b": -0.3, "tiny": -1.3}
+    rankings, source_of = _simulated_rankings(strength, n=1500, seed=11)
+    board = analytics.leaderboard_from_judgments(rankings, source_of, n_bootstrap=200, seed=0)
+    assert [r.source for r in board.rows] == list(strength)
+    centred = {s: v - np.mean(list(strength.values())) for s, v in strength.items()}
+    for row in board.rows:
+        assert row.low <= centred[row.source] <= row.high, row
+        assert row.low < row.score < row.high
+    assert sum(r.p_best for r in board.rows) == pytest.approx(1.0)
+    assert board.rows[0].p_best > 0.95
+    assert board.judgments == 1500 and board.replicates == 200
+    assert sum(r.comparisons for r in board.rows) == 2 * 1500
+
+
+def test_leaderboard_skips_same_source_and_unnamed_pairs_and_is_reproducible():
+    rankings = [[1, 2], [3, 4], [1, 3], [[2, 4]]]
+    source_of = {1: "a", 2: "a", 3: "b"}  # 4 has no source
+    board = analytics.leaderboard_from_judgments(rankings, source_of, n_bootstrap=50, seed=5)
+    assert board.judgments == 1 and board.skipped_pairs == 3
+    assert [r.source for r in board.rows] == ["a", "b"] and board.rows[0].wins == 1.0
+    again = analytics.leaderboard_from_judgments(rankings, source_of, n_bootstrap=50, seed=5)
+    assert again == board
+    assert analytics.leaderboard_from_judgments([[1, 2]], source_of).rows == ()
+
+
+def test_throughput_counts_work_inside_sessions_only():
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    times = [t0, t0 + timedelta(seconds=30), t0 + timedelta(seconds=60), t0 + timedelta(hours=3)]
+    active, per_hour, median = analytics.throughput(times, [20_000, 25_000, 30_000, 40_000])
+    # 20 s before the first, two 30 s gaps, the 3 h pause skipped, 40 s for the last.
+    assert active == pytest.approx(20 + 30 + 30 + 40)
+    assert per_hour == pytest.approx(4 * 3600 / 120)
+    assert median == pytest.approx(27.5)
+    assert analytics.throughput([t0], [None]) == (0.0, None, None)
+
+
+def test_slow_results_are_reused_for_a_while_after_judgments_change_and_cheap_ones_never(monkeypatch):
+    study = SimpleNamespace(id=10**9, created_at=None)
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        time.sleep(0.01)
+        return len(calls)
+
+    monkeypatch.setattr(analytics, "SLOW_SECONDS", 0.0)  # everything counts as slow
+    assert analytics._cached(study, "x", (1, 1), compute) == 1
+    assert analytics._cached(study, "x", (2, 2), compute) == 1  # within 20 × its 10 ms
+    monkeypatch.setattr(analytics, "STALE_FACTOR", 0)
+    assert analytics._cached(study, "x", (3, 3), compute) == 2
+    monkeypatch.setattr(analytics, "SLOW_SECONDS", 1e9)
+    monkeypatch.setattr(analytics, "STALE_FACTOR", 10**6)
+    assert analytics._cached(study, "x", (4, 4), compute) == 3  # cheap: always fresh
+
+
+# --- selectors on real rows -----------------------------------------------------------------------
+
+
+def _answer_everything(study, annotator, prefer, *, order: str = "") -> int:
+    """Lease and answer until nothing is left, choosing by ``prefer(candidate ids
+    as shown) → "a" | "b" | "tie"``, through the same services the pages use.
+    ``order`` ("ascending" or "descending" by id) fixes what the annotator is
+    shown instead of the study's own shuffle."""
+    from annotation.models import Assignment
+
+    n = 0
+    while (lease := services.assignment_lease_next(study=study, annotator=annotator)) is not None:
+        shown = lease.assignment.display_order
+        if order:
+            shown = sorted(shown, reverse=order == "descending")
+            Assignment.objects.filter(id=lease.assignment.id).update(display_order=shown)
+        services.judgment_submit(
+            study=study,
+            annotator=annotator,
+            comparison_id=lease.assignment.comparison_id,
+            choice=prefer(shown),
+            time_on_task_ms=4000 + 1000 * n,
+        )
+        n += 1
+    return n
+
+
+def _prefer_by_id(shown: list[int]) -> str:
+    """The candidate with the larger id mod 3 (then the smaller id): a fixed taste
+    that does not depend on which side it is shown on, nor always pick the first id."""
+    best = max(shown, key=lambda cid: (cid % 3, -cid))
+    return "a" if shown[0] == best else "b"
+
+
+@pytest.mark.django_db
+def test_agreement_counts_responses_not_screen_sides(make_member):
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2, blind=True)
+    ann1, ann2 = make_member(study), make_member(study)
+    assert _answer_everything(study, ann1, _prefer_by_id, order="ascending") == 9
+    assert _answer_everything(study, ann2, _prefer_by_id, order="descending") == 9
+    # Every comparison was shown the other way round to the second annotator,
+    # so their screen answers (a/b) all differ while their preferences agree.
+    choices = {
+        annotator: dict(Judgment.objects.filter(annotator=annotator).values_list("comparison_id", "choice"))
+        for annotator in (ann1, ann2)
+    }
+    assert all(choices[ann1][c] != choices[ann2][c] for c in choices[ann1])
+    stats = analytics.study_agreement(study=study)
+    assert stats.units == 9 and stats.annotators == 2 and stats.ratings == 18
+    assert stats.percent_agreement == 1.0
+    assert stats.krippendorff_alpha == pytest.approx(1.0)
+    assert stats.fleiss_kappa == pytest.approx(1.0) and stats.cohen_kappa_mean == pytest.approx(1.0)
+
+
+@pytest.mark.django_db
+def test_agreement_of_one_annotator_who_answers_by_side_is_chance_level(make_member):
+    study = study_with_queue(n_prompts=4, n_candidates=3, overlap=2, blind=True)
+    ann1, ann2 = make_member(study), make_member(study)
+    _answer_everything(study, ann1, _prefer_by_id, order="ascending")
+    _answer_everything(study, ann2, lambda shown: "a", order="descending")  # always the left one
+    labels = {
+        annotator: [
+            analytics.ranking_pairs(r)[0][2]
+            for r in Judgment.objects.filter(annotator=annotator)
+            .order_by("comparison_id")
+            .values_list("ranking", flat=True)
+        ]
+        for annotator in (ann1, ann2)
+    }
+    # "Left" under a descending order is always the higher id: "second".
+    assert set(labels[ann2]) == {"second"}
+    stats = analytics.study_agreement(study=study)
+    agree = np.mean([a == b for a, b in zip(labels[ann1], labels[ann2], strict=True)])
+    assert stats.percent_agreement == pytest.approx(agree)
+    assert 0 < agree < 1
+    assert stats.krippendorff_alpha < 0.9
+
+
+@pytest.mark.django_db
+def test_study_leaderboard_reads_sources_is_cached_and_refreshes_on_a_new_judgment(make_member):
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=1)
+    for prompt_id in set(Candidate.objects.filter(study=study).values_list("prompt_id", flat=True)):
+        ids = Candidate.objects.filter(prompt_id=prompt_id).order_by("id").values_list("id", flat=True)
+        for cid, source in zip(ids, ["strong", "middle", "weak"], strict=True):
+            Candidate.objects.filter(id=cid).update(source=source)
+    rank = {"strong": 0, "middle": 1, "weak": 2}
+    source_of = dict(Candidate.objects.filter(study=study).values_list("id", "source"))
+    annotator = make_member(study)
+
+    def by_source(shown):
+        return "a" if rank[source_of[shown[0]]] < rank[source_of[shown[1]]] else "b"
+
+    lease = services.assignment_lease_next(study=study, annotator=annotator)
+    services.judgment_submit(
+        study=study, annotator=annotator, comparison_id=lease.assignment.comparison_id, choice=by_source(
+            lease.assignment.display_order)
+    )  # fmt: skip
+    first = analytics.study_leaderboard(study=study, n_bootstrap=50)
+    assert first.judgments == 1
+    with CaptureQueriesContext(connection) as cached:
+        assert analytics.study_leaderboard(study=study, n_bootstrap=50) == first
+    assert len(cached) == 1  # the fingerprint only
+
+    _answer_everything(study, annotator, by_source)
+    board = analytics.study_leaderboard(study=study, n_bootstrap=50)
+    assert board.judgments == 9
+    assert [r.source for r in board.rows] == ["strong", "middle", "weak"]
+    assert sum(r.p_best for r in board.rows) == pytest.approx(1.0)
+    assert board.rows[0].comparisons == 6 and board.rows[0].wins == 6
+
+
+@pytest.mark.django_db
+def test_judgments_per_hour_buckets_the_last_hours_in_utc(study, annotator):
+    now = datetime(2026, 3, 1, 12, 40, tzinfo=UTC)
+    comparisons = list(Comparison.objects.filter(study=study).order_by("id"))
+    stamps = [now - timedelta(minutes=m) for m in (5, 30, 50, 65, 200, 60 * 30)]
+    for comparison, stamp in zip(comparisons, stamps, strict=False):
+        items = list(comparison.items.values_list("candidate_id", flat=True))
+        judgment = Judgment.objects.create(study=study, comparison=comparison, annotator=annotator, choice="a",
+                                           ranking=items)  # fmt: skip
+        Judgment.objects.filter(id=judgment.id).update(created_at=stamp)
+    hours = analytics.judgments_per_hour(study=study, hours=4, now=now)
+    assert [h.start.hour for h in hours] == [9, 10, 11, 12]
+    # 12:35 and 12:10 this hour; 11:50 and 11:35 the hour before; 09:20; the one 30 h ago is out.
+    assert [h.judgments for h in hours] == [1, 0, 2, 2]
+    with pytest.raises(ValueError, match="at least 1"):
+        analytics.judgments_per_hour(study=study, hours=0)
+
+
+@pytest.mark.django_db
+def test_simulation_runs_are_recorded_and_their_regret_read_back(study):
+    assert analytics.simulation_regret(study=study) is None
+    report = {
+        "started_at": "2026-03-01T12:00:00+00:00",
+        "wall_seconds": 12.5,
+        "config": {"annotators": 3, "seed": 1},
+        "utility": {"kind": "hash"},
+        "totals": {"judgments_submitted": 30},
+        "checkpoints": [
+            {"judgments": 0, "regret": 1.0, "model_version": None},
+            {"judgments": 10, "regret": 0.6, "model_version": 1},
+            {"judgments": 20, "regret": None, "model_version": 2, "regret_of": "checkpoint unreadable"},
+            {"judgments": 30, "regret": float("nan"), "model_version": 3},
+        ],
+    }
+    SimulateCommand._record(study, {**report, "checkpoints": report["checkpoints"][:2]})
+    run = SimulateCommand._record(study, report)
+    assert run.checkpoints[3]["regret"] is None  # NaN is stored as unscored
+    curve = analytics.simulation_regret(study=study)
+    assert curve.run_id == run.id and curve.runs == 2 and curve.annotators == 3
+    assert [(p.judgments, p.regret) for p in curve.points] == [(0, 1.0), (10, 0.6)]
+    assert curve.unscored == 2 and curve.utility_kind == "hash"
+
+
+# --- the dashboard -----------------------------------------------------------------------------------
+
+
+def _populate(study, *, annotators: int, versions: int, runs: int, make_member) -> None:
+    sources = ["alpha", "beta", "gamma"]
+    for k, cid in enumerate(Candidate.objects.filter(study=study).order_by("id").values_list("id", flat=True)):
+        Candidate.objects.filter(id=cid).update(source=sources[k % 3])
+    for _ in range(annotators):
+        _answer_everything(study, make_member(study), _prefer_by_id)
+    for v in range(1, versions + 1):
+        RewardModelVersion.objects.create(
+            study=study, version=v, model_type="mlp", embedder_key="test", n_judgments=10 * v,
+            heldout_accuracy=0.5 + 0.04 * v, checkpoint_path=f"/nowhere/v{v}",
+        )  # fmt: skip
+    for _ in range(runs):
+        SimulationRun.objects.create(
+            study=study, started_at=datetime(2026, 3, 1, tzinfo=UTC), annotators=2, judgments=40,
+            utility_kind="hash", checkpoints=[{"judgments": j, "regret": 1.0 - j / 50} for j in (0, 20, 40)],
+        )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_charts_and_numbers(client_for, make_member):
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2, gold_rate=0.0)
+    researcher = make_member(study, Membership.Role.RESEARCHER)
+    _populate(study, annotators=2, versions=3, runs=1, make_member=make_member)
+    html = client_for(researcher).get(reverse("study_dashboard", args=[study.slug]), **HTMX).content.decode()
+    assert html.count('role="img"') == 4
+    for chart in ("chart-per-hour", "chart-learning-curve", "chart-leaderboard", "chart-regret"):
+        assert f'id="{chart}"' in html
+    # Key numbers in the accessible labels and on the page.
+    assert "18 in all, 18 this hour" in html
+    assert "latest v3: 62.0% after 30 judgments" in html
+    assert "3 checkpoints; 0.200 after 40 judgments" in html
+    assert 'data-stat="krippendorff-alpha">1.00<' in html
+    assert 'data-stat="judgments-this-hour">18<' in html
+    assert "9 candidate pairs judged by two or more of 2 annotators" in html
+    for source in ("alpha", "beta", "gamma"):
+        assert f"<td>{source}</td>" in html
+    assert "P(best)" in html and "95% interval" in html
+    assert "Median time on task" in html and "Per active hour" in html
+
+
+@pytest.mark.django_db
+def test_dashboard_without_data_says_so(client_for, researcher, study):
+    html = client_for(researcher).get(reverse("study_dashboard", args=[study.slug]), **HTMX).content.decode()
+    assert "No data yet." in html  # learning curve
+    assert "No comparison has two judgments yet: set the study's overlap to 2 or more" in html
+    assert "No judgments between responses of two different models yet" in html
+    assert 'id="chart-regret"' not in html
+
+
+def _dashboard_queries(client, study) -> tuple[int, int]:
+    url = reverse("study_dashboard", args=[study.slug])
+    cache.clear()
+    with CaptureQueriesContext(connection) as cold:
+        assert client.get(url, **HTMX).status_code == 200
+    with CaptureQueriesContext(connection) as warm:
+        assert client.get(url, **HTMX).status_code == 200
+    return len(cold), len(warm)
+
+
+@pytest.mark.django_db
+def test_dashboard_query_count_does_not_grow_with_the_study(client_for, make_member):
+    small = study_with_queue(n_prompts=2, n_candidates=3, overlap=2)
+    _populate(small, annotators=2, versions=1, runs=1, make_member=make_member)
+    large = study_with_queue(n_prompts=6, n_candidates=4, overlap=3, queue_target=40)
+    _populate(large, annotators=5, versions=8, runs=3, make_member=make_member)
+    assert Judgment.objects.filter(study=large).count() > 5 * Judgment.objects.filter(study=small).count()
+    counts = []
+    for study in (small, large):
+        user = UserFactory()
+        Membership.objects.create(user=user, study=study, role=Membership.Role.RESEARCHER)
+        counts.append(_dashboard_queries(client_for(user), study))
+    assert counts[0] == counts[1]
+    cold, warm = counts[0]
+    # The judgment-derived figures (leaderboard 2, agreement 1, pace 1) are cached.
+    assert cold - warm == 4

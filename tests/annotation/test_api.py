@@ -1,0 +1,218 @@
+"""The REST API through real requests: token auth, studies, answering, results."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from activelearn.models import RewardModelVersion
+from annotation.models import Assignment, Judgment, Membership, Study
+from tests.factories import UserFactory, study_with_queue
+
+pytestmark = pytest.mark.django_db
+
+
+def api_as(user) -> APIClient:
+    """A client that authenticates with the user's API token, as a script would."""
+    from rest_framework.authtoken.models import Token
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def test_a_token_comes_from_username_and_password_and_is_required():
+    UserFactory(username="scripted", password="a-long-password-123")
+    anonymous = APIClient()
+    assert anonymous.get("/api/v1/studies/").status_code == 401
+    refused = anonymous.post("/api/v1/auth/token/", {"username": "scripted", "password": "wrong"}, format="json")
+    assert refused.status_code == 400
+    response = anonymous.post(
+        "/api/v1/auth/token/", {"username": "scripted", "password": "a-long-password-123"}, format="json"
+    )
+    assert response.status_code == 200
+    token = response.json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/v1/studies/").json() == []
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.get("/api/v1/studies/").status_code == 401
+
+
+def test_researchers_create_studies_with_settings_checked_field_by_field(study, researcher):
+    client = api_as(researcher)
+    bad = client.post(
+        "/api/v1/studies/",
+        {"name": "Bad", "settings": {"list_size": 12, "strategy_params": {"nonsense": 1}, "colour": "red"}},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert set(bad.json()["fields"]) == {"colour"}, "unknown settings are refused before anything else"
+    bad = client.post("/api/v1/studies/", {"name": "Bad", "settings": {"gold_rate": 2}}, format="json")
+    assert bad.status_code == 400 and "gold_rate" in bad.json()["fields"]
+    assert not Study.objects.filter(name="Bad").exists()
+
+    made = client.post(
+        "/api/v1/studies/",
+        {"name": "Ranked lists", "settings": {"mode": "listwise", "list_size": 4, "budget": 50}},
+        format="json",
+    )
+    assert made.status_code == 201, made.json()
+    body = made.json()
+    assert body["role"] == "researcher" and body["mode"] == "listwise" and body["list_size"] == 4
+    created = Study.objects.get(slug=body["slug"])
+    assert Membership.objects.get(study=created, user=researcher).role == "researcher"
+
+
+def test_annotators_cannot_create_studies(study, annotator):
+    response = api_as(annotator).post("/api/v1/studies/", {"name": "Mine"}, format="json")
+    assert response.status_code == 403
+
+
+def test_settings_change_and_the_comparison_shape_locks_once_judged(study, researcher, annotator):
+    client = api_as(researcher)
+    changed = client.patch(f"/api/v1/studies/{study.slug}/", {"settings": {"budget": 77}}, format="json")
+    assert changed.status_code == 200 and changed.json()["budget"] == 77
+    _answer_one(api_as(annotator), study)
+    locked = client.patch(
+        f"/api/v1/studies/{study.slug}/", {"settings": {"mode": "listwise", "list_size": 3}}, format="json"
+    )
+    assert locked.status_code == 400
+    assert set(locked.json()["fields"]) == {"mode", "list_size"}
+    study.refresh_from_db()
+    assert study.mode == "pairwise" and study.budget == 77
+    assert api_as(annotator).patch(f"/api/v1/studies/{study.slug}/", {"settings": {}}, format="json").status_code == 404
+
+
+def _answer_one(client, study, choice="a"):
+    shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    response = client.post(
+        f"/api/v1/studies/{study.slug}/judgments/",
+        {"comparison_id": shown["comparison_id"], "choice": choice, "time_on_task_ms": 1200},
+        format="json",
+    )
+    return shown, response
+
+
+def test_a_program_annotates_through_next_and_judgments(study, annotator):
+    client = api_as(annotator)
+    seen = client.get(f"/api/v1/studies/{study.slug}/").json()
+    assert seen["role"] == "annotator" and "strategy" not in seen, "annotators see the task, not the set-up"
+    first = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    again = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    assert first["comparison_id"] == again["comparison_id"], "the lease is kept until answered"
+    assert [c["label"] for c in first["candidates"]] == ["A", "B"]
+    assert all(c["source"] == "" for c in first["candidates"]), "blind study: no model names"
+
+    answered = client.post(
+        f"/api/v1/studies/{study.slug}/judgments/",
+        {"comparison_id": first["comparison_id"], "choice": "b", "time_on_task_ms": 900},
+        format="json",
+    )
+    assert answered.status_code == 201
+    judgment = Judgment.objects.get(pk=answered.json()["id"])
+    b_id = judgment.shown_order[1]
+    assert judgment.ranking[0] == b_id and judgment.client_info == {"via": "api"}
+    replay = client.post(
+        f"/api/v1/studies/{study.slug}/judgments/",
+        {"comparison_id": first["comparison_id"], "choice": "a"},
+        format="json",
+    )
+    assert replay.status_code == 200 and replay.json()["id"] == judgment.id and not replay.json()["created"]
+    assert Judgment.objects.count() == 1
+
+    following = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    assert following["comparison_id"] != first["comparison_id"]
+    assert following["progress"]["mine"] == 1
+
+
+def test_bad_answers_are_refused_with_the_reason(study, annotator, outsider):
+    client = api_as(annotator)
+    shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    url = f"/api/v1/studies/{study.slug}/judgments/"
+    both = client.post(url, {"comparison_id": shown["comparison_id"], "choice": "a", "ranking": [0, 1]}, format="json")
+    assert both.status_code == 400
+    unknown = client.post(url, {"comparison_id": shown["comparison_id"], "choice": "maybe"}, format="json")
+    assert unknown.status_code == 400 and "choice" in unknown.json()
+    not_mine = client.post(url, {"comparison_id": 10**9, "choice": "a"}, format="json")
+    assert not_mine.status_code == 400 and "comparison" in not_mine.json()["detail"]
+    Study.objects.filter(pk=study.pk).update(allow_tie=False)
+    tie = client.post(url, {"comparison_id": shown["comparison_id"], "choice": "tie"}, format="json")
+    assert tie.status_code == 400 and "ties" in tie.json()["detail"]
+    assert not Judgment.objects.exists()
+    assert api_as(outsider).get(f"/api/v1/studies/{study.slug}/next/").status_code == 404
+
+
+def test_lists_are_ranked_by_position_with_ties_where_allowed(db):
+    study = study_with_queue(n_prompts=2, n_candidates=4, mode="listwise", list_size=3)
+    user = UserFactory()
+    Membership.objects.create(study=study, user=user, role="annotator")
+    client = api_as(user)
+    shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    assert len(shown["candidates"]) == 3
+    url = f"/api/v1/studies/{study.slug}/judgments/"
+    incomplete = client.post(url, {"comparison_id": shown["comparison_id"], "ranking": [2, 0]}, format="json")
+    assert incomplete.status_code == 400
+    ranked = client.post(url, {"comparison_id": shown["comparison_id"], "ranking": [[2, 0], 1]}, format="json")
+    assert ranked.status_code == 201, ranked.json()
+    judgment = Judgment.objects.get()
+    order = judgment.shown_order
+    assert judgment.choice == "ranked"
+    first_group, second = judgment.ranking
+    assert set(first_group) == {order[2], order[0]} and second in (order[1], [order[1]])
+
+
+def test_skips_go_back_to_the_queue_with_the_reason(study, annotator):
+    client = api_as(annotator)
+    shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    url = f"/api/v1/studies/{study.slug}/skips/"
+    assert (
+        client.post(url, {"comparison_id": shown["comparison_id"], "reason": "why"}, format="json").status_code == 400
+    )
+    skipped = client.post(url, {"comparison_id": shown["comparison_id"], "reason": "broken"}, format="json")
+    assert skipped.status_code == 204
+    assignment = Assignment.objects.get(comparison_id=shown["comparison_id"], annotator=annotator)
+    assert assignment.status == "skipped" and assignment.skip_reason == "broken"
+    assert client.get(f"/api/v1/studies/{study.slug}/next/").json()["comparison_id"] != shown["comparison_id"]
+
+
+def test_annotators_list_only_their_own_judgments_researchers_all(study, annotator, researcher, make_member):
+    other = make_member(study, "annotator")
+    _answer_one(api_as(annotator), study)
+    _answer_one(api_as(other), study)
+    mine = api_as(annotator).get(f"/api/v1/studies/{study.slug}/judgments/").json()["results"]
+    assert len(mine) == 1 and Judgment.objects.get(pk=mine[0]["id"]).annotator == annotator
+    everyone = api_as(researcher).get(f"/api/v1/studies/{study.slug}/judgments/").json()["results"]
+    assert len(everyone) == 2
+
+
+def test_a_closed_study_says_so_and_a_finished_annotator_gets_the_completion_code(study, annotator):
+    client = api_as(annotator)
+    Study.objects.filter(pk=study.pk).update(annotator_quota=1, completion_code="C0DE42")
+    _answer_one(client, study)
+    done = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    assert done["comparison_id"] is None and done["completion_code"] == "C0DE42"
+    Study.objects.filter(pk=study.pk).update(status="closed")
+    assert client.get(f"/api/v1/studies/{study.slug}/next/").status_code == 409
+
+
+def test_model_versions_are_listed_for_researchers_only(study, researcher, annotator):
+    RewardModelVersion.objects.create(
+        study=study, version=1, model_type="mlp", embedder_key="k", n_judgments=9, heldout_accuracy=0.75,
+        checkpoint_path="/nowhere",
+    )  # fmt: skip
+    rows = api_as(researcher).get(f"/api/v1/studies/{study.slug}/model-versions/").json()
+    assert rows[0]["version"] == 1 and rows[0]["heldout_accuracy"] == 0.75
+    assert rows[0]["checkpoint_url"].endswith(f"/api/v1/studies/{study.slug}/model-versions/1/checkpoint/")
+    assert api_as(annotator).get(f"/api/v1/studies/{study.slug}/model-versions/").status_code == 404
+
+
+def test_the_openapi_schema_is_generated_and_valid(tmp_path):
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(out), "--validate", "--fail-on-warn")
+    text = out.read_text()
+    for path in ("/api/v1/studies/{slug}/next/", "/api/v1/studies/{slug}/judgments/", "/api/v1/auth/token/"):
+        assert path in text
+    assert "tokenAuth" in text

@@ -1,0 +1,246 @@
+"""The permission matrix: every route × every role, through real requests.
+
+Roles: anonymous; a signed-in stranger; an annotator and a researcher of the
+study; an annotator and a researcher of another study only; staff without a
+membership; a superuser. Each route declares its audience, and every role
+outside it must get the refusal that reveals nothing (404 for anything inside
+a study, so slugs cannot be probed; 403 for creating studies; a sign-in
+redirect or 401 for anonymous callers). A route missing from the table fails
+the test, so new endpoints cannot skip this check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
+
+from activelearn.models import RewardModelVersion
+from annotation.models import ImportJob, Judgment, Membership, Study
+from tests.factories import UserFactory, study_with_queue
+
+ROLES = (
+    "anonymous",
+    "stranger",
+    "annotator",
+    "researcher",
+    "other_annotator",
+    "other_researcher",
+    "staff",
+    "superuser",
+)
+
+# Who may use a route. "member" routes are for anyone who may annotate in the
+# study; "researcher" routes for its researchers (and superusers).
+AUDIENCE = {
+    "public": set(ROLES),
+    "signed_in": set(ROLES) - {"anonymous"},
+    "creator": {"researcher", "other_researcher", "staff", "superuser"},
+    "member": {"annotator", "researcher", "staff", "superuser"},
+    "researcher": {"researcher", "superuser"},
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str  # with {slug}, {token}, {job}, {version}, {comparison}
+    audience: str
+    api: bool = False
+    data: dict | None = None
+
+
+ROUTES = (
+    # pages
+    Route("login", "get", "/accounts/login/", "public"),
+    Route("home", "get", "/", "signed_in"),
+    Route("study_new", "get", "/studies/create/", "creator"),
+    Route("study_create_from_file", "post", "/studies/new/", "creator"),
+    Route("study_detail", "get", "/s/{slug}/", "researcher"),
+    Route("study_dashboard", "get", "/s/{slug}/dashboard/", "researcher"),
+    Route("study_import", "post", "/s/{slug}/import/", "researcher"),
+    Route("study_settings", "get", "/s/{slug}/settings/", "researcher"),
+    Route("study_status", "post", "/s/{slug}/status/", "researcher", data={"status": "paused"}),
+    Route("study_member_add", "post", "/s/{slug}/members/", "researcher"),
+    Route("study_invite_rotate", "post", "/s/{slug}/invite/rotate/", "researcher"),
+    Route("import_job_detail", "get", "/s/{slug}/imports/{job}/", "researcher"),
+    Route("import_job_progress", "get", "/s/{slug}/imports/{job}/progress/", "researcher"),
+    Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
+    Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
+    Route("annotate", "get", "/s/{slug}/annotate/", "member"),
+    Route("annotate_submit", "post", "/s/{slug}/annotate/submit/", "member", data={"choice": "a"}),
+    Route("annotate_undo", "post", "/s/{slug}/annotate/undo/", "member"),
+    # API
+    Route("api_token", "post", "/api/v1/auth/token/", "public", api=True),
+    Route("api_schema", "get", "/api/schema/", "public", api=True),  # the API's shape, no data
+    Route("api_studies", "get", "/api/v1/studies/", "signed_in", api=True),
+    Route("api_studies", "post", "/api/v1/studies/", "creator", api=True, data={"name": "By API"}),
+    Route("api_study", "get", "/api/v1/studies/{slug}/", "member", api=True),
+    Route("api_study", "patch", "/api/v1/studies/{slug}/", "researcher", api=True, data={"settings": {}}),
+    Route("api_import", "post", "/api/v1/studies/{slug}/imports/", "researcher", api=True),
+    Route("api_next", "get", "/api/v1/studies/{slug}/next/", "member", api=True),
+    Route("api_judgments", "get", "/api/v1/studies/{slug}/judgments/", "member", api=True),
+    Route(
+        "api_judgments",
+        "post",
+        "/api/v1/studies/{slug}/judgments/",
+        "member",
+        api=True,
+        data={"comparison_id": "{comparison}", "choice": "a"},
+    ),
+    Route(
+        "api_skip",
+        "post",
+        "/api/v1/studies/{slug}/skips/",
+        "member",
+        api=True,
+        data={"comparison_id": "{comparison}", "reason": "broken"},
+    ),
+    Route("api_model_versions", "get", "/api/v1/studies/{slug}/model-versions/", "researcher", api=True),
+    Route(
+        "api_checkpoint",
+        "get",
+        "/api/v1/studies/{slug}/model-versions/{version}/checkpoint/",
+        "researcher",
+        api=True,
+    ),
+    Route("api_leaderboard", "get", "/api/v1/studies/{slug}/leaderboard/", "researcher", api=True),
+    Route("api_export", "get", "/api/v1/studies/{slug}/exports/judgments.jsonl/", "researcher", api=True),
+)
+# Pages that are not the app's own: Django's admin has its own staff checks,
+# logout is harmless, the invite link is meant for anyone holding it (tested
+# in test_crowd.py).
+NOT_IN_MATRIX = {"logout", "join"}
+
+
+def _route_names(patterns, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace == "admin":
+                continue
+            names |= _route_names(pattern.url_patterns, prefix)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            names.add(pattern.name)
+    return names
+
+
+def test_every_route_is_in_the_matrix():
+    covered = {route.name for route in ROUTES} | NOT_IN_MATRIX
+    missing = _route_names(get_resolver().url_patterns) - covered
+    assert not missing, f"add these routes to the permission matrix: {sorted(missing)}"
+
+
+@pytest.fixture
+def world(db, tmp_path, settings):
+    """One study with data in it, and a user in every role."""
+    settings.PREFLOOP_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    study = study_with_queue(n_prompts=2, n_candidates=3)
+    other = study_with_queue(n_prompts=1, n_candidates=2)
+    users = {
+        "stranger": UserFactory(),
+        "annotator": UserFactory(),
+        "researcher": UserFactory(),
+        "other_annotator": UserFactory(),
+        "other_researcher": UserFactory(),
+        "staff": UserFactory(is_staff=True),
+        "superuser": UserFactory(is_staff=True, is_superuser=True),
+    }
+    for role, target in (
+        ("annotator", study),
+        ("researcher", study),
+        ("other_annotator", other),
+        ("other_researcher", other),
+    ):
+        Membership.objects.create(user=users[role], study=target, role=role.removeprefix("other_"))
+    checkpoint = settings.PREFLOOP_CHECKPOINT_DIR / "v1"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text("{}")
+    RewardModelVersion.objects.create(
+        study=study, version=1, model_type="mlp", embedder_key="k", n_judgments=3, checkpoint_path=str(checkpoint)
+    )
+    job = ImportJob.objects.create(study=study, format="jsonl", file_path=str(tmp_path / "gone.jsonl"))
+    return {"study": study, "users": users, "job": job}
+
+
+def _client(world, role: str, api: bool):
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    client = APIClient() if api else Client()
+    if role == "anonymous":
+        return client
+    user = world["users"][role]
+    if api:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    else:
+        client.force_login(user)
+    return client
+
+
+def _fill(text: str, values: dict) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    return text
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method}-{r.name}")
+def test_permission_matrix(world, route: Route, role: str):
+    study: Study = world["study"]
+    values = {
+        "slug": study.slug,
+        "job": world["job"].pk,
+        "version": 1,
+        "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
+    }
+    client = _client(world, role, route.api)
+    path = _fill(route.path, values)
+    data = {k: _fill(v, values) if isinstance(v, str) else v for k, v in (route.data or {}).items()}
+    if route.api:
+        response = getattr(client, route.method)(path, data, format="json")
+    else:
+        response = getattr(client, route.method)(path, data)
+
+    allowed = role in AUDIENCE[route.audience]
+    refused_to_sign_in = response.status_code == 302 and "/accounts/login/" in response.get("Location", "")
+    if allowed:
+        assert response.status_code not in (401, 403, 404) and not refused_to_sign_in, (
+            f"{role} should be able to use {route.method.upper()} {path}: {response.status_code}"
+        )
+    elif role == "anonymous":
+        assert refused_to_sign_in or response.status_code in (401, 403), (
+            f"anonymous {route.method.upper()} {path} gave {response.status_code}"
+        )
+    elif route.audience == "creator":
+        assert response.status_code == 403, f"{role} {route.method.upper()} {path} gave {response.status_code}"
+    else:
+        assert response.status_code == 404, f"{role} {route.method.upper()} {path} gave {response.status_code}"
+    if not allowed:
+        assert not Judgment.objects.exists(), "a refused request wrote a judgment"
+        study.refresh_from_db()
+        assert study.status == Study.Status.ACTIVE, "a refused request changed the study"
+
+
+def test_annotators_see_only_their_own_judgments_and_no_exports(world):
+    study = world["study"]
+    users = world["users"]
+    for role in ("annotator", "researcher"):
+        client = _client(world, role, api=True)
+        shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+        client.post(
+            f"/api/v1/studies/{study.slug}/judgments/",
+            {"comparison_id": shown["comparison_id"], "choice": "a"},
+            format="json",
+        )
+    annotator = _client(world, "annotator", api=True)
+    listed = annotator.get(f"/api/v1/studies/{study.slug}/judgments/").json()["results"]
+    assert len(listed) == 1
+    assert Judgment.objects.get(pk=listed[0]["id"]).annotator == users["annotator"]
+    assert annotator.get(f"/api/v1/studies/{study.slug}/exports/judgments.jsonl/").status_code == 404
+    everyone = _client(world, "researcher", api=True).get(f"/api/v1/studies/{study.slug}/judgments/").json()
+    assert len(everyone["results"]) == 2
