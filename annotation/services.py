@@ -152,12 +152,23 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: in
     )
     if comparison is None:
         return None
-    expires = now + timedelta(seconds=study.lease_seconds)
+    # Each annotator gets their own order in blind mode, so no position favours a response.
+    assignment = _assignment_upsert(
+        study=study, comparison=comparison, annotator=annotator, now=now, shuffle=study.blind
+    )
+    comparison_status_refresh(comparison_ids=[comparison.id])
+    return Lease(assignment=assignment, created=True)
+
+
+def _assignment_upsert(
+    *, study: Study, comparison: Comparison, annotator: AbstractBaseUser, now, shuffle: bool
+) -> Assignment:
+    """Lease ``comparison`` to the annotator: one upsert, so an expired lease of
+    the same comparison is replaced, and two requests of one annotator racing
+    for the same comparison share one lease instead of one of them failing."""
     order = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
-    if study.blind:
-        # Each annotator gets their own order, so no position favours a response.
+    if shuffle:
         random.SystemRandom().shuffle(order)
-    # An expired lease of the same comparison may exist: one upsert replaces it.
     (assignment,) = Assignment.objects.bulk_create(
         [
             Assignment(
@@ -166,7 +177,7 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: in
                 annotator=annotator,
                 status=Assignment.Status.ACTIVE,
                 leased_at=now,
-                expires_at=expires,
+                expires_at=now + timedelta(seconds=study.lease_seconds),
                 display_order=order,
             )
         ],
@@ -174,8 +185,7 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: in
         unique_fields=["comparison", "annotator"],
         update_fields=["status", "leased_at", "expires_at", "display_order"],
     )
-    comparison_status_refresh(comparison_ids=[comparison.id])
-    return Lease(assignment=assignment, created=True)
+    return assignment
 
 
 def _gold_lease(*, study: Study, annotator: AbstractBaseUser, now) -> Lease | None:
@@ -188,16 +198,8 @@ def _gold_lease(*, study: Study, annotator: AbstractBaseUser, now) -> Lease | No
     comparison = Comparison.objects.filter(study=study, is_gold=True).exclude(id__in=seen).order_by("?").first()
     if comparison is None:
         return None
-    order = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
-    random.SystemRandom().shuffle(order)  # always: the known answer must not sit in one place
-    assignment = Assignment.objects.create(
-        study=study,
-        comparison=comparison,
-        annotator=annotator,
-        leased_at=now,
-        expires_at=now + timedelta(seconds=study.lease_seconds),
-        display_order=order,
-    )
+    # Always shuffled: the known answer must not sit in one place.
+    assignment = _assignment_upsert(study=study, comparison=comparison, annotator=annotator, now=now, shuffle=True)
     return Lease(assignment=assignment, created=True)
 
 

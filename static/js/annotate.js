@@ -157,7 +157,7 @@
     var fresh = document.importNode(next, true);
     section.replaceChildren.apply(section, Array.prototype.slice.call(fresh.childNodes));
     section.setAttribute("data-comparison-id", fresh.getAttribute("data-comparison-id"));
-    htmx.process(section);
+    processChildren(section);
     comparisonShown(section);
     htmx.trigger(section, "htmx:load", { elt: section });
     document.dispatchEvent(new CustomEvent("prefloop:shown", { detail: { prefetched: true } }));
@@ -187,7 +187,14 @@
         else section.insertBefore(part, section.firstChild);
       }
     });
-    htmx.process(section);
+    processChildren(section);
+  }
+
+  // htmx.process on the section itself would re-initialise it (its
+  // data-comparison-id changed) and so forget what htmx keeps on it; its
+  // children are what is new.
+  function processChildren(section) {
+    Array.prototype.forEach.call(section.children, function (child) { htmx.process(child); });
   }
 
   // Answers sent with the next comparison already shown, by request.
