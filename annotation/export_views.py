@@ -32,6 +32,7 @@ from annotation.exporting import (
     export_hf_dataset,
     export_stream,
     file_stream,
+    parquet_stream,
     zip_folder_stream,
 )
 from annotation.models import Study
@@ -103,11 +104,15 @@ def study_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
 def export_response(*, study: Study, spec: ExportFormat, pseudonymise: bool) -> StreamingHttpResponse:
     """The download of one export format (pages and the REST API share it).
 
-    Datasets are built before the first byte is sent, so a failure is an
-    ``ExportError`` for the caller to report, not a truncated file."""
+    Text formats and parquet files stream as they are written, so a large
+    download starts at once. A ``save_to_disk`` folder is built before the
+    first byte is sent, so its failures (e.g. nothing to export yet) are an
+    ``ExportError`` for the caller to report, not a truncated archive."""
     filename = spec.file_name(slug=study.slug, pseudonymise=pseudonymise)
     if spec.kind == "stream":
         blocks = export_stream(study=study, fmt=spec.key, pseudonymise=pseudonymise)
+    elif spec.hf_layout == "parquet":
+        blocks = parquet_stream(study=study, kind=spec.hf_kind, pseudonymise=pseudonymise)
     else:
         blocks = _dataset_blocks(study=study, spec=spec, pseudonymise=pseudonymise)
     return _download(blocks, content_type=spec.content_type, filename=filename)

@@ -671,31 +671,54 @@ def _hf_row(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_parquet(*, study: Study, kind: str, pseudonymise: bool, path: Path) -> int:
-    """Write the records to one parquet file a row group at a time; the row count."""
+def _parquet_row_groups(*, study: Study, kind: str, pseudonymise: bool) -> Iterator[Any]:
+    """The records as pyarrow tables of ``PARQUET_ROWS_PER_GROUP`` rows (the
+    last one shorter), one per row group: memory holds one."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     schema = _hf_schema(kind)
-    written = 0
+    size = PARQUET_ROWS_PER_GROUP
     buffer: list[dict[str, Any]] = []
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-
-        def flush() -> None:
-            nonlocal written
-            writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
-            written += len(buffer)
-            buffer.clear()
-
-        for chunk in export_records(study=study, kind=kind, pseudonymise=pseudonymise):  # type: ignore[arg-type]
-            buffer.extend(_hf_row(kind, record) for record in chunk)
-            if len(buffer) >= PARQUET_ROWS_PER_GROUP:
-                flush()
-        if buffer:
-            flush()
+    for chunk in export_records(study=study, kind=kind, pseudonymise=pseudonymise):  # type: ignore[arg-type]
+        buffer.extend(_hf_row(kind, record) for record in chunk)
+        while len(buffer) >= size:
+            yield pa.Table.from_pylist(buffer[:size], schema=schema)
+            del buffer[:size]
+    if buffer:
+        yield pa.Table.from_pylist(buffer, schema=schema)
     # An empty export is a file with the columns and no row group: an empty row
     # group would be valid parquet that the ``datasets`` reader refuses.
+
+
+def _write_parquet(*, study: Study, kind: str, pseudonymise: bool, path: Path) -> int:
+    """Write the records to one parquet file a row group at a time; the row count."""
+    import pyarrow.parquet as pq
+
+    written = 0
+    with pq.ParquetWriter(path, _hf_schema(kind), compression="zstd") as writer:
+        for table in _parquet_row_groups(study=study, kind=kind, pseudonymise=pseudonymise):
+            writer.write_table(table)
+            written += table.num_rows
     return written
+
+
+def parquet_stream(*, study: Study, kind: Literal["dpo", "judgments"], pseudonymise: bool = False) -> Iterator[bytes]:
+    """The same parquet file as ``export_hf_dataset(layout="parquet")``, as its
+    bytes are written: a download starts with the first row group instead of
+    after the whole file, and memory holds one row group. (Parquet puts its
+    index in a footer written last, so nothing needs to seek back.)"""
+    import pyarrow.parquet as pq
+
+    if kind not in ("dpo", "judgments"):
+        raise ExportError(f"Unknown dataset kind {kind!r}; expected dpo or judgments.")
+    sink = _Sink()
+    with pq.ParquetWriter(sink, _hf_schema(kind), compression="zstd") as writer:
+        for table in _parquet_row_groups(study=study, kind=kind, pseudonymise=pseudonymise):
+            writer.write_table(table)
+            if block := sink.drain():
+                yield block
+    if block := sink.drain():
+        yield block
 
 
 def export_hf_dataset(
@@ -761,7 +784,10 @@ def export_hf_dataset(
 
 class _Sink:
     """A write-only file that keeps what was written until it is drained, so a
-    zip archive can be produced block by block without a seekable file."""
+    zip archive or a parquet file can be produced block by block without a
+    seekable file."""
+
+    closed = False  # pyarrow checks it before writing
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []

@@ -61,7 +61,7 @@ CHILD = r"""
 import json, os, resource, sys, time
 import django
 django.setup()
-from annotation.exporting import EXPORT_FORMATS, export_hf_dataset, export_stream
+from annotation.exporting import EXPORT_FORMATS, export_hf_dataset, export_stream, parquet_stream
 from annotation.models import Study
 
 
@@ -78,10 +78,15 @@ if spec.kind == "hf":
     import pyarrow.parquet  # counted in the baseline: the import is not the export
 baseline = rss_mb()
 started = time.perf_counter()
-if spec.kind == "stream":
+# What a download sends: text formats and parquet files stream as they are written.
+if spec.kind == "stream" or spec.hf_layout == "parquet":
+    if spec.kind == "stream":
+        blocks = export_stream(study=study, fmt=fmt)
+    else:
+        blocks = parquet_stream(study=study, kind=spec.hf_kind)
     path = os.path.join(out_dir, spec.file_name(slug=study.slug))
     with open(path, "wb") as out:
-        for block in export_stream(study=study, fmt=fmt):
+        for block in blocks:
             out.write(block)
 else:
     path = str(export_hf_dataset(study=study, kind=spec.hf_kind, layout=spec.hf_layout, dest=out_dir))
@@ -154,8 +159,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "command": "python -m benchmarks.export_memory"
             + (f" --judgments {args.judgments}" if args.judgments != 1_000_000 else "")
             + (f" --formats {' '.join(args.formats)}" if args.formats != DEFAULT_FORMATS else ""),
-            "measure": "each export in a fresh process writing to a local file; peak RSS = ru_maxrss of that "
-            "process (Django, psycopg and pyarrow included); baseline = RSS after start-up, before the export",
+            "measure": "each export in a fresh process writing what a download sends to a local file; "
+            "peak RSS = ru_maxrss of that process (Django, psycopg and pyarrow included); "
+            "baseline = RSS after start-up, before the export",
         },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "seeded": seeded,

@@ -309,6 +309,28 @@ def test_hf_parquet_and_save_to_disk_load_back_with_the_dpo_columns(studies: Stu
         )
 
 
+def test_parquet_streams_a_row_group_at_a_time_and_matches_the_file(
+    studies: Studies, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(exporting, "PARQUET_ROWS_PER_GROUP", 2)
+    study = studies.listwise  # 5 preference pairs: row groups of 2, 2 and 1
+    blocks = exporting.parquet_stream(study=study, kind="dpo", pseudonymise=True)
+    first = next(blocks)
+    assert first.startswith(b"PAR1"), "the download starts with the first row group"
+    streamed = pq.ParquetFile(io.BytesIO(first + b"".join(blocks)))
+    assert streamed.metadata.num_row_groups == 3
+
+    on_disk = pq.read_table(
+        export_hf_dataset(study=study, kind="dpo", layout="parquet", dest=tmp_path, pseudonymise=True)
+    )
+    assert streamed.read().equals(on_disk)
+    empty = study_with_queue(n_prompts=1, n_candidates=2)
+    table = pq.read_table(io.BytesIO(b"".join(exporting.parquet_stream(study=empty, kind="judgments"))))
+    assert table.num_rows == 0 and "ranking" in table.column_names
+
+
 def test_hf_export_of_an_empty_study_is_a_parquet_file_with_the_columns_or_a_clear_refusal(tmp_path: Path):
     import pyarrow.parquet as pq
 
