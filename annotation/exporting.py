@@ -402,14 +402,21 @@ def _candidate_list(ids: list[int], shown: list[int], candidates: dict[int, _Can
     ]
 
 
-def _judgment_record(study: Study, row: _JudgmentRow) -> dict[str, Any]:
-    ids = [i for place in row.groups for i in place]
+def _answer_fields(study: Study, row: _JudgmentRow) -> dict[str, Any]:
+    """The fields that open a judgment's and a ranking's record."""
     return {
         "judgment_id": row.id,
         "study": study.slug,
         "comparison_id": row.comparison_id,
         "annotator": row.annotator,
         "choice": row.choice,
+    }
+
+
+def _judgment_record(study: Study, row: _JudgmentRow) -> dict[str, Any]:
+    ids = [i for place in row.groups for i in place]
+    return {
+        **_answer_fields(study, row),
         "ranking": row.groups,
         "strength": row.strength,
         "rationale": row.rationale,
@@ -477,11 +484,7 @@ def _ranking_record(study: Study, row: _JudgmentRow) -> dict[str, Any]:
         return {"id": cid, "text": candidate.text if candidate else "", "source": candidate.source if candidate else ""}
 
     return {
-        "judgment_id": row.id,
-        "study": study.slug,
-        "comparison_id": row.comparison_id,
-        "annotator": row.annotator,
-        "choice": row.choice,
+        **_answer_fields(study, row),
         **_prompt_fields(row.prompt),
         "responses": [[response(cid) for cid in place] for place in row.groups],
         "ranking": row.groups,
