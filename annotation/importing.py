@@ -609,45 +609,64 @@ def hh_rlhf_record(
     chosen: Any, rejected: Any, *, line: int, unit: str = "line", record_preference: bool = True
 ) -> PromptRecord:
     """One HH-RLHF pair: two transcripts "\\n\\nHuman: …\\n\\nAssistant: …" that
-    share everything up to their last "Assistant:" turn.
+    continue the same conversation.
 
-    The shared part is the prompt (kept as a transcript, shown turn by turn);
-    the two final assistant turns are the candidates, chosen first.
+    Normally they share everything up to their last "Assistant:" turn: the
+    shared part is the prompt (kept as a transcript, shown turn by turn) and
+    the two final assistant turns are the candidates, chosen first. Where the
+    transcripts part earlier (a few rows of the public dataset do), the prompt
+    is what they share up to the last "Assistant:" turn they both have, the
+    candidates are the two continuations from there, and the prompt's metadata
+    says ``"transcripts_diverge_early": true``.
     """
-    turns = []
     for field, value in (("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str) or not value.strip():
             raise ImportFileError("must be a non-empty transcript", line=line, field=field, unit=unit)
-        cut = value.rfind(_HH_ASSISTANT)
-        if cut < 0:
+        if value.rfind(_HH_ASSISTANT) < 0:
             raise ImportFileError('has no "Assistant:" turn', line=line, field=field, unit=unit)
-        prefix, answer = value[:cut], value[cut + len(_HH_ASSISTANT) :].strip()
-        if not prefix.strip():
+    metadata: dict[str, Any] = {}
+    prompt, better = _hh_last_turn(chosen)
+    other_prompt, worse = _hh_last_turn(rejected)
+    if _normalise(prompt) != _normalise(other_prompt):
+        cut = chosen.rfind(_HH_ASSISTANT, 0, _shared_prefix_length(chosen, rejected))  # the last marker both have
+        if cut < 0:
             raise ImportFileError(
-                'has no "Human:" turn before the last "Assistant:"', line=line, field=field, unit=unit
+                'differs from "chosen" before their first "Assistant:" turn; both must continue the same conversation',
+                line=line,
+                field="rejected",
+                unit=unit,
             )
+        prompt = chosen[:cut]
+        better, worse = (text[cut + len(_HH_ASSISTANT) :].strip() for text in (chosen, rejected))
+        metadata["transcripts_diverge_early"] = True
+    if not prompt.strip():
+        raise ImportFileError('has no "Human:" turn before the last "Assistant:"', line=line, field="chosen", unit=unit)
+    for field, answer in (("chosen", better), ("rejected", worse)):
         if not answer:
             raise ImportFileError('the last "Assistant:" turn is empty', line=line, field=field, unit=unit)
-        turns.append((prefix.strip(), answer))
-    (prompt, better), (other_prompt, worse) = turns
-    if _normalise(prompt) != _normalise(other_prompt):
-        raise ImportFileError(
-            'differs from "chosen" before the last "Assistant:" turn; both must continue the same conversation',
-            line=line,
-            field="rejected",
-            unit=unit,
-        )
+    if record_preference:
+        metadata["known_preference"] = ["chosen", "rejected"]
     return PromptRecord(
         external_id="",
-        text=prompt,
+        text=prompt.strip(),
         format=Prompt.Format.TEXT,
-        metadata={"known_preference": ["chosen", "rejected"]} if record_preference else {},
+        metadata=metadata,
         candidates=(
             CandidateRecord(text=better, source="", metadata={"preference": "chosen"} if record_preference else {}),
             CandidateRecord(text=worse, source="", metadata={"preference": "rejected"} if record_preference else {}),
         ),
         line=line,
     )
+
+
+def _shared_prefix_length(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _hh_last_turn(transcript: str) -> tuple[str, str]:
+    """A transcript split at its last "Assistant:" marker: what comes before, and the answer."""
+    cut = transcript.rfind(_HH_ASSISTANT)
+    return transcript[:cut], transcript[cut + len(_HH_ASSISTANT) :].strip()
 
 
 def parse_hh_rlhf(

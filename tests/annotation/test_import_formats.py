@@ -132,10 +132,22 @@ def test_hh_rlhf_without_recording_the_preference():
     assert record.metadata == {} and all(c.metadata == {} for c in record.candidates)
 
 
+def test_hh_rlhf_transcripts_that_part_early_keep_what_they_share_as_the_prompt():
+    line = {**HH_LINE, "rejected": HH_LINE["rejected"].replace("Soft.", "Hard.")}
+    (record,) = parse_hh_rlhf([json.dumps(HH_LINE), json.dumps(line)])[1:]
+    assert record.text == "Human: How do I boil an egg?"
+    better, worse = record.candidates
+    assert better.text == "Which kind?\n\nHuman: Soft.\n\nAssistant: Six minutes."
+    assert worse.text == "Which kind?\n\nHuman: Hard.\n\nAssistant: Microwave it."
+    assert record.metadata == {"transcripts_diverge_early": True, "known_preference": ["chosen", "rejected"]}
+    (usual,) = parse_hh_rlhf([json.dumps(HH_LINE)])
+    assert "transcripts_diverge_early" not in usual.metadata
+
+
 @pytest.mark.parametrize(
     ("line", "field", "message"),
     [
-        ({**HH_LINE, "rejected": HH_LINE["rejected"].replace("Soft.", "Hard.")}, "rejected", "differs"),
+        ({**HH_LINE, "rejected": HH_LINE["rejected"].replace("boil", "fry")}, "rejected", "first"),
         ({**HH_LINE, "chosen": "\n\nHuman: hi"}, "chosen", "Assistant"),
         ({**HH_LINE, "chosen": HH_LINE["chosen"].replace("Six minutes.", "  ")}, "chosen", "empty"),
         ({"chosen": HH_LINE["chosen"]}, "rejected", "required"),
