@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.urls import reverse
 
 from annotation.models import Membership, Study
@@ -41,3 +43,17 @@ def log_in(page, live_server, user, next_url: str) -> None:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + next_url)
     page.wait_for_load_state("load")
+
+
+def wait_for(page, condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` (e.g. a database query) while the browser keeps running.
+
+    The next comparison is shown from the page before the server has the
+    answer, so a test that checks the database after the last answer waits
+    for it here rather than for the screen.
+    """
+    for _ in range(int(timeout_s / 0.025)):
+        if condition():
+            return
+        page.wait_for_timeout(25)
+    raise AssertionError(f"timed out waiting for {what}")

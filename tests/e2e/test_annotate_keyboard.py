@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Comparison, Judgment
-from tests.e2e.helpers import NEW_COMPARISON, log_in, member, study_with_prompts
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member, study_with_prompts, wait_for
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.e2e]
@@ -113,6 +113,7 @@ def test_refused_answer_is_shown_in_place_and_can_be_retried(live_server, transa
     page.keyboard.press("ArrowRight")
     page.wait_for_function(NEW_COMPARISON, arg=mine, timeout=10_000)
     assert page.locator("#comparison .server-error").count() == 0
+    wait_for(page, Judgment.objects.exists, "the answer to be saved")
     context.close()
 
     assert list(Judgment.objects.values_list("comparison_id", "choice")) == [(int(mine), "b")]
@@ -142,6 +143,7 @@ def test_undo_with_the_keyboard_brings_the_answer_back(live_server, transactiona
     assert not Judgment.objects.filter(annotator=user).exists()
     page.keyboard.press("2")
     page.wait_for_function(NEW_COMPARISON, arg=first, timeout=10_000)
+    wait_for(page, Judgment.objects.filter(annotator=user).exists, "the answer to be saved")
     context.close()
 
     assert list(Judgment.objects.filter(annotator=user).values_list("comparison_id", "choice")) == [(int(first), "b")]

@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Assignment, Judgment
-from tests.e2e.helpers import NEW_COMPARISON, log_in, member
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member, wait_for
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -68,6 +68,11 @@ def test_strength_aspects_rationale_and_skip(live_server, transactional_db, brow
     page.select_option("#skip-reason", "cannot_judge")
     page.get_by_role("button", name="Skip", exact=True).click()
     page.wait_for_function(NEW_COMPARISON, arg=second, timeout=10_000)
+    wait_for(
+        page,
+        lambda: Assignment.objects.filter(comparison_id=int(second), status="skipped").exists(),
+        "the answer and the skip to be saved",
+    )
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator(".aspects").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts_dir / "annotate-answer-options-phone.png"), full_page=True)

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Judgment
-from tests.e2e.helpers import NEW_COMPARISON, log_in, member, study_with_prompts
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member, study_with_prompts, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -46,14 +46,6 @@ def open_study(live_server, browser, name: str, username: str):
     return study, user, context, page
 
 
-def wait_until(page, condition, what: str) -> None:
-    for _ in range(200):
-        if condition():
-            return
-        page.wait_for_timeout(25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_key_pressed_as_a_comparison_lands_is_answered_in_place(live_server, transactional_db, browser):
     _, user, context, page = open_study(live_server, browser, "Fast hands", "fast")
     documents = []
@@ -64,7 +56,7 @@ def test_a_key_pressed_as_a_comparison_lands_is_answered_in_place(live_server, t
     page.evaluate(PRESS_AS_IT_LANDS)
     first = page.evaluate(SHOWN)
     page.keyboard.press("1")
-    wait_until(page, lambda: Judgment.objects.filter(annotator=user).count() == 2, "the second answer")
+    wait_for(page, lambda: Judgment.objects.filter(annotator=user).count() == 2, "the second answer")
     page.wait_for_function(NEW_COMPARISON, arg=first)
 
     assert not documents, f"an answer was posted as a full page load: {documents}"
@@ -91,7 +83,7 @@ def test_answers_reach_the_server_in_order_and_nothing_comes_back(live_server, t
     first = page.evaluate(SHOWN)
     page.keyboard.press("1")  # shown at once from the page: the second comparison
     page.wait_for_function(NEW_COMPARISON, arg=first)
-    wait_until(page, lambda: len(held) == 1, "the first answer on the wire")
+    wait_for(page, lambda: len(held) == 1, "the first answer on the wire")
     second = page.evaluate(SHOWN)
     page.keyboard.press("1")  # answered while the first is still on the wire
     page.wait_for_timeout(300)
@@ -100,7 +92,7 @@ def test_answers_reach_the_server_in_order_and_nothing_comes_back(live_server, t
     assert len(sent) == 1, "the second answer went out before the first was answered"
 
     held[0].continue_()
-    wait_until(page, lambda: Judgment.objects.filter(annotator=user).count() == 2, "both answers")
+    wait_for(page, lambda: Judgment.objects.filter(annotator=user).count() == 2, "both answers")
     page.wait_for_function(NEW_COMPARISON, arg=second)
     assert f"comparison_id={second}" in sent[1]
     page.wait_for_timeout(300)  # any late swap would land by now

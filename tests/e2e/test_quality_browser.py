@@ -12,7 +12,7 @@ from django.urls import reverse
 from annotation import services
 from annotation.importing import study_import_jsonl
 from annotation.models import Comparison, Judgment, Membership
-from tests.e2e.helpers import NEW_COMPARISON, log_in, member
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member, wait_for
 from tests.factories import StudyFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -45,6 +45,7 @@ def test_careless_annotator_is_flagged_to_the_researcher(
     # candidates too, so the strategy may still pair them: check the row.)
     current = page.get_attribute("#comparison", "data-comparison-id")
     assert not Comparison.objects.get(id=int(current)).is_gold, "gold is served once to each annotator"
+    wait_for(page, lambda: Judgment.objects.filter(annotator=annotator).count() == 3, "the three answers")
     context.close()
     assert Judgment.objects.filter(annotator=annotator, comparison__is_gold=True).count() == 3
 

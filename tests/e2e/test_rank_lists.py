@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Assignment, Judgment
-from tests.e2e.helpers import NEW_COMPARISON, log_in, member
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member, wait_for
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -118,6 +118,7 @@ def test_rank_lists_by_keyboard_drag_and_ties(live_server, transactional_db, bro
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts_dir / "annotate-listwise-phone.png"))
     assert page.evaluate("window.__prefloopMarker") == "same page", "an answer reloaded the page"
+    wait_for(page, lambda: Judgment.objects.filter(annotator=user).count() == 2, "both rankings to be saved")
     context.close()
 
     assert not errors, errors
