@@ -24,9 +24,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from activelearn.models import RewardModelVersion
 from annotation import selectors, serializers
-from annotation.models import Judgment, Membership, Study
+from annotation.models import Membership, Study
 from annotation.services import (
     AnnotationError,
     StudyNotOpen,
@@ -204,9 +203,7 @@ class JudgmentList(APIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_annotator(user=request.user, slug=slug)
-        judgments = Judgment.objects.filter(study=study).order_by("-id")
-        if not selectors.manages_study(user=request.user, study=study):
-            judgments = judgments.filter(annotator=request.user)
+        judgments = selectors.judgments_visible(user=request.user, study=study)
         paginator = JudgmentPagination()
         page = paginator.paginate_queryset(judgments, request, view=self)
         for judgment in page:
@@ -272,7 +269,7 @@ class ModelVersionList(APIView):
     def get(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         rows = []
-        for version in RewardModelVersion.objects.filter(study=study).order_by("-version").defer("recommendation"):
+        for version in selectors.model_versions(study=study):
             rows.append(
                 {
                     **{f: getattr(version, f) for f in serializers.ModelVersionOutput().fields if hasattr(version, f)},
@@ -292,7 +289,7 @@ class Leaderboard(APIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        latest = RewardModelVersion.objects.filter(study=study).order_by("-version").first()
+        latest = selectors.model_version_get(study=study)
         return Response(
             {
                 "models": _models_leaderboard(study),
@@ -322,7 +319,7 @@ class CheckpointDownload(APIView):
         from annotation.exporting import ExportError
 
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        row = RewardModelVersion.objects.filter(study=study, version=version).first()
+        row = selectors.model_version_get(study=study, version=version)
         if row is None:
             return _error("No such model version.", status.HTTP_404_NOT_FOUND)
         try:

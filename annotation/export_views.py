@@ -123,7 +123,7 @@ def export_response(*, study: Study, spec: ExportFormat, pseudonymise: bool) -> 
 def model_checkpoint(request: HttpRequest, slug: str, version: int) -> StreamingHttpResponse:
     """Download one reward-model version of the study as a zip of its checkpoint folder."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-    model = RewardModelVersion.objects.filter(study=study, version=version).first()
+    model = selectors.model_version_get(study=study, version=version)
     if model is None:
         raise Http404("No such model version.")
     try:

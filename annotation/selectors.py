@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db.models import Avg, Count, OuterRef, Q, Subquery
+from django.db.models import Avg, Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 from django.utils.safestring import SafeString
@@ -25,6 +25,7 @@ from annotation.models import (
     Candidate,
     Comparison,
     ComparisonItem,
+    ImportJob,
     Judgment,
     Membership,
     Prompt,
@@ -86,6 +87,15 @@ def manages_study(*, user: AnyUser, study: Study) -> bool:
     and superusers). ``study`` comes from an ``access_*`` selector, which set
     ``member_role``."""
     return study.member_role == Membership.Role.RESEARCHER or user.is_superuser
+
+
+def judgments_visible(*, user: AnyUser, study: Study) -> QuerySet[Judgment]:
+    """The study's judgments ``user`` may read, newest first: all of them for
+    those who manage the study, their own for annotators."""
+    judgments = Judgment.objects.filter(study=study).order_by("-id")
+    if not manages_study(user=user, study=study):
+        judgments = judgments.filter(annotator=user)
+    return judgments
 
 
 def user_can_create_study(*, user: AnyUser) -> bool:
@@ -595,3 +605,31 @@ def _best_responses(recommendation: dict) -> tuple[tuple[BestResponseRow, ...], 
         runner = entry["leaderboard"][1]["p_best"] if len(entry["leaderboard"]) > 1 else None
         rows.append(BestResponseRow(prompt, response, top["p_best"], top["mean"], top["std"], runner))
     return tuple(rows), len(prompts)
+
+
+# --- study records -------------------------------------------------------------
+
+
+def study_has_judgments(*, study: Study) -> bool:
+    return Judgment.objects.filter(study=study).exists()
+
+
+def import_job_get(*, study: Study, job_id: int) -> ImportJob:
+    """One of the study's import jobs; 404 for another study's or a missing one."""
+    job = ImportJob.objects.filter(study=study, pk=job_id).first()
+    if job is None:
+        raise Http404("No such import.")
+    return job
+
+
+def model_versions(*, study: Study) -> QuerySet[RewardModelVersion]:
+    """The study's reward-model versions, newest first, without their (large) recommendations."""
+    return RewardModelVersion.objects.filter(study=study).order_by("-version").defer("recommendation")
+
+
+def model_version_get(*, study: Study, version: int | None = None) -> RewardModelVersion | None:
+    """The study's reward-model ``version``, or its newest when ``version`` is None; None if there is none."""
+    rows = RewardModelVersion.objects.filter(study=study)
+    if version is not None:
+        return rows.filter(version=version).first()
+    return rows.order_by("-version").first()

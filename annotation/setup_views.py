@@ -16,21 +16,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import importing, selectors, services
 from annotation.forms import ImportUploadForm, MemberAddForm, StudySettingsForm
-from annotation.models import ImportJob, Judgment, Membership, Study
+from annotation.models import ImportJob, Membership, Study
 
 # Import jobs listed on the settings page.
 RECENT_JOBS = 5
 
 
 def _locked_fields(study: Study) -> tuple[str, ...]:
-    if Judgment.objects.filter(study=study).exists():
+    if selectors.study_has_judgments(study=study):
         return services.STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS
     return ()
 
@@ -242,19 +242,12 @@ def study_create_from_file(request: HttpRequest) -> HttpResponse:
     return redirect("import_job_detail", slug=study.slug, job_id=job.pk)
 
 
-def _job_or_404(study: Study, job_id: int) -> ImportJob:
-    job = ImportJob.objects.filter(study=study, pk=job_id).first()
-    if job is None:
-        raise Http404("No such import.")
-    return job
-
-
 @login_required
 @require_GET
 def import_job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     """An import's progress page; without JavaScript it refreshes itself until done."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-    job = _job_or_404(study, job_id)
+    job = selectors.import_job_get(study=study, job_id=job_id)
     return render(request, "annotation/import_job.html", {"study": study, "job": job})
 
 
@@ -264,7 +257,7 @@ def import_job_progress(request: HttpRequest, slug: str, job_id: int) -> HttpRes
     """The progress bar, polled by htmx every second while the job runs; a plain
     GET goes to the job page."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-    job = _job_or_404(study, job_id)
+    job = selectors.import_job_get(study=study, job_id=job_id)
     if not request.htmx:
         return redirect("import_job_detail", slug=study.slug, job_id=job.pk)
     return render(request, "annotation/_import_progress.html", {"study": study, "job": job})
