@@ -166,15 +166,6 @@ class StudySettingsForm(forms.ModelForm):
         raw = self.cleaned_data.get("aspects") or ""
         return [part.strip() for part in raw.split(",") if part.strip()]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        mode, size = cleaned.get("mode"), cleaned.get("list_size")
-        if mode == Study.Mode.PAIRWISE and size not in (None, 2):
-            self.add_error("list_size", "A pairwise study shows 2 responses; choose listwise for more.")
-        elif size is not None and not 2 <= size <= 8:
-            self.add_error("list_size", "Between 2 and 8 responses per comparison.")
-        return cleaned
-
     def settings(self) -> dict:
         """The cleaned settings, as the services take them."""
         return {name: self.cleaned_data[name] for name in self.Meta.fields if name != "name"}

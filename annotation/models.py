@@ -190,14 +190,21 @@ class Study(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """Refuse a strategy its model cannot serve and strategy options it does not
-        know, with messages that name them."""
+        """Refuse a list size the mode cannot show, a strategy its model cannot
+        serve and strategy options it does not know, with messages that name
+        them. (The list-size rules are also database constraints; a field with
+        an error here is left out of the constraint checks, so each fault is
+        reported once, by name.)"""
         from django.core.exceptions import ValidationError
 
         from activelearn.strategies import get_strategy
         from activelearn.strategies.base import MODEL_NEEDS, StrategyName
 
         errors: dict[str, str] = {}
+        if self.mode == self.Mode.PAIRWISE and self.list_size != 2:
+            errors["list_size"] = "A pairwise study shows 2 responses; choose listwise for more."
+        elif not 2 <= (self.list_size or 0) <= 8:
+            errors["list_size"] = "Between 2 and 8 responses per comparison."
         params = {k: v for k, v in (self.strategy_params or {}).items() if k != "seed"}
         try:
             get_strategy(self.strategy, **params)

@@ -12,6 +12,7 @@ from annotation.services import (
     StudyNotOpen,
     assignment_lease_next,
     judgment_submit,
+    study_settings_create,
 )
 from tests.factories import UserFactory
 
@@ -123,6 +124,20 @@ def test_bad_settings_are_shown_on_their_fields_and_create_nothing(client_for, r
     html = response.content.decode()
     assert 'id="id_model_params-error"' in html and "bogus_key" in html
     assert Study.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "message"), [("pairwise", 4, "pairwise study shows 2"), ("listwise", 9, "Between 2 and 8")]
+)
+def test_list_sizes_are_refused_by_name_for_every_caller(researcher, mode, size, message):
+    """The rule lives on the model, so the API and the admin get the field and the
+    message the settings page shows, not a bare constraint name."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        study_settings_create(name="Sized", settings={"mode": mode, "list_size": size}, created_by=researcher)
+    assert list(caught.value.message_dict) == ["list_size"]
+    assert message in caught.value.message_dict["list_size"][0]
 
 
 def test_strategy_the_model_cannot_serve_is_named_on_model_type(client_for, researcher):
