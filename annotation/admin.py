@@ -18,6 +18,8 @@ from annotation.models import (
     Judgment,
     Membership,
     Prompt,
+    RewardModelVersion,
+    SimulationRun,
     Study,
 )
 
@@ -191,4 +193,54 @@ class ImportJobAdmin(admin.ModelAdmin):
     readonly_fields = (
         "format", "file_path", "original_name", "options", "status", "stage", "total", "processed", "error",
         "result", "created_at", "started_at", "finished_at",
+    )  # fmt: skip
+
+
+@admin.register(RewardModelVersion)
+class RewardModelVersionAdmin(admin.ModelAdmin):
+    list_display = (
+        "study",
+        "version",
+        "model_type",
+        "n_judgments",
+        "heldout_accuracy",
+        "heldout_log_loss",
+        "train_seconds",
+        "device",
+        "created_at",
+    )
+    list_filter = ("study", "model_type", "device")
+    search_fields = ("study__name", "study__slug", "embedder_key")
+    autocomplete_fields = ("study",)
+    list_select_related = ("study",)
+    # Everything is the output of a fit; a hand edit would misreport what was trained.
+    readonly_fields = (
+        "version",
+        "model_type",
+        "embedder_key",
+        "n_judgments",
+        "n_train",
+        "n_heldout",
+        "heldout_accuracy",
+        "heldout_log_loss",
+        "metrics",
+        "train_seconds",
+        "device",
+        "checkpoint_path",
+        "created_at",
+    )
+
+
+@admin.register(SimulationRun)
+class SimulationRunAdmin(admin.ModelAdmin):
+    """Recorded runs of ``simulate_annotators`` (the dashboard's regret curve)."""
+
+    list_display = ("study", "started_at", "annotators", "judgments", "utility_kind", "wall_seconds")
+    list_filter = ("study", "utility_kind")
+    list_select_related = ("study",)
+    autocomplete_fields = ("study",)
+    # What a simulation measured: a hand edit would misreport it.
+    readonly_fields = (
+        "started_at", "wall_seconds", "annotators", "judgments", "utility_kind", "config", "totals", "checkpoints",
+        "created_at",
     )  # fmt: skip

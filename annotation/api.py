@@ -304,7 +304,7 @@ class Leaderboard(APIView):
 def _models_leaderboard(study: Study) -> list[dict]:
     from dataclasses import asdict
 
-    from annotation.analytics import study_leaderboard
+    from annotation.dashboard.analytics import study_leaderboard
 
     return [asdict(row) for row in study_leaderboard(study=study).rows]
 

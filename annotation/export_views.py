@@ -22,7 +22,6 @@ from django.shortcuts import redirect
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from activelearn.models import RewardModelVersion
 from annotation import selectors
 from annotation.exporting import (
     EXPORT_FORMATS,
@@ -35,7 +34,7 @@ from annotation.exporting import (
     parquet_stream,
     zip_folder_stream,
 )
-from annotation.models import Study
+from annotation.models import RewardModelVersion, Study
 
 _YES = {"1", "true", "on", "yes"}
 

@@ -69,8 +69,16 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils.crypto import salted_hmac
 
-from activelearn.models import RewardModelVersion
-from annotation.models import Assignment, Candidate, ComparisonItem, Judgment, Prompt, Study, in_display_order
+from annotation.models import (
+    Assignment,
+    Candidate,
+    ComparisonItem,
+    Judgment,
+    Prompt,
+    RewardModelVersion,
+    Study,
+    in_display_order,
+)
 
 # Judgments (or skips) per query. A chunk of a listwise study looks up at most
 # 8 candidates per judgment, well under SQLite's limit on query parameters.

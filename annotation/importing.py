@@ -49,17 +49,17 @@ from typing import IO, TYPE_CHECKING, Any
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
-from django.utils.text import slugify
 
+from annotation import loop
 from annotation.models import (
     GOLD_JUDGMENTS_WANTED,
     GOLD_KEY_PREFIX,
     Candidate,
     Comparison,
     ComparisonItem,
-    Membership,
     Prompt,
     Study,
+    comparison_item_key,
 )
 from annotation.rendering import safe_image_url
 
@@ -87,7 +87,6 @@ MESSAGE_FIELDS = frozenset({"role", "content"})
 
 _EXTERNAL_ID_MAX = Prompt._meta.get_field("external_id").max_length
 _SOURCE_MAX = Candidate._meta.get_field("source").max_length
-_SLUG_MAX = Study._meta.get_field("slug").max_length
 
 
 class ImportFileError(ValueError):
@@ -458,10 +457,8 @@ def study_import_records(
     _gold_comparisons_create(study=study, records=records, record_hashes=record_hashes, prompt_ids=prompt_ids)
     if candidates_created:
         # New candidates open new pairs: fill the queue before anyone asks.
-        from activelearn.services import refill_request
-
         study_id = study.pk
-        transaction.on_commit(lambda: refill_request(study_id=study_id))
+        transaction.on_commit(lambda: loop.get().refill_request(study_id=study_id))
 
     return ImportResult(
         prompts_created=prompts_created,
@@ -480,8 +477,6 @@ def _gold_comparisons_create(
     through the strategy's queue; a pair already in the study as gold is not
     added again.
     """
-    from activelearn.services import item_key
-
     wanted = []
     for record, prompt_hash in zip(records, record_hashes, strict=True):
         if record.gold is None:
@@ -498,7 +493,7 @@ def _gold_comparisons_create(
     created = 0
     for prompt_hash, (better_hash, worse_hash), kind in wanted:
         pair = [ids[better_hash], ids[worse_hash]]
-        key = GOLD_KEY_PREFIX + item_key(pair)
+        key = GOLD_KEY_PREFIX + comparison_item_key(pair)
         if key in existing:
             continue
         existing.add(key)
@@ -544,29 +539,6 @@ def study_import_jsonl(*, study: Study, fileobj: IO[bytes] | IO[str]) -> ImportR
     """
     records = parse_jsonl(fileobj)
     return study_import_records(study=study, records=records)
-
-
-# --- studies ---------------------------------------------------------------
-
-
-@transaction.atomic
-def study_create(*, name: str, slug: str | None = None, created_by: User | None = None, **fields: Any) -> Study:
-    """Create a study with a unique slug, and make its creator a researcher.
-
-    The slug is ``slug`` (or ``name``) slugified; if a study already has it, the
-    first free ``-2``, ``-3``, ... suffix is used, so the returned study's slug may
-    differ from the one asked for. Other ``Study`` fields pass through ``fields``.
-    """
-    base = slugify(slug or name)[:_SLUG_MAX].strip("-") or "study"
-    candidate, suffix = base, 1
-    while Study.objects.filter(slug=candidate).exists():
-        suffix += 1
-        tail = f"-{suffix}"
-        candidate = f"{base[: _SLUG_MAX - len(tail)].rstrip('-')}{tail}"
-    study = Study.objects.create(name=name, slug=candidate, created_by=created_by, **fields)
-    if created_by is not None:
-        Membership.objects.create(user=created_by, study=study, role=Membership.Role.RESEARCHER)
-    return study
 
 
 # --- other formats -----------------------------------------------------------

@@ -1,14 +1,21 @@
 """The nouns of prefloop (DESIGN.md §3): studies, members, prompts, candidates,
-comparisons, leases and judgments. Behaviour lives in services and selectors."""
+comparisons, leases, judgments, imports, and the reward-model versions and
+simulation runs the loop records for them. Behaviour lives in services and
+selectors; what a study's strategy and model options mean belongs to the loop
+(``annotation.loop``) and to ``models_runtime.kinds``."""
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from activelearn.params import validate_model_params
+from annotation import loop
+from models_runtime import kinds
 
 LIKERT_POINTS = 5
 # Gold comparisons are answered once by every annotator, so they never fill up;
@@ -19,12 +26,23 @@ GOLD_KEY_PREFIX = "gold:"
 
 def new_invite_token() -> str:
     """An unguessable token for a study's invite link."""
-    import secrets
-
     return secrets.token_urlsafe(18)
 
 
+def comparison_item_key(candidate_ids: list[int]) -> str:
+    """The key that makes a set of candidates one comparison per study: sorted ids."""
+    return "-".join(str(c) for c in sorted(candidate_ids))
+
+
 MAX_ASPECTS = 8
+
+
+def validate_model_params(value: object) -> None:
+    """A study's reward-model options: known keys with values in range (see
+    ``models_runtime.kinds.PARAMS``); the message names every bad key."""
+    problems = kinds.param_problems(value)
+    if problems:
+        raise ValidationError("; ".join(problems))
 
 
 def in_display_order(item_ids: list[int], display_order: list[int] | None) -> list[int]:
@@ -37,8 +55,6 @@ def in_display_order(item_ids: list[int], display_order: list[int] | None) -> li
 
 def validate_aspects(value: object) -> None:
     """Aspect names: a list of up to eight distinct short strings."""
-    from django.core.exceptions import ValidationError
-
     if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
         raise ValidationError('Aspects must be a list of names, e.g. ["helpfulness", "honesty"].')
     names = [a.strip() for a in value]
@@ -61,23 +77,10 @@ class Study(models.Model):
         PAUSED = "paused", "Paused"
         CLOSED = "closed", "Closed"
 
-    class Strategy(models.TextChoices):
-        RANDOM = "random", "Random"
-        LEAST_COMPARED = "least_compared", "Least compared first"
-        UNCERTAINTY = "uncertainty", "Uncertainty (closest to 50/50)"
-        APOHF = "apohf", "APOHF (greedy + gradient UCB; single-head model)"
-        DOUBLE_TS = "double_ts", "Double Thompson sampling (ensemble model)"
-        INFOMAX = "infomax", "Infomax: most member disagreement (ensemble model)"
-
     class RationaleMode(models.TextChoices):
         OFF = "off", "Not asked"
         OPTIONAL = "optional", "Optional"
         REQUIRED = "required", "Required"
-
-    class ModelType(models.TextChoices):
-        MLP = "mlp", "MLP head over embeddings"
-        LINEAR = "linear", "Linear head over embeddings"
-        ENSEMBLE = "ensemble", "Anchored ensemble of MLP heads"
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -140,14 +143,14 @@ class Study(models.Model):
     highlight_diff = models.BooleanField(
         default=False, help_text="Offer annotators a view of two responses with the words that differ highlighted."
     )
-    strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
+    strategy = models.CharField(max_length=32, choices=loop.strategy_choices, default="uncertainty")
     strategy_params = models.JSONField(
         default=dict,
         blank=True,
         help_text='Strategy options, e.g. {"nu": 1.0} for APOHF, {"top_k": 32} for infomax, '
         '{"window": 4} for uncertainty. See activelearn/strategies/README.md.',
     )
-    model_type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.MLP)
+    model_type = models.CharField(max_length=16, choices=kinds.choices, default="mlp")
     model_params = models.JSONField(
         default=dict,
         blank=True,
@@ -195,11 +198,6 @@ class Study(models.Model):
         them. (The list-size rules are also database constraints; a field with
         an error here is left out of the constraint checks, so each fault is
         reported once, by name.)"""
-        from django.core.exceptions import ValidationError
-
-        from activelearn.strategies import get_strategy
-        from activelearn.strategies.base import MODEL_NEEDS, StrategyName
-
         errors: dict[str, str] = {}
         if self.mode == self.Mode.PAIRWISE and self.list_size != 2:
             errors["list_size"] = "A pairwise study shows 2 responses; choose listwise for more."
@@ -207,17 +205,31 @@ class Study(models.Model):
             errors["list_size"] = "Between 2 and 8 responses per comparison."
         params = {k: v for k, v in (self.strategy_params or {}).items() if k != "seed"}
         try:
-            get_strategy(self.strategy, **params)
+            strategy = loop.get().strategy_check(self.strategy, params)
         except ValueError as exc:
             errors["strategy_params"] = str(exc)
-        known = {s.value for s in StrategyName}
-        need = MODEL_NEEDS.get(StrategyName(self.strategy)) if self.strategy in known else None
-        if need == "member_scores" and self.model_type != self.ModelType.ENSEMBLE:
-            errors["model_type"] = f"The {self.get_strategy_display()} strategy needs the ensemble model type."
-        if need == "gradients" and self.model_type == self.ModelType.ENSEMBLE:
-            errors["model_type"] = "APOHF needs a single-head model type (MLP or linear)."
+            strategy = next((s for s in loop.get().strategies() if s.name == self.strategy), None)
+        problem = self._model_problem(strategy)
+        if problem:
+            errors["model_type"] = problem
         if errors:
             raise ValidationError(errors)
+
+    def _model_problem(self, strategy: loop.StrategyInfo | None) -> str:
+        """Why the study's model type cannot give what its strategy needs ("" when it can)."""
+        if strategy is None or strategy.needs is None:
+            return ""
+        try:
+            kind = kinds.get(self.model_type)
+        except KeyError:
+            return ""  # the field's own choices check names it
+        if strategy.needs in kind.provides:
+            return ""
+        able = " or ".join(f"“{k.label}”" for k in kinds.KINDS if strategy.needs in k.provides)
+        return (
+            f"The {strategy.label} strategy needs {strategy.needs.replace('_', ' ')}, which a model of type "
+            f"“{kind.label}” does not give; choose {able or 'another strategy'}."
+        )
 
 
 class Membership(models.Model):
@@ -303,7 +315,7 @@ class Comparison(models.Model):
     judgments_wanted = models.PositiveSmallIntegerField(default=1)
     strategy = models.CharField(max_length=32)
     model_version = models.ForeignKey(
-        "activelearn.RewardModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "RewardModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     score = models.FloatField(null=True, blank=True, help_text="The strategy's informativeness score.")
     propensity = models.FloatField(null=True, blank=True, help_text="Probability the strategy chose it.")
@@ -483,3 +495,69 @@ class ImportJob(models.Model):
             return 0
         done = self.processed + (self.total if self.stage == self.Stage.WRITING else 0)
         return min(99, int(100 * done / (2 * self.total)))
+
+
+class RewardModelVersion(models.Model):
+    """One fitted reward model for a study; the newest one is the live one.
+
+    Written by the loop (``activelearn``) once the checkpoint is safely on disk;
+    read by the dashboard, the exports and the API.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="model_versions")
+    version = models.PositiveIntegerField()
+    model_type = models.CharField(max_length=16)
+    embedder_key = models.CharField(max_length=200)
+    n_judgments = models.PositiveIntegerField(help_text="Judgments the fit saw (train + held out).")
+    n_train = models.PositiveIntegerField(default=0)
+    n_heldout = models.PositiveIntegerField(default=0)
+    heldout_accuracy = models.FloatField(null=True, blank=True)
+    heldout_log_loss = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict)
+    recommendation = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per prompt: the best candidate and a leaderboard (posterior mean, std, P(best)).",
+    )
+    train_seconds = models.FloatField(default=0.0)
+    device = models.CharField(max_length=32, default="cpu")
+    checkpoint_path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-version",)
+        get_latest_by = "version"
+        constraints = [
+            models.UniqueConstraint(fields=("study", "version"), name="model_version_unique_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study} v{self.version}"
+
+
+class SimulationRun(models.Model):
+    """One ``manage.py simulate_annotators`` run: its settings, totals and regret checkpoints.
+
+    Regret needs the simulated annotators' hidden utilities and every model
+    version's scores, which only the simulator has at hand; it records the
+    figures here when it finishes so the dashboard can chart them without
+    loading models in the web process.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="simulation_runs")
+    started_at = models.DateTimeField()
+    wall_seconds = models.FloatField(default=0.0)
+    annotators = models.PositiveIntegerField(default=0)
+    judgments = models.PositiveIntegerField(default=0, help_text="Judgments the simulated annotators submitted.")
+    utility_kind = models.CharField(max_length=16, help_text="Where the hidden utilities came from: embedding or hash.")
+    config = models.JSONField(default=dict, blank=True)
+    totals = models.JSONField(default=dict, blank=True)
+    # [{"judgments", "elapsed_s", "model_version", "model_n_judgments", "regret", "regret_of", "final"?}, …]
+    checkpoints = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=("study", "-created_at"), name="simulationrun_study_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.study} simulation {self.started_at:%Y-%m-%d %H:%M} ({self.judgments} judgments)"

@@ -226,7 +226,7 @@ def study_create_from_file(request: HttpRequest) -> HttpResponse:
     if _runs_now(upload, fmt):
         try:
             with transaction.atomic():
-                study = importing.study_create(name=name, created_by=request.user)
+                study = services.study_create(name=name, created_by=request.user)
                 result = importing.study_import_upload(study=study, fileobj=upload, format=fmt, options=form.options())
         except importing.ImportFileError as exc:
             messages.error(request, f"No study created: {exc}")
@@ -234,7 +234,7 @@ def study_create_from_file(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Created study “{study.name}”. {_import_summary(result)}")
         return redirect("study_detail", slug=study.slug)
     with transaction.atomic():
-        study = importing.study_create(name=name, created_by=request.user, status=Study.Status.DRAFT)
+        study = services.study_create(name=name, created_by=request.user, status=Study.Status.DRAFT)
         job = importing.import_job_create(
             study=study, upload=upload, format=fmt, options=form.options(), created_by=request.user
         )

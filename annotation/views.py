@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors
+from annotation.dashboard import selectors as dashboard
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.services import (
     ENTRY_PARAMETERS,
@@ -366,7 +367,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "annotation/study_detail.html",
         {
             "study": study,
-            "dashboard": selectors.study_dashboard(study=study),
+            "dashboard": dashboard.study_dashboard(study=study),
             "export_formats": list(EXPORT_FORMATS.values()),
             "import_form": StudyImportForm(),
             "invite_url": invite,
@@ -384,5 +385,5 @@ def study_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     if not request.htmx:
         return redirect("study_detail", slug=study.slug)
     return render(
-        request, "annotation/_dashboard.html", {"study": study, "dashboard": selectors.study_dashboard(study=study)}
+        request, "annotation/_dashboard.html", {"study": study, "dashboard": dashboard.study_dashboard(study=study)}
     )

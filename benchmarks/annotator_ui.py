@@ -273,7 +273,8 @@ def _seed(env: dict[str, str]) -> dict[str, str]:
     code = f"""
 import django; django.setup()
 from django.contrib.auth import get_user_model
-from annotation.importing import study_create, study_import_records, PromptRecord, CandidateRecord
+from annotation.importing import study_import_records, PromptRecord, CandidateRecord
+from annotation.services import study_create
 from annotation.models import Membership
 topics = {PROMPT_TOPICS!r}
 records = []
@@ -307,7 +308,7 @@ def _loop_activity(env: dict[str, str]) -> dict[str, Any]:
     code = """
 import django, json; django.setup()
 from django.db.models import Count, Sum
-from activelearn.models import RewardModelVersion
+from annotation.models import RewardModelVersion
 from annotation.models import Judgment
 versions = RewardModelVersion.objects.filter(study__name="Bench pairwise")
 print(json.dumps({

@@ -126,8 +126,9 @@ def _run(data: Path, *, env: dict[str, str], expected: int) -> dict[str, Any]:
     from django.test.utils import setup_test_environment
     from django.urls import reverse
 
-    from annotation.importing import import_job_create, study_create
+    from annotation.importing import import_job_create
     from annotation.models import Candidate, ImportJob
+    from annotation.services import study_create
     from tests.factories import UserFactory
 
     setup_test_environment()  # lets the test client talk to this process's Django

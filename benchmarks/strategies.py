@@ -353,7 +353,7 @@ def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: 
     """One (setting, strategy, seed) run: the regret/τ curve and timings."""
     import torch
 
-    from activelearn.strategies.base import SelectionInput, get_strategy
+    from activelearn.strategies import SelectionInput, get_strategy
     from models_runtime.metrics import kendall_tau
 
     torch.set_num_threads(1)
@@ -693,7 +693,7 @@ def _scale_worker(args: tuple[str, int, int, int]) -> dict[str, Any]:
     strategy, n, batch, n_groups = args
     import torch
 
-    from activelearn.strategies.base import SelectionInput, get_strategy
+    from activelearn.strategies import SelectionInput, get_strategy
     from benchmarks.pools import embedded_pool, scale_features
     from models_runtime.ensemble import EnsembleConfig, fit_ensemble
     from models_runtime.gradients import GradientFeatureSource

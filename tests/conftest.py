@@ -33,7 +33,7 @@ def loop_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     calls = LoopCalls()
     if any(request.node.get_closest_marker(name) is not None for name in ("worker", "loop")):
         return calls
-    from activelearn import services
+    from activelearn import triggers
 
     def fake_retrain_request(*, study_id: int) -> bool:
         calls.retrain.append(study_id)
@@ -43,8 +43,8 @@ def loop_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         calls.refill.append(study_id)
         return True
 
-    monkeypatch.setattr(services, "retrain_request", fake_retrain_request)
-    monkeypatch.setattr(services, "refill_request", fake_refill_request)
+    monkeypatch.setattr(triggers, "retrain_request", fake_retrain_request)
+    monkeypatch.setattr(triggers, "refill_request", fake_refill_request)
     return calls
 
 

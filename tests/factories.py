@@ -39,7 +39,7 @@ class StudyFactory(factory.django.DjangoModelFactory):
     status = Study.Status.ACTIVE
     budget = 100
     overlap = 1
-    strategy = Study.Strategy.RANDOM
+    strategy = "random"
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):
@@ -78,7 +78,7 @@ def study_with_queue(*, n_prompts: int = 3, n_candidates: int = 3, fill: bool = 
     The queue is filled the way the web process does it when it runs dry
     (random pairs within a prompt, ``seed=0``), so tests see real rows.
     """
-    from activelearn.services import queue_refill
+    from activelearn.refill import queue_refill
 
     study = StudyFactory(**study_fields)
     for _ in range(n_prompts):

@@ -54,15 +54,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 
 from activelearn.strategies.base import (
     GradientSource,
+    ScoredList,
     ScoredPair,
     SelectionInput,
-    StrategyName,
     group_members,
     ordered,
 )
@@ -104,7 +105,7 @@ class ApohfStrategy:
     relative: bool = True
     max_per_item: int | None = None
     eval_batch: int = 16
-    name: StrategyName = StrategyName.APOHF
+    name: ClassVar[str] = "apohf"
 
     def __post_init__(self) -> None:
         if isinstance(self.nu, bool) or not isinstance(self.nu, int | float | np.integer | np.floating):
@@ -149,6 +150,29 @@ class ApohfStrategy:
         if n <= 0 or not groups:
             return []
         return _Selection(self, inp, scores, source, design, groups).run(int(n))
+
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """The group's greedy leader followed by its K − 1 successive challengers,
+        each pair fantasised into the design before the next is chosen (APOHF's
+        batch rule), leader first."""
+        # One group, k − 1 pairs: every other item goes to a group of its own,
+        # which offers no pair.
+        only = np.arange(1, inp.n_items + 1, dtype=np.int64)
+        only[members] = 0
+        single = replace(inp, groups=only)
+        pairs = replace(self, max_per_item=None).select(single, k - 1, rng)
+        items: list[int] = []
+        for pair in pairs:
+            for item in (pair.i, pair.j):
+                if item not in items:
+                    items.append(item)
+        if len(items) < k:
+            return None
+        leader = max(items[:2], key=lambda i: float(inp.scores[i]))
+        ordered_items = [leader, *[i for i in items if i != leader]][:k]
+        return ScoredList(tuple(ordered_items), float(sum(p.score for p in pairs)), 1.0)
 
 
 class _Selection:

@@ -1,22 +1,13 @@
-"""The strategy interface, its value types and the factory."""
+"""The strategy interface, its value types and the helpers strategies share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
+from math import comb
+from typing import ClassVar, Protocol
 
 import numpy as np
-
-
-class StrategyName(StrEnum):
-    RANDOM = "random"
-    LEAST_COMPARED = "least_compared"
-    UNCERTAINTY = "uncertainty"
-    APOHF = "apohf"
-    DOUBLE_TS = "double_ts"
-    INFOMAX = "infomax"
 
 
 class GradientSource(Protocol):
@@ -75,11 +66,35 @@ class ScoredPair:
     propensity: float | None = None
 
 
+@dataclass(frozen=True)
+class ScoredList:
+    """One chosen list: item indices in the order the strategy picked them (not a
+    ranking), how informative it looked, and the probability of the choice."""
+
+    items: tuple[int, ...]
+    score: float
+    propensity: float | None = None
+
+
 class Strategy(Protocol):
-    name: StrategyName
+    """A query strategy: pairs for pairwise studies, lists of K for rankings.
+
+    ``name`` is the strategy's key in the registry (and what a comparison records
+    as the strategy that chose it). ``select_list`` builds one list of ``k``
+    items from the item indices ``members`` of one group, or None when it cannot
+    (see ``lists.select_lists``, which calls it once per group).
+    """
+
+    name: ClassVar[str]
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
         """Return up to ``n`` new pairs, most informative first."""
+        ...
+
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """One list of ``k`` distinct items of ``members`` (a group), or None."""
         ...
 
 
@@ -124,60 +139,6 @@ def group_members(groups: np.ndarray) -> list[np.ndarray]:
     return [members for members in np.split(order, cuts) if members.size >= 2]
 
 
-def get_strategy(name: str | StrategyName, **params: object) -> Strategy:
-    """Build the strategy called ``name`` with its parameters.
-
-    Unknown names raise ValueError listing the known ones, and unknown or
-    invalid parameters raise ValueError naming them, so a typo in a study's
-    configuration fails loudly instead of silently falling back.
-    """
-    import dataclasses
-
-    from activelearn.strategies.apohf import ApohfStrategy
-    from activelearn.strategies.ensemble_based import DoubleThompsonStrategy, InfomaxStrategy
-    from activelearn.strategies.least_compared import LeastComparedStrategy
-    from activelearn.strategies.random_pairs import RandomStrategy
-    from activelearn.strategies.uncertainty import UncertaintyStrategy
-
-    try:
-        key = StrategyName(name)
-    except ValueError:
-        known = ", ".join(s.value for s in StrategyName)
-        raise ValueError(f"unknown strategy {name!r}; known strategies: {known}") from None
-    factories: dict[StrategyName, type] = {
-        StrategyName.RANDOM: RandomStrategy,
-        StrategyName.LEAST_COMPARED: LeastComparedStrategy,
-        StrategyName.UNCERTAINTY: UncertaintyStrategy,
-        StrategyName.APOHF: ApohfStrategy,
-        StrategyName.DOUBLE_TS: DoubleThompsonStrategy,
-        StrategyName.INFOMAX: InfomaxStrategy,
-    }
-    factory = factories[key]
-    allowed = {f.name for f in dataclasses.fields(factory) if f.name != "name"}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for strategy {key.value}; "
-            f"known: {', '.join(sorted(allowed)) or 'none'}"
-        )
-    try:
-        return factory(**params)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid parameters for strategy {key.value}: {exc}") from None
-
-
-# What each strategy needs from the current model; the loop checks this before
-# selecting and falls back to random pairs when it is missing.
-MODEL_NEEDS: dict[StrategyName, str | None] = {
-    StrategyName.RANDOM: None,
-    StrategyName.LEAST_COMPARED: None,
-    StrategyName.UNCERTAINTY: "scores",
-    StrategyName.APOHF: "gradients",
-    StrategyName.DOUBLE_TS: "member_scores",
-    StrategyName.INFOMAX: "member_scores",
-}
-
-
 def diversify(
     picks: list[ScoredPair], features: np.ndarray | None, n: int, max_similarity: float = 0.98
 ) -> list[ScoredPair]:
@@ -207,3 +168,8 @@ def diversify(
                 continue
         chosen.append(pick)
     return chosen
+
+
+def n_subsets(n: int, k: int) -> float:
+    """How many sets of ``k`` items ``n`` items allow (the propensity of a uniform draw is its inverse)."""
+    return float(comb(n, k))

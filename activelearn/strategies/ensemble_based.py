@@ -5,13 +5,14 @@ infomax. Both take the per-member utilities of an anchored ensemble,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from activelearn.strategies.base import (
+    ScoredList,
     ScoredPair,
     SelectionInput,
-    StrategyName,
     best_pairs,
     group_members,
     ordered,
@@ -60,7 +61,7 @@ class DoubleThompsonStrategy:
 
     max_redraws: int = 8
     max_rounds: int | None = None
-    name: StrategyName = StrategyName.DOUBLE_TS
+    name: ClassVar[str] = "double_ts"
 
     def __post_init__(self) -> None:
         if self.max_redraws < 0 or (self.max_rounds is not None and self.max_rounds < 1):
@@ -141,6 +142,31 @@ class DoubleThompsonStrategy:
                     return ScoredPair(i=pair[0], j=pair[1], score=score, propensity=None)
         return None
 
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """K successive posterior draws, each adding its best item not yet listed
+        (a draw whose best is taken is redrawn, then falls back to its best
+        remaining item). Propensity: the share of members whose best is the first."""
+        m = _members(inp, self.name)[:, members]
+        picked: list[int] = []
+        leaders = np.argmax(m, axis=1)
+        propensity = 1.0
+        for _ in range(k):
+            row = m[rng.integers(m.shape[0])]
+            for _ in range(self.max_redraws):
+                if int(np.argmax(row)) not in picked:
+                    break
+                row = m[rng.integers(m.shape[0])]
+            choice = next(int(c) for c in np.argsort(-row, kind="stable") if int(c) not in picked)
+            if not picked:
+                propensity = float(np.mean(leaders == choice))
+            picked.append(choice)
+        idx = np.array(picked)
+        a, b = np.triu_indices(k, k=1)
+        info = float(_preference_disagreement(m, idx[a], idx[b]).sum())
+        return ScoredList(tuple(int(members[i]) for i in picked), info, propensity)
+
 
 @dataclass
 class InfomaxStrategy:
@@ -157,7 +183,7 @@ class InfomaxStrategy:
 
     top_k: int = 32
     max_per_item: int = 2
-    name: StrategyName = StrategyName.INFOMAX
+    name: ClassVar[str] = "infomax"
 
     def __post_init__(self) -> None:
         if self.top_k < 2 or self.max_per_item < 1:
@@ -180,3 +206,26 @@ class InfomaxStrategy:
         left, right = np.concatenate(lefts), np.concatenate(rights)
         info = _preference_disagreement(members, left, right)
         return best_pairs(left, right, info, inp.excluded, n, self.max_per_item)
+
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """The most informative pair among the group's ``top_k`` optimistic items,
+        grown greedily by the item with the most summed pairwise information with
+        those already listed."""
+        m = _members(inp, self.name)
+        top_k = max(self.top_k, k)
+        if members.size > top_k:
+            optimistic = m[:, members].mean(axis=0) + m[:, members].std(axis=0)
+            members = members[np.argsort(-(optimistic + rng.random(members.size) * 1e-9))[:top_k]]
+        a, b = np.triu_indices(members.size, k=1)
+        info = np.zeros((members.size, members.size))
+        info[a, b] = info[b, a] = _preference_disagreement(m, members[a], members[b])
+        first = int(np.argmax(info[a, b]))
+        picked = [int(a[first]), int(b[first])]
+        while len(picked) < k:
+            gain = info[:, picked].sum(axis=1)
+            gain[picked] = -np.inf
+            picked.append(int(np.argmax(gain)))
+        total = float(sum(info[x, y] for i, x in enumerate(picked) for y in picked[i + 1 :]))
+        return ScoredList(tuple(int(members[i]) for i in picked), total, 1.0)

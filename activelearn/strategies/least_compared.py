@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from activelearn.strategies.base import (
+    ScoredList,
     ScoredPair,
     SelectionInput,
-    StrategyName,
     group_members,
     ordered,
 )
@@ -31,7 +32,7 @@ class LeastComparedStrategy:
     Cost: O(N log N) plus O(group size) per chosen pair.
     """
 
-    name: StrategyName = StrategyName.LEAST_COMPARED
+    name: ClassVar[str] = "least_compared"
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
         groups = group_members(inp.groups)
@@ -102,6 +103,15 @@ class LeastComparedStrategy:
                     best = (cost, *pair)
                     break
         return best
+
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """The group's K least-compared items (random tie-break)."""
+        counts = np.zeros(inp.n_items) if inp.counts is None else np.asarray(inp.counts, dtype=np.float64)
+        order = members[np.lexsort((rng.random(members.size), counts[members]))]
+        items = order[:k]
+        return ScoredList(tuple(int(i) for i in items), 1.0 / (1.0 + float(counts[items].sum())), 1.0)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from activelearn.strategies.base import (
+    ScoredList,
     ScoredPair,
     SelectionInput,
-    StrategyName,
     group_members,
+    n_subsets,
     ordered,
 )
 
@@ -25,7 +27,8 @@ class RandomStrategy:
     """
 
     max_tries_per_pair: int = 50
-    name: StrategyName = StrategyName.RANDOM
+    name: ClassVar[str] = "random"
+    lists_in_random_order: ClassVar[bool] = True
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
         groups = group_members(inp.groups)
@@ -69,3 +72,10 @@ class RandomStrategy:
             return []
         picks = rng.permutation(len(rest))[:n]
         return [ScoredPair(i=rest[k][0], j=rest[k][1], score=0.0, propensity=1.0 / len(rest)) for k in picks]
+
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """K distinct items of the group drawn uniformly."""
+        items = rng.choice(members, size=k, replace=False)
+        return ScoredList(tuple(int(i) for i in items), 0.0, 1.0 / n_subsets(members.size, k))

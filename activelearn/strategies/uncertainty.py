@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from activelearn.strategies.base import (
+    ScoredList,
     ScoredPair,
     SelectionInput,
-    StrategyName,
     best_pairs,
     group_members,
 )
@@ -29,7 +30,7 @@ class UncertaintyStrategy:
 
     window: int = 4
     max_per_item: int = 1
-    name: StrategyName = StrategyName.UNCERTAINTY
+    name: ClassVar[str] = "uncertainty"
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
         if inp.scores is None:
@@ -53,3 +54,18 @@ class UncertaintyStrategy:
         informativeness = 1.0 - 2.0 * np.abs(prob - 0.5)
 
         return best_pairs(left, right, informativeness, inp.excluded, n, self.max_per_item)
+
+    def select_list(
+        self, inp: SelectionInput, members: np.ndarray, k: int, rng: np.random.Generator
+    ) -> ScoredList | None:
+        """K neighbours in utility: the window of K consecutive items (in score
+        order) with the smallest utility range."""
+        if inp.scores is None:
+            raise ValueError("the uncertainty strategy needs model scores; use random before the first model")
+        scores = np.asarray(inp.scores, dtype=np.float64)
+        ranked = members[np.lexsort((rng.random(members.size), scores[members]))]
+        s = scores[ranked]
+        ranges = s[k - 1 :] - s[: s.size - k + 1]
+        start = int(np.argmin(ranges))
+        items = ranked[start : start + k]
+        return ScoredList(tuple(int(i) for i in items), float(np.exp(-ranges[start])), 1.0)

@@ -5,9 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from activelearn import services
-from activelearn.models import RewardModelVersion
-from annotation.models import Candidate, Comparison, Judgment, Study
+from activelearn import features, refill, services, tasks, triggers
+from annotation.models import Candidate, Comparison, Judgment, RewardModelVersion, Study
 from annotation.services import assignment_lease_next, judgment_submit
 
 
@@ -29,7 +28,7 @@ def _judge(study, user, n, choose=lambda comparison: "a"):
 @pytest.mark.django_db
 def test_cold_start_fills_the_queue_with_random_pairs_within_prompts(make_study):
     study = make_study(queue_target=12)
-    created = services.queue_refill(study_id=study.id, seed=0)
+    created = refill.queue_refill(study_id=study.id, seed=0)
     assert created == 12
     comparisons = list(Comparison.objects.filter(study=study).prefetch_related("items__candidate"))
     assert {c.strategy for c in comparisons} == {"random"}
@@ -39,20 +38,20 @@ def test_cold_start_fills_the_queue_with_random_pairs_within_prompts(make_study)
         assert prompts == {c.prompt_id}, "a pair never mixes responses to different prompts"
     assert len({c.item_key for c in comparisons}) == 12
     # A second refill finds the queue full and adds nothing.
-    assert services.queue_refill(study_id=study.id, seed=1) == 0
+    assert refill.queue_refill(study_id=study.id, seed=1) == 0
 
 
 @pytest.mark.django_db
 def test_refill_never_queues_more_than_the_budget_pays_for(make_study):
     study = make_study(queue_target=20, budget=5)
-    assert services.queue_refill(study_id=study.id, seed=0) == 5
+    assert refill.queue_refill(study_id=study.id, seed=0) == 5
 
 
 @pytest.mark.django_db
 def test_retrain_publishes_a_version_then_refill_uses_the_model(make_study, annotators, member):
     study = make_study(queue_target=8)
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 6)
     assert services.reward_model_fit(study_id=study.id) is not None
     version = RewardModelVersion.objects.get(study=study)
@@ -60,7 +59,7 @@ def test_retrain_publishes_a_version_then_refill_uses_the_model(make_study, anno
     assert Path(version.checkpoint_path, "model.safetensors").exists() or any(Path(version.checkpoint_path).iterdir())
     assert version.embedder_key
 
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     fresh = Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED)
     assert fresh.exists()
     assert set(fresh.values_list("model_version_id", flat=True)) == {version.id}, "stale random picks were retired"
@@ -74,7 +73,7 @@ def test_retrain_publishes_a_version_then_refill_uses_the_model(make_study, anno
 def test_model_versions_count_up_and_warm_start(make_study, annotators, member):
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 4)
     first = services.reward_model_fit(study_id=study.id)
     _judge(study, annotators[1], 3)
@@ -87,7 +86,7 @@ def test_model_versions_count_up_and_warm_start(make_study, annotators, member):
 def test_too_few_judgments_train_nothing(make_study, annotators, member):
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], services.MIN_JUDGMENTS_TO_TRAIN - 1)
     assert services.reward_model_fit(study_id=study.id) is None
     assert not RewardModelVersion.objects.exists()
@@ -99,7 +98,7 @@ def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_stud
 
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 4)
     good = services.reward_model_fit(study_id=study.id)
 
@@ -120,15 +119,13 @@ def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_stud
 @pytest.mark.django_db
 @pytest.mark.loop
 def test_retrain_is_debounced_to_one_in_flight_per_study(make_study, monkeypatch, django_capture_on_commit_callbacks):
-    from activelearn import tasks
-
     sent = []
     monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id: sent.append(study_id))
     study = make_study()
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.retrain_request(study_id=study.id) is True
-        assert services.retrain_request(study_id=study.id) is False
-        assert services.retrain_request(study_id=study.id) is False
+        assert triggers.retrain_request(study_id=study.id) is True
+        assert triggers.retrain_request(study_id=study.id) is False
+        assert triggers.retrain_request(study_id=study.id) is False
     assert sent == [study.id]
 
 
@@ -137,7 +134,7 @@ def test_retrain_is_debounced_to_one_in_flight_per_study(make_study, monkeypatch
 def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, member, monkeypatch):
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 4)
     real_fit = services.reward_model_fit
     calls = []
@@ -147,15 +144,15 @@ def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, me
         version = real_fit(study_id=study_id)
         if len(calls) == 1:
             _judge(study, annotators[1], 1)  # a judgment lands while the fit finishes...
-            services.retrain_request(study_id=study_id)  # ...and re-arms the retrain
+            triggers.retrain_request(study_id=study_id)  # ...and re-arms the retrain
         return version
 
     monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
-    monkeypatch.setattr(services, "refill_request", lambda study_id: True)
-    latest = services.reward_model_retrain(study_id=study.id)
+    outcome = services.reward_model_retrain(study_id=study.id)
     assert len(calls) == 2
-    assert latest.version == 2
-    assert latest.n_judgments == 5
+    assert outcome.version.version == 2
+    assert outcome.version.n_judgments == 5
+    assert outcome.again_in is None
 
 
 @pytest.mark.django_db
@@ -163,29 +160,31 @@ def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, me
 def test_fits_are_paced_by_handing_the_rest_to_a_later_task(make_study, annotators, member, monkeypatch, settings):
     """Judgments during a fit, within the minimum interval: the claim is kept,
     the version just fitted goes to the refill, and the next fit is a task
-    due when the interval is over (not a sleep that would hold the worker)."""
-    from activelearn import tasks
-
+    due when the interval is over (not a sleep that would hold the worker).
+    The clock is the test's: the fit "takes" 4 s whatever this machine's speed."""
     settings.PREFLOOP_RETRAIN_MIN_SECONDS = 30.0
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 4)
     real_fit = services.reward_model_fit
+    now = [1000.0]
     later, refills = [], []
 
     def fit_while_someone_judges(*, study_id):
         version = real_fit(study_id=study_id)
+        now[0] += 4.0
         _judge(study, annotators[1], 1)
-        services.retrain_request(study_id=study_id)
+        triggers.retrain_request(study_id=study_id)
         return version
 
     monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
-    monkeypatch.setattr(services, "refill_request", lambda study_id: refills.append(study_id))
+    monkeypatch.setattr(services, "_clock", lambda: now[0])
+    monkeypatch.setattr(tasks.refill_queue, "delay", lambda study_id: refills.append(study_id))
     monkeypatch.setattr(tasks.retrain_study, "apply_async", lambda args, countdown: later.append((args, countdown)))
-    latest = services.reward_model_retrain(study_id=study.id)
-    assert latest.version == 1 and refills == [study.id]
-    assert len(later) == 1 and later[0][0] == (study.id,) and 25 < later[0][1] <= 30
+    assert tasks.retrain_study(study.id) == 1
+    assert refills == [study.id], "the version just fitted goes to the refill"
+    assert later == [((study.id,), 26.0)], "the next fit is due when the 30 s interval is over"
     study.refresh_from_db()
     assert study.retrain_claimed_at is not None and study.retrain_dirty, "the claim waits for the later task"
 
@@ -194,7 +193,7 @@ def test_fits_are_paced_by_handing_the_rest_to_a_later_task(make_study, annotato
 def test_a_fit_with_nothing_new_publishes_no_twin(make_study, annotators, member):
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 4)
     assert services.reward_model_fit(study_id=study.id).version == 1
     assert services.reward_model_fit(study_id=study.id) is None
@@ -205,7 +204,7 @@ def test_a_fit_with_nothing_new_publishes_no_twin(make_study, annotators, member
 def test_double_submit_is_a_no_op(make_study, annotators, member):
     study = make_study()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     user = annotators[0]
     comparison = assignment_lease_next(study=study, annotator=user).assignment.comparison
     first = judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="a")
@@ -227,7 +226,7 @@ def test_concurrent_leases_never_hand_one_comparison_to_two_annotators(make_stud
     study = make_study(queue_target=20)
     users = [get_user_model().objects.create_user(f"racer{k}") for k in range(8)]
     member(study, users)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     barrier = threading.Barrier(len(users))
     leased: dict[int, int] = {}
     errors: list[BaseException] = []
@@ -258,14 +257,14 @@ def test_concurrent_leases_never_hand_one_comparison_to_two_annotators(make_stud
 def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annotators, member, model_type):
     study = make_study(model_type=model_type, model_params={"ties": "davidson", "label_flip_rate": 0.05})
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 5, choose=lambda c: "tie" if c.id % 3 == 0 else "a")
     version = services.reward_model_fit(study_id=study.id)
     assert version.model_type == model_type
     loaded = services.reward_model_load(version)
-    scores = loaded.scores(services.study_features(study_id=study.id).features)
+    scores = loaded.scores(features.study_features(study_id=study.id).features)
     assert scores.shape == (20,) and np.isfinite(scores).all()
-    assert services.queue_refill(study_id=study.id, seed=0) > 0
+    assert refill.queue_refill(study_id=study.id, seed=0) > 0
     assert Comparison.objects.filter(study=study, model_version=version).exists()
     rec = version.recommendation
     assert rec["method"] in {"ensemble members", "last-layer Laplace"}
@@ -296,13 +295,13 @@ def test_model_options_are_validated_with_a_clear_message(make_study):
 def test_rankings_become_pairs_plackett_luce_rankings_and_tied_groups(make_study, annotators):
     study = make_study()
     ids = list(Candidate.objects.filter(study=study).order_by("id").values_list("id", flat=True))[:5]
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     comparison = Comparison.objects.filter(study=study).first()
     a, b, c, d, e = ids
     for user, ranking in zip(annotators, [[a, b], [[c, d]], [a, c, e]], strict=False):
         Judgment.objects.create(study=study, comparison=comparison, annotator=user, choice="a", ranking=ranking)
     index = {cid: row for row, cid in enumerate(ids)}
-    data = services._preference_data(study_id=study.id, index=index)
+    data = features.study_preferences(study_id=study.id, index=index)
     assert (data.n_pairs, data.n_rankings) == (2, 1)
     assert data.pair_outcome.tolist() == [1.0, 0.5]
     assert data.rank_items[0].tolist() == [0, 2, 4]
@@ -323,10 +322,10 @@ def test_each_strategy_steers_the_queue_with_its_model(make_study, annotators, m
     study = make_study(model_type=model_type, strategy=strategy, model_params={"n_members": 4})
     study.full_clean()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 6)
     version = services.reward_model_fit(study_id=study.id)
-    assert services.queue_refill(study_id=study.id, seed=1) > 0
+    assert refill.queue_refill(study_id=study.id, seed=1) > 0
     chosen = Comparison.objects.filter(study=study, model_version=version, strategy=strategy)
     assert chosen.exists(), list(Comparison.objects.filter(study=study).values_list("strategy", flat=True))
     assert all(c.score is not None for c in chosen)
@@ -344,10 +343,10 @@ def test_a_strategy_its_model_cannot_serve_is_refused_and_falls_back_to_random(m
         study.full_clean()
     study.strategy_params = {}
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 6)
     services.reward_model_fit(study_id=study.id)
-    assert services.queue_refill(study_id=study.id, seed=1) > 0
+    assert refill.queue_refill(study_id=study.id, seed=1) > 0
     assert not Comparison.objects.filter(study=study, strategy="double_ts").exists()
 
 
@@ -368,7 +367,7 @@ def _rank(study, user, n, order=lambda items: [[p] for p in range(len(items))]):
 @pytest.mark.django_db
 def test_listwise_cold_start_queues_lists_of_k_distinct_items_within_one_prompt(make_study):
     study = make_study(mode="listwise", list_size=3, queue_target=12)
-    created = services.queue_refill(study_id=study.id, use_model=False, seed=0)
+    created = refill.queue_refill(study_id=study.id, use_model=False, seed=0)
     # Five prompts of four candidates hold only 5 × C(4, 3) = 20 distinct lists.
     assert created == 12
     keys = set()
@@ -392,18 +391,18 @@ def test_listwise_rankings_train_plackett_luce_and_the_strategy_picks_lists(
     )
     study.full_clean()
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     judgments = _rank(study, annotators[0], 3)
     judgments += _rank(study, annotators[1], 3, order=lambda items: [[0, 1], [2]])
     assert all(j.choice == "ranked" for j in judgments)
     assert judgments[-1].ranking[0] == judgments[-1].shown_order[:2], "positions are positions on screen"
-    feats = services.study_features(study_id=study.id)
-    data = services._preference_data(study_id=study.id, index=feats.index())
+    feats = features.study_features(study_id=study.id)
+    data = features.study_preferences(study_id=study.id, index=feats.index())
     assert data.n_rankings == 3, "strict lists are Plackett–Luce rankings"
     assert data.n_pairs == 3 * (1 + 2), "tied groups become the pairs they imply"
     version = services.reward_model_fit(study_id=study.id)
     assert version is not None
-    services.queue_refill(study_id=study.id, seed=1)
+    refill.queue_refill(study_id=study.id, seed=1)
     chosen = Comparison.objects.filter(study=study, model_version=version, strategy=strategy)
     assert chosen.exists(), list(Comparison.objects.filter(study=study).values_list("strategy", flat=True))
     assert all(c.items.count() == 3 for c in chosen)
@@ -417,7 +416,7 @@ def _refill_paused_while_choosing(study, monkeypatch):
     from django.db import connection
 
     choosing, release = threading.Event(), threading.Event()
-    real_features = services.study_features
+    real_features = features.study_features
     errors: list[BaseException] = []
 
     def slow_features(*, study_id):
@@ -426,17 +425,17 @@ def _refill_paused_while_choosing(study, monkeypatch):
         assert release.wait(30), "the test never released the refill"
         return feats
 
-    monkeypatch.setattr(services, "study_features", slow_features)
+    monkeypatch.setattr(features, "study_features", slow_features)
 
-    def refill():
+    def run_refill():
         try:
-            services.queue_refill(study_id=study.id, seed=1)
+            refill.queue_refill(study_id=study.id, seed=1)
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
         finally:
             connection.close()
 
-    thread = threading.Thread(target=refill)
+    thread = threading.Thread(target=run_refill)
     thread.start()
     assert choosing.wait(30)
     return thread, release, errors
@@ -458,11 +457,11 @@ def test_answers_and_leases_do_not_wait_for_a_refill_choosing_its_picks(make_stu
     which write the study's rows). Before, they waited for the whole refill."""
     from django.db import connection
 
-    from activelearn.services import loop_notify_judgment
+    from activelearn.triggers import loop_notify_judgment
 
     study = make_study(queue_target=4)
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     Study.objects.filter(id=study.id).update(queue_target=10)  # the next refill has room
     thread, release, errors = _refill_paused_while_choosing(study, monkeypatch)
     try:
@@ -486,7 +485,7 @@ def test_overlapping_refills_queue_each_item_set_once_and_respect_the_target(mak
     study = make_study(queue_target=10)
     thread, release, errors = _refill_paused_while_choosing(study, monkeypatch)
     monkeypatch.undo()  # the second refill runs at full speed
-    assert services.queue_refill(study_id=study.id, seed=2) == 10
+    assert refill.queue_refill(study_id=study.id, seed=2) == 10
     release.set()
     thread.join()
     assert not errors, errors

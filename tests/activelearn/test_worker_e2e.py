@@ -18,9 +18,8 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from activelearn import services
-from activelearn.models import RewardModelVersion
-from annotation.models import Comparison, Judgment
+from activelearn import refill
+from annotation.models import Comparison, Judgment, RewardModelVersion
 from annotation.services import assignment_lease_next
 from webapp.celery import app as celery_app
 
@@ -96,7 +95,7 @@ def test_judgments_through_the_web_make_the_worker_retrain_and_refill(
 ):
     study = make_study(queue_target=6, queue_low_water=2)
     member(study)
-    services.queue_refill(study_id=study.id, seed=0)
+    refill.queue_refill(study_id=study.id, seed=0)
     assert not Comparison.objects.filter(study=study, model_version__isnull=False).exists()
 
     user = annotators[0]

@@ -5,8 +5,8 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
-from activelearn.models import EmbeddingRecord, RewardModelVersion, SimulationRun
-from annotation.models import ImportJob, Judgment
+from activelearn.models import EmbeddingRecord
+from annotation.models import ImportJob, Judgment, RewardModelVersion, SimulationRun
 from annotation.services import assignment_lease_next, judgment_submit
 from tests.factories import MembershipFactory, UserFactory, study_with_queue
 

@@ -19,10 +19,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from sklearn.metrics import cohen_kappa_score
 
-from activelearn.models import RewardModelVersion, SimulationRun
-from annotation import analytics, services
-from annotation.management.commands.simulate_annotators import Command as SimulateCommand
-from annotation.models import Candidate, Comparison, Judgment, Membership
+from activelearn.management.commands.simulate_annotators import Command as SimulateCommand
+from annotation import services
+from annotation.dashboard import analytics
+from annotation.models import Candidate, Comparison, Judgment, Membership, RewardModelVersion, SimulationRun
 from tests.annotation.test_views import HTMX
 from tests.factories import UserFactory, study_with_queue
 

@@ -40,7 +40,7 @@ def test_default_study_offers_only_a_b_tie_and_skip(client_for, make_member):
 
 
 def test_both_bad_is_stored_as_a_flagged_tie_and_trains_as_both_bad(client_for, make_member):
-    from activelearn.services import _preference_data
+    from activelearn.features import study_preferences
 
     study, user = _study(make_member, allow_both_bad=True)
     client = client_for(user)
@@ -51,7 +51,7 @@ def test_both_bad_is_stored_as_a_flagged_tie_and_trains_as_both_bad(client_for, 
     judgment = Judgment.objects.get()
     first, second = _items(comparison_id)
     assert (judgment.choice, judgment.ranking) == ("both_bad", [[first, second]])
-    data = _preference_data(study_id=study.id, index={first: 0, second: 1})
+    data = study_preferences(study_id=study.id, index={first: 0, second: 1})
     assert data.pair_both_bad.tolist() == [True] and data.pair_outcome.tolist() == [0.5]
 
 
@@ -223,7 +223,7 @@ def test_blind_study_hides_model_names_and_orders_items_per_annotator(client_for
     from annotation import services
 
     rng = random.Random(7)  # seeded, so the test is not at the mercy of chance
-    monkeypatch.setattr(services.random, "SystemRandom", lambda: rng)
+    monkeypatch.setattr(services.leasing.random, "SystemRandom", lambda: rng)
     study = study_with_queue(n_prompts=6, n_candidates=2, overlap=2)
     users = [make_member(study), make_member(study)]
     orders: dict[int, list[list[int]]] = {}

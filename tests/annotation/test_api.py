@@ -6,8 +6,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from activelearn.models import RewardModelVersion
-from annotation.models import Assignment, Judgment, Membership, Study
+from annotation.models import Assignment, Judgment, Membership, RewardModelVersion, Study
 from tests.factories import UserFactory, study_with_queue
 
 pytestmark = pytest.mark.django_db

@@ -22,10 +22,18 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from activelearn.models import RewardModelVersion
 from annotation import exporting
 from annotation.exporting import EXPORT_FORMATS, ExportError, export_hf_dataset, export_stream
-from annotation.models import Assignment, Candidate, ComparisonItem, Judgment, Membership, Prompt, Study
+from annotation.models import (
+    Assignment,
+    Candidate,
+    ComparisonItem,
+    Judgment,
+    Membership,
+    Prompt,
+    RewardModelVersion,
+    Study,
+)
 from annotation.services import assignment_lease_next, assignment_skip, judgment_submit
 from tests.factories import UserFactory, study_with_queue
 

@@ -20,11 +20,11 @@ from annotation.importing import (
     candidate_content_hash,
     parse_jsonl,
     prompt_content_hash,
-    study_create,
     study_import_jsonl,
     study_import_records,
 )
 from annotation.models import Candidate, Membership, Prompt, Study
+from annotation.services import study_create
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},

@@ -17,8 +17,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
 
-from activelearn.models import RewardModelVersion
-from annotation.models import ImportJob, Judgment, Membership, Study
+from annotation.models import ImportJob, Judgment, Membership, RewardModelVersion, Study
 from tests.factories import UserFactory, study_with_queue
 
 ROLES = (

@@ -9,10 +9,12 @@ import json
 import pytest
 from django.urls import reverse
 
-from activelearn.services import queue_refill, queue_waiting_count
-from annotation import selectors, services
+from activelearn.refill import queue_refill
+from annotation import services
+from annotation.dashboard import selectors as dashboard
 from annotation.importing import ImportFileError, study_import_jsonl
 from annotation.models import Assignment, Comparison, Judgment, Membership
+from annotation.selectors import queue_waiting_count
 from tests.annotation.test_views import HTMX, annotate_url, comparison_id_in
 from tests.factories import StudyFactory
 
@@ -89,7 +91,7 @@ def test_bad_gold_entries_name_the_line_and_field_and_import_nothing(gold, field
 
 def test_gold_is_served_at_the_rate_to_every_annotator_once(client_for, make_member, monkeypatch):
     study = _study(gold_rate=0.5)
-    monkeypatch.setattr(services.random, "random", lambda: 0.0)  # always draw gold while any is left
+    monkeypatch.setattr(services.leasing.random, "random", lambda: 0.0)  # always draw gold while any is left
     users = [make_member(study), make_member(study)]
     for user in users:
         client = client_for(user)
@@ -139,11 +141,11 @@ def test_annotators_who_miss_gold_or_attention_checks_are_flagged_not_dropped(cl
     _answer_gold(study, inattentive, correct=True, kind="gold")
     _answer_gold(study, inattentive, correct=False, kind="attention")
 
-    quality = {q.name: q for q in selectors.annotator_quality(study=study)}
+    quality = {q.name: q for q in dashboard.annotator_quality(study=study)}
     assert quality["careful"].flags == () and quality["careful"].gold_accuracy == 1.0
     assert quality["careless"].flags == ("gold accuracy 0/3 is under 70%",)
     assert quality["inattentive"].flags == ("failed 1 of 1 attention check",)
-    flagged_first = {q.name for q in selectors.annotator_quality(study=study)[:2]}
+    flagged_first = {q.name for q in dashboard.annotator_quality(study=study)[:2]}
     assert flagged_first == {"careless", "inattentive"}
     # Their judgments stay in the study: researchers decide.
     assert Judgment.objects.filter(annotator=careless).count() == 3

@@ -15,8 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from activelearn.models import RewardModelVersion
-from annotation.models import Assignment, Candidate, Comparison, Judgment, Membership, Prompt, Study
+from annotation.models import Assignment, Candidate, Comparison, Judgment, Membership, Prompt, RewardModelVersion, Study
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory, UserFactory, study_with_queue
 
 pytestmark = pytest.mark.django_db

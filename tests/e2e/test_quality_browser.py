@@ -28,7 +28,7 @@ def test_careless_annotator_is_flagged_to_the_researcher(
         {"prompt": f"Ordinary prompt {k}", "candidates": [f"One {k}", f"Two {k}", f"Three {k}"]} for k in range(4)
     ]
     study_import_jsonl(study=study, fileobj=io.BytesIO("\n".join(json.dumps(x) for x in lines).encode()))
-    monkeypatch.setattr(services.random, "random", lambda: 0.0)  # gold first, while there is any
+    monkeypatch.setattr(services.leasing.random, "random", lambda: 0.0)  # gold first, while there is any
     annotator = member(study, "careless")
     researcher = member(study, "watcher", Membership.Role.RESEARCHER)
 

@@ -9,8 +9,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from annotation.importing import ImportResult, parse_jsonl, study_create, study_import_records
+from annotation import loop
+from annotation.importing import ImportResult, parse_jsonl, study_import_records
 from annotation.models import Membership, Study
+from annotation.services import study_create
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "demo_study.jsonl"
 DEMO_SLUG = "demo"
@@ -102,14 +104,9 @@ class Command(BaseCommand):
         )
 
     def _fill_queue(self, study: Study) -> None:
-        # The first queue fill belongs to activelearn; until that service exists
-        # annotators simply see an empty queue.
-        try:
-            from activelearn.services import queue_refill
-        except (ImportError, AttributeError):
-            self.stdout.write("Queue not filled: activelearn.services.queue_refill is not available yet.")
-            return
-        created = queue_refill(study_id=study.pk)
+        # The loop's own refill (embedding the candidates on the way), so the
+        # first retrain finds them cached.
+        created = loop.get().refill_now(study_id=study.pk, use_model=True)
         self.stdout.write(f"Queued {created} new comparisons.")
 
     def _print_logins(self, study: Study) -> None:

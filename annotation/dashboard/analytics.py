@@ -648,7 +648,7 @@ class CurvePoint:
 def learning_curve(*, study: Study) -> list[CurvePoint]:
     """Held-out accuracy of every reward-model version against the judgments it
     was fitted on, oldest first; versions without a held-out score are left out. One query."""
-    from activelearn.models import RewardModelVersion
+    from annotation.models import RewardModelVersion
 
     return [
         CurvePoint(version, n, float(acc))
@@ -672,7 +672,7 @@ class GoldAccuracy:
 
 def gold_accuracy(*, quality: Iterable[Any]) -> GoldAccuracy:
     """Overall gold accuracy and attention-check failures, summed over the rows of
-    ``annotation.selectors.annotator_quality`` (no query of its own)."""
+    ``annotation.dashboard.selectors.annotator_quality`` (no query of its own)."""
     rows = list(quality)
     return GoldAccuracy(
         answered=sum(q.gold_answered for q in rows),
@@ -713,7 +713,7 @@ def simulation_regret(*, study: Study) -> RegretCurve | None:
     """
     from django.db.models import Count, OuterRef, Subquery
 
-    from activelearn.models import SimulationRun
+    from annotation.models import SimulationRun
 
     runs = SimulationRun.objects.filter(study=OuterRef("study")).order_by().values("study").annotate(n=Count("id"))
     run = (

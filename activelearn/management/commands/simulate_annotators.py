@@ -3,9 +3,9 @@
 M threads log in and answer comparisons through the real pages (login form,
 annotate page, htmx submit) while the Celery workers retrain, then report
 throughput, submit latency, empty-queue sightings and the reward model's regret
-against the annotators' hidden utilities. See ``annotation/simulation.py`` for
+against the annotators' hidden utilities. See ``activelearn/simulation.py`` for
 the answer model and the regret definition. The run is recorded as an
-``activelearn.SimulationRun`` so the study dashboard can chart its regret.
+``annotation.SimulationRun`` so the study dashboard can chart its regret.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from activelearn.models import SimulationRun
-from annotation.models import Membership, Study
-from annotation.simulation import SimulationConfig, hidden_utilities, report_json, simulation_run
+from activelearn.simulation import SimulationConfig, hidden_utilities, report_json, simulation_run
+from annotation.models import Membership, SimulationRun, Study
 
 DEFAULT_PASSWORD = "simulate-annotators"
 

@@ -10,7 +10,7 @@ The simulator runs inside the deployment, so it reads the database for what a
 person keeps in their head: which candidates a comparison shows
 (``ComparisonItem`` rows, by position) and their *hidden utilities*. Those are
 a seeded random linear function of the candidates' embeddings
-(``activelearn.services.study_features``, i.e. the shared embedding cache),
+(``activelearn.features.study_features``, i.e. the shared embedding cache),
 standardised within each prompt. When embeddings are unavailable (no embedder
 installed, or ``kind="hash"`` for fast tests) each candidate gets a standard
 normal draw seeded by a hash of (seed, candidate id), standardised the same way;
@@ -46,6 +46,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.db import connections
+from django.utils import timezone
+
+from activelearn.features import study_features
+from activelearn.services import reward_model_latest, reward_model_load
+from annotation.models import (
+    Assignment,
+    Candidate,
+    Comparison,
+    Judgment,
+    RewardModelVersion,
+    Study,
+    in_display_order,
+)
 
 # --- hidden utilities ----------------------------------------------------------------
 
@@ -111,11 +125,7 @@ def hidden_utilities(*, study_id: int, seed: int, kind: str = "auto") -> HiddenU
     ``kind`` is ``embedding`` (fail if embeddings cannot be computed), ``hash``
     or ``auto`` (embeddings, falling back to hash utilities with a note).
     """
-    from annotation.models import Candidate
-
     if kind in ("auto", "embedding"):
-        from activelearn.services import study_features
-
         try:
             feats = study_features(study_id=study_id)
         except Exception as exc:  # any embedder failure: missing model, bad path, no torch
@@ -358,8 +368,6 @@ class Simulation:
 
     # Threads read the database only through these two helpers.
     def _checkpoint(self, n: int) -> None:
-        from activelearn.services import reward_model_latest
-
         version = reward_model_latest(study_id=self.study_id)
         with self.checkpoint_lock:
             self.checkpoints.append(
@@ -374,8 +382,6 @@ class Simulation:
 
     def _comparison_items(self, comparison_id: int, username: str) -> tuple[list[int], str]:
         """Candidate ids in the order this annotator's page shows them (A first)."""
-        from annotation.models import Assignment, Comparison, in_display_order
-
         comparison = Comparison.objects.select_related("model_version").get(id=comparison_id)
         items = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
         shown = (
@@ -388,8 +394,6 @@ class Simulation:
         return items, origin
 
     def _annotator(self, index: int, username: str, password: str) -> None:
-        from django.db import connections
-
         stats = self.stats[index]
         cfg = self.config
         rng = random.Random(f"{cfg.seed}:{index}:{username}")
@@ -488,10 +492,6 @@ class Simulation:
             connections.close_all()
 
     def run(self) -> dict[str, Any]:
-        from django.utils import timezone
-
-        from activelearn.models import RewardModelVersion
-
         started_at = timezone.now()
         self.started = time.monotonic()
         self._checkpoint(0)
@@ -521,8 +521,6 @@ class Simulation:
         return self._report(wall=wall, started_at=started_at, versions=versions)
 
     def _wait_for_retrain(self, timeout: float) -> None:
-        from annotation.models import Study
-
         # Let the retrain started by the last judgments publish before the final checkpoint.
         deadline = time.monotonic() + timeout
         time.sleep(min(2.0, timeout))
@@ -533,9 +531,6 @@ class Simulation:
             time.sleep(1.0)
 
     def _score_checkpoints(self) -> None:
-        from activelearn.models import RewardModelVersion
-        from activelearn.services import reward_model_load
-
         scores: dict[int, np.ndarray | None] = {}
         notes: dict[int, str] = {}
         features, embedder_key = self.utilities.features, self.utilities.embedder_key
@@ -568,8 +563,6 @@ class Simulation:
 
     def _features_for_scoring(self) -> tuple[np.ndarray | None, str]:
         """Embeddings in the utilities' row order, when hash utilities were used."""
-        from activelearn.services import study_features
-
         try:
             feats = study_features(study_id=self.study_id)
         except Exception:  # no embedder here: the models simply stay unscored
@@ -581,8 +574,6 @@ class Simulation:
         return feats.features[rows], feats.embedder_key
 
     def _report(self, *, wall: float, started_at, versions: list[dict]) -> dict[str, Any]:
-        from annotation.models import Judgment
-
         usernames = [s.username for s in self.stats]
         in_db = Judgment.objects.filter(
             study_id=self.study_id, annotator__username__in=usernames, created_at__gte=started_at

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
+from activelearn.simulation import hash_utilities, page_state
 from annotation.models import Judgment, Membership
-from annotation.simulation import hash_utilities, page_state
 from tests.factories import study_with_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)

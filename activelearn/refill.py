@@ -1,0 +1,349 @@
+"""Refilling a study's comparison queue with its strategy's picks.
+
+A refill chooses outside any lock (embedding the candidates, running the
+strategy), then queues its picks in one short transaction that locks the study
+row, retires the older model's untouched picks, re-reads the queue and keeps only
+the picks that are still new and still fit. What a strategy needs from the live
+model comes from the model kind's registry entry (``models_runtime.kinds``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import transaction
+
+from activelearn import features
+from activelearn.services import reward_model_latest
+from activelearn.strategies import SelectionInput, get_strategy
+from activelearn.strategies.base import Strategy, diversify
+from activelearn.strategies.lists import select_lists
+from activelearn.strategies.registry import StrategyName, get_spec
+from annotation.models import (
+    Candidate,
+    Comparison,
+    ComparisonItem,
+    Judgment,
+    RewardModelVersion,
+    Study,
+    comparison_item_key,
+)
+from annotation.selectors import queue_waiting_count
+from models_runtime import kinds
+
+logger = logging.getLogger(__name__)
+
+
+def queue_refill(*, study_id: int, use_model: bool = True, seed: int | None = None) -> int:
+    """Top the study's queue up to ``queue_target`` with the strategy's picks.
+
+    With a reward model, untouched comparisons chosen by an older model are
+    retired first, so annotators always answer what the newest model finds
+    most informative. Before the first model (or with ``use_model=False``,
+    the cheap path the web process takes when the queue ran dry) pairs are
+    random. Returns the number of comparisons created.
+    """
+    try:
+        return _queue_refill(study_id=study_id, use_model=use_model, seed=seed)
+    finally:
+        Study.objects.filter(id=study_id).update(refill_claimed_at=None)
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """One comparison to queue: row indices of its items, and why."""
+
+    items: tuple[int, ...]
+    score: float
+    propensity: float | None
+    strategy: str
+
+
+def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
+    """Choose outside any lock, then queue in one short transaction.
+
+    Embedding the candidates (seconds for a cold embedder) and running the
+    strategy (up to about two seconds for APOHF on 50,000 candidates) hold no
+    lock, so annotators' answers and leases, which touch the same study and
+    comparison rows, never wait for them. The transaction re-reads the queue,
+    keeps only picks that are still new and fit the room left, and gives up
+    when a newer model was published meanwhile (its own refill queues it).
+    """
+    study = Study.objects.get(id=study_id)
+    if study.status != Study.Status.ACTIVE:
+        return 0
+    latest = reward_model_latest(study_id=study_id) if use_model else None
+    # An upper bound on what the transaction will want: the queue may be
+    # emptied of an older model's picks, but never past the budget.
+    judged = Judgment.objects.filter(study_id=study_id).count()
+    kept = Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
+    if latest is not None:
+        kept = kept.filter(model_version_id=latest.id)
+    want = min(study.queue_target - kept.count(), (study.budget - judged) // study.overlap)
+    if want <= 0:
+        return 0
+
+    rng = np.random.default_rng(seed)
+    if latest is not None or use_model:
+        # Before the first model this still embeds the candidates (in the
+        # worker, not the web process), so the first retrain finds them cached.
+        feats = features.study_features(study_id=study_id)
+        candidate_ids, groups, embedded = feats.candidate_ids, feats.groups, feats.features
+    else:
+        rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id"))
+        candidate_ids = np.array([c for c, _ in rows], dtype=np.int64)
+        groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
+        embedded = None
+    index = {int(cid): row for row, cid in enumerate(candidate_ids)}
+    excluded = _excluded_sets(study_id=study_id, index=index, retiring_for=latest.id if latest else None)
+    k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
+    picks = _strategy_picks(
+        study=study, latest=latest, embedded=embedded, index=index, groups=groups, excluded=excluded, want=want, rng=rng
+    )
+    if len(picks) < want:
+        # Cold start, or the strategy ran out of comparisons it wants: random
+        # ones keep annotators busy rather than waiting.
+        picks += _random_picks(groups=groups, taken=set(excluded), picks=picks, want=want, k=k, rng=rng)
+    return _queue_picks(study_id=study_id, latest=latest, candidate_ids=candidate_ids, picks=picks, rng=rng)
+
+
+def _strategy_picks(
+    *,
+    study: Study,
+    latest: RewardModelVersion | None,
+    embedded: np.ndarray | None,
+    index: dict[int, int],
+    groups: np.ndarray,
+    excluded: set[tuple[int, ...]],
+    want: int,
+    rng: np.random.Generator,
+) -> list[_Pick]:
+    """The study's strategy's picks, or none when it is random (the caller's
+    fallback) or needs a model there is not yet."""
+    try:
+        spec = get_spec(study.strategy)
+    except ValueError:
+        logger.warning("study %s: strategy %r is not registered; using random pairs", study.id, study.strategy)
+        return []
+    if spec.name == StrategyName.RANDOM or (latest is None and spec.needs is not None):
+        return []
+    inp = _selection_input(
+        study=study,
+        needs=spec.needs,
+        latest=latest,
+        embedded=embedded if latest is not None else None,
+        index=index,
+        groups=groups,
+        excluded=excluded,
+    )
+    if inp is None:
+        return []
+    strategy = get_strategy(spec.name, **_strategy_params(study))
+    k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
+    return _picks(strategy, inp, want, k, embedded, rng)
+
+
+def _random_picks(
+    *, groups: np.ndarray, taken: set[tuple[int, ...]], picks: list[_Pick], want: int, k: int, rng: np.random.Generator
+) -> list[_Pick]:
+    """Random comparisons to make ``picks`` up to ``want``, none of them ``taken``."""
+    random_strategy = get_strategy(StrategyName.RANDOM)
+    taken = taken | {tuple(sorted(p.items)) for p in picks}
+    extra_picks: list[_Pick] = []
+    # Random lists come one per prompt per call; a few rounds fill a
+    # queue that is longer than the study has prompts.
+    for _ in range(1 if k == 2 else 8):
+        inp = SelectionInput(groups=groups, scores=None, excluded=frozenset(taken))
+        extra = _picks(random_strategy, inp, want - len(picks) - len(extra_picks), k, None, rng)
+        if not extra:
+            break
+        extra_picks += extra
+        taken |= {tuple(sorted(p.items)) for p in extra}
+        if len(picks) + len(extra_picks) >= want:
+            break
+    return extra_picks
+
+
+@transaction.atomic
+def _queue_picks(
+    *,
+    study_id: int,
+    latest: RewardModelVersion | None,
+    candidate_ids: np.ndarray,
+    picks: list[_Pick],
+    rng: np.random.Generator,
+) -> int:
+    """The locked half of a refill: retire stale picks, then queue what still fits."""
+    study = Study.objects.select_for_update().get(id=study_id)
+    if study.status != Study.Status.ACTIVE:
+        return 0
+    if latest is not None:
+        newest = reward_model_latest(study_id=study_id)
+        if newest is not None and newest.id != latest.id:
+            return 0
+        _queue_retire_stale(study_id=study_id, keep_version_id=latest.id)
+    waiting = queue_waiting_count(study_id=study_id)
+    judged = Judgment.objects.filter(study_id=study_id).count()
+    # Never queue more work than the budget still pays for.
+    outstanding = (
+        Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()
+        * study.overlap
+    )
+    room = (study.budget - judged - outstanding) // study.overlap
+    want = min(study.queue_target - waiting, room)
+    if want <= 0 or not picks:
+        return 0
+    # Another refill may have queued some of the same items meanwhile.
+    keys = [comparison_item_key([int(candidate_ids[i]) for i in pick.items]) for pick in picks]
+    taken = set(Comparison.objects.filter(study_id=study_id, item_key__in=keys).values_list("item_key", flat=True))
+    fresh = [pick for pick, key in zip(picks, keys, strict=True) if key not in taken][:want]
+    return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=fresh, model_version=latest, rng=rng)
+
+
+def _picks(
+    strategy: Strategy,
+    inp: SelectionInput,
+    want: int,
+    k: int,
+    embedded: np.ndarray | None,
+    rng: np.random.Generator,
+) -> list[_Pick]:
+    """Up to ``want`` comparisons of ``k`` items from the strategy: pairs (with
+    spares asked for, so near-duplicate pairs can be dropped from the batch) or
+    lists built by the strategy's listwise variant."""
+    if k == 2:
+        chosen = strategy.select(inp, 2 * want, rng)
+        if embedded is not None:
+            chosen = diversify(chosen, embedded, want)
+        return [_Pick((p.i, p.j), p.score, p.propensity, strategy.name) for p in chosen[:want]]
+    lists = select_lists(strategy, inp, want, k, rng)
+    return [_Pick(tuple(lst.items), lst.score, lst.propensity, strategy.name) for lst in lists]
+
+
+def _selection_input(
+    *,
+    study: Study,
+    needs: str | None,
+    latest: RewardModelVersion | None,
+    embedded: np.ndarray | None,
+    index: dict[int, int],
+    groups: np.ndarray,
+    excluded: set[tuple[int, ...]],
+) -> SelectionInput | None:
+    """What the study's strategy needs from the current model, or None (with a
+    warning) when that model cannot provide it, e.g. double Thompson sampling on
+    a single-head model; the caller then falls back to random pairs."""
+    counts = np.zeros(groups.shape[0], dtype=np.int64)
+    if excluded:
+        np.add.at(counts, np.fromiter((i for items in excluded for i in items), dtype=np.int64), 1)
+    fields: dict = {"groups": groups, "excluded": frozenset(excluded), "counts": counts}
+    if latest is not None and embedded is not None:
+        kind = kinds.get(latest.model_type)
+        model = kind.load(latest.checkpoint_path)
+        fields.update(
+            kind.outputs(model, embedded, needs, lambda: features.study_preferences(study_id=study.id, index=index))
+        )
+    if needs is not None and fields.get(needs) is None:
+        logger.warning(
+            "study %s: strategy %s needs %s, which a %s model does not provide; using random pairs",
+            study.id,
+            study.strategy,
+            needs,
+            latest.model_type if latest else "missing",
+        )
+        return None
+    return SelectionInput(**fields)
+
+
+def _strategy_params(study: Study) -> dict:
+    params = dict(study.strategy_params or {})
+    params.pop("seed", None)
+    return params
+
+
+def _excluded_sets(*, study_id: int, index: dict[int, int], retiring_for: int | None = None) -> set[tuple[int, ...]]:
+    """Sorted row-index tuples of every comparison the study already has (pairs
+    and lists), so no set of items is queued twice. With ``retiring_for`` (a
+    model version id), the older picks the refill will retire are not counted:
+    the new model may choose them again."""
+    excluded: set[tuple[int, ...]] = set()
+    rows = Comparison.objects.filter(study_id=study_id, is_gold=False)
+    if retiring_for is not None:
+        rows = rows.exclude(id__in=_retirable(study_id=study_id, keep_version_id=retiring_for).values("id"))
+    keys = rows.values_list("item_key", flat=True)
+    for key in keys.iterator():
+        ids = [int(x) for x in key.split("-")]
+        if all(c in index for c in ids):
+            excluded.add(tuple(sorted(index[c] for c in ids)))
+    return excluded
+
+
+def _retirable(*, study_id: int, keep_version_id: int):
+    """Queued comparisons an older model chose that nobody has leased or answered."""
+    return (
+        Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
+        .exclude(model_version_id=keep_version_id)
+        .filter(assignments__isnull=True, judgments__isnull=True)
+    )
+
+
+def _queue_retire_stale(*, study_id: int, keep_version_id: int) -> int:
+    """Delete untouched queued comparisons that an older model chose.
+
+    Rows are locked with SKIP LOCKED so a comparison being leased right now
+    is left alone, and the filter is re-read after locking so one leased a
+    moment ago is not deleted.
+    """
+    untouched = _retirable(study_id=study_id, keep_version_id=keep_version_id)
+    locked = list(
+        Comparison.objects.filter(id__in=untouched.values("id"))
+        .select_for_update(skip_locked=True)
+        .values_list("id", flat=True)
+    )
+    if not locked:
+        return 0
+    still = list(untouched.filter(id__in=locked).values_list("id", flat=True))
+    ComparisonItem.objects.filter(comparison_id__in=still).delete()
+    Comparison.objects.filter(id__in=still).delete()
+    return len(still)
+
+
+def _comparisons_create(
+    *,
+    study: Study,
+    candidate_ids: np.ndarray,
+    picks: list[_Pick],
+    model_version: RewardModelVersion | None,
+    rng: np.random.Generator,
+) -> int:
+    if not picks:
+        return 0
+    prompt_of = dict(Candidate.objects.filter(study=study).values_list("id", "prompt_id"))
+    comparisons: list[Comparison] = []
+    orders: list[list[int]] = []
+    for pick in picks:
+        # The order items are shown in is random, so position bias averages out.
+        order = [int(candidate_ids[pick.items[i]]) for i in rng.permutation(len(pick.items))]
+        orders.append(order)
+        comparisons.append(
+            Comparison(
+                study=study,
+                prompt_id=prompt_of.get(order[0]),
+                item_key=comparison_item_key(order),
+                judgments_wanted=study.overlap,
+                strategy=pick.strategy,
+                model_version=model_version,
+                score=pick.score,
+                propensity=pick.propensity,
+                priority=pick.score,
+            )
+        )
+    created = Comparison.objects.bulk_create(comparisons)
+    ComparisonItem.objects.bulk_create(
+        ComparisonItem(comparison=comp, candidate_id=cid, position=pos)
+        for comp, order in zip(created, orders, strict=True)
+        for pos, cid in enumerate(order)
+    )
+    return len(created)

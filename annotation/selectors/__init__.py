@@ -1,0 +1,57 @@
+"""Reads of the annotation app, scoped by who is asking.
+
+Every view resolves its study through one of the ``access_*`` selectors; the
+other selectors return plain dataclasses shaped for one screen, with a fixed
+number of queries whatever the size of the study. By concern:
+
+- ``access``: who may see and change what (tested route by route);
+- ``studies``: the home page's list, the queue, imports and model versions;
+- ``annotating``: the annotate page;
+- ``annotation.dashboard``: the researcher's live study page.
+"""
+
+from annotation.selectors.access import (
+    access_study_for_annotator,
+    access_study_for_researcher,
+    judgments_visible,
+    manages_study,
+    user_can_create_study,
+)
+from annotation.selectors.annotating import (
+    CandidateDisplay,
+    ComparisonDisplay,
+    PromptDisplay,
+    StudyProgress,
+    comparison_for_display,
+    study_progress,
+)
+from annotation.selectors.studies import (
+    StudyEntry,
+    import_job_get,
+    model_version_get,
+    model_versions,
+    queue_waiting_count,
+    studies_for_user,
+    study_has_judgments,
+)
+
+__all__ = [
+    "CandidateDisplay",
+    "ComparisonDisplay",
+    "PromptDisplay",
+    "StudyEntry",
+    "StudyProgress",
+    "access_study_for_annotator",
+    "access_study_for_researcher",
+    "comparison_for_display",
+    "import_job_get",
+    "judgments_visible",
+    "manages_study",
+    "model_version_get",
+    "model_versions",
+    "queue_waiting_count",
+    "studies_for_user",
+    "study_has_judgments",
+    "study_progress",
+    "user_can_create_study",
+]

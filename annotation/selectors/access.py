@@ -1,0 +1,85 @@
+"""Who may do what: every view resolves its study through one of the ``access_*`` selectors.
+
+So the rule "annotators see only their studies, researchers only theirs" lives
+here and nowhere else: an htmx partial requested directly gets the same 404 as
+the page. ``tests/annotation/test_permissions.py`` walks every route against
+these rules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404
+
+from annotation.models import Judgment, Membership, Study
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def _study_with_role_or_404(slug: str, user: AnyUser) -> Study:
+    """The study ``slug`` with ``member_role`` set to the user's membership role
+    (None for non-members), in one query; Http404 when there is no such study."""
+    role = Membership.objects.filter(study_id=OuterRef("pk"), user_id=user.pk).values("role")[:1]
+    study = Study.objects.filter(slug=slug).annotate(member_role=Subquery(role)).first()
+    if study is None:
+        raise Http404("No such study.")
+    return study
+
+
+def access_study_for_annotator(*, user: AnyUser, slug: str) -> Study:
+    """The study ``slug`` if ``user`` may annotate in it, else Http404.
+
+    Any member (annotator or researcher, who may want to try the task) and any
+    staff user may annotate. Strangers get the same 404 as for a study that
+    does not exist, so slugs cannot be probed.
+    """
+    if not user.is_authenticated:
+        raise Http404("No such study.")
+    study = _study_with_role_or_404(slug, user)
+    if study.member_role is None and not (user.is_staff or user.is_superuser):
+        raise Http404("No such study.")
+    return study
+
+
+def access_study_for_researcher(*, user: AnyUser, slug: str) -> Study:
+    """The study ``slug`` if ``user`` is one of its researchers (or a superuser), else Http404.
+
+    Staff without a researcher membership are not enough: researchers see only
+    their own studies (DESIGN.md §7); superusers manage everything.
+    """
+    if not user.is_authenticated:
+        raise Http404("No such study.")
+    study = _study_with_role_or_404(slug, user)
+    if not manages_study(user=user, study=study):
+        raise Http404("No such study.")
+    return study
+
+
+def manages_study(*, user: AnyUser, study: Study) -> bool:
+    """Whether ``user`` may see and change everything in ``study`` (its researchers
+    and superusers). ``study`` comes from an ``access_*`` selector, which set
+    ``member_role``."""
+    return study.member_role == Membership.Role.RESEARCHER or user.is_superuser
+
+
+def judgments_visible(*, user: AnyUser, study: Study) -> QuerySet[Judgment]:
+    """The study's judgments ``user`` may read, newest first: all of them for
+    those who manage the study, their own for annotators."""
+    judgments = Judgment.objects.filter(study=study).order_by("-id")
+    if not manages_study(user=user, study=study):
+        judgments = judgments.filter(annotator=user)
+    return judgments
+
+
+def user_can_create_study(*, user: AnyUser) -> bool:
+    """Staff, and anyone who is a researcher in some study, may create studies."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, role=Membership.Role.RESEARCHER).exists()

@@ -1,0 +1,90 @@
+"""Reads about studies as a whole: the home page's list, the queue, imports and model versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from annotation.models import Comparison, ImportJob, Judgment, Membership, RewardModelVersion, Study
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    AnyUser = AbstractBaseUser | AnonymousUser
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    study: Study
+    role: str  # a Membership.Role value, or "admin" for a superuser who is not a member
+    can_annotate: bool
+    can_manage: bool
+
+
+def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
+    """The studies on the user's home page, each with what the user may do there.
+
+    Members see their studies with their role. Superusers also see every other
+    study (as "admin"); staff also see the others they may annotate in. One
+    query for memberships and at most one more for the rest.
+    """
+    if not user.is_authenticated:
+        return []
+    entries: list[StudyEntry] = []
+    seen: set[int] = set()
+    memberships = Membership.objects.filter(user=user).select_related("study").order_by("study__name", "study_id")
+    for membership in memberships:
+        is_researcher = membership.role == Membership.Role.RESEARCHER
+        entries.append(
+            StudyEntry(
+                study=membership.study,
+                role=membership.role,
+                can_annotate=True,
+                can_manage=is_researcher or user.is_superuser,
+            )
+        )
+        seen.add(membership.study_id)
+    if user.is_staff or user.is_superuser:
+        for study in Study.objects.exclude(id__in=seen).order_by("name", "id"):
+            entries.append(
+                StudyEntry(
+                    study=study,
+                    role="admin" if user.is_superuser else "staff",
+                    can_annotate=True,
+                    can_manage=user.is_superuser,
+                )
+            )
+    return entries
+
+
+def queue_waiting_count(*, study_id: int) -> int:
+    """Comparisons waiting in the study's queue (gold items are served outside it)."""
+    return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False).count()
+
+
+def study_has_judgments(*, study: Study) -> bool:
+    return Judgment.objects.filter(study=study).exists()
+
+
+def import_job_get(*, study: Study, job_id: int) -> ImportJob:
+    """One of the study's import jobs; 404 for another study's or a missing one."""
+    job = ImportJob.objects.filter(study=study, pk=job_id).first()
+    if job is None:
+        raise Http404("No such import.")
+    return job
+
+
+def model_versions(*, study: Study) -> QuerySet[RewardModelVersion]:
+    """The study's reward-model versions, newest first, without their (large) recommendations."""
+    return RewardModelVersion.objects.filter(study=study).order_by("-version").defer("recommendation")
+
+
+def model_version_get(*, study: Study, version: int | None = None) -> RewardModelVersion | None:
+    """The study's reward-model ``version``, or its newest when ``version`` is None; None if there is none."""
+    rows = RewardModelVersion.objects.filter(study=study)
+    if version is not None:
+        return rows.filter(version=version).first()
+    return rows.order_by("-version").first()

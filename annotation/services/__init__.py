@@ -1,0 +1,83 @@
+"""Writes of the annotation app: every way the study data changes.
+
+Views, the REST API, management commands and Celery tasks all come through
+these functions, so the rules (one judgment per annotator and comparison,
+leases that expire, the overlap cap, settings validated before they are saved)
+hold whatever the entry point. Most are one transaction each (marked
+``@transaction.atomic``); the lease entry points compose several, since a dry
+queue is refilled between two leases. By concern:
+
+- ``leasing``: the annotator's next comparison (queue, gold items, look-ahead);
+- ``answers``: judgments, skips and undo;
+- ``studies``: creation, settings, status, members, invite links, joining;
+- ``annotation.imports``: prompts and candidates from files.
+"""
+
+from annotation.services.answers import (
+    UNDO_SECONDS_ALLOWED,
+    UNDO_SECONDS_SHOWN,
+    Submission,
+    assignment_skip,
+    judgment_submit,
+    judgment_undo,
+)
+from annotation.services.errors import AnnotationError, InvalidAnswer, NotAssigned, StudyNotOpen
+from annotation.services.leasing import (
+    Lease,
+    annotator_quota_reached,
+    assignment_lease_ahead,
+    assignment_lease_next,
+    assignment_lease_or_refill,
+    comparison_status_refresh,
+    leases_expire,
+    study_judgment_count,
+)
+from annotation.services.studies import (
+    ENTRY_PARAMETERS,
+    EXTERNAL_ID,
+    STUDY_SETTINGS,
+    STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS,
+    STUDY_STATUS_MOVES,
+    membership_add_by_username,
+    membership_join,
+    participant_join,
+    study_create,
+    study_invite_rotate,
+    study_settings_create,
+    study_settings_update,
+    study_status_set,
+)
+
+__all__ = [
+    "ENTRY_PARAMETERS",
+    "EXTERNAL_ID",
+    "STUDY_SETTINGS",
+    "STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS",
+    "STUDY_STATUS_MOVES",
+    "UNDO_SECONDS_ALLOWED",
+    "UNDO_SECONDS_SHOWN",
+    "AnnotationError",
+    "InvalidAnswer",
+    "Lease",
+    "NotAssigned",
+    "StudyNotOpen",
+    "Submission",
+    "annotator_quota_reached",
+    "assignment_lease_ahead",
+    "assignment_lease_next",
+    "assignment_lease_or_refill",
+    "assignment_skip",
+    "comparison_status_refresh",
+    "judgment_submit",
+    "judgment_undo",
+    "leases_expire",
+    "membership_add_by_username",
+    "membership_join",
+    "participant_join",
+    "study_create",
+    "study_invite_rotate",
+    "study_judgment_count",
+    "study_settings_create",
+    "study_settings_update",
+    "study_status_set",
+]

@@ -1,0 +1,253 @@
+"""Annotators' answers: judgments (pairs and rankings), skips and undo.
+
+Every rule is checked before anything is written, and a refusal's message
+says what to fix. On commit the loop is told (``annotation.loop``), so the
+next model includes the answer, or leaves an undone one out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Exists
+from django.utils import timezone
+
+from annotation import loop
+from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Study, in_display_order
+from annotation.services.errors import InvalidAnswer, NotAssigned
+from annotation.services.leasing import comparison_status_refresh
+
+
+@dataclass(frozen=True)
+class Submission:
+    judgment: Judgment
+    created: bool
+
+
+_PAIRWISE_CHOICES = {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD}
+_STRENGTHS = {s.value for s in Judgment.Strength}
+
+
+@transaction.atomic
+def judgment_submit(
+    *,
+    study: Study,
+    annotator: AbstractBaseUser,
+    comparison_id: int,
+    choice: str = "",
+    ranking: list[list[int]] | None = None,
+    strength: str = "",
+    rationale: str = "",
+    aspect_ratings: dict[int, dict[str, int]] | None = None,
+    time_on_task_ms: int | None = None,
+    client_info: dict | None = None,
+) -> Submission:
+    """Save an annotator's answer to a comparison they were given.
+
+    A pair is answered with ``choice`` (a, b, tie or both_bad, as the study
+    allows) and, when the study asks for it, the ``strength`` of a preference
+    (slight, clear, strong); a list with ``ranking``: groups of shown positions
+    (0 = first shown), best group first, every position exactly once, a group
+    of two or more being a tie. ``aspect_ratings`` maps shown positions to
+    ``{aspect: 1..5}`` for every aspect of the study; ``rationale`` is checked
+    against the study's setting. Every rule is checked before anything is
+    written, and the message of a refusal says what to fix. Idempotent: a
+    second submit for the same comparison returns the first judgment
+    unchanged (``created=False``). An answer arriving after the lease expired
+    is still kept, because the work was done; an answer to a comparison never
+    leased to this annotator is refused. On commit the active-learning loop is
+    told (retrain and refill, debounced there).
+    """
+    comparison = Comparison.objects.select_for_update(of=("self",)).filter(id=comparison_id, study=study).first()
+    if comparison is None:
+        raise NotAssigned("That comparison does not belong to this study.")
+    assignment = (
+        Assignment.objects.filter(comparison=comparison, annotator=annotator)
+        .annotate(answered=Exists(Judgment.objects.filter(comparison=comparison, annotator=annotator)))
+        .first()
+    )
+    if assignment is not None and assignment.answered:
+        existing = Judgment.objects.get(comparison=comparison, annotator=annotator)
+        return Submission(judgment=existing, created=False)
+    if assignment is None:
+        raise NotAssigned("That comparison was not assigned to you.")
+
+    # Positions in the answer (A = 0, …) are positions on the annotator's screen.
+    item_ids = _shown_item_ids(comparison, assignment)
+    if ranking is not None:
+        choice = Judgment.Choice.RANKED
+        stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)
+    else:
+        if choice not in _PAIRWISE_CHOICES:
+            raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
+        if choice == Judgment.Choice.TIE and not study.allow_tie:
+            raise InvalidAnswer("This study does not allow ties.")
+        if choice == Judgment.Choice.BOTH_BAD and not study.allow_both_bad:
+            raise InvalidAnswer("This study does not offer “Both bad”.")
+        if len(item_ids) != 2:
+            raise InvalidAnswer(f"This comparison shows {len(item_ids)} items: rank them all instead.")
+        first, second = item_ids
+        stored = {"a": [first, second], "b": [second, first]}.get(choice, [[first, second]])
+    strength = _strength_validate(study, choice=choice, strength=strength)
+    rationale = rationale.strip()
+    if study.ask_rationale == Study.RationaleMode.REQUIRED and not rationale:
+        raise InvalidAnswer("Please explain your answer in a sentence: this study asks for a reason.")
+    if study.ask_rationale == Study.RationaleMode.OFF:
+        rationale = ""
+    ratings = _aspect_ratings_validate(study, aspect_ratings or {}, item_ids=item_ids)
+    judgment = Judgment.objects.create(
+        study=study,
+        comparison=comparison,
+        annotator=annotator,
+        choice=choice,
+        ranking=stored,
+        strength=strength,
+        rationale=rationale,
+        aspect_ratings=ratings,
+        shown_order=item_ids,
+        time_on_task_ms=time_on_task_ms,
+        client_info=client_info or {},
+    )
+    Assignment.objects.filter(comparison=comparison, annotator=annotator).update(status=Assignment.Status.SUBMITTED)
+    comparison_status_refresh(comparison_ids=[comparison.id])
+
+    study_id, low_water = study.id, study.queue_low_water
+    transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
+    return Submission(judgment=judgment, created=True)
+
+
+def _shown_item_ids(comparison: Comparison, assignment: Assignment) -> list[int]:
+    """The comparison's candidate ids in the order this annotator saw them.
+
+    Every lease records that order (written from the items when leased), so
+    the items table is read only for leases made before it was recorded."""
+    recorded = assignment.display_order or []
+    if len(recorded) >= 2 and len(set(recorded)) == len(recorded):
+        return list(recorded)
+    item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    return in_display_order(item_ids, recorded)
+
+
+def _ranking_validate(ranking: list[list[int]], *, item_ids: list[int], allow_tie: bool) -> list:
+    """Check a ranking of shown positions and turn it into the stored form:
+    candidate ids best first, tied candidates sharing an inner list."""
+    k = len(item_ids)
+    try:
+        positions = [int(p) for group in ranking for p in group]
+    except (TypeError, ValueError):
+        raise InvalidAnswer("The ranking must be groups of item positions.") from None
+    if any(len(group) == 0 for group in ranking):
+        raise InvalidAnswer("The ranking has an empty place.")
+    if sorted(positions) != list(range(k)):
+        raise InvalidAnswer(f"Rank every one of the {k} items exactly once.")
+    if not allow_tie and any(len(group) > 1 for group in ranking):
+        raise InvalidAnswer("This study does not allow ties: give each item its own place.")
+    return [item_ids[group[0]] if len(group) == 1 else [item_ids[p] for p in group] for group in ranking]
+
+
+def _strength_validate(study: Study, *, choice: str, strength: str) -> str:
+    """How much better, for a preference between two responses when the study asks."""
+    if not study.ask_strength or choice not in (Judgment.Choice.A, Judgment.Choice.B):
+        return ""
+    if strength not in _STRENGTHS:
+        raise InvalidAnswer("Say how much better: slightly better, better or much better.")
+    return strength
+
+
+def _aspect_ratings_validate(study: Study, ratings: dict[int, dict[str, int]], *, item_ids: list[int]) -> dict:
+    """Every aspect of the study rated 1..5 for every shown item, keyed by candidate id."""
+    aspects = [a.strip() for a in study.aspects or []]
+    if not aspects:
+        return {}
+    stored: dict[str, dict[str, int]] = {}
+    missing: list[str] = []
+    for position, candidate_id in enumerate(item_ids):
+        given = ratings.get(position) or {}
+        row: dict[str, int] = {}
+        for aspect in aspects:
+            value = given.get(aspect)
+            if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= LIKERT_POINTS:
+                row[aspect] = value
+            else:
+                missing.append(f"{aspect} of {chr(ord('A') + position)}")
+        stored[str(candidate_id)] = row
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise InvalidAnswer(f"Rate every aspect from 1 to {LIKERT_POINTS}; missing: {shown}.")
+    return stored
+
+
+@transaction.atomic
+def assignment_skip(
+    *, study: Study, annotator: AbstractBaseUser, comparison_id: int, reason: str, note: str = ""
+) -> Assignment:
+    """Hand a leased comparison back unanswered, with the reason.
+
+    The comparison returns to the queue for other annotators and is never
+    offered to this one again; nothing is learned from a skip, but researchers
+    see the reasons. Skipping twice, or after answering, changes nothing.
+    """
+    if not study.allow_skip:
+        raise InvalidAnswer("This study does not allow skipping.")
+    if reason not in Assignment.SkipReason.values:
+        choices = ", ".join(Assignment.SkipReason.values)
+        raise InvalidAnswer(f"Choose why you are skipping (one of: {choices}).")
+    note = note.strip()
+    if reason == Assignment.SkipReason.OTHER and not note:
+        raise InvalidAnswer("Please say briefly why you are skipping.")
+    assignment = (
+        Assignment.objects.select_for_update()
+        .filter(study=study, comparison_id=comparison_id, annotator=annotator)
+        .first()
+    )
+    if assignment is None:
+        raise NotAssigned("That comparison was not assigned to you.")
+    if assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.SUBMITTED):
+        return assignment
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.skip_reason = reason
+    assignment.skip_note = note[:2000]
+    assignment.save(update_fields=["status", "skip_reason", "skip_note"])
+    comparison_status_refresh(comparison_ids=[comparison_id])
+    return assignment
+
+
+# The page offers undo for a few seconds; the server allows a little longer so a
+# click in the last moment still counts on a slow connection.
+UNDO_SECONDS_SHOWN = 8
+UNDO_SECONDS_ALLOWED = 30
+
+
+@transaction.atomic
+def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int) -> Assignment:
+    """Take back an answer just given: the judgment is deleted and its comparison
+    is leased to the annotator again, to be answered first.
+
+    Only the annotator's own judgment, and only within ``UNDO_SECONDS_ALLOWED``
+    of giving it. The loop is told on commit, so the next model leaves the
+    answer out.
+    """
+    judgment = (
+        Judgment.objects.select_for_update()
+        .filter(id=judgment_id, study=study, annotator=annotator)
+        .select_related("comparison")
+        .first()
+    )
+    if judgment is None:
+        raise InvalidAnswer("There is no answer of yours to undo.")
+    now = timezone.now()
+    if judgment.created_at < now - timedelta(seconds=UNDO_SECONDS_ALLOWED):
+        raise InvalidAnswer("That answer is too old to undo.")
+    comparison_id = judgment.comparison_id
+    judgment.delete()
+    Assignment.objects.filter(comparison_id=comparison_id, annotator=annotator).update(
+        status=Assignment.Status.ACTIVE, expires_at=now + timedelta(seconds=study.lease_seconds)
+    )
+    comparison_status_refresh(comparison_ids=[comparison_id])
+
+    study_id, low_water = study.id, study.queue_low_water
+    transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
+    return Assignment.objects.get(comparison_id=comparison_id, annotator=annotator)

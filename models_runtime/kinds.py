@@ -1,0 +1,240 @@
+"""The catalogue of reward-model kinds: everything the app needs to know about one.
+
+A study names its kind (``Study.model_type``) and options (``Study.model_params``);
+the loop never branches on the kind itself. It asks this registry for the kind's
+configuration, fit, loader, posterior samples (for recommendations) and the outputs
+a query strategy may need from it:
+
+=================  =============================================================
+output             what it is
+=================  =============================================================
+``scores``         one utility per item, ``(N,)``
+``member_scores``  utilities of every member of an epistemic model, ``(M, N)``
+``gradients``      a :class:`models_runtime.gradients.GradientFeatureSource`
+=================  =============================================================
+
+Adding a kind is one module with its config, fit and model classes plus one entry in
+:data:`KINDS` below (see docs/ARCHITECTURE.md for a worked example). Nothing here
+imports torch: fits and loaders import it when they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models_runtime.preferences import LikelihoodConfig, PreferenceData
+
+__all__ = [
+    "KINDS",
+    "PARAMS",
+    "ModelKind",
+    "Param",
+    "choices",
+    "get",
+    "names",
+    "param_problems",
+]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One option of ``Study.model_params``: its type, a range check, the phrase
+    an error message uses, and the default a fit uses when it is not set."""
+
+    kind: type
+    check: Callable[[Any], bool]
+    expected: str
+    default: Any
+
+
+# Options a study may set, whatever its kind (a kind reads the ones it uses, so a
+# study that switches kind keeps valid options).
+PARAMS: dict[str, Param] = {
+    "ties": Param(
+        str, lambda v: v in {"davidson", "rao_kupper", "soft"}, "one of davidson, rao_kupper, soft", "davidson"
+    ),
+    "label_flip_rate": Param(float, lambda v: 0.0 <= v < 0.5, "a number in [0, 0.5)", 0.0),
+    "hidden": Param(int, lambda v: 1 <= v <= 4096, "an integer from 1 to 4096", 64),
+    "l2": Param(float, lambda v: v >= 0.0, "a number ≥ 0", 1e-3),
+    "seed": Param(int, lambda v: v >= 0, "an integer ≥ 0", 0),
+    "n_members": Param(int, lambda v: 2 <= v <= 64, "an integer from 2 to 64", 10),
+    "prior_scale": Param(float, lambda v: v >= 0.0, "a number ≥ 0", 0.0),
+}
+
+
+def param_problems(value: Any) -> list[str]:
+    """What is wrong with a study's model options, one message per fault naming
+    the key (empty when they are fine)."""
+    if not isinstance(value, dict):
+        return ["Model options must be a JSON object."]
+    problems = []
+    for key, raw in value.items():
+        spec = PARAMS.get(key)
+        if spec is None:
+            problems.append(f"unknown option “{key}” (known: {', '.join(sorted(PARAMS))})")
+            continue
+        try:
+            ok = not isinstance(raw, bool) and spec.check(spec.kind(raw))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"“{key}” must be {spec.expected}, got {raw!r}")
+    return problems
+
+
+def _option(params: Mapping[str, Any], name: str) -> Any:
+    spec = PARAMS[name]
+    return spec.kind(params.get(name, spec.default))
+
+
+def _common(params: Mapping[str, Any], device: str) -> dict[str, Any]:
+    likelihood = LikelihoodConfig(ties=_option(params, "ties"), label_flip_rate=_option(params, "label_flip_rate"))
+    return {
+        "hidden": _option(params, "hidden"),
+        "seed": _option(params, "seed"),
+        "likelihood": likelihood,
+        "device": device,
+    }
+
+
+# --- single heads (models_runtime.reward) -------------------------------------------
+
+
+def _head_config(head: str) -> Callable[[Mapping[str, Any], str], Any]:
+    def make(params: Mapping[str, Any], device: str) -> Any:
+        from models_runtime.reward import RewardModelConfig
+
+        return RewardModelConfig(head=head, l2=_option(params, "l2"), **_common(params, device))
+
+    return make
+
+
+def _head_fit(features: np.ndarray, data: PreferenceData, config: Any, init_state: Any) -> Any:
+    from models_runtime.reward import fit_reward_model
+
+    return fit_reward_model(features, data, config, init_state=init_state)
+
+
+def _head_load(path: str) -> Any:
+    from models_runtime.reward import RewardModel
+
+    return RewardModel.load(path)
+
+
+def _head_posterior(
+    model: Any, features: np.ndarray, data: PreferenceData, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, str]:
+    from models_runtime.recommend import laplace_samples
+
+    return laplace_samples(model, features, data, rng, n), "last-layer Laplace"
+
+
+def _head_outputs(model: Any, features: np.ndarray, needs: str | None, judged: Callable[[], PreferenceData]) -> dict:
+    out: dict[str, Any] = {"scores": model.scores(features)}
+    if needs == "gradients":
+        from models_runtime.gradients import GradientFeatureSource
+
+        pairs = judged().pairwise_split()
+        out["gradients"] = GradientFeatureSource(model, features, pairs.pair_left, pairs.pair_right)
+    return out
+
+
+# --- anchored ensembles (models_runtime.ensemble) ------------------------------------
+
+
+def _ensemble_config(params: Mapping[str, Any], device: str) -> Any:
+    from models_runtime.ensemble import EnsembleConfig
+
+    return EnsembleConfig(
+        n_members=_option(params, "n_members"), prior_scale=_option(params, "prior_scale"), **_common(params, device)
+    )
+
+
+def _ensemble_fit(features: np.ndarray, data: PreferenceData, config: Any, init_state: Any) -> Any:
+    from models_runtime.ensemble import fit_ensemble
+
+    return fit_ensemble(features, data, config, init_state=init_state)
+
+
+def _ensemble_load(path: str) -> Any:
+    from models_runtime.ensemble import EnsembleRewardModel
+
+    return EnsembleRewardModel.load(path)
+
+
+def _ensemble_posterior(
+    model: Any, features: np.ndarray, data: PreferenceData, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, str]:
+    # The members are the posterior samples; ``n`` does not apply.
+    return model.member_scores(features), "ensemble members"
+
+
+def _ensemble_outputs(
+    model: Any, features: np.ndarray, needs: str | None, judged: Callable[[], PreferenceData]
+) -> dict:
+    members = model.member_scores(features)
+    return {"member_scores": members, "scores": members.mean(axis=0)}
+
+
+# --- the registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of reward model.
+
+    ``config(params, device)`` turns a study's options into the fit's config
+    dataclass; ``fit(features, data, config, init_state)`` returns a result with
+    ``model``, ``metrics`` and ``device``; ``load(path)`` reads a saved model;
+    ``posterior(model, features, data, rng, n)`` gives ``(samples (S, N), method)``
+    for recommendations; ``outputs(model, features, needs, judged)`` gives the
+    arrays a strategy reads (always ``scores``, and ``needs`` when the kind
+    ``provides`` it; ``judged()`` returns the study's judgments, for outputs that
+    depend on them)."""
+
+    name: str
+    label: str
+    provides: frozenset[str]
+    config: Callable[[Mapping[str, Any], str], Any]
+    fit: Callable[..., Any]
+    load: Callable[[str], Any]
+    posterior: Callable[..., tuple[np.ndarray, str]]
+    outputs: Callable[..., dict]
+
+
+KINDS: tuple[ModelKind, ...] = (
+    ModelKind(
+        "mlp", "MLP head over embeddings", frozenset({"scores", "gradients"}),
+        _head_config("mlp"), _head_fit, _head_load, _head_posterior, _head_outputs,
+    ),
+    ModelKind(
+        "linear", "Linear head over embeddings", frozenset({"scores", "gradients"}),
+        _head_config("linear"), _head_fit, _head_load, _head_posterior, _head_outputs,
+    ),
+    ModelKind(
+        "ensemble", "Anchored ensemble of MLP heads", frozenset({"scores", "member_scores"}),
+        _ensemble_config, _ensemble_fit, _ensemble_load, _ensemble_posterior, _ensemble_outputs,
+    ),
+)  # fmt: skip
+_BY_NAME = {kind.name: kind for kind in KINDS}
+
+
+def get(name: str) -> ModelKind:
+    """The kind called ``name``; ``KeyError`` naming the known kinds otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown reward-model kind {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+def names() -> list[str]:
+    return list(_BY_NAME)
+
+
+def choices() -> list[tuple[str, str]]:
+    """``(name, label)`` of every kind, for ``Study.model_type``."""
+    return [(kind.name, kind.label) for kind in KINDS]
