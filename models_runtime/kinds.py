@@ -15,7 +15,7 @@ output             what it is
 
 Adding a kind is one module with its config, fit and model classes plus one entry in
 :data:`KINDS` below (see docs/ARCHITECTURE.md for a worked example). Nothing here
-imports torch: fits and loaders import it when they run.
+imports torch: the modules it names import it when they fit or load.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from models_runtime import ensemble, gradients, recommend, reward
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
 
 __all__ = [
@@ -106,40 +107,30 @@ def _common(params: Mapping[str, Any], device: str) -> dict[str, Any]:
 
 def _head_config(head: str) -> Callable[[Mapping[str, Any], str], Any]:
     def make(params: Mapping[str, Any], device: str) -> Any:
-        from models_runtime.reward import RewardModelConfig
-
-        return RewardModelConfig(head=head, l2=_option(params, "l2"), **_common(params, device))
+        return reward.RewardModelConfig(head=head, l2=_option(params, "l2"), **_common(params, device))
 
     return make
 
 
 def _head_fit(features: np.ndarray, data: PreferenceData, config: Any, init_state: Any) -> Any:
-    from models_runtime.reward import fit_reward_model
-
-    return fit_reward_model(features, data, config, init_state=init_state)
+    return reward.fit_reward_model(features, data, config, init_state=init_state)
 
 
 def _head_load(path: str) -> Any:
-    from models_runtime.reward import RewardModel
-
-    return RewardModel.load(path)
+    return reward.RewardModel.load(path)
 
 
 def _head_posterior(
     model: Any, features: np.ndarray, data: PreferenceData, rng: np.random.Generator, n: int
 ) -> tuple[np.ndarray, str]:
-    from models_runtime.recommend import laplace_samples
-
-    return laplace_samples(model, features, data, rng, n), "last-layer Laplace"
+    return recommend.laplace_samples(model, features, data, rng, n), "last-layer Laplace"
 
 
 def _head_outputs(model: Any, features: np.ndarray, needs: str | None, judged: Callable[[], PreferenceData]) -> dict:
     out: dict[str, Any] = {"scores": model.scores(features)}
     if needs == "gradients":
-        from models_runtime.gradients import GradientFeatureSource
-
         pairs = judged().pairwise_split()
-        out["gradients"] = GradientFeatureSource(model, features, pairs.pair_left, pairs.pair_right)
+        out["gradients"] = gradients.GradientFeatureSource(model, features, pairs.pair_left, pairs.pair_right)
     return out
 
 
@@ -147,23 +138,17 @@ def _head_outputs(model: Any, features: np.ndarray, needs: str | None, judged: C
 
 
 def _ensemble_config(params: Mapping[str, Any], device: str) -> Any:
-    from models_runtime.ensemble import EnsembleConfig
-
-    return EnsembleConfig(
+    return ensemble.EnsembleConfig(
         n_members=_option(params, "n_members"), prior_scale=_option(params, "prior_scale"), **_common(params, device)
     )
 
 
 def _ensemble_fit(features: np.ndarray, data: PreferenceData, config: Any, init_state: Any) -> Any:
-    from models_runtime.ensemble import fit_ensemble
-
-    return fit_ensemble(features, data, config, init_state=init_state)
+    return ensemble.fit_ensemble(features, data, config, init_state=init_state)
 
 
 def _ensemble_load(path: str) -> Any:
-    from models_runtime.ensemble import EnsembleRewardModel
-
-    return EnsembleRewardModel.load(path)
+    return ensemble.EnsembleRewardModel.load(path)
 
 
 def _ensemble_posterior(

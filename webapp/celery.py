@@ -9,6 +9,7 @@ import os
 
 from celery import Celery
 from celery.signals import worker_process_init
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -29,8 +30,6 @@ def _yield_cpu_to_web(**_: object) -> None:
     on 2 cores with benchmarks/annotator_ui.py; figures in
     benchmarks/results/annotator_ui.json and the README.
     """
-    from django.conf import settings
-
     if settings.PREFLOOP_WORKER_NICE and hasattr(os, "nice"):
         os.nice(settings.PREFLOOP_WORKER_NICE)
     threads = settings.PREFLOOP_WORKER_TORCH_THREADS or max(1, (os.cpu_count() or 2) - 1)
