@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 from django.contrib import messages
-from django.contrib.auth import logout
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
@@ -24,7 +24,6 @@ from annotation import selectors
 from annotation.dashboard import selectors as dashboard
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.services import (
-    ENTRY_PARAMETERS,
     UNDO_SECONDS_SHOWN,
     AnnotationError,
     Lease,
@@ -32,10 +31,9 @@ from annotation.services import (
     assignment_lease_ahead,
     assignment_lease_or_refill,
     assignment_skip,
+    invite_accept,
     judgment_submit,
     judgment_undo,
-    membership_join,
-    participant_join,
 )
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
@@ -319,35 +317,20 @@ def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def join(request: HttpRequest, token: str) -> HttpResponse:
-    """A study's invite link.
-
-    With a crowd participant id (``PROLIFIC_PID``, or ``participant`` for other
-    platforms) the participant gets an account scoped to this study and starts
-    at once; ``STUDY_ID`` and ``SESSION_ID`` are kept with the membership. A
-    signed-in user joins as an annotator; anyone else signs in first and comes
-    back here.
-    """
-    from django.contrib.auth import login
-    from django.http import Http404
-
-    study = Study.objects.filter(invite_token=token).first()
-    if study is None:
-        raise Http404("This invite link is not valid (any more).")
-    external_id = request.GET.get("PROLIFIC_PID", request.GET.get("participant"))
+    """A study's invite link (the policy is ``services.invite_accept``): a crowd
+    participant is signed in to their own account and starts at once, a signed-in
+    user joins, anyone else signs in first and comes back here."""
+    study = selectors.study_for_invite(token=token)
     try:
-        if external_id is not None:
-            entry = {key: request.GET[param][:128] for param, key in ENTRY_PARAMETERS.items() if param in request.GET}
-            user = participant_join(study=study, external_id=external_id.strip(), entry=entry)
-            if request.user.is_authenticated and request.user.pk != user.pk:
-                logout(request)
-            if not request.user.is_authenticated:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        elif request.user.is_authenticated:
-            membership_join(study=study, user=request.user)
-        else:
-            return redirect_to_login(request.get_full_path())
+        accepted = invite_accept(study=study, user=request.user, params=request.GET)
     except AnnotationError as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)}, status=400)
+    if accepted.needs_sign_in:
+        return redirect_to_login(request.get_full_path())
+    if accepted.participant is not None and request.user.pk != accepted.participant.pk:
+        if request.user.is_authenticated:
+            logout(request)
+        login(request, accepted.participant, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("annotate", slug=study.slug)
 
 

@@ -32,6 +32,7 @@ from annotation.selectors.studies import (
     model_versions,
     queue_waiting_count,
     studies_for_user,
+    study_for_invite,
     study_has_judgments,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "model_versions",
     "queue_waiting_count",
     "studies_for_user",
+    "study_for_invite",
     "study_has_judgments",
     "study_progress",
     "user_can_create_study",

@@ -60,6 +60,14 @@ def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
     return entries
 
 
+def study_for_invite(*, token: str) -> Study:
+    """The study whose invite link carries ``token``; Http404 when no study does (any more)."""
+    study = Study.objects.filter(invite_token=token).first()
+    if study is None:
+        raise Http404("This invite link is not valid (any more).")
+    return study
+
+
 def queue_waiting_count(*, study_id: int) -> int:
     """Comparisons waiting in the study's queue (gold items are served outside it)."""
     return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False).count()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -214,3 +216,37 @@ def participant_join(*, study: Study, external_id: str, entry: dict | None = Non
         },
     )
     return user
+
+
+@dataclass(frozen=True)
+class InviteAcceptance:
+    """What following an invite link did: ``participant`` is the crowd
+    participant's own account (the caller signs it in); ``needs_sign_in`` says
+    the visitor must sign in and come back to the link."""
+
+    study: Study
+    participant: AbstractBaseUser | None = None
+    needs_sign_in: bool = False
+
+
+def invite_accept(
+    *, study: Study, user: AbstractBaseUser | AnonymousUser, params: Mapping[str, str]
+) -> InviteAcceptance:
+    """Follow ``study``'s invite link with the link's query ``params``.
+
+    With a crowd participant id (``PROLIFIC_PID``, or ``participant`` for other
+    platforms) the participant gets an account scoped to this study and starts
+    at once; ``STUDY_ID`` and ``SESSION_ID`` are kept with the membership. A
+    signed-in user joins as an annotator; anyone else must sign in first.
+    Raises ``StudyNotOpen`` for a closed study and ``InvalidAnswer`` for a
+    malformed participant id.
+    """
+    external_id = params.get("PROLIFIC_PID", params.get("participant"))
+    if external_id is not None:
+        entry = {key: params[param][:128] for param, key in ENTRY_PARAMETERS.items() if param in params}
+        participant = participant_join(study=study, external_id=external_id.strip(), entry=entry)
+        return InviteAcceptance(study=study, participant=participant)
+    if user.is_authenticated:
+        membership_join(study=study, user=user)
+        return InviteAcceptance(study=study)
+    return InviteAcceptance(study=study, needs_sign_in=True)
