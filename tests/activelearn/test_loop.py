@@ -56,7 +56,11 @@ def test_retrain_publishes_a_version_then_refill_uses_the_model(make_study, anno
     assert services.reward_model_fit(study_id=study.id) is not None
     version = RewardModelVersion.objects.get(study=study)
     assert version.version == 1 and version.n_judgments == 6
-    assert Path(version.checkpoint_path, "model.safetensors").exists() or any(Path(version.checkpoint_path).iterdir())
+    folder = Path(version.checkpoint_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = services.reward_model_load(version)
+    scores = loaded.scores(features.study_features(study_id=study.id).features)
+    assert scores.shape == (Candidate.objects.filter(study=study).count(),) and np.isfinite(scores).all()
     assert version.embedder_key
 
     refill.queue_refill(study_id=study.id, seed=0)

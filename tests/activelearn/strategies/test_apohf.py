@@ -1,44 +1,14 @@
 """APOHF: the predicted best item against its most optimistic challenger, streamed,
 calibrated to the model's scale and diversified over a batch."""
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from activelearn.strategies.apohf import ApohfStrategy
 from activelearn.strategies.base import SelectionInput, group_members
+from tests.activelearn.strategies.inputs import DenseGradients
 
 RNG = np.random.default_rng(0)
-
-
-class DenseGradients:
-    """A GradientSource over an explicit (N, p) matrix that serves ``chunk_size`` rows
-    at a time and counts what it serves."""
-
-    def __init__(self, matrix: np.ndarray, design_diag: np.ndarray | None = None, chunk_size: int = 7) -> None:
-        self.matrix = np.asarray(matrix, dtype=np.float64)
-        p = self.matrix.shape[1]
-        self._diag = np.ones(p) if design_diag is None else np.asarray(design_diag, dtype=np.float64)
-        self.chunk_size = chunk_size
-        self.rows_served = 0
-        self.largest_chunk = 0
-
-    @property
-    def dim(self) -> int:
-        return self.matrix.shape[1]
-
-    @property
-    def design_diag(self) -> np.ndarray:
-        return self._diag
-
-    def chunks(self, items: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        items = np.asarray(items)
-        for start in range(0, items.size, self.chunk_size):
-            idx = items[start : start + self.chunk_size]
-            self.rows_served += idx.size
-            self.largest_chunk = max(self.largest_chunk, idx.size)
-            yield idx, self.matrix[idx].copy()
 
 
 def _pairs(picks) -> list[tuple[int, int]]:

@@ -7,34 +7,7 @@ import pytest
 
 from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.lists import select_lists
-from tests.activelearn.test_apohf import DenseGradients
-
-GROUPS = np.repeat([0, 1, 2], 8)
-
-
-def full_input(seed: int = 0) -> SelectionInput:
-    rng = np.random.default_rng(seed)
-    members = rng.normal(size=(6, GROUPS.size))
-    grads = rng.normal(size=(GROUPS.size, 5))
-    return SelectionInput(
-        groups=GROUPS,
-        scores=members.mean(axis=0),
-        member_scores=members,
-        gradients=DenseGradients(grads),
-        counts=rng.integers(0, 4, GROUPS.size),
-    )
-
-
-@pytest.mark.parametrize("name", ["random", "least_compared", "uncertainty", "apohf", "double_ts", "infomax"])
-def test_every_strategy_builds_distinct_lists_within_groups(name: str) -> None:
-    inp = full_input()
-    lists = select_lists(get_strategy(name), inp, 3, 4, np.random.default_rng(1))
-    assert len(lists) == 3
-    for chosen in lists:
-        assert len(chosen.items) == 4 == len(set(chosen.items))
-        assert len({int(GROUPS[i]) for i in chosen.items}) == 1
-    # One list per prompt per call: the batch spreads over prompts.
-    assert len({int(GROUPS[c.items[0]]) for c in lists}) == 3
+from tests.activelearn.strategies.inputs import GROUPS, full_input
 
 
 def test_least_compared_lists_take_the_least_judged_items() -> None:

@@ -1,41 +1,17 @@
-"""Least-compared, double Thompson sampling and infomax, and the strategy factory."""
+"""Double Thompson sampling and infomax over an ensemble's members."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from activelearn.strategies import SelectionInput, get_strategy
+from activelearn.strategies import SelectionInput
 from activelearn.strategies.ensemble_based import DoubleThompsonStrategy, InfomaxStrategy, _preference_disagreement
 from activelearn.strategies.least_compared import LeastComparedStrategy
 
 
 def two_groups(size: int = 6) -> np.ndarray:
     return np.repeat([0, 1], size)
-
-
-def test_least_compared_pairs_the_least_judged_items() -> None:
-    groups = np.zeros(5, dtype=np.int64)
-    counts = np.array([3, 0, 2, 0, 1])
-    picks = LeastComparedStrategy().select(SelectionInput(groups=groups, counts=counts), 2, np.random.default_rng(0))
-    assert (picks[0].i, picks[0].j) == (1, 3)
-    # After (1, 3) both have one comparison; item 4 has one too: the next pair uses them.
-    assert set((picks[1].i, picks[1].j)) <= {1, 3, 4} and (picks[1].i, picks[1].j) != (1, 3)
-
-
-def test_least_compared_spreads_a_batch_and_respects_exclusions() -> None:
-    groups = two_groups(4)
-    excluded = frozenset({(0, 1), (4, 5)})
-    picks = LeastComparedStrategy().select(
-        SelectionInput(groups=groups, excluded=excluded), 4, np.random.default_rng(1)
-    )
-    pairs = [(p.i, p.j) for p in picks]
-    assert len(pairs) == 4 == len(set(pairs))
-    assert not set(pairs) & excluded
-    # Every item is used once before any is used twice.
-    used = np.bincount(np.ravel(pairs), minlength=8)
-    assert used.max() == 1
-    assert all(groups[i] == groups[j] for i, j in pairs)
 
 
 def members_with_clear_leader(m: int = 10, size: int = 6, seed: int = 0) -> np.ndarray:
@@ -105,29 +81,6 @@ def test_infomax_limits_large_groups_to_the_top_items() -> None:
 def test_ensemble_strategies_need_member_scores(strategy) -> None:
     with pytest.raises(ValueError, match="ensemble"):
         strategy.select(SelectionInput(groups=np.zeros(3, dtype=np.int64)), 1, np.random.default_rng(0))
-
-
-def test_factory_validates_names_and_parameters() -> None:
-    assert isinstance(get_strategy("infomax", top_k=4), InfomaxStrategy)
-    with pytest.raises(ValueError, match="known strategies"):
-        get_strategy("thompson")
-    with pytest.raises(ValueError, match=r"unknown parameter.*top_kk"):
-        get_strategy("infomax", top_kk=4)
-    with pytest.raises(ValueError, match="invalid parameters"):
-        get_strategy("infomax", top_k=1)
-
-
-def test_diversify_drops_near_duplicate_pairs() -> None:
-    from activelearn.strategies import ScoredPair
-    from activelearn.strategies.base import diversify
-
-    x = np.eye(4, dtype=np.float32)
-    x = np.vstack([x, x[0], x[1]])  # items 4, 5 duplicate items 0, 1
-    picks = [ScoredPair(0, 1, 1.0), ScoredPair(0, 4, 0.9), ScoredPair(4, 5, 0.8), ScoredPair(2, 3, 0.7)]
-    kept = diversify(picks, x, 3)
-    # (0, 4) compares a response with its copy; (4, 5) repeats the question (0, 1).
-    assert [(p.i, p.j) for p in kept] == [(0, 1), (2, 3)]
-    assert diversify(picks, None, 2) == picks[:2]
 
 
 def test_large_groups_still_fill_the_batch_with_the_right_pairs() -> None:
