@@ -40,8 +40,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models_runtime.checkpoint import check_features, load_init_state, read_config, write_config, write_tensors
-from models_runtime.metrics import fit_metrics
+from models_runtime.device import pick_device
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
+from models_runtime.training import (
+    EarlyStopping,
+    JudgedFeatures,
+    Split,
+    TrainingDivergedError,
+    capped_epochs,
+    check_non_negative,
+    check_training_fields,
+    fit_summary,
+    judged_features,
+    run_epochs,
+    split_judgments,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -65,15 +78,6 @@ WEIGHTS_FILE = "model.safetensors"
 # 16k x 640 floats is ~40 MB, small enough for any worker and large enough that the
 # per-call overhead is negligible.
 _SCORE_BATCH = 16_384
-# Improvements smaller than this do not reset the patience counter, so float noise on a
-# plateau cannot keep a run alive until max_epochs.
-_MIN_DELTA = 1e-6
-# ...and also by this fraction of the loss, so a plateau on a handful of judgments
-# (no held-out set) ends after ``patience`` epochs instead of running to max_epochs.
-_REL_DELTA = 1e-4
-# Without a held-out set nothing says when more epochs stop helping; a few judgments
-# are fitted well long before this, and the next fit warm-starts from the result.
-_MAX_EPOCHS_WITHOUT_HOLDOUT = 100
 # Initial standard deviation of hidden-layer biases. Non-zero so that the anchor has a
 # finite precision for them and members' GELU kinks start in different places.
 _BIAS_STD = 0.1
@@ -126,25 +130,9 @@ class EnsembleConfig:
             raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        for name in ("anchor_strength", "prior_scale"):
-            value = getattr(self, name)
-            if not (value >= 0.0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite non-negative number, got {value}")
-        if not (self.lr > 0.0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite positive number, got {self.lr}")
-        if self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
-        if self.min_holdout < 1:
-            raise ValueError(f"min_holdout must be >= 1, got {self.min_holdout}")
-        if isinstance(self.likelihood, Mapping):
-            # config.json stores the nested dataclass as a dict.
-            known = {f.name for f in dataclasses.fields(LikelihoodConfig)}
-            lik = LikelihoodConfig(**{k: v for k, v in self.likelihood.items() if k in known})
-            object.__setattr__(self, "likelihood", lik)
+        check_non_negative("anchor_strength", self.anchor_strength)
+        check_non_negative("prior_scale", self.prior_scale)
+        check_training_fields(self)
 
 
 def _init_std(name: str, dim: int, hidden: int) -> float:
@@ -327,8 +315,6 @@ class EnsembleRewardModel:
         newer format version raises ``ValueError``."""
         from safetensors.torch import load_file
 
-        from models_runtime.device import pick_device
-
         directory = Path(path)
         meta, config = read_config(
             directory,
@@ -357,27 +343,171 @@ class EnsembleFitResult:
     device: str
 
 
-def _split(n: int, config: EnsembleConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    n_hold = round(n * config.holdout_fraction)
-    if n_hold >= config.min_holdout and n - n_hold >= n_hold:
-        perm = rng.permutation(n)
-        # Sorted so summation order depends only on which judgments were chosen.
-        return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
-    return np.arange(n), np.zeros(0, dtype=np.int64)
+def _member_weights(split: Split, config: EnsembleConfig, rng: np.random.Generator) -> np.ndarray:
+    """Training weight of each judgment for each member, float32 ``(M, n)``: the
+    judgment's weight times, with ``bootstrap``, a Poisson(1) count drawn from ``rng``.
+    A member whose draw left it with no training weight (possible with a handful of
+    judgments) trains on the plain weights instead of on nothing."""
+    train = split.train
+    w_train = np.zeros((config.n_members, split.weight.shape[0]), dtype=np.float32)
+    w_train[:, train] = split.weight[train]
+    if config.bootstrap:
+        counts = rng.poisson(1.0, size=(config.n_members, train.size)).astype(np.float32)
+        boot = w_train[:, train] * counts
+        empty = boot.sum(axis=1) <= 0.0
+        boot[empty] = w_train[empty][:, train]
+        w_train[:, train] = boot
+    return w_train
 
 
-def _judged_items(data: PreferenceData) -> np.ndarray:
-    parts = [np.asarray(data.pair_left), np.asarray(data.pair_right)]
-    ranks = np.asarray(data.rank_items)
-    if ranks.size:
-        parts.append(ranks[ranks >= 0])
-    return np.unique(np.concatenate([p.reshape(-1).astype(np.int64) for p in parts]))
+def _initial_net(
+    config: EnsembleConfig, features: np.ndarray, init_state: Mapping[str, Any] | None, device: torch.device
+) -> torch.nn.Module:
+    """The seeded ensemble on ``device``, warm-started from ``init_state`` (weights,
+    anchors and normalisation) when it fits, else normalised by the mean and overall
+    scale of the finite rows of ``features``; offsets start at zero."""
+    import torch
+
+    dim = features.shape[1]
+    net = _build_net(config, dim)
+    if load_init_state(net, init_state):
+        log.debug("Warm-starting ensemble from init_state")
+    else:
+        finite = features[np.isfinite(features).all(axis=1)]
+        mean = finite.mean(axis=0, dtype=np.float64)
+        scale = math.sqrt(float(((finite - mean) ** 2).sum(axis=1).mean()) / dim) if finite.shape[0] > 1 else 1.0
+        with torch.no_grad():
+            net.input_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            # A degenerate pool (one row, or identical rows) has no scale; keep 1.
+            net.input_scale.fill_(scale if scale > 1e-12 else 1.0)
+    net.to(device)
+    net.offset.zero_()
+    return net
 
 
-def _judgment_weights(data: PreferenceData) -> np.ndarray:
-    return np.concatenate(
-        [np.asarray(data.pair_weight, dtype=np.float32), np.asarray(data.rank_weight, dtype=np.float32)]
-    )
+class _EnsembleTraining:
+    """One fit's training state: every member's trainable tensors, the anchors they
+    are pulled towards, the per-member judgment weights and one fused Adam optimizer.
+    :func:`run_epochs` drives it through :meth:`evaluate`, :meth:`step` and
+    :meth:`snapshot`."""
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        judged: JudgedFeatures,
+        data: PreferenceData,
+        split: Split,
+        member_weights: np.ndarray,
+        config: EnsembleConfig,
+        device: torch.device,
+    ) -> None:
+        import torch
+
+        from models_runtime.likelihood import PreferenceLikelihood
+
+        self.net = net
+        self.config = config
+        self.n_items = judged.matrix.shape[0]
+        self.likelihood = PreferenceLikelihood(config.likelihood).to(device)
+        self.tensors = data.to_tensors(device)
+        self.items = torch.from_numpy(judged.items).to(device)
+        self.w_train = torch.from_numpy(member_weights).to(device)
+        self.w_hold = torch.from_numpy(split.heldout_weights()).to(device)
+        self.train_total = self.w_train.sum(dim=1)
+        self.hold_total = self.w_hold.sum().clamp(min=1e-12)
+        self.has_heldout = split.has_heldout
+        with torch.no_grad():
+            self.z = net.standardize(torch.from_numpy(judged.rows).to(device))
+            # The prior network is fixed, so its contribution to the judged items'
+            # scores is computed once instead of every epoch.
+            self.prior = net.prior(self.z) if config.prior_scale > 0.0 else None
+        self.names = _PARAM_NAMES[config.head]
+        self.params = [getattr(net, n) for n in self.names]
+        self.anchors = [getattr(net, f"anchor_{n}") for n in self.names]
+        # Per-tensor anchor precision, in units of one judgment, for each member;
+        # dividing by the member's total training weight turns "prior + sum of NLLs"
+        # into the mean form that the data term uses.
+        self.anchor_coef = [
+            (config.anchor_strength / (2.0 * _init_std(n, judged.dim, config.hidden) ** 2)) / self.train_total
+            for n in self.names
+        ]
+        # The fused kernel does Adam's update in one pass per tensor instead of about
+        # ten elementwise ops; on a busy CPU each avoided multi-threaded op saves a
+        # scheduler round trip, which is most of an epoch's cost at this model size.
+        fused = device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr, fused=fused)
+
+    def scores(self) -> torch.Tensor:
+        """Every member's utilities of all ``N`` items, ``(M, N)``: likelihood tensors
+        index rows of the full feature matrix, but only judged rows are read, so the
+        rest stay zero."""
+        s_used = self.net.core(self.z, dict(zip(self.names, self.params, strict=True)))
+        if self.prior is not None:
+            s_used = s_used + self.prior
+        return s_used.new_zeros(self.config.n_members, self.n_items).index_copy(1, self.items, s_used)
+
+    def _anchor(self) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        # The anchor term is quadratic, so its value and gradient are computed directly
+        # (the gradient is added after backward) rather than through autograd, which
+        # would spend several full-size ops per tensor on it every epoch.
+        import torch
+
+        loss = torch.zeros((), device=self.w_train.device)
+        grads: list[torch.Tensor | None] = [None] * len(self.params)
+        if self.config.anchor_strength > 0.0:
+            with torch.no_grad():
+                for i, (c, p, a) in enumerate(zip(self.anchor_coef, self.params, self.anchors, strict=True)):
+                    diff = (p - a).flatten(1)
+                    loss = loss + (c * (diff * diff).sum(dim=1)).sum()
+                    grads[i] = diff.mul_((2.0 * c)[:, None]).view_as(p)
+        return loss, grads
+
+    def evaluate(self, epoch: int) -> tuple[float, tuple[torch.Tensor, list[torch.Tensor | None]]]:
+        """Member-averaged monitored loss (held-out NLL, or the objective without a
+        held-out set) of the current weights, and the loss and anchor gradients the
+        next step uses: one forward pass serves both."""
+        m = self.config.n_members
+        nll = self.likelihood(self.scores(), self.tensors)
+        data_loss = (nll * self.w_train).sum(dim=1) / self.train_total
+        anchor_loss, anchor_grads = self._anchor()
+        loss = data_loss.sum()
+        loss_value = float(loss.detach() + anchor_loss)
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError(
+                f"training loss became {loss_value} after {epoch} epochs; try a smaller lr or check the features"
+            )
+        if not self.has_heldout:
+            return loss_value / m, (loss, anchor_grads)
+        return float((nll.detach() @ self.w_hold).sum() / (self.hold_total * m)), (loss, anchor_grads)
+
+    def step(self, epoch: int, value: tuple[torch.Tensor, list[torch.Tensor | None]]) -> None:
+        """One Adam step of all members on the data loss plus the anchor term."""
+        loss, anchor_grads = value
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for p, g in zip(self.params, anchor_grads, strict=True):
+            if g is not None:
+                p.grad.add_(g)
+        self.optimizer.step()
+
+    def snapshot(self) -> list[torch.Tensor]:
+        """Copies of the current trainable tensors."""
+        return [p.detach().clone() for p in self.params]
+
+    def restore(self, best: list[torch.Tensor], train_items: np.ndarray) -> torch.Tensor:
+        """Load the ``best`` snapshot, centre each member over ``train_items`` and
+        return the centred ``(M, N)`` scores. Likelihoods only see score differences,
+        so centring changes no prediction, but it makes members' utilities (and hence
+        the spread) comparable instead of differing by arbitrary constants."""
+        import torch
+
+        with torch.no_grad():
+            for p, value in zip(self.params, best, strict=True):
+                p.copy_(value)
+            scores = self.scores()
+            rows = torch.from_numpy(train_items).to(self.items.device)
+            self.net.offset.copy_(-scores[:, rows].mean(dim=1))
+            return scores + self.net.offset[:, None]
 
 
 def fit_ensemble(
@@ -401,184 +531,29 @@ def fit_ensemble(
     match and is ignored otherwise. Deterministic on CPU. Raises
     ``TrainingDivergedError`` on non-finite judged features or losses and
     ``ValueError`` on invalid inputs."""
-    import torch
-
-    from models_runtime.device import pick_device
-    from models_runtime.likelihood import PreferenceLikelihood
-    from models_runtime.reward import TrainingDivergedError
-
     started = time.perf_counter()
-    x_all = check_features(features)
-    n_items, dim = x_all.shape
-    n_judg = len(data)
-    if n_judg == 0:
-        raise ValueError("Cannot fit an ensemble without any judgments")
-    if dim == 0:
-        raise ValueError("features must have at least one column")
-    used = _judged_items(data)
-    if used[-1] >= n_items:
-        raise ValueError(f"Judgments reference item index >= {n_items}, the number of feature rows")
-    x_used = x_all[used]
-    bad_rows = ~np.isfinite(x_used).all(axis=1)
-    if bad_rows.any():
-        raise TrainingDivergedError(
-            f"features contain NaN or infinite values in {int(bad_rows.sum())} judged "
-            f"item row(s) (e.g. row {int(used[bad_rows][0])}); refusing to train"
-        )
-
-    m = config.n_members
+    judged = judged_features(features, data, what="an ensemble")
+    # One generator draws the held-out split, then the bootstrap counts.
     rng = np.random.default_rng(config.seed)
-    weight = _judgment_weights(data)
-    train_idx, hold_idx = _split(n_judg, config, rng)
-    if float(weight[train_idx].sum()) <= 0.0:
-        raise ValueError("Training judgments have zero total weight")
-    has_hold = hold_idx.size > 0 and float(weight[hold_idx].sum()) > 0.0
-
-    # Per-member training weights: judgment weight x bootstrap count. A member whose
-    # Poisson draw left it with no training weight (possible with a handful of
-    # judgments) trains on the plain weights instead of on nothing.
-    w_train = np.zeros((m, n_judg), dtype=np.float32)
-    w_train[:, train_idx] = weight[train_idx]
-    if config.bootstrap:
-        counts = rng.poisson(1.0, size=(m, train_idx.size)).astype(np.float32)
-        boot = w_train[:, train_idx] * counts
-        empty = boot.sum(axis=1) <= 0.0
-        boot[empty] = w_train[empty][:, train_idx]
-        w_train[:, train_idx] = boot
-    w_hold = np.zeros(n_judg, dtype=np.float32)
-    w_hold[hold_idx] = weight[hold_idx]
-
+    split = split_judgments(data, config, rng)
+    member_weights = _member_weights(split, config, rng)
     device = pick_device(config.device)
-    net = _build_net(config, dim)
-    if load_init_state(net, init_state):
-        log.debug("Warm-starting ensemble from init_state")
-    else:
-        finite = x_all[np.isfinite(x_all).all(axis=1)]
-        mean = finite.mean(axis=0, dtype=np.float64)
-        scale = math.sqrt(float(((finite - mean) ** 2).sum(axis=1).mean()) / dim) if finite.shape[0] > 1 else 1.0
-        with torch.no_grad():
-            net.input_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-            # A degenerate pool (one row, or identical rows) has no scale; keep 1.
-            net.input_scale.fill_(scale if scale > 1e-12 else 1.0)
-    net.to(device)
-    net.offset.zero_()
-
-    likelihood = PreferenceLikelihood(config.likelihood).to(device)
-    tensors = data.to_tensors(device)
-    used_t = torch.from_numpy(used).to(device)
-    w_train_t = torch.from_numpy(w_train).to(device)
-    w_hold_t = torch.from_numpy(w_hold).to(device)
-    train_total = w_train_t.sum(dim=1)
-    hold_total = w_hold_t.sum().clamp(min=1e-12)
-    with torch.no_grad():
-        z_used = net.standardize(torch.from_numpy(x_used).to(device))
-        # The prior network is fixed, so its contribution to the judged items' scores
-        # is computed once instead of every epoch.
-        prior_used = net.prior(z_used) if config.prior_scale > 0.0 else None
-
-    names = _PARAM_NAMES[config.head]
-    params = [getattr(net, n) for n in names]
-    anchors = [getattr(net, f"anchor_{n}") for n in names]
-    # Per-tensor anchor precision, in units of one judgment, for each member; dividing
-    # by the member's total training weight turns "prior + sum of NLLs" into the mean
-    # form that the data term uses.
-    anchor_coef = [
-        (config.anchor_strength / (2.0 * _init_std(n, dim, config.hidden) ** 2)) / train_total for n in names
-    ]
-    # The fused kernel does Adam's update in one pass per tensor instead of about ten
-    # elementwise ops; on a busy CPU each avoided multi-threaded op saves a scheduler
-    # round trip, which is most of an epoch's cost at this model size.
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(params, lr=config.lr, fused=fused)
-
-    def full_scores() -> torch.Tensor:
-        s_used = net.core(z_used, {n: p for n, p in zip(names, params, strict=True)})
-        if prior_used is not None:
-            s_used = s_used + prior_used
-        # Likelihood tensors index rows of the full feature matrix; only judged rows are
-        # ever read, so the rest of the (M, N) matrix can stay zero.
-        return s_used.new_zeros(m, n_items).index_copy(1, used_t, s_used)
-
-    best_loss = math.inf
-    best_state: list[torch.Tensor] = [p.detach().clone() for p in params]
-    stale = 0
-    epochs = 0
-    max_epochs = config.max_epochs if has_hold else min(config.max_epochs, _MAX_EPOCHS_WITHOUT_HOLDOUT)
-    for epoch in range(max_epochs + 1):
-        # One forward pass serves both the monitored loss of the current weights and the
-        # gradient for the next step, halving the work of a separate evaluation pass.
-        nll = likelihood(full_scores(), tensors)
-        data_loss = (nll * w_train_t).sum(dim=1) / train_total
-        # The anchor term is quadratic, so its value and gradient are computed directly
-        # (the gradient is added after backward) rather than through autograd, which
-        # would spend several full-size ops per tensor on it every epoch.
-        anchor_loss = torch.zeros((), device=device)
-        anchor_grads: list[torch.Tensor | None] = [None] * len(params)
-        if config.anchor_strength > 0.0:
-            with torch.no_grad():
-                for i, (c, p, a) in enumerate(zip(anchor_coef, params, anchors, strict=True)):
-                    diff = (p - a).flatten(1)
-                    anchor_loss = anchor_loss + (c * (diff * diff).sum(dim=1)).sum()
-                    anchor_grads[i] = diff.mul_((2.0 * c)[:, None]).view_as(p)
-        loss = data_loss.sum()
-        loss_value = float(loss.detach() + anchor_loss)
-        if not math.isfinite(loss_value):
-            raise TrainingDivergedError(
-                f"training loss became {loss_value} after {epoch} epochs; try a smaller lr or check the features"
-            )
-        current = float((nll.detach() @ w_hold_t).sum() / (hold_total * m)) if has_hold else loss_value / m
-        rel = _REL_DELTA if has_hold else 10 * _REL_DELTA
-        delta = max(_MIN_DELTA, rel * abs(best_loss)) if math.isfinite(best_loss) else _MIN_DELTA
-        if current < best_loss - delta:
-            best_loss = current
-            best_state = [p.detach().clone() for p in params]
-            stale = 0
-        elif epoch > 0:
-            stale += 1
-            if stale >= config.patience:
-                break
-        if epoch == max_epochs:
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for p, g in zip(params, anchor_grads, strict=True):
-            if g is not None:
-                p.grad.add_(g)
-        optimizer.step()
-        epochs = epoch + 1
-
-    with torch.no_grad():
-        for p, best in zip(params, best_state, strict=True):
-            p.copy_(best)
-        scores = full_scores()
-        # Centre each member over its training items: likelihoods only see score
-        # differences, so this changes no prediction, but it makes members' utilities
-        # (and hence the spread) comparable instead of differing by arbitrary constants.
-        train_items = torch.from_numpy(_judged_items(data.subset(*_by_kind(data, train_idx)))).to(device)
-        net.offset.copy_(-scores[:, train_items].mean(dim=1))
-        scores = scores + net.offset[:, None]
-        nll = likelihood(scores, tensors)
-        p_left, _, p_right = likelihood.pair_probabilities(scores, tensors)
+    net = _initial_net(config, judged.matrix, init_state, device)
+    training = _EnsembleTraining(net, judged, data, split, member_weights, config, device)
+    best, epochs = run_epochs(
+        max_epochs=capped_epochs(config.max_epochs, split.has_heldout),
+        stopping=EarlyStopping(config.patience, has_heldout=split.has_heldout),
+        evaluate=training.evaluate,
+        step=training.step,
+        snapshot=training.snapshot,
+    )
+    scores = training.restore(best, split.train_items(data))
     net.eval()
-    if not bool(torch.isfinite(scores[:, used_t]).all()):
-        raise TrainingDivergedError("fitted ensemble produces non-finite scores")
 
-    model = EnsembleRewardModel(net, config, dim)
-    # Ensemble (model-averaged) probability of each observed judgment.
-    nll_np = nll.double().cpu().numpy()
-    ens_nll = -(np.logaddexp.reduce(-nll_np, axis=0) - math.log(m))
-    p_left_mean = p_left.double().mean(dim=0).cpu().numpy()
-    p_right_mean = p_right.double().mean(dim=0).cpu().numpy()
-    # Probability that left wins given that the pair was decided, for accuracy and ECE.
-    q_left = p_left_mean / np.maximum(p_left_mean + p_right_mean, 1e-300)
-    spread = model.spread(x_all[np.isfinite(x_all).all(axis=1)])
-    metrics = fit_metrics(ens_nll, q_left, data.pair_outcome, weight, train_idx, hold_idx)
+    model = EnsembleRewardModel(net, config, judged.dim)
+    metrics = fit_summary(training.likelihood, scores, training.tensors, data, split, what="ensemble")
+    spread = model.spread(judged.matrix[np.isfinite(judged.matrix).all(axis=1)])
     metrics["epochs"] = float(epochs)
     metrics["member_disagreement"] = float(spread.mean()) if spread.size else float("nan")
     metrics["train_seconds"] = time.perf_counter() - started
     return EnsembleFitResult(model=model, metrics=metrics, device=str(device))
-
-
-def _by_kind(data: PreferenceData, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # Judgment indices run over pairs first, then rankings (the likelihood's order).
-    return idx[idx < data.n_pairs], idx[idx >= data.n_pairs] - data.n_pairs

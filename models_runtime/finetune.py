@@ -39,10 +39,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models_runtime.checkpoint import read_config, write_config, write_tensors
+from models_runtime.device import pick_device
 from models_runtime.embedding import _check_texts, default_model_path
-from models_runtime.metrics import fit_metrics
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
-from models_runtime.reward import TrainingDivergedError, _split
+from models_runtime.training import (
+    EarlyStopping,
+    Split,
+    TrainingDivergedError,
+    check_non_negative,
+    check_positive,
+    check_training_fields,
+    ensure_finite,
+    fit_summary,
+    require_judgments,
+    run_epochs,
+    split_judgments,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -64,10 +76,6 @@ FINETUNE_FORMAT_NAME = "prefloop-finetuned-reward"
 FINETUNE_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.safetensors"
-
-# An epoch counts as an improvement only if it beats the best held-out NLL by more than
-# this, so float noise cannot keep a plateaued run alive.
-_MIN_DELTA = 1e-6
 
 
 @dataclass(frozen=True)
@@ -104,29 +112,13 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
-        for name in ("lr", "head_lr"):
-            value = getattr(self, name)
-            if not (value > 0.0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite positive number, got {value}")
-        if not (self.weight_decay >= 0.0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be a finite non-negative number, got {self.weight_decay}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        check_positive("head_lr", self.head_lr)
+        check_non_negative("weight_decay", self.weight_decay)
         if self.batch_judgments < 1:
             raise ValueError(f"batch_judgments must be >= 1, got {self.batch_judgments}")
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
-        if self.min_holdout < 1:
-            raise ValueError(f"min_holdout must be >= 1, got {self.min_holdout}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
         if self.grad_clip is not None and not (self.grad_clip > 0.0 and math.isfinite(self.grad_clip)):
             raise ValueError(f"grad_clip must be None or a finite positive number, got {self.grad_clip}")
-        if isinstance(self.likelihood, Mapping):
-            # config.json stores the nested dataclass as a dict.
-            known = {f.name for f in dataclasses.fields(LikelihoodConfig)}
-            lik = LikelihoodConfig(**{k: v for k, v in self.likelihood.items() if k in known})
-            object.__setattr__(self, "likelihood", lik)
+        check_training_fields(self, epochs_field="epochs")
 
     def resolved_model_path(self) -> Path:
         """The encoder directory to start from: ``model_path`` or the packaged model."""
@@ -181,8 +173,6 @@ class FinetunedRewardModel:
         """The base encoder at ``config.resolved_model_path()`` with a fresh head
         seeded by ``config.seed``: the starting point of a fit, and a baseline."""
         import torch
-
-        from models_runtime.device import pick_device
 
         encoder, tokenizer = _load_encoder(config.resolved_model_path())
         hidden = int(encoder.config.hidden_size)
@@ -305,8 +295,6 @@ class FinetunedRewardModel:
         import torch
         from safetensors.torch import load_file
 
-        from models_runtime.device import pick_device
-
         directory = Path(path)
         meta, config = read_config(
             directory,
@@ -386,21 +374,14 @@ def fit_finetuned(
     gradient and ``ValueError`` on invalid inputs."""
     import torch
 
-    from models_runtime.device import pick_device
     from models_runtime.likelihood import PreferenceLikelihood
 
     started = time.perf_counter()
     items = _check_texts(texts)
-    n = len(data)
-    if n == 0:
-        raise ValueError("Cannot fit a reward model without any judgments")
+    require_judgments(data, "a reward model")
     if data.max_item() >= len(items):
         raise ValueError(f"Judgments reference item index {data.max_item()}, but only {len(items)} texts were given")
-    weight = data.weight
-    train_idx, hold_idx = _split(n, config)
-    if float(weight[train_idx].sum()) <= 0.0:
-        raise ValueError("Training judgments have zero total weight")
-    has_hold = hold_idx.size > 0 and float(weight[hold_idx].sum()) > 0.0
+    split = split_judgments(data, config)
 
     device = pick_device(config.device)
     fork_devices: list[int] = []
@@ -416,114 +397,136 @@ def fit_finetuned(
             log.debug("Warm-starting fine-tuned reward model from %s", init_dir)
         else:
             model = FinetunedRewardModel.from_pretrained(config, device=str(device))
-        epochs, best_epoch = _train(model, items, data, train_idx, hold_idx if has_hold else None, device)
+        epochs, best_epoch = _train(model, items, data, split, device)
     train_seconds = time.perf_counter() - started
 
+    scores = _centre(model, items, data, split)
     likelihood = PreferenceLikelihood(config.likelihood)
-    used = data.items()
-    used_texts = [items[i] for i in used]
-    with torch.no_grad():
-        s_used = model._eval_scores(used_texts, 64).double().cpu()
-        if not bool(torch.isfinite(s_used).all()):
-            raise TrainingDivergedError("fitted model produces non-finite scores")
-        # The bias cancels in every likelihood (score differences only, and the
-        # both-bad term is relative to the mean): centring it makes utilities
-        # comparable across fits.
-        train_pos = np.searchsorted(used, data.select(train_idx).items())
-        shift = float(s_used[torch.from_numpy(train_pos)].mean())
-        model.head.bias.sub_(shift)
-        scores = torch.zeros(len(items), dtype=torch.float64).index_copy(0, torch.from_numpy(used), s_used - shift)
-        full = data.to_tensors("cpu")
-        nll = likelihood(scores, full).numpy()
-        p_left, _, p_right = likelihood.pair_probabilities(scores, full)
-    p_left_np, p_right_np = p_left.numpy(), p_right.numpy()
-    # Probability that left wins given that the pair was decided.
-    q_left = p_left_np / np.maximum(p_left_np + p_right_np, 1e-300)
-    metrics = fit_metrics(nll, q_left, data.pair_outcome, weight, train_idx, hold_idx)
+    metrics = fit_summary(likelihood, scores, data.to_tensors("cpu"), data, split)
     metrics.update(epochs=float(epochs), best_epoch=float(best_epoch), train_seconds=train_seconds)
     return FinetuneResult(model=model, metrics=metrics, device=str(device))
 
 
+def _centre(model: FinetunedRewardModel, texts: list[str], data: PreferenceData, split: Split) -> torch.Tensor:
+    """Shift the head bias so the training items score zero on average and return the
+    utilities of all texts (float64, CPU; unjudged texts are not scored and stay zero).
+    The bias cancels in every likelihood (score differences only, and the both-bad
+    term is relative to the mean): centring it makes utilities comparable across
+    fits."""
+    import torch
+
+    used = data.items()
+    with torch.no_grad():
+        s_used = model._eval_scores([texts[i] for i in used], 64).double().cpu()
+        ensure_finite(s_used, "fitted model produces non-finite scores")
+        train_pos = np.searchsorted(used, split.train_items(data))
+        shift = float(s_used[torch.from_numpy(train_pos)].mean())
+        model.head.bias.sub_(shift)
+        return torch.zeros(len(texts), dtype=torch.float64).index_copy(0, torch.from_numpy(used), s_used - shift)
+
+
 def _train(
-    model: FinetunedRewardModel,
-    texts: list[str],
-    data: PreferenceData,
-    train_idx: np.ndarray,
-    hold_idx: np.ndarray | None,
-    device: torch.device,
+    model: FinetunedRewardModel, texts: list[str], data: PreferenceData, split: Split, device: torch.device
 ) -> tuple[int, int]:
     """The optimisation loop of :func:`fit_finetuned`; returns (epochs run, epoch
     kept). Leaves the model in eval mode with the kept weights loaded."""
-    import torch
-
-    from models_runtime.likelihood import PreferenceLikelihood
-
     config = model.config
-    likelihood = PreferenceLikelihood(config.likelihood)
-    autocast = _use_autocast(config, device)
-    weight = data.weight
-    n_items = len(texts)
-    groups = _param_groups(model, config)
-    params = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups)
-    max_norm = config.grad_clip if config.grad_clip is not None else math.inf
+    training = _FinetuneTraining(model, texts, data, split, device)
+    if split.has_heldout:
+        # The held-out NLL of mini-batch training is noisy, so only the absolute
+        # threshold applies.
+        stopping = EarlyStopping(config.patience, has_heldout=True, relative=False)
+        best_state, epochs = run_epochs(
+            max_epochs=config.epochs,
+            stopping=stopping,
+            evaluate=training.evaluate,
+            step=training.step,
+            snapshot=model.state_dict,
+        )
+        best_epoch = stopping.best_epoch
+        if best_epoch != epochs:
+            model.load_state_dict(best_state)
+    else:
+        # Nothing to monitor: every epoch runs and the last weights are kept.
+        for epoch in range(1, config.epochs + 1):
+            training.step(epoch, None)
+        epochs = best_epoch = config.epochs
+    model.encoder.eval()
+    model.head.eval()
+    return epochs, best_epoch
 
-    def weighted_nll(scores: torch.Tensor, part: PreferenceData, idx: np.ndarray) -> torch.Tensor:
-        w = torch.from_numpy(np.ascontiguousarray(weight[idx])).to(device)
-        return (likelihood(scores, part.to_tensors(device)) * w).sum() / w.sum()
 
-    def heldout_nll() -> float:
-        assert hold_idx is not None
-        part = data.select(hold_idx)
-        used = part.items()
+class _FinetuneTraining:
+    """One fine-tuning run's state: the AdamW optimizer over encoder and head, and
+    the weighted likelihood of any subset of judgments over ``texts``.
+    :func:`run_epochs` drives it through :meth:`evaluate` and :meth:`step`."""
+
+    def __init__(
+        self, model: FinetunedRewardModel, texts: list[str], data: PreferenceData, split: Split, device: torch.device
+    ) -> None:
+        import torch
+
+        from models_runtime.likelihood import PreferenceLikelihood
+
+        config = model.config
+        self.model = model
+        self.texts = texts
+        self.data = data
+        self.split = split
+        self.device = device
+        self.config = config
+        self.likelihood = PreferenceLikelihood(config.likelihood)
+        self.autocast = _use_autocast(config, device)
+        groups = _param_groups(model, config)
+        self.params = [p for group in groups for p in group["params"]]
+        self.optimizer = torch.optim.AdamW(groups)
+        self.max_norm = config.grad_clip if config.grad_clip is not None else math.inf
+
+    def _weighted_nll(self, s: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """Weighted mean NLL of judgments ``idx`` given the utilities ``s`` of the
+        items they mention (in ``items()`` order)."""
+        import torch
+
+        part = self.data.select(idx)
+        used = torch.from_numpy(part.items()).to(self.device)
+        # Likelihood tensors index the full text list; only referenced slots are read.
+        scores = s.new_zeros(len(self.texts)).index_copy(0, used, s)
+        w = torch.from_numpy(np.ascontiguousarray(self.split.weight[idx])).to(self.device)
+        return (self.likelihood(scores, part.to_tensors(self.device)) * w).sum() / w.sum()
+
+    def _texts_of(self, idx: np.ndarray) -> list[str]:
+        return [self.texts[i] for i in self.data.select(idx).items()]
+
+    def evaluate(self, epoch: int) -> tuple[float, None]:
+        """Held-out NLL of the current weights."""
+        import torch
+
+        hold = self.split.heldout
         with torch.no_grad():
-            s = model._eval_scores([texts[i] for i in used], 64)
-            scores = s.new_zeros(n_items).index_copy(0, torch.from_numpy(used).to(device), s)
-            value = float(weighted_nll(scores, part, hold_idx))
+            value = float(self._weighted_nll(self.model._eval_scores(self._texts_of(hold), 64), hold))
         if not math.isfinite(value):
             raise TrainingDivergedError(f"held-out loss became {value}")
-        return value
+        return value, None
 
-    best_loss = heldout_nll() if hold_idx is not None else math.inf
-    # Epoch 0 competes, so a warm start that is already best is kept as it is.
-    best_state = model.state_dict() if hold_idx is not None else None
-    best_epoch, stale, epochs = 0, 0, 0
-    for epoch in range(1, config.epochs + 1):
-        model.encoder.train()
-        model.head.train()
-        for batch in _batches(train_idx, config.batch_judgments, config.seed, epoch):
+    def step(self, epoch: int, _: None = None) -> None:
+        """Train epoch number ``epoch`` (1-based): one AdamW step per mini-batch of
+        training judgments with weight."""
+        import torch
+
+        self.model.encoder.train()
+        self.model.head.train()
+        weight = self.split.weight
+        for batch in _batches(self.split.train, self.config.batch_judgments, self.config.seed, epoch):
             if float(weight[batch].sum()) <= 0.0:
                 continue
-            part = data.select(batch)
-            used = part.items()
-            s = model._forward([texts[i] for i in used], autocast)
-            # Likelihood tensors index the full text list; only referenced slots are read.
-            scores = s.new_zeros(n_items).index_copy(0, torch.from_numpy(used).to(device), s)
-            loss = weighted_nll(scores, part, batch)
+            loss = self._weighted_nll(self.model._forward(self._texts_of(batch), self.autocast), batch)
             if not math.isfinite(float(loss.detach())):
                 raise TrainingDivergedError(
                     f"training loss became {float(loss.detach())} at epoch {epoch}; try a smaller lr"
                 )
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
             if not math.isfinite(float(norm)):
                 raise TrainingDivergedError(f"gradient norm became {float(norm)} at epoch {epoch}; try a smaller lr")
-            optimizer.step()
-        epochs = epoch
-        if hold_idx is None:
-            best_epoch = epoch
-            continue
-        current = heldout_nll()
-        if current < best_loss - _MIN_DELTA:
-            best_loss, best_epoch, stale = current, epoch, 0
-            best_state = model.state_dict()
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None and best_epoch != epochs:
-        model.load_state_dict(best_state)
-    model.encoder.eval()
-    model.head.eval()
-    return epochs, best_epoch
+            self.optimizer.step()

@@ -33,8 +33,22 @@ from models_runtime.checkpoint import (
     write_config,
     write_tensors,
 )
-from models_runtime.metrics import fit_metrics
+from models_runtime.device import pick_device
 from models_runtime.preferences import LikelihoodConfig, PreferenceData, _indices
+from models_runtime.training import (
+    EarlyStopping,
+    JudgedFeatures,
+    Split,
+    TrainingDivergedError,
+    capped_epochs,
+    check_non_negative,
+    check_training_fields,
+    ensure_finite,
+    fit_summary,
+    judged_features,
+    run_epochs,
+    split_judgments,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -59,22 +73,6 @@ WEIGHTS_FILE = "model.safetensors"
 # Scoring batch size: large enough to amortise per-call overhead, small enough that an
 # (batch, hidden) activation never strains memory.
 _SCORE_BATCH = 65_536
-# Early stopping counts an epoch as an improvement only if it beats the best monitored
-# loss by more than this, so float noise cannot keep a plateaued run alive.
-_MIN_DELTA = 1e-6
-# Adam epochs must also improve by this fraction of the loss (ten times more when
-# there is no held-out set: the training objective keeps creeping down for hundreds
-# of epochs on a handful of judgments, which only delays the first model). L-BFGS,
-# used for exact fits, keeps the absolute threshold.
-_REL_DELTA = 1e-4
-# Without a held-out set nothing says when more epochs stop helping; a few judgments
-# are fitted well long before this, and the next fit warm-starts from the result.
-_MAX_EPOCHS_WITHOUT_HOLDOUT = 100
-
-
-class TrainingDivergedError(RuntimeError):
-    """Raised when fitting produces a non-finite loss, parameter or score (or is given
-    non-finite features). No model is returned in that case."""
 
 
 @dataclass(frozen=True)
@@ -108,25 +106,10 @@ class RewardModelConfig:
             raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        if not (self.l2 >= 0.0 and math.isfinite(self.l2)):
-            raise ValueError(f"l2 must be a finite non-negative number, got {self.l2}")
+        check_non_negative("l2", self.l2)
         if self.optimizer not in ("adam", "lbfgs"):
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
-        if not (self.lr > 0.0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite positive number, got {self.lr}")
-        if self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
-        if self.min_holdout < 1:
-            raise ValueError(f"min_holdout must be >= 1, got {self.min_holdout}")
-        if isinstance(self.likelihood, Mapping):
-            # config.json stores the nested dataclass as a dict.
-            known = {f.name for f in dataclasses.fields(LikelihoodConfig)}
-            lik = LikelihoodConfig(**{k: v for k, v in self.likelihood.items() if k in known})
-            object.__setattr__(self, "likelihood", lik)
+        check_training_fields(self)
 
 
 def _build_head(input_dim: int, config: RewardModelConfig) -> nn.Module:
@@ -252,8 +235,6 @@ class RewardModel:
         format version raises ``ValueError``."""
         from safetensors.torch import load_file
 
-        from models_runtime.device import pick_device
-
         directory = Path(path)
         meta, config = read_config(
             directory,
@@ -284,14 +265,116 @@ class FitResult:
     device: str
 
 
-def _split(n: int, config: RewardModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    n_hold = round(n * config.holdout_fraction)
-    if n_hold >= config.min_holdout and n - n_hold >= n_hold:
-        perm = np.random.default_rng(config.seed).permutation(n)
-        # Sorted so the training order (and thus float summation order) depends only on
-        # which judgments were chosen, keeping results reproducible.
-        return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
-    return np.arange(n), np.zeros(0, dtype=np.int64)
+class _HeadTraining:
+    """One fit's training state: the head, its objective over every judgment (held-out
+    ones carry zero training weight) and the optimizer. :func:`run_epochs` drives it
+    through :meth:`evaluate`, :meth:`step` and :meth:`snapshot`."""
+
+    def __init__(
+        self,
+        head: nn.Module,
+        judged: JudgedFeatures,
+        data: PreferenceData,
+        split: Split,
+        config: RewardModelConfig,
+        device: torch.device,
+    ) -> None:
+        import torch
+
+        from models_runtime.likelihood import PreferenceLikelihood
+
+        self.head = head
+        self.config = config
+        self.lbfgs = config.optimizer == "lbfgs"
+        self.likelihood = PreferenceLikelihood(config.likelihood)
+        self.tensors = data.to_tensors(device)
+        self.n_items = judged.matrix.shape[0]
+        self.judged_items = judged.items
+        self.x = torch.from_numpy(judged.rows).to(device)
+        self.items = torch.from_numpy(judged.items).to(device)
+        w_train, w_hold = split.train_weights(), split.heldout_weights()
+        self.w_train, self.w_hold = torch.from_numpy(w_train).to(device), torch.from_numpy(w_hold).to(device)
+        self.train_total, self.hold_total = float(w_train.sum()), float(w_hold.sum())
+        self.has_heldout = split.has_heldout
+        self.params = list(head.parameters())
+        self.decayed = [p for name, p in head.named_parameters() if name.endswith("weight")]
+        self.optimizer = _optimizer(config, self.params)
+
+    def scores(self) -> torch.Tensor:
+        """Utilities of all ``N`` items: likelihood tensors index rows of the full
+        feature matrix, but only judged rows are read, so the rest stay zero."""
+        return self.x.new_zeros(self.n_items).index_copy(0, self.items, self.head(self.x).squeeze(-1))
+
+    def losses(self) -> tuple[torch.Tensor, float]:
+        """Training objective and monitored loss (held-out NLL, or the objective
+        without a held-out set) from one forward pass over every judgment."""
+        nll = self.likelihood(self.scores(), self.tensors)
+        loss = (nll * self.w_train).sum() / self.train_total
+        if self.config.l2 > 0.0:
+            loss = loss + self.config.l2 * sum((p * p).sum() for p in self.decayed)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDivergedError(f"training loss became {value}; try a smaller lr or check the features")
+        if not self.has_heldout:
+            return loss, value
+        return loss, float((nll.detach() * self.w_hold).sum()) / self.hold_total
+
+    def evaluate(self, epoch: int) -> tuple[float, torch.Tensor]:
+        """Monitored loss of the current weights; with Adam the same forward pass
+        gives the gradient of the next step."""
+        import torch
+
+        with torch.set_grad_enabled(not self.lbfgs):
+            loss, current = self.losses()
+        return current, loss
+
+    def step(self, epoch: int, loss: torch.Tensor) -> None:
+        """One optimizer step, which makes ``epoch``; L-BFGS re-evaluates ``loss``
+        itself."""
+        if self.lbfgs:
+            self.optimizer.step(self._closure)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        ensure_finite(self.params, f"model parameters became non-finite at epoch {epoch}; try a smaller lr")
+
+    def _closure(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, _ = self.losses()
+        loss.backward()
+        return loss
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """Copies of the head's current weights."""
+        return {k: v.detach().clone() for k, v in self.head.state_dict().items()}
+
+    def centre(self, train_items: np.ndarray) -> None:
+        """Shift the output bias so the training items' scores average zero. It cancels
+        in every likelihood (they see score differences only, and the both-bad term is
+        relative to the mean), so this changes no prediction but makes utilities
+        comparable across fits."""
+        import torch
+
+        rows = torch.from_numpy(np.searchsorted(self.judged_items, train_items)).to(self.x.device)
+        with torch.no_grad():
+            self.head[-1].bias.sub_(self.head(self.x[rows]).squeeze(-1).mean())
+
+
+def _optimizer(config: RewardModelConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    import torch
+
+    if config.optimizer == "lbfgs":
+        return torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=20,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
+    return torch.optim.Adam(params, lr=config.lr)
 
 
 def fit_reward_model(
@@ -313,147 +396,35 @@ def fit_reward_model(
     keeps its previous model) and ``ValueError`` on invalid inputs."""
     import torch
 
-    from models_runtime.device import pick_device
-    from models_runtime.likelihood import PreferenceLikelihood
-
     started = time.perf_counter()
-    x_all = check_features(features)
-    n_items, dim = x_all.shape
-    n = len(data)
-    if n == 0:
-        raise ValueError("Cannot fit a reward model without any judgments")
-    if dim == 0:
-        raise ValueError("features must have at least one column")
-    used = data.items()
-    if used[-1] >= n_items:
-        raise ValueError(f"Judgments reference item index >= {n_items}, the number of feature rows")
     # Only judged items are scored while training; feature matrices may hold many more
     # (e.g. the whole unlabelled pool).
-    x_used = x_all[used]
-    bad_rows = ~np.isfinite(x_used).all(axis=1)
-    if bad_rows.any():
-        raise TrainingDivergedError(
-            f"features contain NaN or infinite values in {int(bad_rows.sum())} judged "
-            f"item row(s) (e.g. row {int(used[bad_rows][0])}); refusing to train"
-        )
-    weight = data.weight
-    train_idx, hold_idx = _split(n, config)
-    if float(weight[train_idx].sum()) <= 0.0:
-        raise ValueError("Training judgments have zero total weight")
-    has_hold = hold_idx.size > 0 and float(weight[hold_idx].sum()) > 0.0
-
+    judged = judged_features(features, data, what="a reward model")
+    split = split_judgments(data, config)
     device = pick_device(config.device)
-    head = _seeded_head(dim, config)
+    head = _seeded_head(judged.dim, config)
     if load_init_state(head, init_state):
         log.debug("Warm-starting reward model from init_state")
     head.to(device)
-    likelihood = PreferenceLikelihood(config.likelihood)
-    x_t = torch.from_numpy(x_used).to(device)
-    used_t = torch.from_numpy(used).to(device)
-
-    full = data.to_tensors(device)
-    w_train = np.zeros(n, dtype=np.float32)
-    w_train[train_idx] = weight[train_idx]
-    w_hold = np.zeros(n, dtype=np.float32)
-    w_hold[hold_idx] = weight[hold_idx]
-    w_train_t, w_hold_t = torch.from_numpy(w_train).to(device), torch.from_numpy(w_hold).to(device)
-    train_total, hold_total = float(w_train.sum()), float(w_hold.sum())
-    params = list(head.parameters())
-    decayed = [p for name, p in head.named_parameters() if name.endswith("weight")]
-
-    def all_scores() -> torch.Tensor:
-        # Likelihood tensors index rows of the full feature matrix; only judged rows are
-        # read, so the rest can stay zero.
-        return x_t.new_zeros(n_items).index_copy(0, used_t, head(x_t).squeeze(-1))
-
-    def losses() -> tuple[torch.Tensor, float]:
-        """Training objective and monitored loss from one forward pass over every
-        judgment (held-out ones simply carry zero training weight)."""
-        nll = likelihood(all_scores(), full)
-        loss = (nll * w_train_t).sum() / train_total
-        if config.l2 > 0.0:
-            loss = loss + config.l2 * sum((p * p).sum() for p in decayed)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingDivergedError(f"training loss became {value}; try a smaller lr or check the features")
-        return loss, float((nll.detach() * w_hold_t).sum()) / hold_total if has_hold else value
-
+    training = _HeadTraining(head, judged, data, split, config, device)
+    # L-BFGS fits are meant to be exact, so they keep their full budget and the
+    # absolute improvement threshold.
     lbfgs = config.optimizer == "lbfgs"
-    if lbfgs:
-        optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-            params,
-            lr=1.0,
-            max_iter=20,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-9,
-            tolerance_change=1e-12,
-        )
-    else:
-        optimizer = torch.optim.Adam(params, lr=config.lr)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = losses()
-        loss.backward()
-        return loss
-
-    best_loss = math.inf
-    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    stale = 0
-    epochs = 0
-    # L-BFGS fits are meant to be exact, so they keep their full budget.
-    max_epochs = config.max_epochs if has_hold or lbfgs else min(config.max_epochs, _MAX_EPOCHS_WITHOUT_HOLDOUT)
-    for epoch in range(max_epochs + 1):
-        # Epoch 0 competes too, so a warm start that is already optimal is kept as is.
-        # With Adam the same forward pass gives the monitored loss of the current
-        # weights and the gradient of the next step.
-        with torch.set_grad_enabled(not lbfgs):
-            loss, current = losses()
-        if not math.isfinite(current):
-            raise TrainingDivergedError(f"monitored loss became {current} after {epoch} epochs")
-        rel = _REL_DELTA if has_hold else 10 * _REL_DELTA
-        delta = _MIN_DELTA if lbfgs or not math.isfinite(best_loss) else max(_MIN_DELTA, rel * abs(best_loss))
-        if current < best_loss - delta:
-            best_loss = current
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            stale = 0
-        elif epoch > 0:
-            stale += 1
-        if stale >= config.patience or epoch == max_epochs:
-            break
-        if lbfgs:
-            optimizer.step(closure)
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        epochs = epoch + 1
-        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-            raise TrainingDivergedError(f"model parameters became non-finite at epoch {epochs}; try a smaller lr")
+    best_state, epochs = run_epochs(
+        max_epochs=config.max_epochs if lbfgs else capped_epochs(config.max_epochs, split.has_heldout),
+        stopping=EarlyStopping(config.patience, has_heldout=split.has_heldout, relative=not lbfgs),
+        evaluate=training.evaluate,
+        step=training.step,
+        snapshot=training.snapshot,
+    )
     head.load_state_dict(best_state)
     head.eval()
+    training.centre(split.train_items(data))
 
-    # The output bias cancels in every likelihood (they see score differences only,
-    # and the both-bad term is relative to the mean), so shifting it to centre the
-    # training items' scores at zero changes no prediction but makes utilities
-    # comparable across fits.
-    train_items = np.searchsorted(used, data.select(train_idx).items())
+    model = RewardModel(head, config, judged.dim)
     with torch.no_grad():
-        s_train = head(x_t[torch.from_numpy(train_items).to(device)]).squeeze(-1)
-        head[-1].bias.sub_(s_train.mean())
-
-    model = RewardModel(head, config, dim)
-    with torch.no_grad():
-        scores = all_scores()
-        if not bool(torch.isfinite(scores[used_t]).all()):
-            raise TrainingDivergedError("fitted model produces non-finite scores")
-        nll = likelihood(scores, full).double().cpu().numpy()
-        p_left, _, p_right = likelihood.pair_probabilities(scores, full)
-    p_left_np, p_right_np = p_left.double().cpu().numpy(), p_right.double().cpu().numpy()
-    # Probability that left wins given that the pair was decided.
-    q_left = p_left_np / np.maximum(p_left_np + p_right_np, 1e-300)
-    metrics = fit_metrics(nll, q_left, data.pair_outcome, weight, train_idx, hold_idx)
+        scores = training.scores()
+    metrics = fit_summary(training.likelihood, scores, training.tensors, data, split)
     metrics["epochs"] = float(epochs)
     metrics["train_seconds"] = time.perf_counter() - started
     return FitResult(model=model, metrics=metrics, device=str(device))
