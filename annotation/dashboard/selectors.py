@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count, Q, Window
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
@@ -211,39 +212,13 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
     regret come from :mod:`annotation.dashboard.analytics` (cached per judgment
     fingerprint, see there). A fixed number of queries, independent of study size.
     """
-    by_strategy = tuple(
-        StrategyCount(strategy=row["strategy"], total=row["total"], queued=row["queued"], done=row["done"])
-        for row in Comparison.objects.filter(study=study)
-        .values("strategy")
-        .annotate(
-            total=Count("id"),
-            queued=Count("id", filter=Q(status=Comparison.Status.QUEUED)),
-            done=Count("id", filter=Q(status=Comparison.Status.DONE)),
-        )
-        .order_by("-total", "strategy")
-    )
+    by_strategy = _strategy_counts(study)
     leased_now = Assignment.objects.filter(
         study=study, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
     ).count()
     fingerprint = analytics.judgment_fingerprint(study=study)
     annotators = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).count()
-    versions = RewardModelVersion.objects.filter(study=study)
-    rows = tuple(
-        ModelVersionRow(**row)
-        for row in versions.order_by("-version").values(
-            "version",
-            "model_type",
-            "n_judgments",
-            "heldout_accuracy",
-            "heldout_log_loss",
-            "train_seconds",
-            "device",
-            "created_at",
-            "metrics",
-        )[:MODEL_VERSIONS_SHOWN]
-    )
-    total_versions = len(rows) if len(rows) < MODEL_VERSIONS_SHOWN else versions.count()
-    recommendation = versions.order_by("-version").values_list("recommendation", flat=True).first() or {}
+    rows, total_versions, recommendation = _model_versions(study)
     best, best_total = _best_responses(recommendation)
     quality = annotator_quality(study=study)
     figures = analytics.study_analytics(study=study, fingerprint=fingerprint)
@@ -265,6 +240,35 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         gold=analytics.gold_accuracy(quality=quality),
         charts=_dashboard_charts(figures),
     )
+
+
+def _strategy_counts(study: Study) -> tuple[StrategyCount, ...]:
+    """Comparisons per strategy, queued and done among them, most first (one query)."""
+    return tuple(
+        StrategyCount(strategy=row["strategy"], total=row["total"], queued=row["queued"], done=row["done"])
+        for row in Comparison.objects.filter(study=study)
+        .values("strategy")
+        .annotate(
+            total=Count("id"),
+            queued=Count("id", filter=Q(status=Comparison.Status.QUEUED)),
+            done=Count("id", filter=Q(status=Comparison.Status.DONE)),
+        )
+        .order_by("-total", "strategy")
+    )
+
+
+def _model_versions(study: Study) -> tuple[tuple[ModelVersionRow, ...], int, dict]:
+    """The newest ``MODEL_VERSIONS_SHOWN`` versions, how many there are in all, and
+    the newest one's recommendation (two queries: the total rides along with the
+    rows as a window count, and the recommendation, which can be large, is read
+    for one version only)."""
+    fields = [f.name for f in dataclasses.fields(ModelVersionRow)]
+    versions = RewardModelVersion.objects.filter(study=study).order_by("-version")
+    newest = list(versions.annotate(total=Window(Count("id"))).values(*fields, "total")[:MODEL_VERSIONS_SHOWN])
+    total = newest[0]["total"] if newest else 0
+    rows = tuple(ModelVersionRow(**{name: row[name] for name in fields}) for row in newest)
+    recommendation = versions.values_list("recommendation", flat=True).first() or {}
+    return rows, total, recommendation
 
 
 def _dashboard_charts(figures: analytics.StudyAnalytics) -> DashboardCharts:

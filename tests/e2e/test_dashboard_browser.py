@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Membership
-from tests.annotation.test_analytics import _populate
+from tests.annotation.dashboard.test_analytics import _populate
 from tests.e2e.helpers import log_in, member
 from tests.factories import study_with_queue
 

@@ -1,14 +1,12 @@
-"""Dashboard analytics: agreement against published worked examples and
-scikit-learn, a Bradley–Terry leaderboard that recovers known strengths, the
-selectors on real rows, and the dashboard page with its charts in a fixed
-number of queries."""
+"""Dashboard analytics: stored rankings become labels and a source leaderboard,
+the judgment-fingerprint cache (with a fake clock), and the selectors on real rows
+(the statistics themselves are tested in tests/models_runtime/stats/)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
 from datetime import UTC, datetime, timedelta
-from itertools import combinations
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,29 +15,12 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from sklearn.metrics import cohen_kappa_score
 
 from activelearn.management.commands.simulate_annotators import Command as SimulateCommand
 from annotation import services
 from annotation.dashboard import analytics
 from annotation.models import Candidate, Comparison, Judgment, Membership, RewardModelVersion, SimulationRun
-from tests.annotation.test_views import HTMX
-from tests.factories import UserFactory, study_with_queue
-
-# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the
-# nominal example: 4 observers, 12 units, missing values; published α = 0.743.
-KRIPPENDORFF_2011 = [
-    [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-    [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
-]
-# Fleiss (1971) as reproduced on Wikipedia's "Fleiss' kappa": 10 subjects,
-# 14 raters, 5 categories; published κ = 0.210 (P̄ = 0.378, P̄e = 0.213).
-FLEISS_1971 = [
-    [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-    [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-]  # fmt: skip
+from tests.factories import study_with_queue
 
 
 @pytest.fixture(autouse=True)
@@ -49,50 +30,7 @@ def fresh_cache():
     cache.clear()
 
 
-# --- pure functions ------------------------------------------------------------------------------
-
-
-def test_krippendorff_alpha_matches_the_published_nominal_example_with_missing_data():
-    units = [{r: row[u] for r, row in enumerate(KRIPPENDORFF_2011) if row[u] is not None} for u in range(12)]
-    assert analytics.krippendorff_alpha_nominal(units) == pytest.approx(0.743, abs=5e-4)
-    # Unit 12 has a single value and is not pairable: dropping it changes nothing.
-    assert analytics.krippendorff_alpha_nominal(units[:11]) == pytest.approx(0.743, abs=5e-4)
-
-
-def test_fleiss_kappa_matches_fleiss_1971_and_refuses_unequal_rater_counts():
-    assert analytics.fleiss_kappa(np.array(FLEISS_1971)) == pytest.approx(0.210, abs=5e-4)
-    with pytest.raises(ValueError, match="same number of raters"):
-        analytics.fleiss_kappa(np.array([[2, 0], [1, 2]]))
-    assert analytics.fleiss_kappa(np.array([[3, 0], [3, 0]])) is None  # one category: undefined
-
-
-def test_cohen_kappa_matches_scikit_learn_and_agreement_stats_averages_qualifying_pairs():
-    rng = np.random.default_rng(3)
-    truth = rng.integers(0, 3, 40)
-    raters = {a: np.where(rng.random(40) < 0.75, truth, rng.integers(0, 3, 40)) for a in "xyz"}
-    for a, b in combinations("xyz", 2):
-        ours = analytics.cohen_kappa(list(raters[a]), list(raters[b]))
-        assert ours == pytest.approx(cohen_kappa_score(raters[a], raters[b]), abs=1e-12)
-    # z rated only the first 4 items: its pairs are under min_shared=5 and left out.
-    units = [{a: int(raters[a][i]) for a in "xyz" if a != "z" or i < 4} for i in range(40)]
-    stats = analytics.agreement_stats(units, min_shared=5)
-    assert stats.cohen_pairs == 1
-    assert stats.cohen_kappa_mean == pytest.approx(cohen_kappa_score(raters["x"], raters["y"]))
-    # Fleiss' κ uses the modal rater count (2, on 36 units), α uses every unit.
-    assert (stats.fleiss_raters, stats.fleiss_units, stats.units, stats.annotators) == (2, 36, 40, 3)
-    assert stats.ratings == 84
-
-
-def test_percent_agreement_and_undefined_coefficients():
-    stats = analytics.agreement_stats([{1: "first", 2: "first", 3: "second"}, {1: "tie", 2: "tie"}, {1: "first"}])
-    # Unit 1: 1 of 3 rater pairs agree; unit 2: 1 of 1; the lone rating is ignored.
-    assert stats.percent_agreement == pytest.approx((1 / 3 + 1) / 2)
-    assert stats.units == 2 and stats.ratings == 5
-    same = analytics.agreement_stats([{1: "first", 2: "first"}] * 6)
-    assert same.percent_agreement == 1.0
-    assert same.krippendorff_alpha is None and same.fleiss_kappa is None and same.cohen_kappa_mean is None
-    empty = analytics.agreement_stats([])
-    assert not empty.has_data and empty.krippendorff_alpha is None
+# --- labels and the leaderboard ----------------------------------------------------------------------
 
 
 def test_rankings_become_labels_in_candidate_order_not_screen_order():
@@ -104,20 +42,6 @@ def test_rankings_become_labels_in_candidate_order_not_screen_order():
         analytics.ranking_pairs([1, "x"])
     with pytest.raises(ValueError, match="candidate 1 twice"):
         analytics.ranking_pairs([1, [1, 2]])
-
-
-def test_bradley_terry_two_items_has_the_closed_form_and_stays_finite_without_losses():
-    wins = np.array([[0.0, 7.0], [3.0, 0.0]])
-    scores = analytics.bradley_terry_scores(wins, ridge=1e-9)
-    assert scores[0] - scores[1] == pytest.approx(math.log(7 / 3), abs=1e-6)
-    # With a real ridge the optimum is centred: the prior pulls the mean to zero.
-    assert analytics.bradley_terry_scores(wins).sum() == pytest.approx(0.0, abs=1e-9)
-    # A clean sweep and an item never compared: finite, ordered, centred.
-    sweep = analytics.bradley_terry_scores(np.array([[0, 10, 0], [0, 0, 0], [0, 0, 0.0]]))
-    assert np.isfinite(sweep).all() and sweep[0] > sweep[2] > sweep[1]
-    assert sweep[2] == pytest.approx(0.0, abs=1e-9)
-    with pytest.raises(ValueError, match="non-negative"):
-        analytics.bradley_terry_scores(np.array([[0, -1], [0, 0.0]]))
 
 
 def _simulated_rankings(strength: dict[str, float], n: int, seed: int) -> tuple[list, dict[int, str]]:
@@ -164,34 +88,43 @@ def test_leaderboard_skips_same_source_and_unnamed_pairs_and_is_reproducible():
     assert analytics.leaderboard_from_judgments([[1, 2]], source_of).rows == ()
 
 
-def test_throughput_counts_work_inside_sessions_only():
-    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    times = [t0, t0 + timedelta(seconds=30), t0 + timedelta(seconds=60), t0 + timedelta(hours=3)]
-    active, per_hour, median = analytics.throughput(times, [20_000, 25_000, 30_000, 40_000])
-    # 20 s before the first, two 30 s gaps, the 3 h pause skipped, 40 s for the last.
-    assert active == pytest.approx(20 + 30 + 30 + 40)
-    assert per_hour == pytest.approx(4 * 3600 / 120)
-    assert median == pytest.approx(27.5)
-    assert analytics.throughput([t0], [None]) == (0.0, None, None)
+class FakeClock:
+    """Wall-clock seconds that move only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_slow_results_are_reused_for_a_while_after_judgments_change_and_cheap_ones_never(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(analytics, "clock", clock)
     study = SimpleNamespace(id=10**9, created_at=None)
-    calls: list[int] = []
+    calls: list[float] = []
 
-    def compute() -> int:
-        calls.append(1)
-        time.sleep(0.01)
-        return len(calls)
+    def computing_for(seconds: float):
+        def compute() -> int:
+            calls.append(seconds)
+            clock.now += seconds
+            return len(calls)
 
-    monkeypatch.setattr(analytics, "SLOW_SECONDS", 0.0)  # everything counts as slow
-    assert analytics._cached(study, "x", (1, 1), compute) == 1
-    assert analytics._cached(study, "x", (2, 2), compute) == 1  # within 20 × its 10 ms
-    monkeypatch.setattr(analytics, "STALE_FACTOR", 0)
-    assert analytics._cached(study, "x", (3, 3), compute) == 2
-    monkeypatch.setattr(analytics, "SLOW_SECONDS", 1e9)
-    monkeypatch.setattr(analytics, "STALE_FACTOR", 10**6)
-    assert analytics._cached(study, "x", (4, 4), compute) == 3  # cheap: always fresh
+        return compute
+
+    slow = computing_for(2 * analytics.SLOW_SECONDS)  # 0.5 s: reusable for 20 × 0.5 = 10 s
+    assert analytics._cached(study, "x", (1, 1), slow) == 1
+    assert analytics._cached(study, "x", (1, 1), slow) == 1  # same judgments: cached
+    clock.now += 9.9
+    assert analytics._cached(study, "x", (2, 2), slow) == 1  # new judgments, but still within 10 s
+    clock.now += 0.2
+    assert analytics._cached(study, "x", (3, 3), slow) == 2  # 10.1 s old: recomputed
+    assert analytics._cached(study, "x", (4, 4), slow) == 2  # the new result is the one reused
+
+    cheap = computing_for(analytics.SLOW_SECONDS / 2)
+    assert analytics._cached(study, "y", (1, 1), cheap) == 3
+    assert analytics._cached(study, "y", (2, 2), cheap) == 4  # cheap: always fresh
+    assert len(calls) == 4
 
 
 # --- selectors on real rows -----------------------------------------------------------------------
@@ -306,6 +239,17 @@ def test_study_leaderboard_reads_sources_is_cached_and_refreshes_on_a_new_judgme
 
 
 @pytest.mark.django_db
+def test_the_api_serves_the_dashboards_leaderboard(client_for, make_member):
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2)
+    _populate(study, annotators=2, versions=1, runs=0, make_member=make_member)
+    researcher = make_member(study, Membership.Role.RESEARCHER)
+    body = client_for(researcher).get(reverse("api_leaderboard", args=[study.slug])).json()
+    board = analytics.study_leaderboard(study=study)
+    assert len(board.rows) == 3
+    assert body["models"] == [dataclasses.asdict(row) for row in board.rows]
+
+
+@pytest.mark.django_db
 def test_judgments_per_hour_buckets_the_last_hours_in_utc(study, annotator):
     now = datetime(2026, 3, 1, 12, 40, tzinfo=UTC)
     comparisons = list(Comparison.objects.filter(study=study).order_by("id"))
@@ -348,7 +292,7 @@ def test_simulation_runs_are_recorded_and_their_regret_read_back(study):
     assert curve.unscored == 2 and curve.utility_kind == "hash"
 
 
-# --- the dashboard -----------------------------------------------------------------------------------
+# --- a populated study (also used by the dashboard's page and browser tests) ---------------------------
 
 
 def _populate(study, *, annotators: int, versions: int, runs: int, make_member) -> None:
@@ -367,62 +311,3 @@ def _populate(study, *, annotators: int, versions: int, runs: int, make_member) 
             study=study, started_at=datetime(2026, 3, 1, tzinfo=UTC), annotators=2, judgments=40,
             utility_kind="hash", checkpoints=[{"judgments": j, "regret": 1.0 - j / 50} for j in (0, 20, 40)],
         )  # fmt: skip
-
-
-@pytest.mark.django_db
-def test_dashboard_shows_charts_and_numbers(client_for, make_member):
-    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2, gold_rate=0.0)
-    researcher = make_member(study, Membership.Role.RESEARCHER)
-    _populate(study, annotators=2, versions=3, runs=1, make_member=make_member)
-    html = client_for(researcher).get(reverse("study_dashboard", args=[study.slug]), **HTMX).content.decode()
-    assert html.count('role="img"') == 4
-    for chart in ("chart-per-hour", "chart-learning-curve", "chart-leaderboard", "chart-regret"):
-        assert f'id="{chart}"' in html
-    # Key numbers in the accessible labels and on the page.
-    assert "18 in all, 18 this hour" in html
-    assert "latest v3: 62.0% after 30 judgments" in html
-    assert "3 checkpoints; 0.200 after 40 judgments" in html
-    assert 'data-stat="krippendorff-alpha">1.00<' in html
-    assert 'data-stat="judgments-this-hour">18<' in html
-    assert "9 candidate pairs judged by two or more of 2 annotators" in html
-    for source in ("alpha", "beta", "gamma"):
-        assert f"<td>{source}</td>" in html
-    assert "P(best)" in html and "95% interval" in html
-    assert "Median time on task" in html and "Per active hour" in html
-
-
-@pytest.mark.django_db
-def test_dashboard_without_data_says_so(client_for, researcher, study):
-    html = client_for(researcher).get(reverse("study_dashboard", args=[study.slug]), **HTMX).content.decode()
-    assert "No data yet." in html  # learning curve
-    assert "No comparison has two judgments yet: set the study's overlap to 2 or more" in html
-    assert "No judgments between responses of two different models yet" in html
-    assert 'id="chart-regret"' not in html
-
-
-def _dashboard_queries(client, study) -> tuple[int, int]:
-    url = reverse("study_dashboard", args=[study.slug])
-    cache.clear()
-    with CaptureQueriesContext(connection) as cold:
-        assert client.get(url, **HTMX).status_code == 200
-    with CaptureQueriesContext(connection) as warm:
-        assert client.get(url, **HTMX).status_code == 200
-    return len(cold), len(warm)
-
-
-@pytest.mark.django_db
-def test_dashboard_query_count_does_not_grow_with_the_study(client_for, make_member):
-    small = study_with_queue(n_prompts=2, n_candidates=3, overlap=2)
-    _populate(small, annotators=2, versions=1, runs=1, make_member=make_member)
-    large = study_with_queue(n_prompts=6, n_candidates=4, overlap=3, queue_target=40)
-    _populate(large, annotators=5, versions=8, runs=3, make_member=make_member)
-    assert Judgment.objects.filter(study=large).count() > 5 * Judgment.objects.filter(study=small).count()
-    counts = []
-    for study in (small, large):
-        user = UserFactory()
-        Membership.objects.create(user=user, study=study, role=Membership.Role.RESEARCHER)
-        counts.append(_dashboard_queries(client_for(user), study))
-    assert counts[0] == counts[1]
-    cold, warm = counts[0]
-    # The judgment-derived figures (leaderboard 2, agreement 1, pace 1) are cached.
-    assert cold - warm == 4

@@ -1,0 +1,179 @@
+"""The study page and its live dashboard partial, through the real views: what they
+show, a fixed number of queries whatever the study's size, and no torch in the web
+process that renders them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.urls import reverse
+
+from annotation.dashboard import selectors as dashboard
+from annotation.models import Candidate, Judgment, Membership, RewardModelVersion
+from tests.annotation.dashboard.test_analytics import _populate
+from tests.annotation.test_views import HTMX
+from tests.factories import study_with_queue
+
+REPO = Path(__file__).resolve().parents[3]
+
+# The partial: session and user (2), the study with the researcher's role (1),
+# the dashboard's own reads (strategies, live leases, judgment fingerprint,
+# annotators, model versions with their total, the newest recommendation, its
+# best responses: 7), annotator quality (4), and the analytics that are not
+# cached (per hour, learning curve, regret: 3). The judgment-derived figures
+# add four when the cache is cold (leaderboard 2, agreement 1, pace 1).
+PARTIAL_WARM = 17
+PARTIAL_COLD = PARTIAL_WARM + 4
+# The page renders the same dashboard inside the full layout (same queries).
+PAGE_COLD = PARTIAL_COLD
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _recommend(study) -> None:
+    """Give the newest model version a recommendation over every prompt, so the
+    best-response table (one query) is filled."""
+    prompts: dict[int, list[int]] = {}
+    for cid, prompt_id in Candidate.objects.filter(study=study).order_by("id").values_list("id", "prompt_id"):
+        prompts.setdefault(prompt_id, []).append(cid)
+    entry = {"p_best": 0.6, "mean": 0.3, "std": 0.2}
+    recommendation = {
+        "method": "laplace",
+        "prompts": {
+            str(p): {"best": ids[0], "leaderboard": [{**entry, "candidate": c} for c in ids[:2]]}
+            for p, ids in prompts.items()
+        },
+    }
+    newest = RewardModelVersion.objects.filter(study=study).order_by("-version").first()
+    RewardModelVersion.objects.filter(id=newest.id).update(recommendation=recommendation)
+
+
+def _sized_study(size: str, make_member):
+    """A small study, or one larger in every dimension the dashboard reads: prompts,
+    comparisons, annotators, judgments, more model versions and prompts than it
+    shows, simulation runs."""
+    if size == "small":
+        study = study_with_queue(n_prompts=2, n_candidates=3, overlap=2)
+        _populate(study, annotators=2, versions=1, runs=1, make_member=make_member)
+    else:
+        study = study_with_queue(n_prompts=12, n_candidates=4, overlap=3, queue_target=80, budget=1000)
+        _populate(study, annotators=5, versions=dashboard.MODEL_VERSIONS_SHOWN + 5, runs=3, make_member=make_member)
+    _recommend(study)
+    return study, make_member(study, Membership.Role.RESEARCHER)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_dashboard_partial_runs_a_fixed_number_of_queries_whatever_the_study_size(
+    size, client_for, make_member, django_assert_num_queries
+):
+    study, researcher = _sized_study(size, make_member)
+    judgments = Judgment.objects.filter(study=study).count()
+    assert judgments == (12 if size == "small" else 12 * 6 * 3)
+    client, url = client_for(researcher), reverse("study_dashboard", args=[study.slug])
+    with django_assert_num_queries(PARTIAL_COLD):
+        cold = client.get(url, **HTMX)
+    with django_assert_num_queries(PARTIAL_WARM):
+        warm = client.get(url, **HTMX)
+    assert cold.status_code == warm.status_code == 200
+    html = warm.content.decode()
+    assert f'data-stat="judgments">{judgments} <' in html
+    if size == "large":
+        shown = dashboard.MODEL_VERSIONS_SHOWN
+        assert f"(latest {shown} of {shown + 5})" in html
+        assert f"First {dashboard.LEADERBOARD_PROMPTS} of 12 prompts" in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_study_page_runs_a_fixed_number_of_queries_whatever_the_study_size(
+    size, client_for, make_member, django_assert_num_queries
+):
+    study, researcher = _sized_study(size, make_member)
+    client, url = client_for(researcher), reverse("study_detail", args=[study.slug])
+    with django_assert_num_queries(PAGE_COLD):
+        response = client.get(url)
+    assert response.status_code == 200
+    assert 'id="dashboard"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_charts_and_numbers(client_for, make_member):
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2, gold_rate=0.0)
+    researcher = make_member(study, Membership.Role.RESEARCHER)
+    _populate(study, annotators=2, versions=3, runs=1, make_member=make_member)
+    html = client_for(researcher).get(reverse("study_dashboard", args=[study.slug]), **HTMX).content.decode()
+    assert html.count('role="img"') == 4
+    for chart in ("chart-per-hour", "chart-learning-curve", "chart-leaderboard", "chart-regret"):
+        assert f'id="{chart}"' in html
+    # Key numbers in the accessible labels and on the page.
+    assert "18 in all, 18 this hour" in html
+    assert "latest v3: 62.0% after 30 judgments" in html
+    assert "3 checkpoints; 0.200 after 40 judgments" in html
+    assert 'data-stat="krippendorff-alpha">1.00<' in html
+    assert 'data-stat="judgments-this-hour">18<' in html
+    assert "9 candidate pairs judged by two or more of 2 annotators" in html
+    for source in ("alpha", "beta", "gamma"):
+        assert f"<td>{source}</td>" in html
+    assert "P(best)" in html and "95% interval" in html
+    assert "Median time on task" in html and "Per active hour" in html
+
+
+@pytest.mark.django_db
+def test_dashboard_without_data_says_so(client_for, researcher, study):
+    html = client_for(researcher).get(reverse("study_dashboard", args=[study.slug]), **HTMX).content.decode()
+    assert "No data yet." in html  # learning curve
+    assert "No comparison has two judgments yet: set the study's overlap to 2 or more" in html
+    assert "No judgments between responses of two different models yet" in html
+    assert 'id="chart-regret"' not in html
+
+
+# Runs in a fresh interpreter against the test database (committed: transactional_db).
+_RENDER_IN_A_WEB_PROCESS = """
+import sys
+import django
+django.setup()
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+settings.ALLOWED_HOSTS = ["testserver"]
+client = Client()
+client.force_login(get_user_model().objects.get(pk=int(sys.argv[1])))
+page = client.get(reverse("study_detail", args=[sys.argv[2]]))
+partial = client.get(reverse("study_dashboard", args=[sys.argv[2]]), HTTP_HX_REQUEST="true")
+for response in (page, partial):
+    assert response.status_code == 200, response.status_code
+    assert b"chart-leaderboard" in response.content
+print(",".join(m for m in ("torch", "transformers", "scipy", "sklearn") if m in sys.modules))
+"""
+
+
+def test_rendering_the_dashboard_never_imports_torch(transactional_db, make_member):
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2)
+    _populate(study, annotators=2, versions=2, runs=1, make_member=make_member)
+    researcher = make_member(study, Membership.Role.RESEARCHER)
+    database = connection.settings_dict["NAME"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RENDER_IN_A_WEB_PROCESS, str(researcher.pk), study.slug],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{database}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "", f"the dashboard's web process imported {proc.stdout.strip()}"
