@@ -1,0 +1,76 @@
+"""All judgments: one record per judgment, with its answer, the order it was shown
+in, and how its comparison was chosen.
+
+The answer is ``choice`` and ``ranking`` (candidate ids best first, always a list
+of places, a tied place holding two or more ids), with strength, rationale and
+aspect ratings ``{candidate id: {aspect: 1..5}}``. ``shown_order`` is the order
+the annotator saw the candidates (and ``shown_position`` on each candidate, 0 =
+first shown, "A"); then time on task, client info, when, the prompt, the
+candidates, and how the comparison was chosen (strategy, reward-model version,
+score, selection propensity, gold flag and answer). In CSV, lists and objects
+are JSON text in their cell; cells are written verbatim, so open files with
+annotators' free text through an import dialog rather than by double-clicking
+them in a spreadsheet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from annotation.exports.kinds.shared import (
+    ANSWER_COLUMNS,
+    CANDIDATES,
+    CHOSEN_COLUMNS,
+    PROMPT_COLUMNS,
+    answer_fields,
+    candidate_list,
+    chosen_fields,
+    prompt_fields,
+)
+from annotation.exports.rows import JudgmentRow, judgment_chunks
+from annotation.exports.schema import INT64, JSON, STRING, TIMESTAMP, RecordKind, Schema, list_of
+from annotation.models import Study
+
+SCHEMA = Schema(
+    *ANSWER_COLUMNS,
+    ("ranking", list_of(list_of(INT64))),
+    ("strength", STRING),
+    ("rationale", STRING),
+    ("aspect_ratings", JSON),
+    ("shown_order", list_of(INT64)),
+    ("time_on_task_ms", INT64),
+    ("client_info", JSON),
+    ("created_at", TIMESTAMP),
+    *PROMPT_COLUMNS,
+    ("candidates", CANDIDATES),
+    *CHOSEN_COLUMNS,
+)
+
+
+def judgment_record(study: Study, row: JudgmentRow) -> dict[str, Any]:
+    """One judgment's record."""
+    ids = [i for place in row.groups for i in place]
+    return {
+        **answer_fields(study, row),
+        "ranking": row.groups,
+        "strength": row.strength,
+        "rationale": row.rationale,
+        "aspect_ratings": row.aspect_ratings,
+        "shown_order": row.shown_order,
+        "time_on_task_ms": row.time_on_task_ms,
+        "client_info": row.client_info,
+        "created_at": row.created_at,
+        **prompt_fields(row.prompt),
+        "candidates": candidate_list(ids, row.shown_order, row.candidates),
+        **chosen_fields(row.chosen_by),
+    }
+
+
+def records(*, study: Study, pseudonymise: bool) -> Iterator[list[dict[str, Any]]]:
+    """Every judgment of the study, in id order, a chunk at a time."""
+    for chunk in judgment_chunks(study, pseudonymise=pseudonymise):
+        yield [judgment_record(study, row) for row in chunk]
+
+
+KIND = RecordKind(name="judgments", title="All judgments", noun="judgments", schema=SCHEMA, read=records)

@@ -1,0 +1,218 @@
+"""The file formats an export is written in, one :class:`Writer` each.
+
+Every writer takes a record kind and streams its file: ``JSONL`` and ``CSV`` a
+chunk of records at a time, ``PARQUET`` a row group at a time (parquet puts its
+index in a footer written last, so nothing needs to seek back). Only
+``DATASET_ZIP``, a ``datasets`` ``save_to_disk`` folder, is built before the
+first byte is sent, in a temporary folder removed when the response is closed,
+so its failures (e.g. nothing to export yet) are an ``ExportError`` for the
+caller to report, not a truncated archive. Memory is bounded by one chunk or
+one row group whatever the size of the study.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from annotation.exports.archives import CleanedUpStream, Sink, zip_folder_stream
+from annotation.exports.errors import ExportError
+from annotation.exports.schema import RecordKind
+from annotation.models import Study
+
+# Rows per parquet row group: large enough for good compression, small
+# enough that the buffered rows stay a few tens of megabytes.
+PARQUET_ROWS_PER_GROUP = 8192
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A file format: ``suffix`` ends the download's key and file name
+    (``.jsonl``, ``-dataset.zip``), ``label`` ends its label on the study page,
+    and ``write(kind, study=..., pseudonymise=...)`` gives the file's bytes as an
+    iterable of blocks (raising ``ExportError`` before the first block when the
+    export cannot be made)."""
+
+    suffix: str
+    label: str
+    content_type: str
+    write: Callable[..., Iterable[bytes]]
+
+
+# --- text -------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"Cannot export a value of type {type(value).__name__}.")
+
+
+def jsonl_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) -> Iterator[bytes]:
+    """One JSON object per record and line, keys in the schema's order."""
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    for chunk in kind.records(study=study, pseudonymise=pseudonymise):
+        if chunk:
+            yield "".join(encoder.encode(record) + "\n" for record in chunk).encode("utf-8")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+def csv_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) -> Iterator[bytes]:
+    """A header of the schema's names, then one row per record; lists and objects
+    are JSON text in their cell."""
+    columns = kind.schema.names
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for chunk in kind.records(study=study, pseudonymise=pseudonymise):
+        for record in chunk:
+            writer.writerow([_csv_cell(record[c]) for c in columns])
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():  # the header of an empty export
+        yield buffer.getvalue().encode("utf-8")
+
+
+# --- parquet and Hugging Face datasets --------------------------------------------
+
+
+def _parquet_row_groups(kind: RecordKind, *, study: Study, pseudonymise: bool) -> Iterator[Any]:
+    """The records as pyarrow tables of ``PARQUET_ROWS_PER_GROUP`` rows (the
+    last one shorter), one per row group: memory holds one."""
+    import pyarrow as pa
+
+    schema = kind.schema.arrow_schema()
+    size = PARQUET_ROWS_PER_GROUP
+    buffer: list[dict[str, Any]] = []
+    for chunk in kind.records(study=study, pseudonymise=pseudonymise):
+        buffer.extend(kind.schema.arrow_row(record) for record in chunk)
+        while len(buffer) >= size:
+            yield pa.Table.from_pylist(buffer[:size], schema=schema)
+            del buffer[:size]
+    if buffer:
+        yield pa.Table.from_pylist(buffer, schema=schema)
+    # An empty export is a file with the columns and no row group: an empty row
+    # group would be valid parquet that the ``datasets`` reader refuses.
+
+
+def _write_parquet(kind: RecordKind, *, study: Study, pseudonymise: bool, path: Path) -> int:
+    """Write the records to one parquet file a row group at a time; the row count."""
+    import pyarrow.parquet as pq
+
+    written = 0
+    with pq.ParquetWriter(path, kind.schema.arrow_schema(), compression="zstd") as writer:
+        for table in _parquet_row_groups(kind, study=study, pseudonymise=pseudonymise):
+            writer.write_table(table)
+            written += table.num_rows
+    return written
+
+
+def parquet_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) -> Iterator[bytes]:
+    """The same parquet file as ``export_hf_dataset(layout="parquet")``, as its
+    bytes are written: a download starts with the first row group instead of
+    after the whole file, and memory holds one row group. Load it with
+    ``load_dataset("parquet", data_files=...)``."""
+    import pyarrow.parquet as pq
+
+    sink = Sink()
+    with pq.ParquetWriter(sink, kind.schema.arrow_schema(), compression="zstd") as writer:
+        for table in _parquet_row_groups(kind, study=study, pseudonymise=pseudonymise):
+            writer.write_table(table)
+            if block := sink.drain():
+                yield block
+    if block := sink.drain():
+        yield block
+
+
+def export_hf_dataset(
+    *,
+    study: Study,
+    kind: RecordKind,
+    layout: Literal["parquet", "save_to_disk"],
+    dest: Path,
+    pseudonymise: bool = False,
+) -> Path:
+    """Write a Hugging Face dataset of the study into the folder ``dest``; its path.
+
+    ``layout="parquet"``: one file ``<slug>-<kind>.parquet``, written in row
+    groups as the judgments stream in (load it with
+    ``load_dataset("parquet", data_files=...)``). ``layout="save_to_disk"``: a
+    folder ``<slug>-<kind>`` for ``datasets.load_from_disk``, made from that
+    parquet file through a private cache that is removed afterwards (the
+    ``datasets`` cache is keyed by fingerprints, and a shared one could hand
+    back an older export of the same study); ExportError when there are no rows,
+    since ``datasets`` cannot save an empty dataset (an empty parquet file, with
+    the columns, is fine). The DPO dataset has the string columns ``prompt``,
+    ``chosen`` and ``rejected`` that TRL's DPOTrainer expects. Memory is bounded
+    by one row group.
+    """
+    if layout not in ("parquet", "save_to_disk"):
+        raise ExportError(f"Unknown dataset layout {layout!r}; expected parquet or save_to_disk.")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    name = f"{study.slug}-{kind.name}"
+    if layout == "parquet":
+        path = dest / f"{name}.parquet"
+        _write_parquet(kind, study=study, pseudonymise=pseudonymise, path=path)
+        return path
+
+    import datasets
+
+    folder = dest / name
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=dest))
+    bars_were_disabled = datasets.are_progress_bars_disabled()
+    try:
+        parquet = work / f"{name}.parquet"
+        written = _write_parquet(kind, study=study, pseudonymise=pseudonymise, path=parquet)
+        datasets.disable_progress_bars()  # a web worker has no terminal to draw them on
+        if not written:
+            # datasets 5.2 can neither read a data file without rows ("corresponds
+            # to no data") nor save an empty dataset (no shards to write).
+            raise ExportError(f"The study has no {kind.noun} yet; a save_to_disk dataset cannot be empty.")
+        dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(work / "cache"))
+        dataset.save_to_disk(str(folder))
+        del dataset
+    finally:
+        if not bars_were_disabled:
+            datasets.enable_progress_bars()
+        shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+def dataset_zip_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) -> CleanedUpStream:
+    """A ``save_to_disk`` folder of the records, zipped: built in a temporary
+    folder before the first byte (ExportError, and nothing left behind, when it
+    cannot be), then streamed; the folder is removed when the stream is closed."""
+    work = Path(tempfile.mkdtemp(prefix="prefloop-export-"))
+    try:
+        folder = export_hf_dataset(study=study, kind=kind, layout="save_to_disk", dest=work, pseudonymise=pseudonymise)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return CleanedUpStream(zip_folder_stream(folder, root=folder.name), lambda: shutil.rmtree(work, ignore_errors=True))
+
+
+JSONL = Writer(".jsonl", "JSON lines", "application/x-ndjson; charset=utf-8", jsonl_stream)
+CSV = Writer(".csv", "CSV", "text/csv; charset=utf-8", csv_stream)
+PARQUET = Writer(".parquet", "Hugging Face parquet", "application/vnd.apache.parquet", parquet_stream)
+DATASET_ZIP = Writer("-dataset.zip", "datasets save_to_disk folder, zipped", "application/zip", dataset_zip_stream)
