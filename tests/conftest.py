@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from annotation.models import Membership, Study
@@ -46,6 +47,13 @@ def loop_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(triggers, "retrain_request", fake_retrain_request)
     monkeypatch.setattr(triggers, "refill_request", fake_refill_request)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Each test starts with an empty cache: rate-limit counts and cached dashboard
+    figures outlive a test's transaction otherwise."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

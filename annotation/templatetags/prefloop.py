@@ -107,3 +107,13 @@ def decimals(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "—"
     return f"{float(value):.{int(digits)}f}"
+
+
+@register.filter
+def duration_words(value: object) -> str:
+    """A ``timedelta`` in words, rounded up to whole minutes: "15 minutes", "1 minute"."""
+    seconds = getattr(value, "total_seconds", None)
+    if seconds is None:
+        return ""
+    minutes = max(1, -(-int(seconds()) // 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
