@@ -11,21 +11,30 @@ writes it to a file).
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from dataclasses import asdict
+
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from annotation import selectors, serializers
-from annotation.models import Membership, Study
+from annotation.dashboard.analytics import study_leaderboard
+from annotation.export_views import checkpoint_response, export_response
+from annotation.exports import registry as export_registry
+from annotation.exports.errors import ExportError
+from annotation.imports.records import ImportFileError
+from annotation.imports.upload import import_upload
+from annotation.models import ImportJob, Membership, Study
 from annotation.services import (
     AnnotationError,
     StudyNotOpen,
@@ -49,9 +58,25 @@ def _settings_error(exc) -> Response:
 
 
 class TokenObtain(ObtainAuthToken):
-    """Exchange a username and password for an API token (the same token every time)."""
+    """Exchange a username and password for an API token (the same token every time).
 
-    throttle_classes = [AnonRateThrottle]
+    Rate-limited per client address (DRF's own token view turns throttling off;
+    this one takes the project's default) and protected by the same sign-in
+    lockout as the login page (django-axes): a locked-out client or account gets
+    429, whatever the password."""
+
+    throttle_classes = api_settings.DEFAULT_THROTTLE_CLASSES
+
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except DRFValidationError:
+            if getattr(request, "axes_locked_out", False):
+                return _error(
+                    "Too many failed sign-ins from this client or for this account; try again later.",
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                )
+            raise
 
 
 # --- studies -----------------------------------------------------------------------
@@ -78,8 +103,6 @@ class StudyList(APIView):
         if not selectors.user_can_create_study(user=request.user):
             raise PermissionDenied("Only staff and researchers can create studies.")
         data = _valid(serializers.StudyCreateInput, request.data)
-        from django.core.exceptions import ValidationError
-
         try:
             study = study_settings_create(name=data["name"], settings=data["settings"], created_by=request.user)
         except ValidationError as exc:
@@ -112,8 +135,6 @@ class StudyDetail(APIView):
         summary="Change a study's settings (its researchers)",
     )
     def patch(self, request: Request, slug: str) -> Response:
-        from django.core.exceptions import ValidationError
-
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         data = _valid(serializers.StudyUpdateInput, request.data)
         try:
@@ -124,29 +145,55 @@ class StudyDetail(APIView):
         return Response(serializers.StudyOutput(study, context={"roles": {study.pk: role}}).data)
 
 
-UPLOAD_SCHEMA = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-
-
 class StudyImport(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={201: serializers.ImportOutput, 400: serializers.ErrorOutput},
-        summary="Import prompts and candidates from a JSONL file (all or nothing)",
+        request={"multipart/form-data": serializers.ImportInput},
+        responses={201: serializers.ImportOutput, 202: serializers.ImportJobOutput, 400: serializers.ErrorOutput},
+        summary="Import prompts and candidates from a file (all or nothing): a small text file at once (201), "
+        "anything else as a background job to poll (202)",
     )
     def post(self, request: Request, slug: str) -> Response:
-        from annotation.importing import ImportFileError, study_import_jsonl
-
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        upload = request.FILES.get("file")
-        if upload is None:
+        if request.FILES.get("file") is None:
             return _error("Send the file as the multipart field “file”.")
+        data = _valid(serializers.ImportInput, request.data)
+        options = {"record_preference": data["record_preference"]}
+        if data.get("split"):
+            options["split"] = data["split"]
         try:
-            result = study_import_jsonl(study=study, fileobj=upload)
+            outcome = import_upload(
+                study=study, upload=data["file"], format=data.get("format") or None, options=options, by=request.user
+            )
         except ImportFileError as exc:
             return _error(f"Nothing imported: {exc}")
-        return Response(serializers.ImportOutput(result).data, status=status.HTTP_201_CREATED)
+        if outcome.job is None:
+            return Response(serializers.ImportOutput(outcome.result).data, status=status.HTTP_201_CREATED)
+        job = _import_job_payload(request, study, outcome.job)
+        return Response(
+            serializers.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": job["url"]}
+        )
+
+
+class ImportJobDetail(APIView):
+    @extend_schema(
+        responses={200: serializers.ImportJobOutput, 404: serializers.ErrorOutput},
+        summary="A background import: its status and progress, and once done what it imported",
+    )
+    def get(self, request: Request, slug: str, job_id: int) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        job = selectors.import_job_get(study=study, job_id=job_id)
+        return Response(serializers.ImportJobOutput(_import_job_payload(request, study, job)).data)
+
+
+def _import_job_payload(request: Request, study: Study, job: ImportJob) -> dict:
+    fields = [name for name in serializers.ImportJobOutput().fields if name not in ("result", "url")]
+    return {
+        **{name: getattr(job, name) for name in fields},
+        "result": job.result or None,
+        "url": request.build_absolute_uri(reverse("api_import_job", args=[study.slug, job.pk])),
+    }
 
 
 # --- annotating --------------------------------------------------------------------
@@ -302,10 +349,6 @@ class Leaderboard(APIView):
 
 
 def _models_leaderboard(study: Study) -> list[dict]:
-    from dataclasses import asdict
-
-    from annotation.dashboard.analytics import study_leaderboard
-
     return [asdict(row) for row in study_leaderboard(study=study).rows]
 
 
@@ -315,9 +358,6 @@ class CheckpointDownload(APIView):
         summary="A model version's checkpoint (safetensors + config.json) as a zip",
     )
     def get(self, request: Request, slug: str, version: int):
-        from annotation.export_views import checkpoint_response
-        from annotation.exporting import ExportError
-
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         row = selectors.model_version_get(study=study, version=version)
         if row is None:
@@ -340,15 +380,13 @@ class Export(APIView):
         summary="Download a dataset export (streamed)",
     )
     def get(self, request: Request, slug: str, fmt: str):
-        from annotation.export_views import export_response
-        from annotation.exporting import EXPORT_FORMATS, ExportError
-
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        spec = EXPORT_FORMATS.get(fmt)
-        if spec is None:
-            return _error(f"No export format “{fmt}”; one of: {', '.join(EXPORT_FORMATS)}.", status.HTTP_404_NOT_FOUND)
+        export = export_registry.get(fmt)
+        if export is None:
+            known = ", ".join(export_registry.known_keys())
+            return _error(f"No export format “{fmt}”; one of: {known}.", status.HTTP_404_NOT_FOUND)
         pseudonymise = request.query_params.get("pseudonymise", "").lower() in {"1", "true", "yes", "on"}
         try:
-            return export_response(study=study, spec=spec, pseudonymise=pseudonymise)
+            return export_response(study=study, export=export, pseudonymise=pseudonymise)
         except ExportError as exc:
             return _error(str(exc), status.HTTP_409_CONFLICT)

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.imports import registry as import_formats
+from annotation.imports.records import ImportFileError
 from annotation.models import Study
 from annotation.services import STUDY_SETTINGS
 
-IMPORT_FILE_HELP = (
-    "JSONL (.jsonl, one prompt per line: "
-    '{"prompt": "…" or [{"role": "user", "content": "…"}, …], '
-    '"candidates": ["response", {"text": "response", "source": "model name"}, {"image": "https://…"}, …], '
-    '"id": "optional", "format": "text | markdown | conversation (optional)", "metadata": {…}, '
-    '"gold": {"better": 1, "worse": 0, "kind": "gold | attention"} (optional: a known answer)}); '
-    'HH-RLHF JSONL ({"chosen": "\\n\\nHuman: …\\n\\nAssistant: …", "rejected": "…"}, also .jsonl.gz); '
-    "CSV with a header row: prompt, then response columns (response_1, response_2, … or chosen, rejected; "
-    "or one row per response with prompt_id, prompt, response, source); "
-    "Parquet or a zipped Hugging Face save_to_disk folder with the same columns (or prompt + responses list). "
+# How every upload form ends its description of the formats.
+IMPORT_FILE_HELP_END = (
     "Duplicate prompts and responses are skipped; a file with any bad line or row imports nothing, "
     "and the error names the line or row and the field."
 )
+FORMAT_AUTO = "auto"
+
+
+def import_file_help() -> str:
+    """The file field's help: every format of the registry described, then the rules."""
+    described = "; ".join(spec.help for spec in import_formats.formats() if spec.help)
+    return f"{described}. {IMPORT_FILE_HELP_END}"
 
 
 class StudyImportForm(forms.Form):
-    """Upload of a JSONL file of prompts and candidates (see ``annotation.importing``)."""
+    """Upload of a file of prompts and candidates in any import format
+    (``annotation.imports.registry``), with the name of the study it may create."""
 
-    file = forms.FileField(label="File", help_text=IMPORT_FILE_HELP, allow_empty_file=False)
+    file = forms.FileField(label="File", allow_empty_file=False)
     name = forms.CharField(
         label="Study name",
         max_length=Study._meta.get_field("name").max_length,
@@ -34,21 +36,19 @@ class StudyImportForm(forms.Form):
         help_text="Used when the import creates a new study; defaults to the file name.",
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Read per form, so a format registered at run time is described too.
+        self.fields["file"].help_text = import_file_help()
+
 
 # --- study set-up ---------------------------------------------------------------------
 
-FORMAT_AUTO = "auto"
-
 
 class ImportUploadForm(StudyImportForm):
-    """An upload in any supported format, with the options of the table formats."""
+    """An upload with its format (detected unless chosen) and the options of the table formats."""
 
-    format = forms.ChoiceField(
-        label="Format",
-        required=False,
-        initial=FORMAT_AUTO,
-        help_text="Detected from the file name (.jsonl, .jsonl.gz, .csv, .parquet, .zip) unless you choose one.",
-    )
+    format = forms.ChoiceField(label="Format", required=False, initial=FORMAT_AUTO)
     record_preference = forms.BooleanField(
         label="Keep chosen > rejected as a known preference",
         required=False,
@@ -63,21 +63,19 @@ class ImportUploadForm(StudyImportForm):
     )
 
     def __init__(self, *args, **kwargs) -> None:
-        from annotation.models import ImportJob
-
         super().__init__(*args, **kwargs)
-        self.fields["format"].choices = [(FORMAT_AUTO, "Detect from the file name"), *ImportJob.Format.choices]
+        field = self.fields["format"]
+        field.choices = [(FORMAT_AUTO, "Detect from the file name"), *import_formats.choices()]
+        field.help_text = (
+            f"Detected from the file name ({', '.join(import_formats.extensions())}) unless you choose one."
+        )
 
     def clean(self) -> dict:
-        from annotation.importing import ImportFileError, detect_format
-
         cleaned = super().clean()
         upload = cleaned.get("file")
         if upload is not None and cleaned.get("format") in (None, "", FORMAT_AUTO):
-            head = upload.read(64 * 1024)
-            upload.seek(0)
             try:
-                cleaned["format"] = detect_format(upload.name, head)
+                cleaned["format"] = import_formats.detect_upload(upload)
             except ImportFileError as exc:
                 self.add_error("file", str(exc))
         # An unticked box is absent from a post, as is the whole box when a page
@@ -87,7 +85,7 @@ class ImportUploadForm(StudyImportForm):
         return cleaned
 
     def options(self) -> dict:
-        """Format options stored with an import job."""
+        """The format options chosen (the import keeps those its format reads)."""
         options = {"record_preference": bool(self.cleaned_data.get("record_preference"))}
         if self.cleaned_data.get("split"):
             options["split"] = self.cleaned_data["split"]

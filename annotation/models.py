@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation import loop
+from annotation.imports import registry as import_formats
 from models_runtime import kinds
 
 LIKERT_POINTS = 5
@@ -437,13 +438,6 @@ class ImportJob(models.Model):
     written during the ``writing`` stage, so the bar moves through both.
     """
 
-    class Format(models.TextChoices):
-        JSONL = "jsonl", "JSONL (prompt + candidates per line)"
-        CSV = "csv", "CSV"
-        HH_RLHF = "hh_rlhf", "HH-RLHF JSONL (chosen / rejected transcripts)"
-        PARQUET = "parquet", "Parquet"
-        HF_DISK = "hf_disk", "Hugging Face dataset (save_to_disk folder, zipped)"
-
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -458,7 +452,8 @@ class ImportJob(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    format = models.CharField(max_length=16, choices=Format.choices)
+    # A key of annotation.imports.registry (a callable: a new format needs no migration).
+    format = models.CharField(max_length=16, choices=import_formats.choices)
     # Path relative to MEDIA_ROOT; removed once the import succeeded.
     file_path = models.CharField(max_length=500)
     original_name = models.CharField(max_length=255, blank=True)

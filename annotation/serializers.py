@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
+from annotation.imports import registry as import_formats
+from annotation.models import LIKERT_POINTS, Assignment, ImportJob, Judgment, Study
 from annotation.services import STUDY_SETTINGS
 
 # --- studies ---------------------------------------------------------------------
@@ -201,11 +202,50 @@ class ModelVersionOutput(serializers.Serializer):
     checkpoint_url = serializers.CharField(allow_blank=True, help_text="Download of the checkpoint (a zip).")
 
 
+class ImportInput(serializers.Serializer):
+    """An upload to import, in any format the upload pages take."""
+
+    file = serializers.FileField(allow_empty_file=True, help_text="The file, as the multipart field “file”.")
+    format = serializers.ChoiceField(
+        choices=(), required=False, help_text="The file's format; detected from its name and first bytes if left out."
+    )
+    record_preference = serializers.BooleanField(
+        default=True, help_text="For chosen/rejected data: mark each candidate's metadata with its side."
+    )
+    split = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="For a Hugging Face dataset with several splits."
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Read per request, so a format added to the registry is accepted too.
+        self.fields["format"].choices = import_formats.choices()
+
+
 class ImportOutput(serializers.Serializer):
     prompts_created = serializers.IntegerField()
     prompts_existing = serializers.IntegerField()
     candidates_created = serializers.IntegerField()
     duplicates_skipped = serializers.IntegerField()
+
+
+class ImportJobOutput(serializers.Serializer):
+    """A background import; poll ``url`` until ``status`` is done or failed."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ImportJob.Status.choices)
+    stage = serializers.ChoiceField(choices=ImportJob.Stage.choices, help_text="Checking rows, then writing them.")
+    format = serializers.CharField()
+    original_name = serializers.CharField()
+    total = serializers.IntegerField(allow_null=True, help_text="Rows in the file, once counted.")
+    processed = serializers.IntegerField(help_text="Rows checked (or written) so far in this stage.")
+    percent = serializers.IntegerField(help_text="Progress over both stages.")
+    error = serializers.CharField(allow_blank=True, help_text="Why nothing was imported, naming the line or row.")
+    result = ImportOutput(allow_null=True, help_text="What was imported, once done.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.URLField(help_text="This job, to poll.")
 
 
 class ErrorOutput(serializers.Serializer):

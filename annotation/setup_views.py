@@ -15,14 +15,15 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation import importing, selectors, services
+from annotation import selectors, services
 from annotation.forms import ImportUploadForm, MemberAddForm, StudySettingsForm
+from annotation.imports.records import ImportFileError, ImportResult
+from annotation.imports.upload import import_upload, study_create_from_upload
 from annotation.models import ImportJob, Membership, Study
 
 # Import jobs listed on the settings page.
@@ -165,7 +166,7 @@ def study_invite_rotate(request: HttpRequest, slug: str) -> HttpResponse:
 # --- imports -----------------------------------------------------------------------
 
 
-def _import_summary(result: importing.ImportResult) -> str:
+def _import_summary(result: ImportResult) -> str:
     return (
         f"Imported {result.prompts_created} new prompts ({result.prompts_existing} already there) and "
         f"{result.candidates_created} candidates; {result.duplicates_skipped} duplicates skipped."
@@ -179,10 +180,6 @@ def _form_errors(form) -> str:
     )
 
 
-def _runs_now(upload, format: str) -> bool:
-    return format in importing.SYNC_FORMATS and upload.size <= importing.SYNC_IMPORT_MAX_BYTES
-
-
 @login_required
 @require_POST
 def study_import(request: HttpRequest, slug: str) -> HttpResponse:
@@ -194,19 +191,21 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, f"Nothing imported. {_form_errors(form)}")
         return redirect(back)
-    upload, fmt = form.cleaned_data["file"], form.cleaned_data["format"]
-    if _runs_now(upload, fmt):
-        try:
-            result = importing.study_import_upload(study=study, fileobj=upload, format=fmt, options=form.options())
-        except importing.ImportFileError as exc:
-            messages.error(request, f"Nothing imported: {exc}")
-        else:
-            messages.success(request, _import_summary(result))
+    try:
+        outcome = import_upload(
+            study=study,
+            upload=form.cleaned_data["file"],
+            format=form.cleaned_data["format"],
+            options=form.options(),
+            by=request.user,
+        )
+    except ImportFileError as exc:
+        messages.error(request, f"Nothing imported: {exc}")
         return redirect(back)
-    job = importing.import_job_create(
-        study=study, upload=upload, format=fmt, options=form.options(), created_by=request.user
-    )
-    return redirect("import_job_detail", slug=study.slug, job_id=job.pk)
+    if outcome.job is not None:
+        return redirect("import_job_detail", slug=study.slug, job_id=outcome.job.pk)
+    messages.success(request, _import_summary(outcome.result))
+    return redirect(back)
 
 
 @login_required
@@ -221,25 +220,21 @@ def study_create_from_file(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, f"No study created. {_form_errors(form)}")
         return redirect("home")
-    upload, fmt = form.cleaned_data["file"], form.cleaned_data["format"]
+    upload = form.cleaned_data["file"]
     name = form.cleaned_data["name"] or Path(upload.name).stem.removesuffix(".jsonl") or "Untitled study"
-    if _runs_now(upload, fmt):
-        try:
-            with transaction.atomic():
-                study = services.study_create(name=name, created_by=request.user)
-                result = importing.study_import_upload(study=study, fileobj=upload, format=fmt, options=form.options())
-        except importing.ImportFileError as exc:
-            messages.error(request, f"No study created: {exc}")
-            return redirect("home")
-        messages.success(request, f"Created study “{study.name}”. {_import_summary(result)}")
-        return redirect("study_detail", slug=study.slug)
-    with transaction.atomic():
-        study = services.study_create(name=name, created_by=request.user, status=Study.Status.DRAFT)
-        job = importing.import_job_create(
-            study=study, upload=upload, format=fmt, options=form.options(), created_by=request.user
+    try:
+        outcome = study_create_from_upload(
+            name=name, upload=upload, format=form.cleaned_data["format"], options=form.options(), by=request.user
         )
-    messages.info(request, f"Created the draft study “{study.name}”; its data is being imported.")
-    return redirect("import_job_detail", slug=study.slug, job_id=job.pk)
+    except ImportFileError as exc:
+        messages.error(request, f"No study created: {exc}")
+        return redirect("home")
+    study = outcome.study
+    if outcome.job is not None:
+        messages.info(request, f"Created the draft study “{study.name}”; its data is being imported.")
+        return redirect("import_job_detail", slug=study.slug, job_id=outcome.job.pk)
+    messages.success(request, f"Created study “{study.name}”. {_import_summary(outcome.result)}")
+    return redirect("study_detail", slug=study.slug)
 
 
 @login_required

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from annotation import importing
+from annotation.imports import jobs
 
 
 @shared_task(name="annotation.tasks.import_job_run", acks_late=True)
 def import_job_run(job_id: int) -> str | None:
     """Run a queued file import; a job already claimed or finished is left alone."""
-    job = importing.import_job_run(job_id=job_id)
+    job = jobs.import_job_run(job_id=job_id)
     return job.status if job else None

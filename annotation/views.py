@@ -22,6 +22,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors
 from annotation.dashboard import selectors as dashboard
+from annotation.exports import registry as export_registry
+from annotation.forms import StudyImportForm
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.services import (
     UNDO_SECONDS_SHOWN,
@@ -43,8 +45,6 @@ MAX_TIME_ON_TASK_MS = 24 * 60 * 60 * 1000
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    from annotation.forms import StudyImportForm
-
     can_create = selectors.user_can_create_study(user=request.user)
     return render(
         request,
@@ -340,9 +340,8 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
 @login_required
 @require_GET
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    from annotation.exporting import EXPORT_FORMATS
-    from annotation.forms import StudyImportForm
-
+    """A study's page for its researchers: the live dashboard (also served alone to
+    htmx polls by :func:`study_dashboard`), imports, exports and invite links."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     invite = request.build_absolute_uri(reverse("join", args=[study.invite_token]))
     return render(
@@ -351,7 +350,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "study": study,
             "dashboard": dashboard.study_dashboard(study=study),
-            "export_formats": list(EXPORT_FORMATS.values()),
+            "export_formats": export_registry.exports(),
             "import_form": StudyImportForm(),
             "invite_url": invite,
             "prolific_url": invite

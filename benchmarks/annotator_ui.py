@@ -273,7 +273,8 @@ def _seed(env: dict[str, str]) -> dict[str, str]:
     code = f"""
 import django; django.setup()
 from django.contrib.auth import get_user_model
-from annotation.importing import study_import_records, PromptRecord, CandidateRecord
+from annotation.imports.records import CandidateRecord, PromptRecord
+from annotation.imports.writer import study_import_records
 from annotation.services import study_create
 from annotation.models import Membership
 topics = {PROMPT_TOPICS!r}

@@ -5,6 +5,7 @@ filesystem message broker in ``var/broker``. Production sets ``DATABASE_URL``
 (PostgreSQL through psycopg 3) and ``CELERY_BROKER_URL`` (Redis or RabbitMQ).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "annotation",
     "activelearn",
 ]
@@ -53,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised by authentication into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -95,6 +99,12 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out client or account before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -177,6 +187,21 @@ PREFLOOP_RETRAIN_STALE_SECONDS = env.int("PREFLOOP_RETRAIN_STALE_SECONDS", defau
 # At most one fit per study this often; judgments arriving meanwhile go into the next fit.
 PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
 
+# --- sign-in protection --------------------------------------------------------
+# Addresses (or networks) of the reverse proxies in front of the app; only their
+# X-Forwarded-For is believed (webapp/client_ip.py). Empty: the peer address is the client.
+PREFLOOP_TRUSTED_PROXIES = env.list("PREFLOOP_TRUSTED_PROXIES", default=[])
+# After this many failed sign-ins, a client address is locked out, and so is an
+# account (from any address), for the cool-off period; a success resets the count.
+AXES_FAILURE_LIMIT = env.int("PREFLOOP_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("PREFLOOP_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "webapp.client_ip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Keep the access log small: failures are what the lockout needs.
+AXES_DISABLE_ACCESS_LOG = True
+
 # --- security in production ------------------------------------------------
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -210,7 +235,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Only the token endpoint is throttled (against password guessing).
+    # Anonymous requests are limited per client address (webapp/client_ip.py); every
+    # endpoint but the token exchange refuses them before counting, so in effect
+    # this limits password guessing there (django-axes also locks it out).
+    "DEFAULT_THROTTLE_CLASSES": ["webapp.client_ip.ClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env.str("PREFLOOP_API_ANON_RATE", default="20/minute")},
 }
 SPECTACULAR_SETTINGS = {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from annotation.models import Assignment, Judgment, Membership, RewardModelVersion, Study
+from annotation.models import Assignment, Candidate, ImportJob, Judgment, Membership, RewardModelVersion, Study
 from tests.factories import UserFactory, study_with_queue
 
 pytestmark = pytest.mark.django_db
@@ -208,10 +211,115 @@ def test_model_versions_are_listed_for_researchers_only(study, researcher, annot
     assert api_as(annotator).get(f"/api/v1/studies/{study.slug}/model-versions/").status_code == 404
 
 
+# --- imports -------------------------------------------------------------------------
+
+HH_PAIR = {
+    "chosen": "\n\nHuman: How do I boil an egg?\n\nAssistant: Six minutes.",
+    "rejected": "\n\nHuman: How do I boil an egg?\n\nAssistant: Microwave it.",
+}
+
+
+def _import(client, study, name: str, content: bytes, **fields):
+    return client.post(
+        f"/api/v1/studies/{study.slug}/imports/",
+        {"file": SimpleUploadedFile(name, content), **fields},
+        format="multipart",
+    )
+
+
+def test_small_csv_and_hh_rlhf_uploads_are_imported_at_once(study, researcher):
+    client = api_as(researcher)
+    made = _import(client, study, "pairs.csv", b"prompt,response_1,response_2\nName a colour,Red,Blue\n")
+    assert made.status_code == 201, made.json()
+    assert made.json() == {
+        "prompts_created": 1,
+        "prompts_existing": 0,
+        "candidates_created": 2,
+        "duplicates_skipped": 0,
+    }
+    assert set(Candidate.objects.filter(prompt__text="Name a colour").values_list("text", flat=True)) == {"Red", "Blue"}
+
+    made = _import(client, study, "train.jsonl", json.dumps(HH_PAIR).encode(), record_preference="false")
+    assert made.status_code == 201 and made.json()["candidates_created"] == 2
+    six = Candidate.objects.get(study=study, text="Six minutes.")
+    assert six.prompt.text == "Human: How do I boil an egg?" and six.metadata == {}
+
+
+def test_bad_uploads_are_refused_with_the_row_and_field_and_import_nothing(study, researcher):
+    client = api_as(researcher)
+    before = Candidate.objects.count()
+    bad = _import(client, study, "pairs.csv", b"prompt,response\nfine,a\n,orphan\n")
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "detail": 'Nothing imported: row 3, field "prompt": is empty (and no earlier row has this prompt_id)'
+    }
+    unknown = _import(client, study, "notes.txt", b"hello")
+    assert unknown.status_code == 400 and "cannot tell the format of 'notes.txt'" in unknown.json()["detail"]
+    chosen = _import(client, study, "notes.txt", b'{"prompt": "p", "candidates": ["a"]}\n', format="jsonl")
+    assert chosen.status_code == 201
+    missing = client.post(f"/api/v1/studies/{study.slug}/imports/", {}, format="multipart")
+    assert missing.json() == {"detail": "Send the file as the multipart field “file”."}
+    assert Candidate.objects.count() == before + 1
+
+
+def test_a_large_upload_is_accepted_as_a_job_that_the_worker_runs_and_the_api_reports(
+    study, researcher, monkeypatch, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from annotation.imports import upload
+    from webapp.celery import app as celery_app
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(upload, "SYNC_IMPORT_MAX_BYTES", 100)
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", True)
+    lines = "".join(json.dumps({"prompt": f"Prompt {i}", "candidates": [f"x{i}", f"y{i}"]}) + "\n" for i in range(20))
+    client = api_as(researcher)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        accepted = _import(client, study, "big.jsonl", lines.encode())
+    assert accepted.status_code == 202, accepted.json()
+    job = accepted.json()
+    assert (job["status"], job["format"], job["original_name"], job["result"]) == ("queued", "jsonl", "big.jsonl", None)
+    assert job["url"].endswith(f"/api/v1/studies/{study.slug}/imports/{job['id']}/")
+    assert accepted["Location"] == job["url"]
+
+    for callback in callbacks:
+        callback()  # the commit: the task runs, in-process
+    done = client.get(job["url"])
+    assert done.status_code == 200
+    body = done.json()
+    assert (body["status"], body["percent"], body["total"], body["error"]) == ("done", 100, 20, "")
+    assert body["result"] == {
+        "prompts_created": 20,
+        "prompts_existing": 0,
+        "candidates_created": 40,
+        "duplicates_skipped": 0,
+    }
+    assert Candidate.objects.filter(study=study, text="y19").exists()
+
+
+def test_import_jobs_are_shown_to_the_study_researchers_only(study, researcher, annotator):
+    job = ImportJob.objects.create(study=study, format="csv", file_path="imports/x/y.csv", original_name="y.csv")
+    other = study_with_queue(n_prompts=1, n_candidates=2)
+    theirs = ImportJob.objects.create(study=other, format="csv", file_path="imports/z/y.csv")
+    other_researcher = UserFactory()
+    Membership.objects.create(study=other, user=other_researcher, role=Membership.Role.RESEARCHER)
+    url = f"/api/v1/studies/{study.slug}/imports/{job.pk}/"
+    seen = api_as(researcher).get(url)
+    assert seen.status_code == 200 and seen.json()["status"] == "queued" and seen.json()["percent"] == 0
+    assert api_as(annotator).get(url).status_code == 404
+    assert api_as(other_researcher).get(url).status_code == 404
+    assert api_as(researcher).get(f"/api/v1/studies/{study.slug}/imports/{theirs.pk}/").status_code == 404
+
+
 def test_the_openapi_schema_is_generated_and_valid(tmp_path):
     out = tmp_path / "schema.yaml"
     call_command("spectacular", "--file", str(out), "--validate", "--fail-on-warn")
     text = out.read_text()
-    for path in ("/api/v1/studies/{slug}/next/", "/api/v1/studies/{slug}/judgments/", "/api/v1/auth/token/"):
+    for path in (
+        "/api/v1/studies/{slug}/next/",
+        "/api/v1/studies/{slug}/judgments/",
+        "/api/v1/auth/token/",
+        "/api/v1/studies/{slug}/imports/{job_id}/",
+    ):
         assert path in text
     assert "tokenAuth" in text

@@ -80,6 +80,7 @@ ROUTES = (
     Route("api_study", "get", "/api/v1/studies/{slug}/", "member", api=True),
     Route("api_study", "patch", "/api/v1/studies/{slug}/", "researcher", api=True, data={"settings": {}}),
     Route("api_import", "post", "/api/v1/studies/{slug}/imports/", "researcher", api=True),
+    Route("api_import_job", "get", "/api/v1/studies/{slug}/imports/{job}/", "researcher", api=True),
     Route("api_next", "get", "/api/v1/studies/{slug}/next/", "member", api=True),
     Route("api_judgments", "get", "/api/v1/studies/{slug}/judgments/", "member", api=True),
     Route(

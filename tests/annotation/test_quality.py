@@ -12,7 +12,8 @@ from django.urls import reverse
 from activelearn.refill import queue_refill
 from annotation import services
 from annotation.dashboard import selectors as dashboard
-from annotation.importing import ImportFileError, study_import_jsonl
+from annotation.imports.records import ImportFileError
+from annotation.imports.writer import study_import_jsonl
 from annotation.models import Assignment, Comparison, Judgment, Membership
 from annotation.selectors import queue_waiting_count
 from tests.annotation.test_views import HTMX, annotate_url, comparison_id_in

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from annotation.importing import ImportFileError, study_import_jsonl
+from annotation.imports.records import ImportFileError
+from annotation.imports.writer import study_import_jsonl
 from annotation.models import Candidate, Comparison
 from annotation.rendering import diff_html, messages_from_hh, messages_from_json, safe_image_url
 from tests.annotation.test_views import annotate_url

@@ -12,6 +12,7 @@ from annotation.services import (
     StudyNotOpen,
     assignment_lease_next,
     judgment_submit,
+    study_create,
     study_settings_create,
 )
 from tests.factories import UserFactory
@@ -56,6 +57,21 @@ def judge_one(study: Study, user) -> None:
 
 
 # --- creating ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_study_create_makes_unique_slugs_and_a_researcher_membership() -> None:
+    user = UserFactory(username="rita")
+
+    first = study_create(name="Summaries, round 1!", created_by=user, budget=50)
+    second = study_create(name="Summaries, round 1!")
+    third = study_create(name="Other name", slug="summaries-round-1")
+
+    assert [first.slug, second.slug, third.slug] == ["summaries-round-1", "summaries-round-1-2", "summaries-round-1-3"]
+    assert first.budget == 50
+    assert first.created_by == user
+    assert Membership.objects.get(study=first, user=user).role == Membership.Role.RESEARCHER
+    assert not Membership.objects.filter(study=second).exists()
 
 
 def test_researcher_creates_a_study_with_every_option(client_for, researcher):

@@ -449,8 +449,9 @@ def test_dashboard_partial_for_htmx_and_redirect_without(client_for, researcher,
     client = client_for(researcher)
     url = reverse("study_dashboard", args=[study.slug])
     # Session and user, the study and its access check, the dashboard's own
-    # aggregates and the annotator-quality table: fixed, not per row. The
-    # analytics add seven (tests/annotation/test_analytics.py counts them).
+    # aggregates, the annotator-quality table and the analytics: fixed, not per
+    # row (tests/annotation/dashboard/test_selectors.py counts them exactly, at
+    # two study sizes).
     with django_assert_max_num_queries(20):
         partial = client.get(url, **HTMX)
     assert partial.status_code == 200

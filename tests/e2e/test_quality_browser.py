@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from annotation import services
-from annotation.importing import study_import_jsonl
+from annotation.imports.writer import study_import_jsonl
 from annotation.models import Comparison, Judgment, Membership
 from tests.e2e.helpers import NEW_COMPARISON, log_in, member, wait_for
 from tests.factories import StudyFactory

@@ -10,7 +10,9 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from annotation import loop
-from annotation.importing import ImportResult, parse_jsonl, study_import_records
+from annotation.imports.jsonl import parse_jsonl
+from annotation.imports.records import ImportResult
+from annotation.imports.writer import study_import_records
 from annotation.models import Membership, Study
 from annotation.services import study_create
 

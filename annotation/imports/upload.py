@@ -1,0 +1,125 @@
+"""One upload, imported now or as a background job: the service behind the
+import pages and the REST API.
+
+A small text upload (JSONL, HH-RLHF, CSV up to ``SYNC_IMPORT_MAX_BYTES``) is
+imported during the request: that takes well under a second, the researcher
+sees the result (or the bad line) at once, and no worker needs to be running.
+Larger files, compressed ones and binary formats (Parquet, datasets) are stored
+and imported by the worker as an ``ImportJob``, whose progress the caller
+shows. Either way the import is all or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation import tasks
+from annotation.imports import registry
+from annotation.imports.jobs import import_job_create, import_upload_discard, import_upload_store
+from annotation.imports.records import ImportFileError, ImportResult, Options, PromptRecord
+from annotation.imports.writer import study_import_records
+from annotation.models import ImportJob, Study
+from annotation.services import study_create
+
+# Text uploads up to this size are imported during the request.
+SYNC_IMPORT_MAX_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What became of an upload: the ``result`` of an import done during the
+    request, or the queued ``job`` that will do it (exactly one is set)."""
+
+    study: Study
+    result: ImportResult | None = None
+    job: ImportJob | None = None
+
+
+def import_upload(
+    *, study: Study, upload: Any, format: str | None, options: Options, by: AbstractBaseUser | None
+) -> UploadOutcome:
+    """Import an uploaded file (a Django ``File``) into ``study``, now or as a job.
+
+    ``format`` is a registry key, or ``None`` to detect it from the file's name
+    and first bytes; only the options the format reads are kept. A bad file
+    raises ``ImportFileError`` (naming the line or row and field) and writes
+    nothing; a job's file is checked by the worker, which records the error on
+    the job instead.
+
+    Parsing, and storing a job's file, happen before any transaction is opened
+    (on SQLite a transaction holds the write lock from its start); the writing
+    is one transaction.
+    """
+    spec, options = _format_and_options(upload, format=format, options=options)
+    if _runs_now(upload, spec):
+        records = _read_now(upload, spec, options)
+        return UploadOutcome(study=study, result=study_import_records(study=study, records=records))
+    stored = import_upload_store(upload=upload)
+    try:
+        job = _job_queue(study=study, stored=stored, format=spec.key, options=options, by=by)
+    except Exception:
+        import_upload_discard(stored=stored)
+        raise
+    return UploadOutcome(study=study, job=job)
+
+
+def study_create_from_upload(
+    *, name: str, upload: Any, format: str | None, options: Options, by: AbstractBaseUser
+) -> UploadOutcome:
+    """Create a study (``by`` its researcher) from an uploaded file.
+
+    A small text file is imported at once and a bad one creates nothing
+    (``ImportFileError``). A large or binary one creates a draft study and an
+    import job; if the job fails, the draft stays, empty, with the job's error
+    to see.
+    """
+    spec, options = _format_and_options(upload, format=format, options=options)
+    if _runs_now(upload, spec):
+        records = _read_now(upload, spec, options)
+        with transaction.atomic():
+            study = study_create(name=name, created_by=by)
+            result = study_import_records(study=study, records=records)
+        return UploadOutcome(study=study, result=result)
+    stored = import_upload_store(upload=upload)
+    try:
+        with transaction.atomic():
+            study = study_create(name=name, created_by=by, status=Study.Status.DRAFT)
+            job = _job_queue(study=study, stored=stored, format=spec.key, options=options, by=by)
+    except Exception:
+        import_upload_discard(stored=stored)
+        raise
+    return UploadOutcome(study=study, job=job)
+
+
+def _format_and_options(
+    upload: Any, *, format: str | None, options: Options
+) -> tuple[registry.ImportFormat, dict[str, Any]]:
+    spec = registry.get(format) if format else registry.get(registry.detect_upload(upload))
+    return spec, {name: value for name, value in options.items() if name in spec.options}
+
+
+def _runs_now(upload: Any, spec: registry.ImportFormat) -> bool:
+    # A compressed file may hold many times its size, so it goes to the worker
+    # (which also gunzips it; the request path reads plain text only).
+    compressed = (getattr(upload, "name", "") or "").lower().endswith(".gz")
+    return spec.in_request and not compressed and upload.size <= SYNC_IMPORT_MAX_BYTES
+
+
+def _read_now(upload: Any, spec: registry.ImportFormat, options: Options) -> list[PromptRecord]:
+    if spec.read_file is None:  # _runs_now saw to it
+        raise ImportFileError(f"{spec.label} files are imported in the background")
+    return spec.read_file(upload, options=options)
+
+
+@transaction.atomic
+def _job_queue(*, study: Study, stored: Path, format: str, options: Options, by: AbstractBaseUser | None) -> ImportJob:
+    """Record the job and start the worker's task once the transaction commits."""
+    job = import_job_create(study=study, stored=stored, format=format, options=options, created_by=by)
+    job_id = job.pk
+    transaction.on_commit(lambda: tasks.import_job_run.delay(job_id))
+    return job
