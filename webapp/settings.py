@@ -199,8 +199,10 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "webapp.client_ip.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-# Keep the access log small: failures are what the lockout needs.
+# Keep the access log small: failures are what the lockout needs. Not verbose: it
+# logs a line per successful sign-in; lockouts are still logged as warnings.
 AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 
 # --- security in production ------------------------------------------------
 if not DEBUG:

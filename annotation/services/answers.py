@@ -81,22 +81,9 @@ def judgment_submit(
         choice = Judgment.Choice.RANKED
         stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)
     else:
-        if choice not in _PAIRWISE_CHOICES:
-            raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
-        if choice == Judgment.Choice.TIE and not study.allow_tie:
-            raise InvalidAnswer("This study does not allow ties.")
-        if choice == Judgment.Choice.BOTH_BAD and not study.allow_both_bad:
-            raise InvalidAnswer("This study does not offer “Both bad”.")
-        if len(item_ids) != 2:
-            raise InvalidAnswer(f"This comparison shows {len(item_ids)} items: rank them all instead.")
-        first, second = item_ids
-        stored = {"a": [first, second], "b": [second, first]}.get(choice, [[first, second]])
+        stored = _pair_answer_validate(study, choice=choice, item_ids=item_ids)
     strength = _strength_validate(study, choice=choice, strength=strength)
-    rationale = rationale.strip()
-    if study.ask_rationale == Study.RationaleMode.REQUIRED and not rationale:
-        raise InvalidAnswer("Please explain your answer in a sentence: this study asks for a reason.")
-    if study.ask_rationale == Study.RationaleMode.OFF:
-        rationale = ""
+    rationale = _rationale_validate(study, rationale)
     ratings = _aspect_ratings_validate(study, aspect_ratings or {}, item_ids=item_ids)
     judgment = Judgment.objects.create(
         study=study,
@@ -117,6 +104,29 @@ def judgment_submit(
     study_id, low_water = study.id, study.queue_low_water
     transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
     return Submission(judgment=judgment, created=True)
+
+
+def _pair_answer_validate(study: Study, *, choice: str, item_ids: list[int]) -> list:
+    """A pairwise answer the study allows, in the stored form: ``[winner, loser]``,
+    or the two ids as one tied group for a tie or "both bad"."""
+    if choice not in _PAIRWISE_CHOICES:
+        raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
+    if choice == Judgment.Choice.TIE and not study.allow_tie:
+        raise InvalidAnswer("This study does not allow ties.")
+    if choice == Judgment.Choice.BOTH_BAD and not study.allow_both_bad:
+        raise InvalidAnswer("This study does not offer “Both bad”.")
+    if len(item_ids) != 2:
+        raise InvalidAnswer(f"This comparison shows {len(item_ids)} items: rank them all instead.")
+    first, second = item_ids
+    return {"a": [first, second], "b": [second, first]}.get(choice, [[first, second]])
+
+
+def _rationale_validate(study: Study, rationale: str) -> str:
+    """The annotator's reason, as the study asks for it (dropped when it does not)."""
+    rationale = rationale.strip()
+    if study.ask_rationale == Study.RationaleMode.REQUIRED and not rationale:
+        raise InvalidAnswer("Please explain your answer in a sentence: this study asks for a reason.")
+    return "" if study.ask_rationale == Study.RationaleMode.OFF else rationale
 
 
 def _shown_item_ids(comparison: Comparison, assignment: Assignment) -> list[int]:
