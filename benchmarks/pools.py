@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models_runtime.embedding import TransformerEmbedder
+
 CACHE_DIR = Path(__file__).resolve().parent / "results" / "cache"
 
 # Per prompt: (prompt, correct cores, flawed cores, details).
@@ -126,8 +128,6 @@ def pool_texts(n: int, seed: int = 0) -> list[str]:
 def embedded_pool(n: int = 2_000, seed: int = 0, cache_dir: Path = CACHE_DIR) -> tuple[list[str], np.ndarray]:
     """``pool_texts(n, seed)`` and their MiniLM embeddings ``(n, 384)`` float32, cached
     under ``cache_dir`` by a hash of the texts and the model key."""
-    from models_runtime.embedding import TransformerEmbedder
-
     texts = pool_texts(n, seed)
     embedder = TransformerEmbedder()
     digest = hashlib.sha256(("\n".join(texts) + embedder.model_key).encode()).hexdigest()[:16]

@@ -22,9 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import choix
 import numpy as np
 
+from models_runtime.embedding import EmbedderConfig, TransformerEmbedder
 from models_runtime.ensemble import EnsembleConfig, fit_ensemble
+from models_runtime.finetune import FinetuneConfig, fit_finetuned
+from models_runtime.gradients import gradient_features
 from models_runtime.metrics import kendall_tau, spearman_rho
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
 from models_runtime.reward import RewardModelConfig, fit_reward_model
@@ -77,8 +81,6 @@ def fit_seconds(device: str, quick: bool) -> dict[str, float]:
 
 
 def embed_texts_per_second(device: str, n: int, model_path: str | None = None) -> float:
-    from models_runtime.embedding import EmbedderConfig, TransformerEmbedder
-
     embedder = TransformerEmbedder(EmbedderConfig(model_path=model_path, device=device))
     texts = short_texts(n, np.random.default_rng(1))
     embedder.embed(texts[:16])  # load the model and warm up before timing
@@ -88,8 +90,6 @@ def embed_texts_per_second(device: str, n: int, model_path: str | None = None) -
 
 def bt_vs_choix_max_abs_diff() -> float:
     """Our BT MLE (one-hot features, linear head, no penalty, L-BFGS) against choix's ILSR."""
-    import choix
-
     rng = np.random.default_rng(2)
     n_items = 30
     data = simulate_pairs(rng.normal(size=n_items), 3_000, rng)
@@ -146,8 +146,6 @@ def machine() -> str:
 
 def gradient_features_per_second(device: str, n: int) -> float:
     """Per-candidate gradient features (APOHF) of a 384-d MLP head, candidates/s."""
-    from models_runtime.gradients import gradient_features
-
     rng = np.random.default_rng(4)
     features, _, data = synthetic_problem(n, 2_000, rng)
     model = fit_reward_model(features, data, RewardModelConfig(head="mlp", device=device, max_epochs=5)).model
@@ -159,8 +157,6 @@ def gradient_features_per_second(device: str, n: int) -> float:
 def finetune_seconds(device: str, model_path: str | None) -> dict[str, float]:
     """One epoch of full fine-tuning (encoder + reward head) on 2,000 pairwise
     judgments over 1,000 short texts, batches of 32 judgments: meant for GPU."""
-    from models_runtime.finetune import FinetuneConfig, fit_finetuned
-
     rng = np.random.default_rng(5)
     texts = short_texts(1_000, rng)
     utility = np.array([len(t) for t in texts], dtype=np.float64) / 10.0

@@ -1,11 +1,28 @@
-"""Simulated annotators with known utilities, for tests, benchmarks and for checking a
-study design before real annotators spend time on it.
+"""The one simulator of annotators with known utilities, for tests, benchmarks, the
+app's simulated annotators (``activelearn.simulation``) and for checking a study
+design before real annotators spend time on it.
+
+Three parts, each written once:
+
+- **hidden utilities**: a random ``linear`` or ``mlp`` function of item features
+  (:func:`hidden_utility`), or a ``hash`` of an item's id when there are no features
+  (:func:`hash_utilities`), standardised to mean 0 and standard deviation 1 within
+  each group (a prompt's candidates) or over all items;
+- **the annotator** (:class:`PreferenceOracle`): Bradley–Terry answers to pairs with
+  a scale, a position bias and label flips, Plackett–Luce answers to lists;
+- **normalised simple regret** of a recommendation, ``(u* − u(x̂)) / (u* − mean u)``
+  (:func:`normalised_regret`, per group in :func:`mean_normalised_regret`).
 
 Answers follow the same models that :mod:`models_runtime.likelihood` fits, so a fit
-on simulated data should recover the utilities that generated it.
+on simulated data should recover the utilities that generated it. Every random draw
+comes from a generator the caller passes, so a benchmark or a simulated annotator
+chooses its own streams (and reruns reproduce them).
 """
 
 from __future__ import annotations
+
+import hashlib
+import random
 
 import numpy as np
 
@@ -13,12 +30,85 @@ from models_runtime.preferences import PreferenceData
 
 __all__ = [
     "PreferenceOracle",
+    "hash_utilities",
     "hidden_utility",
     "linear_utilities",
+    "mean_normalised_regret",
+    "normalised_regret",
     "simulate_pairs",
     "simulate_rankings",
     "standardise",
+    "standardise_within_groups",
 ]
+
+UTILITY_FAMILIES = ("linear", "mlp")
+
+
+# -- hidden utilities ----------------------------------------------------------------------
+
+
+def standardise(utility: np.ndarray) -> np.ndarray:
+    """``utility`` shifted and scaled to mean 0 and standard deviation 1 (float64); a
+    constant vector becomes all zeros."""
+    u = np.asarray(utility, dtype=np.float64)
+    std = float(u.std())
+    return (u - u.mean()) / std if std > 0 else np.zeros_like(u)
+
+
+def standardise_within_groups(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """:func:`standardise` applied within each group (``groups[i]`` is item ``i``'s
+    group, e.g. its prompt), so utilities compare only candidates that can meet in a
+    comparison; ``groups=None`` standardises over all items."""
+    if groups is None:
+        return standardise(values)
+    values = np.asarray(values, dtype=np.float64)
+    groups = np.asarray(groups)
+    out = np.zeros(len(values), dtype=np.float64)
+    for group in np.unique(groups):
+        mask = groups == group
+        out[mask] = standardise(values[mask])
+    return out
+
+
+def hidden_utility(
+    features: np.ndarray,
+    family: str,
+    rng: np.random.Generator,
+    *,
+    hidden: int = 32,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """A random hidden utility of the rows of ``features`` (``(N, d)``), standardised
+    over those rows, or within each group when ``groups`` is given. ``family``
+    ``"linear"``: ``u = x·w`` with ``w`` standard normal; ``"mlp"``: a random
+    one-hidden-layer tanh network ``u = v·tanh(W x̃ + b)`` on the features
+    standardised per column, with ``W`` scaled so that pre-activations have unit
+    variance, which makes the utility clearly non-linear in ``x`` while staying
+    smooth. Raises ``ValueError`` for an unknown family."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be 2-D, got shape {x.shape}")
+    d = x.shape[1]
+    if family == "linear":
+        return standardise_within_groups(x @ rng.standard_normal(d), groups)
+    if family == "mlp":
+        z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)
+        w = rng.standard_normal((d, hidden)) / np.sqrt(d)
+        b = rng.standard_normal(hidden) * 0.5
+        v = rng.standard_normal(hidden)
+        return standardise_within_groups(np.tanh(z @ w + b) @ v, groups)
+    raise ValueError(f"family must be one of {', '.join(UTILITY_FAMILIES)}, got {family!r}")
+
+
+def hash_utilities(item_ids: np.ndarray, groups: np.ndarray | None, seed: int) -> np.ndarray:
+    """Utilities for items known only by id: a standard normal per item, seeded by a
+    hash of ``(seed, id)`` so an item keeps its utility whatever else is in the pool,
+    then standardised within each group (over all items when ``groups`` is None)."""
+    raw = np.empty(len(item_ids), dtype=np.float64)
+    for i, item_id in enumerate(item_ids):
+        digest = hashlib.sha256(f"prefloop-sim\x1f{seed}\x1f{int(item_id)}".encode()).digest()
+        raw[i] = np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal()
+    return standardise_within_groups(raw, groups)
 
 
 def linear_utilities(
@@ -31,6 +121,80 @@ def linear_utilities(
     utility = features.astype(np.float64) @ rng.standard_normal(dim)
     utility = scale * (utility - utility.mean()) / utility.std()
     return features, utility
+
+
+# -- the annotator -----------------------------------------------------------------------
+
+
+class PreferenceOracle:
+    """A simulated annotator who knows ``utility`` (one value per item).
+
+    Pairs are answered by Bradley–Terry with ``scale`` s, ``P(a ≻ b) = σ(s·(u_a −
+    u_b) + position_bias)`` (``position_bias`` > 0 favours the item shown first, i.e.
+    ``a``), and the answer is then flipped with probability ``label_flip_rate`` ε.
+    Lists are answered by Plackett–Luce on ``s·u`` (Gumbel-max sampling). Answers use
+    the generator passed to each call, so a benchmark can give every run its own
+    stream.
+
+    Pairs can be drawn two ways with the same distribution: :meth:`answer_pairs`
+    (vectorised, one uniform per pair against the flip-mixed probability, the
+    strategy benchmark's stream) and :meth:`answer_pair` (one question, a uniform for
+    the answer and one for the flip, the app's simulated annotators' stream). Both
+    are kept so that recorded runs reproduce.
+    """
+
+    def __init__(
+        self,
+        utility: np.ndarray,
+        *,
+        scale: float = 1.0,
+        label_flip_rate: float = 0.0,
+        position_bias: float = 0.0,
+    ) -> None:
+        u = np.asarray(utility, dtype=np.float64)
+        if u.ndim != 1:
+            raise ValueError(f"utility must be a 1-D array, got shape {u.shape}")
+        if not (np.isfinite(scale) and scale >= 0):
+            raise ValueError(f"scale must be finite and non-negative, got {scale}")
+        # ε ≥ 0.5 is an adversarial annotator: useless to fit, but a fair stress test.
+        if not 0.0 <= label_flip_rate <= 1.0:
+            raise ValueError(f"label_flip_rate must be in [0, 1], got {label_flip_rate}")
+        self.utility = u
+        self.scale = float(scale)
+        self.label_flip_rate = float(label_flip_rate)
+        self.position_bias = float(position_bias)
+
+    def prob_first_unflipped(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Bradley–Terry probability that ``a ≻ b``, before label flips."""
+        z = self.scale * (self.utility[a] - self.utility[b]) + self.position_bias
+        return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+    def prob_first(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Probability that the answer says ``a ≻ b``, label flips included."""
+        p = self.prob_first_unflipped(a, b)
+        return p * (1.0 - self.label_flip_rate) + (1.0 - p) * self.label_flip_rate
+
+    def answer_pairs(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Outcomes (float32, 1.0 when ``a[i]`` wins, else 0.0) for the pairs ``(a[i], b[i])``."""
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        return (rng.random(a.shape) < self.prob_first(a, b)).astype(np.float32)
+
+    def answer_pair(self, a: int, b: int, rng: random.Random) -> bool:
+        """Whether the answer to one question "``a`` or ``b``?" is ``a``: a Bradley–Terry
+        draw, then a second uniform that flips it with probability ε (two uniforms from
+        ``rng`` whatever ε, so the stream does not depend on it)."""
+        p = float(self.prob_first_unflipped(np.int64(a), np.int64(b)))
+        first = rng.random() < p
+        if rng.random() < self.label_flip_rate:
+            first = not first
+        return first
+
+    def answer_list(self, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``items`` ordered best first by a Plackett–Luce draw on ``scale · utility``."""
+        items = np.asarray(items, dtype=np.int64)
+        noisy = self.scale * self.utility[items] + rng.gumbel(size=items.shape)
+        return items[np.argsort(-noisy, kind="stable")]
 
 
 def _distinct_pairs(n_items: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -76,80 +240,28 @@ def simulate_rankings(utility: np.ndarray, n: int, k: int, rng: np.random.Genera
     return PreferenceData.from_rankings(np.take_along_axis(shown, order, axis=1))
 
 
-def standardise(utility: np.ndarray) -> np.ndarray:
-    """``utility`` shifted and scaled to mean 0 and standard deviation 1 (float64); a
-    constant vector becomes all zeros."""
-    u = np.asarray(utility, dtype=np.float64)
-    std = float(u.std())
-    return (u - u.mean()) / std if std > 0 else np.zeros_like(u)
+# -- regret --------------------------------------------------------------------------------
 
 
-def hidden_utility(features: np.ndarray, family: str, rng: np.random.Generator, *, hidden: int = 32) -> np.ndarray:
-    """A random hidden utility of the rows of ``features`` (``(N, d)``), standardised
-    over those rows. ``family`` ``"linear"``: ``u = x·w`` with ``w`` standard normal;
-    ``"mlp"``: a random one-hidden-layer tanh network ``u = v·tanh(W x̃ + b)`` on the
-    features standardised per column, with ``W`` scaled so that pre-activations have
-    unit variance, which makes the utility clearly non-linear in ``x`` while staying
-    smooth. Raises ``ValueError`` for an unknown family."""
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"features must be 2-D, got shape {x.shape}")
-    d = x.shape[1]
-    if family == "linear":
-        return standardise(x @ rng.standard_normal(d))
-    if family == "mlp":
-        z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)
-        w = rng.standard_normal((d, hidden)) / np.sqrt(d)
-        b = rng.standard_normal(hidden) * 0.5
-        v = rng.standard_normal(hidden)
-        return standardise(np.tanh(z @ w + b) @ v)
-    raise ValueError(f"family must be 'linear' or 'mlp', got {family!r}")
+def normalised_regret(utility: np.ndarray, best: int) -> float:
+    """Normalised simple regret of recommending item ``best``: ``(u* − u(best)) / (u* −
+    mean u)``; 0 is the best item, 1 the expectation of a uniformly random pick."""
+    top = float(np.max(utility))
+    return (top - float(utility[best])) / (top - float(np.mean(utility)))
 
 
-class PreferenceOracle:
-    """A simulated annotator who knows ``utility`` (one value per item).
-
-    Pairs are answered by Bradley–Terry with ``scale`` s, ``P(a ≻ b) = σ(s·(u_a −
-    u_b) + position_bias)`` (``position_bias`` > 0 favours the item shown first, i.e.
-    ``a``), and the answer is then flipped with probability ``label_flip_rate`` ε.
-    Lists are answered by Plackett–Luce on ``s·u`` (Gumbel-max sampling). Answers use
-    the generator passed to each call, so a benchmark can give every run its own
-    stream."""
-
-    def __init__(
-        self,
-        utility: np.ndarray,
-        *,
-        scale: float = 1.0,
-        label_flip_rate: float = 0.0,
-        position_bias: float = 0.0,
-    ) -> None:
-        u = np.asarray(utility, dtype=np.float64)
-        if u.ndim != 1 or u.size < 2:
-            raise ValueError("utility must be a 1-D array of at least two items")
-        if not (np.isfinite(scale) and scale >= 0):
-            raise ValueError(f"scale must be finite and non-negative, got {scale}")
-        if not 0.0 <= label_flip_rate < 0.5:
-            raise ValueError(f"label_flip_rate must be in [0, 0.5), got {label_flip_rate}")
-        self.utility = u
-        self.scale = float(scale)
-        self.label_flip_rate = float(label_flip_rate)
-        self.position_bias = float(position_bias)
-
-    def prob_first(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Probability that the answer says ``a ≻ b``, label flips included."""
-        z = self.scale * (self.utility[a] - self.utility[b]) + self.position_bias
-        p = 0.5 * (1.0 + np.tanh(0.5 * z))
-        return p * (1.0 - self.label_flip_rate) + (1.0 - p) * self.label_flip_rate
-
-    def answer_pairs(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Outcomes (float32, 1.0 when ``a[i]`` wins, else 0.0) for the pairs ``(a[i], b[i])``."""
-        a = np.asarray(a, dtype=np.int64)
-        b = np.asarray(b, dtype=np.int64)
-        return (rng.random(a.shape) < self.prob_first(a, b)).astype(np.float32)
-
-    def answer_list(self, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``items`` ordered best first by a Plackett–Luce draw on ``scale · utility``."""
-        items = np.asarray(items, dtype=np.int64)
-        noisy = self.scale * self.utility[items] + rng.gumbel(size=items.shape)
-        return items[np.argsort(-noisy, kind="stable")]
+def mean_normalised_regret(utility: np.ndarray, groups: np.ndarray, scores: np.ndarray | None) -> float:
+    """Mean over groups of the normalised simple regret of each group's top-scored item
+    (groups with fewer than two items or equal utilities are skipped; NaN when none is
+    left). ``scores=None`` (no model yet) gives the expected regret of a uniformly
+    random pick, which is 1 by construction."""
+    regrets = []
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        u = utility[rows]
+        spread = u.max() - u.mean()
+        if len(rows) < 2 or spread <= 0:
+            continue
+        picked = u.mean() if scores is None else u[int(np.argmax(scores[rows]))]
+        regrets.append((u.max() - picked) / spread)
+    return float(np.mean(regrets)) if regrets else float("nan")

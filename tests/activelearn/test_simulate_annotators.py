@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from activelearn.simulation import hash_utilities, page_state
-from annotation.models import Judgment, Membership
+from annotation.models import Candidate, Judgment, Membership
+from models_runtime.simulate import hash_utilities
 from tests.factories import study_with_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,8 +52,6 @@ def test_two_annotators_land_every_judgment_once_and_follow_their_utilities(live
     assert Membership.objects.filter(study=sim_study, user__username__in=["sim1", "sim2"]).count() == 2
 
     # At scale 1000 a Bradley–Terry annotator picks the higher hidden utility.
-    from annotation.models import Candidate
-
     rows = list(Candidate.objects.filter(study=sim_study).order_by("id").values_list("id", "prompt_id"))
     ids = np.array([c for c, _ in rows])
     utility = dict(zip(ids.tolist(), hash_utilities(ids, np.array([p for _, p in rows]), seed=7), strict=True))
@@ -101,14 +99,3 @@ def test_an_empty_queue_is_counted_and_the_annotator_gives_up(live_server, tmp_p
     assert report["totals"]["judgments_in_db"] == 3
     assert report["totals"]["empty_queue"] >= 1
     assert report["annotators"][0]["stopped"].startswith("queue empty")
-
-
-def test_page_state_reads_the_comparison_partial():
-    html = (
-        '<section id="comparison" class="comparison" tabindex="-1" aria-label="Comparison"\n'
-        '         data-comparison-id="42"><form><input type="hidden" name="csrfmiddlewaretoken" value="tok">'
-    )
-    state = page_state(html)
-    assert (state.kind, state.comparison_id, state.csrf) == ("comparison", 42, "tok")
-    empty = page_state('<section id="comparison" data-comparison-id="">There is nothing waiting for you right now')
-    assert empty.kind == "empty" and empty.comparison_id is None

@@ -3,8 +3,9 @@
 M threads log in and answer comparisons through the real pages (login form,
 annotate page, htmx submit) while the Celery workers retrain, then report
 throughput, submit latency, empty-queue sightings and the reward model's regret
-against the annotators' hidden utilities. See ``activelearn/simulation.py`` for
-the answer model and the regret definition. The run is recorded as an
+against the annotators' hidden utilities. See the ``activelearn.simulation``
+package for how the annotators work and ``models_runtime.simulate`` (the one
+simulator) for the answer model and the regret definition. The run is recorded as an
 ``annotation.SimulationRun`` so the study dashboard can chart its regret.
 """
 
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from activelearn.simulation import SimulationConfig, hidden_utilities, report_json, simulation_run
+from activelearn.simulation.utilities import UTILITY_KINDS
 from annotation.models import Membership, SimulationRun, Study
 
 DEFAULT_PASSWORD = "simulate-annotators"
@@ -54,7 +56,7 @@ class Command(BaseCommand):
         parser.add_argument("--think-ms", type=float, default=20.0, help="Mean pause before each answer (ms).")
         parser.add_argument(
             "--utility",
-            choices=("auto", "embedding", "hash"),
+            choices=UTILITY_KINDS,
             default="auto",
             help="Hidden utilities from candidate embeddings (auto falls back to hash-based ones).",
         )

@@ -6,26 +6,15 @@ import json
 import math
 
 import numpy as np
-import pytest
 
-from benchmarks import strategies as bench
-
-
-@pytest.fixture
-def tiny_pool(monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
-    # Random unit vectors stand in for the MiniLM pool so the test needs no encoder.
-    rng = np.random.default_rng(0)
-    pool = rng.standard_normal((120, 24)).astype(np.float32)
-    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
-    monkeypatch.setattr(bench, "load_pool", lambda cfg: pool)
-    return pool
+from benchmarks.strategies.cli import main
 
 
 def test_one_seed_loop_writes_json_and_markdown(tiny_pool: np.ndarray, tmp_path) -> None:
     """One seed, N = 40, 12 judgments, random + least_compared + apohf: every run ends
     at T with a regret in [0, (u* − min u)/(u* − mean u)], and the JSON has the
     summary, per-setting blocks and the documented keys."""
-    results = bench.main(
+    results = main(
         [
             "--quick",
             "--seeds", "1",
@@ -60,17 +49,16 @@ def test_one_seed_loop_writes_json_and_markdown(tiny_pool: np.ndarray, tmp_path)
     assert "| apohf |" in (tmp_path / "strategies_quick.md").read_text()
 
 
-def test_runs_are_deterministic_per_seed(tiny_pool: np.ndarray) -> None:
-    """The same seed gives the same curve; the start pairs and the hidden utility are
-    shared by all strategies of a seed (the pairing behind the ratios)."""
-    import dataclasses
-
-    cfg = dataclasses.replace(bench.QUICK, n_items=30, steps=9, eval_every=2)
-    setting = bench.Setting("linear", 10.0, 0.0)
-    first = bench.run_one(setting, "least_compared", 1, cfg, tiny_pool)
-    again = bench.run_one(setting, "least_compared", 1, cfg, tiny_pool)
-    assert first["regret"] == again["regret"] and first["tau"] == again["tau"]
-    assert bench.start_pairs(30, 5, 1, setting) == bench.start_pairs(30, 5, 1, setting)
-    _, u1 = bench.make_problem(tiny_pool, setting, 1, cfg)
-    _, u2 = bench.make_problem(tiny_pool, bench.Setting("linear", 3.0, 0.1), 1, cfg)
-    np.testing.assert_array_equal(u1, u2)
+def test_a_rerun_reuses_the_saved_runs(tiny_pool: np.ndarray, tmp_path, capsys) -> None:
+    """Runs are saved as they finish; a second call with the same config runs nothing
+    and reports from the saved file."""
+    argv = [
+        "--quick", "--seeds", "1", "--n-items", "30", "--steps", "7", "--settings", "linear_s10_eps0",
+        "--strategies", "random", "--workers", "1", "--no-plots", "--output-dir", str(tmp_path),
+    ]  # fmt: skip
+    first = main(argv)
+    assert "1 runs to do (0 saved)" in capsys.readouterr().out
+    again = main(argv)
+    assert "runs to do" not in capsys.readouterr().out
+    assert again["summary"] == first["summary"]
+    assert len((tmp_path / "strategies_quick_runs.jsonl").read_text().splitlines()) == 1

@@ -1,0 +1,82 @@
+"""The BoTorch peer, ``botorch_eubo``: a preference GP and analytic EUBO.
+
+BoTorch and its dependencies are heavy and needed by this peer only, so they are
+imported inside the methods (``pip install -r requirements-bench.txt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import numpy as np
+
+from benchmarks.strategies.learners import Learner
+from benchmarks.strategies.protocol import BenchConfig
+
+
+class EuboLearner(Learner):
+    """BoTorch PairwiseGP (probit likelihood, Laplace approximation, default
+    Scale(RBF) kernel with its priors, hyper-parameters refit each step) on features
+    PCA-reduced to ``gp_dim`` and min-max scaled to the unit cube; datapoints are the
+    compared items only. EUBO is evaluated on the pairs (current best, x) for every x
+    plus ``eubo_random_pairs`` random pairs, never on an asked pair."""
+
+    def __init__(self, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
+        x = features.astype(np.float64) - features.mean(axis=0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        z = x @ vt[: cfg.gp_dim].T
+        z = (z - z.min(axis=0)) / np.maximum(z.max(axis=0) - z.min(axis=0), 1e-12)
+        self.z = z
+        self.cfg = cfg
+        self.seed = seed
+        self.model: Any = None
+
+    def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
+        import torch
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import PairwiseGP
+        from botorch.models.pairwise_gp import PairwiseLaplaceMarginalLogLikelihood
+
+        items = np.unique(np.array(left + right))
+        where = {int(v): k for k, v in enumerate(items)}
+        comps = [
+            (where[a], where[b]) if o > 0.5 else (where[b], where[a])
+            for a, b, o in zip(left, right, outcome, strict=True)
+        ]
+        torch.manual_seed(self.seed)
+        model = PairwiseGP(torch.from_numpy(self.z[items]), torch.tensor(comps, dtype=torch.long))
+        if self.model is not None:
+            # Warm start: the previous step's kernel hyper-parameters are the initial point.
+            model.covar_module.load_state_dict(self.model.covar_module.state_dict())
+        mll = PairwiseLaplaceMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings(), contextlib.suppress(Exception):
+            # A failed or early-stopped hyper-parameter fit keeps its last point.
+            warnings.simplefilter("ignore")
+            fit_gpytorch_mll(mll)
+        self.model = model
+        with torch.no_grad():
+            self.scores = model.posterior(torch.from_numpy(self.z)).mean.squeeze(-1).numpy().astype(np.float64)
+
+    def select(self, excluded: set[tuple[int, int]], rng: np.random.Generator) -> tuple[int, int] | None:
+        """The candidate pair of highest EUBO, or None when every candidate was asked."""
+        import torch
+        from botorch.acquisition.preference import AnalyticExpectedUtilityOfBestOption
+
+        assert self.scores is not None
+        n = self.z.shape[0]
+        best = int(np.argmax(self.scores))
+        others = np.delete(np.arange(n), best)
+        a = np.concatenate([np.full(others.size, best), rng.integers(0, n, self.cfg.eubo_random_pairs)])
+        b = np.concatenate([others, rng.integers(0, n, self.cfg.eubo_random_pairs)])
+        keep = [k for k in range(a.size) if a[k] != b[k] and (min(a[k], b[k]), max(a[k], b[k])) not in excluded]
+        if not keep:
+            return None
+        a, b = a[keep], b[keep]
+        acq = AnalyticExpectedUtilityOfBestOption(pref_model=self.model)
+        x = torch.from_numpy(np.stack([self.z[a], self.z[b]], axis=1))
+        with torch.no_grad():
+            values = acq(x).numpy()
+        k = int(np.argmax(values))
+        return int(a[k]), int(b[k])
