@@ -1,6 +1,7 @@
-# Shared set-up for scripts/run and scripts/test: a virtualenv with the pinned
-# requirements and the npm front-end packages. Re-runs are quick: each step is
-# skipped when its inputs have not changed since the last successful run.
+# Shared set-up for scripts/run and scripts/test: a virtualenv with the locked
+# requirements (hashes checked) and the npm front-end packages. Re-runs are
+# quick: each step is skipped when its inputs have not changed since the last
+# successful run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +28,10 @@ setup_python() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         log "installing Python packages from $reqfile"
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -r "$reqfile"
+        # torch first (its build is the machine's: CPU here, CUDA on a GPU host),
+        # then the lock, every package checked against its recorded hashes.
+        "$VENV/bin/python" -m pip install --quiet -r requirements-torch.txt
+        "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$reqfile"
         echo "$want" > "$stamp"
     fi
 }
