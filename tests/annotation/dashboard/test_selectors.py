@@ -161,15 +161,23 @@ print(",".join(m for m in ("torch", "transformers", "scipy", "sklearn") if m in 
 """
 
 
+def _test_database_url() -> str:
+    """The test database as a DATABASE_URL, for a second process (SQLite or PostgreSQL)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def test_rendering_the_dashboard_never_imports_torch(transactional_db, make_member):
     study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2)
     _populate(study, annotators=2, versions=2, runs=1, make_member=make_member)
     researcher = make_member(study, Membership.Role.RESEARCHER)
-    database = connection.settings_dict["NAME"]
     proc = subprocess.run(
         [sys.executable, "-c", _RENDER_IN_A_WEB_PROCESS, str(researcher.pk), study.slug],
         cwd=REPO,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{database}"},
+        env={**os.environ, "DATABASE_URL": _test_database_url()},
         capture_output=True,
         text=True,
         timeout=300,
