@@ -226,7 +226,7 @@ class Study(models.Model):
             return ""  # the field's own choices check names it
         if strategy.needs in kind.provides:
             return ""
-        able = " or ".join(f"“{k.label}”" for k in kinds.KINDS if strategy.needs in k.provides)
+        able = " or ".join(f"“{k.label}”" for k in kinds.kinds() if strategy.needs in k.provides)
         return (
             f"The {strategy.label} strategy needs {strategy.needs.replace('_', ' ')}, which a model of type "
             f"“{kind.label}” does not give; choose {able or 'another strategy'}."

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from models_runtime import ensemble, gradients, recommend, reward
+from models_runtime.catalogue import Catalogue
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
 
 __all__ = [
@@ -36,8 +37,11 @@ __all__ = [
     "Param",
     "choices",
     "get",
+    "kinds",
     "names",
     "param_problems",
+    "register",
+    "registered",
 ]
 
 
@@ -205,21 +209,22 @@ KINDS: tuple[ModelKind, ...] = (
         _ensemble_config, _ensemble_fit, _ensemble_load, _ensemble_posterior, _ensemble_outputs,
     ),
 )  # fmt: skip
-_BY_NAME = {kind.name: kind for kind in KINDS}
-
-
-def get(name: str) -> ModelKind:
-    """The kind called ``name``; ``KeyError`` naming the known kinds otherwise."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise KeyError(f"unknown reward-model kind {name!r}; known: {', '.join(_BY_NAME)}") from None
-
-
-def names() -> list[str]:
-    return list(_BY_NAME)
+_CATALOGUE = Catalogue(
+    KINDS,
+    key=lambda kind: kind.name,
+    called="a reward-model kind",
+    missing=lambda name, known: KeyError(f"unknown reward-model kind {name!r}; known: {', '.join(known)}"),
+)
+# Add a kind at run time (a plug-in, or a test): ``register(kind)``, or
+# ``with registered(kind):`` for the length of a block.
+register = _CATALOGUE.register
+registered = _CATALOGUE.registered
+# The kind called ``name``; ``KeyError`` naming the known kinds otherwise.
+get = _CATALOGUE.get
+names = _CATALOGUE.keys
+kinds = _CATALOGUE.entries
 
 
 def choices() -> list[tuple[str, str]]:
     """``(name, label)`` of every kind, for ``Study.model_type``."""
-    return [(kind.name, kind.label) for kind in KINDS]
+    return [(kind.name, kind.label) for kind in kinds()]

@@ -10,9 +10,7 @@ of the strategy tests. Adding a strategy is one module (a dataclass with ``name`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -22,6 +20,7 @@ from activelearn.strategies.ensemble_based import DoubleThompsonStrategy, Infoma
 from activelearn.strategies.least_compared import LeastComparedStrategy
 from activelearn.strategies.random_pairs import RandomStrategy
 from activelearn.strategies.uncertainty import UncertaintyStrategy
+from models_runtime.catalogue import Catalogue
 
 __all__ = [
     "NEEDS",
@@ -75,44 +74,27 @@ STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec(InfomaxStrategy, "Infomax: most member disagreement (ensemble model)", needs="member_scores"),
 )
 
-_REGISTRY: dict[str, StrategySpec] = {spec.name: spec for spec in STRATEGIES}
+_CATALOGUE = Catalogue(
+    STRATEGIES,
+    key=lambda spec: spec.name,
+    called="a strategy",
+    missing=lambda name, known: ValueError(f"unknown strategy {name!r}; known strategies: {', '.join(known)}"),
+)
+# Add a strategy at run time (a plug-in, or a test): ``register(spec)``, or
+# ``with registered(spec):`` for the length of a block.
+register = _CATALOGUE.register
+registered = _CATALOGUE.registered
+# The strategy called ``name``; ``ValueError`` listing the known ones otherwise.
+get_spec = _CATALOGUE.get
+names = _CATALOGUE.keys
 
 # The built-in strategies as an enum, for code that names one (``StrategyName.RANDOM``).
 StrategyName = StrEnum("StrategyName", [(spec.name.upper(), spec.name) for spec in STRATEGIES])
 
 
-def register(spec: StrategySpec) -> None:
-    """Add a strategy at run time (a plug-in, or a test); its name must be new."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"a strategy called {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-
-
-@contextlib.contextmanager
-def registered(spec: StrategySpec) -> Iterator[StrategySpec]:
-    """``spec`` registered for the duration of a ``with`` block."""
-    register(spec)
-    try:
-        yield spec
-    finally:
-        _REGISTRY.pop(spec.name, None)
-
-
-def names() -> list[str]:
-    return list(_REGISTRY)
-
-
 def choices() -> list[tuple[str, str]]:
     """``(name, label)`` of every strategy, for ``Study.strategy``."""
-    return [(spec.name, spec.label) for spec in _REGISTRY.values()]
-
-
-def get_spec(name: str) -> StrategySpec:
-    """The strategy called ``name``; ``ValueError`` listing the known ones otherwise."""
-    try:
-        return _REGISTRY[str(name)]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; known strategies: {', '.join(_REGISTRY)}") from None
+    return [(spec.name, spec.label) for spec in _CATALOGUE.entries()]
 
 
 def get_strategy(name: str, **params: object) -> Strategy:

@@ -9,14 +9,14 @@ an export kind is one module under ``kinds/`` plus one line here per file format
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from annotation.exports.kinds import dpo, judgments, rankings, skips
 from annotation.exports.schema import RecordKind
 from annotation.exports.writers import CSV, DATASET_ZIP, JSONL, PARQUET, Writer
 from annotation.models import Study
+from models_runtime.catalogue import Catalogue
 
 __all__ = ["EXPORTS", "Export", "exports", "get", "known_keys", "register", "registered"]
 
@@ -71,38 +71,19 @@ EXPORTS: tuple[Export, ...] = (
     Export(judgments.KIND, DATASET_ZIP),
 )
 
-_REGISTRY: dict[str, Export] = {export.key: export for export in EXPORTS}
-if len(_REGISTRY) != len(EXPORTS):
-    raise ValueError("two exports have the same key")
-
-
-def register(export: Export) -> None:
-    """Add a download at run time (a plug-in, or a test); its key must be new."""
-    if export.key in _REGISTRY:
-        raise ValueError(f"an export called {export.key!r} is already registered")
-    _REGISTRY[export.key] = export
-
-
-@contextlib.contextmanager
-def registered(export: Export) -> Iterator[Export]:
-    """``export`` registered for the duration of a ``with`` block."""
-    register(export)
-    try:
-        yield export
-    finally:
-        _REGISTRY.pop(export.key, None)
-
-
-def get(key: str) -> Export | None:
-    """The download called ``key`` (``judgments.jsonl``), or None."""
-    return _REGISTRY.get(key)
-
-
-def known_keys() -> list[str]:
-    """Every download's key, in the study page's order."""
-    return list(_REGISTRY)
-
-
-def exports() -> list[Export]:
-    """Every download, in the study page's order."""
-    return list(_REGISTRY.values())
+_CATALOGUE = Catalogue(
+    EXPORTS,
+    key=lambda export: export.key,
+    called="an export",
+    missing=lambda key, known: KeyError(f"unknown export {key!r}; known: {', '.join(known)}"),
+)
+# Add a download at run time (a plug-in, or a test): ``register(export)``, or
+# ``with registered(export):`` for the length of a block.
+register = _CATALOGUE.register
+registered = _CATALOGUE.registered
+# The download called ``key`` (``judgments.jsonl``), or None.
+get = _CATALOGUE.find
+# Every download's key, in the study page's order.
+known_keys = _CATALOGUE.keys
+# Every download, in the study page's order.
+exports = _CATALOGUE.entries

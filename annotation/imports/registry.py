@@ -12,16 +12,16 @@ Nothing here imports ``annotation.models`` (the models import this module).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from annotation.imports import csv, hh_rlhf, jsonl, tables
 from annotation.imports.records import ImportFileError, Options, Progress, PromptRecord, open_stored
+from models_runtime.catalogue import Catalogue
 
 __all__ = [
     "FORMATS",
@@ -160,47 +160,30 @@ FORMATS: tuple[ImportFormat, ...] = (
     ),
 )
 
-_REGISTRY: dict[str, ImportFormat] = {spec.key: spec for spec in FORMATS}
-
-
-def register(spec: ImportFormat) -> None:
-    """Add a format at run time (a plug-in, or a test); its key must be new."""
-    if spec.key in _REGISTRY:
-        raise ValueError(f"an import format called {spec.key!r} is already registered")
-    _REGISTRY[spec.key] = spec
-
-
-@contextlib.contextmanager
-def registered(spec: ImportFormat) -> Iterator[ImportFormat]:
-    """``spec`` registered for the duration of a ``with`` block."""
-    register(spec)
-    try:
-        yield spec
-    finally:
-        _REGISTRY.pop(spec.key, None)
-
-
-def formats() -> list[ImportFormat]:
-    """Every format, in the order the forms offer them."""
-    return list(_REGISTRY.values())
+_CATALOGUE = Catalogue(
+    FORMATS,
+    key=lambda spec: spec.key,
+    called="an import format",
+    missing=lambda key, known: ImportFileError(f"unknown import format {key!r}; known formats: {', '.join(known)}"),
+)
+# Add a format at run time (a plug-in, or a test): ``register(spec)``, or
+# ``with registered(spec):`` for the length of a block.
+register = _CATALOGUE.register
+registered = _CATALOGUE.registered
+# The format called ``key``; ``ImportFileError`` listing the known ones otherwise.
+get = _CATALOGUE.get
+# Every format, in the order the forms offer them.
+formats = _CATALOGUE.entries
 
 
 def choices() -> list[tuple[str, str]]:
     """``(key, label)`` of every format, for ``ImportJob.format`` and the forms."""
-    return [(spec.key, spec.label) for spec in _REGISTRY.values()]
-
-
-def get(key: str) -> ImportFormat:
-    """The format called ``key``; ``ImportFileError`` listing the known ones otherwise."""
-    try:
-        return _REGISTRY[str(key)]
-    except KeyError:
-        raise ImportFileError(f"unknown import format {key!r}; known formats: {', '.join(_REGISTRY)}") from None
+    return [(spec.key, spec.label) for spec in formats()]
 
 
 def extensions() -> list[str]:
     """Every file-name ending people are told about, e.g. ``[".jsonl", ".csv", …]``."""
-    return [extension for spec in _REGISTRY.values() for extension in spec.extensions]
+    return [extension for spec in formats() for extension in spec.extensions]
 
 
 def detect_format(name: str, head: bytes = b"") -> str:
@@ -212,7 +195,7 @@ def detect_format(name: str, head: bytes = b"") -> str:
     sniff. Raises ``ImportFileError`` for other file types.
     """
     lower = name.lower()
-    matching = [spec for spec in _REGISTRY.values() if lower.endswith(spec.suffixes)]
+    matching = [spec for spec in formats() if lower.endswith(spec.suffixes)]
     if not matching:
         raise ImportFileError(f"cannot tell the format of {name!r}: expected {_expected()}")
     if lower.endswith(".gz"):
@@ -234,7 +217,7 @@ def _expected() -> str:
     """The file names the formats take, for a message: ".jsonl, .csv or .zip (…)"."""
     named = [
         ", ".join(spec.extensions) + (f" ({spec.extension_note})" if spec.extension_note else "")
-        for spec in _REGISTRY.values()
+        for spec in formats()
         if spec.extensions
     ]
     return named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
