@@ -100,7 +100,15 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
     excluded = _excluded_sets(study_id=study_id, index=index, retiring_for=latest.id if latest else None)
     k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
     picks = _strategy_picks(
-        study=study, latest=latest, embedded=embedded, index=index, groups=groups, excluded=excluded, want=want, rng=rng
+        study=study,
+        latest=latest,
+        embedded=embedded,
+        index=index,
+        groups=groups,
+        excluded=excluded,
+        want=want,
+        k=k,
+        rng=rng,
     )
     if len(picks) < want:
         # Cold start, or the strategy ran out of comparisons it wants: random
@@ -118,6 +126,7 @@ def _strategy_picks(
     groups: np.ndarray,
     excluded: set[tuple[int, ...]],
     want: int,
+    k: int,
     rng: np.random.Generator,
 ) -> list[_Pick]:
     """The study's strategy's picks, or none when it is random (the caller's
@@ -141,7 +150,6 @@ def _strategy_picks(
     if inp is None:
         return []
     strategy = get_strategy(spec.name, **_strategy_params(study))
-    k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
     return _picks(strategy, inp, want, k, embedded, rng)
 
 
