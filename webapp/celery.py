@@ -1,7 +1,8 @@
 """The Celery application.
 
 Queues: ``train`` (reward-model refits; may run on GPU workers), ``select``
-(query selection, CPU) and ``default``. Configuration comes from Django settings
+(query selection, CPU), ``default`` (imports) and ``embed`` (embedding new
+candidates, on a worker of its own so nothing waits behind it). Configuration comes from Django settings
 under the ``CELERY_`` prefix, which in turn come from the environment.
 """
 
@@ -11,7 +12,11 @@ from celery import Celery
 from celery.signals import worker_process_init
 from django.conf import settings
 
+from webapp import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+# filesystem:// (the no-server default) writes each message whole; see webapp/broker.py.
+broker.install()
 
 app = Celery("prefloop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
