@@ -44,7 +44,11 @@ from annotation.imports.records import (
     ImportFileError,
     Progress,
     PromptRecord,
+    SkippedRows,
+    keep_or_raise,
+    no_records,
     normalise,
+    pair_group,
     tick,
     type_name,
 )
@@ -60,19 +64,24 @@ def parse_table(
     columns: Sequence[str],
     record_preference: bool = True,
     on_progress: Progress | None = None,
+    skipped: SkippedRows | None = None,
 ) -> list[PromptRecord]:
     """Check the rows of a Parquet file or Hugging Face dataset (batches of
-    row dicts) and return their records; rows are numbered from 1."""
+    row dicts) and return their records; rows are numbered from 1. A bad row
+    raises, or with ``skipped`` is recorded there and left out."""
     rows = TableRows([c.lower() for c in columns], unit="row", record_preference=record_preference)
     records: list[PromptRecord] = []
     number = 0
     for batch in batches:
         for raw in batch:
             number += 1
-            records.append(rows.record({k.lower(): v for k, v in raw.items()}, line=number, from_text=False))
+            try:
+                records.append(rows.record({k.lower(): v for k, v in raw.items()}, line=number, from_text=False))
+            except ImportFileError as exc:
+                keep_or_raise(exc, raw=raw, skipped=skipped)
             tick(on_progress, number)
     if not records:
-        raise ImportFileError("the table has no rows")
+        raise no_records(skipped, "the table has no rows")
     return records
 
 
@@ -150,6 +159,8 @@ class TableRows:
             metadata=prompt_metadata,
             candidates=tuple(candidates),
             line=line,
+            # A chosen/rejected row is a judged pair: its own prompt item.
+            group=pair_group(*(c.text for c in candidates)) if self.pair else "",
         )
 
     def _external_id(self, row: dict[str, Any], *, line: int) -> str:
@@ -217,10 +228,12 @@ class TableRows:
                 found.append((f"{self.list_column}[{index}]", item, row.get("source"), {}))
         candidates = []
         for field, value, source, extra in found:
-            if value is None or (isinstance(value, str) and not value.strip()):
-                if field in ("chosen", "rejected"):
-                    raise self.error("is empty", line=line, field=field)
-                continue
+            if field in ("chosen", "rejected") and value is None:
+                raise self.error("is missing", line=line, field=field)
+            blank = value is None or (isinstance(value, str) and not value.strip())
+            if blank and field not in ("chosen", "rejected"):
+                continue  # an empty response cell: this row has fewer responses
+            # An empty chosen or rejected reply is a legitimate answer: imported empty.
             text = self._candidate_text(value, line=line, field=field)
             if source is None:
                 source = ""

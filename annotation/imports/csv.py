@@ -18,6 +18,9 @@ from annotation.imports.records import (
     Options,
     Progress,
     PromptRecord,
+    SkippedRows,
+    keep_or_raise,
+    no_records,
     open_stored,
     record_preference,
     tick,
@@ -33,13 +36,18 @@ HELP = (
 
 
 def parse_csv(
-    fileobj: IO[bytes] | IO[str], *, record_preference: bool = True, on_progress: Progress | None = None
+    fileobj: IO[bytes] | IO[str],
+    *,
+    record_preference: bool = True,
+    on_progress: Progress | None = None,
+    skipped: SkippedRows | None = None,
 ) -> list[PromptRecord]:
     """Check a CSV file with a header row and return its records.
 
     Rows are numbered as in a spreadsheet (the header is row 1). A bad row
     raises ``ImportFileError`` naming the row and column, and nothing is
-    returned.
+    returned; with ``skipped``, bad rows are recorded there and left out (a bad
+    header still raises).
     """
     text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="") if _is_binary(fileobj) else fileobj
     csv.field_size_limit(CSV_FIELD_LIMIT)
@@ -55,13 +63,16 @@ def parse_csv(
         for number, cells in enumerate(reader, start=2):
             if not any(cell.strip() for cell in cells):
                 continue
-            if len(cells) > len(header):
-                raise ImportFileError(
-                    f"has {len(cells)} cells but the header names {len(header)} columns", line=number, unit="row"
-                )
-            row = {name: cells[i] if i < len(cells) else "" for i, name in enumerate(header)}
-            records.append(rows.record(row, line=number, from_text=True))
-            tick(on_progress, len(records))
+            try:
+                if len(cells) > len(header):
+                    raise ImportFileError(
+                        f"has {len(cells)} cells but the header names {len(header)} columns", line=number, unit="row"
+                    )
+                row = {name: cells[i] if i < len(cells) else "" for i, name in enumerate(header)}
+                records.append(rows.record(row, line=number, from_text=True))
+            except ImportFileError as exc:
+                keep_or_raise(exc, raw=dict(zip(header, cells, strict=False)), skipped=skipped)
+            tick(on_progress, number - 1)
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8") from None
     except csv.Error as exc:
@@ -70,13 +81,15 @@ def parse_csv(
         if text is not fileobj:
             text.detach()  # leave the caller's file open
     if not records:
-        raise ImportFileError("no rows found under the header")
+        raise no_records(skipped, "no rows found under the header")
     return records
 
 
-def parse_file(fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]:
+def parse_file(
+    fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None, skipped: SkippedRows | None = None
+) -> list[PromptRecord]:
     """The registry's entry: an open binary CSV file (option ``record_preference``)."""
-    return parse_csv(fileobj, record_preference=record_preference(options), on_progress=on_progress)
+    return parse_csv(fileobj, record_preference=record_preference(options), on_progress=on_progress, skipped=skipped)
 
 
 def count_rows(path: Path, *, options: Options) -> int | None:

@@ -22,7 +22,11 @@ from annotation.imports.records import (
     Options,
     Progress,
     PromptRecord,
+    SkippedRows,
+    keep_or_raise,
+    no_records,
     normalise,
+    pair_group,
     record_preference,
     tick,
     type_name,
@@ -46,6 +50,11 @@ def hh_rlhf_record(
     is what they share up to the last "Assistant:" turn they both have, the
     candidates are the two continuations from there, and the prompt's metadata
     says ``"transcripts_diverge_early": true``.
+
+    A last assistant turn may be empty (four rows of the public test split
+    have an empty chosen reply): saying nothing is a reply too, and it is
+    imported as an empty response. The pair is its own prompt item
+    (``group``), even where another row has the same prompt.
     """
     for field, value in (("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str) or not value.strip():
@@ -69,9 +78,6 @@ def hh_rlhf_record(
         metadata["transcripts_diverge_early"] = True
     if not prompt.strip():
         raise ImportFileError('has no "Human:" turn before the last "Assistant:"', line=line, field="chosen", unit=unit)
-    for field, answer in (("chosen", better), ("rejected", worse)):
-        if not answer:
-            raise ImportFileError('the last "Assistant:" turn is empty', line=line, field=field, unit=unit)
     if record_preference:
         metadata["known_preference"] = ["chosen", "rejected"]
     return PromptRecord(
@@ -84,6 +90,7 @@ def hh_rlhf_record(
             CandidateRecord(text=worse, source="", metadata={"preference": "rejected"} if record_preference else {}),
         ),
         line=line,
+        group=pair_group(better, worse),
     )
 
 
@@ -98,35 +105,52 @@ def _hh_last_turn(transcript: str) -> tuple[str, str]:
 
 
 def parse_hh_rlhf(
-    lines: Iterable[str | bytes], *, record_preference: bool = True, on_progress: Progress | None = None
+    lines: Iterable[str | bytes],
+    *,
+    record_preference: bool = True,
+    on_progress: Progress | None = None,
+    skipped: SkippedRows | None = None,
 ) -> list[PromptRecord]:
     """Check an HH-RLHF JSONL file (``{"chosen": "…", "rejected": "…"}`` per
-    line) and return its records; the first bad line raises ``ImportFileError``."""
+    line) and return its records; the first bad line raises ``ImportFileError``,
+    or with ``skipped`` is recorded there and left out."""
     records = []
-    for number, obj in json_lines(lines):
-        if not isinstance(obj, dict):
-            raise ImportFileError(f"expected a JSON object, got {type_name(obj)}", line=number)
-        for field in ("chosen", "rejected"):
-            if field not in obj:
-                raise ImportFileError("is required", line=number, field=field)
-        records.append(hh_rlhf_record(obj["chosen"], obj["rejected"], line=number, record_preference=record_preference))
-        tick(on_progress, len(records))
+    for count, (number, raw, obj) in enumerate(json_lines(lines, skipped=skipped), start=1):
+        try:
+            records.append(_hh_line(obj, line=number, record_preference=record_preference))
+        except ImportFileError as exc:
+            keep_or_raise(exc, raw=raw, skipped=skipped)
+        tick(on_progress, count)
     if not records:
-        raise ImportFileError("no records found")
+        raise no_records(skipped, "no records found")
     return records
 
 
-def parse_file(fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]:
+def _hh_line(obj: Any, *, line: int, record_preference: bool) -> PromptRecord:
+    if not isinstance(obj, dict):
+        raise ImportFileError(f"expected a JSON object, got {type_name(obj)}", line=line)
+    for field in ("chosen", "rejected"):
+        if field not in obj:
+            raise ImportFileError("is required", line=line, field=field)
+    return hh_rlhf_record(obj["chosen"], obj["rejected"], line=line, record_preference=record_preference)
+
+
+def parse_file(
+    fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None, skipped: SkippedRows | None = None
+) -> list[PromptRecord]:
     """The registry's entry: an open binary HH-RLHF file (option ``record_preference``)."""
-    return parse_hh_rlhf(fileobj, record_preference=record_preference(options), on_progress=on_progress)
+    return parse_hh_rlhf(
+        fileobj, record_preference=record_preference(options), on_progress=on_progress, skipped=skipped
+    )
 
 
 def sniff(head: bytes) -> bool:
     """Whether a JSONL file's first bytes are HH-RLHF: its first record has
-    ``chosen`` and ``rejected`` but no ``prompt``."""
+    ``chosen`` or ``rejected`` but no ``prompt`` (a first row that lacks one
+    of the two is still HH-RLHF, and the parser names what it lacks)."""
     first = next((line for line in head.splitlines() if line.strip()), b"")
     try:
         obj = json.loads(first.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False  # a partial first line: the parser will say what is wrong
-    return isinstance(obj, dict) and {"chosen", "rejected"} <= obj.keys() and "prompt" not in obj
+    return isinstance(obj, dict) and bool({"chosen", "rejected"} & obj.keys()) and "prompt" not in obj

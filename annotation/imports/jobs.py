@@ -9,6 +9,9 @@ row (its page, and the API).
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import shutil
 import time
@@ -22,12 +25,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from annotation.imports import registry
-from annotation.imports.records import ImportFileError, Options, Progress
+from annotation.imports.records import ImportFileError, ImportResult, Options, Progress, SkippedRows
 from annotation.imports.writer import study_import_records
 from annotation.models import ImportJob, Study
 
@@ -58,7 +61,13 @@ def import_upload_discard(*, stored: Path) -> None:
 
 
 def import_job_create(
-    *, study: Study, stored: Path, format: str, options: Options, created_by: AbstractBaseUser | None
+    *,
+    study: Study,
+    stored: Path,
+    format: str,
+    options: Options,
+    created_by: AbstractBaseUser | None,
+    skip_invalid: bool = False,
 ) -> ImportJob:
     """Record a queued import of a stored upload (``import_upload_store``).
 
@@ -72,6 +81,39 @@ def import_job_create(
         file_path=str(stored),
         original_name=stored.name,
         options=dict(options),
+        skip_invalid=skip_invalid,
+    )
+
+
+def import_job_record(
+    *,
+    study: Study,
+    format: str,
+    original_name: str,
+    options: Options,
+    created_by: AbstractBaseUser | None,
+    result: ImportResult,
+    skipped: SkippedRows,
+) -> ImportJob:
+    """Record an import done in the request or by the CLI that skipped invalid
+    rows, as a finished job: its page and the API then show the skipped rows
+    and offer them for download, as for a background import."""
+    now = timezone.now()
+    return ImportJob.objects.create(
+        study=study,
+        created_by=created_by,
+        format=registry.get(format).key,
+        original_name=Path(original_name).name[-255:],
+        options=dict(options),
+        skip_invalid=True,
+        status=ImportJob.Status.DONE,
+        stage=ImportJob.Stage.WRITING,
+        processed=result.prompts_created + result.prompts_existing,
+        result=asdict(result),
+        skipped_count=skipped.count,
+        skipped_rows=skipped.as_json(),
+        started_at=now,
+        finished_at=now,
     )
 
 
@@ -85,7 +127,9 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     transaction, so a bad row or a crash imports nothing. While that
     transaction is open, progress is written on a second database connection
     (not on SQLite, which allows one writer at a time). A failed job keeps the
-    error, with its line or row and field, and its file for inspection.
+    error, with its line or row and field, and its file for inspection. A job
+    that skips invalid rows writes the valid ones (still in one transaction)
+    and keeps the skipped ones, with line, field, error and raw row.
     """
     now = timezone.now()
     claimable = Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, started_at__lt=now - STALE_AFTER)
@@ -95,17 +139,37 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     job = ImportJob.objects.select_related("study").filter(pk=job_id).first()
     if not claimed or job is None:
         return job
+    skipped = SkippedRows() if job.skip_invalid else None
     try:
         spec = registry.get(job.format)
         path = Path(settings.MEDIA_ROOT) / job.file_path
         if spec.prepare is not None:
             path = spec.prepare(path)
         ImportJob.objects.filter(pk=job_id).update(total=spec.count_rows(path, options=job.options))
-        records = spec.parse_stored(path, options=job.options, on_progress=_checking_progress(job_id))
+        records = spec.parse_stored(path, options=job.options, on_progress=_checking_progress(job_id), skipped=skipped)
         ImportJob.objects.filter(pk=job_id).update(stage=ImportJob.Stage.WRITING, processed=0, total=len(records))
-        with _side_progress(job_id) as written:
-            result = study_import_records(study=job.study, records=records, on_progress=written)
+        # The rows and the job's "done" commit together: the job never says
+        # running over committed rows (and what the writer starts on commit,
+        # such as embedding, runs after both).
+        with _side_progress(job_id) as written, transaction.atomic():
+            result = study_import_records(
+                study=job.study,
+                records=records,
+                on_progress=written,
+                rows_skipped=skipped.count if skipped is not None else 0,
+            )
+            ImportJob.objects.filter(pk=job_id).update(
+                status=ImportJob.Status.DONE,
+                processed=len(records),
+                result=asdict(result),
+                skipped_count=skipped.count if skipped is not None else 0,
+                skipped_rows=skipped.as_json() if skipped is not None else [],
+                finished_at=timezone.now(),
+            )
     except ImportFileError as exc:
+        if skipped is not None and skipped.count:
+            # Every row was invalid: the report says why, row by row.
+            ImportJob.objects.filter(pk=job_id).update(skipped_count=skipped.count, skipped_rows=skipped.as_json())
         return _import_job_fail(job_id, f"Nothing imported: {exc}")
     except IntegrityError:
         logger.warning("import job %s collided with another import", job_id, exc_info=True)
@@ -116,15 +180,26 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         logger.exception("import job %s failed", job_id)
         _import_job_fail(job_id, "Nothing imported: the import failed unexpectedly; the error is in the worker log.")
         raise
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportJob.Status.DONE,
-        processed=len(records),
-        result=asdict(result),
-        finished_at=timezone.now(),
-    )
     # The upload (and an unpacked dataset) is no longer needed once imported.
     import_upload_discard(stored=Path(job.file_path))
     return ImportJob.objects.get(pk=job_id)
+
+
+SKIPPED_COLUMNS = ("line", "field", "error", "raw")
+
+
+def import_job_skipped_report(*, job: ImportJob, kind: str) -> str:
+    """The rows an import skipped, as JSONL (one ``{"line", "field", "error",
+    "raw"}`` per line) or CSV with those columns; ``raw`` is the row as it
+    was in the file (a table row as JSON)."""
+    rows = job.skipped_rows or []
+    if kind == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=SKIPPED_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    return "".join(json.dumps({k: row.get(k) for k in SKIPPED_COLUMNS}, ensure_ascii=False) + "\n" for row in rows)
 
 
 def _checking_progress(job_id: int) -> Progress:

@@ -35,6 +35,9 @@ from annotation.imports.records import (
     Options,
     Progress,
     PromptRecord,
+    SkippedRows,
+    keep_or_raise,
+    no_records,
     open_stored,
     tick,
     type_name,
@@ -57,23 +60,31 @@ HELP = (
 )
 
 
-def parse_jsonl(lines: Iterable[str | bytes]) -> list[PromptRecord]:
+def parse_jsonl(lines: Iterable[str | bytes], *, skipped: SkippedRows | None = None) -> list[PromptRecord]:
     """Check every line of a JSONL import and return its records.
 
     Accepts ``str`` or UTF-8 ``bytes`` lines (a text or binary file object, an
     upload, a list). Blank lines are skipped. Nothing is written; the first problem
-    raises ``ImportFileError`` naming the line and field, and a file with no
-    records raises one too.
+    raises ``ImportFileError`` naming the line and field, unless ``skipped`` is
+    given: bad lines are then recorded there and left out. A file with no
+    records raises too.
     """
-    records = [_parse_record(obj, line=number) for number, obj in json_lines(lines)]
+    records = []
+    for number, raw, obj in json_lines(lines, skipped=skipped):
+        try:
+            records.append(_parse_record(obj, line=number))
+        except ImportFileError as exc:
+            keep_or_raise(exc, raw=raw, skipped=skipped)
     if not records:
-        raise ImportFileError("no records found")
+        raise no_records(skipped, "no records found")
     return records
 
 
-def parse_file(fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]:
+def parse_file(
+    fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None, skipped: SkippedRows | None = None
+) -> list[PromptRecord]:
     """The registry's entry: an open binary JSONL file (no options)."""
-    return parse_jsonl(_counting(fileobj, on_progress))
+    return parse_jsonl(_counting(fileobj, on_progress), skipped=skipped)
 
 
 def count_rows(path: Path, *, options: Options) -> int | None:
@@ -85,25 +96,37 @@ def count_rows(path: Path, *, options: Options) -> int | None:
         return None  # the parser reports the problem with its line
 
 
-def json_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON) for each non-blank line; UTF-8 bytes or text."""
+def json_lines(
+    lines: Iterable[str | bytes], *, skipped: SkippedRows | None = None
+) -> Iterator[tuple[int, str | bytes, Any]]:
+    """(line number, raw line, parsed JSON) for each non-blank line; UTF-8 bytes
+    or text. A line that is not UTF-8 or not JSON raises, or with ``skipped`` is
+    recorded there and passed over."""
     for number, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
+        text = raw
+        if isinstance(text, bytes):
             try:
-                raw = raw.decode("utf-8")
+                text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ImportFileError(
-                    f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8", line=number
-                ) from None
+                error = ImportFileError(f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8", line=number)
+                keep_or_raise(error, raw=raw, skipped=skipped)
+                continue
         if number == 1:
-            raw = raw.removeprefix("\ufeff")  # byte-order mark written by some editors
-        if not raw.strip():
+            text = text.removeprefix("\ufeff")  # byte-order mark written by some editors
+        if not text.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ImportFileError(f"invalid JSON: {exc}", line=number) from None
-        yield number, obj
+            # Name the line once: json's own message ends in "line 1 column 5
+            # (char 4)", which would be a second, always-1 line number.
+            keep_or_raise(
+                ImportFileError(f"invalid JSON at character {exc.pos + 1}: {exc.msg}", line=number),
+                raw=text.rstrip("\r\n"),
+                skipped=skipped,
+            )
+            continue
+        yield number, text.rstrip("\r\n"), obj
 
 
 def _counting(lines: Iterable[bytes], on_progress: Progress | None) -> Iterator[bytes]:
@@ -243,8 +266,7 @@ def parse_messages(messages: list[Any], *, line: int) -> list[dict[str, str]]:
 
 def _parse_candidate(item: Any, *, line: int, field: str) -> CandidateRecord:
     if isinstance(item, str):
-        if not item.strip():
-            raise ImportFileError("must be a non-empty string", line=line, field=field)
+        # An empty response is a legitimate answer (the model said nothing).
         return CandidateRecord(text=item, source="", metadata={})
     if not isinstance(item, dict):
         raise ImportFileError(
@@ -264,8 +286,12 @@ def _parse_candidate(item: Any, *, line: int, field: str) -> CandidateRecord:
     text = item.get("text")
     if image is not None and text is None:
         text = image.strip()  # the URL stands in for a caption
-    if not isinstance(text, str) or not text.strip():
-        raise ImportFileError("must be a non-empty string", line=line, field=f"{field}.text")
+    if not isinstance(text, str):
+        raise ImportFileError(
+            f"must be a string (an empty one for an empty response), got {type_name(text)}",
+            line=line,
+            field=f"{field}.text",
+        )
     source = item.get("source")
     if source is None:
         source = ""

@@ -16,11 +16,15 @@ checks that they agree.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import json
+import lzma
 import unicodedata
+import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,6 +87,11 @@ class PromptRecord:
     line: int
     # A known answer: (index of the better candidate, index of the worse, kind).
     gold: tuple[int, int, str] | None = None
+    # Set on a row that is a judged pair (chosen/rejected): the row is its own
+    # prompt item, not merged with other rows of the same prompt text, so the
+    # queue only compares the two replies that were compared (see
+    # ``record_prompt_hash``). Empty: rows of the same prompt text merge.
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,92 @@ class ImportResult:
     prompts_existing: int
     candidates_created: int
     duplicates_skipped: int
+    # Invalid rows left out by an import that skips them (never set otherwise).
+    rows_skipped: int = 0
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``"1 prompt"``, ``"2 prompts"``: a count with its noun."""
+    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
+
+
+def import_summary(result: Mapping[str, int]) -> str:
+    """What an import did, in one sentence, for the pages, the CLI and a job
+    (``result`` is ``ImportResult`` as a dict, as a job stores it)."""
+    get = result.get
+    text = (
+        f"Imported {plural(get('prompts_created', 0), 'new prompt')} "
+        f"({get('prompts_existing', 0)} already there) and {plural(get('candidates_created', 0), 'candidate')}; "
+        f"{plural(get('duplicates_skipped', 0), 'duplicate')} skipped."
+    )
+    if get("rows_skipped"):
+        text += f" {plural(get('rows_skipped', 0), 'invalid row')} left out."
+    return text
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row left out by an import that skips invalid rows: where, why, and the row."""
+
+    line: int | None
+    field: str | None
+    message: str
+    raw: str
+
+
+@dataclass
+class SkippedRows:
+    """Collects the invalid rows of an import run with "skip invalid rows".
+
+    A parser given one calls ``add`` for a bad row and goes on; without one,
+    the first bad row raises (all or nothing). ``count`` counts every skipped
+    row; ``rows`` keeps the first ``keep`` of them, each raw row cut to
+    ``RAW_MAX`` characters, so a file of millions of bad rows cannot fill the
+    job's row.
+    """
+
+    keep: int = 10_000
+    count: int = 0
+    rows: list[SkippedRow] = field(default_factory=list)
+
+    def add(self, error: ImportFileError, *, raw: Any) -> None:
+        self.count += 1
+        if len(self.rows) < self.keep:
+            text = raw if isinstance(raw, str) else _raw_text(raw)
+            self.rows.append(SkippedRow(line=error.line, field=error.field, message=error.reason, raw=text[:RAW_MAX]))
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [{"line": row.line, "field": row.field, "error": row.message, "raw": row.raw} for row in self.rows]
+
+
+# The longest raw row kept in a skipped-rows report.
+RAW_MAX = 100_000
+
+
+def _raw_text(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    try:
+        return json.dumps(raw, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(raw)
+
+
+def keep_or_raise(error: ImportFileError, *, raw: Any, skipped: SkippedRows | None) -> None:
+    """In all-or-nothing mode (``skipped`` is None) raise ``error``; else record the row."""
+    if skipped is None:
+        raise error
+    skipped.add(error, raw=raw)
+
+
+def no_records(skipped: SkippedRows | None, message: str) -> ImportFileError:
+    """The error for a file with nothing to import, saying how many rows were invalid."""
+    if skipped is not None and skipped.count:
+        first = skipped.rows[0] if skipped.rows else None
+        where = f"line {first.line}: " if first is not None and first.line is not None else ""
+        detail = f" (the first: {where}{first.message})" if first is not None else ""
+        return ImportFileError(f"no valid rows: all {plural(skipped.count, 'row')} are invalid{detail}")
+    return ImportFileError(message)
 
 
 # --- hashing ---------------------------------------------------------------
@@ -115,6 +210,28 @@ def prompt_content_hash(text: str) -> str:
     For conversations, ``text`` is the stored JSON dump of the message list.
     """
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+def record_prompt_hash(record: PromptRecord) -> str:
+    """The content hash a record's prompt is stored under.
+
+    A record without a ``group`` is its prompt text's hash, so rows with the
+    same prompt gather their candidates on one prompt (one response per row,
+    or more responses added later). A judged pair (``group`` set) hashes the
+    text with its group, so two chosen/rejected rows of the same prompt are
+    two prompt items, each with its own two replies: the queue compares
+    candidates of one prompt, and never a chosen of one row with a rejected
+    of another that no one compared. Re-importing the same rows finds them.
+    """
+    if not record.group:
+        return prompt_content_hash(record.text)
+    payload = f"{normalise(record.text)}\x00{record.group}"
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def pair_group(*texts: str) -> str:
+    """The ``group`` of a judged pair: its replies' hashes, in order (chosen first)."""
+    return ":".join(hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()[:32] for text in texts)
 
 
 def candidate_content_hash(*, prompt_hash: str, text: str) -> str:
@@ -159,8 +276,62 @@ def type_name(value: Any) -> str:
     return "an object"
 
 
+# The first bytes of each compressed container a text file may come in.
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+# File-name endings of those containers (stripped to tell the format inside).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+
+
+def compression_of(head: bytes) -> str | None:
+    """``"gzip"``, ``"bz2"`` or ``"xz"`` from a file's first bytes, else None."""
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def decompress_head(head: bytes) -> bytes:
+    """As much of a compressed file's start as its first bytes decompress to
+    (the head itself when it is not compressed)."""
+    kind = compression_of(head)
+    if kind is None:
+        return head
+    factory = {"gzip": lambda: zlib.decompressobj(zlib.MAX_WBITS | 16), "bz2": bz2.BZ2Decompressor}.get(
+        kind, lzma.LZMADecompressor
+    )
+    try:
+        return factory().decompress(head)
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
+        return b""
+
+
+def decompressed_head(fileobj: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes of a seekable file's content, decompressed when it
+    is gzip, bzip2 or xz; the file is left at its start."""
+    start = fileobj.read(6)
+    fileobj.seek(0)
+    kind = compression_of(start)
+    opener = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
+    try:
+        if kind is None:
+            head = fileobj.read(size)
+        else:
+            # Closing the wrapper leaves the caller's file open.
+            with opener[kind](fileobj) as stream:
+                head = stream.read(size)
+    except (OSError, EOFError, lzma.LZMAError):
+        head = b""  # damaged: the parser says so, with the line
+    fileobj.seek(0)
+    return head
+
+
 def open_stored(path: Path) -> IO[bytes]:
-    """A stored text upload opened for reading bytes, gunzipped when its name ends in .gz."""
-    if path.name.lower().endswith(".gz"):
+    """A stored text file opened for reading bytes, decompressed when it is gzip,
+    bzip2 or xz (told by its first bytes, whatever its name): the one way the
+    pages, the CLI and the API open a text file."""
+    with path.open("rb") as probe:
+        kind = compression_of(probe.read(6))
+    if kind == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]
+    if kind == "bz2":
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb")

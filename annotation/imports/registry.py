@@ -12,15 +12,24 @@ Nothing here imports ``annotation.models`` (the models import this module).
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from annotation.imports import csv, hh_rlhf, jsonl, tables
-from annotation.imports.records import ImportFileError, Options, Progress, PromptRecord, open_stored
+from annotation.imports.records import (
+    COMPRESSED_SUFFIXES,
+    ImportFileError,
+    Options,
+    Progress,
+    PromptRecord,
+    SkippedRows,
+    compression_of,
+    decompress_head,
+    decompressed_head,
+    open_stored,
+)
 from models_runtime.catalogue import Catalogue
 
 __all__ = [
@@ -28,6 +37,7 @@ __all__ = [
     "ImportFormat",
     "choices",
     "detect_format",
+    "detect_path",
     "detect_upload",
     "formats",
     "get",
@@ -43,12 +53,19 @@ HEAD_BYTES = 64 * 1024
 
 class ReadFile(Protocol):
     def __call__(
-        self, fileobj: IO[bytes], *, options: Options, on_progress: Progress | None = None
+        self,
+        fileobj: IO[bytes],
+        *,
+        options: Options,
+        on_progress: Progress | None = None,
+        skipped: SkippedRows | None = None,
     ) -> list[PromptRecord]: ...
 
 
 class ReadPath(Protocol):
-    def __call__(self, path: Path, *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]: ...
+    def __call__(
+        self, path: Path, *, options: Options, on_progress: Progress | None = None, skipped: SkippedRows | None = None
+    ) -> list[PromptRecord]: ...
 
 
 class CountRows(Protocol):
@@ -95,13 +112,33 @@ class ImportFormat:
         """Whether a (small) upload of this format may be imported during the request."""
         return self.read_file is not None
 
-    def parse_stored(self, path: Path, *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]:
-        """Check a stored upload (already ``prepare``d) and return its records."""
+    def parse_stored(
+        self,
+        path: Path,
+        *,
+        options: Options,
+        on_progress: Progress | None = None,
+        skipped: SkippedRows | None = None,
+    ) -> list[PromptRecord]:
+        """Check a stored file (already ``prepare``d) and return its records: the
+        one reader the worker and the CLI share. A text format's file is
+        decompressed when it is gzip, bzip2 or xz (told by its first bytes).
+        With ``skipped``, invalid rows are recorded there and left out."""
+        extra = _skipping(skipped)
         if self.read_path is not None:
-            return self.read_path(path, options=options, on_progress=on_progress)
+            return self.read_path(path, options=options, on_progress=on_progress, **extra)
         assert self.read_file is not None  # __post_init__ saw to it
-        with open_stored(path) as handle:
-            return self.read_file(handle, options=options, on_progress=on_progress)
+        try:
+            with open_stored(path) as handle:
+                return self.read_file(handle, options=options, on_progress=on_progress, **extra)
+        except (OSError, EOFError) as exc:  # a damaged or truncated compressed file
+            raise ImportFileError(f"cannot read the file: {exc}") from None
+
+
+def _skipping(skipped: SkippedRows | None) -> dict[str, Any]:
+    """``skipped`` as a keyword only when rows are to be skipped, so a plug-in
+    format written before skipping existed still reads files all or nothing."""
+    return {} if skipped is None else {"skipped": skipped}
 
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".json.gz")
@@ -192,25 +229,45 @@ def detect_format(name: str, head: bytes = b"") -> str:
     Among the formats whose suffixes the name ends with, one whose ``sniff``
     recognises the head wins (a JSONL file whose first record has ``chosen``
     and ``rejected`` but no ``prompt`` is HH-RLHF), else the first without a
-    sniff. Raises ``ImportFileError`` for other file types.
+    sniff. A text format's file may be compressed (gzip, bzip2, xz: ``.gz``,
+    ``.bz2``, ``.xz`` after its own ending); the head is decompressed before
+    it is sniffed. Raises ``ImportFileError`` for other file types.
     """
     lower = name.lower()
-    matching = [spec for spec in formats() if lower.endswith(spec.suffixes)]
+    inner = next((lower.removesuffix(end) for end in COMPRESSED_SUFFIXES if lower.endswith(end)), lower)
+    matching = [
+        spec
+        for spec in formats()
+        if lower.endswith(spec.suffixes) or (spec.read_file is not None and inner.endswith(spec.suffixes))
+    ]
     if not matching:
         raise ImportFileError(f"cannot tell the format of {name!r}: expected {_expected()}")
-    if lower.endswith(".gz"):
-        head = _gunzip_head(head)
+    head = decompress_head(head)
     sniffed = [spec for spec in matching if spec.sniff is not None and spec.sniff(head)]
     plain = [spec for spec in matching if spec.sniff is None]
     return (sniffed or plain or matching)[0].key
 
 
+def detect_path(path: Path) -> str:
+    """The key of a file's format on disk (``detect_format`` on its name and first bytes)."""
+    try:
+        with path.open("rb") as handle:
+            head = decompressed_head(handle, HEAD_BYTES)
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return detect_format(path.name, head)
+
+
+def is_compressed(head: bytes) -> bool:
+    """Whether a file's first bytes are gzip, bzip2 or xz (it may hold many times its size)."""
+    return compression_of(head) is not None
+
+
 def detect_upload(upload: Any) -> str:
     """The key of an uploaded file's format (``detect_format`` on its name and
     first bytes); the file is left at its start."""
-    head = upload.read(HEAD_BYTES)
     upload.seek(0)
-    return detect_format(upload.name or "", head)
+    return detect_format(upload.name or "", decompressed_head(upload, HEAD_BYTES))
 
 
 def _expected() -> str:
@@ -221,15 +278,3 @@ def _expected() -> str:
         if spec.extensions
     ]
     return named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
-
-
-def _gunzip_head(head: bytes) -> bytes:
-    try:
-        return gzip.decompress(head)
-    except (OSError, EOFError):
-        pass  # only the first bytes of the archive: decompress what is there
-    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    try:
-        return decompressor.decompress(head)
-    except zlib.error:
-        return b""

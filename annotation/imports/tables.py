@@ -21,6 +21,7 @@ from annotation.imports.records import (
     Options,
     Progress,
     PromptRecord,
+    SkippedRows,
     record_preference,
 )
 
@@ -34,7 +35,9 @@ DATASET_HELP = "a zipped Hugging Face save_to_disk folder with the columns of Pa
 # --- Parquet ---------------------------------------------------------------------------
 
 
-def parse_parquet(path: Path, *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]:
+def parse_parquet(
+    path: Path, *, options: Options, on_progress: Progress | None = None, skipped: SkippedRows | None = None
+) -> list[PromptRecord]:
     """Check the rows of a stored Parquet file and return their records."""
     parquet = _parquet_file(path)
     batches = (batch.to_pylist() for batch in parquet.iter_batches(batch_size=PROGRESS_EVERY))
@@ -43,6 +46,7 @@ def parse_parquet(path: Path, *, options: Options, on_progress: Progress | None 
         columns=parquet.schema_arrow.names,
         record_preference=record_preference(options),
         on_progress=on_progress,
+        skipped=skipped,
     )
 
 
@@ -75,13 +79,19 @@ def dataset_unpack(archive: Path) -> Path:
     return folder
 
 
-def parse_dataset(path: Path, *, options: Options, on_progress: Progress | None = None) -> list[PromptRecord]:
+def parse_dataset(
+    path: Path, *, options: Options, on_progress: Progress | None = None, skipped: SkippedRows | None = None
+) -> list[PromptRecord]:
     """Check the rows of an unpacked dataset (options ``split`` and
     ``record_preference``) and return their records."""
     dataset = hf_dataset_load(path, split=options.get("split") or "")
     batches = (_rows_of(batch) for batch in dataset.iter(batch_size=PROGRESS_EVERY))
     return parse_table(
-        batches, columns=dataset.column_names, record_preference=record_preference(options), on_progress=on_progress
+        batches,
+        columns=dataset.column_names,
+        record_preference=record_preference(options),
+        on_progress=on_progress,
+        skipped=skipped,
     )
 
 

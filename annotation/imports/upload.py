@@ -4,9 +4,16 @@ import pages and the REST API.
 A small text upload (JSONL, HH-RLHF, CSV up to ``SYNC_IMPORT_MAX_BYTES``) is
 imported during the request: that takes well under a second, the researcher
 sees the result (or the bad line) at once, and no worker needs to be running.
-Larger files, compressed ones and binary formats (Parquet, datasets) are stored
-and imported by the worker as an ``ImportJob``, whose progress the caller
-shows. Either way the import is all or nothing.
+Larger files, compressed ones (gzip, bzip2, xz, told by their first bytes) and
+binary formats (Parquet, datasets) are stored and imported by the worker as an
+``ImportJob``, whose progress the caller shows.
+
+Either way the import is all or nothing by default: a researcher who uploads
+a file expects the file, and a silently partial dataset skews every figure
+computed on it. With ``skip_invalid`` the valid rows are imported (still in
+one transaction) and the invalid ones are reported on a job (line, field,
+error, raw row), downloadable; an import done during the request is then
+recorded as a finished job too, so the report has a page.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from django.db import transaction
 
 from annotation import tasks
 from annotation.imports import registry
-from annotation.imports.jobs import import_job_create, import_upload_discard, import_upload_store
-from annotation.imports.records import ImportFileError, ImportResult, Options, PromptRecord
+from annotation.imports.jobs import import_job_create, import_job_record, import_upload_discard, import_upload_store
+from annotation.imports.records import ImportFileError, ImportResult, Options, PromptRecord, SkippedRows
 from annotation.imports.writer import study_import_records
 from annotation.models import ImportJob, Study
 from annotation.services import study_create
@@ -33,7 +40,9 @@ SYNC_IMPORT_MAX_BYTES = 512 * 1024
 @dataclass(frozen=True)
 class UploadOutcome:
     """What became of an upload: the ``result`` of an import done during the
-    request, or the queued ``job`` that will do it (exactly one is set)."""
+    request, or the queued ``job`` that will do it. With "skip invalid rows",
+    an import done during the request has both: its result and the finished
+    job that keeps the report of skipped rows."""
 
     study: Study
     result: ImportResult | None = None
@@ -41,7 +50,13 @@ class UploadOutcome:
 
 
 def import_upload(
-    *, study: Study, upload: Any, format: str | None, options: Options, by: AbstractBaseUser | None
+    *,
+    study: Study,
+    upload: Any,
+    format: str | None,
+    options: Options,
+    by: AbstractBaseUser | None,
+    skip_invalid: bool = False,
 ) -> UploadOutcome:
     """Import an uploaded file (a Django ``File``) into ``study``, now or as a job.
 
@@ -57,11 +72,15 @@ def import_upload(
     """
     spec, options = _format_and_options(upload, format=format, options=options)
     if _runs_now(upload, spec):
-        records = _read_now(upload, spec, options)
-        return UploadOutcome(study=study, result=study_import_records(study=study, records=records))
+        skipped = SkippedRows() if skip_invalid else None
+        records = _read_now(upload, spec, options, skipped)
+        with transaction.atomic():
+            result = study_import_records(study=study, records=records, rows_skipped=_count(skipped))
+            report = _report(study, upload, spec, options, by, result, skipped)
+        return UploadOutcome(study=study, result=result, job=report)
     stored = import_upload_store(upload=upload)
     try:
-        job = _job_queue(study=study, stored=stored, format=spec.key, options=options, by=by)
+        job = _job_queue(study=study, stored=stored, format=spec.key, options=options, by=by, skip_invalid=skip_invalid)
     except Exception:
         import_upload_discard(stored=stored)
         raise
@@ -69,7 +88,7 @@ def import_upload(
 
 
 def study_create_from_upload(
-    *, name: str, upload: Any, format: str | None, options: Options, by: AbstractBaseUser
+    *, name: str, upload: Any, format: str | None, options: Options, by: AbstractBaseUser, skip_invalid: bool = False
 ) -> UploadOutcome:
     """Create a study (``by`` its researcher) from an uploaded file.
 
@@ -80,16 +99,20 @@ def study_create_from_upload(
     """
     spec, options = _format_and_options(upload, format=format, options=options)
     if _runs_now(upload, spec):
-        records = _read_now(upload, spec, options)
+        skipped = SkippedRows() if skip_invalid else None
+        records = _read_now(upload, spec, options, skipped)
         with transaction.atomic():
             study = study_create(name=name, created_by=by)
-            result = study_import_records(study=study, records=records)
-        return UploadOutcome(study=study, result=result)
+            result = study_import_records(study=study, records=records, rows_skipped=_count(skipped))
+            report = _report(study, upload, spec, options, by, result, skipped)
+        return UploadOutcome(study=study, result=result, job=report)
     stored = import_upload_store(upload=upload)
     try:
         with transaction.atomic():
             study = study_create(name=name, created_by=by, status=Study.Status.DRAFT)
-            job = _job_queue(study=study, stored=stored, format=spec.key, options=options, by=by)
+            job = _job_queue(
+                study=study, stored=stored, format=spec.key, options=options, by=by, skip_invalid=skip_invalid
+            )
     except Exception:
         import_upload_discard(stored=stored)
         raise
@@ -105,21 +128,65 @@ def _format_and_options(
 
 def _runs_now(upload: Any, spec: registry.ImportFormat) -> bool:
     # A compressed file may hold many times its size, so it goes to the worker
-    # (which also gunzips it; the request path reads plain text only).
-    compressed = (getattr(upload, "name", "") or "").lower().endswith(".gz")
-    return spec.in_request and not compressed and upload.size <= SYNC_IMPORT_MAX_BYTES
+    # (which also decompresses it; the request path reads plain text only).
+    if not spec.in_request or upload.size > SYNC_IMPORT_MAX_BYTES:
+        return False
+    upload.seek(0)
+    head = upload.read(8)
+    upload.seek(0)
+    return not registry.is_compressed(head)
 
 
-def _read_now(upload: Any, spec: registry.ImportFormat, options: Options) -> list[PromptRecord]:
+def _read_now(
+    upload: Any, spec: registry.ImportFormat, options: Options, skipped: SkippedRows | None
+) -> list[PromptRecord]:
     if spec.read_file is None:  # _runs_now saw to it
         raise ImportFileError(f"{spec.label} files are imported in the background")
-    return spec.read_file(upload, options=options)
+    return spec.read_file(upload, options=options, **({} if skipped is None else {"skipped": skipped}))
+
+
+def _count(skipped: SkippedRows | None) -> int:
+    return skipped.count if skipped is not None else 0
+
+
+def _report(
+    study: Study,
+    upload: Any,
+    spec: registry.ImportFormat,
+    options: Options,
+    by: AbstractBaseUser | None,
+    result: ImportResult,
+    skipped: SkippedRows | None,
+) -> ImportJob | None:
+    """A finished job keeping the skipped rows of an import done now (None when
+    the import was all or nothing)."""
+    if skipped is None:
+        return None
+    return import_job_record(
+        study=study,
+        format=spec.key,
+        original_name=getattr(upload, "name", "") or "upload",
+        options=options,
+        created_by=by,
+        result=result,
+        skipped=skipped,
+    )
 
 
 @transaction.atomic
-def _job_queue(*, study: Study, stored: Path, format: str, options: Options, by: AbstractBaseUser | None) -> ImportJob:
+def _job_queue(
+    *,
+    study: Study,
+    stored: Path,
+    format: str,
+    options: Options,
+    by: AbstractBaseUser | None,
+    skip_invalid: bool = False,
+) -> ImportJob:
     """Record the job and start the worker's task once the transaction commits."""
-    job = import_job_create(study=study, stored=stored, format=format, options=options, created_by=by)
+    job = import_job_create(
+        study=study, stored=stored, format=format, options=options, created_by=by, skip_invalid=skip_invalid
+    )
     job_id = job.pk
     transaction.on_commit(lambda: tasks.import_job_run.delay(job_id))
     return job

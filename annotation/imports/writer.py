@@ -23,7 +23,7 @@ from annotation.imports.records import (
     Progress,
     PromptRecord,
     candidate_content_hash,
-    prompt_content_hash,
+    record_prompt_hash,
 )
 from annotation.models import (
     GOLD_JUDGMENTS_WANTED,
@@ -47,9 +47,15 @@ WRITE_CHUNK_ROWS = 2000
 
 @transaction.atomic
 def study_import_records(
-    *, study: Study, records: Sequence[PromptRecord], on_progress: Progress | None = None
+    *, study: Study, records: Sequence[PromptRecord], on_progress: Progress | None = None, rows_skipped: int = 0
 ) -> ImportResult:
     """Write parsed records into ``study``, all or nothing.
+
+    Rows of the same prompt text share one prompt, except judged pairs
+    (chosen/rejected rows, ``PromptRecord.group``): each of those is its own
+    prompt item, so the queue compares only the two replies of one row
+    (``records.record_prompt_hash``). ``rows_skipped`` (invalid rows the
+    parser left out) is reported in the result.
 
     A prompt whose content hash the study already has is reused rather than
     created again (its text, format and metadata stay as they were); a candidate
@@ -66,7 +72,7 @@ def study_import_records(
     A concurrent import of overlapping content can fail on the unique hash
     constraints; the transaction then rolls back and the import can be re-run.
     """
-    record_hashes = [prompt_content_hash(record.text) for record in records]
+    record_hashes = [record_prompt_hash(record) for record in records]
     prompt_ids = _ids_by_hash(Prompt, study=study, hashes=set(record_hashes))
     prompts_existing = len(prompt_ids)
     planned = [
@@ -98,8 +104,10 @@ def study_import_records(
 
     _gold_comparisons_create(study=study, records=records, record_hashes=record_hashes, prompt_ids=prompt_ids)
     if candidates_created:
-        # New candidates open new pairs: fill the queue before anyone asks.
+        # New candidates are embedded in the background (their own queue),
+        # and open new pairs: fill the queue before anyone asks.
         study_id = study.pk
+        transaction.on_commit(lambda: loop.get().candidates_added(study_id=study_id))
         transaction.on_commit(lambda: loop.get().refill_request(study_id=study_id))
 
     return ImportResult(
@@ -107,6 +115,7 @@ def study_import_records(
         prompts_existing=prompts_existing,
         candidates_created=candidates_created,
         duplicates_skipped=duplicates,
+        rows_skipped=rows_skipped,
     )
 
 

@@ -48,7 +48,7 @@ def test_csv_long_format_groups_rows_by_prompt_id():
         ("prompt_id,prompt,response\np1,First,a\np1,Second,b\n", "row 3", "prompt"),
         ("prompt,response,format\nok,fine,html\n", "row 2", "format"),
         ("question,answer\nq,a\n", None, "prompt"),
-        ("prompt,chosen,rejected\nq,good,\n", "row 2", "rejected"),
+        ("prompt,chosen,rejected\nq,good,bad,worse\n", "row 2", None),
     ],
 )
 def test_bad_csv_rows_are_named(content, where, field):
@@ -66,3 +66,11 @@ def test_bad_csv_upload_imports_nothing(client_for, researcher, study):
     html = response.content.decode()
     assert "Nothing imported" in html and "row 4" in html and "prompt" in html
     assert counts(study) == before
+
+
+def test_an_empty_chosen_or_rejected_cell_is_an_empty_response():
+    """Saying nothing is a reply too; the row is a judged pair, its own prompt item."""
+    (record,) = parse_csv(io.BytesIO(b"prompt,chosen,rejected\nq,good,\n"))
+
+    assert [c.text for c in record.candidates] == ["good", ""]
+    assert record.group

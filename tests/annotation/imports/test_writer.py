@@ -128,15 +128,15 @@ def test_same_content_in_another_study_is_not_a_duplicate(study: Study) -> None:
 
 @pytest.mark.django_db
 def test_bad_line_imports_nothing_and_names_line_and_field(study: Study) -> None:
-    """Line 3 has an empty candidate: the two good lines before it are not written either."""
-    data = jsonl(GOOD_RECORDS[0], GOOD_RECORDS[1], {"prompt": "Third", "candidates": [""]})
+    """Line 3 has a null candidate: the two good lines before it are not written either."""
+    data = jsonl(GOOD_RECORDS[0], GOOD_RECORDS[1], {"prompt": "Third", "candidates": [None]})
 
     with pytest.raises(ImportFileError) as excinfo:
         study_import_jsonl(study=study, fileobj=io.BytesIO(data))
 
     assert excinfo.value.line == 3
     assert excinfo.value.field == "candidates[0]"
-    assert str(excinfo.value) == 'line 3, field "candidates[0]": must be a non-empty string'
+    assert str(excinfo.value) == 'line 3, field "candidates[0]": must be a string or an object with "text", got null'
     assert Prompt.objects.count() == 0
     assert Candidate.objects.count() == 0
 
