@@ -40,24 +40,29 @@ def _download(blocks: Iterable[bytes], *, content_type: str, filename: str) -> S
 @require_GET
 def study_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     """Download the study's data as ``fmt`` (a key of the export registry);
-    ``?pseudonymise=1`` replaces usernames with per-study pseudonyms."""
+    ``?pseudonymise=1`` replaces usernames with per-study pseudonyms, ``?form=``
+    picks the form of a kind that has several (DPO pairs: conversational or text)."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     export = registry.get(fmt)
     if export is None:
         raise Http404("No such export format.")
     pseudonymise = request.GET.get("pseudonymise", "").lower() in _YES
     try:
-        return export_response(study=study, export=export, pseudonymise=pseudonymise)
-    except ExportError as exc:  # e.g. nothing to export yet
+        return export_response(study=study, export=export, pseudonymise=pseudonymise, form=request.GET.get("form"))
+    except ExportError as exc:  # e.g. nothing to export yet, or a form the kind does not have
         messages.info(request, str(exc))
         return redirect("study_detail", slug=study.slug)
 
 
-def export_response(*, study: Study, export: Export, pseudonymise: bool) -> StreamingHttpResponse:
-    """The download of one export (pages and the REST API share it); ExportError,
-    before anything is sent, when it cannot be made."""
-    blocks = export.stream(study=study, pseudonymise=pseudonymise)
-    filename = export.file_name(slug=study.slug, pseudonymise=pseudonymise)
+def export_response(
+    *, study: Study, export: Export, pseudonymise: bool, form: str | None = None
+) -> StreamingHttpResponse:
+    """The download of one export (pages and the REST API share it), in ``form``
+    or the study's default form when the kind has several, named in the file
+    name; ExportError, before anything is sent, when it cannot be made."""
+    kind = export.records_kind(study=study, form=form)
+    blocks = export.stream(study=study, pseudonymise=pseudonymise, form=kind.form)
+    filename = export.file_name(slug=study.slug, pseudonymise=pseudonymise, form=kind.form)
     return _download(blocks, content_type=export.content_type, filename=filename)
 
 

@@ -22,4 +22,8 @@ the pairs a researcher can download:
 
 Adding an export kind is one module under ``kinds/`` (a schema and a records
 function, bundled as ``KIND``) plus one line in ``registry.py`` per file format.
+A kind may come in several forms (DPO pairs: TRL's conversational message lists,
+or text that keeps the ``\n\nAssistant:`` cue), a ``schema.Forms`` the
+researcher picks from with ``?form=``; the file says which (a ``form`` column,
+the parquet metadata, the dataset card of a ``datasets`` folder).
 """

@@ -96,6 +96,11 @@ def checkpoint_archive(*, version: RewardModelVersion) -> Iterator[bytes]:
     lies outside ``PREFLOOP_CHECKPOINT_DIR`` (the path is data, and a download
     must not become a way to read other folders of the server).
     """
+    if version.pruned_at is not None:
+        raise ExportError(
+            f"The checkpoint of version {version.version} was pruned on {version.pruned_at:%Y-%m-%d %H:%M} UTC: "
+            "a study keeps the live version, the best by held-out log-loss and the newest few."
+        )
     root = Path(settings.PREFLOOP_CHECKPOINT_DIR).resolve()
     folder = Path(version.checkpoint_path).resolve()
     if not folder.is_relative_to(root):

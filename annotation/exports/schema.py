@@ -11,6 +11,9 @@ object in JSON lines, JSON text in CSV cells and Arrow columns, since a fixed
 Arrow struct could not hold them.
 
 A :class:`RecordKind` pairs a schema with the function that yields its records.
+A kind a researcher can download in more than one shape (DPO pairs as chat
+messages or as text) is a :class:`Forms`: one record kind per form, and the
+study's default form.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from annotation.exports.errors import ExportError
 from annotation.models import Study
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "TIMESTAMP",
     "Column",
     "ColumnType",
+    "Forms",
     "Json",
     "ListOf",
     "RecordKind",
@@ -176,6 +181,9 @@ class RecordKind:
     study page, ``noun`` says what an empty export lacks ("the study has no
     preference pairs yet"). ``read(study=..., pseudonymise=...)`` yields the
     records, dicts keyed by the schema's names, a chunk (a list) at a time.
+    ``form`` names its shape when the kind comes in several (see
+    :class:`Forms`); ``about`` says what the file holds in a sentence or two,
+    for the study page and the dataset card of a ``datasets`` folder.
     """
 
     name: str
@@ -183,6 +191,19 @@ class RecordKind:
     noun: str
     schema: Schema
     read: Callable[..., Iterator[list[dict[str, Any]]]]
+    form: str = ""
+    about: str = ""
+
+    @property
+    def choices(self) -> tuple[RecordKind, ...]:
+        """The forms to choose from: none, for a kind with one shape."""
+        return ()
+
+    def pick(self, *, study: Study, form: str | None = None) -> RecordKind:
+        """This kind; ExportError when another form than its own is asked for."""
+        if form and form != self.form:
+            raise ExportError(f"{self.title} come in one form only; leave out form={form!r}.")
+        return self
 
     def records(self, *, study: Study, pseudonymise: bool = False) -> Iterator[list[dict[str, Any]]]:
         """The records, a chunk at a time, each chunk checked against the schema.
@@ -195,3 +216,49 @@ class RecordKind:
             if chunk:
                 self.schema.check(chunk[0])
             yield chunk
+
+
+@dataclass(frozen=True)
+class Forms:
+    """A record kind the researcher downloads in one of several forms, e.g. DPO
+    pairs as chat messages or as text: ``choices`` holds one :class:`RecordKind`
+    per form (same name, title and noun; each with its ``form`` and
+    ``about``), in the order the study page lists them, and
+    ``default(study)`` names the form a download without one gets.
+
+    It stands where a record kind does in the registry; :meth:`pick` gives the
+    record kind a download writes.
+    """
+
+    choices: tuple[RecordKind, ...]
+    default: Callable[[Study], str]
+
+    def __post_init__(self) -> None:
+        names = {(kind.name, kind.title, kind.noun) for kind in self.choices}
+        if len(names) != 1 or any(not kind.form for kind in self.choices):
+            raise ValueError("the forms of a kind share its name, title and noun, and each names its form")
+
+    @property
+    def name(self) -> str:
+        return self.choices[0].name
+
+    @property
+    def title(self) -> str:
+        return self.choices[0].title
+
+    @property
+    def noun(self) -> str:
+        return self.choices[0].noun
+
+    def names(self) -> tuple[str, ...]:
+        """The forms' names, in the page's order."""
+        return tuple(kind.form for kind in self.choices)
+
+    def pick(self, *, study: Study, form: str | None = None) -> RecordKind:
+        """The record kind of ``form``, or of the study's default form when
+        ``form`` is empty; ExportError for a form the kind does not have."""
+        wanted = form or self.default(study)
+        for kind in self.choices:
+            if kind.form == wanted:
+                return kind
+        raise ExportError(f"{self.title} come as {' or '.join(self.names())}, not {wanted!r}.")

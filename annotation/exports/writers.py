@@ -8,6 +8,12 @@ first byte is sent, in a temporary folder removed when the response is closed,
 so its failures (e.g. nothing to export yet) are an ``ExportError`` for the
 caller to report, not a truncated archive. Memory is bounded by one chunk or
 one row group whatever the size of the study.
+
+A file says what it holds where its format allows: parquet in its schema's
+metadata (key ``prefloop``: kind, form and what the form means), a
+``datasets`` folder in a dataset card (``README.md``) and its
+``dataset_info.json`` description; a kind with forms also has a ``form``
+column, which JSON lines and CSV carry too.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any, Literal
 
 from annotation.exports.archives import CleanedUpStream, Sink, zip_folder_stream
 from annotation.exports.errors import ExportError
-from annotation.exports.schema import RecordKind
+from annotation.exports.schema import Forms, RecordKind
 from annotation.models import Study
 
 # Rows per parquet row group: large enough for good compression, small
@@ -96,12 +102,49 @@ def csv_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) ->
 # --- parquet and Hugging Face datasets --------------------------------------------
 
 
+def file_description(kind: RecordKind) -> dict[str, str]:
+    """What a file of ``kind`` holds, as parquet metadata and the dataset card say it."""
+    return {"kind": kind.name, "title": kind.title, "form": kind.form, "about": kind.about}
+
+
+def _arrow_schema(kind: RecordKind) -> Any:
+    """The kind's Arrow schema with ``file_description`` in its metadata (key ``prefloop``)."""
+    return kind.schema.arrow_schema().with_metadata({"prefloop": json.dumps(file_description(kind))})
+
+
+def dataset_card(kind: RecordKind, *, study: Study, rows: int, folder: str) -> str:
+    """The ``README.md`` of a ``datasets`` folder: what it holds, in which form,
+    how to load it, and its columns."""
+    lines = [
+        f"# {study.name}: {kind.title}" + (f" ({kind.form} form)" if kind.form else ""),
+        "",
+        f"Exported by prefloop from the study `{study.slug}`: {rows} rows.",
+    ]
+    if kind.form:
+        lines += ["", f"Form: **{kind.form}**. {kind.about}"]
+    elif kind.about:
+        lines += ["", kind.about]
+    lines += [
+        "",
+        "Load it with:",
+        "",
+        "```python",
+        "import datasets",
+        f'dataset = datasets.load_from_disk("{folder}")',
+        "```",
+        "",
+        "Columns: " + ", ".join(f"`{name}`" for name in kind.schema.names) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _parquet_row_groups(kind: RecordKind, *, study: Study, pseudonymise: bool) -> Iterator[Any]:
     """The records as pyarrow tables of ``PARQUET_ROWS_PER_GROUP`` rows (the
     last one shorter), one per row group: memory holds one."""
     import pyarrow as pa
 
-    schema = kind.schema.arrow_schema()
+    schema = _arrow_schema(kind)
     size = PARQUET_ROWS_PER_GROUP
     buffer: list[dict[str, Any]] = []
     for chunk in kind.records(study=study, pseudonymise=pseudonymise):
@@ -120,7 +163,7 @@ def _write_parquet(kind: RecordKind, *, study: Study, pseudonymise: bool, path: 
     import pyarrow.parquet as pq
 
     written = 0
-    with pq.ParquetWriter(path, kind.schema.arrow_schema(), compression="zstd") as writer:
+    with pq.ParquetWriter(path, _arrow_schema(kind), compression="zstd") as writer:
         for table in _parquet_row_groups(kind, study=study, pseudonymise=pseudonymise):
             writer.write_table(table)
             written += table.num_rows
@@ -135,7 +178,7 @@ def parquet_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False
     import pyarrow.parquet as pq
 
     sink = Sink()
-    with pq.ParquetWriter(sink, kind.schema.arrow_schema(), compression="zstd") as writer:
+    with pq.ParquetWriter(sink, _arrow_schema(kind), compression="zstd") as writer:
         for table in _parquet_row_groups(kind, study=study, pseudonymise=pseudonymise):
             writer.write_table(table)
             if block := sink.drain():
@@ -147,13 +190,16 @@ def parquet_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False
 def export_hf_dataset(
     *,
     study: Study,
-    kind: RecordKind,
+    kind: RecordKind | Forms,
     layout: Literal["parquet", "save_to_disk"],
     dest: Path,
     pseudonymise: bool = False,
+    form: str | None = None,
 ) -> Path:
     """Write a Hugging Face dataset of the study into the folder ``dest``; its path.
 
+    A kind with forms is written in ``form`` (the study's default when it is
+    None), whose name follows the kind's in the file or folder name.
     ``layout="parquet"``: one file ``<slug>-<kind>.parquet``, written in row
     groups as the judgments stream in (load it with
     ``load_dataset("parquet", data_files=...)``). ``layout="save_to_disk"``: a
@@ -162,15 +208,16 @@ def export_hf_dataset(
     ``datasets`` cache is keyed by fingerprints, and a shared one could hand
     back an older export of the same study); ExportError when there are no rows,
     since ``datasets`` cannot save an empty dataset (an empty parquet file, with
-    the columns, is fine). The DPO dataset has the string columns ``prompt``,
-    ``chosen`` and ``rejected`` that TRL's DPOTrainer expects. Memory is bounded
-    by one row group.
+    the columns, is fine); the folder holds a dataset card, ``README.md``. The
+    DPO dataset has the ``prompt``, ``chosen`` and ``rejected`` columns that
+    TRL's DPOTrainer expects. Memory is bounded by one row group.
     """
     if layout not in ("parquet", "save_to_disk"):
         raise ExportError(f"Unknown dataset layout {layout!r}; expected parquet or save_to_disk.")
+    kind = kind.pick(study=study, form=form)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    name = f"{study.slug}-{kind.name}"
+    name = f"{study.slug}-{kind.name}" + (f"-{kind.form}" if kind.form else "")
     if layout == "parquet":
         path = dest / f"{name}.parquet"
         _write_parquet(kind, study=study, pseudonymise=pseudonymise, path=path)
@@ -190,7 +237,10 @@ def export_hf_dataset(
             # to no data") nor save an empty dataset (no shards to write).
             raise ExportError(f"The study has no {kind.noun} yet; a save_to_disk dataset cannot be empty.")
         dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(work / "cache"))
+        card = dataset_card(kind, study=study, rows=written, folder=folder.name)
+        dataset.info.description = card
         dataset.save_to_disk(str(folder))
+        (folder / "README.md").write_text(card, encoding="utf-8")
         del dataset
     finally:
         if not bars_were_disabled:

@@ -5,6 +5,7 @@ and 404 for everyone else."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from django.urls import reverse
 from annotation.exports import registry
 from annotation.models import Membership, RewardModelVersion, Study
 from tests.annotation.exports.answered import TEXT_FORMATS, Studies, answered_studies, body, jsonl
+from tests.annotation.exports.chats import hh_study
 from tests.factories import study_with_queue
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +40,9 @@ def test_researchers_download_every_text_format(studies: Studies, client_for, ke
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"] == registry.get(key).content_type
     assert response["Cache-Control"] == "private, no-store"
-    name = f"{studies.pairwise.slug}-{key.split('.')[0]}-pseudonymised.{key.split('.')[1]}"
+    kind, suffix = key.split(".")
+    form = "-text" if kind == "dpo" else ""  # plain-text prompts: DPO pairs default to the text form
+    name = f"{studies.pairwise.slug}-{kind}{form}-pseudonymised.{suffix}"
     assert response["Content-Disposition"] == f'attachment; filename="{name}"'
     data = b"".join(response.streaming_content)
     assert data == body(studies.pairwise, key, pseudonymise=True)
@@ -63,7 +67,7 @@ def test_dataset_downloads_load_with_datasets_and_leave_no_temporary_files(
 
     response = client.get(_export_url(studies.listwise, "dpo.parquet"))
     assert response.status_code == 200
-    assert response["Content-Disposition"] == f'attachment; filename="{studies.listwise.slug}-dpo.parquet"'
+    assert response["Content-Disposition"] == f'attachment; filename="{studies.listwise.slug}-dpo-text.parquet"'
     parquet = tmp_path / "download.parquet"
     parquet.write_bytes(b"".join(response.streaming_content))  # the test client closes it at the end
     dataset = datasets.load_dataset("parquet", data_files=str(parquet), split="train", cache_dir=str(tmp_path / "c"))
@@ -114,9 +118,14 @@ def test_an_unknown_format_is_a_404_and_the_api_names_the_known_ones(studies: St
 
 def test_the_study_page_links_every_export_format(studies: Studies, client_for):
     html = client_for(studies.researcher).get(reverse("study_detail", args=[studies.pairwise.slug])).content.decode()
-    for key in registry.known_keys():
-        assert f'href="{_export_url(studies.pairwise, key)}"' in html, key
-        assert f'href="{_export_url(studies.pairwise, key)}?pseudonymise=1"' in html, key
+    for export in registry.exports():
+        url = _export_url(studies.pairwise, export.key)
+        for form in export.forms:
+            assert f'href="{url}?form={form}"' in html, export.key
+            assert f'href="{url}?form={form}&amp;pseudonymise=1"' in html, export.key
+        if not export.forms:
+            assert f'href="{url}"' in html, export.key
+            assert f'href="{url}?pseudonymise=1"' in html, export.key
 
 
 def test_annotators_and_strangers_get_404_from_every_export_url(
@@ -139,3 +148,28 @@ def test_annotators_and_strangers_get_404_from_every_export_url(
             assert client.get(url).status_code == 404, (user.username, url)
             assert client.get(url + "?pseudonymise=1").status_code == 404, (user.username, url)
     assert Client().get(urls[0]).status_code == 302  # anonymous: to the login page
+
+
+def test_dpo_pairs_download_in_the_form_asked_for_with_the_studys_default_marked(client_for):
+    study = hh_study()
+    client = client_for(Membership.objects.get(study=study, role=Membership.Role.RESEARCHER).user)
+    page = client.get(reverse("study_detail", args=[study.slug])).content.decode()
+    url = _export_url(study, "dpo.jsonl")
+    default = page.index(f'href="{url}?form=conversational"')
+    assert "(default)" in page[default - 200 : default], "conversations default to the conversational form"
+    assert "\\n\\nAssistant:" in page, "the page says what the text form holds"
+
+    response = client.get(url, {"form": "text"})
+    assert response["Content-Disposition"] == f'attachment; filename="{study.slug}-dpo-text.jsonl"'
+    first = json.loads(b"".join(response.streaming_content).splitlines()[0])
+    assert first["form"] == "text" and first["prompt"].endswith("\n\nAssistant:")
+    api = client.get(reverse("api_export", args=[study.slug, "dpo.jsonl"]))
+    assert api["Content-Disposition"] == f'attachment; filename="{study.slug}-dpo-conversational.jsonl"'
+
+    refused = client.get(reverse("api_export", args=[study.slug, "dpo.jsonl"]), {"form": "chatml"})
+    assert refused.status_code == 400 and "conversational, text" in refused.json()["detail"]
+    refused = client.get(reverse("api_export", args=[study.slug, "judgments.jsonl"]), {"form": "text"})
+    assert refused.status_code == 400
+    page = client.get(url, {"form": "chatml"}, follow=True)
+    assert page.redirect_chain[-1][0] == reverse("study_detail", args=[study.slug])
+    assert "conversational or text" in page.content.decode()

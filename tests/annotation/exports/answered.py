@@ -113,11 +113,12 @@ def answered_studies(make_member) -> Studies:
     return s
 
 
-def body(study: Study, key: str, *, pseudonymise: bool = False) -> bytes:
-    """The whole file of the download ``key`` (``judgments.jsonl``)."""
+def body(study: Study, key: str, *, pseudonymise: bool = False, form: str | None = None) -> bytes:
+    """The whole file of the download ``key`` (``judgments.jsonl``), in ``form``
+    (the study's default when None) for a kind with forms."""
     export = registry.get(key)
     assert export is not None, key
-    return b"".join(export.stream(study=study, pseudonymise=pseudonymise))
+    return b"".join(export.stream(study=study, pseudonymise=pseudonymise, form=form))
 
 
 def jsonl(study: Study, key: str, **kwargs) -> list[dict]:

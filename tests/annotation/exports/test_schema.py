@@ -16,8 +16,15 @@ from tests.annotation.exports.answered import Studies
 
 pytestmark = pytest.mark.django_db
 
-# Every record kind a download is made of, whatever writers the registry pairs it with.
-KINDS = list({export.kind.name: export.kind for export in registry.exports()}.values())
+# Every record kind a download is made of (each form of a kind with forms),
+# whatever writers the registry pairs it with.
+KINDS = list(
+    {
+        (kind.name, kind.form): kind
+        for export in registry.exports()
+        for kind in (export.kind.choices or (export.kind,))
+    }.values()
+)
 
 
 def _nested_keys_agree(value: Any, arrow_type: Any) -> bool:
@@ -36,7 +43,7 @@ def _nested_keys_agree(value: Any, arrow_type: Any) -> bool:
     return True
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=[kind.name for kind in KINDS])
+@pytest.mark.parametrize("kind", KINDS, ids=[f"{kind.name}-{kind.form}" if kind.form else kind.name for kind in KINDS])
 def test_csv_header_jsonl_keys_and_arrow_fields_all_are_the_kinds_schema(studies: Studies, kind: RecordKind):
     import pyarrow.parquet as pq
 
@@ -50,6 +57,7 @@ def test_csv_header_jsonl_keys_and_arrow_fields_all_are_the_kinds_schema(studies
     assert all(tuple(record) == kind.schema.names for record in records)
     assert tuple(arrow.names) == kind.schema.names
     assert arrow.remove_metadata().equals(kind.schema.arrow_schema())
+    assert json.loads(arrow.metadata[b"prefloop"])["form"] == kind.form, "the file says which form it holds"
     for record in records:
         for name in kind.schema.names:
             assert _nested_keys_agree(record[name], arrow.field(name).type), (kind.name, name)

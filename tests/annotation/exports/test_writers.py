@@ -68,14 +68,14 @@ def test_parquet_streams_a_row_group_at_a_time_and_matches_the_file(
 
     monkeypatch.setattr(writers, "PARQUET_ROWS_PER_GROUP", 2)
     study = studies.listwise  # 5 preference pairs: row groups of 2, 2 and 1
-    blocks = writers.parquet_stream(dpo.KIND, study=study, pseudonymise=True)
+    blocks = writers.parquet_stream(dpo.TEXT_KIND, study=study, pseudonymise=True)
     first = next(blocks)
     assert first.startswith(b"PAR1"), "the download starts with the first row group"
     streamed = pq.ParquetFile(io.BytesIO(first + b"".join(blocks)))
     assert streamed.metadata.num_row_groups == 3
 
     on_disk = pq.read_table(
-        export_hf_dataset(study=study, kind=dpo.KIND, layout="parquet", dest=tmp_path, pseudonymise=True)
+        export_hf_dataset(study=study, kind=dpo.KIND, layout="parquet", dest=tmp_path, pseudonymise=True, form="text")
     )
     assert streamed.read().equals(on_disk)
     empty = study_with_queue(n_prompts=1, n_candidates=2)
