@@ -127,3 +127,158 @@ def _emit(out: list[str], tokens: list[str], *, changed: bool) -> None:
         out.append(f'<mark class="diff">{text}</mark>')
     else:
         out.append(text)
+
+
+# --- plain text or Markdown ---------------------------------------------------------
+# Datasets hold plain text far more often than their authors think: "#1: The
+# Public Library" is a title, "2*3*4" a product. Text is read as Markdown only
+# when declared so, or when it carries unmistakable Markdown (a fenced code
+# block or a table), or at least two different kinds of Markdown structure.
+MARKDOWN_SCAN_CHARS = 100_000
+_FENCE = re.compile(r"^ {0,3}(```|~~~)", re.M)
+_TABLE_RULE = re.compile(r"^ {0,3}\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$", re.M)
+_MARKDOWN_SIGNS = {
+    # "# Title" with a space: "#1:" and "#hashtag" are not headings here.
+    "heading": re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.M),
+    "bold": re.compile(r"(\*\*|__)(?=\S)[^\n]+?(?<=\S)\1"),
+    "code": re.compile(r"(?<![`\w])`[^`\n]+`(?![`\w])"),
+    "link": re.compile(r"\[[^\]\n]+\]\(https?://[^)\s]+\)"),
+}
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,3}[.)])[ \t]+\S", re.M)
+
+
+def looks_like_markdown(text: str) -> bool:
+    """Whether ``text`` is confidently Markdown: a fenced code block or a
+    table, or two different kinds among headings, lists (two items or more),
+    bold, inline code and links. Only the first ``MARKDOWN_SCAN_CHARS`` are
+    looked at. Anything less is shown as plain text, which loses little when
+    wrong (the text still reads as written), while reading plain text as
+    Markdown eats characters."""
+    head = (text or "")[:MARKDOWN_SCAN_CHARS]
+    if len(_FENCE.findall(head)) >= 2 or _TABLE_RULE.search(head):
+        return True
+    kinds = sum(1 for pattern in _MARKDOWN_SIGNS.values() if pattern.search(head))
+    kinds += len(_LIST_ITEM.findall(head)) >= 2
+    return kinds >= 2
+
+
+class TextFormat:
+    """How a text is shown: declared Markdown, declared plain, or decided per text."""
+
+    MARKDOWN = "markdown"
+    PLAIN = "plain"
+    AUTO = "auto"
+
+
+def text_is_markdown(text: str, text_format: str) -> bool:
+    if text_format == TextFormat.MARKDOWN:
+        return True
+    if text_format == TextFormat.PLAIN:
+        return False
+    return looks_like_markdown(text)
+
+
+# Only http(s) URLs become links, cut before trailing punctuation.
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]")
+
+
+def plain_html(text: str) -> SafeString:
+    """Plain text as HTML: escaped, with http(s) URLs made into links that open
+    safely. Line breaks and spaces are kept by the ``.plain`` class (CSS
+    ``white-space: pre-wrap``), not by markup."""
+    out: list[str] = []
+    last = 0
+    for match in _URL.finditer(text or ""):
+        url = match.group(0)
+        out.append(escape(text[last : match.start()]))
+        out.append(f'<a href="{escape(url)}" rel="noopener noreferrer nofollow">{escape(url)}</a>')
+        last = match.end()
+    out.append(escape((text or "")[last:]))
+    # Safe to mark: every piece of the text went through escape().
+    return mark_safe("".join(out))
+
+
+# --- long prompts -------------------------------------------------------------------
+# The annotate page carries at most about this much of a prompt; the rest comes on
+# demand ("Show all"). The end matters as much as the start: a conversation's last
+# turn is what the responses answer.
+PREVIEW_HEAD_CHARS = 12_000
+PREVIEW_TAIL_CHARS = 8_000
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the page shows of a long text or conversation, and what it leaves out."""
+
+    text: str
+    messages: tuple[Message, ...]
+    hidden_chars: int
+    hidden_turns: int = 0
+    hidden_at: int = 0  # the index in ``messages`` where the left-out turns were
+
+    @property
+    def truncated(self) -> bool:
+        return self.hidden_chars > 0
+
+
+def text_preview(text: str, *, head: int = PREVIEW_HEAD_CHARS, tail: int = PREVIEW_TAIL_CHARS) -> Preview:
+    """The start and the end of a long text, cut at line breaks where one is near."""
+    if len(text) <= head + tail:
+        return Preview(text=text, messages=(), hidden_chars=0)
+    start = _cut_end(text[:head])
+    end = _cut_start(text[-tail:])
+    return Preview(text=f"{start}\n\n…\n\n{end}", messages=(), hidden_chars=len(text) - len(start) - len(end))
+
+
+def messages_preview(
+    messages: tuple[Message, ...], *, head: int = PREVIEW_HEAD_CHARS, tail: int = PREVIEW_TAIL_CHARS
+) -> Preview:
+    """The last turns up to ``tail`` characters and the first turns up to
+    ``head``, the turns between left out. A turn crossing a limit is cut: one
+    at the end keeps its end, one at the start its start (one turn too long
+    for both keeps both ends)."""
+    total = sum(len(m.content) for m in messages)
+    if total <= head + tail:
+        return Preview(text="", messages=messages, hidden_chars=0)
+    j, budget = len(messages), tail
+    while j > 0 and budget > 0:
+        j -= 1
+        budget -= len(messages[j].content)
+    last = [*messages[j:]]
+    if budget < 0:  # the earliest of the last turns is cut to its end
+        keep = len(last[0].content) + budget
+        last[0] = Message(role=last[0].role, content="… " + _cut_start(last[0].content[-keep:]))
+    i, budget = 0, head
+    while i < j and budget > 0:
+        budget -= len(messages[i].content)
+        i += 1
+    first = [*messages[:i]]
+    if budget < 0:
+        keep = len(first[-1].content) + budget
+        first[-1] = Message(role=first[-1].role, content=_cut_end(first[-1].content[:keep]) + " …")
+    elif i == 0 and j == 0 and len(messages[0].content) > tail:
+        # One turn longer than both limits: its start as well as its end.
+        start = _cut_end(messages[0].content[:head])
+        last[0] = Message(role=last[0].role, content=f"{start}\n\n{last[0].content}")
+    shown = sum(len(m.content) for m in first + last)
+    return Preview(
+        text="", messages=(*first, *last), hidden_chars=max(1, total - shown), hidden_turns=j - i, hidden_at=i
+    )
+
+
+def _cut_end(text: str) -> str:
+    """``text`` ended at its last line break, when one is in its last fifth."""
+    cut = text.rfind("\n", len(text) * 4 // 5)
+    return text[:cut] if cut > 0 else text
+
+
+def _cut_start(text: str) -> str:
+    cut = text.find("\n", 0, len(text) // 5)
+    return text[cut + 1 :] if cut >= 0 else text
+
+
+def size_words(n_bytes: int) -> str:
+    """1234567 → "1.2 MB"; 2048 → "2 KB"."""
+    if n_bytes >= 1_000_000:
+        return f"{n_bytes / 1_000_000:.1f} MB"
+    return f"{max(1, round(n_bytes / 1000))} KB"

@@ -6,10 +6,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db.models import Count, Q
+from django.http import Http404
 from django.utils.safestring import SafeString
 
 from annotation.models import Assignment, ComparisonItem, Judgment, Prompt, Study, in_display_order
-from annotation.rendering import Message, conversation_messages, diff_html, safe_image_url
+from annotation.rendering import (
+    Message,
+    TextFormat,
+    conversation_messages,
+    diff_html,
+    messages_preview,
+    safe_image_url,
+    text_preview,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -54,9 +63,17 @@ def study_progress(*, study: Study, user: AnyUser) -> StudyProgress:
 
 @dataclass(frozen=True)
 class PromptDisplay:
+    """The prompt as the page shows it: whole, or for a long one its start and
+    end (``hidden_chars`` left out, loaded on demand), never more than the
+    ``rendering.PREVIEW_*_CHARS`` limits."""
+
     format: str
     text: str
     messages: tuple[Message, ...] = ()
+    hidden_chars: int = 0
+    hidden_turns: int = 0
+    first_hidden_at: int = 0
+    size_bytes: int = 0
 
     @property
     def is_conversation(self) -> bool:
@@ -65,6 +82,10 @@ class PromptDisplay:
     @property
     def is_markdown(self) -> bool:
         return self.format == Prompt.Format.MARKDOWN
+
+    @property
+    def truncated(self) -> bool:
+        return self.hidden_chars > 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,9 @@ class ComparisonDisplay:
     comparison_id: int
     prompt: PromptDisplay | None
     candidates: tuple[CandidateDisplay, ...]
+    # How texts are read (rendering.TextFormat): Markdown when the prompt is
+    # declared Markdown, else decided text by text.
+    text_format: str = TextFormat.AUTO
 
     @property
     def has_diff(self) -> bool:
@@ -91,7 +115,7 @@ class ComparisonDisplay:
 
 
 def comparison_for_display(
-    *, assignment: Assignment, blind: bool = True, highlight_diff: bool = False
+    *, assignment: Assignment, blind: bool = True, highlight_diff: bool = False, whole_prompt: bool = False
 ) -> ComparisonDisplay:
     """The leased comparison as the annotator sees it: prompt, then candidates A, B, … by position.
 
@@ -101,7 +125,8 @@ def comparison_for_display(
     with an ``image`` URL in its metadata shows the image. With
     ``highlight_diff`` a pair also carries both texts with their differing
     words marked. Items come in the annotator's own order (the assignment's
-    ``display_order``); model names are shown only when not ``blind``.
+    ``display_order``); model names are shown only when not ``blind``. A long
+    prompt is cut to a preview unless ``whole_prompt``.
     """
     items = list(
         ComparisonItem.objects.filter(comparison_id=assignment.comparison_id)
@@ -113,8 +138,7 @@ def comparison_for_display(
     prompt = None
     if items and items[0].comparison.prompt is not None:
         row = items[0].comparison.prompt
-        messages = conversation_messages(row.text, declared=row.format == Prompt.Format.CONVERSATION)
-        prompt = PromptDisplay(format=row.format, text=row.text, messages=messages)
+        prompt = prompt_for_display(prompt=row, whole=whole_prompt)
     diffs: list[SafeString | None] = [None] * len(items)
     if highlight_diff and len(items) == 2:
         diffs = list(diff_html(items[0].candidate.text, items[1].candidate.text))
@@ -130,4 +154,39 @@ def comparison_for_display(
         )
         for index, item in enumerate(items)
     )
-    return ComparisonDisplay(comparison_id=assignment.comparison_id, prompt=prompt, candidates=candidates)
+    text_format = TextFormat.MARKDOWN if prompt and prompt.is_markdown else TextFormat.AUTO
+    return ComparisonDisplay(
+        comparison_id=assignment.comparison_id, prompt=prompt, candidates=candidates, text_format=text_format
+    )
+
+
+def prompt_for_display(*, prompt: Prompt, whole: bool = False) -> PromptDisplay:
+    """A prompt as the annotate page shows it: split into turns when it is a
+    conversation, and cut to its start and end when long, unless ``whole``."""
+    messages = conversation_messages(prompt.text, declared=prompt.format == Prompt.Format.CONVERSATION)
+    size = len(prompt.text.encode())
+    if whole:
+        return PromptDisplay(format=prompt.format, text=prompt.text, messages=messages, size_bytes=size)
+    preview = messages_preview(messages) if messages else text_preview(prompt.text)
+    return PromptDisplay(
+        format=prompt.format,
+        text=preview.text,
+        messages=preview.messages,
+        hidden_chars=preview.hidden_chars,
+        hidden_turns=preview.hidden_turns,
+        first_hidden_at=preview.hidden_at,
+        size_bytes=size,
+    )
+
+
+def prompt_for_annotator(*, study: Study, user: AnyUser, comparison_id: int) -> Prompt:
+    """The prompt of a comparison given to ``user`` in ``study``, else Http404:
+    the whole of a long prompt is served only to whom its comparison went."""
+    assignment = (
+        Assignment.objects.filter(study=study, annotator_id=user.pk, comparison_id=comparison_id)
+        .select_related("comparison__prompt")
+        .first()
+    )
+    if assignment is None or assignment.comparison.prompt is None:
+        raise Http404("No such comparison.")
+    return assignment.comparison.prompt

@@ -13,8 +13,11 @@ import threading
 import markdown as markdown_lib
 import nh3
 from django import template
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from pygments.token import STANDARD_TYPES
+
+from annotation.rendering import TextFormat, plain_html, size_words, text_is_markdown
 
 register = template.Library()
 
@@ -91,6 +94,22 @@ def markdown_filter(text: str) -> SafeString:
 def model_text_filter(text: str) -> SafeString:
     """Untrusted model output: Markdown with line breaks kept, sanitised."""
     return markdown_to_safe_html(text, extensions=MODEL_TEXT_EXTENSIONS)
+
+
+@register.filter(name="shown_text")
+def shown_text_filter(text: str, text_format: str = TextFormat.AUTO) -> SafeString:
+    """A prompt's or response's text as the annotator sees it: Markdown
+    (sanitised, line breaks kept) when declared or unmistakable, else plain
+    text with its spacing kept (see ``rendering.looks_like_markdown``).
+    ``dir="auto"`` lets right-to-left text read in its own direction."""
+    if text_is_markdown(text, text_format):
+        return format_html('<div class="prose" dir="auto">{}</div>', model_text_filter(text))
+    return format_html('<div class="plain" dir="auto">{}</div>', plain_html(text))
+
+
+@register.filter(name="size_words")
+def size_words_filter(n_bytes: int) -> str:
+    return size_words(int(n_bytes or 0))
 
 
 @register.filter

@@ -7,7 +7,23 @@
   // Each answer button names its key in aria-keyshortcuts; these letters are
   // aliases for the plain A / B / tie buttons (not the strength scale).
   var ALIASES = { a: "a", arrowleft: "a", b: "b", arrowright: "b", t: "tie" };
+  // Answer keys are ignored for this long after a new comparison appears: the
+  // next one is on screen the moment an answer goes out, so a key pressed
+  // twice (or held) would otherwise answer a comparison nobody has seen. The
+  // section carries the class "arming" meanwhile (the buttons look inactive).
+  // The server also counts answers given too fast (services.FAST_ANSWER_MS).
+  var ARM_MS = 350;
   var shownAt = performance.now();
+  var armedAt = 0; // answer keys count from this time on (0: at once, on the first page load)
+  var armTimer = null;
+  // Only a comparison never seen before is armed: one shown again (after a
+  // refused answer, a failed request or an undo) has been seen, and takes keys
+  // at once. A comparison counts as seen once it stayed on screen through its
+  // arming time: the one shown ahead while a refused answer was in flight was
+  // taken back before anyone could read it, so it is armed again next time.
+  var seenIds = {};
+  var firstSection = document.getElementById("comparison");
+  if (firstSection) seenIds[firstSection.getAttribute("data-comparison-id")] = true;
   // The form whose answer is in flight. A newly swapped-in form is never busy,
   // even before htmx has finished settling it.
   var busyForm = null;
@@ -19,6 +35,8 @@
   function isTyping(el) {
     if (!el || !el.tagName) return false;
     var tag = el.tagName;
+    // A rating's radio button takes only arrows and space: answer keys still work there.
+    if (tag === "INPUT" && (el.type === "radio" || el.type === "checkbox")) return false;
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
 
@@ -33,6 +51,10 @@
     shownAt = performance.now();
     busyForm = null;
     if (!section) return;
+    var id = section.getAttribute("data-comparison-id");
+    if (!id || seenIds[id]) disarm(section);
+    else arm(section, id);
+    keepLastTurnInView(section);
     var top = section.getBoundingClientRect().top;
     if (top < 0) section.scrollIntoView({ block: "start" });
     // The focused button was swapped out; keep focus inside the page for keyboard users.
@@ -40,6 +62,75 @@
       section.focus({ preventScroll: true });
     }
   }
+
+  function arm(section, id) {
+    armedAt = performance.now() + ARM_MS;
+    section.classList.add("arming");
+    if (armTimer) clearTimeout(armTimer);
+    armTimer = setTimeout(function () {
+      armTimer = null;
+      var current = document.getElementById("comparison");
+      if (!current) return;
+      current.classList.remove("arming");
+      if (current.getAttribute("data-comparison-id") === id) seenIds[id] = true;
+    }, ARM_MS);
+  }
+
+  // A comparison already seen is back on screen (e.g. the server refused the
+  // answer while the one shown ahead was arming): its keys work at once, and
+  // the arming time of the one it replaced no longer holds them back.
+  function disarm(section) {
+    armedAt = 0;
+    if (armTimer) clearTimeout(armTimer);
+    armTimer = null;
+    section.classList.remove("arming");
+  }
+
+  // A long conversation scrolls inside its box: its last turn (what the
+  // responses answer) is what shows first.
+  function keepLastTurnInView(section) {
+    section.querySelectorAll(".prompt-body").forEach(function (body) {
+      if (body.querySelector(".conversation")) body.scrollTop = body.scrollHeight;
+    });
+  }
+
+  // Required ratings and reasons are checked here rather than by the browser,
+  // whose pop-up takes the focus (and with it the answer keys): a message in
+  // the page names what is missing and the keys keep working.
+  function missingMessage(form) {
+    var missing = [];
+    var seen = {};
+    form.querySelectorAll("input[required], textarea[required], select[required]").forEach(function (field) {
+      var wrong = field.type === "radio" ? !form.querySelector('input[name="' + field.name + '"]:checked') : !field.value.trim();
+      var mark = field.closest(".likert") || field;
+      mark.classList.toggle("is-missing", wrong);
+      if (!wrong || seen[field.name]) return;
+      seen[field.name] = true;
+      var group = field.closest("[aria-label]");
+      missing.push(field.type === "radio" && group ? group.getAttribute("aria-label") : "a reason (Why?)");
+    });
+    var box = form.querySelector(".missing-answer");
+    if (!missing.length) {
+      if (box) box.hidden = true;
+      return false;
+    }
+    if (!box) {
+      box = document.createElement("p");
+      box.className = "alert alert-error missing-answer";
+      box.setAttribute("role", "alert");
+      var choices = form.querySelector(".choices");
+      choices.parentNode.insertBefore(box, choices);
+    }
+    box.textContent = "Before answering, please give: " + missing.join("; ") + ".";
+    box.hidden = false;
+    return true;
+  }
+
+  document.addEventListener("change", function (event) {
+    var form = answerForm();
+    var box = form && form.querySelector(".missing-answer");
+    if (box && !box.hidden && form.contains(event.target)) missingMessage(form);
+  });
 
   function answerButton(form, key) {
     var buttons = form.querySelectorAll('button[name="choice"]');
@@ -63,6 +154,8 @@
     }
     var key = String(event.key).toLowerCase();
     if (key === "enter") return; // buttons and the ranking (rank.js) handle Enter
+    // Arrows on a rating move the rating.
+    if (key.indexOf("arrow") === 0 && event.target.type === "radio") return;
     if (key === "g" && !form.querySelector('.rank-item[data-card="G"]')) {
       var guidelines = document.querySelector("details.guidelines");
       if (guidelines) {
@@ -101,6 +194,7 @@
     if (!button) return;
     event.preventDefault();
     if (busyForm === form || button.disabled) return;
+    if (performance.now() < armedAt) return; // just appeared: see ARM_MS
     button.click();
   });
 
@@ -111,14 +205,19 @@
       var button = event.target.closest ? event.target.closest('button[name="choice"]') : null;
       var form = button && button.form;
       if (!form || form.id !== "answer-form") return;
-      if (busyForm === form) {
+      // Busy, or just shown (ARM_MS): a double click or a second Enter (rank.js
+      // submits by click) must not answer a comparison nobody has seen.
+      if (busyForm === form || performance.now() < armedAt) {
         event.preventDefault();
         event.stopPropagation();
         return;
       }
-      // The browser will refuse to send a form with a required field left
-      // empty (and say which): not busy then, so the answer can be given again.
-      if (!button.formNoValidate && !form.checkValidity()) return;
+      // A required rating or reason left out: say so in the page, send nothing.
+      if (!button.formNoValidate && missingMessage(form)) {
+        event.preventDefault();
+        event.stopPropagation();
+        return;
+      }
       busyForm = form;
       form.elements.time_on_task_ms.value = String(Math.max(0, Math.round(performance.now() - shownAt)));
       var cards = button.getAttribute("data-card") || "";
@@ -132,10 +231,19 @@
     true
   );
 
+  // A page restored from the back/forward cache shows an old comparison and old
+  // counts (the pages are sent with no-store, which most browsers honour): load it afresh.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) window.location.reload();
+  });
+
   // The clock starts when the new comparison is on screen, before htmx settles it.
   document.addEventListener("htmx:afterSwap", function () {
     shownAt = performance.now();
   });
+
+  // First page load (the script is deferred: the page is parsed).
+  keepLastTurnInView(document);
 
   document.addEventListener("htmx:load", function (event) {
     var elt = event.detail && event.detail.elt;
@@ -177,7 +285,7 @@
     holder.innerHTML = reply;
     var root = holder.content.querySelector("#comparison");
     if (!root) return;
-    [":scope > .progress", ":scope > template#comparison-ahead", ":scope > .undo-bar"].forEach(function (selector) {
+    [":scope > .progress", ":scope > template#comparison-ahead", ":scope > .undo-bar", ":scope > .answer-notice"].forEach(function (selector) {
       var mine = section.querySelector(selector);
       var theirs = root.querySelector(selector);
       if (mine) mine.remove();

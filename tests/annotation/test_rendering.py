@@ -10,7 +10,16 @@ import pytest
 from annotation.imports.records import ImportFileError
 from annotation.imports.writer import study_import_jsonl
 from annotation.models import Candidate, Comparison
-from annotation.rendering import diff_html, messages_from_hh, messages_from_json, safe_image_url
+from annotation.rendering import (
+    Message,
+    diff_html,
+    looks_like_markdown,
+    messages_from_hh,
+    messages_from_json,
+    messages_preview,
+    plain_html,
+    safe_image_url,
+)
 from tests.annotation.test_views import annotate_url
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
@@ -88,7 +97,8 @@ def test_hh_prompt_and_conversation_responses_are_shown_turn_by_turn(client_for,
     study = StudyFactory()
     prompt = PromptFactory(study=study, text=HH)
     CandidateFactory(prompt=prompt, text="\n\nAssistant: 36, since 12 × 3 = 36.")
-    CandidateFactory(prompt=prompt, text=json.dumps([{"role": "assistant", "content": "**36**"}]))
+    reply = "**36**, because:\n\n- 12 × 3 = 36\n- and 36 / 3 = 12"  # Markdown beyond doubt: bold and a list
+    CandidateFactory(prompt=prompt, text=json.dumps([{"role": "assistant", "content": reply}]))
     html = _page(client_for, make_member, study)
     assert html.count('<li class="turn turn-human">') == 2
     assert html.count('<li class="turn turn-assistant">') == 2 + 2
@@ -136,3 +146,68 @@ def test_difference_view_is_offered_only_when_the_study_asks(client_for, make_me
     study.highlight_diff = False
     study.save(update_fields=["highlight_diff"])
     assert 'id="show-diff"' not in _page(client_for, make_member, study)
+
+
+# --- plain text or Markdown (issue 13 §6) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#1: The Public Library",
+        "2*3*4 = 24",
+        "Call __init__ first, then 2**3**4.",
+        "1. Preheat the oven.\n2. Bake for an hour.",  # a list alone reads fine as plain text
+        "A single `code` span.",
+    ],
+)
+def test_plain_text_is_not_read_as_markdown(text):
+    assert not looks_like_markdown(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Like this:\n\n```python\nprint(1)\n```",
+        "| a | b |\n|---|---|\n| 1 | 2 |",
+        "## Steps\n\n- one\n- two",
+        "Use **slicing**: `items[::-1]`.",
+    ],
+)
+def test_unmistakable_markdown_is_read_as_markdown(text):
+    assert looks_like_markdown(text)
+
+
+@pytest.mark.django_db
+def test_plain_responses_keep_their_characters_and_line_breaks(client_for, make_member):
+    study = StudyFactory()
+    prompt = PromptFactory(study=study, text="Name the library and compute 2*3*4.")
+    CandidateFactory(prompt=prompt, text="#1: The Public Library\n2*3*4 = 24\nSee https://example.org/a_b.")
+    CandidateFactory(prompt=prompt, text="مرحبا بالعالم")
+    html = _page(client_for, make_member, study)
+    assert "<h1>1: The Public Library</h1>" not in html
+    assert "#1: The Public Library\n2*3*4 = 24" in html
+    assert '<a href="https://example.org/a_b" rel="noopener noreferrer nofollow">https://example.org/a_b</a>.' in html
+    assert '<div class="plain" dir="auto">مرحبا بالعالم</div>' in html
+    assert 'class="prompt-body"' in html and '<div class="plain" dir="auto">Name the library' in html
+
+
+def test_plain_html_escapes_and_links_only_http_urls():
+    html = str(plain_html('<b>x</b> javascript:alert(1) http://a.example/?q="x"&y=1'))
+    assert "<b>" not in html and "&lt;b&gt;" in html
+    assert 'href="javascript' not in html
+    assert '<a href="http://a.example/?q=' in html and "&quot;" not in html.split('href="')[1].split('"')[0]
+
+
+def test_a_long_conversation_keeps_its_first_and_last_turns():
+    turns = tuple(
+        Message(role="Human" if k % 2 == 0 else "Assistant", content=f"turn {k} " + "x" * 3000) for k in range(40)
+    )
+    preview = messages_preview(turns, head=7000, tail=7000)
+    assert preview.truncated and preview.hidden_turns > 20
+    assert preview.messages[0].content.startswith("turn 0 ")
+    assert preview.messages[-1] == turns[-1]
+    assert sum(len(m.content) for m in preview.messages) <= 14_100
+    one = messages_preview((Message(role="Human", content="START" + "y" * 50_000 + "END"),), head=1000, tail=1000)
+    assert one.messages[0].content.startswith("START") and one.messages[0].content.endswith("END")
+    assert len(one.messages[0].content) < 2100

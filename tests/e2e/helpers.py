@@ -9,11 +9,13 @@ from django.urls import reverse
 from annotation.models import Membership, Study
 from tests.factories import PASSWORD, CandidateFactory, MembershipFactory, PromptFactory, StudyFactory, UserFactory
 
-# True once #comparison shows a different comparison than ``previous`` (or none).
+# True once #comparison shows a different comparison than ``previous`` (or none)
+# and takes answers: annotate.js ignores answer keys for a moment after a
+# comparison appears (ARM_MS), marking the section "arming" meanwhile.
 NEW_COMPARISON = """
 previous => {
   const el = document.getElementById("comparison");
-  return el && el.dataset.comparisonId !== previous;
+  return el && el.dataset.comparisonId !== previous && !el.classList.contains("arming");
 }
 """
 

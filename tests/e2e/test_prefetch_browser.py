@@ -46,7 +46,10 @@ def open_study(live_server, browser, name: str, username: str):
     return study, user, context, page
 
 
-def test_a_key_pressed_as_a_comparison_lands_is_answered_in_place(live_server, transactional_db, browser):
+def test_a_key_pressed_as_a_comparison_lands_posts_no_page(live_server, transactional_db, browser):
+    """A key pressed in the very task a comparison is swapped in is ignored (the
+    annotator has not seen it: annotate.js ARM_MS), and above all posts no full
+    page; once the comparison takes answers, the key answers it in place."""
     _, user, context, page = open_study(live_server, browser, "Fast hands", "fast")
     documents = []
     page.on("request", lambda r: documents.append(r.url) if r.resource_type == "document" else None)
@@ -56,8 +59,13 @@ def test_a_key_pressed_as_a_comparison_lands_is_answered_in_place(live_server, t
     page.evaluate(PRESS_AS_IT_LANDS)
     first = page.evaluate(SHOWN)
     page.keyboard.press("1")
+    page.wait_for_function(NEW_COMPARISON, arg=first)  # swapped in, and done arming
+    second = page.evaluate(SHOWN)
+    wait_for(page, lambda: Judgment.objects.filter(annotator=user).count() == 1, "the first answer")
+    assert Judgment.objects.filter(annotator=user).count() == 1, "the key pressed as it landed answered it"
+    page.keyboard.press("1")
     wait_for(page, lambda: Judgment.objects.filter(annotator=user).count() == 2, "the second answer")
-    page.wait_for_function(NEW_COMPARISON, arg=first)
+    page.wait_for_function(NEW_COMPARISON, arg=second)
 
     assert not documents, f"an answer was posted as a full page load: {documents}"
     assert page.evaluate("window.__samePage") is True

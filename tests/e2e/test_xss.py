@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Prompt
-from tests.e2e.helpers import log_in, member
+from tests.e2e.helpers import NEW_COMPARISON, log_in, member
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -96,6 +96,7 @@ def test_no_payload_runs_anywhere_on_the_annotate_page(live_server, transactiona
         _assert_clean(page, dialogs)
         page.select_option("#skip-reason", "broken")
         page.get_by_role("button", name="Skip", exact=True).click()
-        page.wait_for_function("prev => document.getElementById('comparison').dataset.comparisonId !== prev", arg=shown)
+        # The next one, once it takes answers (annotate.js arms a new comparison briefly).
+        page.wait_for_function(NEW_COMPARISON, arg=shown, timeout=10_000)
     _assert_clean(page, dialogs)
     context.close()
