@@ -8,44 +8,178 @@ them; ``models_runtime`` only sees its small cache protocol.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from django.conf import settings
 
 from activelearn.models import EmbeddingRecord
-from annotation.models import Candidate, Judgment
+from annotation.models import Candidate, ComparisonItem, Judgment, Study
+from models_runtime import context
 from models_runtime.embedding import CachedEmbedder, EmbedderConfig, TransformerEmbedder
 from models_runtime.preferences import PreferenceData
 
 
 @dataclass(frozen=True)
 class StudyFeatures:
-    """Embeddings of every candidate in a study, rows in candidate-id order."""
+    """Embeddings of a study's candidates, rows in candidate-id order."""
 
     candidate_ids: np.ndarray
     groups: np.ndarray
     features: np.ndarray
     embedder_key: str
+    # Candidates left out because their embedding is not cached yet.
+    missing: int = 0
+    # Candidates whose text was cut to the encoder's length (of ``n_inputs``).
+    truncated: int = 0
+    n_inputs: int = 0
 
     def index(self) -> dict[int, int]:
         return {int(cid): row for row, cid in enumerate(self.candidate_ids)}
 
 
-def study_features(*, study_id: int) -> StudyFeatures:
-    """Embed all candidates of a study (cached by content), grouped by prompt."""
-    rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id", "text"))
+@dataclass(frozen=True)
+class EmbeddingInput:
+    """One candidate and the text its features are computed from: the response
+    alone or in its context, as the study's ``features`` says, cut to the
+    encoder's length (``context_tokens_dropped`` / ``response_tokens_dropped``
+    say how much was cut)."""
+
+    candidate_id: int
+    prompt_id: int | None
+    text: str
+    context_tokens_dropped: int = 0
+    response_tokens_dropped: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.context_tokens_dropped or self.response_tokens_dropped)
+
+
+def study_embedding_inputs(*, study_id: int, candidate_ids=None) -> list[EmbeddingInput]:
+    """What is embedded for each candidate of a study, in candidate-id order.
+
+    The one place that decides the text behind a candidate's features, so the
+    background embedding task and ``study_features`` can never disagree (a
+    disagreement would make the task warm a cache no fit ever reads).
+    ``candidate_ids`` narrows the list (e.g. to judged candidates). The text
+    is ``models_runtime.context.embedded_text`` of the candidate under the
+    study's ``features`` setting, with the configured encoder's tokenizer (the
+    real-data benchmark measures the same function).
+    """
+    features = study_features_choice(study_id=study_id)
+    queryset = Candidate.objects.filter(study_id=study_id)
+    if candidate_ids is not None:
+        queryset = queryset.filter(id__in=list(candidate_ids))
+    rows = queryset.order_by("id").values_list("id", "prompt_id", "text", "prompt__text", "prompt__format")
+    tokens = embedder_get().tokens()
+    inputs = []
+    for cid, pid, text, prompt_text, prompt_format in rows:
+        item = context.embedded_text(
+            prompt_text=prompt_text, prompt_format=prompt_format or "", response=text, features=features, tokens=tokens
+        )
+        inputs.append(
+            EmbeddingInput(
+                candidate_id=cid,
+                prompt_id=pid,
+                text=item.text,
+                context_tokens_dropped=item.context_tokens_dropped,
+                response_tokens_dropped=item.response_tokens_dropped,
+            )
+        )
+    return inputs
+
+
+class Embed(StrEnum):
+    """Which missing embeddings ``study_features`` may compute on the spot."""
+
+    ALL = "all"  # every candidate (benchmarks, simulations, tests)
+    JUDGED = "judged"  # only candidates some judgment ranks (a retrain: a few)
+    CACHED = "cached"  # none: the cache only (a refill)
+
+
+def study_features(*, study_id: int, embed: Embed = Embed.ALL) -> StudyFeatures:
+    """Features of a study's candidates (cached by content), grouped by prompt.
+
+    Embedding thousands of texts takes minutes on a CPU, so only the
+    background task (``activelearn.embedding``, on its own queue) embeds a
+    whole study; the loop's tasks ask for less. Candidates whose embedding is
+    missing and may not be computed here are left out of the rows, and
+    ``missing`` counts them.
+    """
+    inputs = study_embedding_inputs(study_id=study_id)
+    rows = [(item.candidate_id, item.prompt_id, item.text) for item in inputs]
     embedder = embedder_get()
+    missing = 0
+    if embed != Embed.ALL:
+        present = cached_keys(embedder, [embedder.key_for(text) for _, _, text in rows])
+        allowed = study_judged_candidate_ids(study_id=study_id) if embed == Embed.JUDGED else set()
+        kept = [row for row in rows if row[0] in allowed or embedder.key_for(row[2]) in present]
+        missing, rows = len(rows) - len(kept), kept
     features = embedder.embed([text for _, _, text in rows])
     return StudyFeatures(
         candidate_ids=np.array([cid for cid, _, _ in rows], dtype=np.int64),
         groups=np.array([-1 if pid is None else pid for _, pid, _ in rows], dtype=np.int64),
         features=features,
-        embedder_key=embedder.model_key,
+        embedder_key=features_key(embedder.model_key, study_features_choice(study_id=study_id)),
+        missing=missing,
+        truncated=sum(item.truncated for item in inputs),
+        n_inputs=len(inputs),
     )
 
 
-def study_preferences(*, study_id: int, index: dict[int, int]) -> PreferenceData:
-    """The study's judgments as preference data over rows of the feature matrix.
+def study_features_choice(*, study_id: int) -> str:
+    """The study's ``features`` setting (what its reward model sees)."""
+    return Study.objects.values_list("features", flat=True).get(id=study_id)
+
+
+def features_key(model_key: str, features: str) -> str:
+    """What a version's features were computed with: the encoder, and the study's
+    ``features`` choice unless it is the response alone (so versions from before
+    the choice existed keep their key, and warm starts across a change of choice
+    are refused like those across a change of encoder)."""
+    return model_key if features == context.RESPONSE else f"{model_key}+{features}"
+
+
+def study_judged_candidate_ids(*, study_id: int) -> set[int]:
+    """Candidates shown in a comparison that has at least one judgment."""
+    return set(
+        ComparisonItem.objects.filter(comparison__study_id=study_id, comparison__judgments__isnull=False).values_list(
+            "candidate_id", flat=True
+        )
+    )
+
+
+def cached_keys(embedder: CachedEmbedder, keys: list[str]) -> set[str]:
+    """Which of ``keys`` the embedder's cache holds (keys only for the database cache)."""
+    cache = embedder.cache
+    if isinstance(cache, DatabaseEmbeddingCache):
+        return cache.keys_present(keys)
+    return set(cache.get_many(keys))
+
+
+def study_preferences(*, study_id: int, index: dict[int, int], evaluation: bool | None = None) -> PreferenceData:
+    """The study's judgments as preference data over rows of the feature matrix:
+    all of them, or with ``evaluation`` False only the training set (what a fit
+    may see) and with True only the fixed evaluation set. See
+    :func:`study_judged_preferences`."""
+    return study_judged_preferences(study_id=study_id, index=index, evaluation=evaluation).data
+
+
+@dataclass(frozen=True)
+class JudgedPreferences:
+    """Preference data and the id of the judgment each of its rows came from
+    (pairs first, then rankings, as ``PreferenceData`` numbers them)."""
+
+    data: PreferenceData
+    judgment_ids: np.ndarray
+
+
+def study_judged_preferences(
+    *, study_id: int, index: dict[int, int], evaluation: bool | None = None
+) -> JudgedPreferences:
+    """The study's judgments (``evaluation``: None all, False the training set,
+    True the evaluation set) as preference data, with each row's judgment id.
 
     ``Judgment.ranking`` lists candidate ids best first, tied candidates sharing
     an inner list: ``[winner, loser]`` and ``[[a, b]]`` (a tie) are pairs; a
@@ -59,49 +193,50 @@ def study_preferences(*, study_id: int, index: dict[int, int]) -> PreferenceData
     right: list[int] = []
     outcome: list[float] = []
     both_bad: list[bool] = []
+    pair_owner: list[int] = []
     rankings: list[list[int]] = []
-    rows = Judgment.objects.filter(study_id=study_id).order_by("id").values_list("ranking", "choice")
-    for ranking, choice in rows:
+    rank_owner: list[int] = []
+    judgments = Judgment.objects.filter(study_id=study_id)
+    if evaluation is not None:
+        judgments = judgments.filter(evaluation=evaluation)
+    for judgment_id, ranking, choice in judgments.order_by("id").values_list("id", "ranking", "choice"):
+
+        def pair(a: int, b: int, won: float, bad: bool = False, judgment_id: int = judgment_id) -> None:
+            left.append(a)
+            right.append(b)
+            outcome.append(won)
+            both_bad.append(bad)
+            pair_owner.append(judgment_id)
+
         groups = [[c for c in (g if isinstance(g, list) else [g]) if c in index] for g in ranking]
         groups = [[index[c] for c in g] for g in groups if g]
         if choice == Judgment.Choice.BOTH_BAD:
             if len(groups) == 1 and len(groups[0]) == 2:
-                left.append(groups[0][0])
-                right.append(groups[0][1])
-                outcome.append(0.5)
-                both_bad.append(True)
+                pair(groups[0][0], groups[0][1], 0.5, bad=True)
             continue
         if all(len(g) == 1 for g in groups):
             if len(groups) == 2:
-                left.append(groups[0][0])
-                right.append(groups[1][0])
-                outcome.append(1.0)
-                both_bad.append(False)
+                pair(groups[0][0], groups[1][0], 1.0)
             elif len(groups) > 2:
                 rankings.append([g[0] for g in groups])
+                rank_owner.append(judgment_id)
             continue
         for gi, group in enumerate(groups):
             for pos, a in enumerate(group):
                 for b in group[pos + 1 :]:
-                    left.append(a)
-                    right.append(b)
-                    outcome.append(0.5)
-                    both_bad.append(False)
+                    pair(a, b, 0.5)
                 for lower in groups[gi + 1 :]:
                     for b in lower:
-                        left.append(a)
-                        right.append(b)
-                        outcome.append(1.0)
-                        both_bad.append(False)
-    pairs = PreferenceData.from_pairs(
+                        pair(a, b, 1.0)
+    data = PreferenceData.from_pairs(
         np.array(left, dtype=np.int64),
         np.array(right, dtype=np.int64),
         np.array(outcome, dtype=np.float32),
         both_bad=np.array(both_bad, dtype=bool),
     )
-    if not rankings:
-        return pairs
-    return PreferenceData.combine(pairs, PreferenceData.from_rankings(rankings))
+    if rankings:
+        data = PreferenceData.combine(data, PreferenceData.from_rankings(rankings))
+    return JudgedPreferences(data=data, judgment_ids=np.array(pair_owner + rank_owner, dtype=np.int64))
 
 
 class DatabaseEmbeddingCache:
@@ -119,6 +254,16 @@ class DatabaseEmbeddingCache:
                 found[key] = np.frombuffer(bytes(blob), dtype=np.float32, count=dim)
         return found
 
+    def keys_present(self, keys) -> set[str]:
+        """The keys stored, without reading their vectors."""
+        keys = list(keys)
+        present: set[str] = set()
+        for start in range(0, len(keys), self.chunk):
+            present.update(
+                EmbeddingRecord.objects.filter(key__in=keys[start : start + self.chunk]).values_list("key", flat=True)
+            )
+        return present
+
     def set_many(self, items) -> None:
         EmbeddingRecord.objects.bulk_create(
             [
@@ -133,13 +278,19 @@ class DatabaseEmbeddingCache:
 _EMBEDDERS: dict[tuple, CachedEmbedder] = {}
 
 
-def embedder_get() -> CachedEmbedder:
-    """The process-wide embedder for the configured model (loaded once)."""
-    config = EmbedderConfig(
+def embedder_config() -> EmbedderConfig:
+    """The configured encoder (``PREFLOOP_EMBEDDER_PATH``, ``…_MAX_LENGTH``,
+    ``PREFLOOP_DEVICE``); the real-data benchmark reads it too."""
+    return EmbedderConfig(
         model_path=settings.PREFLOOP_EMBEDDER_PATH or None,
         max_length=settings.PREFLOOP_EMBEDDER_MAX_LENGTH,
         device=settings.PREFLOOP_DEVICE,
     )
+
+
+def embedder_get() -> CachedEmbedder:
+    """The process-wide embedder for the configured model (loaded once)."""
+    config = embedder_config()
     key = (config.model_path, config.max_length, config.device)
     if key not in _EMBEDDERS:
         _EMBEDDERS[key] = CachedEmbedder(TransformerEmbedder(config), DatabaseEmbeddingCache())

@@ -23,6 +23,9 @@ class ActiveLearningLoop:
     def refill_request(self, *, study_id: int) -> None:
         triggers.refill_request(study_id=study_id)
 
+    def candidates_added(self, *, study_id: int) -> None:
+        triggers.embed_request(study_id=study_id)
+
     def refill_now(self, *, study_id: int, use_model: bool = False) -> int:
         return refill.queue_refill(study_id=study_id, use_model=use_model)
 

@@ -1,6 +1,6 @@
 """Refilling a study's comparison queue with its strategy's picks.
 
-A refill chooses outside any lock (embedding the candidates, running the
+A refill chooses outside any lock (reading the cached embeddings, running the
 strategy), then queues its picks in one short transaction that locks the study
 row, retires the older model's untouched picks, re-reads the queue and keeps only
 the picks that are still new and still fit. What a strategy needs from the live
@@ -9,6 +9,7 @@ model comes from the model kind's registry entry (``models_runtime.kinds``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.base import Strategy, diversify
 from activelearn.strategies.lists import select_lists
 from activelearn.strategies.registry import StrategyName, get_spec
+from annotation import loop
 from annotation.models import (
     Candidate,
     Comparison,
@@ -64,12 +66,13 @@ class _Pick:
 def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
     """Choose outside any lock, then queue in one short transaction.
 
-    Embedding the candidates (seconds for a cold embedder) and running the
-    strategy (up to about two seconds for APOHF on 50,000 candidates) hold no
-    lock, so annotators' answers and leases, which touch the same study and
-    comparison rows, never wait for them. The transaction re-reads the queue,
-    keeps only picks that are still new and fit the room left, and gives up
-    when a newer model was published meanwhile (its own refill queues it).
+    Reading the candidates' cached embeddings (never computing them: that is
+    the ``embed`` queue's work) and running the strategy (up to about two
+    seconds for APOHF on 50,000 candidates) hold no lock, so annotators'
+    answers and leases, which touch the same study and comparison rows, never
+    wait for them. The transaction re-reads the queue, keeps only picks that
+    are still new and fit the room left, and gives up when a newer model was
+    published meanwhile (its own refill queues it).
     """
     study = Study.objects.get(id=study_id)
     if study.status != Study.Status.ACTIVE:
@@ -86,35 +89,82 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         return 0
 
     rng = np.random.default_rng(seed)
-    if latest is not None or use_model:
-        # Before the first model this still embeds the candidates (in the
-        # worker, not the web process), so the first retrain finds them cached.
-        feats = features.study_features(study_id=study_id)
-        candidate_ids, groups, embedded = feats.candidate_ids, feats.groups, feats.features
-    else:
-        rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id"))
-        candidate_ids = np.array([c for c, _ in rows], dtype=np.int64)
-        groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
-        embedded = None
+    rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id"))
+    candidate_ids = np.array([c for c, _ in rows], dtype=np.int64)
+    groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
     index = {int(cid): row for row, cid in enumerate(candidate_ids)}
     excluded = _excluded_sets(study_id=study_id, index=index, retiring_for=latest.id if latest else None)
     k = study.list_size if study.mode == Study.Mode.LISTWISE else 2
-    picks = _strategy_picks(
-        study=study,
-        latest=latest,
-        embedded=embedded,
-        index=index,
-        groups=groups,
-        excluded=excluded,
-        want=want,
-        k=k,
-        rng=rng,
-    )
+    if latest is None:
+        # No model yet: the strategy (if it needs no model) sees every candidate, no embeddings.
+        picks = _strategy_picks(
+            study=study,
+            latest=None,
+            embedded=None,
+            index=index,
+            groups=groups,
+            excluded=excluded,
+            want=want,
+            k=k,
+            rng=rng,
+        )
+    else:
+        picks = _model_picks(study=study, latest=latest, index=index, excluded=excluded, want=want, k=k, rng=rng)
     if len(picks) < want:
         # Cold start, or the strategy ran out of comparisons it wants: random
         # ones keep annotators busy rather than waiting.
         picks += _random_picks(groups=groups, taken=set(excluded), picks=picks, want=want, k=k, rng=rng)
     return _queue_picks(study_id=study_id, latest=latest, candidate_ids=candidate_ids, picks=picks, rng=rng)
+
+
+def _model_picks(
+    *,
+    study: Study,
+    latest: RewardModelVersion,
+    index: dict[int, int],
+    excluded: set[tuple[int, ...]],
+    want: int,
+    k: int,
+    rng: np.random.Generator,
+) -> list[_Pick]:
+    """The strategy's picks among the candidates already embedded, as rows of ``index``.
+
+    A refill never embeds: after a large import that takes minutes, and the
+    ``embed`` queue's task does it batch by batch. Until it is done the model
+    steers among the embedded candidates, the random fallback covers the rest,
+    and the embedding is asked for again (a no-op while its task runs).
+    """
+    feats = features.study_features(study_id=study.id, embed=features.Embed.CACHED)
+    if feats.missing:
+        # Through the port, as annotation asks: importing activelearn.triggers
+        # here would close a cycle (triggers → tasks → refill).
+        loop.get().candidates_added(study_id=study.id)
+    # A candidate imported since ``index`` was read waits for the next refill.
+    known = np.array([int(cid) in index for cid in feats.candidate_ids], dtype=bool)
+    if not known.all():
+        feats = dataclasses.replace(
+            feats, candidate_ids=feats.candidate_ids[known], groups=feats.groups[known], features=feats.features[known]
+        )
+    if feats.candidate_ids.size == 0:
+        return []
+    # Rows of the embedded subset ↔ rows of every candidate.
+    full_row = np.array([index[int(cid)] for cid in feats.candidate_ids], dtype=np.int64)
+    sub_row = {int(full): sub for sub, full in enumerate(full_row)}
+    sub_excluded = {tuple(sorted(sub_row[r] for r in items)) for items in excluded if all(r in sub_row for r in items)}
+    picks = _strategy_picks(
+        study=study,
+        latest=latest,
+        embedded=feats.features,
+        index=feats.index(),
+        groups=feats.groups,
+        excluded=sub_excluded,
+        want=want,
+        k=k,
+        rng=rng,
+    )
+    return [
+        _Pick(tuple(int(full_row[i]) for i in pick.items), pick.score, pick.propensity, pick.strategy) for pick in picks
+    ]
 
 
 def _strategy_picks(

@@ -13,7 +13,9 @@ and sampled.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -29,8 +31,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from activelearn import features
-from annotation.models import Judgment, RewardModelVersion, Study
+from annotation.models import EVALUATION_MIN_JUDGMENTS, Judgment, RewardModelVersion, Study
+from annotation.services import judgments_split_assign
 from models_runtime import kinds
+from models_runtime.evaluation import HeldoutScore, evaluation_draw, score_heldout
 from models_runtime.preferences import PreferenceData
 from models_runtime.recommend import recommend
 
@@ -117,8 +121,13 @@ def reward_model_retrain(*, study_id: int) -> RetrainOutcome:
             wait = started + settings.PREFLOOP_RETRAIN_MIN_SECONDS - _clock()
             if wait > 0:
                 return RetrainOutcome(latest, again_in=wait)
-    except Exception:
-        Study.objects.filter(id=study_id).update(retrain_claimed_at=None)
+    except Exception as exc:
+        Study.objects.filter(id=study_id).update(
+            retrain_claimed_at=None,
+            last_fit_at=timezone.now(),
+            last_fit_status=Study.FitStatus.FAILED,
+            last_fit_note=f"The last fit failed ({type(exc).__name__}: {exc}); the live version, if any, stays.",
+        )
         raise
 
 
@@ -131,8 +140,19 @@ def reward_model_config(*, study: Study) -> Any:
     return kinds.get(study.model_type).config(params, settings.PREFLOOP_DEVICE)
 
 
+class CheckpointPruned(ValueError):
+    """A version whose checkpoint was deleted from disk by pruning was asked to load."""
+
+
 def reward_model_load(version: RewardModelVersion) -> Any:
-    """Load a published version's checkpoint, whatever its kind."""
+    """Load a published version's checkpoint, whatever its kind. ``CheckpointPruned``
+    (a ``ValueError``) when pruning deleted it: nothing in the loop needs an old
+    version (warm starts and refills use the live one, which is never pruned)."""
+    if version.pruned_at is not None:
+        raise CheckpointPruned(
+            f"v{version.version}'s checkpoint was pruned on {version.pruned_at:%Y-%m-%d %H:%M} UTC: a study keeps "
+            f"the live version, the best by held-out log-loss and the {settings.PREFLOOP_CHECKPOINTS_KEEP} newest"
+        )
     return kinds.get(version.model_type).load(version.checkpoint_path)
 
 
@@ -141,38 +161,102 @@ def reward_model_latest(*, study_id: int) -> RewardModelVersion | None:
     return RewardModelVersion.objects.filter(study_id=study_id).order_by("-version").first()
 
 
-def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
-    """Fit the study's reward model on all its judgments and publish it.
+def retrain_due_after(n_train: int) -> int:
+    """How many training judgments the next fit waits for after one on ``n_train``:
+    ``n_train + max(PREFLOOP_RETRAIN_MIN_NEW, ceil(PREFLOOP_RETRAIN_GROWTH × n_train))``.
+    Early models improve fastest per judgment, so they come every few judgments;
+    later each fit waits for a share more data, which keeps the number of versions
+    logarithmic in the study's size."""
+    grow = math.ceil(settings.PREFLOOP_RETRAIN_GROWTH * n_train - 1e-9)
+    return n_train + max(settings.PREFLOOP_RETRAIN_MIN_NEW, grow, 1)
 
-    Returns None when there are too few judgments. The fit warm-starts from
-    the previous version. The checkpoint is written under a temporary name
-    and renamed into place before the version row is created, so readers
-    never see a version without its weights.
+
+def _fit_due(*, study: Study, live: RewardModelVersion | None, n_train: int) -> bool:
+    """Whether the study has grown enough since its last fit attempt (published or
+    not) to try again; a study without a model fits at ``MIN_JUDGMENTS_TO_TRAIN``,
+    and one whose live model predates the fixed evaluation set, or is of another
+    kind than the study now asks for, at once."""
+    if n_train < MIN_JUDGMENTS_TO_TRAIN:
+        return False
+    if live is None and not study.last_fit_at:
+        return True
+    stale = live is not None and (not live.fixed_evaluation or live.model_type != study.model_type)
+    if stale and study.last_fit_status != Study.FitStatus.NOT_IMPROVED:
+        return True
+    last = max(study.last_fit_train, live.n_train if live is not None else 0)
+    return n_train >= retrain_due_after(last)
+
+
+def _last_fit_record(*, study_id: int, status: str, note: str, n_train: int) -> None:
+    Study.objects.filter(id=study_id).update(
+        last_fit_at=timezone.now(), last_fit_status=status, last_fit_note=note, last_fit_train=n_train
+    )
+
+
+def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
+    """Fit the study's reward model on its training judgments and publish it if the
+    fit improved on its starting point; score it on the evaluation judgments.
+
+    Returns None when no fit was due (too few training judgments, or too few new
+    ones since the last attempt: see :func:`retrain_due_after`) or when the fit was
+    not published. Evaluation judgments never reach a fit: the kind's own
+    validation split for early stopping is drawn from the training judgments, and
+    warm starts come only from versions fitted that way. A fit whose early stopping
+    kept epoch 0 (its starting point: the initial weights, or the live version's
+    when warm-started) learnt nothing that its validation split, or without one its
+    training objective, could see; it is not published, the live version stays,
+    and the study's last-fit note says why. The checkpoint is written under a
+    temporary name and renamed into place before the version row is created, so
+    readers never see a version without its weights; then old checkpoints are
+    pruned (:func:`checkpoints_prune`).
     """
     study = Study.objects.get(id=study_id)
     config = reward_model_config(study=study)
-    n_judgments = Judgment.objects.filter(study_id=study_id).count()
-    if n_judgments < MIN_JUDGMENTS_TO_TRAIN:
+    judgments_split_assign(study_id=study_id)
+    n_train = Judgment.objects.filter(study_id=study_id, evaluation=False).count()
+    previous = reward_model_latest(study_id=study_id)
+    if not _fit_due(study=study, live=previous, n_train=n_train):
         return None
-    feats = features.study_features(study_id=study_id)
-    data = features.study_preferences(study_id=study_id, index=feats.index())
+    # Judged candidates are embedded here if missing (a few); the rest come from
+    # the cache the embed queue fills, so a fit never waits on a large import.
+    feats = features.study_features(study_id=study_id, embed=features.Embed.JUDGED)
+    judged = features.study_judged_preferences(study_id=study_id, index=feats.index(), evaluation=False)
+    data = judged.data
     if len(data) < MIN_JUDGMENTS_TO_TRAIN:
         return None
+    holdout = _validation_rows(study_id=study_id, judgment_ids=judged.judgment_ids, config=config)
 
-    previous = reward_model_latest(study_id=study_id)
-    if previous is not None and previous.n_judgments == len(data) and previous.model_type == study.model_type:
-        # Nothing new since the live version (the judgments that re-armed
-        # this fit were already in it): refitting would publish a twin.
-        return None
     init_state = None
-    if previous is not None and previous.model_type == study.model_type and previous.embedder_key == feats.embedder_key:
+    # A version fitted without a validation split trained on every training
+    # judgment, the validation ones included: a fit that validates starts cold
+    # from such a version rather than be judged against weights that saw its
+    # validation judgments (this happens once, when a study grows out of the
+    # small-data regime).
+    validates = _split_validates(holdout, n=len(data), config=config)
+    warm = (
+        previous is not None
+        and previous.fixed_evaluation
+        and previous.model_type == study.model_type
+        and previous.embedder_key == feats.embedder_key
+        and (not validates or (previous.metrics or {}).get("monitored_heldout") == 1.0)
+    )
+    if warm:
         try:
             init_state = reward_model_load(previous).state_dict()
         except (OSError, ValueError) as exc:
             logger.warning("warm start skipped for study %s: %s", study_id, exc)
     kind = kinds.get(study.model_type)
-    result = kind.fit(feats.features, data, config, init_state)
+    result = kind.fit(feats.features, data, config, init_state, holdout=holdout)
+    # How many candidates' texts were cut to the encoder's length (the study page shows it).
+    result.metrics["inputs"], result.metrics["inputs_truncated"] = float(feats.n_inputs), float(feats.truncated)
+    if result.metrics.get("best_epoch", 1.0) <= 0:
+        note = _not_improved_note(metrics=result.metrics, n_train=n_train, live=previous, warm=init_state is not None)
+        _last_fit_record(study_id=study_id, status=Study.FitStatus.NOT_IMPROVED, note=note, n_train=n_train)
+        return None
+    heldout = _heldout_score(study=study, config=config, model=result.model, feats=feats, train=data)
     recommendation = _recommendation(study=study, model=result.model, feats=feats, data=data)
+    metrics = _version_metrics(result.metrics, heldout)
+    shown = heldout.n >= EVALUATION_MIN_JUDGMENTS
 
     # Written before the lock, so answers that touch the study row never wait on the disk.
     staging = _checkpoint_stage(study_id=study_id, model=result.model)
@@ -181,23 +265,133 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
         newest = reward_model_latest(study_id=study_id)
         number = (newest.version if newest else 0) + 1
         path = _checkpoint_publish(staging, study_id=locked.id, version=number)
-        metrics = {k: _finite_or_none(v) for k, v in result.metrics.items()}
-        return RewardModelVersion.objects.create(
+        version = RewardModelVersion.objects.create(
             study=locked,
             version=number,
             model_type=study.model_type,
             embedder_key=feats.embedder_key,
-            n_judgments=len(data),
-            n_train=int(result.metrics.get("n_train", 0)),
-            n_heldout=int(result.metrics.get("n_heldout", 0)),
-            heldout_accuracy=metrics.get("heldout_accuracy"),
-            heldout_log_loss=metrics.get("heldout_log_loss"),
+            n_judgments=Judgment.objects.filter(study_id=study_id).count(),
+            n_train=n_train,
+            n_heldout=heldout.n,
+            heldout_accuracy=_finite_or_none(heldout.accuracy) if shown else None,
+            heldout_accuracy_low=_finite_or_none(heldout.accuracy_low) if shown else None,
+            heldout_accuracy_high=_finite_or_none(heldout.accuracy_high) if shown else None,
+            heldout_log_loss=_finite_or_none(heldout.log_loss) if shown else None,
+            heldout_log_loss_low=_finite_or_none(heldout.log_loss_low) if shown else None,
+            heldout_log_loss_high=_finite_or_none(heldout.log_loss_high) if shown else None,
+            fixed_evaluation=True,
             metrics=metrics,
             train_seconds=float(result.metrics.get("train_seconds", 0.0)),
             device=result.device,
             checkpoint_path=str(path),
             recommendation=recommendation,
         )
+        _last_fit_record(
+            study_id=study_id,
+            status=Study.FitStatus.PUBLISHED,
+            note=f"v{number} published: fitted on {n_train} training judgments in "
+            f"{version.train_seconds:.1f} s; the next fit comes at {retrain_due_after(n_train)} training judgments.",
+            n_train=n_train,
+        )
+    checkpoints_prune(study_id=study_id)
+    return version
+
+
+def _validation_rows(*, study_id: int, judgment_ids: np.ndarray, config: Any) -> np.ndarray:
+    """The rows of the training data the fit validates on (early stopping, and the
+    publishing rule): the judgments whose pair draws under the config's
+    ``holdout_fraction`` (default 0.2), by the same stable hash as the evaluation
+    set but a different key. The split stays the same from fit to fit, so the
+    live version a fit warm-starts from never trained on the judgments that
+    decide whether the fit beat it."""
+    fraction = float(getattr(config, "holdout_fraction", 0.2))
+    training = Judgment.objects.filter(study_id=study_id, evaluation=False)
+    keys = dict(training.values_list("id", "comparison__item_key"))
+    held = [evaluation_draw(f"validation\x1f{study_id}\x1f{keys.get(int(j), j)}") < fraction for j in judgment_ids]
+    return np.flatnonzero(np.array(held, dtype=bool))
+
+
+def _split_validates(holdout: np.ndarray, *, n: int, config: Any) -> bool:
+    """Whether the fit will hold ``holdout`` out (the training core's rule: at least
+    ``min_holdout`` judgments, and no more than it trains on)."""
+    return int(getattr(config, "min_holdout", 5)) <= holdout.size <= n - holdout.size
+
+
+def _not_improved_note(*, metrics: dict, n_train: int, live: RewardModelVersion | None, warm: bool) -> str:
+    """Why a fit was not published, in the study page's words."""
+    start, reached = metrics.get("start_loss", math.nan), metrics.get("best_trained_loss", math.nan)
+    monitored = "validation log-loss" if metrics.get("monitored_heldout") else "training objective"
+    origin = f"v{live.version}'s weights" if warm and live is not None else "its untrained initial weights"
+    outcome = f"v{live.version} stays live" if live is not None else "no model yet"
+    return (
+        f"A fit on {n_train} training judgments did not improve on its starting point, {origin} "
+        f"({monitored} {start:.3f} → {reached:.3f} at best); {outcome}."
+    )
+
+
+def _heldout_score(*, study: Study, config: Any, model: Any, feats: features.StudyFeatures, train: PreferenceData):
+    """The model's figures on the study's evaluation judgments (which it never saw):
+    an ensemble by its members' averaged probabilities, any other kind by its
+    scores; probabilities as the fit's likelihood gives them, with the tie
+    parameter the training judgments set."""
+    kind = kinds.get(study.model_type)
+    judged = features.study_judged_preferences(study_id=study.id, index=feats.index(), evaluation=True)
+    needs = "member_scores" if "member_scores" in kind.provides else None
+    outputs = kind.outputs(model, feats.features, needs, lambda: train)
+    scores = outputs.get("member_scores", outputs["scores"])
+    n_evaluation = Judgment.objects.filter(study_id=study.id, evaluation=True).count()
+    return score_heldout(
+        scores,
+        judged.data,
+        judged.judgment_ids,
+        likelihood=getattr(config, "likelihood", None),
+        tie_rate=train.tie_rate(),
+        n_unscored_extra=n_evaluation - len(np.unique(judged.judgment_ids)),
+    )
+
+
+def _version_metrics(fit: dict, heldout: HeldoutScore) -> dict:
+    """A version's ``metrics``: the fit's own figures, its internal validation split
+    renamed ``validation_*`` (a split of the training judgments, for early
+    stopping), the evaluation figures under ``heldout_*`` (``heldout_ece`` only
+    once they are shown) and ``evaluation`` with all of them and the counts."""
+    renamed = {"n_heldout": "n_validation", "n_train": "n_fit_train"}
+    metrics = {}
+    for key, value in fit.items():
+        name = renamed.get(key) or (f"validation_{key.removeprefix('heldout_')}" if key.startswith("heldout_") else key)
+        metrics[name] = _finite_or_none(value)
+    shown = heldout.n >= EVALUATION_MIN_JUDGMENTS
+    metrics["heldout_ece"] = _finite_or_none(heldout.ece) if shown else None
+    metrics["evaluation"] = {
+        **{k: _finite_or_none(v) for k, v in heldout.as_dict().items()},
+        "min_judgments": EVALUATION_MIN_JUDGMENTS,
+    }
+    return metrics
+
+
+def checkpoints_prune(*, study_id: int) -> list[int]:
+    """Delete the checkpoint folders of the study's versions that are not worth
+    keeping: all but the live (newest) one, the one with the lowest held-out
+    log-loss and the ``PREFLOOP_CHECKPOINTS_KEEP`` newest. Their rows stay, marked
+    ``pruned_at`` (their figures are history; loading them raises
+    :class:`CheckpointPruned`). Rows are marked before folders go, so no reader
+    starts on a folder being deleted. Returns the pruned version numbers."""
+    rows = RewardModelVersion.objects.filter(study_id=study_id, pruned_at__isnull=True)
+    newest = list(rows.order_by("-version").values_list("id", flat=True)[: max(1, settings.PREFLOOP_CHECKPOINTS_KEEP)])
+    best = rows.filter(heldout_log_loss__isnull=False).order_by("heldout_log_loss", "-version").values_list("id")[:1]
+    doomed = list(rows.exclude(id__in=newest).exclude(id__in=best).values_list("id", "version", "checkpoint_path"))
+    if not doomed:
+        return []
+    RewardModelVersion.objects.filter(id__in=[d[0] for d in doomed]).update(pruned_at=timezone.now())
+    root = Path(settings.PREFLOOP_CHECKPOINT_DIR).resolve()
+    for _, version, path in doomed:
+        folder = Path(path).resolve()
+        # The path is data: never delete outside the checkpoint folder.
+        if folder.is_relative_to(root) and folder != root:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            logger.warning("study %s v%s: checkpoint %s is outside %s; not deleted", study_id, version, folder, root)
+    return [version for _, version, _ in doomed]
 
 
 def _recommendation(*, study: Study, model: Any, feats: features.StudyFeatures, data: PreferenceData) -> dict:

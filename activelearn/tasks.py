@@ -12,7 +12,7 @@ import logging
 
 from celery import shared_task
 
-from activelearn import refill, services
+from activelearn import embedding, refill, services
 from annotation.models import Study
 
 logger = logging.getLogger(__name__)
@@ -41,3 +41,10 @@ def refill_queue(study_id: int) -> int:
     except Study.DoesNotExist:
         logger.info("refill skipped: study %s no longer exists", study_id)
         return 0
+
+
+@shared_task(name="activelearn.tasks.embed_study", acks_late=True)
+def embed_study(study_id: int) -> int:
+    """Embed the study's candidates that are not cached yet (queue ``embed``);
+    a study deleted meanwhile has nothing left to embed."""
+    return embedding.study_embed(study_id=study_id).embedded

@@ -1,4 +1,4 @@
-"""Starting the loop's background work: retrains and refills, debounced per study.
+"""Starting the loop's background work: retrains, refills and embedding, debounced per study.
 
 A request takes the study's claim (``activelearn.services``) and, when it got
 it, enqueues the task once the caller's transaction commits. Annotation reaches
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from activelearn import services, tasks
+from activelearn import embedding, services, tasks
 from annotation.models import Study
 from annotation.selectors import queue_waiting_count
 
@@ -31,6 +31,15 @@ def refill_request(*, study_id: int) -> bool:
     claimed = services.refill_claim(study_id=study_id)
     if claimed:
         transaction.on_commit(lambda: tasks.refill_queue.delay(study_id))
+    return claimed
+
+
+def embed_request(*, study_id: int) -> bool:
+    """Embed the study's new candidates in the background (queue ``embed``)
+    unless a task for the study already runs; that one goes round once more."""
+    claimed = embedding.embedding_claim(study_id=study_id)
+    if claimed:
+        transaction.on_commit(lambda: tasks.embed_study.delay(study_id))
     return claimed
 
 

@@ -38,6 +38,11 @@ class Loop(Protocol):
     def refill_request(self, *, study_id: int) -> None:
         """The queue runs low: choose more comparisons in the background."""
 
+    def candidates_added(self, *, study_id: int) -> None:
+        """New candidates committed (call it on commit), or some were found
+        without embeddings: embed them in the background, on a queue of their
+        own, so no refill or import waits."""
+
     def refill_now(self, *, study_id: int, use_model: bool = False) -> int:
         """Queue comparisons right now, in this process (random pairs unless
         ``use_model``); returns how many were queued."""

@@ -16,9 +16,15 @@ from django.db.models import Q
 
 from annotation import loop
 from annotation.imports import registry as import_formats
-from models_runtime import kinds
+from annotation.imports.records import import_summary
+from models_runtime import context, kinds
 
 LIKERT_POINTS = 5
+# Held-out figures are shown once a model was scored on this many evaluation
+# judgments: with fewer, the 95% interval of an accuracy near 50% is wider than ±20 points.
+EVALUATION_MIN_JUDGMENTS = 20
+# Skipped rows an import job's page lists (all are in the download).
+SKIPPED_PREVIEW = 5
 # Gold comparisons are answered once by every annotator, so they never fill up;
 # their item keys carry a prefix so they never collide with the strategy's.
 GOLD_JUDGMENTS_WANTED = 32767
@@ -78,6 +84,11 @@ class Study(models.Model):
         PAUSED = "paused", "Paused"
         CLOSED = "closed", "Closed"
 
+    class FitStatus(models.TextChoices):
+        PUBLISHED = "published", "Published"
+        NOT_IMPROVED = "not_improved", "Not published: no better than its starting point"
+        FAILED = "failed", "Failed"
+
     class RationaleMode(models.TextChoices):
         OFF = "off", "Not asked"
         OPTIONAL = "optional", "Optional"
@@ -128,7 +139,8 @@ class Study(models.Model):
         max_length=64,
         unique=True,
         default=new_invite_token,
-        help_text="The secret in the study's invite link (/join/<token>/); change it to revoke the old link.",
+        help_text="The secret at the end of the study's invite link (the link is /join/ followed by this token); "
+        "change it to revoke the old link.",
     )
     annotator_quota = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most judgments one annotator may give; empty for no limit."
@@ -148,16 +160,29 @@ class Study(models.Model):
     strategy_params = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Strategy options, e.g. {"nu": 1.0} for APOHF, {"top_k": 32} for infomax, '
-        '{"window": 4} for uncertainty. See activelearn/strategies/README.md.',
+        help_text='Strategy options as JSON, e.g. {"nu": 1.0} for APOHF, {"top_k": 32} for infomax, '
+        '{"window": 4} for uncertainty; empty for the defaults. An option the strategy does not have is '
+        "refused, and the message lists the ones it has.",
     )
     model_type = models.CharField(max_length=16, choices=kinds.choices, default="mlp")
     model_params = models.JSONField(
         default=dict,
         blank=True,
         validators=[validate_model_params],
-        help_text='Reward-model options, e.g. {"label_flip_rate": 0.1, "ties": "davidson", "hidden": 64, '
-        '"n_members": 10}. See docs/ARCHITECTURE.md.',
+        help_text='Reward-model options as JSON, e.g. {"label_flip_rate": 0.1, "ties": "davidson", "hidden": 64, '
+        '"n_members": 10}; empty for the defaults. An unknown or out-of-range option is refused, and the '
+        "message lists the known ones and their ranges.",
+    )
+    features = models.CharField(
+        "what the reward model sees",
+        max_length=16,
+        choices=context.FEATURE_CHOICES,
+        default=context.DEFAULT_FEATURES,
+        help_text="The text each response is encoded with. “Response only” ignores the prompt; the other two "
+        "encode the response together with the human's last turn or the whole conversation, so its "
+        "features depend on what it answers. Long inputs keep the end of the conversation and the "
+        "start of the response within the encoder's limit; the study page counts what was cut. Changing "
+        "it embeds the responses again in the background; until then the model chooses among those done.",
     )
     overlap = models.PositiveSmallIntegerField(
         default=1, help_text="Judgments wanted per comparison, each from a different annotator."
@@ -169,6 +194,13 @@ class Study(models.Model):
         default=8, help_text="Refill the queue when fewer comparisons than this are waiting."
     )
     queue_target = models.PositiveIntegerField(default=24, help_text="How many comparisons a refill leaves waiting.")
+    evaluation_rate = models.FloatField(
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of judgments set aside for good to measure the reward model on (0 to 0.5): no model "
+        "ever trains on them. Each judgment is assigned once, when it is made, so a change applies to new "
+        "judgments only.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -180,6 +212,12 @@ class Study(models.Model):
     retrain_dirty = models.BooleanField(default=False, editable=False)
     retrain_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     refill_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The loop's last attempt to fit a model, for the study page: a fit that did
+    # not beat its starting point is not published, and this says why.
+    last_fit_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_fit_status = models.CharField(max_length=16, choices=FitStatus.choices, blank=True, editable=False)
+    last_fit_note = models.TextField(blank=True, editable=False)
+    last_fit_train = models.PositiveIntegerField(default=0, editable=False, help_text="Training judgments it saw.")
 
     class Meta:
         verbose_name_plural = "studies"
@@ -204,6 +242,8 @@ class Study(models.Model):
             errors["list_size"] = "A pairwise study shows 2 responses; choose listwise for more."
         elif not 2 <= (self.list_size or 0) <= 8:
             errors["list_size"] = "Between 2 and 8 responses per comparison."
+        if (self.overlap or 0) < 1:
+            errors["overlap"] = "At least 1 judgment per comparison."
         params = {k: v for k, v in (self.strategy_params or {}).items() if k != "seed"}
         try:
             strategy = loop.get().strategy_check(self.strategy, params)
@@ -416,6 +456,11 @@ class Judgment(models.Model):
     shown_order = models.JSONField(default=list, blank=True)
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
     client_info = models.JSONField(default=dict, blank=True)
+    # In the study's fixed evaluation set (never trained on) or its training set:
+    # decided once, when the judgment is made (judgment_submit), from a hash of
+    # the compared items against the study's evaluation rate. None only for rows
+    # written some other way; the loop assigns those before its next fit.
+    evaluation = models.BooleanField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -466,6 +511,11 @@ class ImportJob(models.Model):
     error = models.TextField(blank=True)
     # ImportResult fields once done: prompts_created, candidates_created, …
     result = models.JSONField(default=dict, blank=True)
+    # "Skip invalid rows and report them" rather than all or nothing.
+    skip_invalid = models.BooleanField(default=False)
+    # Invalid rows left out: how many, and the first ones (line, field, error, raw).
+    skipped_count = models.PositiveIntegerField(default=0)
+    skipped_rows = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -476,6 +526,16 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"import #{self.pk} into {self.study_id} ({self.status})"
+
+    @property
+    def result_summary(self) -> str:
+        """What the import did, in one sentence (counts with their plurals)."""
+        return import_summary(self.result or {})
+
+    @property
+    def skipped_preview(self) -> list:
+        """The first few skipped rows, for the job page."""
+        return (self.skipped_rows or [])[:SKIPPED_PREVIEW]
 
     @property
     def finished(self) -> bool:
@@ -492,6 +552,49 @@ class ImportJob(models.Model):
         return min(99, int(100 * done / (2 * self.total)))
 
 
+class EmbeddingProgress(models.Model):
+    """How far the loop has embedded a study's candidates, for the study and import pages.
+
+    The loop (``activelearn``) embeds new candidates in the background on its
+    own ``embed`` queue, batch by batch, and writes its progress here; annotation
+    only reads it. ``claimed_at`` is the running task's heartbeat (refreshed
+    after every batch, so a long run is not taken for a dead one) and
+    ``pending`` says more candidates arrived during the run, which then goes
+    round once more. ``done`` and ``total`` count candidates.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, primary_key=True, related_name="embedding_progress")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    embedder_key = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    pending = models.BooleanField(default=False)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"embedding of study {self.study_id}: {self.done}/{self.total} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE or not self.total:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(99, int(100 * self.done / self.total))
+
+
 class RewardModelVersion(models.Model):
     """One fitted reward model for a study; the newest one is the live one.
 
@@ -503,11 +606,30 @@ class RewardModelVersion(models.Model):
     version = models.PositiveIntegerField()
     model_type = models.CharField(max_length=16)
     embedder_key = models.CharField(max_length=200)
-    n_judgments = models.PositiveIntegerField(help_text="Judgments the fit saw (train + held out).")
-    n_train = models.PositiveIntegerField(default=0)
-    n_heldout = models.PositiveIntegerField(default=0)
+    n_judgments = models.PositiveIntegerField(
+        help_text="The study's judgments when it was fitted (training + evaluation)."
+    )
+    n_train = models.PositiveIntegerField(default=0, help_text="Training judgments it was fitted on.")
+    n_heldout = models.PositiveIntegerField(
+        default=0,
+        help_text="Evaluation judgments it was scored on (never trained on; ties and “both bad” not counted).",
+    )
+    # Figures on the study's evaluation judgments (models_runtime.evaluation), with
+    # 95% intervals; None until EVALUATION_MIN_JUDGMENTS of them were scored.
     heldout_accuracy = models.FloatField(null=True, blank=True)
+    heldout_accuracy_low = models.FloatField(null=True, blank=True)
+    heldout_accuracy_high = models.FloatField(null=True, blank=True)
     heldout_log_loss = models.FloatField(null=True, blank=True)
+    heldout_log_loss_low = models.FloatField(null=True, blank=True)
+    heldout_log_loss_high = models.FloatField(null=True, blank=True)
+    fixed_evaluation = models.BooleanField(
+        default=False,
+        help_text="Fitted without the study's evaluation judgments (and warm-started only from such versions); "
+        "versions from before the fixed evaluation set were not, and are never warm-started from.",
+    )
+    pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its checkpoint was deleted from disk (the row and its figures stay)."
+    )
     metrics = models.JSONField(default=dict)
     recommendation = models.JSONField(
         default=dict,

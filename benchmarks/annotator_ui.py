@@ -199,7 +199,7 @@ def _run_once(args: argparse.Namespace) -> dict[str, Any]:
         gunicorn = ["gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
         commands = [[*gunicorn, "--log-level", "warning"]]
         if not args.no_worker:
-            worker = ["celery", "-A", "webapp", "worker", "-Q", "train,select,default", "--concurrency", "1"]
+            worker = ["celery", "-A", "webapp", "worker", "-Q", "train,select,default,embed", "--concurrency", "1"]
             commands.append([*worker, "--loglevel", "WARNING"])
         for command in commands:
             processes.append(subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env))

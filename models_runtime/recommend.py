@@ -1,20 +1,24 @@
 """Recommendations with uncertainty: the best candidate of each group (prompt), the
-probability that each candidate is the best one, and a leaderboard.
+probability that each candidate is the best one, how strongly it beats the runner-up,
+and a leaderboard.
 
-Both model kinds give posterior samples of the utilities of every candidate:
-
-* an ensemble's members are its samples (:meth:`EnsembleRewardModel.member_scores`);
-* a single head gets a last-layer Laplace approximation (:func:`laplace_samples`): the
-  output layer's weights ``w`` (over the head's last hidden features ``φ(x)``; the
-  bias stays fixed, as utilities have no absolute level) are drawn from
-  ``N(ŵ, Λ⁻¹)`` with ``Λ`` the prior precision of the fit's L2 penalty plus the
-  Bradley–Terry Fisher information of the judged pairs,
-  ``Σ p(1 − p)(φ(a) − φ(b))(φ(a) − φ(b))ᵀ``. Samples are joint across candidates, so
-  P(best) respects the correlations between near-identical responses.
+The posterior samples come from a Bayesian linear Bradley–Terry model on the
+candidates' features (:func:`bayes_linear_samples`): a Gaussian prior on the weights
+scaled so that a candidate's utility has standard deviation
+:data:`PRIOR_UTILITY_SD`, and the Laplace approximation at the posterior mode. Its
+uncertainty shrinks with the number of judgments and stays at the prior's where
+there are none, so P(best) starts at chance. It replaced posteriors that were not
+calibrated: a last-layer Laplace over an MLP head's hidden features (which are learnt
+from the same judgments, so 20 random answers looked like evidence) and the members
+of an ensemble; tests/models_runtime/test_mr_recommend_calibration.py checks the
+coverage of the intervals and P(best) under random answers by simulation.
 
 ``P(best)`` of a candidate is the share of samples in which it has the highest
-utility of its group; the leaderboard reports the posterior mean and standard
-deviation of each utility.
+utility of its group. Utilities have no unit a reader can use, so what is shown is a
+share of annotators: the probability that the best candidate is preferred to the
+runner-up, ``σ(u_best − u_runner)``, with its 95% interval (:class:`RunnerUp`). The
+leaderboard also keeps the posterior mean and standard deviation of each utility
+relative to the average candidate.
 """
 
 from __future__ import annotations
@@ -26,23 +30,47 @@ import numpy as np
 
 from models_runtime.preferences import PreferenceData
 
-__all__ = ["GroupLeaderboard", "Recommendation", "laplace_samples", "recommend"]
+__all__ = [
+    "POSTERIOR_METHOD",
+    "PRIOR_UTILITY_SD",
+    "GroupLeaderboard",
+    "Recommendation",
+    "RunnerUp",
+    "bayes_linear_samples",
+    "recommend",
+]
 
-# Numerical floor added to the precision's diagonal so the Cholesky factor exists even
-# without any penalty (an unpenalised bias direction has zero Fisher information).
-_JITTER = 1e-6
+# Prior standard deviation of a candidate's utility, in Bradley–Terry units (a
+# difference of 1 means a 73 % preference). It is the scale the simulator draws
+# utilities on; data move the posterior away from it as judgments accumulate.
+PRIOR_UTILITY_SD = 1.0
+POSTERIOR_METHOD = "Bayesian linear Bradley–Terry, Laplace"
+
+
+@dataclass(frozen=True)
+class RunnerUp:
+    """How strongly the best candidate beats the runner-up: the posterior mean of the
+    probability that an annotator prefers it, ``σ(u_best − u_runner)``, with a 95%
+    interval (2.5th and 97.5th percentiles over the samples). A share of annotators
+    is a unit a researcher can read; utilities have none."""
+
+    preferred: float
+    low: float
+    high: float
 
 
 @dataclass(frozen=True)
 class GroupLeaderboard:
     """One group's candidates, best first: row indices, posterior mean and standard
-    deviation of the utility, and P(best)."""
+    deviation of the utility, P(best), and the best candidate against the runner-up
+    (None for a group of one)."""
 
     group: int
     items: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     p_best: np.ndarray
+    runner_up: RunnerUp | None = None
 
     @property
     def best(self) -> int:
@@ -51,8 +79,17 @@ class GroupLeaderboard:
     def as_dict(self, ids: np.ndarray | None = None, top: int = 10) -> dict[str, Any]:
         """JSON-ready form, with ``ids[row]`` (e.g. candidate ids) instead of rows."""
         keys = self.items if ids is None else np.asarray(ids)[self.items]
+        runner_up = None
+        if self.runner_up is not None:
+            runner_up = {
+                "candidate": int(keys[1]),
+                "preferred": round(self.runner_up.preferred, 4),
+                "low": round(self.runner_up.low, 4),
+                "high": round(self.runner_up.high, 4),
+            }
         return {
             "best": int(keys[0]),
+            "runner_up": runner_up,
             "leaderboard": [
                 {
                     "candidate": int(k),
@@ -99,41 +136,82 @@ def recommend(groups: np.ndarray, samples: np.ndarray, method: str) -> Recommend
         p_best[members] = np.bincount(winners, minlength=members.size) / s.shape[0]
         rank = np.lexsort((-mean[members], -p_best[members]))
         ranked = members[rank]
-        boards.append(GroupLeaderboard(int(g[members[0]]), ranked, mean[ranked], std[ranked], p_best[ranked]))
+        runner_up = None
+        if ranked.size > 1:
+            margin = s[:, ranked[0]] - s[:, ranked[1]]
+            preferred = 0.5 * (1.0 + np.tanh(0.5 * margin))  # σ(margin), overflow-free
+            low, high = np.percentile(preferred, [2.5, 97.5])
+            runner_up = RunnerUp(float(preferred.mean()), float(low), float(high))
+        boards.append(
+            GroupLeaderboard(int(g[members[0]]), ranked, mean[ranked], std[ranked], p_best[ranked], runner_up)
+        )
     return Recommendation(method=method, n_samples=int(s.shape[0]), mean=mean, std=std, p_best=p_best, groups=boards)
 
 
-def laplace_samples(
-    model: Any,
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -x)
+
+
+def bayes_linear_samples(
     features: np.ndarray,
     data: PreferenceData,
     rng: np.random.Generator,
     n_samples: int = 256,
+    *,
+    prior_sd: float = PRIOR_UTILITY_SD,
+    max_iter: int = 50,
 ) -> np.ndarray:
-    """``(n_samples, N)`` float32 utility samples of a single-head
-    :class:`models_runtime.reward.RewardModel` under a last-layer Laplace approximation
-    fitted on the judged pairs of ``data`` (rankings enter as their pairwise split;
-    ties add information like decided pairs). The first sample is not special: all
-    are random draws."""
-    import torch
+    """``(n_samples, N)`` utility samples from a Bayesian linear Bradley–Terry model on
+    the candidates' ``features`` under its Laplace approximation.
 
-    phi = model.last_layer_features(features)[:, :-1]  # (N, q) hidden features
-    w_all = model.last_layer_weights()
-    w_hat, bias = w_all[:-1], w_all[-1]
+    Utilities are ``u = (x − x̄)·w`` with the prior ``w ~ N(0, τ I)``, τ set so that a
+    candidate's prior utility has standard deviation ``prior_sd`` (averaged over the
+    candidates): before any judgment every candidate is as likely to be best. The
+    maximum a posteriori ``ŵ`` is found by Newton's method on the judged pairs
+    (rankings enter as their pairwise split, a tie as half a win each way), and ``w``
+    is drawn from ``N(ŵ, (F + I/τ)⁻¹)`` with ``F`` the Fisher information at ``ŵ``.
+    Samples are joint across candidates, so P(best) respects the correlations
+    between near-identical responses.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    q = x.shape[1]
+    spread = float((x * x).sum(axis=1).mean())
+    if spread <= 0.0:  # identical candidates: nothing tells them apart
+        return np.zeros((n_samples, x.shape[0]), dtype=np.float32)
+    prior_precision = spread / prior_sd**2  # 1/τ
     pairs = data.pairwise_split()
-    d = phi[pairs.pair_left] - phi[pairs.pair_right]
-    p = 1.0 / (1.0 + np.exp(-(d @ w_hat)))
-    fisher = (d * (pairs.pair_weight * p * (1.0 - p))[:, None]).T @ d
-    # The fit minimises the mean NLL + l2·||W||², i.e. a Gaussian prior of precision
-    # 2·l2·(total judgment weight) on the weights in sum form. The bias is left at
-    # its fitted value: utilities are only defined up to a shift, and a sampled bias
-    # would add a meaningless common term to every candidate's spread.
-    prior = 2.0 * model.config.l2 * float(data.weight.sum())
-    precision = fisher + np.eye(phi.shape[1]) * (prior + _JITTER)
-    chol = np.linalg.cholesky(precision)
-    z = rng.standard_normal((phi.shape[1], n_samples))
-    # w = ŵ + L⁻ᵀ z has covariance (L Lᵀ)⁻¹ = Λ⁻¹.
-    w = w_hat[:, None] + np.linalg.solve(chol.T, z)
-    with torch.no_grad():
-        samples = torch.from_numpy(phi.astype(np.float32)) @ torch.from_numpy(w.astype(np.float32)) + float(bias)
-    return samples.T.contiguous().numpy()
+    d = x[pairs.pair_left] - x[pairs.pair_right]
+    y = pairs.pair_outcome.astype(np.float64)
+    weight = pairs.pair_weight.astype(np.float64)
+
+    def objective(w: np.ndarray) -> float:
+        z = d @ w
+        return float(
+            (weight * (y * _log_sigmoid(z) + (1.0 - y) * _log_sigmoid(-z))).sum() - 0.5 * prior_precision * w @ w
+        )
+
+    def precision_at(w: np.ndarray) -> np.ndarray:
+        p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w)))
+        return (d * (weight * p * (1.0 - p))[:, None]).T @ d + prior_precision * np.eye(q)
+
+    w = np.zeros(q)
+    value = objective(w)
+    for _ in range(max_iter):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w)))
+        grad = d.T @ (weight * (y - p)) - prior_precision * w
+        step = np.linalg.solve(precision_at(w), grad)
+        t = 1.0
+        while True:  # the objective is strictly concave; halve a step that overshoots
+            candidate = w + t * step
+            new_value = objective(candidate)
+            if new_value >= value - 1e-12 or t < 1e-8:
+                break
+            t *= 0.5
+        w, value = candidate, new_value
+        if np.abs(t * step).max() < 1e-9:
+            break
+    chol = np.linalg.cholesky(precision_at(w))
+    # w = ŵ + L⁻ᵀ z has covariance (L Lᵀ)⁻¹, the posterior's.
+    draws = w[:, None] + np.linalg.solve(chol.T, rng.standard_normal((q, n_samples)))
+    return (x @ draws).T.astype(np.float32)

@@ -257,7 +257,10 @@ class FitResult:
     ``heldout_accuracy`` and ``heldout_ece`` (decided held-out pairs),
     ``heldout_log_loss`` and ``train_log_loss`` (weighted mean NLL per judgment under
     the configured likelihood), ``n_train``, ``n_heldout``, ``epochs`` (epochs actually
-    run) and ``train_seconds`` (held-out values are ``nan`` when nothing was held out);
+    run), the early-stopping figures of :meth:`EarlyStopping.report` (``best_epoch``,
+    the epoch kept, 0 when nothing improved on the starting point; ``start_loss``,
+    ``best_trained_loss``, ``monitored_heldout``) and ``train_seconds`` (held-out
+    values are ``nan`` when nothing was held out);
     and the ``device`` it trained on."""
 
     model: RewardModel
@@ -382,6 +385,7 @@ def fit_reward_model(
     data: PreferenceData,
     config: RewardModelConfig = RewardModelConfig(),
     init_state: Mapping[str, Any] | None = None,
+    holdout: np.ndarray | None = None,
 ) -> FitResult:
     """Fit a utility head on frozen ``features`` (``(N, d)`` float32, one row per item)
     from the pairwise and listwise judgments in ``data``, which index rows of
@@ -390,7 +394,8 @@ def fit_reward_model(
     weighted mean NLL of the training judgments under ``config.likelihood`` plus L2 on
     weights, with early stopping on the held-out NLL (training objective when nothing
     is held out) and the best epoch restored. ``init_state`` warm-starts from a
-    previous ``state_dict`` with matching shapes, otherwise it is ignored. Scores are
+    previous ``state_dict`` with matching shapes, otherwise it is ignored; ``holdout``
+    (judgment indices) fixes the held-out part instead of ``config.seed``. Scores are
     centred to mean zero over training items. Deterministic on CPU. Raises
     ``TrainingDivergedError`` on non-finite features, losses or parameters (the caller
     keeps its previous model) and ``ValueError`` on invalid inputs."""
@@ -400,7 +405,7 @@ def fit_reward_model(
     # Only judged items are scored while training; feature matrices may hold many more
     # (e.g. the whole unlabelled pool).
     judged = judged_features(features, data, what="a reward model")
-    split = split_judgments(data, config)
+    split = split_judgments(data, config, holdout=holdout)
     device = pick_device(config.device)
     head = _seeded_head(judged.dim, config)
     if load_init_state(head, init_state):
@@ -410,9 +415,10 @@ def fit_reward_model(
     # L-BFGS fits are meant to be exact, so they keep their full budget and the
     # absolute improvement threshold.
     lbfgs = config.optimizer == "lbfgs"
+    stopping = EarlyStopping(config.patience, has_heldout=split.has_heldout, relative=not lbfgs)
     best_state, epochs = run_epochs(
         max_epochs=config.max_epochs if lbfgs else capped_epochs(config.max_epochs, split.has_heldout),
-        stopping=EarlyStopping(config.patience, has_heldout=split.has_heldout, relative=not lbfgs),
+        stopping=stopping,
         evaluate=training.evaluate,
         step=training.step,
         snapshot=training.snapshot,
@@ -426,5 +432,6 @@ def fit_reward_model(
         scores = training.scores()
     metrics = fit_summary(training.likelihood, scores, training.tensors, data, split)
     metrics["epochs"] = float(epochs)
+    metrics.update(stopping.report())
     metrics["train_seconds"] = time.perf_counter() - started
     return FitResult(model=model, metrics=metrics, device=str(device))

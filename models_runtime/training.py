@@ -197,20 +197,30 @@ class Split:
         return out
 
 
-def split_judgments(data: PreferenceData, config: Any, rng: np.random.Generator | None = None) -> Split:
+def split_judgments(
+    data: PreferenceData, config: Any, rng: np.random.Generator | None = None, holdout: np.ndarray | None = None
+) -> Split:
     """Hold out ``round(n * config.holdout_fraction)`` of the ``n`` judgments, chosen by
     a permutation drawn from ``rng`` (default: a fresh generator seeded with
     ``config.seed``), when that is at least ``config.min_holdout`` and leaves at least
     as many for training; otherwise train on all. A caller that passes its own ``rng``
-    draws its next random numbers after this permutation. Raises ``ValueError`` when
-    the training judgments have zero total weight."""
+    draws its next random numbers after this permutation. ``holdout`` (judgment
+    indices) chooses the held-out judgments instead, with the same minimum, and
+    draws nothing from ``rng``: the loop passes a split that stays the same from
+    fit to fit, so a warm start is never validated on judgments it trained on.
+    Raises ``ValueError`` when the training judgments have zero total weight."""
     n = len(data)
-    n_hold = round(n * config.holdout_fraction)
-    if n_hold >= config.min_holdout and n - n_hold >= n_hold:
+    held = np.zeros(n, dtype=bool)
+    if holdout is not None:
+        held[np.asarray(holdout, dtype=np.int64)] = True
+    elif config.min_holdout <= round(n * config.holdout_fraction) <= n / 2:
         perm = (rng if rng is not None else np.random.default_rng(config.seed)).permutation(n)
+        held[perm[: round(n * config.holdout_fraction)]] = True
+    n_hold = int(held.sum())
+    if n_hold >= config.min_holdout and n - n_hold >= n_hold:
         # Sorted so the training order (and thus float summation order) depends only on
         # which judgments were chosen, keeping results reproducible.
-        train, heldout = np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+        train, heldout = np.flatnonzero(~held), np.flatnonzero(held)
     else:
         train, heldout = np.arange(n), np.zeros(0, dtype=np.int64)
     weight = data.weight
@@ -233,14 +243,19 @@ class EarlyStopping:
     than ``1e-6`` and, with ``relative``, by more than ``1e-4`` of it (``1e-3``
     without a held-out set, where the training objective is monitored); after
     ``patience`` epochs in a row without improvement, :attr:`exhausted` turns true.
-    Epoch 0, the starting point, competes but never counts as stale."""
+    Epoch 0, the starting point, competes but never counts as stale. It also keeps
+    the starting point's loss and the lowest loss of any later epoch, for
+    :meth:`report`."""
 
     def __init__(self, patience: int, *, has_heldout: bool, relative: bool = True) -> None:
         self.patience = patience
+        self.has_heldout = has_heldout
         self.relative = (_REL_DELTA if has_heldout else 10 * _REL_DELTA) if relative else None
         self.best = math.inf
         self.best_epoch = -1
         self.stale = 0
+        self.start = math.nan
+        self.best_trained = math.inf
 
     def threshold(self) -> float:
         """How much the next epoch must improve on the best loss."""
@@ -250,6 +265,10 @@ class EarlyStopping:
 
     def improved(self, epoch: int, loss: float) -> bool:
         """Record the monitored ``loss`` of ``epoch``; True when it is the new best."""
+        if epoch == 0:
+            self.start = loss
+        else:
+            self.best_trained = min(self.best_trained, loss)
         if loss < self.best - self.threshold():
             self.best, self.best_epoch, self.stale = loss, epoch, 0
             return True
@@ -261,6 +280,21 @@ class EarlyStopping:
     def exhausted(self) -> bool:
         """Whether ``patience`` epochs in a row brought no improvement."""
         return self.stale >= self.patience
+
+    def report(self) -> dict[str, float]:
+        """What the fit's metrics say about early stopping: ``best_epoch`` (the epoch
+        kept; 0 means no epoch improved on the starting point, i.e. the initial or
+        warm-start weights come back unchanged), ``start_loss`` (the monitored loss
+        of the starting point), ``best_trained_loss`` (the lowest monitored loss of
+        any trained epoch, ``nan`` when none ran) and ``monitored_heldout`` (1 when
+        the monitored loss is the held-out NLL, 0 when it is the training
+        objective)."""
+        return {
+            "best_epoch": float(self.best_epoch),
+            "start_loss": float(self.start),
+            "best_trained_loss": float(self.best_trained) if math.isfinite(self.best_trained) else math.nan,
+            "monitored_heldout": 1.0 if self.has_heldout else 0.0,
+        }
 
 
 def run_epochs(

@@ -15,18 +15,19 @@ from tests.factories import MembershipFactory, UserFactory, study_with_queue
 
 @dataclass
 class LoopCalls:
-    """Study ids for which a retrain or a refill was requested during the test."""
+    """Study ids for which a retrain, a refill or an embedding was requested during the test."""
 
     retrain: list[int] = field(default_factory=list)
     refill: list[int] = field(default_factory=list)
+    embed: list[int] = field(default_factory=list)
 
 
 @pytest.fixture(autouse=True)
 def loop_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> LoopCalls:
     """Keep ordinary tests from starting Celery work; record what would have started.
 
-    Judgments and the annotate page ask the loop for retrains and refills on
-    commit. Those requests are recorded here instead of enqueuing tasks, so no
+    Judgments, imports and the annotate page ask the loop for retrains,
+    refills and embedding on commit. Those requests are recorded here instead of enqueuing tasks, so no
     broker is needed and no background fit runs. Tests marked ``worker`` (a
     real Celery worker) or ``loop`` (the real triggers under test) keep the
     real functions. The cheap synchronous ``queue_refill`` stays real.
@@ -44,8 +45,13 @@ def loop_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         calls.refill.append(study_id)
         return True
 
+    def fake_embed_request(*, study_id: int) -> bool:
+        calls.embed.append(study_id)
+        return True
+
     monkeypatch.setattr(triggers, "retrain_request", fake_retrain_request)
     monkeypatch.setattr(triggers, "refill_request", fake_refill_request)
+    monkeypatch.setattr(triggers, "embed_request", fake_embed_request)
     return calls
 
 
@@ -64,8 +70,10 @@ def fast_password_hasher(settings) -> None:
 
 @pytest.fixture(autouse=True)
 def unpaced_retrains(settings) -> None:
-    """Refit at once when judgments arrived during a fit (the pacing has its own test)."""
+    """Refit at once when judgments arrived during a fit (the pacing has its own test),
+    and whenever a training judgment is new (the cadence has its own tests)."""
     settings.PREFLOOP_RETRAIN_MIN_SECONDS = 0.0
+    settings.PREFLOOP_RETRAIN_MIN_NEW, settings.PREFLOOP_RETRAIN_GROWTH = 1, 0.0
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Bradley–Terry scores of k items from (weighted) win counts, with percentile-bootstrap
-intervals and P(best): the runtime's Bradley–Terry for counts.
+"""Bradley–Terry scores of k items from (weighted) win counts, with 95% intervals and
+P(best) from the posterior (or a percentile bootstrap): the runtime's Bradley–Terry
+for counts.
 
 It is the same model as :class:`models_runtime.likelihood.PreferenceLikelihood` on
 pairs (``P(i beats j) = σ(θ_i − θ_j)``, a tie half a win each way, i.e. ``ties="soft"``)
@@ -19,12 +20,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BT_RIDGE", "BootstrapFit", "PairEvents", "bradley_terry_bootstrap", "bradley_terry_scores"]
+__all__ = [
+    "BT_PRIOR_SD",
+    "BT_RIDGE",
+    "BootstrapFit",
+    "PairEvents",
+    "PosteriorFit",
+    "bradley_terry_bootstrap",
+    "bradley_terry_posterior",
+    "bradley_terry_scores",
+]
 
 # A N(0, 1/ridge) prior on every score, enough to keep an item that won (or
 # lost) every comparison, or a set of items never compared with the rest,
 # finite without moving well-measured scores visibly.
 BT_RIDGE = 0.1
+# Prior standard deviation of a score in :func:`bradley_terry_posterior`: two items
+# a prior standard deviation apart are preferred 73 : 27.
+BT_PRIOR_SD = 1.0
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -134,3 +147,48 @@ def bradley_terry_bootstrap(
     best = np.bincount(np.argmax(reps, axis=1), minlength=events.k) / n_bootstrap
     low, high = np.percentile(reps, [2.5, 97.5], axis=0)
     return BootstrapFit(scores, low, high, best, n_bootstrap)
+
+
+@dataclass(frozen=True)
+class PosteriorFit:
+    """Scores at the posterior mode, their 95% credible interval and each item's
+    posterior probability of scoring highest (:func:`bradley_terry_posterior`)."""
+
+    scores: np.ndarray  # posterior mode, relative to the average item
+    low: np.ndarray  # 2.5 % posterior quantile
+    high: np.ndarray  # 97.5 %
+    p_best: np.ndarray
+    samples: int
+
+
+def bradley_terry_posterior(
+    events: PairEvents, *, n_samples: int = 2000, seed: int = 0, prior_sd: float = BT_PRIOR_SD
+) -> PosteriorFit:
+    """Bradley–Terry scores with 95% intervals and P(best) from the Laplace
+    approximation to the posterior under a ``N(0, prior_sd²)`` prior on each score.
+
+    Scores (and intervals) are relative to the average item, which is what a
+    comparison can measure. The covariance is the inverse of the log-posterior's
+    Hessian (the win graph's weighted Laplacian plus the prior), so it narrows with
+    every judgment and stays at the prior's width for items rarely compared.
+    It replaced a percentile bootstrap over judgments, which with 20 judgments
+    covered the true scores in 87% of simulated studies (4 items) and, under
+    random answers between two items, claimed P(best) ≥ 95% in 14% of them; this
+    posterior covers 93.5% and claims it in 8%, and its P(best) is calibrated
+    when the truth is drawn from the prior (``python -m
+    tests.models_runtime.stats.test_bradley_terry``).
+    """
+    ridge = 1.0 / prior_sd**2
+    wins = events.wins()
+    scores = bradley_terry_scores(wins, ridge=ridge)
+    games = wins + wins.T
+    p = np.exp(_log_sigmoid(scores[:, None] - scores[None, :]))
+    weight = games * p * (1.0 - p)
+    precision = np.diag(weight.sum(axis=1)) - weight + ridge * np.eye(events.k)
+    chol = np.linalg.cholesky(precision)
+    z = np.random.default_rng(seed).standard_normal((events.k, n_samples))
+    draws = (scores[:, None] + np.linalg.solve(chol.T, z)).T
+    draws -= draws.mean(axis=1, keepdims=True)  # relative to the average item
+    best = np.bincount(np.argmax(draws, axis=1), minlength=events.k) / n_samples
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return PosteriorFit(scores - scores.mean(), low, high, best, n_samples)

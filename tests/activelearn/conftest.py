@@ -3,6 +3,7 @@ import hashlib
 import pytest
 from django.contrib.auth import get_user_model
 
+from activelearn import embedding
 from annotation.models import Candidate, Membership, Prompt, Study
 
 TOPICS = [
@@ -52,9 +53,15 @@ def _sha(*parts: str) -> str:
 
 @pytest.fixture
 def make_study(db):
-    """A pairwise study of five prompts with four candidates each, plus members."""
+    """A pairwise study of five prompts with four candidates each, plus members.
 
-    def make(**fields) -> Study:
+    Its candidates are embedded, as the ``embed`` queue's task leaves them after
+    an import; ``embedded=False`` leaves them as the import wrote them."""
+
+    def make(embedded: bool = True, **fields) -> Study:
+        # Every judgment trains unless a test is about the evaluation set: the
+        # loop tests count fits and judgments.
+        fields.setdefault("evaluation_rate", 0.0)
         study = Study.objects.create(name="Loop study", slug=fields.pop("slug", "loop"), **fields)
         for prompt_text, responses in TOPICS:
             prompt = Prompt.objects.create(study=study, text=prompt_text, content_hash=_sha(prompt_text))
@@ -62,6 +69,8 @@ def make_study(db):
                 Candidate(study=study, prompt=prompt, text=t, source=f"model-{k}", content_hash=_sha(prompt_text, t))
                 for k, t in enumerate(responses)
             )
+        if embedded:
+            embedding.study_embed(study_id=study.id)
         return study
 
     return make

@@ -271,7 +271,7 @@ def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annot
     assert refill.queue_refill(study_id=study.id, seed=0) > 0
     assert Comparison.objects.filter(study=study, model_version=version).exists()
     rec = version.recommendation
-    assert rec["method"] in {"ensemble members", "last-layer Laplace"}
+    assert rec["method"] == "Bayesian linear Bradley–Terry, Laplace"  # models_runtime.recommend.POSTERIOR_METHOD
     prompts = {str(p) for p in Candidate.objects.filter(study=study).values_list("prompt_id", flat=True)}
     assert set(rec["prompts"]) == prompts
     for prompt_id, entry in rec["prompts"].items():
@@ -281,6 +281,9 @@ def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annot
             Candidate.objects.filter(id__in=[r["candidate"] for r in board]).values_list("prompt_id", flat=True)
         ) == {int(prompt_id)}
         assert abs(sum(r["p_best"] for r in board) - 1.0) < 1e-3
+        versus = entry["runner_up"]
+        assert versus["candidate"] == board[1]["candidate"]
+        assert 0.0 <= versus["low"] <= versus["preferred"] <= versus["high"] <= 1.0
 
 
 @pytest.mark.django_db
@@ -413,23 +416,23 @@ def test_listwise_rankings_train_plackett_luce_and_the_strategy_picks_lists(
 
 
 def _refill_paused_while_choosing(study, monkeypatch):
-    """Start a model-using refill in a thread and hold it inside the embedding
-    step (where a cold embedder spends seconds); returns (thread, release, errors)."""
+    """Start a refill in a thread and hold it inside the choosing step (where a
+    strategy on a large study spends seconds); returns (thread, release, errors)."""
     import threading
 
     from django.db import connection
 
     choosing, release = threading.Event(), threading.Event()
-    real_features = features.study_features
+    real_picks = refill._strategy_picks
     errors: list[BaseException] = []
 
-    def slow_features(*, study_id):
-        feats = real_features(study_id=study_id)
+    def slow_picks(**kwargs):
+        picks = real_picks(**kwargs)
         choosing.set()
         assert release.wait(30), "the test never released the refill"
-        return feats
+        return picks
 
-    monkeypatch.setattr(features, "study_features", slow_features)
+    monkeypatch.setattr(refill, "_strategy_picks", slow_picks)
 
     def run_refill():
         try:
@@ -456,8 +459,8 @@ def _fail_fast_on_locks():
 
 @pytest.mark.django_db(transaction=True)
 def test_answers_and_leases_do_not_wait_for_a_refill_choosing_its_picks(make_study, annotators, member, monkeypatch):
-    """The refill chooses without holding locks: while it embeds and runs the
-    strategy, an annotator leases, answers, and the loop is notified (all of
+    """The refill chooses without holding locks: while it runs the strategy,
+    an annotator leases, answers, and the loop is notified (all of
     which write the study's rows). Before, they waited for the whole refill."""
     from django.db import connection
 

@@ -38,7 +38,7 @@ def _database_url() -> str:
 def celery_worker_process(tmp_path):
     """A `celery worker` subprocess on the test database; stopped afterwards."""
     with celery_app.connection_for_write() as conn:
-        for queue in ("train", "select", "default"):
+        for queue in ("train", "select", "default", "embed"):
             # A queue that was never declared has nothing to purge.
             with contextlib.suppress(Exception):
                 conn.default_channel.queue_purge(queue)
@@ -60,7 +60,7 @@ def celery_worker_process(tmp_path):
                 "webapp",
                 "worker",
                 "-Q",
-                "train,select,default",
+                "train,select,default,embed",
                 "--pool",
                 "solo",
                 "--without-gossip",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -198,3 +199,62 @@ def test_text_hash_normalises() -> None:
     assert text_hash("  caf\u00e9\n") == text_hash("cafe\u0301")
     assert text_hash("a") != text_hash("b")
     assert len(text_hash("")) == 64
+
+
+def _tiny_encoder(path: Path, *, pooling: str, positions: int = 40, hidden: int = 48) -> Path:
+    """A randomly initialised BERT saved as a local Hugging Face directory, with a
+    sentence-transformers pooling config: another encoder than MiniLM, in seconds."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "a", "dog", ".", "ran"]
+    (path / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(str(path))
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=positions,
+    )
+    BertModel(config).save_pretrained(str(path))
+    (path / "1_Pooling").mkdir()
+    (path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_cls_token": pooling == "cls", "pooling_mode_mean_tokens": pooling == "mean"})
+    )
+    return path
+
+
+def test_another_local_encoder_works_with_its_own_pooling_length_and_dimension(tmp_path: Path) -> None:
+    """Any local Hugging Face encoder directory (PREFLOOP_EMBEDDER_PATH): its dimension
+    from its config, its length capped by its position embeddings (a longer input is
+    cut, not a crash), and the pooling its sentence-transformers config names."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = _tiny_encoder(tmp_path / "tiny-cls", pooling="cls")
+    emb = TransformerEmbedder(EmbedderConfig(model_path=str(path), device="cpu"))
+    assert emb.dim == 48
+    assert emb.max_length == 40
+    assert emb.pooling == "cls" and emb.model_key.endswith("-max40-cls")
+    long_text = " ".join(["the cat sat on a mat ."] * 30)  # ~210 tokens
+    vecs = emb.embed(["the cat sat", long_text])
+    assert vecs.shape == (2, 48)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert emb.tokens().budget == 38  # [CLS] and [SEP] take two of the 40
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModel.from_pretrained(str(path)).eval()
+    with torch.inference_mode():
+        first = model(**tokenizer(["the cat sat"], return_tensors="pt")).last_hidden_state[:, 0]
+    expected = torch.nn.functional.normalize(first, dim=1).numpy()
+    np.testing.assert_allclose(vecs[:1], expected, atol=1e-5)
+
+
+def test_an_encoder_without_a_pooling_config_is_mean_pooled(tmp_path: Path) -> None:
+    path = _tiny_encoder(tmp_path / "tiny-mean", pooling="mean")
+    (path / "1_Pooling" / "config.json").unlink()
+    emb = TransformerEmbedder(EmbedderConfig(model_path=str(path), device="cpu", max_length=16))
+    assert emb.pooling == "mean" and emb.max_length == 16
+    assert emb.embed(["the dog ran"]).shape == (1, 48)

@@ -23,7 +23,9 @@ from models_runtime.preferences import LikelihoodConfig, PreferenceData
 from models_runtime.reward import TrainingDivergedError
 from models_runtime.simulate import linear_utilities, simulate_pairs, simulate_rankings
 
-CFG = EnsembleConfig(n_members=4, max_epochs=150, device="cpu")
+# These tests use 16-d features, where a larger step than the default (chosen for
+# 384-d sentence embeddings, see EnsembleConfig) converges within their budgets.
+CFG = EnsembleConfig(n_members=4, max_epochs=150, device="cpu", lr=1e-2)
 METRIC_KEYS = {
     "heldout_accuracy",
     "heldout_log_loss",
@@ -32,6 +34,10 @@ METRIC_KEYS = {
     "n_train",
     "n_heldout",
     "epochs",
+    "best_epoch",
+    "start_loss",
+    "best_trained_loss",
+    "monitored_heldout",
     "member_disagreement",
     "train_seconds",
 }
@@ -361,3 +367,17 @@ def test_invalid_inputs_raise(problem) -> None:
     zero_weight = PreferenceData.from_pairs([0, 1], [1, 2], weight=[0.0, 0.0])
     with pytest.raises(ValueError):
         fit_ensemble(features, zero_weight, CFG)
+
+
+def test_on_384_d_standardised_features_the_default_step_trains_past_the_start() -> None:
+    """On 384-d unit-norm features (MiniLM's shape), standardised inputs make every
+    coordinate ~1, so the single head's step size (1e-2) overshoots at once: on real
+    HH-RLHF embeddings the held-out NLL rose from the first step and early stopping
+    kept the untrained weights. The default step keeps improving for several epochs
+    and learns the utility."""
+    rng = np.random.default_rng(1)
+    features, utility = linear_utilities(400, 384, rng, scale=1.0)
+    data = simulate_pairs(utility, 800, rng)
+    result = fit_ensemble(features, data, EnsembleConfig(n_members=4, device="cpu", seed=1))
+    assert result.metrics["best_epoch"] >= 4
+    assert spearman_rho(result.model.scores(features), utility) >= 0.5

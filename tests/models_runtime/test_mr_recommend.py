@@ -1,11 +1,12 @@
-"""Recommendations: P(best), leaderboards and last-layer Laplace samples."""
+"""Recommendations: P(best), leaderboards and Bayesian linear Bradley–Terry samples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models_runtime.recommend import laplace_samples, recommend
+from models_runtime.preferences import PreferenceData
+from models_runtime.recommend import PRIOR_UTILITY_SD, bayes_linear_samples, recommend
 from models_runtime.reward import RewardModelConfig, fit_reward_model
 from models_runtime.simulate import linear_utilities, simulate_pairs
 
@@ -28,21 +29,29 @@ def test_p_best_counts_each_samples_winner_within_its_group() -> None:
     np.testing.assert_allclose(first.std, samples[:, first.items].std(axis=0))
     out = first.as_dict(ids=np.array([10, 11, 12, 13, 14]), top=2)
     assert out["best"] == 10 and [row["candidate"] for row in out["leaderboard"]] == [10, 12]
+    # Sample by sample the best (0) beats the runner-up (2) by 1, -1, 1 and -1.
+    preferred = 1.0 / (1.0 + np.exp(-np.array([1.0, -1.0, 1.0, -1.0])))
+    assert out["runner_up"]["candidate"] == 12
+    assert out["runner_up"]["preferred"] == pytest.approx(preferred.mean(), abs=1e-4)
+    assert second.as_dict()["runner_up"]["low"] <= second.as_dict()["runner_up"]["high"]
     with pytest.raises(ValueError):
         recommend(groups, samples[:, :3], "test")
 
 
-def test_laplace_samples_centre_on_the_fit_and_shrink_with_data() -> None:
+def test_bayesian_linear_samples_start_at_the_prior_and_shrink_with_data() -> None:
     rng = np.random.default_rng(0)
     features, utility = linear_utilities(40, 16, rng)
     groups = np.repeat(np.arange(4), 10)
+    none = PreferenceData.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    prior = bayes_linear_samples(features, none, np.random.default_rng(1), 4000)
+    # No judgments: every utility has the prior's spread and the mean is nowhere.
+    assert np.sqrt((prior**2).mean()) == pytest.approx(PRIOR_UTILITY_SD, rel=0.05)
+    assert np.abs(prior.mean(axis=0)).max() < 0.15
     spreads, regrets = [], []
     for n in (40, 3000):
         data = simulate_pairs(utility, n, rng)
-        model = fit_reward_model(features, data, RewardModelConfig(device="cpu")).model
-        samples = laplace_samples(model, features, data, np.random.default_rng(1), 400)
+        samples = bayes_linear_samples(features, data, np.random.default_rng(1), 400)
         assert samples.shape == (400, 40)
-        assert np.abs(samples.mean(axis=0) - model.scores(features)).max() < 0.5 * samples.std(axis=0).mean()
         spreads.append(samples.std(axis=0).mean())
         rec = recommend(groups, samples, "laplace")
         regret = [
@@ -51,6 +60,7 @@ def test_laplace_samples_centre_on_the_fit_and_shrink_with_data() -> None:
         ]
         regrets.append(float(np.mean(regret)))
         np.testing.assert_allclose([b.p_best.sum() for b in rec.groups], 1.0)
+        assert all(0.0 <= b.runner_up.low <= b.runner_up.preferred <= b.runner_up.high <= 1.0 for b in rec.groups)
     assert spreads[1] < 0.5 * spreads[0]
     # With plenty of data the recommended candidate is at or next to the true best.
     assert regrets[1] < 0.1

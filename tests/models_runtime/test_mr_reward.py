@@ -63,9 +63,16 @@ def test_recovers_known_utilities(problem, head: str) -> None:
         "n_train",
         "n_heldout",
         "epochs",
+        "best_epoch",
+        "start_loss",
+        "best_trained_loss",
+        "monitored_heldout",
         "train_seconds",
     }
     assert m["n_heldout"] == 600 and m["n_train"] == 2400
+    # Early stopping kept a trained epoch, which beat the starting point on the held-out NLL.
+    assert 1 <= m["best_epoch"] <= m["epochs"] and m["monitored_heldout"] == 1.0
+    assert m["best_trained_loss"] < m["start_loss"]
     assert m["heldout_accuracy"] >= 0.72
     assert m["heldout_log_loss"] < 0.6
     assert 0.0 <= m["heldout_ece"] < 0.1

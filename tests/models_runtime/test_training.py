@@ -316,3 +316,15 @@ def test_training_fields_are_validated_naming_the_field(kwargs: dict, message: s
 def test_a_likelihood_dict_from_config_json_becomes_a_config() -> None:
     config = TrainingConfig(likelihood={"ties": "rao_kupper", "label_flip_rate": 0.1, "from_the_future": 1})
     assert config.likelihood == LikelihoodConfig(ties="rao_kupper", label_flip_rate=0.1)
+
+
+def test_a_given_holdout_is_the_split_and_draws_nothing() -> None:
+    """The loop fixes the validation judgments itself (stable from fit to fit); the
+    minimum and the at-most-half rules still apply."""
+    rng = np.random.default_rng(3)
+    split = split_judgments(chain(30), SplitConfig(), rng, holdout=np.array([4, 1, 9, 20, 27, 13]))
+    assert split.heldout.tolist() == [1, 4, 9, 13, 20, 27]
+    assert split.train.size == 24 and split.has_heldout
+    assert rng.integers(1_000_000) == np.random.default_rng(3).integers(1_000_000)
+    assert split_judgments(chain(30), SplitConfig(), holdout=np.array([1, 2])).heldout.size == 0
+    assert split_judgments(chain(10), SplitConfig(), holdout=np.arange(6)).heldout.size == 0

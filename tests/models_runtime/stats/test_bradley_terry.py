@@ -14,6 +14,7 @@ from models_runtime.stats.bradley_terry import (
     BT_RIDGE,
     PairEvents,
     bradley_terry_bootstrap,
+    bradley_terry_posterior,
     bradley_terry_scores,
 )
 
@@ -132,3 +133,51 @@ def test_wins_scale_each_judgments_events_by_its_bootstrap_count():
     )
     assert events.wins().tolist() == [[0.0, 0.5], [1.5, 0.0]]
     assert events.wins(np.array([2.0, 0.0])).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def _simulated_fit(fit, k: int, n: int, truth_sd: float, seed: int):
+    """True scores (drawn with standard deviation ``truth_sd``, centred), ``n``
+    Bradley–Terry answers on random pairs, and ``fit`` of them."""
+    rng = np.random.default_rng(seed)
+    truth = rng.standard_normal(k) * truth_sd
+    truth -= truth.mean()
+    a = rng.integers(0, k, n)
+    b = (a + rng.integers(1, k, n)) % k
+    first = rng.random(n) < 1.0 / (1.0 + np.exp(-(truth[a] - truth[b])))
+    events = PairEvents(np.arange(n), np.where(first, a, b), np.where(first, b, a), np.ones(n), n, k)
+    return truth, fit(events, seed)
+
+
+def leaderboard_calibration(fit, reps: int = 300) -> dict[str, float]:
+    """Coverage of the 95% intervals and P(best) against the truth, over seeded
+    simulated leaderboards: 4 sources and 20 judgments with true scores of standard
+    deviation 1; and 2 sources with 20 random answers."""
+    covered, claimed, right, confident = [], [], [], []
+    for seed in range(reps):
+        truth, result = _simulated_fit(fit, 4, 20, 1.0, seed)
+        covered.append(np.mean((result.low <= truth) & (truth <= result.high)))
+        top = int(np.argmax(result.p_best))
+        claimed.append(result.p_best[top])
+        right.append(top == int(np.argmax(truth)))
+        _, coin = _simulated_fit(fit, 2, 20, 0.0, seed)
+        confident.append(coin.p_best.max() >= 0.95)
+    return {
+        "coverage": float(np.mean(covered)),
+        "p_best_claimed": float(np.mean(claimed)),
+        "truly_best": float(np.mean(right)),
+        "random_answers_p_best_95": float(np.mean(confident)),
+    }
+
+
+def test_the_leaderboard_posterior_covers_the_truth_and_is_not_overconfident_under_random_answers():
+    figures = leaderboard_calibration(lambda events, seed: bradley_terry_posterior(events, n_samples=1000, seed=seed))
+    assert figures["coverage"] >= 0.90, figures
+    assert figures["p_best_claimed"] <= figures["truly_best"] + 0.05, figures
+    # Two equal sources after 20 coin flips: "95% sure" should be rare (a 15–5
+    # split happens about 4% of the time either way).
+    assert figures["random_answers_p_best_95"] <= 0.10, figures
+
+
+if __name__ == "__main__":  # python -m tests.models_runtime.stats.test_bradley_terry
+    print("bootstrap", leaderboard_calibration(lambda e, s: bradley_terry_bootstrap(e, n_bootstrap=200, seed=s)))
+    print("posterior", leaderboard_calibration(lambda e, s: bradley_terry_posterior(e, n_samples=1000, seed=s)))
