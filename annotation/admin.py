@@ -6,6 +6,7 @@ services (hashes, rankings, status timestamps) are read-only here: editing
 them by hand would break the invariants the services keep.
 """
 
+from django import forms
 from django.contrib import admin
 from django.db import models
 
@@ -22,6 +23,7 @@ from annotation.models import (
     SimulationRun,
     Study,
 )
+from annotation.services import study_shape_problems
 
 
 class MembershipInline(admin.TabularInline):
@@ -32,14 +34,32 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ("created_at",)
 
 
+class StudyAdminForm(forms.ModelForm):
+    """The admin's study form, held to the settings page's rule: a study with
+    judgments keeps its comparison mode and list size (see
+    ``annotation.services.study_shape_problems``)."""
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.instance.pk:
+            for name, problems in study_shape_problems(study_id=self.instance.pk, changes=cleaned).items():
+                for problem in problems:
+                    self.add_error(name, problem)
+        return cleaned
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
+    form = StudyAdminForm
     list_display = ("name", "slug", "status", "mode", "strategy", "model_type", "overlap", "budget", "created_at")
     list_filter = ("status", "mode", "strategy", "model_type")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     raw_id_fields = ("created_by",)
-    readonly_fields = ("created_at", "updated_at", "retrain_dirty", "retrain_claimed_at", "refill_claimed_at")
+    readonly_fields = (
+        "created_at", "updated_at", "retrain_dirty", "retrain_claimed_at", "refill_claimed_at", "last_fit_at",
+        "last_fit_status", "last_fit_train", "last_fit_note",
+    )  # fmt: skip
     inlines = (MembershipInline,)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
@@ -71,6 +91,8 @@ class StudyAdmin(admin.ModelAdmin):
                     "strategy_params",
                     "model_type",
                     "model_params",
+                    "features",
+                    "evaluation_rate",
                     "queue_low_water",
                     "queue_target",
                 )
@@ -80,7 +102,17 @@ class StudyAdmin(admin.ModelAdmin):
             "Background work",
             {
                 "classes": ("collapse",),
-                "fields": ("retrain_dirty", "retrain_claimed_at", "refill_claimed_at", "created_at", "updated_at"),
+                "fields": (
+                    "retrain_dirty",
+                    "retrain_claimed_at",
+                    "refill_claimed_at",
+                    "last_fit_at",
+                    "last_fit_status",
+                    "last_fit_train",
+                    "last_fit_note",
+                    "created_at",
+                    "updated_at",
+                ),
             },
         ),
     )
@@ -202,11 +234,13 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         "study",
         "version",
         "model_type",
-        "n_judgments",
+        "n_train",
+        "n_heldout",
         "heldout_accuracy",
         "heldout_log_loss",
         "train_seconds",
         "device",
+        "pruned_at",
         "created_at",
     )
     list_filter = ("study", "model_type", "device")
@@ -222,7 +256,13 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         "n_train",
         "n_heldout",
         "heldout_accuracy",
+        "heldout_accuracy_low",
+        "heldout_accuracy_high",
         "heldout_log_loss",
+        "heldout_log_loss_low",
+        "heldout_log_loss_high",
+        "fixed_evaluation",
+        "pruned_at",
         "metrics",
         "train_seconds",
         "device",

@@ -11,9 +11,12 @@ writes it to a file).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -21,7 +24,7 @@ from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -32,6 +35,7 @@ from annotation.dashboard.analytics import study_leaderboard
 from annotation.export_views import checkpoint_response, export_response
 from annotation.exports import registry as export_registry
 from annotation.exports.errors import ExportError
+from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError
 from annotation.imports.upload import import_upload
 from annotation.models import ImportJob, Membership, Study
@@ -77,6 +81,58 @@ class TokenObtain(ObtainAuthToken):
                     status.HTTP_429_TOO_MANY_REQUESTS,
                 )
             raise
+
+
+# --- the index ---------------------------------------------------------------------
+
+# The endpoints the index lists: its key, the route's name, and the slug-style
+# arguments its address takes (written as {placeholders} in the index).
+_INDEX_ROUTES = (
+    ("token", "api_token", ()),
+    ("studies", "api_studies", ()),
+    ("study", "api_study", ("slug",)),
+    ("imports", "api_import", ("slug",)),
+    ("import_job", "api_import_job", ("slug", "job_id")),
+    ("next_comparison", "api_next", ("slug",)),
+    ("judgments", "api_judgments", ("slug",)),
+    ("skips", "api_skip", ("slug",)),
+    ("model_versions", "api_model_versions", ("slug",)),
+    ("checkpoint", "api_checkpoint", ("slug", "version")),
+    ("leaderboard", "api_leaderboard", ("slug",)),
+    ("export", "api_export", ("slug", "fmt")),
+)
+
+
+class ApiIndex(APIView):
+    """``GET /api/v1/``: where to start. Links to the OpenAPI schema (the full
+    documentation of every endpoint, its fields and errors) and to each endpoint,
+    addresses with ``{placeholders}`` where they take a study, job or format.
+    Open to anyone: it lists only what the schema, which is public, describes."""
+
+    permission_classes = ()
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Links to the schema and every endpoint")
+    def get(self, request: Request) -> Response:
+        placeholder = {"slug": "SLUG", "job_id": 1010101, "version": 2020202, "fmt": "FMT"}
+        endpoints = {}
+        for key, name, params in _INDEX_ROUTES:
+            url = request.build_absolute_uri(reverse(name, kwargs={p: placeholder[p] for p in params}))
+            for param in params:
+                url = url.replace(str(placeholder[param]), "{" + param + "}")
+            endpoints[key] = url
+        schema = request.build_absolute_uri(reverse("api_schema"))
+        return Response(
+            {
+                "name": "prefloop API",
+                "version": "1",
+                "schema": schema,
+                "schema_json": f"{schema}?format=json",
+                "authentication": "Authorization: Token <key>; POST a username and password to the token "
+                "endpoint for the key (or use a signed-in browser session).",
+                "endpoints": endpoints,
+                "export_formats": list(export_registry.known_keys()),
+            }
+        )
 
 
 # --- studies -----------------------------------------------------------------------
@@ -146,30 +202,45 @@ class StudyDetail(APIView):
 
 
 class StudyImport(APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(
-        request={"multipart/form-data": serializers.ImportInput},
+        request={"multipart/form-data": serializers.ImportInput, "application/json": serializers.ImportRecordsInput},
         responses={201: serializers.ImportOutput, 202: serializers.ImportJobOutput, 400: serializers.ErrorOutput},
-        summary="Import prompts and candidates from a file (all or nothing): a small text file at once (201), "
-        "anything else as a background job to poll (202)",
+        summary="Import prompts and candidates: a file of any import format (compressed or not) as the multipart "
+        "field “file”, or JSON records inline. A small text file is imported at once (201), anything else as a "
+        "background job to poll (202). All or nothing unless skip_invalid.",
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        if request.FILES.get("file") is None:
-            return _error("Send the file as the multipart field “file”.")
-        data = _valid(serializers.ImportInput, request.data)
+        if request.content_type.startswith("application/json"):
+            data = _valid(serializers.ImportRecordsInput, request.data)
+            lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in data["records"])
+            upload = SimpleUploadedFile("records.jsonl", lines.encode("utf-8"))
+        else:
+            if request.FILES.get("file") is None:
+                return _error('Send the file as the multipart field “file”, or JSON {"records": [...]}.')
+            data = _valid(serializers.ImportInput, request.data)
+            upload = data["file"]
         options = {"record_preference": data["record_preference"]}
         if data.get("split"):
             options["split"] = data["split"]
         try:
             outcome = import_upload(
-                study=study, upload=data["file"], format=data.get("format") or None, options=options, by=request.user
+                study=study,
+                upload=upload,
+                format=data.get("format") or None,
+                options=options,
+                by=request.user,
+                skip_invalid=data["skip_invalid"],
             )
         except ImportFileError as exc:
             return _error(f"Nothing imported: {exc}")
-        if outcome.job is None:
-            return Response(serializers.ImportOutput(outcome.result).data, status=status.HTTP_201_CREATED)
+        if outcome.result is not None:
+            payload = serializers.ImportOutput(outcome.result).data
+            if outcome.job is not None:  # skipped rows are kept on a finished job
+                payload = {**payload, "job": _import_job_payload(request, study, outcome.job)}
+            return Response(payload, status=status.HTTP_201_CREATED)
         job = _import_job_payload(request, study, outcome.job)
         return Response(
             serializers.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": job["url"]}
@@ -187,11 +258,29 @@ class ImportJobDetail(APIView):
         return Response(serializers.ImportJobOutput(_import_job_payload(request, study, job)).data)
 
 
+class ImportJobSkipped(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("as", str, enum=["jsonl", "csv"], required=False)],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, 404: serializers.ErrorOutput},
+        summary="The rows an import skipped: JSONL of {line, field, error, raw} (CSV with ?as=csv)",
+    )
+    def get(self, request: Request, slug: str, job_id: int) -> HttpResponse:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        job = selectors.import_job_get(study=study, job_id=job_id)
+        kind = "csv" if request.query_params.get("as") == "csv" else "jsonl"
+        content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson; charset=utf-8"
+        return HttpResponse(import_job_skipped_report(job=job, kind=kind), content_type=content_type)
+
+
 def _import_job_payload(request: Request, study: Study, job: ImportJob) -> dict:
-    fields = [name for name in serializers.ImportJobOutput().fields if name not in ("result", "url")]
+    fields = [
+        name for name in serializers.ImportJobOutput().fields if name not in ("result", "url", "skipped", "skipped_url")
+    ]
     return {
         **{name: getattr(job, name) for name in fields},
         "result": job.result or None,
+        "skipped": job.skipped_preview,
+        "skipped_url": request.build_absolute_uri(reverse("api_import_job_skipped", args=[study.slug, job.pk])),
         "url": request.build_absolute_uri(reverse("api_import_job", args=[study.slug, job.pk])),
     }
 
@@ -214,7 +303,8 @@ def _next_payload(study: Study, user) -> dict:
         "completion_code": study.completion_code if progress.finished else "",
     }
     if lease is not None:
-        shown = selectors.comparison_for_display(assignment=lease.assignment, blind=study.blind)
+        # API clients get the prompt whole; only the page previews long ones.
+        shown = selectors.comparison_for_display(assignment=lease.assignment, blind=study.blind, whole_prompt=True)
         payload.update(
             comparison_id=shown.comparison_id,
             prompt=shown.prompt.__dict__ if shown.prompt else None,
@@ -311,21 +401,31 @@ class SkipCreate(APIView):
 # --- models and results ------------------------------------------------------------
 
 
+class ModelVersionPagination(CursorPagination):
+    ordering = "-version"
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+
+
 class ModelVersionList(APIView):
-    @extend_schema(responses=serializers.ModelVersionOutput(many=True), summary="Reward-model versions, newest first")
+    @extend_schema(
+        responses=serializers.ModelVersionOutput(many=True), summary="Reward-model versions, newest first (paginated)"
+    )
     def get(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        paginator = ModelVersionPagination()
         rows = []
-        for version in selectors.model_versions(study=study):
+        for version in paginator.paginate_queryset(selectors.model_versions(study=study), request, view=self):
             rows.append(
                 {
                     **{f: getattr(version, f) for f in serializers.ModelVersionOutput().fields if hasattr(version, f)},
-                    "checkpoint_url": request.build_absolute_uri(
-                        reverse("api_checkpoint", args=[study.slug, version.version])
-                    ),
+                    "checkpoint_url": ""
+                    if version.pruned_at
+                    else request.build_absolute_uri(reverse("api_checkpoint", args=[study.slug, version.version])),
                 }
             )
-        return Response(serializers.ModelVersionOutput(rows, many=True).data)
+        return paginator.get_paginated_response(serializers.ModelVersionOutput(rows, many=True).data)
 
 
 class Leaderboard(APIView):
@@ -375,8 +475,23 @@ class Export(APIView):
                 "fmt", str, OpenApiParameter.PATH, description="judgments.jsonl, judgments.csv, dpo.jsonl, …"
             ),
             OpenApiParameter("pseudonymise", bool, description="Replace annotator names by per-study pseudonyms."),
+            OpenApiParameter(
+                "form",
+                str,
+                enum=["conversational", "text"],
+                description=(
+                    "DPO pairs only: `conversational` (TRL's message lists) or `text` (prompt ending in the "
+                    "`\\n\\nAssistant:` cue for conversations, replies starting with a space). Default: "
+                    "conversational when the study has conversation prompts, else text. The file's `form` column "
+                    "and name say which."
+                ),
+            ),
         ],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: serializers.ErrorOutput},
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            400: serializers.ErrorOutput,
+            404: serializers.ErrorOutput,
+        },
         summary="Download a dataset export (streamed)",
     )
     def get(self, request: Request, slug: str, fmt: str):
@@ -386,7 +501,11 @@ class Export(APIView):
             known = ", ".join(export_registry.known_keys())
             return _error(f"No export format “{fmt}”; one of: {known}.", status.HTTP_404_NOT_FOUND)
         pseudonymise = request.query_params.get("pseudonymise", "").lower() in {"1", "true", "yes", "on"}
+        form = request.query_params.get("form") or None
+        if form and form not in export.forms:
+            known = ", ".join(export.forms) or "none: leave it out"
+            return _error(f"No form “{form}” for {export.key}; forms: {known}.", status.HTTP_400_BAD_REQUEST)
         try:
-            return export_response(study=study, export=export, pseudonymise=pseudonymise)
+            return export_response(study=study, export=export, pseudonymise=pseudonymise, form=form)
         except ExportError as exc:
             return _error(str(exc), status.HTTP_409_CONFLICT)

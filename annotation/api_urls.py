@@ -5,11 +5,17 @@ from django.urls import path
 from annotation import api
 
 urlpatterns = [
+    path("", api.ApiIndex.as_view(), name="api_index"),
     path("auth/token/", api.TokenObtain.as_view(), name="api_token"),
     path("studies/", api.StudyList.as_view(), name="api_studies"),
     path("studies/<slug:slug>/", api.StudyDetail.as_view(), name="api_study"),
     path("studies/<slug:slug>/imports/", api.StudyImport.as_view(), name="api_import"),
     path("studies/<slug:slug>/imports/<int:job_id>/", api.ImportJobDetail.as_view(), name="api_import_job"),
+    path(
+        "studies/<slug:slug>/imports/<int:job_id>/skipped/",
+        api.ImportJobSkipped.as_view(),
+        name="api_import_job_skipped",
+    ),
     path("studies/<slug:slug>/next/", api.NextComparison.as_view(), name="api_next"),
     path("studies/<slug:slug>/judgments/", api.JudgmentList.as_view(), name="api_judgments"),
     path("studies/<slug:slug>/skips/", api.SkipCreate.as_view(), name="api_skip"),

@@ -11,8 +11,9 @@ from annotation.services import STUDY_SETTINGS
 
 # How every upload form ends its description of the formats.
 IMPORT_FILE_HELP_END = (
-    "Duplicate prompts and responses are skipped; a file with any bad line or row imports nothing, "
-    "and the error names the line or row and the field."
+    "Text files may be compressed (.gz, .bz2, .xz). Duplicate prompts and responses are skipped; a file "
+    "with any bad line or row imports nothing, and the error names the line or row and the field (unless "
+    "invalid rows are skipped and reported)."
 )
 FORMAT_AUTO = "auto"
 
@@ -45,6 +46,10 @@ class StudyImportForm(forms.Form):
 # --- study set-up ---------------------------------------------------------------------
 
 
+ON_INVALID_STOP = "stop"
+ON_INVALID_SKIP = "skip"
+
+
 class ImportUploadForm(StudyImportForm):
     """An upload with its format (detected unless chosen) and the options of the table formats."""
 
@@ -61,13 +66,25 @@ class ImportUploadForm(StudyImportForm):
         max_length=100,
         help_text="For a Hugging Face dataset with several splits, e.g. train.",
     )
+    on_invalid = forms.ChoiceField(
+        label="If a row is invalid",
+        required=False,
+        initial=ON_INVALID_STOP,
+        choices=[
+            (ON_INVALID_STOP, "Import nothing and say which row (all or nothing)"),
+            (ON_INVALID_SKIP, "Skip invalid rows and report them (the report can be downloaded)"),
+        ],
+        widget=forms.RadioSelect,
+        help_text="Either way the rows that are imported go in together, in one transaction.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["format"]
         field.choices = [(FORMAT_AUTO, "Detect from the file name"), *import_formats.choices()]
         field.help_text = (
-            f"Detected from the file name ({', '.join(import_formats.extensions())}) unless you choose one."
+            f"Detected from the file name ({', '.join(import_formats.extensions())}) and its first record "
+            "unless you choose one."
         )
 
     def clean(self) -> dict:
@@ -83,6 +100,10 @@ class ImportUploadForm(StudyImportForm):
         if self.is_bound and not self.data.get("options_shown"):
             cleaned["record_preference"] = True
         return cleaned
+
+    def skip_invalid(self) -> bool:
+        """Whether invalid rows are skipped and reported rather than stopping the import."""
+        return self.cleaned_data.get("on_invalid") == ON_INVALID_SKIP
 
     def options(self) -> dict:
         """The format options chosen (the import keeps those its format reads)."""
@@ -119,6 +140,7 @@ class StudySettingsForm(forms.ModelForm):
             "strategy_params": forms.Textarea(attrs={"rows": 2, "class": "mono"}),
             "model_params": forms.Textarea(attrs={"rows": 2, "class": "mono"}),
             "list_size": forms.NumberInput(attrs={"min": 2, "max": 8}),
+            "evaluation_rate": forms.NumberInput(attrs={"min": 0, "max": 0.5, "step": 0.05}),
         }
         labels = {"list_size": "List size (K)"}
 
@@ -126,6 +148,10 @@ class StudySettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["aspects"] = ", ".join(self.instance.aspects or [])
+        # The model's positive-integer fields would let the browser offer 0; the
+        # study's own minimums (checked again by Study.clean) are these.
+        self.fields["overlap"].widget.attrs["min"] = 1
+        self.fields["list_size"].widget.attrs["min"] = 2
         self.locked = tuple(locked)
         for name in self.locked:
             field = self.fields[name]
@@ -151,7 +177,16 @@ class StudySettingsForm(forms.ModelForm):
         ("Quality control", ("gold_rate", "gold_min_accuracy")),
         (
             "Active learning",
-            ("strategy", "strategy_params", "model_type", "model_params", "queue_target", "queue_low_water"),
+            (
+                "strategy",
+                "strategy_params",
+                "model_type",
+                "model_params",
+                "features",
+                "evaluation_rate",
+                "queue_target",
+                "queue_low_water",
+            ),
         ),
         ("Crowd workers", ("annotator_quota", "completion_code", "completion_url")),
     )

@@ -192,9 +192,21 @@ class ModelVersionOutput(serializers.Serializer):
     version = serializers.IntegerField()
     model_type = serializers.CharField()
     embedder_key = serializers.CharField()
-    n_judgments = serializers.IntegerField()
-    heldout_accuracy = serializers.FloatField(allow_null=True)
-    heldout_log_loss = serializers.FloatField(allow_null=True)
+    n_judgments = serializers.IntegerField(help_text="The study's judgments when it was fitted.")
+    n_train = serializers.IntegerField(help_text="Training judgments it was fitted on.")
+    n_heldout = serializers.IntegerField(help_text="Evaluation judgments it was scored on (never trained on).")
+    heldout_accuracy = serializers.FloatField(
+        allow_null=True, help_text="Accuracy on the evaluation judgments; null until 20 were scored."
+    )
+    heldout_accuracy_low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval, lower end.")
+    heldout_accuracy_high = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval, upper end.")
+    heldout_log_loss = serializers.FloatField(allow_null=True, help_text="Mean log-loss on the evaluation judgments.")
+    heldout_log_loss_low = serializers.FloatField(allow_null=True, help_text="t 95% interval, lower end.")
+    heldout_log_loss_high = serializers.FloatField(allow_null=True, help_text="t 95% interval, upper end.")
+    fixed_evaluation = serializers.BooleanField(help_text="Fitted without the study's evaluation judgments.")
+    pruned_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its checkpoint was deleted from disk (null: it can be downloaded)."
+    )
     metrics = serializers.DictField()
     train_seconds = serializers.FloatField()
     device = serializers.CharField()
@@ -215,6 +227,11 @@ class ImportInput(serializers.Serializer):
     split = serializers.CharField(
         required=False, allow_blank=True, max_length=100, help_text="For a Hugging Face dataset with several splits."
     )
+    skip_invalid = serializers.BooleanField(
+        default=False,
+        help_text="Import the valid rows and report the invalid ones (see the job's skipped rows) instead of "
+        "importing nothing when a row is bad.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -222,11 +239,27 @@ class ImportInput(serializers.Serializer):
         self.fields["format"].choices = import_formats.choices()
 
 
+class ImportRecordsInput(serializers.Serializer):
+    """Records sent inline as JSON, one JSONL (or HH-RLHF) record each."""
+
+    records = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, help_text="What each line of a JSONL file would hold."
+    )
+    format = serializers.ChoiceField(
+        choices=("jsonl", "hh_rlhf"),
+        required=False,
+        help_text="jsonl or hh_rlhf; told from the first record if left out.",
+    )
+    record_preference = serializers.BooleanField(default=True)
+    skip_invalid = serializers.BooleanField(default=False)
+
+
 class ImportOutput(serializers.Serializer):
     prompts_created = serializers.IntegerField()
     prompts_existing = serializers.IntegerField()
     candidates_created = serializers.IntegerField()
     duplicates_skipped = serializers.IntegerField()
+    rows_skipped = serializers.IntegerField(default=0, help_text="Invalid rows left out (with skip_invalid).")
 
 
 class ImportJobOutput(serializers.Serializer):
@@ -242,6 +275,12 @@ class ImportJobOutput(serializers.Serializer):
     percent = serializers.IntegerField(help_text="Progress over both stages.")
     error = serializers.CharField(allow_blank=True, help_text="Why nothing was imported, naming the line or row.")
     result = ImportOutput(allow_null=True, help_text="What was imported, once done.")
+    skip_invalid = serializers.BooleanField(help_text="Whether invalid rows are skipped and reported.")
+    skipped_count = serializers.IntegerField(help_text="Invalid rows left out.")
+    skipped = serializers.ListField(
+        child=serializers.DictField(), help_text="The first skipped rows: line, field, error, raw."
+    )
+    skipped_url = serializers.URLField(help_text="Every skipped row, as JSONL (CSV with ?as=csv).")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

@@ -10,6 +10,7 @@ with a meta tag while the job runs.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from django.contrib import messages
@@ -22,7 +23,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation import selectors, services
 from annotation.forms import ImportUploadForm, MemberAddForm, StudySettingsForm
-from annotation.imports.records import ImportFileError, ImportResult
+from annotation.imports.jobs import import_job_skipped_report
+from annotation.imports.records import ImportFileError, ImportResult, import_summary
 from annotation.imports.upload import import_upload, study_create_from_upload
 from annotation.models import ImportJob, Membership, Study
 
@@ -126,6 +128,11 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(_back(request, study))
 
 
+def _with_article(noun: str) -> str:
+    """ "an annotator", "a researcher": the article English gives the word."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _back(request: HttpRequest, study: Study) -> str:
     """Back to the page the button was on (only our own two pages)."""
     pages = {
@@ -150,7 +157,8 @@ def study_member_add(request: HttpRequest, slug: str) -> HttpResponse:
     except services.AnnotationError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{membership.user.get_username()} is now a {membership.get_role_display().lower()}.")
+        role = membership.get_role_display().lower()
+        messages.success(request, f"{membership.user.get_username()} is now {_with_article(role)}.")
     return redirect(reverse("study_settings", args=[study.slug]) + "#members")
 
 
@@ -167,10 +175,7 @@ def study_invite_rotate(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _import_summary(result: ImportResult) -> str:
-    return (
-        f"Imported {result.prompts_created} new prompts ({result.prompts_existing} already there) and "
-        f"{result.candidates_created} candidates; {result.duplicates_skipped} duplicates skipped."
-    )
+    return import_summary(asdict(result))
 
 
 def _form_errors(form) -> str:
@@ -198,11 +203,12 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
             format=form.cleaned_data["format"],
             options=form.options(),
             by=request.user,
+            skip_invalid=form.skip_invalid(),
         )
     except ImportFileError as exc:
         messages.error(request, f"Nothing imported: {exc}")
         return redirect(back)
-    if outcome.job is not None:
+    if outcome.job is not None:  # running in the background, or the report of skipped rows
         return redirect("import_job_detail", slug=study.slug, job_id=outcome.job.pk)
     messages.success(request, _import_summary(outcome.result))
     return redirect(back)
@@ -224,16 +230,23 @@ def study_create_from_file(request: HttpRequest) -> HttpResponse:
     name = form.cleaned_data["name"] or Path(upload.name).stem.removesuffix(".jsonl") or "Untitled study"
     try:
         outcome = study_create_from_upload(
-            name=name, upload=upload, format=form.cleaned_data["format"], options=form.options(), by=request.user
+            name=name,
+            upload=upload,
+            format=form.cleaned_data["format"],
+            options=form.options(),
+            by=request.user,
+            skip_invalid=form.skip_invalid(),
         )
     except ImportFileError as exc:
         messages.error(request, f"No study created: {exc}")
         return redirect("home")
     study = outcome.study
-    if outcome.job is not None:
+    if outcome.job is not None and outcome.result is None:
         messages.info(request, f"Created the draft study “{study.name}”; its data is being imported.")
         return redirect("import_job_detail", slug=study.slug, job_id=outcome.job.pk)
     messages.success(request, f"Created study “{study.name}”. {_import_summary(outcome.result)}")
+    if outcome.job is not None:  # the report of skipped rows
+        return redirect("import_job_detail", slug=study.slug, job_id=outcome.job.pk)
     return redirect("study_detail", slug=study.slug)
 
 
@@ -243,7 +256,8 @@ def import_job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpRespo
     """An import's progress page; without JavaScript it refreshes itself until done."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     job = selectors.import_job_get(study=study, job_id=job_id)
-    return render(request, "annotation/import_job.html", {"study": study, "job": job})
+    embedding = selectors.embedding_progress_get(study=study)
+    return render(request, "annotation/import_job.html", {"study": study, "job": job, "embedding": embedding})
 
 
 @login_required
@@ -256,3 +270,29 @@ def import_job_progress(request: HttpRequest, slug: str, job_id: int) -> HttpRes
     if not request.htmx:
         return redirect("import_job_detail", slug=study.slug, job_id=job.pk)
     return render(request, "annotation/_import_progress.html", {"study": study, "job": job})
+
+
+@login_required
+@require_GET
+def embedding_progress(request: HttpRequest, slug: str) -> HttpResponse:
+    """How far the study's candidates are embedded, polled by htmx while the
+    worker embeds them; a plain GET goes to the study page."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    if not request.htmx:
+        return redirect("study_detail", slug=study.slug)
+    embedding = selectors.embedding_progress_get(study=study)
+    return render(request, "annotation/_embedding_progress.html", {"study": study, "embedding": embedding})
+
+
+@login_required
+@require_GET
+def import_job_skipped(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    """The rows an import skipped as a download: JSONL, or CSV with ``?as=csv``
+    (line, field, error, and the raw row)."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    job = selectors.import_job_get(study=study, job_id=job_id)
+    kind = "csv" if request.GET.get("as") == "csv" else "jsonl"
+    content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson; charset=utf-8"
+    response = HttpResponse(import_job_skipped_report(job=job, kind=kind), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-import-{job.pk}-skipped.{kind}"'
+    return response

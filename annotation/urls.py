@@ -19,9 +19,12 @@ urlpatterns = [
     path("s/<slug:slug>/invite/rotate/", setup_views.study_invite_rotate, name="study_invite_rotate"),
     path("s/<slug:slug>/imports/<int:job_id>/", setup_views.import_job_detail, name="import_job_detail"),
     path("s/<slug:slug>/imports/<int:job_id>/progress/", setup_views.import_job_progress, name="import_job_progress"),
+    path("s/<slug:slug>/imports/<int:job_id>/skipped/", setup_views.import_job_skipped, name="import_job_skipped"),
+    path("s/<slug:slug>/embedding/", setup_views.embedding_progress, name="embedding_progress"),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),
+    path("s/<slug:slug>/annotate/prompt/<int:comparison_id>/", views.annotate_prompt, name="annotate_prompt"),
     path("s/<slug:slug>/export/<str:fmt>/", export_views.study_export, name="study_export"),
     path("s/<slug:slug>/models/<int:version>/checkpoint/", export_views.model_checkpoint, name="model_checkpoint"),
 ]

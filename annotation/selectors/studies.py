@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 from django.http import Http404
 
-from annotation.models import Comparison, ImportJob, Judgment, Membership, RewardModelVersion, Study
+from annotation.models import (
+    Comparison,
+    EmbeddingProgress,
+    ImportJob,
+    Judgment,
+    Membership,
+    RewardModelVersion,
+    Study,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -83,6 +91,11 @@ def import_job_get(*, study: Study, job_id: int) -> ImportJob:
     if job is None:
         raise Http404("No such import.")
     return job
+
+
+def embedding_progress_get(*, study: Study) -> EmbeddingProgress | None:
+    """How far the loop has embedded the study's candidates; None before its first import."""
+    return EmbeddingProgress.objects.filter(study=study).first()
 
 
 def model_versions(*, study: Study) -> QuerySet[RewardModelVersion]:

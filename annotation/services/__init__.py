@@ -14,12 +14,15 @@ queue is refilled between two leases. By concern:
 """
 
 from annotation.services.answers import (
+    FAST_ANSWER_MS,
     UNDO_SECONDS_ALLOWED,
     UNDO_SECONDS_SHOWN,
     Submission,
+    answer_too_fast,
     assignment_skip,
     judgment_submit,
     judgment_undo,
+    judgments_split_assign,
 )
 from annotation.services.errors import AnnotationError, InvalidAnswer, NotAssigned, StudyNotOpen
 from annotation.services.leasing import (
@@ -47,12 +50,14 @@ from annotation.services.studies import (
     study_invite_rotate,
     study_settings_create,
     study_settings_update,
+    study_shape_problems,
     study_status_set,
 )
 
 __all__ = [
     "ENTRY_PARAMETERS",
     "EXTERNAL_ID",
+    "FAST_ANSWER_MS",
     "STUDY_SETTINGS",
     "STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS",
     "STUDY_STATUS_MOVES",
@@ -66,6 +71,7 @@ __all__ = [
     "StudyNotOpen",
     "Submission",
     "annotator_quota_reached",
+    "answer_too_fast",
     "assignment_lease_ahead",
     "assignment_lease_next",
     "assignment_lease_or_refill",
@@ -74,6 +80,7 @@ __all__ = [
     "invite_accept",
     "judgment_submit",
     "judgment_undo",
+    "judgments_split_assign",
     "leases_expire",
     "membership_add_by_username",
     "membership_join",
@@ -83,5 +90,6 @@ __all__ = [
     "study_judgment_count",
     "study_settings_create",
     "study_settings_update",
+    "study_shape_problems",
     "study_status_set",
 ]

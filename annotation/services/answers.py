@@ -19,12 +19,29 @@ from annotation import loop
 from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Study, in_display_order
 from annotation.services.errors import InvalidAnswer, NotAssigned
 from annotation.services.leasing import comparison_status_refresh
+from models_runtime.evaluation import evaluation_draw
 
 
 @dataclass(frozen=True)
 class Submission:
     judgment: Judgment
     created: bool
+    # Not created, and the answer sent differs from the one kept (say, from a
+    # second tab): the annotator must be told theirs was not recorded.
+    superseded: bool = False
+
+
+# An answer given this soon after the comparison appeared cannot have been read:
+# it is kept (the annotator may have decided from the first words) but counted
+# as too fast on the study page. The annotate page ignores answer keys for its
+# first moments (annotate.js, ARM_MS), so a key pressed twice does not answer
+# the next comparison unseen; this catches what gets past that.
+FAST_ANSWER_MS = 1000
+
+
+def answer_too_fast(time_on_task_ms: int | None) -> bool:
+    """Whether a time on task is implausibly short for reading a comparison."""
+    return time_on_task_ms is not None and time_on_task_ms < FAST_ANSWER_MS
 
 
 _PAIRWISE_CHOICES = {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD}
@@ -71,7 +88,10 @@ def judgment_submit(
     )
     if assignment is not None and assignment.answered:
         existing = Judgment.objects.get(comparison=comparison, annotator=annotator)
-        return Submission(judgment=existing, created=False)
+        superseded = _differs(
+            study, comparison, existing, assignment, choice=choice, ranking=ranking, strength=strength
+        )
+        return Submission(judgment=existing, created=False, superseded=superseded)
     if assignment is None:
         raise NotAssigned("That comparison was not assigned to you.")
 
@@ -97,6 +117,7 @@ def judgment_submit(
         shown_order=item_ids,
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
+        evaluation=_in_evaluation_set(study_id=study.id, item_key=comparison.item_key, rate=study.evaluation_rate),
     )
     Assignment.objects.filter(comparison=comparison, annotator=annotator).update(status=Assignment.Status.SUBMITTED)
     comparison_status_refresh(comparison_ids=[comparison.id])
@@ -104,6 +125,53 @@ def judgment_submit(
     study_id, low_water = study.id, study.queue_low_water
     transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
     return Submission(judgment=judgment, created=True)
+
+
+def _differs(
+    study: Study,
+    comparison: Comparison,
+    existing: Judgment,
+    assignment: Assignment,
+    *,
+    choice: str,
+    ranking: list | None,
+    strength: str,
+) -> bool:
+    """Whether an answer to an already answered comparison says something else
+    than the kept one (a repeated submit of the same answer does not)."""
+    item_ids = _shown_item_ids(comparison, assignment)
+    try:
+        if ranking is not None:
+            stored, choice = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie), "ranked"
+        else:
+            stored = _pair_answer_validate(study, choice=choice, item_ids=item_ids)
+        strength = _strength_validate(study, choice=choice, strength=strength)
+    except InvalidAnswer:
+        return True
+    return (choice, stored, strength) != (existing.choice, existing.ranking, existing.strength)
+
+
+def _in_evaluation_set(*, study_id: int, item_key: str, rate: float) -> bool:
+    """Whether a judgment of the items ``item_key`` goes to the study's fixed
+    evaluation set. The draw hashes the study and the compared items, so every
+    judgment of one pair (overlap, gold items) lands on the same side and the
+    model is never scored on a pair it trained on."""
+    return evaluation_draw(f"{study_id}\x1f{item_key}") < rate
+
+
+def judgments_split_assign(*, study_id: int) -> int:
+    """Assign the study's judgments that have no side yet (rows not written by
+    :func:`judgment_submit`) to the evaluation or the training set, at the
+    study's current rate; returns how many. The loop calls it before each fit."""
+    rate = Study.objects.values_list("evaluation_rate", flat=True).get(id=study_id)
+    rows = Judgment.objects.filter(study_id=study_id, evaluation__isnull=True).values_list("id", "comparison__item_key")
+    sides: dict[bool, list[int]] = {True: [], False: []}
+    for judgment_id, item_key in rows:
+        sides[_in_evaluation_set(study_id=study_id, item_key=item_key, rate=rate)].append(judgment_id)
+    for value, ids in sides.items():
+        if ids:
+            Judgment.objects.filter(id__in=ids, evaluation__isnull=True).update(evaluation=value)
+    return len(sides[True]) + len(sides[False])
 
 
 def _pair_answer_validate(study: Study, *, choice: str, item_ids: list[int]) -> list:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from annotation import loop
 from annotation.models import Assignment, Judgment, Membership, Study, new_invite_token
 from annotation.services.errors import AnnotationError, InvalidAnswer, StudyNotOpen
 from annotation.services.leasing import leases_expire
@@ -50,8 +51,8 @@ def study_create(
 STUDY_SETTINGS = (
     "name", "guidelines", "mode", "list_size", "allow_tie", "allow_both_bad", "ask_strength", "ask_rationale",
     "aspects", "allow_skip", "blind", "highlight_diff", "strategy", "strategy_params", "model_type",
-    "model_params", "overlap", "budget", "gold_rate", "gold_min_accuracy", "annotator_quota", "completion_code",
-    "completion_url", "lease_seconds", "queue_low_water", "queue_target",
+    "model_params", "features", "overlap", "budget", "gold_rate", "gold_min_accuracy", "annotator_quota",
+    "completion_code", "completion_url", "lease_seconds", "queue_low_water", "queue_target", "evaluation_rate",
 )  # fmt: skip
 # These shape the comparisons themselves: fixed once anyone has answered one.
 STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS = ("mode", "list_size")
@@ -78,23 +79,41 @@ def study_settings_create(*, name: str, settings: dict, created_by: AbstractBase
     return study_create(name=name, created_by=created_by, **values)
 
 
+def study_shape_problems(*, study_id: int, changes: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What ``changes`` may not change about a stored study, one message per field.
+
+    The comparison mode and list size are fixed once the study has judgments: its
+    queue and answers are made of comparisons of that shape. The settings page, the
+    API and the Django admin all ask here, so none of them can reshape a study
+    the others would refuse. Empty for a study without judgments (or not yet saved).
+    """
+    stored = Study.objects.filter(pk=study_id).values(*STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS).first()
+    if stored is None or not Judgment.objects.filter(study_id=study_id).exists():
+        return {}
+    return {
+        name: ["Fixed once the study has judgments."]
+        for name in STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS
+        if name in changes and changes[name] != stored[name]
+    }
+
+
 @transaction.atomic
 def study_settings_update(*, study: Study, changes: dict) -> Study:
     """Change a study's settings; all or nothing, with a message per bad field.
 
     The comparison mode and list size are refused once the study has
-    judgments: its queue and answers are made of those comparisons."""
+    judgments (:func:`study_shape_problems`). A new ``features`` choice asks
+    the loop to embed the candidates again, in the background, as after an
+    import."""
     locked = Study.objects.select_for_update().get(pk=study.pk)
-    if Judgment.objects.filter(study=locked).exists():
-        frozen = {
-            name: ["Fixed once the study has judgments."]
-            for name in STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS
-            if name in changes and changes[name] != getattr(locked, name)
-        }
-        if frozen:
-            raise ValidationError(frozen)
+    frozen = study_shape_problems(study_id=locked.pk, changes=changes)
+    if frozen:
+        raise ValidationError(frozen)
+    features_before = locked.features
     _settings_apply(locked, changes)
     locked.save()
+    if locked.features != features_before:
+        transaction.on_commit(lambda: loop.get().candidates_added(study_id=locked.pk))
     locked.member_role = getattr(study, "member_role", None)
     return locked
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from pathlib import Path
 
 import pytest
+from django.conf import settings as settings_module
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Assignment, Candidate, ImportJob, Judgment, Membership, RewardModelVersion, Study
@@ -205,7 +209,13 @@ def test_model_versions_are_listed_for_researchers_only(study, researcher, annot
         study=study, version=1, model_type="mlp", embedder_key="k", n_judgments=9, heldout_accuracy=0.75,
         checkpoint_path="/nowhere",
     )  # fmt: skip
-    rows = api_as(researcher).get(f"/api/v1/studies/{study.slug}/model-versions/").json()
+    RewardModelVersion.objects.create(
+        study=study, version=2, model_type="mlp", embedder_key="k", n_judgments=12, checkpoint_path="/nowhere",
+        pruned_at=timezone.now(),
+    )  # fmt: skip
+    body = api_as(researcher).get(f"/api/v1/studies/{study.slug}/model-versions/?page_size=1").json()
+    assert body["results"][0]["version"] == 2 and body["results"][0]["checkpoint_url"] == ""  # pruned
+    rows = api_as(researcher).get(body["next"]).json()["results"]
     assert rows[0]["version"] == 1 and rows[0]["heldout_accuracy"] == 0.75
     assert rows[0]["checkpoint_url"].endswith(f"/api/v1/studies/{study.slug}/model-versions/1/checkpoint/")
     assert api_as(annotator).get(f"/api/v1/studies/{study.slug}/model-versions/").status_code == 404
@@ -236,6 +246,7 @@ def test_small_csv_and_hh_rlhf_uploads_are_imported_at_once(study, researcher):
         "prompts_existing": 0,
         "candidates_created": 2,
         "duplicates_skipped": 0,
+        "rows_skipped": 0,
     }
     assert set(Candidate.objects.filter(prompt__text="Name a colour").values_list("text", flat=True)) == {"Red", "Blue"}
 
@@ -258,7 +269,7 @@ def test_bad_uploads_are_refused_with_the_row_and_field_and_import_nothing(study
     chosen = _import(client, study, "notes.txt", b'{"prompt": "p", "candidates": ["a"]}\n', format="jsonl")
     assert chosen.status_code == 201
     missing = client.post(f"/api/v1/studies/{study.slug}/imports/", {}, format="multipart")
-    assert missing.json() == {"detail": "Send the file as the multipart field “file”."}
+    assert missing.json() == {"detail": 'Send the file as the multipart field “file”, or JSON {"records": [...]}.'}
     assert Candidate.objects.count() == before + 1
 
 
@@ -293,6 +304,7 @@ def test_a_large_upload_is_accepted_as_a_job_that_the_worker_runs_and_the_api_re
         "prompts_existing": 0,
         "candidates_created": 40,
         "duplicates_skipped": 0,
+        "rows_skipped": 0,
     }
     assert Candidate.objects.filter(study=study, text="y19").exists()
 
@@ -309,6 +321,88 @@ def test_import_jobs_are_shown_to_the_study_researchers_only(study, researcher, 
     assert api_as(annotator).get(url).status_code == 404
     assert api_as(other_researcher).get(url).status_code == 404
     assert api_as(researcher).get(f"/api/v1/studies/{study.slug}/imports/{theirs.pk}/").status_code == 404
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    from webapp.celery import app as celery_app
+
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", True)
+
+
+def test_a_compressed_hh_rlhf_upload_runs_as_a_job_and_keeps_empty_replies(
+    study, researcher, eager, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """Any format, compressed or not, through the API as through the page: a gzip upload is a job (202)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    empty = {**HH_PAIR, "chosen": "\n\nHuman: How do I boil an egg?\n\nAssistant: "}
+    content = gzip.compress(b"".join(json.dumps(row).encode() + b"\n" for row in (HH_PAIR, empty)))
+    client = api_as(researcher)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        accepted = _import(client, study, "pairs.jsonl.gz", content)
+    assert accepted.status_code == 202, accepted.json()
+    assert accepted.json()["format"] == "hh_rlhf"
+    for callback in callbacks:
+        callback()  # the commit: the task runs, in-process
+    done = client.get(accepted.json()["url"]).json()
+    assert done["status"] == "done" and done["result"]["prompts_created"] == 2
+    assert Candidate.objects.filter(study=study, text="").count() == 1
+
+
+def test_skip_invalid_imports_the_valid_rows_and_reports_the_others(study, researcher):
+    client = api_as(researcher)
+    content = json.dumps(HH_PAIR).encode() + b"\n" + b'{"chosen": "no turns"}\n' + b"{oops\n"
+    all_or_nothing = _import(client, study, "pairs.jsonl", content)
+    assert all_or_nothing.status_code == 400
+    assert all_or_nothing.json()["detail"] == 'Nothing imported: line 2, field "rejected": is required'
+
+    made = _import(client, study, "pairs.jsonl", content, skip_invalid="true")
+
+    assert made.status_code == 201, made.json()
+    body = made.json()
+    assert (body["prompts_created"], body["candidates_created"], body["rows_skipped"]) == (1, 2, 2)
+    job = body["job"]
+    assert (job["status"], job["skipped_count"]) == ("done", 2)
+    assert [(row["line"], row["field"]) for row in job["skipped"]] == [(2, "rejected"), (3, None)]
+    report = client.get(job["skipped_url"])
+    assert report.status_code == 200 and report["Content-Type"].startswith("application/x-ndjson")
+    rows = [json.loads(line) for line in report.content.decode().splitlines()]
+    assert rows[0] == {"line": 2, "field": "rejected", "error": "is required", "raw": '{"chosen": "no turns"}'}
+    assert rows[1]["raw"] == "{oops" and rows[1]["error"].startswith("invalid JSON at character 2")
+    as_csv = client.get(job["skipped_url"] + "?as=csv")
+    assert as_csv.content.decode().splitlines()[0] == "line,field,error,raw"
+
+
+def test_records_may_be_sent_inline_as_json(study, researcher):
+    client = api_as(researcher)
+    made = client.post(
+        f"/api/v1/studies/{study.slug}/imports/",
+        {"records": [HH_PAIR], "skip_invalid": False},
+        format="json",
+    )
+    assert made.status_code == 201, made.json()
+    assert made.json()["candidates_created"] == 2
+    assert Candidate.objects.get(study=study, text="Six minutes.").metadata == {"preference": "chosen"}
+
+
+REAL_HH = Path(settings_module.BASE_DIR).parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+
+
+@pytest.mark.skipif(not REAL_HH.exists(), reason=f"the public HH-RLHF test split is not at {REAL_HH}")
+def test_the_real_hh_rlhf_test_split_imports_fully_through_the_api(
+    study, researcher, eager, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    client = api_as(researcher)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        accepted = _import(client, study, REAL_HH.name, REAL_HH.read_bytes())
+    assert accepted.status_code == 202, accepted.json()
+    for callback in callbacks:
+        callback()
+    done = client.get(accepted.json()["url"]).json()
+    assert done["status"] == "done", done["error"]
+    assert (done["result"]["prompts_created"], done["result"]["candidates_created"]) == (2312, 4624)
 
 
 def test_the_openapi_schema_is_generated_and_valid(tmp_path):

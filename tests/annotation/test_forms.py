@@ -46,7 +46,8 @@ def test_the_forms_describe_every_format() -> None:
     help_text = form.fields["file"].help_text
     for described in ("JSONL (.jsonl", "HH-RLHF JSONL", "CSV with a header row", "Parquet", "save_to_disk"):
         assert described in help_text
-    assert help_text.endswith("the error names the line or row and the field.")
+    assert help_text.endswith("the field (unless invalid rows are skipped and reported).")
+    assert "compressed (.gz, .bz2, .xz)" in help_text
     assert [key for key, _ in form.fields["format"].choices] == [
         FORMAT_AUTO,
         "jsonl",

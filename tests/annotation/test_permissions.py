@@ -67,12 +67,15 @@ ROUTES = (
     Route("study_invite_rotate", "post", "/s/{slug}/invite/rotate/", "researcher"),
     Route("import_job_detail", "get", "/s/{slug}/imports/{job}/", "researcher"),
     Route("import_job_progress", "get", "/s/{slug}/imports/{job}/progress/", "researcher"),
+    Route("import_job_skipped", "get", "/s/{slug}/imports/{job}/skipped/", "researcher"),
+    Route("embedding_progress", "get", "/s/{slug}/embedding/", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
     Route("annotate_submit", "post", "/s/{slug}/annotate/submit/", "member", data={"choice": "a"}),
     Route("annotate_undo", "post", "/s/{slug}/annotate/undo/", "member"),
     # API
+    Route("api_index", "get", "/api/v1/", "public", api=True),  # links only, no data
     Route("api_token", "post", "/api/v1/auth/token/", "public", api=True),
     Route("api_schema", "get", "/api/schema/", "public", api=True),  # the API's shape, no data
     Route("api_studies", "get", "/api/v1/studies/", "signed_in", api=True),
@@ -81,6 +84,7 @@ ROUTES = (
     Route("api_study", "patch", "/api/v1/studies/{slug}/", "researcher", api=True, data={"settings": {}}),
     Route("api_import", "post", "/api/v1/studies/{slug}/imports/", "researcher", api=True),
     Route("api_import_job", "get", "/api/v1/studies/{slug}/imports/{job}/", "researcher", api=True),
+    Route("api_import_job_skipped", "get", "/api/v1/studies/{slug}/imports/{job}/skipped/", "researcher", api=True),
     Route("api_next", "get", "/api/v1/studies/{slug}/next/", "member", api=True),
     Route("api_judgments", "get", "/api/v1/studies/{slug}/judgments/", "member", api=True),
     Route(
@@ -112,8 +116,9 @@ ROUTES = (
 )
 # Pages that are not the app's own: Django's admin has its own staff checks,
 # logout is harmless, the invite link is meant for anyone holding it (tested
-# in test_crowd.py).
-NOT_IN_MATRIX = {"logout", "join"}
+# in test_crowd.py). The whole of a long prompt goes only to the annotator its
+# comparison was given to, finer than a role (tested in test_prompt_preview.py).
+NOT_IN_MATRIX = {"logout", "join", "annotate_prompt"}
 
 
 def _route_names(patterns, prefix: str = "") -> set[str]:

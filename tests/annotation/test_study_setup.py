@@ -36,6 +36,7 @@ def settings_post(**overrides) -> dict:
         "strategy_params": "{}",
         "model_type": "mlp",
         "model_params": "{}",
+        "features": "response",
         "overlap": "1",
         "budget": "500",
         "gold_rate": "0",
@@ -46,6 +47,7 @@ def settings_post(**overrides) -> dict:
         "lease_seconds": "600",
         "queue_low_water": "8",
         "queue_target": "24",
+        "evaluation_rate": "0.2",
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
@@ -186,6 +188,15 @@ def test_researcher_edits_settings(client_for, researcher, study):
     assert response.status_code == 302
     study.refresh_from_db()
     assert (study.name, study.budget, study.aspects, study.strategy) == ("Renamed", 77, ["clarity"], "random")
+
+
+def test_the_evaluation_rate_is_a_setting_from_0_to_half(client_for, researcher, study):
+    client, url = client_for(researcher), reverse("study_settings", args=[study.slug])
+    refused = client.post(url, settings_post(evaluation_rate="0.7"))
+    assert refused.status_code == 400 and "evaluation_rate" in refused.context["form"].errors
+    assert client.post(url, settings_post(evaluation_rate="0.3")).status_code == 302
+    study.refresh_from_db()
+    assert study.evaluation_rate == 0.3
 
 
 def test_refused_edit_changes_nothing(client_for, researcher, study):

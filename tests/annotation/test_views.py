@@ -400,6 +400,17 @@ def test_candidate_text_is_escaped(client_for, make_member):
     assert "javascript:" not in html
 
 
+def test_an_empty_response_is_shown_as_one(client_for, make_member):
+    """An imported empty reply (four rows of HH-RLHF's test split) is said to be empty, not a blank box."""
+    study = StudyFactory()
+    prompt = PromptFactory(study=study, text="What do you think?")
+    CandidateFactory(prompt=prompt, text="")
+    CandidateFactory(prompt=prompt, text="I think so.")
+    html = client_for(make_member(study)).get(annotate_url(study)).content.decode()
+    assert html.count("(empty response)") == 1
+    assert "I think so." in html
+
+
 def test_markdown_prompt_is_sanitised(client_for, make_member):
     study = StudyFactory()
     prompt = PromptFactory(
@@ -423,24 +434,33 @@ def test_study_detail_shows_queue_depth_and_model_versions(client_for, researche
         model_type="mlp",
         embedder_key="test",
         n_judgments=12,
+        n_train=10,
+        n_heldout=24,
         heldout_accuracy=0.8333,
+        heldout_accuracy_low=0.64,
+        heldout_accuracy_high=0.93,
         heldout_log_loss=0.51234,
+        heldout_log_loss_low=0.4,
+        heldout_log_loss_high=0.62,
+        fixed_evaluation=True,
         train_seconds=1.25,
         device="cpu",
         checkpoint_path="/nowhere/v1",
     )
     RewardModelVersion.objects.create(
-        study=study, version=2, model_type="mlp", embedder_key="test", n_judgments=20, device="cuda:0",
-        checkpoint_path="/nowhere/v2",
+        study=study, version=2, model_type="mlp", embedder_key="test", n_judgments=20, n_heldout=7, device="cuda:0",
+        fixed_evaluation=True, checkpoint_path="/nowhere/v2",
     )  # fmt: skip
     response = client_for(researcher).get(reverse("study_detail", args=[study.slug]))
     assert response.status_code == 200
     html = response.content.decode()
     assert re.search(r'data-stat="queue-depth">\s*9\s*<', html)
-    assert "83.3 %" in html and "0.512" in html
+    assert "83 %" in html and "(64 %–93 %, n = 24)" in html and "0.512" in html
     # newest first (as table cells: a random token on the page may contain "v1")
     assert html.index("<td>v2</td>") < html.index("<td>v1</td>")
     assert "cuda:0" in html and "—" in html  # v2 has no metrics
+    # The live version (v2) was scored on too few evaluation judgments to show a figure.
+    assert 'data-stat="heldout-accuracy">— (needs 20 evaluation judgments, has 7)<' in html
     assert 'hx-trigger="every 5s"' in html
     assert reverse("study_dashboard", args=[study.slug]) in html
 
@@ -462,7 +482,7 @@ def test_dashboard_partial_for_htmx_and_redirect_without(client_for, researcher,
 
 def test_import_with_a_bad_line_shows_the_error_and_creates_nothing(client_for, researcher, study):
     before = (Prompt.objects.count(), Candidate.objects.count())
-    content = b'{"prompt": "good", "candidates": ["x", "y"]}\n{"prompt": "bad", "candidates": [""]}\n'
+    content = b'{"prompt": "good", "candidates": ["x", "y"]}\n{"prompt": "bad", "candidates": [null]}\n'
     response = client_for(researcher).post(
         reverse("study_import", args=[study.slug]),
         {"file": SimpleUploadedFile("bad.jsonl", content)},
@@ -480,7 +500,8 @@ def test_import_into_study_reports_what_was_added(client_for, researcher, study)
     response = client_for(researcher).post(
         reverse("study_import", args=[study.slug]), {"file": SimpleUploadedFile("ok.jsonl", content)}, follow=True
     )
-    assert "Imported 1 new prompts" in response.content.decode()
+    html = response.content.decode()
+    assert "Imported 1 new prompt (0 already there) and 2 candidates; 0 duplicates skipped." in html
     assert Candidate.objects.filter(study=study, prompt__text="new prompt").count() == 2
 
 

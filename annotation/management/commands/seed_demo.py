@@ -106,8 +106,8 @@ class Command(BaseCommand):
         )
 
     def _fill_queue(self, study: Study) -> None:
-        # The loop's own refill (embedding the candidates on the way), so the
-        # first retrain finds them cached.
+        # The loop's own refill (random pairs before the first model; the
+        # import asked the worker's embed queue to embed the candidates).
         created = loop.get().refill_now(study_id=study.pk, use_model=True)
         self.stdout.write(f"Queued {created} new comparisons.")
 

@@ -65,7 +65,7 @@ def _simulated_rankings(strength: dict[str, float], n: int, seed: int) -> tuple[
 def test_leaderboard_recovers_known_strengths_with_covering_intervals_and_p_best_summing_to_one():
     strength = {"gpt-big": 1.2, "mid-7b": 0.4, "small-1b": -0.3, "tiny": -1.3}
     rankings, source_of = _simulated_rankings(strength, n=1500, seed=11)
-    board = analytics.leaderboard_from_judgments(rankings, source_of, n_bootstrap=200, seed=0)
+    board = analytics.leaderboard_from_judgments(rankings, source_of, n_samples=2000, seed=0)
     assert [r.source for r in board.rows] == list(strength)
     centred = {s: v - np.mean(list(strength.values())) for s, v in strength.items()}
     for row in board.rows:
@@ -73,17 +73,17 @@ def test_leaderboard_recovers_known_strengths_with_covering_intervals_and_p_best
         assert row.low < row.score < row.high
     assert sum(r.p_best for r in board.rows) == pytest.approx(1.0)
     assert board.rows[0].p_best > 0.95
-    assert board.judgments == 1500 and board.replicates == 200
+    assert board.judgments == 1500 and board.samples == 2000
     assert sum(r.comparisons for r in board.rows) == 2 * 1500
 
 
 def test_leaderboard_skips_same_source_and_unnamed_pairs_and_is_reproducible():
     rankings = [[1, 2], [3, 4], [1, 3], [[2, 4]]]
     source_of = {1: "a", 2: "a", 3: "b"}  # 4 has no source
-    board = analytics.leaderboard_from_judgments(rankings, source_of, n_bootstrap=50, seed=5)
+    board = analytics.leaderboard_from_judgments(rankings, source_of, n_samples=500, seed=5)
     assert board.judgments == 1 and board.skipped_pairs == 3
     assert [r.source for r in board.rows] == ["a", "b"] and board.rows[0].wins == 1.0
-    again = analytics.leaderboard_from_judgments(rankings, source_of, n_bootstrap=50, seed=5)
+    again = analytics.leaderboard_from_judgments(rankings, source_of, n_samples=500, seed=5)
     assert again == board
     assert analytics.leaderboard_from_judgments([[1, 2]], source_of).rows == ()
 
@@ -224,14 +224,14 @@ def test_study_leaderboard_reads_sources_is_cached_and_refreshes_on_a_new_judgme
         study=study, annotator=annotator, comparison_id=lease.assignment.comparison_id, choice=by_source(
             lease.assignment.display_order)
     )  # fmt: skip
-    first = analytics.study_leaderboard(study=study, n_bootstrap=50)
+    first = analytics.study_leaderboard(study=study, n_samples=500)
     assert first.judgments == 1
     with CaptureQueriesContext(connection) as cached:
-        assert analytics.study_leaderboard(study=study, n_bootstrap=50) == first
+        assert analytics.study_leaderboard(study=study, n_samples=500) == first
     assert len(cached) == 1  # the fingerprint only
 
     _answer_everything(study, annotator, by_source)
-    board = analytics.study_leaderboard(study=study, n_bootstrap=50)
+    board = analytics.study_leaderboard(study=study, n_samples=500)
     assert board.judgments == 9
     assert [r.source for r in board.rows] == ["strong", "middle", "weak"]
     assert sum(r.p_best for r in board.rows) == pytest.approx(1.0)
@@ -247,6 +247,25 @@ def test_the_api_serves_the_dashboards_leaderboard(client_for, make_member):
     board = analytics.study_leaderboard(study=study)
     assert len(board.rows) == 3
     assert body["models"] == [dataclasses.asdict(row) for row in board.rows]
+
+
+@pytest.mark.django_db
+def test_judgments_in_the_last_60_minutes_is_a_rolling_window_on_the_clock(study, annotator, monkeypatch):
+    """At 12:10 the clock hour has one judgment (12:05); the last 60 minutes have
+    two (11:20 and 12:05); the one at 11:00 is older."""
+    now = datetime(2026, 3, 1, 12, 10, tzinfo=UTC)
+    monkeypatch.setattr(analytics, "clock", lambda: now.timestamp())
+    comparisons = list(Comparison.objects.filter(study=study).order_by("id"))
+    for comparison, minutes in zip(comparisons, (70, 50, 5), strict=False):
+        items = list(comparison.items.values_list("candidate_id", flat=True))
+        judgment = Judgment.objects.create(study=study, comparison=comparison, annotator=annotator, choice="a",
+                                           ranking=items)  # fmt: skip
+        Judgment.objects.filter(id=judgment.id).update(created_at=now - timedelta(minutes=minutes))
+    figures = analytics.study_analytics(study=study)
+    assert figures.per_hour[-1].judgments == 1
+    assert figures.judgments_last_hour == 2
+    monkeypatch.setattr(analytics, "clock", lambda: (now + timedelta(minutes=50)).timestamp())
+    assert analytics.study_analytics(study=study).judgments_last_hour == 1
 
 
 @pytest.mark.django_db
@@ -303,8 +322,9 @@ def _populate(study, *, annotators: int, versions: int, runs: int, make_member) 
         _answer_everything(study, make_member(study), _prefer_by_id)
     for v in range(1, versions + 1):
         RewardModelVersion.objects.create(
-            study=study, version=v, model_type="mlp", embedder_key="test", n_judgments=10 * v,
-            heldout_accuracy=0.5 + 0.04 * v, checkpoint_path=f"/nowhere/v{v}",
+            study=study, version=v, model_type="mlp", embedder_key="test", n_judgments=12 * v, n_train=10 * v,
+            n_heldout=30, heldout_accuracy=0.5 + 0.04 * v, heldout_accuracy_low=0.45, heldout_accuracy_high=0.77,
+            fixed_evaluation=True, checkpoint_path=f"/nowhere/v{v}",
         )  # fmt: skip
     for _ in range(runs):
         SimulationRun.objects.create(

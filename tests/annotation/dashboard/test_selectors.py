@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from annotation.dashboard import selectors as dashboard
 from annotation.models import Candidate, Judgment, Membership, RewardModelVersion
+from models_runtime.recommend import POSTERIOR_METHOD
 from tests.annotation.dashboard.test_analytics import _populate
 from tests.annotation.test_views import HTMX
 from tests.factories import study_with_queue
@@ -24,14 +25,17 @@ REPO = Path(__file__).resolve().parents[3]
 
 # The partial: session and user (2), the study with the researcher's role (1),
 # the dashboard's own reads (strategies, live leases, judgment fingerprint,
-# annotators, model versions with their total, the newest recommendation, its
-# best responses: 7), annotator quality (4), and the analytics that are not
+# annotators, a page of model versions with their total, the live version with
+# its recommendation, the versions whose checkpoints are on disk, its best
+# responses: 8), annotator quality (4), and the analytics that are not
 # cached (per hour, learning curve, regret: 3). The judgment-derived figures
 # add four when the cache is cold (leaderboard 2, agreement 1, pace 1).
-PARTIAL_WARM = 17
+PARTIAL_WARM = 18
 PARTIAL_COLD = PARTIAL_WARM + 4
-# The page renders the same dashboard inside the full layout (same queries).
-PAGE_COLD = PARTIAL_COLD
+# The page renders the same dashboard inside the full layout, plus the
+# candidates' embedding progress (1) and whether any prompt is a conversation,
+# which picks the DPO export's default form (1).
+PAGE_COLD = PARTIAL_COLD + 2
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +95,9 @@ def test_dashboard_partial_runs_a_fixed_number_of_queries_whatever_the_study_siz
     assert f'data-stat="judgments">{judgments} <' in html
     if size == "large":
         shown = dashboard.MODEL_VERSIONS_SHOWN
-        assert f"(latest {shown} of {shown + 5})" in html
+        pages = -(-(shown + 5) // shown)
+        assert f"(page 1 of {pages}, {shown + 5} versions)" in html
+        assert html.count("<td>v") == shown
         assert f"First {dashboard.LEADERBOARD_PROMPTS} of 12 prompts" in html
 
 
@@ -118,8 +124,9 @@ def test_dashboard_shows_charts_and_numbers(client_for, make_member):
     for chart in ("chart-per-hour", "chart-learning-curve", "chart-leaderboard", "chart-regret"):
         assert f'id="{chart}"' in html
     # Key numbers in the accessible labels and on the page.
-    assert "18 in all, 18 this hour" in html
-    assert "latest v3: 62.0% after 30 judgments" in html
+    assert "18 in all, 18 in the last 60 minutes" in html
+    assert "latest v3: 62.0% (95% interval 45.0% to 77.0%, 30 evaluation judgments) after 30 training judgments" in html
+    assert 'data-stat="heldout-accuracy">62% (95% CI 45%–77%, n = 30 evaluation judgments never trained on)<' in html
     assert "3 checkpoints; 0.200 after 40 judgments" in html
     assert 'data-stat="krippendorff-alpha">1.00<' in html
     assert 'data-stat="judgments-this-hour">18<' in html
@@ -185,3 +192,62 @@ def test_rendering_the_dashboard_never_imports_torch(transactional_db, make_memb
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "", f"the dashboard's web process imported {proc.stdout.strip()}"
+
+
+@pytest.mark.django_db
+def test_best_responses_show_a_share_of_annotators_with_its_interval_and_flag_uncalibrated_versions(
+    client_for, make_member
+):
+    """The issue saw "P(best) 98% ± 54": a utility's ± had no unit. The table shows
+    how many annotators would prefer the best response to the runner-up, with a 95%
+    interval, and says when a stored version used the old, overconfident posterior."""
+    study = study_with_queue(n_prompts=2, n_candidates=3)
+    researcher = make_member(study, Membership.Role.RESEARCHER)
+    _populate(study, annotators=1, versions=1, runs=0, make_member=make_member)
+    _recommend(study)
+    newest = RewardModelVersion.objects.filter(study=study).order_by("-version").first()
+    recommendation = newest.recommendation
+    recommendation["method"] = POSTERIOR_METHOD
+    for entry in recommendation["prompts"].values():
+        entry["runner_up"] = {
+            "candidate": entry["leaderboard"][1]["candidate"],
+            "preferred": 0.64,
+            "low": 0.41,
+            "high": 0.83,
+        }
+    RewardModelVersion.objects.filter(id=newest.id).update(recommendation=recommendation)
+    url = reverse("study_dashboard", args=[study.slug])
+    html = client_for(researcher).get(url, **HTMX).content.decode()
+    assert "Preferred to runner-up (95% interval)" in html
+    assert "64 % (41 % to 83 %)" in html
+    assert " ± " not in html
+    assert "stays near chance" in html and "older method" not in html
+
+    recommendation["method"] = "last-layer Laplace"
+    RewardModelVersion.objects.filter(id=newest.id).update(recommendation=recommendation)
+    cache.clear()
+    html = client_for(researcher).get(url, **HTMX).content.decode()
+    assert "older method that overstated its confidence" in html
+
+
+def test_a_version_without_figures_says_why_whatever_the_count():
+    """Too few evaluation judgments, or enough but none naming a winner (all ties):
+    the reason shown must match the count, never "needs 20, has 30"."""
+    from datetime import UTC, datetime
+
+    from annotation.dashboard.selectors import ModelVersionRow
+    from annotation.models import EVALUATION_MIN_JUDGMENTS
+
+    def row(n: int) -> ModelVersionRow:
+        return ModelVersionRow(
+            version=1, model_type="mlp", n_judgments=n, n_train=0, n_heldout=n,
+            heldout_accuracy=None, heldout_accuracy_low=None, heldout_accuracy_high=None,
+            heldout_log_loss=None, heldout_log_loss_low=None, heldout_log_loss_high=None,
+            fixed_evaluation=True, train_seconds=0.0, device="cpu",
+            created_at=datetime(2026, 1, 1, tzinfo=UTC), pruned_at=None, metrics={},
+        )  # fmt: skip
+
+    few = EVALUATION_MIN_JUDGMENTS - 1
+    assert row(few).heldout_accuracy_text == f"— (needs {EVALUATION_MIN_JUDGMENTS} evaluation judgments, has {few})"
+    many = EVALUATION_MIN_JUDGMENTS + 10
+    assert row(many).heldout_accuracy_text == f"— (none of its {many} evaluation judgments names a winner)"
