@@ -43,7 +43,9 @@ from models_runtime.embedding import CachedEmbedder, DirectoryEmbeddingCache, Em
 from models_runtime.preferences import PreferenceData
 
 RESULTS = Path(__file__).resolve().parent / "results" / "real_data.json"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+# The shared data lies beside the checkout (``../shared``) unless PREFLOOP_SHARED_DIR says where.
+SHARED = Path(os.environ.get("PREFLOOP_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
+DATA = SHARED / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 CACHE = Path(__file__).resolve().parents[1] / "var" / "benchmark-embeddings"
 SEEDS = 5
 TEST_SHARE = 0.2

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
-from django.conf import settings as settings_module
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
@@ -15,6 +13,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Assignment, Candidate, ImportJob, Judgment, Membership, RewardModelVersion, Study
 from tests.factories import UserFactory, study_with_queue
+from tests.shared_data import REAL_HH
 
 pytestmark = pytest.mark.django_db
 
@@ -384,9 +383,6 @@ def test_records_may_be_sent_inline_as_json(study, researcher):
     assert made.status_code == 201, made.json()
     assert made.json()["candidates_created"] == 2
     assert Candidate.objects.get(study=study, text="Six minutes.").metadata == {"preference": "chosen"}
-
-
-REAL_HH = Path(settings_module.BASE_DIR).parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 
 
 @pytest.mark.skipif(not REAL_HH.exists(), reason=f"the public HH-RLHF test split is not at {REAL_HH}")

@@ -7,11 +7,9 @@ import bz2
 import gzip
 import json
 import lzma
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from django.conf import settings as settings_module
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -20,6 +18,7 @@ from annotation.imports.records import ImportFileError, ImportResult
 from annotation.imports.upload import import_upload, study_create_from_upload
 from annotation.models import ImportJob, Membership, Study
 from tests.annotation.imports.samples import HH_LINE, counts, parquet_bytes, post_upload, stored_upload
+from tests.shared_data import REAL_HH
 
 pytestmark = pytest.mark.django_db
 
@@ -268,9 +267,6 @@ def test_the_page_offers_skipping_and_shows_and_serves_the_skipped_rows(client_f
     assert report["Content-Disposition"].endswith('-skipped.csv"')
     lines = report.content.decode().splitlines()
     assert lines[0] == "line,field,error,raw" and lines[1].startswith("2,rejected,is required,")
-
-
-REAL_HH = Path(settings_module.BASE_DIR).parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 
 
 @pytest.mark.skipif(not REAL_HH.exists(), reason=f"the public HH-RLHF test split is not at {REAL_HH}")

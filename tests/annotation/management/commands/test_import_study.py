@@ -11,12 +11,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from django.conf import settings as settings_module
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from annotation.models import ImportJob, Membership, Prompt, Study
 from tests.annotation.imports.samples import GOOD_RECORDS, jsonl
+from tests.shared_data import REAL_HH
 
 
 @pytest.mark.django_db
@@ -174,9 +174,6 @@ def test_background_queues_a_job_for_the_worker(tmp_path: Path, settings, django
     delay.assert_called_once_with(job.pk)
     assert Prompt.objects.count() == 0  # the worker imports it
     assert f"Queued import job {job.pk}" in out.getvalue()
-
-
-REAL_HH = Path(settings_module.BASE_DIR).parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 
 
 @pytest.mark.django_db
