@@ -38,25 +38,17 @@ class StudyFeatures:
         return {int(cid): row for row, cid in enumerate(self.candidate_ids)}
 
 
-@dataclass(frozen=True)
-class EmbeddingInput:
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingInput(context.FeatureText):
     """One candidate and the text its features are computed from: the response
     alone or in its context, as the study's ``features`` says, cut to the
-    encoder's length (``context_tokens_dropped`` / ``response_tokens_dropped``
-    say how much was cut)."""
+    encoder's length (see :class:`models_runtime.context.FeatureText`)."""
 
     candidate_id: int
     prompt_id: int | None
-    text: str
-    context_tokens_dropped: int = 0
-    response_tokens_dropped: int = 0
-
-    @property
-    def truncated(self) -> bool:
-        return bool(self.context_tokens_dropped or self.response_tokens_dropped)
 
 
-def study_embedding_inputs(*, study_id: int, candidate_ids=None) -> list[EmbeddingInput]:
+def study_embedding_inputs(*, study_id: int, candidate_ids=None, features: str | None = None) -> list[EmbeddingInput]:
     """What is embedded for each candidate of a study, in candidate-id order.
 
     The one place that decides the text behind a candidate's features, so the
@@ -67,7 +59,8 @@ def study_embedding_inputs(*, study_id: int, candidate_ids=None) -> list[Embeddi
     study's ``features`` setting, with the configured encoder's tokenizer (the
     real-data benchmark measures the same function).
     """
-    features = study_features_choice(study_id=study_id)
+    if features is None:
+        features = study_features_choice(study_id=study_id)
     queryset = Candidate.objects.filter(study_id=study_id)
     if candidate_ids is not None:
         queryset = queryset.filter(id__in=list(candidate_ids))
@@ -107,21 +100,23 @@ def study_features(*, study_id: int, embed: Embed = Embed.ALL) -> StudyFeatures:
     missing and may not be computed here are left out of the rows, and
     ``missing`` counts them.
     """
-    inputs = study_embedding_inputs(study_id=study_id)
+    choice = study_features_choice(study_id=study_id)
+    inputs = study_embedding_inputs(study_id=study_id, features=choice)
     rows = [(item.candidate_id, item.prompt_id, item.text) for item in inputs]
     embedder = embedder_get()
     missing = 0
     if embed != Embed.ALL:
-        present = cached_keys(embedder, [embedder.key_for(text) for _, _, text in rows])
+        keys = [embedder.key_for(text) for _, _, text in rows]
+        present = cached_keys(embedder, keys)
         allowed = study_judged_candidate_ids(study_id=study_id) if embed == Embed.JUDGED else set()
-        kept = [row for row in rows if row[0] in allowed or embedder.key_for(row[2]) in present]
+        kept = [row for row, key in zip(rows, keys, strict=True) if row[0] in allowed or key in present]
         missing, rows = len(rows) - len(kept), kept
     features = embedder.embed([text for _, _, text in rows])
     return StudyFeatures(
         candidate_ids=np.array([cid for cid, _, _ in rows], dtype=np.int64),
         groups=np.array([-1 if pid is None else pid for _, pid, _ in rows], dtype=np.int64),
         features=features,
-        embedder_key=features_key(embedder.model_key, study_features_choice(study_id=study_id)),
+        embedder_key=features_key(embedder.model_key, choice),
         missing=missing,
         truncated=sum(item.truncated for item in inputs),
         n_inputs=len(inputs),

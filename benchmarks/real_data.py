@@ -367,9 +367,9 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None) -> dict[str
     cache = DirectoryEmbeddingCache(args.cache_dir)
     if embedder is None:
         embedder = CachedEmbedder(TransformerEmbedder(defaults["embedder"]), cache)
-    if args.finetune_only:
-        train_pairs, test_pairs, epochs = args.finetune or (200, 200, 1)
-        row = finetune_row(
+
+    def finetune(train_pairs: int, test_pairs: int, epochs: int) -> dict:
+        return finetune_row(
             pairs,
             features=defaults["features"],
             tokens=embedder.tokens(),
@@ -377,6 +377,10 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None) -> dict[str
             test_pairs=test_pairs,
             epochs=epochs,
         )
+
+    if args.finetune_only:
+        train_pairs, test_pairs, epochs = args.finetune or (200, 200, 1)
+        row = finetune(train_pairs, test_pairs, epochs)
         row["machine"] = machine()
         row["command"] = (
             f"python -m benchmarks.real_data --finetune-only --finetune {train_pairs} {test_pairs} {epochs}"
@@ -400,15 +404,7 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None) -> dict[str
     )
     result["data"] |= {"file": args.data.name, "rows_refused_by_importer": refused}
     if args.finetune:
-        train_pairs, test_pairs, epochs = args.finetune
-        result["finetune"] = finetune_row(
-            pairs,
-            features=defaults["features"],
-            tokens=embedder.tokens(),
-            train_pairs=train_pairs,
-            test_pairs=test_pairs,
-            epochs=epochs,
-        )
+        result["finetune"] = finetune(*args.finetune)
         print(f"finetune: {result['finetune']}")
     result["machine"] = machine()
     result["command"] = "python -m benchmarks.real_data"
