@@ -11,19 +11,48 @@ detail, and many directions of variation.
 
 Embeddings come from the real all-MiniLM-L6-v2 (``models_runtime.embedding``) and
 are cached as ``.npy`` next to a hash of the texts, so reruns skip the encoder.
+
+The composed pool is redundant (most items have a near-duplicate, a few principal
+components hold most of its variance), so a second pool of real text sits beside
+it: ``"hh"``, the final assistant replies of the HH-RLHF harmless-base test file,
+each embedded in its prompt context as the app embeds candidates, with
+near-duplicates merged (:func:`hh_pool`). Its hidden utility can also be a real
+one: a reward model of the project fitted on the file's own chosen/rejected pairs
+(:func:`hh_reward_utility`). :func:`pool_features` gives either pool by name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models_runtime.embedding import TransformerEmbedder
+from models_runtime import context
+from models_runtime.embedding import Embedder, TransformerEmbedder
+from models_runtime.preferences import PreferenceData
+
+if TYPE_CHECKING:
+    from benchmarks.real_data import Pair
 
 CACHE_DIR = Path(__file__).resolve().parent / "results" / "cache"
+POOLS = ("composed", "hh")
+# The composed pool's size in the strategy benchmark (``BenchConfig.pool_size``).
+COMPOSED_SIZE = 2_000
+# The context the hh replies are embedded in: the brief of this pool is "a reply in
+# its prompt context", and of the app's two context choices the last human turn is
+# the one that truncates least (31 of 4,624 texts, against 792 for the whole
+# conversation) and fits the file best (benchmarks/results/real_data.json).
+HH_FEATURES = context.LAST_TURN
+# Two items closer than this (cosine of their embeddings) count as one.
+NEAR_DUPLICATE_COSINE = 0.98
+HH_REWARD_SEED = 0
+HH_CV_FOLDS = 5
 
 # Per prompt: (prompt, correct cores, flawed cores, details).
 _PROMPTS: list[tuple[str, list[str], list[str], list[str]]] = [
@@ -151,3 +180,199 @@ def scale_features(base: np.ndarray, n: int, rng: np.random.Generator, noise: fl
     t = rng.random((n, 1), dtype=np.float32)
     x = t * a + (1 - t) * b + noise * rng.standard_normal(a.shape, dtype=np.float32) / np.sqrt(a.shape[1])
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# -- the real-text pool: HH-RLHF replies ------------------------------------------------
+
+
+def pool_features(name: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
+    """The embedded pool called ``name`` (one of :data:`POOLS`) as ``(P, 384)``
+    float32 rows: ``"composed"`` is :func:`embedded_pool` at the benchmark's size,
+    ``"hh"`` is :func:`hh_pool`'s features. Both come from the cache after the first
+    call."""
+    if name == "composed":
+        return embedded_pool(COMPOSED_SIZE, cache_dir=cache_dir)[1]
+    if name == "hh":
+        return hh_pool(cache_dir=cache_dir).features
+    raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {name!r}")
+
+
+@dataclass(frozen=True)
+class HHPool:
+    """The hh pool: ``texts`` (the embedded text of each kept item), ``features``
+    (their embeddings, ``(P, d)`` float32), ``pairs`` (the file's pairs as pool rows,
+    ``(n_pairs, 2)`` chosen then rejected, a near-duplicate mapped to the item kept
+    for it), ``groups`` (a prompt id per pair) and ``facts`` (how many pairs, texts,
+    distinct texts and kept items)."""
+
+    texts: list[str]
+    features: np.ndarray
+    pairs: np.ndarray
+    groups: np.ndarray
+    facts: dict[str, int]
+
+
+def hh_texts(pairs: Sequence[Pair], tokens: context.Tokens) -> tuple[list[str], np.ndarray]:
+    """The distinct texts to embed for the replies of ``pairs`` (each in its prompt
+    context, :data:`HH_FEATURES`, by the app's own ``context.embedded_text``) and,
+    per pair, the indices of its chosen and rejected texts among them."""
+    index: dict[str, int] = {}
+    rows = np.empty((len(pairs), 2), dtype=np.int64)
+    for i, pair in enumerate(pairs):
+        for side, response in enumerate((pair.chosen, pair.rejected)):
+            text = context.embedded_text(
+                prompt_text=pair.prompt, prompt_format="text", response=response, features=HH_FEATURES, tokens=tokens
+            ).text
+            rows[i, side] = index.setdefault(text, len(index))
+    return list(index), rows
+
+
+def near_duplicate_representatives(features: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE) -> np.ndarray:
+    """For each row of ``features``, the row that stands for it once near-duplicates
+    are merged: rows are taken in order and a row is kept unless its cosine with an
+    already kept row exceeds ``threshold``, in which case it maps to the most similar
+    kept row. Kept rows map to themselves, and no two kept rows are closer than
+    ``threshold`` (a chain of near-duplicates cannot drift, as it could with
+    connected components)."""
+    x = np.asarray(features, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    cosine = x @ x.T
+    representative = np.empty(len(x), dtype=np.int64)
+    kept: list[int] = []
+    for i in range(len(x)):
+        if kept:
+            similar = cosine[i, kept]
+            best = int(np.argmax(similar))
+            if similar[best] > threshold:
+                representative[i] = kept[best]
+                continue
+        kept.append(i)
+        representative[i] = i
+    return representative
+
+
+def _cached_embeddings(texts: list[str], embedder: Embedder, name: str, cache_dir: Path) -> np.ndarray:
+    """``embedder``'s embeddings of ``texts``, cached as ``.npy`` under ``cache_dir``
+    by a hash of the texts and the model key (as :func:`embedded_pool` caches)."""
+    digest = hashlib.sha256(("\n".join(texts) + embedder.model_key).encode()).hexdigest()[:16]
+    path = cache_dir / f"{name}_{len(texts)}_{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    features = embedder.embed(texts).astype(np.float32)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, features)
+    tmp.replace(path)
+    return features
+
+
+def hh_pool(data: Path | None = None, cache_dir: Path = CACHE_DIR, embedder: Embedder | None = None) -> HHPool:
+    """The hh pool: every final assistant reply (chosen and rejected) of the HH-RLHF
+    file ``data``, read by the HH importer's own function (``real_data.load_pairs``),
+    embedded in its prompt context (:func:`hh_texts`) by ``embedder`` (default: the
+    app's all-MiniLM-L6-v2), exact duplicates dropped and near-duplicates merged
+    (:func:`near_duplicate_representatives`). The file is read where it lies,
+    ``real_data.DATA`` in the shared data folder by default; only the embeddings are
+    cached (about 4 minutes of encoding on two cores the first time)."""
+    # The HH importer brings Django's utilities, which the composed pool does not need.
+    from benchmarks import real_data  # noqa: PLC0415
+
+    pairs, _ = real_data.load_pairs(real_data.DATA if data is None else data)
+    if embedder is None:
+        embedder = TransformerEmbedder()
+    tokens = embedder.tokens() if hasattr(embedder, "tokens") else context.WhitespaceTokens()
+    texts, text_rows = hh_texts(pairs, tokens)
+    embedded = _cached_embeddings(texts, embedder, "hh", cache_dir)
+    representative = near_duplicate_representatives(embedded)
+    kept = np.flatnonzero(representative == np.arange(len(texts)))
+    row_of_kept = np.full(len(texts), -1, dtype=np.int64)
+    row_of_kept[kept] = np.arange(len(kept))
+    return HHPool(
+        texts=[texts[i] for i in kept],
+        features=np.ascontiguousarray(embedded[kept], dtype=np.float32),
+        pairs=row_of_kept[representative[text_rows]],
+        groups=real_data.prompt_groups(pairs),
+        facts={
+            "pairs": len(pairs),
+            "replies": 2 * len(pairs),
+            "distinct_texts": len(texts),
+            "kept_items": len(kept),
+        },
+    )
+
+
+def _prompt_folds(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """A fold number per pair: prompts shuffled by ``seed`` and dealt round-robin, so
+    every pair of a prompt lies in one fold."""
+    unique = np.unique(groups)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of_prompt = np.empty(len(unique), dtype=np.int64)
+    fold_of_prompt[order] = np.arange(len(unique)) % n_folds
+    return fold_of_prompt[np.searchsorted(unique, groups)]
+
+
+def _fit_scores(features: np.ndarray, pairs: np.ndarray, config: Any) -> np.ndarray:
+    """Scores of every row by a reward model fitted with ``config`` on ``pairs``
+    (chosen first)."""
+    from models_runtime.reward import fit_reward_model  # noqa: PLC0415 - torch
+
+    judgments = PreferenceData.from_pairs(pairs[:, 0], pairs[:, 1])
+    return fit_reward_model(features, judgments, config).model.scores(features)
+
+
+def hh_reward_utility(
+    data: Path | None = None, cache_dir: Path = CACHE_DIR, embedder: Embedder | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A real-preference utility of the hh pool: the score of every pool row (raw,
+    for the caller to standardise) by the app's default reward model (the single
+    head of ``RewardModelConfig``'s defaults, on CPU, seed :data:`HH_REWARD_SEED`)
+    fitted on all of the file's chosen/rejected pairs, and facts about it.
+
+    Pairs whose two replies were merged into one item carry no comparison and are
+    left out. The facts say how many pairs were used and how much real signal the
+    utility carries: the same fit's pairwise accuracy in a :data:`HH_CV_FOLDS`-fold
+    cross-validation by prompt (every pair of a prompt in one fold; a tie counts
+    half), its accuracy on the pairs it was fitted on, and the fit's settings (the
+    app's defaults may change). Both are cached under
+    ``cache_dir`` by a hash of the pool and the fit's settings."""
+    from models_runtime.reward import RewardModelConfig  # noqa: PLC0415 - torch
+
+    config = RewardModelConfig(device="cpu", seed=HH_REWARD_SEED)
+    pool = hh_pool(data, cache_dir, embedder)
+    pairs = pool.pairs[pool.pairs[:, 0] != pool.pairs[:, 1]]
+    groups = pool.groups[pool.pairs[:, 0] != pool.pairs[:, 1]]
+    key = hashlib.sha256()
+    for part in (pool.features, pairs, groups):
+        key.update(np.ascontiguousarray(part).tobytes())
+    key.update(f"{config!r}/{HH_CV_FOLDS}".encode())
+    path = cache_dir / f"hh_reward_{key.hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as saved:
+            return saved["utility"], json.loads(str(saved["facts"]))
+
+    def accuracy(scores: np.ndarray, rows: np.ndarray) -> float:
+        chosen, rejected = scores[rows[:, 0]], scores[rows[:, 1]]
+        return float(np.mean((chosen > rejected) + 0.5 * (chosen == rejected)))
+
+    folds = _prompt_folds(groups, HH_CV_FOLDS, HH_REWARD_SEED)
+    fold_accuracy = []
+    for fold in range(HH_CV_FOLDS):
+        scores = _fit_scores(pool.features, pairs[folds != fold], config)
+        fold_accuracy.append(accuracy(scores, pairs[folds == fold]))
+    utility = _fit_scores(pool.features, pairs, config)
+    facts = {
+        **pool.facts,
+        "pairs_used": len(pairs),
+        "pairs_merged_into_one_item": int(len(pool.pairs) - len(pairs)),
+        "cv_folds": HH_CV_FOLDS,
+        "cv_accuracy_mean": round(float(np.mean(fold_accuracy)), 4),
+        "cv_accuracy_sd": round(float(np.std(fold_accuracy, ddof=1)), 4),
+        "cv_accuracy_per_fold": [round(a, 4) for a in fold_accuracy],
+        "train_accuracy": round(accuracy(utility, pairs), 4),
+        "reward_config": repr(config),
+    }
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, utility=utility, facts=np.array(json.dumps(facts)))
+    tmp.replace(path)
+    return utility, facts

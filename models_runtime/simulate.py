@@ -4,8 +4,10 @@ design before real annotators spend time on it.
 
 Three parts, each written once:
 
-- **hidden utilities**: a random ``linear`` or ``mlp`` function of item features
-  (:func:`hidden_utility`), or a ``hash`` of an item's id when there are no features
+- **hidden utilities**: a random function of item features (:func:`hidden_utility`):
+  ``linear``, ``mlp``, ``smooth`` (a wavy function of a few directions, which a
+  linear fit on the features misses) or ``needle`` (a few narrow optima over a weak
+  background); or a ``hash`` of an item's id when there are no features
   (:func:`hash_utilities`), standardised to mean 0 and standard deviation 1 within
   each group (a prompt's candidates) or over all items;
 - **the annotator** (:class:`PreferenceOracle`): Bradley–Terry answers to pairs with
@@ -34,14 +36,34 @@ __all__ = [
     "hidden_utility",
     "linear_utilities",
     "mean_normalised_regret",
+    "needle_utility",
     "normalised_regret",
     "simulate_pairs",
     "simulate_rankings",
+    "smooth_utility",
     "standardise",
     "standardise_within_groups",
 ]
 
-UTILITY_FAMILIES = ("linear", "mlp")
+UTILITY_FAMILIES = ("linear", "mlp", "smooth", "needle")
+
+# The shapes of the "smooth" and "needle" families. They are fixed here, before and
+# apart from any strategy result, so that no strategy's figures shaped them.
+# The directions are random combinations of the data's top principal components,
+# each standardised: random directions of the 384-d space would, on a pool whose
+# variance is spread over many directions (real replies), mostly pick up directions
+# the data hardly varies in, and the utility would look like noise to any learner.
+_SMOOTH_SUBSPACE = 16
+_SMOOTH_DIRECTIONS = 3  # random directions the utility depends on
+_SMOOTH_WAVES = 4  # sinusoids of random combinations of those directions
+# Radians per standard deviation of the data along a combination: from 1.5 a wave
+# turns across the bulk of the data, so its linear part is small (for a Gaussian
+# projection the best linear fit of sin(ωz + φ) explains about 2ω² e^(−ω²) of its
+# variance at most: 47% at ω = 1.5, 15% at 2, 0.2% at 3); up to 3 an item and its
+# nearest neighbour still have close utilities on the composed pool.
+_SMOOTH_FREQUENCY = (1.5, 3.0)
+_NEEDLES = 3
+_NEEDLE_SHARE = 0.03  # each needle lifts its centre's nearest 3% of items
 
 
 # -- hidden utilities ----------------------------------------------------------------------
@@ -84,7 +106,11 @@ def hidden_utility(
     one-hidden-layer tanh network ``u = v·tanh(W x̃ + b)`` on the features
     standardised per column, with ``W`` scaled so that pre-activations have unit
     variance, which makes the utility clearly non-linear in ``x`` while staying
-    smooth. Raises ``ValueError`` for an unknown family."""
+    smooth (on real embeddings it is still nearly linear: a ridge fit explains most
+    of it); ``"smooth"``: :func:`smooth_utility`, a wavy function of a few
+    directions that a linear fit explains poorly; ``"needle"``:
+    :func:`needle_utility`, a few narrow optima over a weak smooth background. Raises
+    ``ValueError`` for an unknown family."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D, got shape {x.shape}")
@@ -97,7 +123,70 @@ def hidden_utility(
         b = rng.standard_normal(hidden) * 0.5
         v = rng.standard_normal(hidden)
         return standardise_within_groups(np.tanh(z @ w + b) @ v, groups)
+    if family == "smooth":
+        return standardise_within_groups(smooth_utility(x, rng), groups)
+    if family == "needle":
+        return standardise_within_groups(needle_utility(x, rng), groups)
     raise ValueError(f"family must be one of {', '.join(UTILITY_FAMILIES)}, got {family!r}")
+
+
+def smooth_utility(features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A smooth utility that is far from linear in the features (raw, not
+    standardised): the rows are projected on a few random directions of the span of
+    their top principal components (the components standardised, so each counts
+    alike), each projection scaled by the data's own spread along it, and the utility
+    is a sum of sinusoids of random combinations of those projections,
+    ``Σ a_k sin(ω_k c_k·z + φ_k)``, with frequencies that make every wave turn
+    across the data.
+
+    Why: on real sentence embeddings the ``mlp`` family stays nearly linear (its
+    pre-activations rarely leave tanh's linear range along the directions the data
+    spreads in), so a linear model is all a strategy needs. Here the utility depends
+    on only a few directions, as a real preference might, but bends within the
+    spread of the data, so a learner has to find the directions and the shape."""
+    x = np.asarray(features, dtype=np.float64)
+    # Left singular vectors of the centred rows: the principal component scores,
+    # each of unit norm.
+    components = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)[0][:, :_SMOOTH_SUBSPACE]
+    z = components @ rng.standard_normal((components.shape[1], _SMOOTH_DIRECTIONS))
+    z /= np.maximum(z.std(axis=0), 1e-12)
+    combos = rng.standard_normal((_SMOOTH_WAVES, _SMOOTH_DIRECTIONS))
+    combos /= np.linalg.norm(combos, axis=1, keepdims=True)
+    frequency = rng.uniform(*_SMOOTH_FREQUENCY, _SMOOTH_WAVES)
+    phase = rng.uniform(0.0, 2.0 * np.pi, _SMOOTH_WAVES)
+    # Amplitudes away from zero, so every wave counts.
+    amplitude = rng.uniform(0.5, 1.0, _SMOOTH_WAVES) * rng.choice([-1.0, 1.0], _SMOOTH_WAVES)
+    return np.sin((z @ combos.T) * frequency + phase) @ amplitude
+
+
+def needle_utility(features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A utility with a few narrow optima (raw, not standardised): a weak background
+    (:func:`smooth_utility`, standardised) plus :data:`_NEEDLES` bumps centred on
+    distinct random rows. A bump's radius is the distance from its centre to its
+    ``⌈3% · N⌉``-th nearest other row, so its width follows the data's own density
+    and it lifts only its centre's nearest few percent of items; its profile is
+    ``(1 − (dist / radius)²)²`` inside the radius and 0 outside. Heights are drawn
+    between one and two times the background's range, so every needle's centre
+    beats every item outside the needles and the best item is the tallest needle's
+    centre.
+
+    Why: a strategy that only climbs the broad trend finds the background's best,
+    which is still far from the best item (regret stays large) until it searches
+    the few items of a needle. The background keeps the rest of the pool from being
+    flat, so there is a trend to learn on the way."""
+    x = np.asarray(features, dtype=np.float64)
+    background = standardise(smooth_utility(x, rng))
+    n = x.shape[0]
+    centres = rng.choice(n, size=min(_NEEDLES, n), replace=False)
+    heights = (background.max() - background.min()) * rng.uniform(1.0, 2.0, len(centres))
+    k = min(n - 1, max(1, int(np.ceil(_NEEDLE_SHARE * n))))
+    utility = background.copy()
+    for centre, height in zip(centres, heights, strict=True):
+        distance = np.linalg.norm(x - x[centre], axis=1)
+        radius = np.sort(distance)[k]
+        inside = np.clip(1.0 - (distance / max(radius, 1e-12)) ** 2, 0.0, None)
+        utility += height * inside**2
+    return utility
 
 
 def hash_utilities(item_ids: np.ndarray, groups: np.ndarray | None, seed: int) -> np.ndarray:
