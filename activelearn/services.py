@@ -333,7 +333,7 @@ def _heldout_score(*, study: Study, config: Any, model: Any, feats: features.Stu
     """The model's figures on the study's evaluation judgments (which it never saw):
     an ensemble by its members' averaged probabilities, any other kind by its
     scores; probabilities as the fit's likelihood gives them, with the tie
-    parameter the training judgments set."""
+    parameter the training judgments set and the model's label-flip rate."""
     kind = kinds.get(study.model_type)
     judged = features.study_judged_preferences(study_id=study.id, index=feats.index(), evaluation=True)
     needs = "member_scores" if "member_scores" in kind.provides else None
@@ -345,6 +345,7 @@ def _heldout_score(*, study: Study, config: Any, model: Any, feats: features.Stu
         judged.data,
         judged.judgment_ids,
         likelihood=getattr(config, "likelihood", None),
+        flip_rate=getattr(model, "flip_rate", None),
         tie_rate=train.tie_rate(),
         n_unscored_extra=n_evaluation - len(np.unique(judged.judgment_ids)),
     )

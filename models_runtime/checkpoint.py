@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -112,21 +112,30 @@ def check_features(features: np.ndarray, input_dim: int | None = None) -> np.nda
     return x
 
 
-def load_init_state(module: torch.nn.Module, init_state: Mapping[str, Any] | None) -> bool:
+def load_init_state(
+    module: torch.nn.Module, init_state: Mapping[str, Any] | None, *, optional: Collection[str] = ()
+) -> bool:
     """Load a previous model's ``state_dict`` into ``module`` for a warm start when
     every tensor name and shape matches and all values are finite; otherwise leave
-    ``module`` as it is and return False (a fresh start)."""
+    ``module`` as it is and return False (a fresh start). Names in ``optional`` (a
+    learned label-flip rate, which a model fitted with a fixed one lacks) may be
+    missing on either side: the module then keeps its own value, or the extra tensor
+    is ignored."""
     import torch
 
     if init_state is None:
         return False
     current = module.state_dict()
-    if set(init_state) != set(current):
+    given = {k: v for k, v in init_state.items() if k in current or k not in optional}
+    if set(given) - set(current) or set(current) - set(given) - set(optional):
         log.info("Ignoring init_state: tensor names differ; using a fresh init.")
         return False
     loaded: dict[str, torch.Tensor] = {}
     for key, ref in current.items():
-        value = torch.as_tensor(init_state[key]).detach().to("cpu", ref.dtype)
+        if key not in given:
+            loaded[key] = ref.detach().to("cpu", copy=True)
+            continue
+        value = torch.as_tensor(given[key]).detach().to("cpu", ref.dtype)
         if value.shape != ref.shape:
             log.info("Ignoring init_state: %s has shape %s, expected %s.", key, tuple(value.shape), tuple(ref.shape))
             return False

@@ -11,7 +11,9 @@ item features and treats them as samples from an approximate posterior:
   same data still disagree wherever the data say nothing;
 * optionally a fixed, untrained random "prior network" is added to each member's
   output (Osband et al. 2018, randomized prior functions) for extra diversity;
-* optionally each member sees a Poisson(1) bootstrap reweighting of the judgments.
+* optionally each member sees a Poisson(1) bootstrap reweighting of the judgments;
+* by default each member learns its own label-flip rate ε with its weights
+  (``model.flip_rate``, see :class:`models_runtime.likelihood.PreferenceLikelihood`).
 
 All members are trained together: their weights are stacked into batched tensors
 (``w1`` is ``(M, d, h)``), the first layer of every member is one matrix product over
@@ -21,7 +23,8 @@ Early stopping watches the held-out NLL of the members' mean prediction. Judgmen
 rankings) scored by :class:`models_runtime.preferences.PreferenceLikelihood`.
 
 Saved models use a directory format: ``<dir>/model.safetensors`` holds the trainable
-weights and the buffers (anchors, prior networks, input normalisation, offsets) and
+weights (a learned ε's logits among them, ``likelihood.flip_logit``) and the buffers
+(anchors, prior networks, input normalisation, offsets) and
 ``<dir>/config.json`` the format name/version, ``input_dim`` and the
 :class:`EnsembleConfig` fields.
 """
@@ -84,6 +87,8 @@ _BIAS_STD = 0.1
 
 # Trainable tensors per head type; anchors and prior networks mirror these names.
 _PARAM_NAMES = {"mlp": ("w1", "b1", "w2"), "linear": ("w",)}
+# The members' learned label-flip logits in the ensemble's state_dict.
+_FLIP_STATE_KEY = "likelihood.flip_logit"
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ class EnsembleConfig:
     it trains (benchmarks/results/real_data.json). ``holdout_fraction`` / ``min_holdout``
     and ``seed`` work as in :class:`models_runtime.reward.RewardModelConfig`, ``device``
     goes to ``pick_device`` and ``likelihood`` configures ties, label flips and the
-    listwise model."""
+    listwise model (a learned label-flip rate takes Adam steps of its own size,
+    ``likelihood.FLIP_RATE_LR``, whatever ``lr``)."""
 
     n_members: int = 10
     head: str = "mlp"
@@ -165,8 +171,11 @@ def _param_shapes(config: EnsembleConfig, dim: int) -> dict[str, tuple[int, ...]
 
 def _build_net(config: EnsembleConfig, dim: int) -> torch.nn.Module:
     """Create the batched ensemble module with seeded random weights, anchors equal to
-    those weights and (when ``prior_scale`` > 0) seeded random prior networks."""
+    those weights, (when ``prior_scale`` > 0) seeded random prior networks and the
+    members' likelihood (with their learned ε, each at the prior mean)."""
     import torch
+
+    from models_runtime.likelihood import FLIP_PRIOR_MEAN, PreferenceLikelihood
 
     class _BatchedHeads(torch.nn.Module):
         """``M`` heads over shared inputs as stacked tensors; ``forward`` maps raw
@@ -193,6 +202,9 @@ def _build_net(config: EnsembleConfig, dim: int) -> torch.nn.Module:
             # Per-member additive constant; preference likelihoods only see score
             # differences, so it is set after fitting to centre each member.
             self.register_buffer("offset", torch.zeros(config.n_members))
+            self.likelihood = PreferenceLikelihood(
+                config.likelihood, flip_rate=np.full(config.n_members, FLIP_PRIOR_MEAN)
+            )
 
         def standardize(self, x: torch.Tensor) -> torch.Tensor:
             return (x - self.input_mean) / self.input_scale
@@ -252,6 +264,12 @@ class EnsembleRewardModel:
     def device(self) -> torch.device:
         """Device the ensemble's tensors live on."""
         return self.net.offset.device
+
+    @property
+    def flip_rate(self) -> np.ndarray:
+        """Every member's label-flip rate ε, float64 ``(M,)``: learned from the
+        judgments, or the configured one."""
+        return np.broadcast_to(self.net.likelihood.flip_rate(), (self.n_members,)).copy()
 
     def _forward_numpy(self, features: np.ndarray, member: int | None) -> np.ndarray:
         import torch
@@ -318,7 +336,8 @@ class EnsembleRewardModel:
         """Load an ensemble saved by :meth:`save` from directory ``path`` onto
         ``device`` (CPU by default, where predictions match the saved model's exactly).
         Unknown config fields from newer writers are ignored; a different format or a
-        newer format version raises ``ValueError``."""
+        newer format version raises ``ValueError``. An ensemble saved before ε could be
+        learned keeps the fixed ε it was fitted with."""
         from safetensors.torch import load_file
 
         directory = Path(path)
@@ -331,8 +350,13 @@ class EnsembleRewardModel:
             what="ensemble",
         )
         input_dim = int(meta["input_dim"])
+        state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+        if config.likelihood.label_flip_rate is None and _FLIP_STATE_KEY not in state:
+            # Written before ε could be learned, by a config whose missing field then
+            # meant no flips.
+            config = dataclasses.replace(config, likelihood=dataclasses.replace(config.likelihood, label_flip_rate=0.0))
         net = _build_net(config, input_dim)
-        net.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"), strict=True)
+        net.load_state_dict(state, strict=True)
         net.to(pick_device(device))
         return cls(net, config, input_dim)
 
@@ -343,7 +367,8 @@ class EnsembleFitResult:
     :class:`models_runtime.reward.FitResult` (``heldout_accuracy``, ``heldout_log_loss``,
     ``train_log_loss``, ``n_train``, ``n_heldout``, ``epochs``, ``train_seconds`` and the
     early-stopping figures ``best_epoch``, ``start_loss``, ``best_trained_loss``,
-    ``monitored_heldout``) plus ``heldout_ece`` and ``member_disagreement``; and the ``device`` it trained on."""
+    ``monitored_heldout``, ``flip_rate``, here the members' mean ε) plus ``heldout_ece`` and
+    ``member_disagreement``; and the ``device`` it trained on."""
 
     model: EnsembleRewardModel
     metrics: dict[str, float]
@@ -372,12 +397,13 @@ def _initial_net(
 ) -> torch.nn.Module:
     """The seeded ensemble on ``device``, warm-started from ``init_state`` (weights,
     anchors and normalisation) when it fits, else normalised by the mean and overall
-    scale of the finite rows of ``features``; offsets start at zero."""
+    scale of the finite rows of ``features``; offsets start at zero. A learned ε is
+    taken from ``init_state`` when it has one, else starts at the prior mean."""
     import torch
 
     dim = features.shape[1]
     net = _build_net(config, dim)
-    if load_init_state(net, init_state):
+    if load_init_state(net, init_state, optional=(_FLIP_STATE_KEY,)):
         log.debug("Warm-starting ensemble from init_state")
     else:
         finite = features[np.isfinite(features).all(axis=1)]
@@ -393,8 +419,9 @@ def _initial_net(
 
 
 class _EnsembleTraining:
-    """One fit's training state: every member's trainable tensors, the anchors they
-    are pulled towards, the per-member judgment weights and one fused Adam optimizer.
+    """One fit's training state: every member's trainable tensors (a learned ε's logit
+    among them), the anchors they are pulled towards, the per-member judgment weights
+    and one fused Adam optimizer.
     :func:`run_epochs` drives it through :meth:`evaluate`, :meth:`step` and
     :meth:`snapshot`."""
 
@@ -410,12 +437,12 @@ class _EnsembleTraining:
     ) -> None:
         import torch
 
-        from models_runtime.likelihood import PreferenceLikelihood
+        from models_runtime.likelihood import FLIP_RATE_LR
 
         self.net = net
         self.config = config
         self.n_items = judged.matrix.shape[0]
-        self.likelihood = PreferenceLikelihood(config.likelihood).to(device)
+        self.likelihood = net.likelihood
         self.tensors = data.to_tensors(device)
         self.items = torch.from_numpy(judged.items).to(device)
         self.w_train = torch.from_numpy(member_weights).to(device)
@@ -442,7 +469,11 @@ class _EnsembleTraining:
         # ten elementwise ops; on a busy CPU each avoided multi-threaded op saves a
         # scheduler round trip, which is most of an epoch's cost at this model size.
         fused = device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(self.params, lr=config.lr, fused=fused)
+        self.flip = list(self.likelihood.parameters())
+        groups: list[dict[str, Any]] = [{"params": self.params}]
+        if self.flip:
+            groups.append({"params": self.flip, "lr": FLIP_RATE_LR})
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, fused=fused)
 
     def scores(self) -> torch.Tensor:
         """Every member's utilities of all ``N`` items, ``(M, N)``: likelihood tensors
@@ -476,6 +507,8 @@ class _EnsembleTraining:
         m = self.config.n_members
         nll = self.likelihood(self.scores(), self.tensors)
         data_loss = (nll * self.w_train).sum(dim=1) / self.train_total
+        if self.likelihood.learns_flip_rate:
+            data_loss = data_loss + self.likelihood.prior_nll() / self.train_total
         anchor_loss, anchor_grads = self._anchor()
         loss = data_loss.sum()
         loss_value = float(loss.detach() + anchor_loss)
@@ -506,7 +539,7 @@ class _EnsembleTraining:
 
     def snapshot(self) -> list[torch.Tensor]:
         """Copies of the current trainable tensors."""
-        return [p.detach().clone() for p in self.params]
+        return [p.detach().clone() for p in (*self.params, *self.flip)]
 
     def restore(self, best: list[torch.Tensor], train_items: np.ndarray) -> torch.Tensor:
         """Load the ``best`` snapshot, centre each member over ``train_items`` and
@@ -516,7 +549,7 @@ class _EnsembleTraining:
         import torch
 
         with torch.no_grad():
-            for p, value in zip(self.params, best, strict=True):
+            for p, value in zip((*self.params, *self.flip), best, strict=True):
                 p.copy_(value)
             scores = self.scores()
             rows = torch.from_numpy(train_items).to(self.items.device)
@@ -572,5 +605,6 @@ def fit_ensemble(
     metrics["epochs"] = float(epochs)
     metrics.update(stopping.report())  # best_epoch (0: the starting point was kept), start_loss, ...
     metrics["member_disagreement"] = float(spread.mean()) if spread.size else float("nan")
+    metrics["flip_rate"] = float(model.flip_rate.mean())
     metrics["train_seconds"] = time.perf_counter() - started
     return EnsembleFitResult(model=model, metrics=metrics, device=str(device))

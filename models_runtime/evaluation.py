@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -136,17 +137,20 @@ def decided_pairs(data: PreferenceData, owner: np.ndarray) -> tuple[PreferenceDa
     return pairs, np.concatenate(owners)
 
 
-def _prob_left_wins(scores: np.ndarray, pairs: PreferenceData, likelihood: LikelihoodConfig, tie_rate: float):
+def _prob_left_wins(
+    scores: np.ndarray, pairs: PreferenceData, likelihood: LikelihoodConfig, tie_rate: float, flip_rate: Any
+):
     """P(left wins | the pair is decided) under ``likelihood`` (its tie parameter set
-    from ``tie_rate``, the training judgments' tie share, and its label flips), for
-    ``scores`` ``(N,)`` or the members' ``(M, N)`` averaged."""
+    from ``tie_rate``, the training judgments' tie share, and its label flips, at
+    ``flip_rate`` when it learns them), for ``scores`` ``(N,)`` or the members'
+    ``(M, N)`` averaged."""
     import torch
 
     from models_runtime.likelihood import PreferenceLikelihood
 
     tensors = pairs.to_tensors("cpu")._replace(tie_rate=tie_rate)
     with torch.no_grad():
-        p_left, _, p_right = PreferenceLikelihood(likelihood).pair_probabilities(
+        p_left, _, p_right = PreferenceLikelihood(likelihood, flip_rate=flip_rate).pair_probabilities(
             torch.from_numpy(np.asarray(scores, dtype=np.float64)), tensors
         )
     p_left, p_right = p_left.numpy(), p_right.numpy()
@@ -161,6 +165,7 @@ def score_heldout(
     owner: np.ndarray,
     *,
     likelihood: LikelihoodConfig | None = None,
+    flip_rate: Any = None,
     tie_rate: float = float("nan"),
     n_unscored_extra: int = 0,
 ) -> HeldoutScore:
@@ -169,16 +174,20 @@ def score_heldout(
     ``owner[j]`` names the judgment that row ``j`` came from (pairs first, then
     rankings; rows sharing an owner are one observation). ``likelihood`` and
     ``tie_rate`` turn score differences into probabilities as the fit did (the
-    training judgments' tie share fixes the tie parameter); ``n_unscored_extra``
-    adds evaluation judgments that left no row in ``data``."""
+    training judgments' tie share fixes the tie parameter); when ``likelihood``
+    learns the label-flip rate, ``flip_rate`` is the fitted model's (its
+    ``flip_rate``: a float, or one per member), and without one labels never flip;
+    ``n_unscored_extra`` adds evaluation judgments that left no row in ``data``."""
     likelihood = likelihood if likelihood is not None else LikelihoodConfig()
+    if likelihood.label_flip_rate is None and flip_rate is None:
+        likelihood = replace(likelihood, label_flip_rate=0.0)
     owner = np.asarray(owner)
     pairs, pair_owner = decided_pairs(data, owner)
     unscored = len(np.setdiff1d(np.unique(owner), np.unique(pair_owner))) + int(n_unscored_extra)
     if len(pairs) == 0:
         nan = float("nan")
         return HeldoutScore(0, unscored, nan, nan, nan, nan, nan, nan, nan)
-    q = _prob_left_wins(scores, pairs, likelihood, tie_rate)
+    q = _prob_left_wins(scores, pairs, likelihood, tie_rate, flip_rate)
     y = pairs.pair_outcome.astype(np.float64)
     correct = np.where(q == 0.5, 0.5, ((q > 0.5) == (y > 0.5)).astype(np.float64))
     qc = np.clip(q, _EPS, 1.0 - _EPS)

@@ -91,7 +91,9 @@ class FinetuneConfig:
     :class:`models_runtime.reward.RewardModelConfig` (``holdout_fraction``,
     ``min_holdout``, ``seed``). ``mixed_precision`` runs the encoder under bf16
     autocast on CUDA devices that support it (never on CPU); ``device`` goes to
-    ``pick_device``; ``likelihood`` configures ties, label flips and rankings."""
+    ``pick_device``; ``likelihood`` configures ties, label flips and rankings. Its
+    label-flip rate must be a number (0 by default): learning ε is implemented for
+    the heads over frozen embeddings (``reward.py``, ``ensemble.py``) only."""
 
     model_path: str | None = None
     max_length: int = 256
@@ -107,7 +109,7 @@ class FinetuneConfig:
     device: str = "auto"
     grad_clip: float | None = 1.0
     mixed_precision: bool = True
-    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    likelihood: LikelihoodConfig = field(default_factory=lambda: LikelihoodConfig(label_flip_rate=0.0))
 
     def __post_init__(self) -> None:
         if self.max_length < 1:
@@ -119,6 +121,8 @@ class FinetuneConfig:
         if self.grad_clip is not None and not (self.grad_clip > 0.0 and math.isfinite(self.grad_clip)):
             raise ValueError(f"grad_clip must be None or a finite positive number, got {self.grad_clip}")
         check_training_fields(self, epochs_field="epochs")
+        if self.likelihood.label_flip_rate is None:
+            raise ValueError("fine-tuning needs a fixed label_flip_rate (a number in [0, 0.5)); it does not learn ε")
 
     def resolved_model_path(self) -> Path:
         """The encoder directory to start from: ``model_path`` or the packaged model."""

@@ -48,7 +48,8 @@ __all__ = [
 @dataclass(frozen=True)
 class Param:
     """One option of ``Study.model_params``: its type, a range check, the phrase
-    an error message uses, and the default a fit uses when it is not set."""
+    an error message uses, and the default a fit uses when it is not set. An option
+    whose default is None may also be set to null, which means the same."""
 
     kind: type
     check: Callable[[Any], bool]
@@ -62,7 +63,13 @@ PARAMS: dict[str, Param] = {
     "ties": Param(
         str, lambda v: v in {"davidson", "rao_kupper", "soft"}, "one of davidson, rao_kupper, soft", "davidson"
     ),
-    "label_flip_rate": Param(float, lambda v: 0.0 <= v < 0.5, "a number in [0, 0.5)", 0.0),
+    # Unset (None): each fit learns ε from the judgments; a number fixes it.
+    "label_flip_rate": Param(
+        float,
+        lambda v: 0.0 <= v < 0.5,
+        "a number in [0, 0.5) (0 for no label flips), or unset to learn it from the judgments",
+        None,
+    ),
     "hidden": Param(int, lambda v: 1 <= v <= 4096, "an integer from 1 to 4096", 64),
     "l2": Param(float, lambda v: v >= 0.0, "a number ≥ 0", 1e-3),
     "seed": Param(int, lambda v: v >= 0, "an integer ≥ 0", 0),
@@ -82,6 +89,8 @@ def param_problems(value: Any) -> list[str]:
         if spec is None:
             problems.append(f"unknown option “{key}” (known: {', '.join(sorted(PARAMS))})")
             continue
+        if raw is None and spec.default is None:
+            continue
         try:
             ok = not isinstance(raw, bool) and spec.check(spec.kind(raw))
         except (TypeError, ValueError):
@@ -93,7 +102,8 @@ def param_problems(value: Any) -> list[str]:
 
 def _option(params: Mapping[str, Any], name: str) -> Any:
     spec = PARAMS[name]
-    return spec.kind(params.get(name, spec.default))
+    value = params.get(name, spec.default)
+    return None if value is None else spec.kind(value)
 
 
 def _common(params: Mapping[str, Any], device: str) -> dict[str, Any]:

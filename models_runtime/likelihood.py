@@ -5,26 +5,91 @@ the data classes so that importing those does not import torch."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from models_runtime.preferences import LikelihoodConfig, PreferenceTensors
 
-__all__ = ["PreferenceLikelihood"]
+__all__ = ["FLIP_PRIOR", "FLIP_PRIOR_MEAN", "FLIP_RATE_KEY", "FLIP_RATE_LR", "PreferenceLikelihood"]
 
 # Stand-in score for padding slots of a ranking: exp() of it is exactly zero.
 _PAD_SCORE = -1e9
 
+# Beta(a, b) prior of a learned label-flip rate ε: mean 0.05, and worth a + b = 30
+# observations of whether an answer was flipped, so a few hundred judgments outweigh
+# it. a > 1 makes its density vanish at ε = 0, which keeps the logit finite when the
+# data show no flips at all (its mode is then (a - 1) / (a + b - 2) ≈ 0.018).
+FLIP_PRIOR = (1.5, 28.5)
+FLIP_PRIOR_MEAN = FLIP_PRIOR[0] / (FLIP_PRIOR[0] + FLIP_PRIOR[1])
+# Name of the learned parameter in a likelihood's state_dict.
+FLIP_RATE_KEY = "flip_logit"
+# Adam learning rate of ε's logit, apart from the model's: at the ensemble's 1e-3 the
+# logit could move by at most 0.2 in its 200 epochs, while that of ε = 0.2 lies 1.8
+# from the prior mean's.
+FLIP_RATE_LR = 0.05
+
+
+def _flip_logit(flip_rate: Any) -> torch.Tensor:
+    """ρ with ``0.5 * sigmoid(ρ) == flip_rate`` (float32, the shape of ``flip_rate``)."""
+    eps = np.asarray(flip_rate, dtype=np.float64)
+    if not (np.isfinite(eps).all() and (eps > 0.0).all() and (eps < 0.5).all()):
+        raise ValueError(f"a learned label_flip_rate starts in (0, 0.5), got {flip_rate}")
+    return torch.as_tensor(np.log(2.0 * eps) - np.log1p(-2.0 * eps), dtype=torch.float32)
+
 
 class PreferenceLikelihood(torch.nn.Module):
-    """Scores judgments under a :class:`LikelihoodConfig` (a module without
-    parameters): ``likelihood(scores, data.to_tensors(device))`` gives per-judgment
-    NLLs; ``pair_probabilities`` the predicted outcome probabilities of the pairs."""
+    """Scores judgments under a :class:`LikelihoodConfig`:
+    ``likelihood(scores, data.to_tensors(device))`` gives per-judgment NLLs;
+    ``pair_probabilities`` the predicted outcome probabilities of the pairs.
 
-    def __init__(self, config: LikelihoodConfig | None = None) -> None:
+    With a fixed label-flip rate (a number in the config) the module has no
+    parameters. With ``label_flip_rate=None`` it learns ε: it holds the parameter
+    ``flip_logit`` ρ, ε = 0.5·sigmoid(ρ) so that ε stays in (0, 0.5), which a fit
+    trains with its model (adding :meth:`prior_nll`) and saves in the model's
+    ``state_dict``. ``flip_rate`` sets ε's starting value and shape: a float for one
+    model, one per member (``(M,)``) for ``M`` ensemble members scored together as
+    ``(M, N)``; the default is the prior mean for one model."""
+
+    def __init__(self, config: LikelihoodConfig | None = None, *, flip_rate: Any = None) -> None:
         super().__init__()
         self.config = config if config is not None else LikelihoodConfig()
+        if self.learns_flip_rate:
+            start = FLIP_PRIOR_MEAN if flip_rate is None else flip_rate
+            self.register_parameter(FLIP_RATE_KEY, torch.nn.Parameter(_flip_logit(start)))
+
+    @property
+    def learns_flip_rate(self) -> bool:
+        """Whether ε is a parameter learned from the judgments."""
+        return self.config.label_flip_rate is None
+
+    def flip_rate(self) -> np.ndarray:
+        """ε as float64: the learned value (shape ``()`` or ``(M,)``), or the fixed one."""
+        if not self.learns_flip_rate:
+            return np.asarray(self.config.label_flip_rate, dtype=np.float64)
+        return 0.5 * torch.sigmoid(self.flip_logit.detach().double()).cpu().numpy()
+
+    def prior_nll(self) -> torch.Tensor:
+        """−log density of ε under the Beta :data:`FLIP_PRIOR` (up to a constant), one
+        value per learned ε; a fit adds it to its summed NLL, i.e. divided by the
+        total training weight in a mean loss. Only for a learned ε."""
+        a, b = FLIP_PRIOR
+        log_keep, log_eps = self._flip_logs(0, self.flip_logit.dtype)
+        return -((a - 1.0) * log_eps + (b - 1.0) * log_keep)
+
+    def _flip_logs(self, trailing: int, dtype: torch.dtype) -> tuple[Any, Any] | None:
+        """``(log(1 - ε), log ε)``, or None when labels never flip. A learned ε is
+        shaped to broadcast against ``trailing`` more dimensions than it has, in
+        ``dtype`` (the scores')."""
+        eps = self.config.label_flip_rate
+        if eps is not None:
+            return (math.log1p(-eps), math.log(eps)) if eps > 0.0 else None
+        rho = self.flip_logit.to(dtype).reshape(self.flip_logit.shape + (1,) * trailing)
+        # log ε = log σ(ρ) - log 2 and log(1 - ε) = log1p(-σ(ρ)/2) stay accurate
+        # however far ρ goes.
+        return torch.log1p(-0.5 * torch.sigmoid(rho)), F.logsigmoid(rho) - math.log(2.0)
 
     def pair_log_probs(self, scores: torch.Tensor, tensors: PreferenceTensors) -> torch.Tensor:
         """Log-probabilities ``(..., P, 3)`` of left preferred, tie, right
@@ -49,9 +114,9 @@ class PreferenceLikelihood(torch.nn.Module):
             logp = torch.stack([lp_left, lp_tie, lp_right], dim=-1)
         else:
             logp = torch.stack([F.logsigmoid(d), torch.full_like(d, -math.inf), F.logsigmoid(-d)], dim=-1)
-        eps = cfg.label_flip_rate
-        if eps > 0.0:
-            keep, flip = math.log1p(-eps), math.log(eps)
+        flips = self._flip_logs(1, scores.dtype)
+        if flips is not None:
+            keep, flip = flips
             lp_left = torch.logaddexp(keep + logp[..., 0], flip + logp[..., 2])
             lp_right = torch.logaddexp(keep + logp[..., 2], flip + logp[..., 0])
             logp = torch.stack([lp_left, logp[..., 1], lp_right], dim=-1)
@@ -97,9 +162,10 @@ class PreferenceLikelihood(torch.nn.Module):
         later = positions[None, :] > positions[:, None]
         ordered = positions[None, :, None] < tensors.rank_n_ranked[:, None, None]
         mask = later & ordered & tensors.rank_present[:, None, :]
-        eps = self.config.label_flip_rate
-        if eps > 0.0:
-            lp = torch.logaddexp(math.log1p(-eps) + F.logsigmoid(diff), math.log(eps) + F.logsigmoid(-diff))
+        flips = self._flip_logs(3, scores.dtype)
+        if flips is not None:
+            keep, flip = flips
+            lp = torch.logaddexp(keep + F.logsigmoid(diff), flip + F.logsigmoid(-diff))
         else:
             lp = F.logsigmoid(diff)
         return -torch.where(mask, lp, torch.zeros_like(lp)).sum(dim=(-1, -2))

@@ -19,8 +19,10 @@ each judgment:
 * "both bad": the pair counts as a tie and adds an absolute low-quality signal,
   ``softplus(s - c)`` for both items, where ``c`` is the mean utility of the judged
   items (so the signal says "below the average item" and stays shift invariant);
-* a known label-flip rate ε (robust DPO, Chowdhury et al. 2024): the observed winner
-  is the model's winner with probability ``1 - ε`` and the loser with ``ε``;
+* a label-flip rate ε (robust DPO, Chowdhury et al. 2024): the observed winner is
+  the model's winner with probability ``1 - ε`` and the loser with ``ε``; ε is fixed
+  by the configuration or, by default, learned with the model under a weak Beta prior
+  (see :class:`models_runtime.likelihood.PreferenceLikelihood`);
 * rankings: the full Plackett–Luce likelihood,
   ``Π_j exp(s_(j)) / Σ_{l ≥ j} exp(s_(l))`` over the ordered stages, which uses all
   the information in a K-wise answer (Zhu, Jordan & Jiao 2023); ``"pairwise_split"``
@@ -367,15 +369,17 @@ class PreferenceTensors(NamedTuple):
 class LikelihoodConfig:
     """How judgments are scored. ``ties``: ``"davidson"``, ``"rao_kupper"`` or
     ``"soft"``; ``tie_param``: ν (Davidson, > 0) or θ (Rao–Kupper, > 1), estimated from
-    the data's tie share when None; ``label_flip_rate``: known probability ε in [0, 0.5)
-    that an annotator picked the worse item of a pair; ``listwise``:
+    the data's tie share when None; ``label_flip_rate``: probability ε that an
+    annotator picked the worse item of a pair, a known value in [0, 0.5) (0: no
+    flips), or None (the default) to learn it from the judgments with the model, as a
+    real study never knows it; ``listwise``:
     ``"plackett_luce"`` (full K-wise likelihood) or ``"pairwise_split"``;
     ``both_bad_weight``: weight of the absolute "below average" term of both-bad
     pairs (0 turns it off)."""
 
     ties: str = "davidson"
     tie_param: float | None = None
-    label_flip_rate: float = 0.0
+    label_flip_rate: float | None = None
     listwise: str = "plackett_luce"
     both_bad_weight: float = 1.0
 
@@ -384,7 +388,7 @@ class LikelihoodConfig:
             raise ValueError(f"ties must be one of {', '.join(TIE_MODELS)}, got {self.ties!r}")
         if self.listwise not in LISTWISE_MODELS:
             raise ValueError(f"listwise must be one of {', '.join(LISTWISE_MODELS)}, got {self.listwise!r}")
-        if not 0.0 <= self.label_flip_rate < 0.5:
+        if self.label_flip_rate is not None and not 0.0 <= self.label_flip_rate < 0.5:
             raise ValueError(f"label_flip_rate must be in [0, 0.5), got {self.label_flip_rate}")
         if not (self.both_bad_weight >= 0.0 and math.isfinite(self.both_bad_weight)):
             raise ValueError(f"both_bad_weight must be a finite non-negative number, got {self.both_bad_weight}")

@@ -6,11 +6,12 @@ scalar utility ``s``. :func:`fit_reward_model` maximises the weighted likelihood
 :class:`models_runtime.preferences.LikelihoodConfig` (Bradley–Terry pairs with
 Davidson / Rao–Kupper ties and label-flip robustness, Plackett–Luce rankings), with
 L2 weight decay, full-batch Adam or L-BFGS, early stopping on the held-out NLL and a
-warm start from a previous version.
+warm start from a previous version. By default the label-flip rate ε is learned with
+the head (``model.flip_rate``).
 
-Saved models use a directory format: ``<dir>/model.safetensors`` holds the weights and
-``<dir>/config.json`` holds the format name/version, ``input_dim`` and the
-:class:`RewardModelConfig` fields.
+Saved models use a directory format: ``<dir>/model.safetensors`` holds the weights (and
+a learned ε's logit, ``flip_logit``) and ``<dir>/config.json`` holds the format
+name/version, ``input_dim`` and the :class:`RewardModelConfig` fields.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from models_runtime.likelihood import PreferenceLikelihood
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -86,7 +89,9 @@ class RewardModelConfig:
     without held-out improvement. A ``holdout_fraction`` of judgments is held out only
     when that is at least ``min_holdout`` judgments and no more than what remains for
     training. ``seed`` fixes initialisation and the split; ``device`` goes to
-    ``pick_device``; ``likelihood`` configures ties, label flips and rankings."""
+    ``pick_device``; ``likelihood`` configures ties, label flips and rankings (a
+    learned label-flip rate takes Adam steps of its own size,
+    ``likelihood.FLIP_RATE_LR``, whatever ``lr``)."""
 
     head: str = "mlp"
     hidden: int = 64
@@ -137,15 +142,32 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 class RewardModel:
     """A fitted Bradley–Terry utility head: wraps the torch module, its
-    :class:`RewardModelConfig` and the input (embedding) dimension. ``scores`` gives
-    float64 utilities, ``prob_left`` pairwise preference probabilities; ``save``/``load``
-    use the directory format described in this module's docstring."""
+    :class:`RewardModelConfig`, the input (embedding) dimension and the likelihood it
+    was fitted under (which holds a learned ε). ``scores`` gives float64 utilities,
+    ``prob_left`` pairwise preference probabilities (of the utilities, before label
+    flips); ``save``/``load`` use the directory format described in this module's
+    docstring."""
 
-    def __init__(self, head: nn.Module, config: RewardModelConfig, input_dim: int) -> None:
+    def __init__(
+        self,
+        head: nn.Module,
+        config: RewardModelConfig,
+        input_dim: int,
+        likelihood: PreferenceLikelihood | None = None,
+    ) -> None:
+        from models_runtime.likelihood import PreferenceLikelihood
+
         self.head = head
         self.config = config
         self.input_dim = int(input_dim)
+        self.likelihood = likelihood if likelihood is not None else PreferenceLikelihood(config.likelihood)
         self.head.eval()
+
+    @property
+    def flip_rate(self) -> float:
+        """The label-flip rate ε of the fit: learned from the judgments, or the
+        configured one."""
+        return float(self.likelihood.flip_rate())
 
     @property
     def device(self) -> torch.device:
@@ -206,9 +228,9 @@ class RewardModel:
         return np.concatenate([last.weight.detach().double().cpu().numpy().ravel(), [float(last.bias.detach())]])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Detached CPU copies of the head's parameters, usable as ``init_state`` for a
-        warm-started :func:`fit_reward_model`."""
-        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
+        """Detached CPU copies of the head's parameters and of a learned ε's logit,
+        usable as ``init_state`` for a warm-started :func:`fit_reward_model`."""
+        return {k: v.detach().cpu().clone() for k, v in _joint_state(self.head, self.likelihood).items()}
 
     def save(self, path: str | Path) -> Path:
         """Write the model into directory ``path`` (created if needed) as
@@ -232,8 +254,11 @@ class RewardModel:
         """Load a model saved by :meth:`save` from directory ``path`` onto ``device``
         (CPU by default, where predictions match the saved model's exactly). Unknown
         config fields from newer writers are ignored; a different format or a newer
-        format version raises ``ValueError``."""
+        format version raises ``ValueError``. A model saved before ε could be learned
+        keeps the fixed ε it was fitted with."""
         from safetensors.torch import load_file
+
+        from models_runtime.likelihood import FLIP_RATE_KEY, PreferenceLikelihood
 
         directory = Path(path)
         meta, config = read_config(
@@ -245,10 +270,29 @@ class RewardModel:
             what="reward model",
         )
         input_dim = int(meta["input_dim"])
+        state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+        if config.likelihood.label_flip_rate is None and FLIP_RATE_KEY not in state:
+            # Written before ε could be learned, by a config whose missing field then
+            # meant no flips.
+            config = dataclasses.replace(config, likelihood=dataclasses.replace(config.likelihood, label_flip_rate=0.0))
         head = _seeded_head(input_dim, config)
-        head.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"), strict=True)
-        head.to(pick_device(device))
-        return cls(head, config, input_dim)
+        likelihood = PreferenceLikelihood(config.likelihood)
+        _load_joint_state(head, likelihood, state)
+        target = pick_device(device)
+        return cls(head.to(target), config, input_dim, likelihood.to(target))
+
+
+def _joint_state(head: nn.Module, likelihood: PreferenceLikelihood) -> dict[str, torch.Tensor]:
+    """The head's state and the likelihood's (a learned ε's logit) in one mapping:
+    the head's names are its layer numbers, so the two never clash."""
+    return {**head.state_dict(), **likelihood.state_dict()}
+
+
+def _load_joint_state(head: nn.Module, likelihood: PreferenceLikelihood, state: Mapping[str, Any]) -> None:
+    """Load a :func:`_joint_state` mapping back, strictly."""
+    own = set(likelihood.state_dict())
+    likelihood.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+    head.load_state_dict({k: v for k, v in state.items() if k not in own}, strict=True)
 
 
 @dataclass
@@ -259,9 +303,9 @@ class FitResult:
     the configured likelihood), ``n_train``, ``n_heldout``, ``epochs`` (epochs actually
     run), the early-stopping figures of :meth:`EarlyStopping.report` (``best_epoch``,
     the epoch kept, 0 when nothing improved on the starting point; ``start_loss``,
-    ``best_trained_loss``, ``monitored_heldout``) and ``train_seconds`` (held-out
-    values are ``nan`` when nothing was held out);
-    and the ``device`` it trained on."""
+    ``best_trained_loss``, ``monitored_heldout``), ``flip_rate`` (the label-flip
+    rate ε fitted, or the configured one) and ``train_seconds`` (held-out values
+    are ``nan`` when nothing was held out); and the ``device`` it trained on."""
 
     model: RewardModel
     metrics: dict[str, float]
@@ -269,13 +313,15 @@ class FitResult:
 
 
 class _HeadTraining:
-    """One fit's training state: the head, its objective over every judgment (held-out
-    ones carry zero training weight) and the optimizer. :func:`run_epochs` drives it
-    through :meth:`evaluate`, :meth:`step` and :meth:`snapshot`."""
+    """One fit's training state: the head and the likelihood (with a learned ε), their
+    objective over every judgment (held-out ones carry zero training weight) and the
+    optimizer. :func:`run_epochs` drives it through :meth:`evaluate`, :meth:`step` and
+    :meth:`snapshot`."""
 
     def __init__(
         self,
         head: nn.Module,
+        likelihood: PreferenceLikelihood,
         judged: JudgedFeatures,
         data: PreferenceData,
         split: Split,
@@ -284,12 +330,10 @@ class _HeadTraining:
     ) -> None:
         import torch
 
-        from models_runtime.likelihood import PreferenceLikelihood
-
         self.head = head
         self.config = config
         self.lbfgs = config.optimizer == "lbfgs"
-        self.likelihood = PreferenceLikelihood(config.likelihood)
+        self.likelihood = likelihood
         self.tensors = data.to_tensors(device)
         self.n_items = judged.matrix.shape[0]
         self.judged_items = judged.items
@@ -299,9 +343,10 @@ class _HeadTraining:
         self.w_train, self.w_hold = torch.from_numpy(w_train).to(device), torch.from_numpy(w_hold).to(device)
         self.train_total, self.hold_total = float(w_train.sum()), float(w_hold.sum())
         self.has_heldout = split.has_heldout
-        self.params = list(head.parameters())
+        flip = list(likelihood.parameters())
+        self.params = [*head.parameters(), *flip]
         self.decayed = [p for name, p in head.named_parameters() if name.endswith("weight")]
-        self.optimizer = _optimizer(config, self.params)
+        self.optimizer = _optimizer(config, list(head.parameters()), flip)
 
     def scores(self) -> torch.Tensor:
         """Utilities of all ``N`` items: likelihood tensors index rows of the full
@@ -315,6 +360,8 @@ class _HeadTraining:
         loss = (nll * self.w_train).sum() / self.train_total
         if self.config.l2 > 0.0:
             loss = loss + self.config.l2 * sum((p * p).sum() for p in self.decayed)
+        if self.likelihood.learns_flip_rate:
+            loss = loss + self.likelihood.prior_nll() / self.train_total
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDivergedError(f"training loss became {value}; try a smaller lr or check the features")
@@ -349,8 +396,12 @@ class _HeadTraining:
         return loss
 
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """Copies of the head's current weights."""
-        return {k: v.detach().clone() for k, v in self.head.state_dict().items()}
+        """Copies of the head's current weights and ε's logit."""
+        return {k: v.detach().clone() for k, v in _joint_state(self.head, self.likelihood).items()}
+
+    def restore(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load a :meth:`snapshot` back."""
+        _load_joint_state(self.head, self.likelihood, state)
 
     def centre(self, train_items: np.ndarray) -> None:
         """Shift the output bias so the training items' scores average zero. It cancels
@@ -364,12 +415,18 @@ class _HeadTraining:
             self.head[-1].bias.sub_(self.head(self.x[rows]).squeeze(-1).mean())
 
 
-def _optimizer(config: RewardModelConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+def _optimizer(
+    config: RewardModelConfig, params: list[torch.Tensor], flip: list[torch.Tensor]
+) -> torch.optim.Optimizer:
+    """L-BFGS over the head's ``params`` and a learned ε's logit ``flip``, or Adam with
+    ``flip`` at its own learning rate."""
     import torch
+
+    from models_runtime.likelihood import FLIP_RATE_LR
 
     if config.optimizer == "lbfgs":
         return torch.optim.LBFGS(
-            params,
+            params + flip,
             lr=1.0,
             max_iter=20,
             history_size=20,
@@ -377,7 +434,10 @@ def _optimizer(config: RewardModelConfig, params: list[torch.Tensor]) -> torch.o
             tolerance_grad=1e-9,
             tolerance_change=1e-12,
         )
-    return torch.optim.Adam(params, lr=config.lr)
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if flip:
+        groups.append({"params": flip, "lr": FLIP_RATE_LR})
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 def fit_reward_model(
@@ -394,12 +454,15 @@ def fit_reward_model(
     weighted mean NLL of the training judgments under ``config.likelihood`` plus L2 on
     weights, with early stopping on the held-out NLL (training objective when nothing
     is held out) and the best epoch restored. ``init_state`` warm-starts from a
-    previous ``state_dict`` with matching shapes, otherwise it is ignored; ``holdout``
+    previous ``state_dict`` with matching shapes, otherwise it is ignored (a learned
+    ε is taken from it when it has one, else starts at the prior mean); ``holdout``
     (judgment indices) fixes the held-out part instead of ``config.seed``. Scores are
     centred to mean zero over training items. Deterministic on CPU. Raises
     ``TrainingDivergedError`` on non-finite features, losses or parameters (the caller
     keeps its previous model) and ``ValueError`` on invalid inputs."""
     import torch
+
+    from models_runtime.likelihood import FLIP_RATE_KEY, PreferenceLikelihood
 
     started = time.perf_counter()
     # Only judged items are scored while training; feature matrices may hold many more
@@ -408,10 +471,15 @@ def fit_reward_model(
     split = split_judgments(data, config, holdout=holdout)
     device = pick_device(config.device)
     head = _seeded_head(judged.dim, config)
-    if load_init_state(head, init_state):
+    likelihood = PreferenceLikelihood(config.likelihood)
+    if load_init_state(head, init_state, optional=(FLIP_RATE_KEY,)):
         log.debug("Warm-starting reward model from init_state")
+        load_init_state(
+            likelihood, {k: v for k, v in init_state.items() if k == FLIP_RATE_KEY}, optional=(FLIP_RATE_KEY,)
+        )
     head.to(device)
-    training = _HeadTraining(head, judged, data, split, config, device)
+    likelihood.to(device)
+    training = _HeadTraining(head, likelihood, judged, data, split, config, device)
     # L-BFGS fits are meant to be exact, so they keep their full budget and the
     # absolute improvement threshold.
     lbfgs = config.optimizer == "lbfgs"
@@ -423,15 +491,16 @@ def fit_reward_model(
         step=training.step,
         snapshot=training.snapshot,
     )
-    head.load_state_dict(best_state)
+    training.restore(best_state)
     head.eval()
     training.centre(split.train_items(data))
 
-    model = RewardModel(head, config, judged.dim)
+    model = RewardModel(head, config, judged.dim, likelihood)
     with torch.no_grad():
         scores = training.scores()
     metrics = fit_summary(training.likelihood, scores, training.tensors, data, split)
     metrics["epochs"] = float(epochs)
     metrics.update(stopping.report())
+    metrics["flip_rate"] = model.flip_rate
     metrics["train_seconds"] = time.perf_counter() - started
     return FitResult(model=model, metrics=metrics, device=str(device))

@@ -162,3 +162,6 @@ def test_a_clear_utility_shows_accuracy_above_chance(eager_tasks, django_capture
     assert live is not None
     low, _ = _wilson(live.heldout_accuracy * live.n_heldout, live.n_heldout)
     assert live.heldout_accuracy > 0.75 and low > 0.5, (live.heldout_accuracy, live.n_heldout, low)
+    # The study left the label-flip rate unset, so the fit learned it: small, as
+    # this annotator never flips an answer.
+    assert 0.0 < live.metrics["flip_rate"] < 0.1, live.metrics["flip_rate"]

@@ -33,12 +33,13 @@ def _judge_and_retrain(study, user, n):
 
 @pytest.fixture
 def frozen_kind():
-    """A head whose optimizer cannot move it (lr 1e-12): early stopping keeps
-    epoch 0, its starting point, whatever the data."""
+    """A head whose optimizer cannot move it (lr 1e-12, and a fixed label-flip
+    rate, since a learned one takes steps of its own): early stopping keeps epoch
+    0, its starting point, whatever the data."""
     mlp = kinds.get("mlp")
 
     def config(params, device):
-        return dataclasses.replace(mlp.config(params, device), lr=1e-12)
+        return dataclasses.replace(mlp.config({**params, "label_flip_rate": 0.0}, device), lr=1e-12)
 
     kind = dataclasses.replace(mlp, name="frozen", label="Head that cannot learn", config=config)
     with kinds.registered(kind):

@@ -39,6 +39,7 @@ METRIC_KEYS = {
     "best_trained_loss",
     "monitored_heldout",
     "member_disagreement",
+    "flip_rate",
     "train_seconds",
 }
 

@@ -85,3 +85,25 @@ def test_pairs_of_one_judgment_count_once_and_members_are_averaged():
     assert score.n == 2
     # The members' averaged probabilities are exactly ½ for judgment 1's pairs.
     assert score.accuracy == pytest.approx((0.5 + 0.5) / 2)
+
+
+def test_a_learned_flip_rate_is_scored_at_the_models_value():
+    """A fit that learned ε (one per member for an ensemble) is scored with it, as if
+    it had been fixed there; without the model's value, labels never flip."""
+    data = PreferenceData.from_pairs(np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([1.0, 0.0, 1.0]))
+    owner = np.arange(3)
+    scores = np.array([2.0, 0.0, 1.0, -1.0])
+    learned = LikelihoodConfig(label_flip_rate=None)
+    at = score_heldout(scores, data, owner, likelihood=learned, flip_rate=0.2)
+    assert at.log_loss == pytest.approx(
+        score_heldout(scores, data, owner, likelihood=LikelihoodConfig(label_flip_rate=0.2)).log_loss
+    )
+    unflipped = score_heldout(scores, data, owner, likelihood=LikelihoodConfig(label_flip_rate=0.0))
+    assert score_heldout(scores, data, owner, likelihood=learned).log_loss == pytest.approx(unflipped.log_loss)
+    assert at.log_loss != pytest.approx(unflipped.log_loss)
+    # Members: each at its own ε, then their probabilities averaged.
+    members = np.stack([scores, 2.0 * scores])
+    both = score_heldout(members, data, owner, likelihood=learned, flip_rate=np.array([0.1, 0.3]))
+    d = np.array([2.0, 1.0, 2.0])  # the observed winner's margin, member 0
+    p = [(1 - e) / (1 + np.exp(-k * d)) + e / (1 + np.exp(k * d)) for k, e in ((1.0, 0.1), (2.0, 0.3))]
+    assert both.log_loss == pytest.approx(float(np.mean(-np.log((p[0] + p[1]) / 2))))

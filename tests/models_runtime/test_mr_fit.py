@@ -18,14 +18,15 @@ from models_runtime.simulate import linear_utilities, simulate_pairs, simulate_r
 
 def exact(**likelihood) -> RewardModelConfig:
     """An unpenalised maximum-likelihood fit of one utility per item (one-hot
-    features, linear head, L-BFGS, nothing held out)."""
+    features, linear head, L-BFGS, nothing held out), without label flips unless
+    ``likelihood`` sets them."""
     return RewardModelConfig(
         head="linear",
         l2=0.0,
         optimizer="lbfgs",
         holdout_fraction=0.0,
         device="cpu",
-        likelihood=LikelihoodConfig(**likelihood),
+        likelihood=LikelihoodConfig(**{"label_flip_rate": 0.0, **likelihood}),
     )
 
 

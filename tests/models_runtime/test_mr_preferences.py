@@ -18,7 +18,8 @@ SCORES = torch.tensor([0.3, -1.0, 2.0, 0.5, 0.0, 1.2], dtype=torch.float64)
 
 
 def nll(data: PreferenceData, scores: torch.Tensor = SCORES, **config) -> np.ndarray:
-    lik = PreferenceLikelihood(LikelihoodConfig(**config))
+    """Per-judgment NLLs under ``config``, without label flips unless it sets them."""
+    lik = PreferenceLikelihood(LikelihoodConfig(**{"label_flip_rate": 0.0, **config}))
     return lik(scores, data.to_tensors()).numpy()
 
 
@@ -204,7 +205,7 @@ def test_tie_parameter_from_tie_rate() -> None:
         assert data.tie_rate() == pytest.approx(0.25)
         lik = PreferenceLikelihood(config)
         _, p_tie, _ = lik.pair_probabilities(torch.zeros(5, dtype=torch.float64), data.to_tensors())
-        np.testing.assert_allclose(p_tie.numpy(), 0.25, atol=1e-9)
+        np.testing.assert_allclose(p_tie.detach().numpy(), 0.25, atol=1e-9)
     # No ties at all: Davidson and Rao–Kupper reduce to Bradley–Terry.
     decided = PreferenceData.from_pairs([0, 2], [1, 3], [1.0, 0.0])
     for ties in ("davidson", "rao_kupper"):
@@ -254,7 +255,62 @@ def test_batched_member_scores() -> None:
         np.testing.assert_allclose(batched[m].numpy(), lik(members[m], data.to_tensors()).numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("ties", ["davidson", "rao_kupper", "soft"])
+def test_learned_flip_rate_gives_proper_outcome_probabilities(ties: str) -> None:
+    """With ε learned (one per member), every pair's left / tie / right
+    probabilities sum to one and equal those of the same ε fixed."""
+    data = PreferenceData.from_pairs([0, 1, 2, 3, 5], [1, 2, 3, 4, 0], [1.0, 0.5, 0.0, 0.5, 1.0])
+    members = torch.stack([SCORES, 3.0 * SCORES, -SCORES])
+    eps = np.array([0.01, 0.2, 0.45])
+    lik = PreferenceLikelihood(LikelihoodConfig(ties=ties, label_flip_rate=None), flip_rate=eps)
+    assert lik.learns_flip_rate
+    np.testing.assert_allclose(lik.flip_rate(), eps, rtol=1e-6)
+    p_left, p_tie, p_right = (p.detach() for p in lik.pair_probabilities(members, data.to_tensors()))
+    np.testing.assert_allclose((p_left + p_tie + p_right).numpy(), 1.0, atol=1e-12)
+    for m, e in enumerate(lik.flip_rate()):
+        fixed = PreferenceLikelihood(LikelihoodConfig(ties=ties, label_flip_rate=float(e)))
+        f_left, f_tie, f_right = fixed.pair_probabilities(members[m], data.to_tensors())
+        np.testing.assert_allclose(p_left[m].numpy(), f_left.numpy(), rtol=1e-10)
+        np.testing.assert_allclose(p_tie[m].numpy(), f_tie.numpy(), rtol=1e-10)
+        np.testing.assert_allclose(p_right[m].numpy(), f_right.numpy(), rtol=1e-10)
+
+
+def test_learned_flip_rate_scores_rankings_like_the_same_fixed_one_and_is_trainable() -> None:
+    data = PreferenceData.combine(
+        PreferenceData.from_pairs([0, 1], [2, 3], [1.0, 0.0]), PreferenceData.from_rankings([[5, 4, 3, 2]])
+    )
+    for listwise in ("pairwise_split", "plackett_luce"):
+        lik = PreferenceLikelihood(LikelihoodConfig(listwise=listwise, label_flip_rate=None), flip_rate=0.15)
+        fixed = nll(data, listwise=listwise, label_flip_rate=float(lik.flip_rate()))
+        learned = lik(SCORES, data.to_tensors())
+        np.testing.assert_allclose(learned.detach().numpy(), fixed, rtol=1e-10)
+        learned.sum().backward()
+        assert lik.flip_logit.grad is not None and torch.isfinite(lik.flip_logit.grad).all()
+    # The upset pair (item 1 beat the much better item 2) asks for more flips.
+    upset = PreferenceData.from_pairs([1], [2])
+    lik = PreferenceLikelihood(LikelihoodConfig(label_flip_rate=None))
+    lik(SCORES, upset.to_tensors()).sum().backward()
+    assert float(lik.flip_logit.grad) < 0.0
+
+
+def test_flip_rate_prior_is_the_beta_density() -> None:
+    """prior_nll is −log of the Beta prior's density, up to a constant: differences
+    between two ε match scipy's, and it starts at the prior mean."""
+    stats = pytest.importorskip("scipy.stats")
+    from models_runtime.likelihood import FLIP_PRIOR, FLIP_PRIOR_MEAN
+
+    eps = np.array([0.005, 0.05, 0.3])
+    lik = PreferenceLikelihood(LikelihoodConfig(label_flip_rate=None), flip_rate=eps)
+    ours = lik.prior_nll().detach().double().numpy()
+    theirs = -stats.beta(*FLIP_PRIOR).logpdf(lik.flip_rate())
+    np.testing.assert_allclose(ours - ours[1], theirs - theirs[1], rtol=1e-5)
+    assert float(PreferenceLikelihood().flip_rate()) == pytest.approx(FLIP_PRIOR_MEAN, rel=1e-6)
+
+
 def test_likelihood_config_validation() -> None:
+    assert LikelihoodConfig().label_flip_rate is None  # learned unless a study fixes it
+    assert not PreferenceLikelihood(LikelihoodConfig(label_flip_rate=0.1)).learns_flip_rate
+    assert list(PreferenceLikelihood(LikelihoodConfig(label_flip_rate=0.0)).parameters()) == []
     with pytest.raises(ValueError, match="ties"):
         LikelihoodConfig(ties="glicko")
     with pytest.raises(ValueError, match="label_flip_rate"):

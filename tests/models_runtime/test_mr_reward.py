@@ -67,6 +67,7 @@ def test_recovers_known_utilities(problem, head: str) -> None:
         "start_loss",
         "best_trained_loss",
         "monitored_heldout",
+        "flip_rate",
         "train_seconds",
     }
     assert m["n_heldout"] == 600 and m["n_train"] == 2400

@@ -264,7 +264,7 @@ def test_an_absurd_learning_rate_raises_instead_of_returning_a_model() -> None:
 def test_fit_summary_scores_one_model_and_averages_members() -> None:
     data = PreferenceData.from_pairs([0, 1, 0, 2, 1, 3], [1, 2, 2, 3, 3, 0], [1.0, 1.0, 0.5, 0.0, 1.0, 0.0])
     split = split_judgments(data, SplitConfig(min_holdout=1, holdout_fraction=0.34))
-    likelihood = PreferenceLikelihood(LikelihoodConfig())
+    likelihood = PreferenceLikelihood(LikelihoodConfig(label_flip_rate=0.0))
     tensors = data.to_tensors("cpu")
     scores = torch.tensor([1.0, 0.5, -0.2, -1.0], dtype=torch.float64)
     single = fit_summary(likelihood, scores, tensors, data, split)

@@ -73,7 +73,7 @@ def test_counts_fit_agrees_with_the_torch_likelihood_fit_of_the_same_model(ridge
         optimizer="lbfgs",
         holdout_fraction=0.0,
         device="cpu",
-        likelihood=LikelihoodConfig(ties="soft"),
+        likelihood=LikelihoodConfig(ties="soft", label_flip_rate=0.0),
     )
     onehot = np.eye(k, dtype=np.float32)
     data = PreferenceData.from_pairs(left, right, outcome, weight=weight)
