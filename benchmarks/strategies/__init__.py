@@ -2,52 +2,52 @@
 
 Run from the repository root (needs ``pip install -r requirements-bench.txt``):
 
-    python -m benchmarks.strategies                       # full protocol: 8 settings x 20 seeds
-    python -m benchmarks.strategies --seeds 3 --workers 2 # a reduced run
+    python -m benchmarks.strategies                       # full protocol: 15 settings x 20 held-out seeds
+    python -m benchmarks.strategies --first-seed 0 --seeds 5 --settings classic  # development
     python -m benchmarks.strategies --quick               # smoke run (tiny, figures not comparable)
     python -m benchmarks.strategies --report-only         # rebuild JSON/plots/table from saved runs
 
-Protocol. A setting is a hidden-utility family (``linear`` or ``mlp`` in the MiniLM
-embedding), a Bradley–Terry scale ``s`` and a label-flip rate ``ε``. For each seed a
-pool of N = 500 candidate texts (out of 2,000 written in ``benchmarks.pools``, one
-prompt, so every pair is allowed) and a hidden utility ``u`` (standardised over the N)
-are drawn; the simulated annotator answers ``P(a ≻ b) = σ(s·(u_a − u_b))`` and flips
-the answer with probability ε. Every strategy starts from the same 5 random pairs and
-asks one pair per step until T = 150 judgments. After each step it refits its model
-(warm-started) and recommends ``x̂ = argmax`` of the fitted (mean) utility; we record
-the normalised simple regret ``(u* − u(x̂)) / (u* − mean u)`` over all N and Kendall's
-τ between fitted scores and ``u``. Answers to a pair are common random numbers (the
-same uniform for pair (i, j) whoever asks it), so strategies are compared on the same
-annotator noise and ratios are paired by seed. Utilities, answers and regret come
-from ``models_runtime.simulate``, the one simulator.
-
-Cost controls, all in ``BenchConfig`` and recorded in the JSON: model strategies refit
-after every judgment (``refit_every = 1``; ``--refit-every k`` exists for exploratory
-runs and changes the digest under which runs are saved); regret and τ are recorded every
-``eval_every = 5`` judgments and at T. Strategies whose choice does not read a model
-(random, least_compared, choix_random) fit their recommendation model only at those
-points, which changes nothing they select. Benchmark heads are smaller than the app's
-defaults (hidden 32, 8 members, at most 100 epochs, patience 10); the scale section
-uses the defaults. Runs are appended to ``<tag>_runs.jsonl`` as they finish and
-skipped on a rerun with the same config digest, so a long run can be stopped and
-resumed.
+The fair protocol (``protocol``). A setting is a pool of candidate texts (the
+composed pool of ``benchmarks.pools``, or the low-redundancy pool of real HH-RLHF
+responses), a hidden-utility family (``linear``, ``mlp``, and the untuned
+``smooth`` and ``needle`` of ``models_runtime.simulate``; ``hh_reward``: a reward
+model fitted on the whole HH file), a Bradley–Terry scale ``s`` and a label-flip rate
+``ε``. Each setting and seed is its own problem: N = 500 rows of the pool and a
+utility standardised over them. The simulated annotator answers ``P(a ≻ b) =
+σ(s·(u_a − u_b))`` and flips with probability ε, with one uniform per unordered pair
+(common random numbers that do not depend on the order a pair is shown). Every
+strategy starts from the same 5 random pairs and runs as the app does: the app's
+default models (which learn the flip rate: no model is told ε, s or anything about
+u), refitted on the app's retrain cadence, each fit followed by the strategy's batch
+through the refill path, until T = 150 judgments. We record the normalised simple
+regret ``(u* − u(x̂)) / (u* − mean u)`` of the recommended item (argmax of the fitted
+mean utility) and Kendall's τ. The report pairs every difference by problem, with
+bootstrap intervals over problems, and names the strategy compared with EUBO before
+the run (``NAMED_BEST``). The report's seeds are held out (from
+``HELD_OUT_FIRST_SEED``); develop on lower seeds. Runs are appended to
+``<tag>_runs.jsonl`` as they finish, with the code version, and skipped on a rerun
+with the same config digest, so a long run can be stopped and resumed.
 
 Strategies: every strategy of the registry (``activelearn.strategies.registry``, in
-its order) driven with the real ``models_runtime`` models (single MLP head for those
-that need scores or gradients and for the recommendation of those that need nothing;
-anchored ensemble for those that need member scores), and two peers:
-``botorch_eubo`` (BoTorch ``PairwiseGP`` on PCA-reduced features + analytic EUBO over
-candidate pairs) and ``choix_random`` (random pairs, non-contextual Bradley–Terry by
-choix's ILSR, recommendation = best compared item).
+its order) driven with the real ``models_runtime`` models (the default single head
+for those that need scores or gradients and for the recommendation of those that
+need nothing; the default anchored ensemble for those that need member scores), and
+two peers: ``botorch_eubo`` (BoTorch ``PairwiseGP`` on PCA-reduced features +
+analytic EUBO, its top pairs as the batch) and ``choix_random`` (random pairs,
+non-contextual Bradley–Terry by choix's ILSR, recommendation = best compared item).
+The previous protocol's results (ε given to the models, a refit after every
+judgment) are kept in ``results/strategies_previous_protocol.*``.
 
 Read it by name:
 
-- ``protocol``: settings, ``BenchConfig``, the strategy list, the seed's problem,
-  start pairs and the common-random-numbers annotator;
+- ``protocol``: settings, ``BenchConfig``, the strategy list, the cadence, the
+  problem, start pairs and the common-random-numbers annotator;
 - ``learners``: the models a run refits (MLP head, ensemble, choix);
 - ``eubo``: the BoTorch peer;
 - ``runner``: one run, and all runs in parallel and resumable;
-- ``summary``: medians, paired ratios to random with bootstrap intervals, targets;
+- ``summary``: means, medians, paired ratios and differences with bootstrap
+  intervals, wins by setting, targets;
+- ``difficulty``: how redundant a pool is and how linear a utility family is;
 - ``report``: the results JSON, the Markdown table and the plots;
 - ``scale``: every strategy choosing a batch among 50,000;
 - ``cli``: the command line (``__main__`` runs it).

@@ -13,24 +13,44 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.strategies.protocol import ALL_SETTINGS, QUICK, STRATEGIES, BenchConfig, Setting
+from benchmarks.strategies.protocol import (
+    ALL_SETTINGS,
+    CLASSIC,
+    HARDER,
+    HELD_OUT_FIRST_SEED,
+    QUICK,
+    STRATEGIES,
+    BenchConfig,
+    Setting,
+)
 from benchmarks.strategies.report import markdown, plot, results_document
 from benchmarks.strategies.runner import load_runs, run_all
 from benchmarks.strategies.scale import run_scale
 from benchmarks.strategies.summary import targets
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+# The previous protocol's results (ε given to the models, a refit per judgment), kept
+# to be read beside the fair protocol's on the eight classic settings.
+PREVIOUS = RESULTS_DIR / "strategies_previous_protocol.json"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.strategies", description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20, help="number of seeds (0..seeds-1)")
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--settings", default="all", help="comma-separated keys like linear_s10_eps0, or 'all'")
+    parser.add_argument("--seeds", type=int, default=20, help="number of seeds (first-seed, first-seed + 1, ...)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=HELD_OUT_FIRST_SEED,
+        help=f"the held-out seeds start at {HELD_OUT_FIRST_SEED}; develop on seeds below it",
+    )
+    parser.add_argument(
+        "--settings",
+        default="all",
+        help="'all', 'classic', 'harder', or comma-separated keys like composed.linear_s10_eps0",
+    )
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--steps", type=int, help="T (judgments at the end, start pairs included)")
     parser.add_argument("--n-items", type=int)
-    parser.add_argument("--refit-every", type=int, help="refit model strategies every k steps (default 1)")
     parser.add_argument("--eval-every", type=int)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (figures not comparable)")
@@ -48,7 +68,6 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     overrides = {
         "steps": args.steps,
         "n_items": args.n_items,
-        "refit_every": args.refit_every,
         "eval_every": args.eval_every,
     }
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -65,8 +84,9 @@ def _strategies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
 
 
 def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Setting]:
-    if args.settings == "all":
-        return list(ALL_SETTINGS)
+    groups = {"all": ALL_SETTINGS, "classic": CLASSIC, "harder": HARDER}
+    if args.settings in groups:
+        return list(groups[args.settings])
     by_key = {s.key: s for s in ALL_SETTINGS}
     try:
         return [by_key[k.strip()] for k in args.settings.split(",")]
@@ -117,7 +137,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = previous | {"scale": scale}
     else:
         results = results_document(cfg, runs, settings, strategies, scale)
-    results["targets"] = targets(results.get("summary", {}), scale)
+        if PREVIOUS.exists():
+            old = json.loads(PREVIOUS.read_text())
+            results["previous_protocol"] = {"source": f"benchmarks/results/{PREVIOUS.name}", "summary": old["summary"]}
+    results["targets"] = targets(results, scale)
     if runs and not args.no_plots:
         results["plots"] = plot(runs, strategies, out_dir)
     json_path.write_text(json.dumps(results, indent=2) + "\n")

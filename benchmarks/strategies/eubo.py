@@ -17,11 +17,14 @@ from benchmarks.strategies.protocol import BenchConfig
 
 
 class EuboLearner(Learner):
-    """BoTorch PairwiseGP (probit likelihood, Laplace approximation, default
-    Scale(RBF) kernel with its priors, hyper-parameters refit each step) on features
-    PCA-reduced to ``gp_dim`` and min-max scaled to the unit cube; datapoints are the
-    compared items only. EUBO is evaluated on the pairs (current best, x) for every x
-    plus ``eubo_random_pairs`` random pairs, never on an asked pair."""
+    """BoTorch PairwiseGP (probit likelihood without label flips, which BoTorch does
+    not offer; Laplace approximation; default Scale(RBF) kernel with its priors,
+    hyper-parameters refit at each fit, so the learned output scale absorbs what
+    noise it can) on features PCA-reduced to ``gp_dim`` and min-max scaled to the unit
+    cube; datapoints are the compared items only. EUBO is evaluated on the pairs
+    (current best, x) for every x, never on an asked pair; a batch is the pairs of highest EUBO (the app's cadence
+    asks several pairs per fit, and BoTorch's analytic EUBO scores one pair: its
+    top pairs are the natural batch)."""
 
     def __init__(self, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
         x = features.astype(np.float64) - features.mean(axis=0)
@@ -59,24 +62,23 @@ class EuboLearner(Learner):
         with torch.no_grad():
             self.scores = model.posterior(torch.from_numpy(self.z)).mean.squeeze(-1).numpy().astype(np.float64)
 
-    def select(self, excluded: set[tuple[int, int]], rng: np.random.Generator) -> tuple[int, int] | None:
-        """The candidate pair of highest EUBO, or None when every candidate was asked."""
+    def select(self, excluded: set[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+        """The ``n`` candidate pairs of highest EUBO (a batch, best first), none of them
+        asked before; fewer when fewer candidates are left."""
         import torch
         from botorch.acquisition.preference import AnalyticExpectedUtilityOfBestOption
 
         assert self.scores is not None
-        n = self.z.shape[0]
         best = int(np.argmax(self.scores))
-        others = np.delete(np.arange(n), best)
-        a = np.concatenate([np.full(others.size, best), rng.integers(0, n, self.cfg.eubo_random_pairs)])
-        b = np.concatenate([others, rng.integers(0, n, self.cfg.eubo_random_pairs)])
-        keep = [k for k in range(a.size) if a[k] != b[k] and (min(a[k], b[k]), max(a[k], b[k])) not in excluded]
-        if not keep:
-            return None
-        a, b = a[keep], b[keep]
+        others = np.array(
+            [x for x in range(self.z.shape[0]) if x != best and (min(best, x), max(best, x)) not in excluded],
+            dtype=np.int64,
+        )
+        if others.size == 0:
+            return []
         acq = AnalyticExpectedUtilityOfBestOption(pref_model=self.model)
-        x = torch.from_numpy(np.stack([self.z[a], self.z[b]], axis=1))
+        x = torch.from_numpy(np.stack([np.repeat(self.z[best][None], others.size, axis=0), self.z[others]], axis=1))
         with torch.no_grad():
             values = acq(x).numpy()
-        k = int(np.argmax(values))
-        return int(a[k]), int(b[k])
+        top = np.argsort(-values, kind="stable")[:n]
+        return [(best, int(others[k])) for k in top]

@@ -1,23 +1,29 @@
-"""The models a run refits after each judgment, and what strategies read from them.
+"""The models a run refits on the app's cadence, and what strategies read from them.
 
-The prefloop strategies are driven with the real ``models_runtime`` models: a single
-MLP head for the strategies that need scores or gradients (and for the
-recommendation of those that need nothing), an anchored ensemble for those that need
-member scores. The ``choix_random`` peer fits a non-contextual Bradley–Terry model;
-the BoTorch peer is in ``eubo``.
+The prefloop strategies are driven with the real ``models_runtime`` models in the
+app's default configuration: the default single head (``RewardModelConfig()``) for
+the strategies that need scores or gradients and for the recommendation of those
+that need nothing, the default anchored ensemble (``EnsembleConfig()``) for those
+that need member scores. Their likelihood is the default one, which learns the
+label-flip rate from the judgments: no model is told ε. Only the seed and the
+device (CPU) are set, and early stopping validates on a split that stays the same
+from fit to fit, chosen the way the app chooses it. The ``choix_random`` peer fits a non-contextual Bradley–Terry
+model; the BoTorch peer is in ``eubo``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import choix
 import numpy as np
 
-from benchmarks.strategies.protocol import BenchConfig, Setting
+from benchmarks.strategies.protocol import BenchConfig
 from models_runtime.ensemble import EnsembleConfig, fit_ensemble
+from models_runtime.evaluation import evaluation_draw
 from models_runtime.gradients import GradientFeatureSource
-from models_runtime.preferences import LikelihoodConfig, PreferenceData
+from models_runtime.preferences import PreferenceData
 from models_runtime.reward import RewardModelConfig, fit_reward_model
 
 
@@ -35,29 +41,38 @@ class Learner:
         return int(np.argmax(self.scores)), self.scores
 
 
+def _overrides(cfg: BenchConfig, config_class: type) -> dict[str, Any]:
+    """The test-only model overrides that ``config_class`` has fields for."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    return {k: v for k, v in cfg.model_overrides if k in fields}
+
+
+def _holdout(left: list[int], right: list[int], seed: int, fraction: float) -> np.ndarray:
+    """The judgments early stopping validates on, as the app chooses them
+    (``activelearn.services._validation_rows``): a stable hash of the pair under
+    ``fraction``, so the split stays the same from fit to fit and a warm start is
+    never validated on judgments it trained on."""
+    keys = (f"validation\x1f{seed}\x1f{min(a, b)}-{max(a, b)}" for a, b in zip(left, right, strict=True))
+    return np.flatnonzero(np.array([evaluation_draw(k) < fraction for k in keys], dtype=bool))
+
+
 def _pairs(left: list[int], right: list[int], outcome: list[float]) -> PreferenceData:
     return PreferenceData.from_pairs(np.array(left), np.array(right), np.array(outcome, dtype=np.float32))
 
 
 class HeadLearner(Learner):
-    """One MLP reward head (``models_runtime.reward``), warm-started at every refit."""
+    """The default reward head (``models_runtime.reward``), warm-started at every refit."""
 
-    def __init__(self, features: np.ndarray, setting: Setting, seed: int, cfg: BenchConfig) -> None:
+    def __init__(self, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
         self.features = features
-        self.config = RewardModelConfig(
-            head="mlp",
-            hidden=cfg.hidden,
-            max_epochs=cfg.max_epochs,
-            patience=cfg.patience,
-            seed=seed,
-            device="cpu",
-            likelihood=LikelihoodConfig(label_flip_rate=setting.eps),
-        )
+        self.config = RewardModelConfig(seed=seed, device="cpu", **_overrides(cfg, RewardModelConfig))
         self.model: Any = None
 
     def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
         init = self.model.state_dict() if self.model is not None else None
-        self.model = fit_reward_model(self.features, _pairs(left, right, outcome), self.config, init_state=init).model
+        holdout = _holdout(left, right, self.config.seed, self.config.holdout_fraction)
+        data = _pairs(left, right, outcome)
+        self.model = fit_reward_model(self.features, data, self.config, init_state=init, holdout=holdout).model
         self.scores = self.model.scores(self.features)
         self.left, self.right = np.array(left), np.array(right)
 
@@ -67,30 +82,20 @@ class HeadLearner(Learner):
 
 
 class EnsembleLearner(Learner):
-    """An anchored, bootstrapped ensemble (``models_runtime.ensemble``), warm-started;
-    its scores are the members' mean."""
+    """The default anchored, bootstrapped ensemble (``models_runtime.ensemble``),
+    warm-started; its scores are the members' mean."""
 
-    def __init__(self, features: np.ndarray, setting: Setting, seed: int, cfg: BenchConfig) -> None:
+    def __init__(self, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
         self.features = features
-        self.config = EnsembleConfig(
-            n_members=cfg.n_members,
-            head="mlp",
-            hidden=cfg.hidden,
-            anchor_strength=cfg.anchor_strength,
-            prior_scale=cfg.prior_scale,
-            bootstrap=True,
-            max_epochs=cfg.max_epochs,
-            patience=cfg.patience,
-            seed=seed,
-            device="cpu",
-            likelihood=LikelihoodConfig(label_flip_rate=setting.eps),
-        )
+        self.config = EnsembleConfig(seed=seed, device="cpu", **_overrides(cfg, EnsembleConfig))
         self.model: Any = None
         self.members: np.ndarray | None = None
 
     def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
         init = self.model.state_dict() if self.model is not None else None
-        self.model = fit_ensemble(self.features, _pairs(left, right, outcome), self.config, init_state=init).model
+        holdout = _holdout(left, right, self.config.seed, self.config.holdout_fraction)
+        data = _pairs(left, right, outcome)
+        self.model = fit_ensemble(self.features, data, self.config, init_state=init, holdout=holdout).model
         self.members = self.model.member_scores(self.features)
         self.scores = self.members.mean(axis=0)
 

@@ -1,17 +1,29 @@
-"""The protocol: settings, the knobs, and the problem every strategy of a seed shares.
+"""The fair protocol: settings, the knobs, and the problem every strategy of a seed shares.
 
-A setting is a hidden-utility family (``linear`` or ``mlp`` in the MiniLM
-embedding), a Bradley–Terry scale ``s`` and a label-flip rate ``ε``. For each seed a
-pool of N candidates (rows of the ``benchmarks.pools`` pool, one prompt, so every
-pair is allowed) and a hidden utility ``u`` (standardised over the N) are drawn; the
-simulated annotator (``models_runtime.simulate``) answers ``P(a ≻ b) = σ(s·(u_a −
-u_b))`` and flips the answer with probability ε. Answers to a pair are common random
-numbers (the same uniform for pair (i, j) whoever asks it), so strategies are
-compared on the same annotator noise and ratios are paired by seed.
+A setting is a pool of candidate texts, a hidden-utility family, a Bradley–Terry
+scale ``s`` and a label-flip rate ``ε``. For each setting and seed an independent
+problem is drawn: N rows of the pool and a hidden utility ``u`` over them
+(standardised over the N); the simulated annotator (``models_runtime.simulate``)
+answers ``P(a ≻ b) = σ(s·(u_a − u_b))`` and flips the answer with probability ε.
 
-Every seeded generator here is keyed by a list of small integers (stream number,
-seed, the setting's or strategy's position), so the position of a strategy in
-:data:`STRATEGIES` and of a setting in :data:`ALL_SETTINGS` are part of the protocol.
+What no model is told: ε, s, the family or anything about ``u``. Every model is the
+app's default configuration (``RewardModelConfig()``, ``EnsembleConfig()``, whose
+likelihood learns the flip rate from the judgments), refitted on the app's default
+retrain cadence (:func:`next_fit`), and between fits each strategy chooses the
+batch of pairs an annotator answers before the next fit, through the same
+``select`` + ``diversify`` path the app's refill takes.
+
+Answers are common random numbers: the uniform that decides the question "i or
+j?" depends on (seed, setting, unordered pair) only, never on who asks it or in
+which order the pair is shown, so strategies are compared on the same annotator
+noise and every difference is paired by problem.
+
+Seeds: development (tuning, debugging) uses seeds below :data:`HELD_OUT_FIRST_SEED`;
+the reported run uses the held-out seeds from it on, which were never looked at
+while the strategies were changed.
+
+Every seeded generator here is keyed by small integers and a stable hash of the
+setting's key, so adding or reordering settings changes no other setting's draws.
 """
 
 from __future__ import annotations
@@ -25,66 +37,106 @@ import numpy as np
 
 from activelearn.strategies import registry
 from benchmarks import pools
-from models_runtime.simulate import PreferenceOracle, hidden_utility
+from models_runtime.simulate import PreferenceOracle, hidden_utility, standardise
 
 # The prefloop strategies in the registry's order, then the peers (see ``learners``
-# and ``eubo``). The order seeds each strategy's stream, so peers stay last.
+# and ``eubo``).
 PREFLOOP = tuple(registry.names())
 PEERS = ("botorch_eubo", "choix_random")
 STRATEGIES = PREFLOOP + PEERS
 ENSEMBLE = tuple(s for s in PREFLOOP if registry.get_spec(s).needs == "member_scores")
 SINGLE_HEAD = tuple(s for s in PREFLOOP if s not in ENSEMBLE)
-FAMILIES = ("linear", "mlp")
-SCALES = (10.0, 3.0)
-FLIPS = (0.0, 0.1)
+
+# Named before the held-out run: the strategy the acceptance compares with EUBO.
+NAMED_BEST = "double_ts"
+
+# Seeds below this are for development; the report's default seeds start here.
+HELD_OUT_FIRST_SEED = 1000
+
+# The app's default retrain cadence (webapp/settings.py PREFLOOP_RETRAIN_MIN_NEW and
+# PREFLOOP_RETRAIN_GROWTH; a test checks they agree).
+RETRAIN_MIN_NEW = 5
+RETRAIN_GROWTH = 0.1
+# Posterior samples behind the app's recommendation (activelearn.services; a test checks).
+RECOMMENDATION_SAMPLES = 256
+
+# Families whose utility is drawn at random from the features (models_runtime.simulate),
+# and the one whose utility comes from real preferences (the hh pool only).
+REAL_FAMILY = "hh_reward"
 
 
 @dataclass(frozen=True)
 class Setting:
-    """The annotator of a run: utility family, Bradley–Terry scale and flip rate."""
+    """The problem family of a run: pool, utility family, Bradley–Terry scale, flip rate."""
 
+    pool: str
     family: str
     scale: float
     eps: float
 
     @property
     def key(self) -> str:
-        return f"{self.family}_s{self.scale:g}_eps{self.eps:g}"
+        return f"{self.pool}.{self.family}_s{self.scale:g}_eps{self.eps:g}"
+
+    @property
+    def stream(self) -> int:
+        """A stable integer of the key, for seeding (independent of any list order)."""
+        return int.from_bytes(hashlib.sha256(self.key.encode()).digest()[:4], "little")
 
 
-ALL_SETTINGS = tuple(Setting(f, s, e) for f in FAMILIES for s in SCALES for e in FLIPS)
+# The classic grid (the previous protocol's eight settings, on its composed pool),
+# then the harder ones: untuned utility families on the composed pool, the
+# low-redundancy pool of real HH-RLHF responses with every family, and real
+# preferences as the utility. The harder settings use one middle condition
+# (s = 10, ε = 0.1: a crowd that flips one answer in ten) to keep the grid affordable.
+CLASSIC = tuple(Setting("composed", f, s, e) for f in ("linear", "mlp") for s in (10.0, 3.0) for e in (0.0, 0.1))
+HARDER = (
+    Setting("composed", "smooth", 10.0, 0.1),
+    Setting("composed", "needle", 10.0, 0.1),
+    Setting("hh", "linear", 10.0, 0.1),
+    Setting("hh", "mlp", 10.0, 0.1),
+    Setting("hh", "smooth", 10.0, 0.1),
+    Setting("hh", "needle", 10.0, 0.1),
+    Setting("hh", REAL_FAMILY, 10.0, 0.1),
+)
+ALL_SETTINGS = CLASSIC + HARDER
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Every knob of the protocol. Model sizes are smaller than the app's defaults
-    (hidden 64, 10 members, 300/200 epochs) to fit 8 settings x 20 seeds x 8
-    strategies x 145 refits on a 2-core machine; the scale section uses the defaults."""
+    """The knobs of the protocol (models and strategies have none here: they run with
+    the app's defaults)."""
 
     n_items: int = 500
     steps: int = 150  # T: judgments at the end, start pairs included
     n_start: int = 5
-    pool_size: int = 2_000
-    eval_every: int = 5  # regret curve grid (T always included); see the package docstring
-    refit_every: int = 1  # model strategies refit every k steps; 1 = the protocol
-    hidden: int = 32  # benchmark reward head / ensemble member width
-    max_epochs: int = 100
-    patience: int = 10
-    n_members: int = 8
-    prior_scale: float = 0.3
-    anchor_strength: float = 0.1
+    pool_size: int = 2_000  # rows of the composed pool
+    eval_every: int = 5  # regret curve grid (T always included)
     utility_hidden: int = 32  # width of the hidden MLP utility
     position_bias: float = 0.0
     gp_dim: int = 16  # PCA dimensions for the BoTorch peer
-    eubo_random_pairs: int = 0  # random candidate pairs besides (best, any)
     choix_alpha: float = 0.01
+    # Test-only: smaller models than the app's defaults, so a smoke run takes seconds.
+    model_overrides: tuple[tuple[str, float], ...] = ()
 
     def digest(self) -> str:
         """A short hash of every knob; saved runs are reused only under the same digest."""
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-QUICK = BenchConfig(n_items=60, steps=30, pool_size=2_000, eval_every=5, hidden=16, max_epochs=40, n_members=4)
+QUICK = BenchConfig(
+    n_items=60,
+    steps=30,
+    eval_every=5,
+    model_overrides=(("hidden", 16), ("max_epochs", 40), ("n_members", 4)),
+)
+
+
+def next_fit(n_judged: int) -> int:
+    """The judgment count at which the app fits again after a fit on ``n_judged``
+    (``activelearn.services.retrain_due_after``, every judgment training)."""
+    grow = int(np.ceil(RETRAIN_GROWTH * n_judged - 1e-9))
+    return n_judged + max(RETRAIN_MIN_NEW, grow, 1)
 
 
 def model_outputs(strategy: str) -> tuple[str, ...]:
@@ -100,23 +152,40 @@ def model_outputs(strategy: str) -> tuple[str, ...]:
     }[needs]
 
 
-def load_pool(cfg: BenchConfig) -> np.ndarray:
-    """The embedded candidate pool (MiniLM rows), from the cache after the first run."""
-    return pools.embedded_pool(cfg.pool_size)[1]
+@dataclass(frozen=True)
+class Pool:
+    """A pool's embedded rows, and the real-preference utility of each row where the
+    pool has one."""
+
+    features: np.ndarray
+    real_utility: np.ndarray | None = None
 
 
-def make_problem(pool: np.ndarray, setting: Setting, seed: int, cfg: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The seed's N candidates (rows of ``pool``) and their standardised hidden utility;
-    the same for every strategy and for every s/ε of one family."""
-    rng = np.random.default_rng([1, seed, FAMILIES.index(setting.family)])
-    idx = np.sort(rng.choice(pool.shape[0], size=cfg.n_items, replace=False))
-    features = np.ascontiguousarray(pool[idx], dtype=np.float32)
+def load_pool(name: str, cfg: BenchConfig) -> Pool:
+    """The embedded pool ``name`` (from the cache after the first run)."""
+    if name == "composed":
+        return Pool(pools.embedded_pool(cfg.pool_size)[1])
+    if name == "hh":
+        return Pool(pools.pool_features("hh"), pools.hh_reward_utility()[0])
+    raise ValueError(f"unknown pool {name!r}")
+
+
+def make_problem(pool: Pool, setting: Setting, seed: int, cfg: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The problem of (setting, seed): N rows of the pool and their standardised hidden
+    utility, the same for every strategy and independent across settings."""
+    rng = np.random.default_rng([1, seed, setting.stream])
+    idx = np.sort(rng.choice(pool.features.shape[0], size=cfg.n_items, replace=False))
+    features = np.ascontiguousarray(pool.features[idx], dtype=np.float32)
+    if setting.family == REAL_FAMILY:
+        if pool.real_utility is None:
+            raise ValueError(f"pool {setting.pool!r} has no real-preference utility")
+        return features, standardise(pool.real_utility[idx])
     return features, hidden_utility(features, setting.family, rng, hidden=cfg.utility_hidden)
 
 
 def start_pairs(n_items: int, n: int, seed: int, setting: Setting) -> list[tuple[int, int]]:
-    """The ``n`` random distinct pairs every strategy of a seed and setting starts from."""
-    rng = np.random.default_rng([2, seed, ALL_SETTINGS.index(setting) if setting in ALL_SETTINGS else 99])
+    """The ``n`` random distinct pairs every strategy of a problem starts from."""
+    rng = np.random.default_rng([2, seed, setting.stream])
     pairs: set[tuple[int, int]] = set()
     while len(pairs) < n:
         i, j = rng.choice(n_items, size=2, replace=False)
@@ -125,16 +194,24 @@ def start_pairs(n_items: int, n: int, seed: int, setting: Setting) -> list[tuple
 
 
 class Annotator:
-    """The simulated annotator with common random numbers: the uniform that decides a
-    pair's answer depends only on (seed, setting, pair), not on who asks."""
+    """The simulated annotator with common random numbers: one uniform per unordered
+    pair, keyed by (seed, setting, pair), decides the answer whoever asks and in
+    whichever order the pair is shown."""
 
     def __init__(self, utility: np.ndarray, setting: Setting, seed: int, cfg: BenchConfig) -> None:
         self.oracle = PreferenceOracle(
             utility, scale=setting.scale, label_flip_rate=setting.eps, position_bias=cfg.position_bias
         )
-        self.key = [3, seed, int(setting.scale * 10), int(setting.eps * 100), FAMILIES.index(setting.family)]
+        self.key = [3, seed, setting.stream]
 
-    def answer(self, i: int, j: int) -> float:
-        """1.0 when the annotator prefers ``i`` (shown first) to ``j``, else 0.0."""
-        rng = np.random.default_rng([*self.key, i, j])
-        return float(self.oracle.answer_pairs(np.array([i]), np.array([j]), rng)[0])
+    def answer(self, a: int, b: int) -> float:
+        """1.0 when the annotator prefers ``a`` (shown first) to ``b``, else 0.0.
+
+        With the pair's uniform ``v``, the lower-numbered item wins when ``v`` is below
+        its probability of winning, so swapping the shown order gives the same answer
+        (exactly so without position bias; with it, the coupling stays monotone)."""
+        lo, hi = min(a, b), max(a, b)
+        v = np.random.default_rng([*self.key, lo, hi]).random()
+        if a == lo:
+            return float(v < self.oracle.prob_first(np.int64(a), np.int64(b)))
+        return float(v >= 1.0 - self.oracle.prob_first(np.int64(a), np.int64(b)))

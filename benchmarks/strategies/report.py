@@ -12,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.strategies.protocol import ALL_SETTINGS, STRATEGIES, BenchConfig, Setting
+from benchmarks.strategies.protocol import (
+    ALL_SETTINGS,
+    HELD_OUT_FIRST_SEED,
+    NAMED_BEST,
+    RETRAIN_GROWTH,
+    RETRAIN_MIN_NEW,
+    STRATEGIES,
+    BenchConfig,
+    Setting,
+)
 from benchmarks.strategies.summary import summarise
 
 
@@ -20,38 +29,56 @@ def results_document(
     cfg: BenchConfig, runs: list[dict], settings: list[Setting], strategies: list[str], scale: dict | None
 ) -> dict[str, Any]:
     """The results JSON (without targets and plots): the protocol as run, the machine,
-    the pooled and per-setting summaries and the scale section."""
-    summary, per_setting = summarise(runs, strategies)
+    the pooled, per-setting, per-pool and per-family summaries, the wins and the
+    scale section."""
+    seeds = sorted({r["seed"] for r in runs})
+    summarised = summarise(runs, strategies)
     return {
         "config": dataclasses.asdict(cfg)
         | {
-            "seeds": sorted({r["seed"] for r in runs}),
+            "seeds": seeds,
             "settings": [s.key for s in settings],
             "strategies": strategies,
             "config_digest": cfg.digest(),
-            "ratio": "ratio of medians over seed-paired runs: median_s(regret_T) / median_random(regret_T); "
-            "90% percentile bootstrap over the pairs (2,000 resamples)",
+            "code_versions": sorted({r.get("code_version", "unknown") for r in runs}),
+            "ratio": "ratio of medians over problem-paired runs: median_s(regret_T) / median_random(regret_T); "
+            "90% percentile bootstrap over the problems (2,000 resamples)",
+            "difference": "mean over problems of (strategy − peer) regret at T; 90% percentile bootstrap over "
+            "the problems (2,000 resamples)",
             "recommendation": "argmax of the fitted (mean) utility over all N; choix: best compared item",
-            "models": _models(cfg),
         },
+        "protocol": protocol_facts(cfg, seeds),
+        "named_best": NAMED_BEST,
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
-        "summary": summary,
-        "settings": per_setting,
+        **summarised,
         "scale": scale,
     }
 
 
-def _models(cfg: BenchConfig) -> dict[str, str]:
+def protocol_facts(cfg: BenchConfig, seeds: list[int]) -> dict[str, Any]:
+    """What each model was told and how the runs were made, for the JSON's ``protocol``."""
     return {
-        "single_head": f"RewardModelConfig(head='mlp', hidden={cfg.hidden}, max_epochs={cfg.max_epochs}, "
-        f"patience={cfg.patience}, likelihood label_flip_rate=ε), warm-started every refit",
-        "ensemble": f"EnsembleConfig(n_members={cfg.n_members}, hidden={cfg.hidden}, "
-        f"prior_scale={cfg.prior_scale}, anchor_strength={cfg.anchor_strength}, bootstrap=True), "
-        "warm-started",
-        "botorch_eubo": f"PairwiseGP on PCA-{cfg.gp_dim} features scaled to [0,1]; EUBO over (best, x) "
-        f"for all x plus {cfg.eubo_random_pairs} random pairs",
-        "choix_random": f"random pairs; choix.ilsr_pairwise(alpha={cfg.choix_alpha}) on compared items",
+        "true_flip_rate_given": False,
+        "true_scale_given": False,
+        "told": {
+            "prefloop models": "nothing but the judgments: the app's default RewardModelConfig() / "
+            "EnsembleConfig() (seed and device aside), whose likelihood learns the flip rate"
+            + (f"; test overrides {dict(cfg.model_overrides)}" if cfg.model_overrides else ""),
+            "botorch_eubo": f"the judgments only: PairwiseGP (probit, no flip model: BoTorch has none) on "
+            f"PCA-{cfg.gp_dim} features, hyper-parameters refitted at each fit; batch = the pairs of highest "
+            "analytic EUBO among (current best, x)",
+            "choix_random": f"random pairs; choix.ilsr_pairwise(alpha={cfg.choix_alpha}) on compared items",
+        },
+        "cadence": f"the app's retrain cadence: a fit at {cfg.n_start} judgments, then after "
+        f"max({RETRAIN_MIN_NEW}, ceil({RETRAIN_GROWTH} × judged)) more, and at T; between fits each strategy's "
+        "batch goes through the app's refill path (select 2× the batch, diversify, random fill)",
+        "problems": "independent per setting and seed (their own rows of the pool and utility)",
+        "common_random_numbers": "one uniform per (seed, setting, unordered pair): the answer does not depend "
+        "on who asks or on the order the pair is shown",
+        "held_out_seeds": bool(seeds) and min(seeds) >= HELD_OUT_FIRST_SEED,
+        "held_out_first_seed": HELD_OUT_FIRST_SEED,
+        "named_best_before_run": NAMED_BEST,
     }
 
 
@@ -127,36 +154,95 @@ def plot(runs: list[dict], strategies: list[str], out_dir: Path) -> list[str]:
 def markdown(results: dict) -> str:
     """The results as the Markdown page written beside the JSON."""
     cfg = results["config"]
+    proto = results.get("protocol", {})
+    seeds = cfg["seeds"]
+    held_out = proto.get("held_out_seeds")
     lines = [
-        "# Query-strategy benchmark",
+        "# Query-strategy benchmark (fair protocol)",
         "",
-        f"Generated by `python -m benchmarks.strategies` ({results['generated']}), machine: {results['machine']}.",
-        f"Seeds: {cfg['seeds']}; settings: {len(results['settings'])}; N = {cfg['n_items']}, "
-        f"T = {cfg['steps']} ({cfg['n_start']} random start pairs)."
-        + (" **Reduced run** (fewer seeds than the ≥ 20 the protocol asks for)." if len(cfg["seeds"]) < 20 else ""),
+        f"Generated by `python -m benchmarks.strategies` ({results['generated']}), machine: {results['machine']}, "
+        f"code {', '.join(cfg.get('code_versions', []))}.",
+        f"Seeds: {_seed_range(seeds)} ({len(seeds)}, {'held out' if held_out else 'DEVELOPMENT seeds, not held out'})"
+        f"; settings: {len(results['settings'])}; N = {cfg['n_items']}, T = {cfg['steps']} "
+        f"({cfg['n_start']} random start pairs)."
+        + (" **Reduced run** (fewer seeds than the ≥ 20 the protocol asks for)." if len(seeds) < 20 else ""),
+        f"Strategy named best before the run: **{results.get('named_best')}**.",
         "",
-        "Ratios are the ratio of medians over seed-paired runs (median regret of the strategy / median regret "
-        "of random on the same setting and seed), with a 90% bootstrap interval over the pairs.",
+        "What each model was told (`protocol` in the JSON): "
+        + "; ".join(f"{k}: {v}" for k, v in proto.get("told", {}).items())
+        + f". True flip rate given: {proto.get('true_flip_rate_given')}. Cadence: {proto.get('cadence')}. "
+        f"Problems: {proto.get('problems')}. Common random numbers: {proto.get('common_random_numbers')}.",
+        "",
+        "Regret is the normalised simple regret at T of the recommended item (0 = best, 1 = a random pick). "
+        "Ratios are medians over problem-paired runs (strategy / random); differences are the mean over "
+        "problems of (strategy − peer) regret, negative = lower regret than the peer; all intervals are 90% "
+        "bootstraps over problems.",
         "",
         "## Pooled over all settings",
         "",
-        "| strategy | median regret at T | IQR | ratio to random | 90% CI | median τ at T | select s (p50) "
-        "| fit s (p50) | runs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *_strategy_table(results["summary"]),
     ]
-    for s, b in results["summary"].items():
-        ci = b["ratio_ci90"]
-        lines.append(
-            f"| {s} | {b['median_regret_at_T']:.3f} | {b['regret_iqr_at_T'][0]:.3f}–{b['regret_iqr_at_T'][1]:.3f} "
-            f"| {_fmt(b['ratio_to_random'])} | [{_fmt(ci[0])}, {_fmt(ci[1])}] | {b['median_tau_at_T']:.3f} "
-            f"| {b['select_seconds_p50']:.4f} | {b['fit_seconds_p50']:.3f} | {b['runs']} |"
-        )
+    previous = results.get("previous_protocol")
+    if results.get("classic"):
+        lines += [
+            "",
+            "## The eight classic settings (composed pool, linear/mlp × s ∈ {10, 3} × ε ∈ {0, 0.1})",
+            "",
+            "Beside them, the previous protocol's figures on the same eight settings (ε given to the models, "
+            "a refit after every judgment, one problem per seed shared by the four s/ε settings)"
+            + (f", from `{previous['source']}`" if previous else "")
+            + ".",
+            "",
+            *_strategy_table(results["classic"], previous.get("summary") if previous else None),
+        ]
+    for name, title in (("pools", "pool"), ("families", "utility family")):
+        block = results.get(name) or {}
+        if not block:
+            continue
+        strategies = list(results["summary"])
+        lines += ["", f"## By {title}: mean / median regret at T", "", f"| {title} | " + " | ".join(strategies) + " |"]
+        lines.append("|---" * (len(strategies) + 1) + "|")
+        for key, sub in block.items():
+            cells = [
+                f"{sub[s]['mean_regret_at_T']:.3f} / {sub[s]['median_regret_at_T']:.3f}" if s in sub else "–"
+                for s in strategies
+            ]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
     strategies = list(results["summary"])
-    lines += ["", "## Median regret at T by setting", "", "| setting | " + " | ".join(strategies) + " |"]
-    lines.append("|---" * (len(strategies) + 1) + "|")
-    for key, block in results["settings"].items():
-        cells = [f"{block[s]['median_regret_at_T']:.3f}" if s in block else "–" for s in strategies]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    for stat, label in (("mean_regret_at_T", "Mean"), ("median_regret_at_T", "Median")):
+        lines += ["", f"## {label} regret at T by setting", "", "| setting | " + " | ".join(strategies) + " |"]
+        lines.append("|---" * (len(strategies) + 1) + "|")
+        for key, block in results["settings"].items():
+            cells = [f"{block[s][stat]:.3f}" if s in block else "–" for s in strategies]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    if results.get("wins"):
+        peers = sorted({p for tally in results["wins"].values() for p in tally})
+        lines += [
+            "",
+            "## Wins, losses and ties against every other strategy, by setting",
+            "",
+            "Per setting, by the mean paired regret difference at T: wins–losses–ties, then in brackets the "
+            "settings won and lost with the paired 90% interval excluding zero.",
+            "",
+            "| strategy | " + " | ".join(peers) + " |",
+            "|---" * (len(peers) + 1) + "|",
+        ]
+        for s, tally in results["wins"].items():
+            cells = [
+                f"{t['wins']}–{t['losses']}–{t['ties']} ({len(t['sure_wins'])}/{len(t['sure_losses'])})"
+                if (t := tally.get(p))
+                else "–"
+                for p in peers
+            ]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        losses = [
+            f"{s} vs {p}: {', '.join(t['sure_losses'])}"
+            for s, tally in results["wins"].items()
+            for p, t in tally.items()
+            if p in ("random", "botorch_eubo") and t["sure_losses"]
+        ]
+        if losses:
+            lines += ["", "Settings with a sure loss to random or EUBO: " + "; ".join(losses) + "."]
     lines += ["", "## Targets", ""]
     for name, t in results["targets"].items():
         lines.append(f"- {name}: {t['value']} → **{'met' if t['met'] else 'not met'}** ({t['detail']})")
@@ -179,6 +265,40 @@ def markdown(results: dict) -> str:
         lines.append(sc["note"])
     lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in results.get("plots", [])), ""]
     return "\n".join(lines)
+
+
+def _strategy_table(summary: dict, previous: dict | None = None) -> list[str]:
+    head = (
+        "| strategy | mean regret | median regret | IQR | ratio to random | 90% CI | vs EUBO: mean diff | 90% CI "
+        "| median τ | select s (p50) | fit s (p50) | runs |"
+    )
+    if previous is not None:
+        head += " previous: median | previous: ratio |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for s, b in summary.items():
+        ci = b["ratio_ci90"]
+        diff = b.get("paired_diff_vs_botorch_eubo")
+        row = (
+            f"| {s} | {b['mean_regret_at_T']:.3f} | {b['median_regret_at_T']:.3f} "
+            f"| {b['regret_iqr_at_T'][0]:.3f}–{b['regret_iqr_at_T'][1]:.3f} "
+            f"| {_fmt(b['ratio_to_random'])} | [{_fmt(ci[0])}, {_fmt(ci[1])}] "
+            + (f"| {diff['mean']:+.3f} | [{_fmt(diff['ci90'][0])}, {_fmt(diff['ci90'][1])}] " if diff else "| – | – ")
+            + f"| {b['median_tau_at_T']:.3f} | {b['select_seconds_p50']:.4f} | {b['fit_seconds_p50']:.3f} "
+            f"| {b['runs']} |"
+        )
+        if previous is not None:
+            old = previous.get(s)
+            row += f" {old['median_regret_at_T']:.3f} | {_fmt(old['ratio_to_random'])} |" if old else " – | – |"
+        lines.append(row)
+    return lines
+
+
+def _seed_range(seeds: list[int]) -> str:
+    if not seeds:
+        return "none"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def _fmt(x: float | None) -> str:

@@ -1,16 +1,24 @@
 """One run (setting, strategy, seed) and the runs of a benchmark, in parallel and resumable.
 
-A run starts from the seed's start pairs and asks one pair per step until T
-judgments. After each step the model is refitted (warm-started) when the strategy's
-choice reads it, and on the evaluation grid the run records the normalised simple
-regret of the recommended item and Kendall's τ between the fitted scores and the
-hidden utility. Finished runs are appended to a JSONL file as they finish and
-skipped on a rerun under the same config digest.
+A run starts from the problem's start pairs and follows the app's loop: the model
+is fitted on the app's retrain cadence (:func:`protocol.next_fit`; warm-started),
+and after each fit the strategy chooses the batch of pairs answered before the next
+one, as the app's refill does (``select`` for twice the batch, then ``diversify``
+drops near-duplicate pairs, random pairs fill what is left). At T every model is
+refitted on all T judgments. On the evaluation grid the run records the normalised
+simple regret of the recommendation and Kendall's τ between the model's scores and
+the hidden utility. A prefloop strategy's recommendation is the app's, what a
+researcher sees (:func:`app_recommendation`); a peer's is its own model's best.
+Both regrets are kept for every run (``regret_app``, ``regret_model``). Finished runs
+are appended to a JSONL file as they finish and skipped on a rerun under the same
+config digest.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,45 +29,43 @@ from typing import Any
 import numpy as np
 
 from activelearn.strategies import SelectionInput, get_strategy
+from activelearn.strategies.base import diversify
 from benchmarks.strategies.eubo import EuboLearner
 from benchmarks.strategies.learners import ChoixLearner, EnsembleLearner, HeadLearner, Learner
 from benchmarks.strategies.protocol import (
-    ALL_SETTINGS,
     ENSEMBLE,
     PREFLOOP,
+    RECOMMENDATION_SAMPLES,
     SINGLE_HEAD,
     STRATEGIES,
     Annotator,
     BenchConfig,
+    Pool,
     Setting,
     load_pool,
     make_problem,
     model_outputs,
+    next_fit,
     start_pairs,
 )
+from models_runtime import kinds
 from models_runtime.metrics import kendall_tau
+from models_runtime.preferences import PreferenceData
+from models_runtime.recommend import recommend
 from models_runtime.simulate import normalised_regret
 
 Job = tuple[Setting, str, int, BenchConfig]
 
 
-def make_learner(strategy: str, features: np.ndarray, setting: Setting, seed: int, cfg: BenchConfig) -> Learner:
+def make_learner(strategy: str, features: np.ndarray, seed: int, cfg: BenchConfig) -> Learner:
     """The model ``strategy`` is run with (see ``learners`` and ``eubo``)."""
     if strategy in SINGLE_HEAD:
-        return HeadLearner(features, setting, seed, cfg)
+        return HeadLearner(features, seed, cfg)
     if strategy in ENSEMBLE:
-        return EnsembleLearner(features, setting, seed, cfg)
+        return EnsembleLearner(features, seed, cfg)
     if strategy == "choix_random":
         return ChoixLearner(features.shape[0], cfg)
     return EuboLearner(features, seed, cfg)
-
-
-def drives_selection(strategy: str) -> bool:
-    """Whether the strategy's choice reads the model, so it is refitted every step;
-    the others fit only on the evaluation grid, which changes nothing they select."""
-    if strategy in PREFLOOP:
-        return bool(model_outputs(strategy))
-    return strategy == "botorch_eubo"
 
 
 class Judgments:
@@ -81,7 +87,8 @@ class Judgments:
     def ask(self, i: int, j: int) -> None:
         """Ask the annotator about the pair and keep the answer."""
         i, j = min(i, j), max(i, j)
-        # Random presentation order, as an interface would; it only matters with position bias.
+        # Random presentation order, as the interface does; the answer does not
+        # depend on it (common random numbers per unordered pair).
         a, b = (i, j) if self.rng.random() < 0.5 else (j, i)
         self.left.append(a)
         self.right.append(b)
@@ -91,36 +98,41 @@ class Judgments:
 
 
 class PairChooser:
-    """Chooses the next pair for ``strategy``: the prefloop strategy (``choix_random``
-    asks random pairs; only its model differs) or EUBO, falling back to a random
-    pair when the strategy has nothing left to offer."""
+    """Chooses the batch of pairs asked until the next fit: the prefloop strategy
+    through the app's refill path (``choix_random`` asks random pairs; only its model
+    differs) or EUBO's top pairs; random pairs fill what the strategy leaves."""
 
-    def __init__(self, strategy: str) -> None:
+    def __init__(self, strategy: str, features: np.ndarray) -> None:
         self.strategy = strategy
+        self.features = features
         name = "random" if strategy == "choix_random" else strategy
         self.prefloop = None if strategy == "botorch_eubo" else get_strategy(name)
+        # The refill diversifies every strategy's picks but random's (activelearn.refill).
+        self.diversify = name != "random"
         self.fallback = get_strategy("random")
         self.fallbacks = 0
 
-    def choose(self, learner: Learner, judged: Judgments) -> tuple[int, int]:
-        pair: tuple[int, int] | None = None
+    def choose(self, learner: Learner, judged: Judgments, n: int) -> list[tuple[int, int]]:
         if self.prefloop is None:
             assert isinstance(learner, EuboLearner)
-            pair = learner.select(judged.asked, judged.rng)
+            pairs = learner.select(judged.asked, n)
         else:
-            kwargs = _model_inputs(self.strategy, learner)
             inp = SelectionInput(
-                groups=judged.groups, excluded=frozenset(judged.asked), counts=judged.counts.copy(), **kwargs
+                groups=judged.groups,
+                excluded=frozenset(judged.asked),
+                counts=judged.counts.copy(),
+                **_model_inputs(self.strategy, learner),
             )
-            picked = self.prefloop.select(inp, 1, judged.rng)
-            if picked:
-                pair = (picked[0].i, picked[0].j)
-        if pair is None:
-            self.fallbacks += 1
-            inp = SelectionInput(groups=judged.groups, excluded=frozenset(judged.asked))
-            picked = self.fallback.select(inp, 1, judged.rng)
-            pair = (picked[0].i, picked[0].j)
-        return pair
+            picked = self.prefloop.select(inp, 2 * n, judged.rng)
+            picked = diversify(picked, self.features, n) if self.diversify else picked[:n]
+            pairs = [(p.i, p.j) for p in picked]
+        if len(pairs) < n:
+            taken = judged.asked | {(min(i, j), max(i, j)) for i, j in pairs}
+            inp = SelectionInput(groups=judged.groups, excluded=frozenset(taken))
+            extra = self.fallback.select(inp, n - len(pairs), judged.rng)
+            self.fallbacks += len(extra)
+            pairs += [(p.i, p.j) for p in extra]
+        return pairs
 
 
 def _model_inputs(strategy: str, learner: Learner) -> dict[str, Any]:
@@ -139,42 +151,53 @@ def _model_inputs(strategy: str, learner: Learner) -> dict[str, Any]:
     return out
 
 
-def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: np.ndarray) -> dict[str, Any]:
+def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: Pool) -> dict[str, Any]:
     """One (setting, strategy, seed) run: the regret/τ curve and timings."""
     import torch
 
     torch.set_num_threads(1)
     started = time.perf_counter()
     features, utility = make_problem(pool, setting, seed, cfg)
-    rng = np.random.default_rng([4, seed, STRATEGIES.index(strategy), ALL_SETTINGS.index(setting)])
+    rng = np.random.default_rng([4, seed, STRATEGIES.index(strategy), setting.stream])
     judged = Judgments(features.shape[0], Annotator(utility, setting, seed, cfg), rng)
     for i, j in start_pairs(features.shape[0], cfg.n_start, seed, setting):
         judged.ask(i, j)
-    learner = make_learner(strategy, features, setting, seed, cfg)
-    chooser = PairChooser(strategy)
-    refits_every_step = drives_selection(strategy)
-    curve: dict[str, list] = {"t": [], "regret": [], "tau": []}
+    learner = make_learner(strategy, features, seed, cfg)
+    chooser = PairChooser(strategy, features)
+    curve: dict[str, list] = {"t": [], "regret": [], "tau": [], "regret_model": [], "regret_app": []}
     select_s: list[float] = []
     fit_s: list[float] = []
+    fit_at: list[int] = []
+
+    def fit() -> tuple[float, float, float, float]:
+        tick = time.perf_counter()
+        learner.fit(judged.left, judged.right, judged.outcome)
+        fit_s.append(time.perf_counter() - tick)
+        fit_at.append(len(judged))
+        best, scores = learner.recommend()
+        own = round(normalised_regret(utility, best), 6)
+        app = round(normalised_regret(utility, app_recommendation(features, judged, seed)), 6)
+        return app if strategy in PREFLOOP else own, round(kendall_tau(scores, utility), 6), own, app
+
+    current = fit()
+    due = next_fit(len(judged))
+    pending: list[tuple[int, int]] = []
     while True:
         t = len(judged)
-        on_grid = (t - cfg.n_start) % cfg.eval_every == 0 or t >= cfg.steps
-        due = refits_every_step and ((t - cfg.n_start) % cfg.refit_every == 0 or not fit_s)
-        if due or on_grid:
-            tick = time.perf_counter()
-            learner.fit(judged.left, judged.right, judged.outcome)
-            fit_s.append(time.perf_counter() - tick)
-        if on_grid:
-            best, scores = learner.recommend()
-            curve["t"].append(t)
-            curve["regret"].append(round(normalised_regret(utility, best), 6))
-            curve["tau"].append(round(kendall_tau(scores, utility), 6))
+        if (t - cfg.n_start) % cfg.eval_every == 0 or t >= cfg.steps:
+            for name, value in zip(("t", "regret", "tau", "regret_model", "regret_app"), (t, *current), strict=True):
+                curve[name].append(value)
         if t >= cfg.steps:
             break
-        tick = time.perf_counter()
-        pair = chooser.choose(learner, judged)
-        select_s.append(time.perf_counter() - tick)
-        judged.ask(*pair)
+        if not pending:
+            tick = time.perf_counter()
+            pending = chooser.choose(learner, judged, min(due, cfg.steps) - t)
+            select_s.append(time.perf_counter() - tick)
+        judged.ask(*pending.pop(0))
+        if len(judged) >= due or len(judged) >= cfg.steps:
+            current = fit()
+            due = next_fit(len(judged))
+            pending = []
     return {
         "setting": setting.key,
         "strategy": strategy,
@@ -183,14 +206,49 @@ def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: 
         "select_seconds_p50": float(np.median(select_s)) if select_s else 0.0,
         "fit_seconds_p50": float(np.median(fit_s)) if fit_s else 0.0,
         "fits": len(fit_s),
+        "fit_at": fit_at,
         "fallbacks": chooser.fallbacks,
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
 
 
+def app_recommendation(features: np.ndarray, judged: Judgments, seed: int) -> int:
+    """The item the app recommends after these judgments: the top of the leaderboard
+    (P(best), then mean) under the posterior the app shows researchers
+    (``activelearn.services._recommendation``: the model kind's posterior, 256
+    samples), which for every model kind is the Bayesian linear Bradley–Terry
+    posterior on the features."""
+    data = PreferenceData.from_pairs(
+        np.array(judged.left), np.array(judged.right), np.array(judged.outcome, dtype=np.float32)
+    )
+    rng = np.random.default_rng([5, seed, len(judged)])
+    samples, method = kinds.get("mlp").posterior(None, features, data, rng, RECOMMENDATION_SAMPLES)
+    return recommend(judged.groups, samples, method).groups[0].best
+
+
+def code_version() -> str:
+    """The git commit the benchmark runs from, ``+dirty`` when the tree has changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
+# The pools a worker process has loaded (the hh pool takes seconds to read even cached).
+_POOLS: dict[tuple[str, str], Pool] = {}
+
+
 def _worker(job: Job) -> dict[str, Any]:
     setting, strategy, seed, cfg = job
-    return run_one(setting, strategy, seed, cfg, load_pool(cfg))
+    key = (setting.pool, cfg.digest())
+    if key not in _POOLS:
+        _POOLS[key] = load_pool(setting.pool, cfg)
+    return run_one(setting, strategy, seed, cfg, _POOLS[key])
 
 
 def load_runs(path: Path, digest: str) -> list[dict]:
@@ -209,9 +267,16 @@ def load_runs(path: Path, digest: str) -> list[dict]:
 def run_all(todo: list[Job], runs_path: Path, digest: str, *, workers: int, saved: int) -> None:
     """Run the jobs (in ``workers`` spawned processes when > 1), appending each
     finished run to ``runs_path`` and printing progress."""
-    load_pool(todo[0][3])  # embed (or load the cache) once before the workers start
-    print(f"{len(todo)} runs to do ({saved} saved), {workers} workers", flush=True)
+    for name in sorted({job[0].pool for job in todo}):
+        load_pool(name, todo[0][3])  # embed and fit (or fill the caches) once before the workers start
+    version = code_version()
+    print(f"{len(todo)} runs to do ({saved} saved), {workers} workers, code {version}", flush=True)
     started = time.perf_counter()
+    if workers > 1:
+        # One BLAS thread per worker: runs share the cores instead of oversubscribing them
+        # (numpy's linear algebra in a run is 3-5x slower when every worker spawns threads).
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
     with runs_path.open("a") as sink:
         if executor is None:
@@ -220,6 +285,7 @@ def run_all(todo: list[Job], runs_path: Path, digest: str, *, workers: int, save
             results = (f.result() for f in as_completed([executor.submit(_worker, job) for job in todo]))
         for k, row in enumerate(results, 1):
             row["config_digest"] = digest
+            row["code_version"] = version
             sink.write(json.dumps(row) + "\n")
             sink.flush()
             print(

@@ -21,7 +21,7 @@ def test_one_seed_loop_writes_json_and_markdown(tiny_pool: np.ndarray, tmp_path)
             "--n-items", "40",
             "--steps", "12",
             "--eval-every", "3",
-            "--settings", "mlp_s3_eps0.1",
+            "--settings", "composed.mlp_s3_eps0.1",
             "--strategies", "random,least_compared,apohf",
             "--workers", "1",
             "--no-plots",
@@ -31,13 +31,15 @@ def test_one_seed_loop_writes_json_and_markdown(tiny_pool: np.ndarray, tmp_path)
 
     written = json.loads((tmp_path / "strategies_quick.json").read_text())
     assert written["summary"].keys() == {"random", "least_compared", "apohf"}
-    assert list(written["settings"]) == ["mlp_s3_eps0.1"]
-    for block in [*written["summary"].values(), *written["settings"]["mlp_s3_eps0.1"].values()]:
+    assert list(written["settings"]) == ["composed.mlp_s3_eps0.1"]
+    for block in [*written["summary"].values(), *written["settings"]["composed.mlp_s3_eps0.1"].values()]:
         assert {"median_regret_at_T", "ratio_to_random", "ratio_ci90", "select_seconds_p50"} <= block.keys()
         assert len(block["ratio_ci90"]) == 2
     assert written["summary"]["random"]["ratio_to_random"] in (1.0, None)
     assert written["config"]["n_items"] == 40 and written["config"]["steps"] == 12
-    assert "scale" in written
+    assert "scale" in written and written["named_best"] == "double_ts"
+    assert written["protocol"]["true_flip_rate_given"] is False and written["protocol"]["held_out_seeds"]
+    assert "mean_regret_at_T" in written["summary"]["apohf"] and "least_compared" in written["wins"]["apohf"]
 
     runs = [json.loads(line) for line in (tmp_path / "strategies_quick_runs.jsonl").read_text().splitlines()]
     assert len(runs) == 3
@@ -53,7 +55,7 @@ def test_a_rerun_reuses_the_saved_runs(tiny_pool: np.ndarray, tmp_path, capsys) 
     """Runs are saved as they finish; a second call with the same config runs nothing
     and reports from the saved file."""
     argv = [
-        "--quick", "--seeds", "1", "--n-items", "30", "--steps", "7", "--settings", "linear_s10_eps0",
+        "--quick", "--seeds", "1", "--n-items", "30", "--steps", "7", "--settings", "composed.linear_s10_eps0",
         "--strategies", "random", "--workers", "1", "--no-plots", "--output-dir", str(tmp_path),
     ]  # fmt: skip
     first = main(argv)
