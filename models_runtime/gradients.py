@@ -20,6 +20,9 @@ holds more than ``chunk_size`` rows of a ``(rows, p)`` gradient matrix at once.
 :class:`GradientDesign` keeps ``V`` exactly when ``p`` is small (a linear head has
 ``p = d + 1``) and only its diagonal when ``p`` is large (an MLP head has tens of
 thousands of parameters, and APOHF's own code also uses the diagonal there).
+:class:`GradientFeatureSource` serves APOHF; for the standard heads it builds the
+diagonal design and the bonuses from each item's activations (``O(d + h)`` numbers a
+row instead of ``p``), see :class:`_HeadForm`.
 
 Parameter order. For a :class:`models_runtime.reward.RewardModel` the feature is the
 concatenation of the head's ``named_parameters()`` in module order, each flattened
@@ -173,10 +176,21 @@ def iter_gradient_features(
     x = np.ascontiguousarray(features, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"features must be a 2-D (items, dim) array, got shape {x.shape}")
-    if x.shape[1] != model.input_dim:
-        raise ValueError(f"features have dimension {x.shape[1]}, model expects {model.input_dim}")
+    _check_input_dim(model, x)
     # Validation above runs at call time; only the gradient work is deferred to iteration.
     return _gradient_chunks(model, kind, member, x, chunk, out_dtype, normalise)
+
+
+def _check_input_dim(model: Any, x: np.ndarray) -> None:
+    if x.shape[1] != model.input_dim:
+        raise ValueError(f"features have dimension {x.shape[1]}, model expects {model.input_dim}")
+
+
+def _check_finite(rows: np.ndarray, row_ids: np.ndarray) -> None:
+    """Raise on a non-finite row, naming it by its id in ``row_ids``."""
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"features contain NaN or infinite values (e.g. row {int(row_ids[np.argmin(finite)])})")
 
 
 def _gradient_chunks(
@@ -198,9 +212,7 @@ def _gradient_chunks(
     device = model.device
     for start in range(0, x.shape[0], chunk):
         block = x[start : start + chunk]
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            raise ValueError(f"features contain NaN or infinite values (e.g. row {start + int(np.argmin(finite))})")
+        _check_finite(block, np.arange(start, start + block.shape[0]))
         # torch.func.grad differentiates even under an outer no_grad, which only keeps
         # autograd from recording the vmapped computation itself.
         with torch.no_grad():
@@ -404,9 +416,11 @@ class GradientDesign:
         ``features``) under ``model`` (and ``member`` for an ensemble): ``V = reg · I +
         Σ_i (g(left_i) - g(right_i))(…)ᵀ``. Pairs are processed ``chunk_size`` at a time,
         computing gradients only for the items each chunk references, so memory stays
-        bounded by ``2 · chunk_size · p``. ``normalise`` must match the setting used for
-        the candidates' features later. Raises ``ValueError`` on index arrays that are
-        not 1-D integers of equal length within ``features``' rows, and as
+        bounded by ``2 · chunk_size · p``; a diagonal design of a standard reward head
+        gets its squares from the head's activations instead (see :class:`_HeadForm`),
+        without gradient rows. ``normalise`` must match the setting used for the
+        candidates' features later. Raises ``ValueError`` on index arrays that are not
+        1-D integers of equal length within ``features``' rows, and as
         :func:`iter_gradient_features` does."""
         x = np.ascontiguousarray(features, dtype=np.float32)
         if x.ndim != 2:
@@ -417,8 +431,17 @@ class GradientDesign:
             raise ValueError(f"left_idx and right_idx must have equal lengths, got {left.size} and {right.size}")
         chunk_size = _check_chunk_size(chunk_size)
         design = cls(gradient_dim(model), reg=reg, mode=mode)
+        form = _HeadForm.of(model, normalise=normalise) if design.mode == "diagonal" and member is None else None
         for start in range(0, left.size, chunk_size):
             li, ri = left[start : start + chunk_size], right[start : start + chunk_size]
+            if form is not None:
+                _check_input_dim(model, x)
+                both = np.concatenate([li, ri])
+                _check_finite(x[both], both)
+                assert design._diag is not None
+                design._diag += form.pair_squares(x[li], x[ri], design.dim)
+                design.n_updates += int(li.size)
+                continue
             used, inverse = np.unique(np.concatenate([li, ri]), return_inverse=True)
             g = gradient_features(
                 model, x[used], member=member, chunk_size=chunk_size, dtype=np.float64, normalise=normalise
@@ -442,7 +465,9 @@ class GradientFeatureSource:
     """Gradient features of ``model`` over the rows of ``features``, served in chunks,
     with the diagonal design of the judged pairs ``(left[i], right[i])``: what
     APOHF's selection step reads (``activelearn.strategies.GradientSource``). Nothing
-    of size ``N × p`` is ever held; ``chunks`` computes features on demand."""
+    of size ``N × p`` is ever held; ``chunks`` computes features on demand. For the
+    standard reward heads :meth:`bonuses` skips the features altogether; it reads the
+    head's weights as they were when the source was built, as the design does."""
 
     def __init__(
         self,
@@ -463,6 +488,7 @@ class GradientFeatureSource:
             model, self._features, left, right, member=member, reg=reg, mode="diagonal", chunk_size=chunk_size
         )
         self._diag = np.asarray(design.matrix)
+        self._form = _HeadForm.of(model, normalise=True) if member is None else None
 
     @property
     def dim(self) -> int:
@@ -483,68 +509,144 @@ class GradientFeatureSource:
             )
 
     def bonuses(self, items: np.ndarray, refs: np.ndarray, inv_diag: np.ndarray) -> np.ndarray | None:
-        """``sqrt(Σ_k (g_k(x) − g_k(r))² · inv_diag_k)`` for each item ``x`` of ``items``
-        and its reference ``r`` (same position in ``refs``), computed from the head's
-        activations with a few matrix products instead of building gradient rows:
-        for the MLP head the weight block is ``(v_x²)ᵀ I (x²) − 2 (v_x v_r)ᵀ I (x r) +
-        (v_r²)ᵀ I (r²)`` with ``I`` the weight part of ``inv_diag`` as an ``(h, d)``
-        matrix. Returns None for heads without a closed form (use :meth:`chunks`)."""
-        parts = _activation_parts(self._model) if self._member is None else None
-        if parts is None:
+        """``sqrt(Σ_k (g_k(x) − g_k(r))² · inv_diag_k)`` (float64) for each item ``x`` of
+        ``items`` and its reference ``r`` (same position in ``refs``), from the head's
+        activations with a few matrix products instead of building gradient rows (see
+        :class:`_HeadForm`). Returns None for heads without a closed form (use
+        :meth:`chunks`)."""
+        if self._form is None:
             return None
         items = np.asarray(items, dtype=np.int64).reshape(-1)
         refs = np.asarray(refs, dtype=np.int64).reshape(-1)
+        if items.shape != refs.shape:
+            raise ValueError(f"items and refs must have equal lengths, got {items.size} and {refs.size}")
         inv = np.asarray(inv_diag, dtype=np.float64)
-        scale2 = 1.0 / self.dim  # normalised features: g / sqrt(p)
+        if inv.shape != (self.dim,):
+            raise ValueError(f"inv_diag must have shape ({self.dim},), got {inv.shape}")
+        squares = self._form.distances(self._features, items, refs, inv)
+        return np.sqrt(np.maximum(squares, 0.0))
+
+
+# Rows per block in _HeadForm.distances: each float32 (rows, d) temporary of a block
+# takes ~6 MB for d = 384, so a pass over 50,000 items never holds more than a few.
+_DISTANCE_BLOCK = 4096
+
+
+class _HeadForm:
+    """Weighted sums of squared tangent-feature differences of the standard reward heads
+    (those :func:`_closed_form_gradients` covers), from each item's activations instead
+    of its ``p`` gradient entries.
+
+    For the MLP head ``g(x) = s · [v(x) ⊗ x, v(x), gelu(a(x)), 1]`` (see
+    :func:`_closed_form_gradients`), so the weight block of ``g(x) − g(r)`` is ``s ·
+    (v(x) ⊗ (x − r) + (v(x) − v(r)) ⊗ r)``. With the (inverse design) weights of that
+    block as an ``(h, d)`` matrix ``M``, ``Σ_hj M_hj (v_h D_j + e_h r_j)²`` (``D = x −
+    r``, ``e = v(x) − v(r)``) is ``Σ_h v_h² (M D²)_h + 2 v_h e_h (M (D ∘ r))_h + e_h² (M
+    r²)_h``:
+    two ``(n, d) @ (d, h)`` products per block of items, and one per reference item.
+    Written in the difference ``D`` rather than as ``(v(x) x)² − 2 … + (v(r) r)²``, no
+    term is large where the difference is small, so float32 products lose nothing to
+    cancellation for near-duplicates: the result has the accuracy of float32 gradient
+    rows. The linear head's ``g(x) = s · [x, 1]`` is the plain ``Σ_j M_j (x_j − r_j)²``.
+    Weights are copied when the form is built."""
+
+    def __init__(self, layers: list[Any], scale: float) -> None:
+        import torch
+
+        self.scale2 = scale * scale
+        first = layers[0]
+        self.in_dim = int(first.in_features)
+        w1 = first.weight.detach().to("cpu")
+        self.hidden = 0 if len(layers) == 1 else int(w1.shape[0])
+        self.weights: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        if self.hidden:
+            # float32 for the pass over all candidates; float64 for the design's few pairs.
+            self.weights = {
+                dtype: (
+                    w1.to(dtype).clone(),
+                    first.bias.detach().to("cpu", dtype).clone(),
+                    layers[2].weight.detach().to("cpu", dtype)[0].clone(),
+                )
+                for dtype in (torch.float32, torch.float64)
+            }
+
+    @classmethod
+    def of(cls, model: Any, *, normalise: bool) -> _HeadForm | None:
+        """The form of a ``RewardModel``'s head, or None for any other model or head."""
+        if _model_kind(model) != "reward" or _closed_form_gradients(model) is None:
+            return None
+        params = _param_tensors(model, "reward", None)
+        scale = 1.0 / math.sqrt(sum(t.numel() for t in params.values())) if normalise else 1.0
+        return cls(list(model.head), scale)
+
+    def _activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``v = ∂f/∂a = w2 · gelu'(a)`` and ``gelu(a)`` of the rows of ``x``, ``a = W1 x + b1``."""
+        import torch
+
+        w1, b1, w2 = self.weights[x.dtype]
+        pre = torch.addmm(b1, x, w1.T)
+        # In place where possible: these run over every candidate.
+        cdf = torch.erf(pre * (1.0 / math.sqrt(2.0))).mul_(0.5).add_(0.5)
+        pdf = pre.square().mul_(-0.5).exp_().mul_(1.0 / math.sqrt(2.0 * math.pi))
+        v = pdf.mul_(pre).add_(cdf).mul_(w2)
+        return v, cdf.mul_(pre)
+
+    def distances(self, features: np.ndarray, items: np.ndarray, refs: np.ndarray, inv: np.ndarray) -> np.ndarray:
+        """``Σ_k (g_k(x) − g_k(r))² · inv_k`` (float64) for rows ``x = features[items[i]]``
+        and ``r = features[refs[i]]``, in float32 blocks of ``_DISTANCE_BLOCK`` rows."""
+        import torch
+
+        d, h = self.in_dim, self.hidden
+        uniq, ref_of = np.unique(refs, return_inverse=True)
+        ref_of = torch.from_numpy(ref_of.reshape(-1))
+        r = torch.from_numpy(features[uniq])
         out = np.empty(items.size, dtype=np.float64)
-        step = 8192
-        for start in range(0, items.size, step):
-            x = self._features[items[start : start + step]].astype(np.float64)
-            r = self._features[refs[start : start + step]].astype(np.float64)
-            out[start : start + step] = parts(x, r, inv) * scale2
-        return np.sqrt(np.maximum(out, 0.0))
+        with torch.no_grad():
+            if h:
+                inv_w1 = torch.from_numpy(inv[: h * d].reshape(h, d).astype(np.float32))
+                inv_b1 = torch.from_numpy(inv[h * d : h * d + h].astype(np.float32))
+                inv_w2 = torch.from_numpy(inv[h * d + h : h * d + 2 * h].astype(np.float32))
+                v_r, gelu_r = self._activations(r)
+                r_term = (r * r) @ inv_w1.T  # M r², once per reference
+            else:
+                inv_x = torch.from_numpy(inv[:d].astype(np.float32))
+            for start in range(0, items.size, _DISTANCE_BLOCK):
+                x = torch.from_numpy(features[items[start : start + _DISTANCE_BLOCK]])  # a copy
+                which = ref_of[start : start + _DISTANCE_BLOCK]
+                r_rows = r if uniq.size == 1 else r[which]
+                if not h:
+                    total = x.sub_(r_rows).square_() @ inv_x
+                else:
+                    v, gelu = self._activations(x)
+                    e = v.sub(v_r[which])
+                    diff = x.sub_(r_rows)
+                    dd = diff.square() @ inv_w1.T
+                    dr = diff.mul_(r_rows) @ inv_w1.T
+                    total = dd.mul_(v).add_(dr.mul_(e), alpha=2.0).mul_(v)
+                    total.addcmul_(e.square(), r_term[which])
+                    total = total.sum(dim=1) + e.square_() @ inv_b1 + gelu.sub_(gelu_r[which]).square_() @ inv_w2
+                out[start : start + x.shape[0]] = total.numpy()
+        return out * self.scale2
 
+    def pair_squares(self, a: np.ndarray, b: np.ndarray, dim: int) -> np.ndarray:
+        """``Σ_i (g(a_i) − g(b_i))²`` (float64, length ``dim``) over the rows of ``a`` and
+        ``b`` (``(n, d)``): the diagonal a design gains from judging those pairs."""
+        import torch
 
-def _activation_parts(model: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
-    """Squared weighted gradient distances for the standard heads (see
-    :meth:`GradientFeatureSource.bonuses`), or None for any other head."""
-    import torch
-
-    def erf(z: np.ndarray) -> np.ndarray:
-        return torch.erf(torch.from_numpy(z)).numpy()
-
-    if _closed_form_gradients(model) is None:
-        return None
-    layers = list(model.head)
-    if len(layers) == 1:
-        dim = layers[0].in_features
-
-        def linear(x: np.ndarray, r: np.ndarray, inv: np.ndarray) -> np.ndarray:
+        d, h = self.in_dim, self.hidden
+        out = np.zeros(dim, dtype=np.float64)
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(a, dtype=np.float64))
+            r = torch.from_numpy(np.asarray(b, dtype=np.float64))
             diff = x - r
-            return (diff * diff) @ inv[:dim]
-
-        return linear
-    w1 = layers[0].weight.detach().double().cpu().numpy()
-    b1 = layers[0].bias.detach().double().cpu().numpy()
-    w2 = layers[2].weight.detach().double().cpu().numpy()[0]
-    h, d = w1.shape
-
-    def activations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pre = x @ w1.T + b1
-        cdf = 0.5 * (1.0 + erf(pre / math.sqrt(2.0)))
-        pdf = np.exp(-0.5 * pre * pre) / math.sqrt(2.0 * math.pi)
-        return w2 * (cdf + pre * pdf), pre * cdf  # ∂f/∂a and gelu(a)
-
-    def mlp(x: np.ndarray, r: np.ndarray, inv: np.ndarray) -> np.ndarray:
-        inv_w1 = inv[: h * d].reshape(h, d)
-        inv_b1, inv_w2 = inv[h * d : h * d + h], inv[h * d + h : h * d + 2 * h]
-        vx, ax = activations(x)
-        vr, ar = activations(r)
-        weights = (
-            np.einsum("nd,nd->n", (vx * vx) @ inv_w1, x * x)
-            - 2.0 * np.einsum("nd,nd->n", (vx * vr) @ inv_w1, x * r)
-            + np.einsum("nd,nd->n", (vr * vr) @ inv_w1, r * r)
-        )
-        return weights + ((vx - vr) ** 2) @ inv_b1 + ((ax - ar) ** 2) @ inv_w2
-
-    return mlp
+            if not h:
+                out[:d] = (diff * diff).sum(dim=0).numpy()
+            else:
+                v, gelu = self._activations(x)
+                v_r, gelu_r = self._activations(r)
+                e = v - v_r
+                block = (v * v).T @ (diff * diff) + 2.0 * (v * e).T @ (diff * r) + (e * e).T @ (r * r)
+                out[: h * d] = block.reshape(-1).numpy()
+                out[h * d : h * d + h] = (e * e).sum(dim=0).numpy()
+                out[h * d + h : h * d + 2 * h] = (gelu - gelu_r).square_().sum(dim=0).numpy()
+        return out * self.scale2

@@ -47,7 +47,11 @@ groups (at most ``_FIRST_ROWS_BUDGET`` numbers). Fantasy updates only shrink bon
 so the stored values are upper bounds: each further pair recomputes the exact bonus
 of only its group's top candidates (lazy evaluation, ``eval_batch`` rows at a time)
 instead of re-streaming the group. Moving ``x1`` (its open pairs exhausted, or its
-``max_per_item`` reached) costs one pass over that group.
+``max_per_item`` reached) costs one pass over that group. A source with the optional
+``bonuses`` shortcut (``models_runtime.gradients.GradientFeatureSource`` for the
+standard reward heads: a few matrix products over the head's activations) serves the
+pass and the recomputations without building gradient rows; only each fantasy update
+then reads rows, the two of its pair.
 """
 
 from __future__ import annotations
@@ -194,6 +198,8 @@ class _Selection:
         self.design = design
         self.inv_design = 1.0 / design
         self.version = 0  # bumped by each fantasy update
+        # The source's optional shortcut for bonuses without gradient rows.
+        self.direct = getattr(source, "bonuses", None)
         self.weight = 0.0  # w, set by calibration after the first pass
         n_items = inp.n_items
         self.uses = np.zeros(n_items, dtype=np.int64)
@@ -238,28 +244,39 @@ class _Selection:
             raise ValueError("gradient features contain NaN or infinite values")
         return bonus
 
+    def _direct_bonuses(self, items: np.ndarray, firsts: np.ndarray) -> np.ndarray | None:
+        """Bonus of each of ``items`` against ``firsts`` (same positions) from the source's
+        ``bonuses``, which needs no gradient rows; None when the source has no such
+        shortcut (it then never will, so later calls return None at once)."""
+        if self.direct is None:
+            return None
+        bonus = self.direct(items, firsts, self.inv_design)
+        if bonus is None:
+            self.direct = None
+            return None
+        if not np.isfinite(bonus).all():
+            raise ValueError("gradient features contain NaN or infinite values")
+        return bonus
+
     def _stream_bonuses(self, group_ids: list[int]) -> np.ndarray:
         """Bonus of every member of ``group_ids`` against its group's x1, streaming the
         gradients block by block; returns a length-N array filled for those members."""
         bonus = np.zeros(self.scores.size, dtype=np.float64)
+        blocks = [self.states[g] for g in group_ids]
+        if self.direct is not None:
+            items = np.concatenate([st.members for st in blocks])
+            firsts = np.concatenate([np.full(st.members.size, st.members[st.first]) for st in blocks])
+            direct = self._direct_bonuses(items, firsts)
+            if direct is not None:
+                bonus[items] = direct
+                return bonus
         per_block = max(1, _FIRST_ROWS_BUDGET // self.dim)
         for start in range(0, len(group_ids), per_block):
-            block = [self.states[g] for g in group_ids[start : start + per_block]]
-            firsts = np.array([st.members[st.first] for st in block], dtype=np.int64)
-            first_rows = self._rows(firsts)
+            block = blocks[start : start + per_block]
+            first_rows = self._rows(np.array([st.members[st.first] for st in block], dtype=np.int64))
             for k, st in enumerate(block):
                 self.slot[st.members] = k
-            items = np.concatenate([st.members for st in block])
-            fast = getattr(self.source, "bonuses", None)
-            if fast is not None:
-                # The source can compute the bonus without materialising gradient rows.
-                direct = fast(items, firsts[self.slot[items]], self.inv_design)
-                if direct is not None:
-                    if not np.isfinite(direct).all():
-                        raise ValueError("gradient features contain NaN or infinite values")
-                    bonus[items] = direct
-                    continue
-            for idx, rows in self._chunks(items):
+            for idx, rows in self._chunks(np.concatenate([st.members for st in block])):
                 bonus[idx] = self._bonus(rows, first_rows[self.slot[idx]])
         return bonus
 
@@ -324,8 +341,10 @@ class _Selection:
             stale_values = np.where(mask & (st.version != self.version), st.value, -np.inf)
             k = min(self.strategy.eval_batch, int(np.count_nonzero(np.isfinite(stale_values))))
             top = np.argpartition(-stale_values, k - 1)[:k]
-            rows = self._rows(np.concatenate([[st.members[st.first]], st.members[top]]))
-            bonus = self._bonus(rows[1:], rows[:1])
+            bonus = self._direct_bonuses(st.members[top], np.full(k, st.members[st.first]))
+            if bonus is None:
+                rows = self._rows(np.concatenate([[st.members[st.first]], st.members[top]]))
+                bonus = self._bonus(rows[1:], rows[:1])
             st.value[top] = self.scores[st.members[top]] + self.weight * bonus
             st.version[top] = self.version
 

@@ -330,3 +330,33 @@ def test_other_heads_fall_back_to_vmap() -> None:
     x = pool(9)
     expected = autograd_loop(lambda row: model.head(row).sum(), list(model.head.parameters()), x)
     np.testing.assert_allclose(gradient_features(model, x, normalise=False), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_source_closed_forms_equal_the_generic_per_sample_gradients(monkeypatch, head: str) -> None:
+    """The source's design and bonuses for a standard head, computed from activations,
+    equal those of the generic per-sample (vmap) gradient rows, weight by weight: for
+    distant items, near-duplicates (where a naive expansion in float32 cancels) and an
+    item against itself."""
+    import models_runtime.gradients as gradients_module
+    from models_runtime.gradients import GradientFeatureSource
+
+    model = reward_model(head, seed=3)
+    rng = np.random.default_rng(8)
+    x = pool(40, seed=9) * 3.0
+    x[30:40] = x[20:30] + 1e-3 * rng.standard_normal((10, DIM)).astype(np.float32)
+    left, right = rng.integers(0, 40, 60), rng.integers(0, 40, 60)
+    fast = GradientFeatureSource(model, x, left, right, reg=0.01)
+    monkeypatch.setattr(gradients_module, "_closed_form_gradients", lambda model: None)
+    generic = GradientFeatureSource(model, x, left, right, reg=0.01)
+
+    np.testing.assert_allclose(fast.design_diag, generic.design_diag, rtol=1e-5)
+    assert np.ptp(generic.design_diag) > 0.01, "the judged pairs shape the design"
+    items = np.arange(40)
+    refs = np.concatenate([rng.integers(0, 40, 20), items[30:40], [5] * 5, items[35:40]])
+    inv = rng.uniform(0.1, 10.0, fast.dim)  # unequal weights: each one must meet its own coordinate
+    g = np.concatenate([rows for _, rows in generic.chunks(items)]).astype(np.float64)
+    expected = np.sqrt((((g[items] - g[refs]) ** 2) * inv).sum(axis=1))
+    assert generic.bonuses(items, refs, inv) is None, "no closed form: the strategy reads rows"
+    got = fast.bonuses(items, refs, inv)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(np.median(expected)))

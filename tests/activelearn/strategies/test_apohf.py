@@ -290,3 +290,35 @@ def test_direct_bonuses_of_a_real_model_choose_what_gradient_rows_choose(head: s
     rows = ApohfStrategy().select(SelectionInput(groups=groups, scores=scores, gradients=RowsOnly()), 8, rng)
     assert [(p.i, p.j) for p in fast] == [(p.i, p.j) for p in rows]
     np.testing.assert_allclose([p.score for p in fast], [p.score for p in rows], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_closed_form_source_chooses_what_generic_per_sample_gradients_choose(monkeypatch, head: str) -> None:
+    """For the standard heads the source builds its design and bonuses from the head's
+    activations; on a small random model that gives the batch (and scores) of the
+    generic per-sample gradient rows, over several rounds of fantasy updates."""
+    import models_runtime.gradients as gradients_module
+    from models_runtime.gradients import GradientFeatureSource
+    from models_runtime.reward import RewardModel, RewardModelConfig, _seeded_head
+
+    rng = np.random.default_rng(12)
+    features = rng.standard_normal((90, 12)).astype(np.float32) * 2.0
+    config = RewardModelConfig(head=head, hidden=8, seed=3, device="cpu")
+    model = RewardModel(_seeded_head(12, config), config, 12)
+    left, right = rng.integers(0, 90, 150), rng.integers(0, 90, 150)
+    groups = np.repeat(np.arange(3), 30)
+    scores = model.scores(features)
+    fast_source = GradientFeatureSource(model, features, left, right, reg=0.01)
+    monkeypatch.setattr(gradients_module, "_closed_form_gradients", lambda model: None)
+    generic_source = GradientFeatureSource(model, features, left, right, reg=0.01)
+    assert generic_source.bonuses(np.arange(3), np.zeros(3, dtype=int), np.ones(generic_source.dim)) is None
+
+    def choose(source, nu: float):
+        inp = SelectionInput(groups=groups, scores=scores, gradients=source)
+        return ApohfStrategy(nu=nu).select(inp, 12, np.random.default_rng(0))
+
+    for nu in (1.0, 4.0):
+        fast, generic = choose(fast_source, nu), choose(generic_source, nu)
+        assert _pairs(fast) == _pairs(generic)
+        np.testing.assert_allclose([p.score for p in fast], [p.score for p in generic], rtol=1e-5)
+        assert _pairs(fast) != _pairs(choose(fast_source, 0.0)), "the bonus decides some of the pairs"
