@@ -1,0 +1,32 @@
+"""The benchmark's models are the app's defaults, validated the way the app validates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.strategies.learners import EnsembleLearner, HeadLearner, _holdout
+from benchmarks.strategies.protocol import BenchConfig
+from models_runtime.ensemble import EnsembleConfig
+from models_runtime.reward import RewardModelConfig
+
+
+def test_models_are_the_apps_defaults_with_a_learned_flip_rate() -> None:
+    features = np.zeros((4, 3), dtype=np.float32)
+    head = HeadLearner(features, 7, BenchConfig()).config
+    ensemble = EnsembleLearner(features, 7, BenchConfig()).config
+    assert head == RewardModelConfig(seed=7, device="cpu")
+    assert ensemble == EnsembleConfig(seed=7, device="cpu")
+    assert head.likelihood.label_flip_rate is None and ensemble.likelihood.label_flip_rate is None
+
+
+def test_the_validation_split_stays_put_as_judgments_arrive() -> None:
+    """A pair held out at 40 judgments is still held out at 150, whatever order it was
+    shown in, so a warm start is never validated on what it trained on."""
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 500, 150).tolist()
+    right = ((np.array(left) + 1 + rng.integers(0, 498, 150)) % 500).tolist()
+    early = _holdout(left[:40], right[:40], 3, 0.2)
+    late = _holdout(left, right, 3, 0.2)
+    np.testing.assert_array_equal(late[late < 40], early)
+    assert 0.1 < late.size / 150 < 0.3
+    np.testing.assert_array_equal(_holdout(right, left, 3, 0.2), late)
