@@ -235,14 +235,21 @@ def markdown(results: dict) -> str:
                 for p in peers
             ]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        losses = [
-            f"{s} vs {p}: {', '.join(t['sure_losses'])}"
+        to_random = [
+            f"{s}: {', '.join(t['sure_losses'])}"
             for s, tally in results["wins"].items()
-            for p, t in tally.items()
-            if p in ("random", "botorch_eubo") and t["sure_losses"]
+            if (t := tally.get("random")) and t["sure_losses"]
         ]
-        if losses:
-            lines += ["", "Settings with a sure loss to random or EUBO: " + "; ".join(losses) + "."]
+        lines += ["", "Settings a prefloop strategy surely loses to random: " + ("; ".join(to_random) or "none") + "."]
+        best = results["wins"].get(results.get("named_best"), {}).get("botorch_eubo")
+        if best:
+            lines.append(
+                f"Settings the named best ({results.get('named_best')}) surely loses to EUBO: "
+                + (", ".join(best["sure_losses"]) or "none")
+                + "; surely wins: "
+                + (", ".join(best["sure_wins"]) or "none")
+                + "."
+            )
     lines += ["", "## Targets", ""]
     for name, t in results["targets"].items():
         lines.append(f"- {name}: {t['value']} → **{'met' if t['met'] else 'not met'}** ({t['detail']})")

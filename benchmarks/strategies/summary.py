@@ -130,7 +130,8 @@ def summarise(runs: list[dict], strategies: Iterable[str]) -> dict[str, Any]:
     """Every summary of the report, from one bootstrap generator seeded 0 (so the
     intervals reproduce): ``summary`` pooled over all problems, ``settings``,
     ``pools``, ``families`` and ``classic`` (the previous protocol's eight settings)
-    per strategy, and ``wins`` per strategy and peer over the settings."""
+    per strategy, and ``wins`` per prefloop strategy and peer over the settings (also
+    under each prefloop strategy's ``summary`` entry)."""
     strategies = list(strategies)
     rng = np.random.default_rng(0)
 
@@ -149,6 +150,8 @@ def summarise(runs: list[dict], strategies: Iterable[str]) -> dict[str, Any]:
     classic_runs = [r for r in runs if r["setting"] in classic]
     out["classic"] = blocks(classic_runs) if classic_runs else {}
     out["wins"] = {s: wins(runs, s, rng) for s in strategies if s in PREFLOOP}
+    for s, tally in out["wins"].items():
+        out["summary"][s]["wins"] = tally
     out["classic_wins"] = {s: wins(classic_runs, s, rng) for s in strategies if s in PREFLOOP} if classic_runs else {}
     return out
 

@@ -62,6 +62,7 @@ def test_summarise_pairs_runs_by_problem_and_counts_wins_by_setting() -> None:
     assert list(out["settings"]) == [a, b] and out["settings"][a]["apohf"]["runs"] == 4
     assert set(out["pools"]) == {"composed"} and set(out["families"]) == {"linear", "mlp"}
     vs_random = out["wins"]["apohf"]["random"]
+    assert apohf["wins"] == out["wins"]["apohf"]
     assert (vs_random["wins"], vs_random["losses"], vs_random["ties"]) == (1, 1, 0)
     assert vs_random["sure_wins"] == [a] and vs_random["sure_losses"] == [b]
     met = targets(out, None)
