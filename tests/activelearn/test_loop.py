@@ -391,8 +391,13 @@ def test_listwise_cold_start_queues_lists_of_k_distinct_items_within_one_prompt(
     ("strategy", "model_type"), [("uncertainty", "mlp"), ("apohf", "mlp"), ("double_ts", "ensemble")]
 )
 def test_listwise_rankings_train_plackett_luce_and_the_strategy_picks_lists(
-    make_study, annotators, member, strategy, model_type
+    make_study, annotators, member, strategy, model_type, monkeypatch
 ):
+    # Six rankings are too few for a validation split that decides anything: which of
+    # them it holds out follows a hash of the study's id, and on some ids the fit
+    # legitimately fails to beat its start on five held-out judgments and is not
+    # published. This test is about rankings and lists, so the fit trains on all.
+    monkeypatch.setattr(services, "_validation_rows", lambda **kwargs: np.zeros(0, dtype=np.int64))
     study = make_study(
         mode="listwise", list_size=3, strategy=strategy, model_type=model_type, model_params={"n_members": 4}
     )
