@@ -126,7 +126,7 @@ def test_random_answers_show_chance_accuracy(eager_tasks, django_capture_on_comm
         )
         versions = list(RewardModelVersion.objects.filter(study=study).order_by("version"))
         assert versions, f"seed {seed}: no version at all"
-        shown += [v.heldout_accuracy for v in versions if v.heldout_accuracy is not None]
+        shown += [(v.heldout_accuracy, v.n_heldout) for v in versions if v.heldout_accuracy is not None]
         record = versions[-1].metrics["evaluation"]
         if record["n"]:
             correct += record["accuracy"] * record["n"]
@@ -138,7 +138,14 @@ def test_random_answers_show_chance_accuracy(eager_tasks, django_capture_on_comm
     accuracy, half = correct / scored, 0.5 / math.sqrt(scored)
     assert accuracy <= 0.5 + 1.96 * half, f"pooled live accuracy {accuracy:.3f} on {scored}: above chance's interval"
     assert accuracy >= 0.5 - 3.29 * half, f"pooled live accuracy {accuracy:.3f} on {scored}: far below chance"
-    assert not shown or np.mean(shown) < 0.6, f"versions show {np.mean(shown):.3f} on average for random answers"
+    # The shown figures: under chance each is 0.5 ± 0.5/sqrt(n) (n its evaluation
+    # count). They share judgments, so their mean is bounded with the mean of their
+    # standard errors (the perfectly correlated worst case), one-sided at 99%. The
+    # inflated figures this guards against were 0.8-1.0 on every version.
+    if shown:
+        mean = float(np.mean([a for a, _ in shown]))
+        bound = 0.5 + 2.33 * float(np.mean([0.5 / math.sqrt(n) for _, n in shown]))
+        assert mean <= bound, f"versions show {mean:.3f} on average for random answers (bound {bound:.3f})"
 
 
 def test_a_clear_utility_shows_accuracy_above_chance(eager_tasks, django_capture_on_commit_callbacks):
