@@ -56,7 +56,8 @@ def _holdout(left: list[int], right: list[int], seed: int, fraction: float) -> n
     return np.flatnonzero(np.array([evaluation_draw(k) < fraction for k in keys], dtype=bool))
 
 
-def _pairs(left: list[int], right: list[int], outcome: list[float]) -> PreferenceData:
+def preference_data(left: list[int], right: list[int], outcome: list[float]) -> PreferenceData:
+    """The judgments so far as the models' input (``outcome`` 1.0: ``left`` preferred)."""
     return PreferenceData.from_pairs(np.array(left), np.array(right), np.array(outcome, dtype=np.float32))
 
 
@@ -71,7 +72,7 @@ class HeadLearner(Learner):
     def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
         init = self.model.state_dict() if self.model is not None else None
         holdout = _holdout(left, right, self.config.seed, self.config.holdout_fraction)
-        data = _pairs(left, right, outcome)
+        data = preference_data(left, right, outcome)
         self.model = fit_reward_model(self.features, data, self.config, init_state=init, holdout=holdout).model
         self.scores = self.model.scores(self.features)
         self.left, self.right = np.array(left), np.array(right)
@@ -94,7 +95,7 @@ class EnsembleLearner(Learner):
     def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
         init = self.model.state_dict() if self.model is not None else None
         holdout = _holdout(left, right, self.config.seed, self.config.holdout_fraction)
-        data = _pairs(left, right, outcome)
+        data = preference_data(left, right, outcome)
         self.model = fit_ensemble(self.features, data, self.config, init_state=init, holdout=holdout).model
         self.members = self.model.member_scores(self.features)
         self.scores = self.members.mean(axis=0)

@@ -31,7 +31,7 @@ import numpy as np
 from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.base import diversify
 from benchmarks.strategies.eubo import EuboLearner
-from benchmarks.strategies.learners import ChoixLearner, EnsembleLearner, HeadLearner, Learner
+from benchmarks.strategies.learners import ChoixLearner, EnsembleLearner, HeadLearner, Learner, preference_data
 from benchmarks.strategies.protocol import (
     ENSEMBLE,
     PREFLOOP,
@@ -50,7 +50,6 @@ from benchmarks.strategies.protocol import (
 )
 from models_runtime import kinds
 from models_runtime.metrics import kendall_tau
-from models_runtime.preferences import PreferenceData
 from models_runtime.recommend import recommend
 from models_runtime.simulate import normalised_regret
 
@@ -218,9 +217,7 @@ def app_recommendation(features: np.ndarray, judged: Judgments, seed: int) -> in
     (``activelearn.services._recommendation``: the model kind's posterior, 256
     samples), which for every model kind is the Bayesian linear Bradley–Terry
     posterior on the features."""
-    data = PreferenceData.from_pairs(
-        np.array(judged.left), np.array(judged.right), np.array(judged.outcome, dtype=np.float32)
-    )
+    data = preference_data(judged.left, judged.right, judged.outcome)
     rng = np.random.default_rng([5, seed, len(judged)])
     samples, method = kinds.get("mlp").posterior(None, features, data, rng, RECOMMENDATION_SAMPLES)
     return recommend(judged.groups, samples, method).groups[0].best

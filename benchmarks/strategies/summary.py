@@ -82,7 +82,7 @@ def _block(runs: list[dict], strategy: str, rng: np.random.Generator) -> dict[st
         "fit_seconds_p50": round(float(np.median([r["fit_seconds_p50"] for r in mine_runs.values()])), 5),
         "runs": len(mine_runs),
     }
-    mine = _final(runs, strategy)
+    mine = {k: r["regret"][-1] for k, r in mine_runs.items()}
     base = _final(runs, "random")
     keys = sorted(set(mine) & set(base))
     if keys:
