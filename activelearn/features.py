@@ -128,6 +128,13 @@ def study_features_choice(*, study_id: int) -> str:
     return Study.objects.values_list("features", flat=True).get(id=study_id)
 
 
+def study_features_key(*, study: Study) -> str:
+    """The key the study's features have now (the configured encoder and the
+    study's choice), without embedding anything: a version whose
+    ``embedder_key`` differs was fitted on other features and cannot score these."""
+    return features_key(embedder_get().model_key, study.features)
+
+
 def features_key(model_key: str, features: str) -> str:
     """What a version's features were computed with: the encoder, and the study's
     ``features`` choice unless it is the response alone (so versions from before
@@ -275,18 +282,19 @@ _EMBEDDERS: dict[tuple, CachedEmbedder] = {}
 
 def embedder_config() -> EmbedderConfig:
     """The configured encoder (``PREFLOOP_EMBEDDER_PATH``, ``…_MAX_LENGTH``,
-    ``PREFLOOP_DEVICE``); the real-data benchmark reads it too."""
+    ``…_LAYERS``, ``PREFLOOP_DEVICE``); the real-data benchmark reads it too."""
     return EmbedderConfig(
         model_path=settings.PREFLOOP_EMBEDDER_PATH or None,
         max_length=settings.PREFLOOP_EMBEDDER_MAX_LENGTH,
         device=settings.PREFLOOP_DEVICE,
+        layers=settings.PREFLOOP_EMBEDDER_LAYERS,
     )
 
 
 def embedder_get() -> CachedEmbedder:
     """The process-wide embedder for the configured model (loaded once)."""
     config = embedder_config()
-    key = (config.model_path, config.max_length, config.device)
+    key = (config.model_path, config.max_length, config.device, config.layers)
     if key not in _EMBEDDERS:
         _EMBEDDERS[key] = CachedEmbedder(TransformerEmbedder(config), DatabaseEmbeddingCache())
     return _EMBEDDERS[key]

@@ -132,13 +132,26 @@ def _model_picks(
     A refill never embeds: after a large import that takes minutes, and the
     ``embed`` queue's task does it batch by batch. Until it is done the model
     steers among the embedded candidates, the random fallback covers the rest,
-    and the embedding is asked for again (a no-op while its task runs).
+    and the embedding is asked for again (a no-op while its task runs). A live
+    version fitted on other features (the encoder or the study's ``features``
+    choice changed since) cannot score these: random pairs until the refit
+    that the finished embedding asks for (``activelearn.tasks.embed_study``).
     """
     feats = features.study_features(study_id=study.id, embed=features.Embed.CACHED)
     if feats.missing:
         # Through the port, as annotation asks: importing activelearn.triggers
         # here would close a cycle (triggers → tasks → refill).
         loop.get().candidates_added(study_id=study.id)
+    if latest.embedder_key != feats.embedder_key:
+        logger.warning(
+            "study %s: the live model v%s was fitted on features %s, the study's are now %s; "
+            "using random pairs until it is refitted",
+            study.id,
+            latest.version,
+            latest.embedder_key,
+            feats.embedder_key,
+        )
+        return []
     # A candidate imported since ``index`` was read waits for the next refill.
     known = np.array([int(cid) in index for cid in feats.candidate_ids], dtype=bool)
     if not known.all():

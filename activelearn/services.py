@@ -161,6 +161,16 @@ def reward_model_latest(*, study_id: int) -> RewardModelVersion | None:
     return RewardModelVersion.objects.filter(study_id=study_id).order_by("-version").first()
 
 
+def live_model_stale(*, study_id: int) -> bool:
+    """Whether the study's live version was fitted on features other than the
+    study's now (another encoder or ``features`` choice); False without one."""
+    live = reward_model_latest(study_id=study_id)
+    if live is None:
+        return False
+    study = Study.objects.filter(id=study_id).first()
+    return study is not None and live.embedder_key != features.study_features_key(study=study)
+
+
 def retrain_due_after(n_train: int) -> int:
     """How many training judgments the next fit waits for after one on ``n_train``:
     ``n_train + max(PREFLOOP_RETRAIN_MIN_NEW, ceil(PREFLOOP_RETRAIN_GROWTH × n_train))``.
@@ -174,13 +184,18 @@ def retrain_due_after(n_train: int) -> int:
 def _fit_due(*, study: Study, live: RewardModelVersion | None, n_train: int) -> bool:
     """Whether the study has grown enough since its last fit attempt (published or
     not) to try again; a study without a model fits at ``MIN_JUDGMENTS_TO_TRAIN``,
-    and one whose live model predates the fixed evaluation set, or is of another
-    kind than the study now asks for, at once."""
+    and one whose live model predates the fixed evaluation set, is of another kind
+    than the study now asks for, or was fitted on other features (another encoder
+    or ``features`` choice), at once."""
     if n_train < MIN_JUDGMENTS_TO_TRAIN:
         return False
     if live is None and not study.last_fit_at:
         return True
-    stale = live is not None and (not live.fixed_evaluation or live.model_type != study.model_type)
+    stale = live is not None and (
+        not live.fixed_evaluation
+        or live.model_type != study.model_type
+        or live.embedder_key != features.study_features_key(study=study)
+    )
     if stale and study.last_fit_status != Study.FitStatus.NOT_IMPROVED:
         return True
     last = max(study.last_fit_train, live.n_train if live is not None else 0)

@@ -46,5 +46,11 @@ def refill_queue(study_id: int) -> int:
 @shared_task(name="activelearn.tasks.embed_study", acks_late=True)
 def embed_study(study_id: int) -> int:
     """Embed the study's candidates that are not cached yet (queue ``embed``);
-    a study deleted meanwhile has nothing left to embed."""
-    return embedding.study_embed(study_id=study_id).embedded
+    a study deleted meanwhile has nothing left to embed. When the live model was
+    fitted on other features (the encoder or the study's ``features`` choice
+    changed), the finished embedding starts its refit: until then the loop
+    cannot use it."""
+    embedded = embedding.study_embed(study_id=study_id).embedded
+    if services.live_model_stale(study_id=study_id) and services.retrain_claim(study_id=study_id):
+        retrain_study.delay(study_id)
+    return embedded

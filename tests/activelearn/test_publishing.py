@@ -187,3 +187,46 @@ def test_old_checkpoints_are_pruned_but_the_live_the_best_and_the_newest_stay(
     gone = client.get(reverse("model_checkpoint", args=[study.slug, 2]))
     assert gone.status_code == 404
     assert client.get(reverse("model_checkpoint", args=[study.slug, 6])).status_code == 200
+
+
+def test_a_model_fitted_on_other_features_is_not_used_and_is_refitted_at_once(
+    make_study, annotators, member, monkeypatch, caplog
+):
+    """After the study's features change (here its ``features`` choice; an
+    upgraded encoder or PREFLOOP_EMBEDDER_LAYERS gives the same key change), the
+    live version cannot score the new features: the refill uses random pairs
+    rather than feed them to it, the finished embedding asks for a refit, and
+    the refit comes at once, without waiting for the cadence."""
+    from activelearn import embedding, tasks
+
+    study = make_study(model_type="mlp", strategy="uncertainty")
+    member(study)
+    refill.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 6)
+    v1 = services.reward_model_fit(study_id=study.id)
+    assert v1 is not None and not services.live_model_stale(study_id=study.id)
+
+    Study.objects.filter(id=study.id).update(features="last_turn")
+    study.refresh_from_db()
+    assert services.live_model_stale(study_id=study.id)
+    embedding.study_embed(study_id=study.id)
+    retrains = []
+    monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id: retrains.append(study_id))
+    Study.objects.filter(id=study.id).update(retrain_claimed_at=None)
+    tasks.embed_study(study.id)
+    assert retrains == [study.id], "the finished embedding asks for the stale model's refit"
+
+    caplog.set_level("WARNING", logger="activelearn.refill")
+    study.comparisons.filter(assignments__isnull=True).delete()
+    created = refill.queue_refill(study_id=study.id, seed=1)
+    assert created > 0
+    fresh = study.comparisons.filter(assignments__isnull=True)
+    assert set(fresh.values_list("strategy", flat=True)) == {"random"}
+    assert f"live model v{v1.version} was fitted on features" in caplog.text
+
+    Study.objects.filter(id=study.id).update(retrain_claimed_at=None)
+    v2 = services.reward_model_retrain(study_id=study.id).version
+    assert v2 is not None and v2.version == v1.version + 1, "refitted with no new judgment"
+    assert v2.embedder_key.endswith("+last_turn") and not services.live_model_stale(study_id=study.id)
+    tasks.embed_study(study.id)
+    assert retrains == [study.id], "nothing to refit once the model matches"

@@ -17,6 +17,7 @@ from models_runtime.embedding import (
     MemoryEmbeddingCache,
     TransformerEmbedder,
     default_model_path,
+    pooled_layers,
 )
 from models_runtime.hashing import text_hash
 
@@ -30,8 +31,8 @@ def minilm() -> TransformerEmbedder:
 
 def test_minilm_shape_and_norm(minilm: TransformerEmbedder) -> None:
     vecs = minilm.embed(["The cat sat on the mat.", "Stock markets fell sharply today."])
-    assert minilm.dim == 384
-    assert vecs.shape == (2, 384)
+    assert minilm.dim == 6 * 384  # all six layers pooled by default
+    assert vecs.shape == (2, 6 * 384)
     assert vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
@@ -49,7 +50,7 @@ def test_minilm_semantic_similarity(minilm: TransformerEmbedder) -> None:
 
 def test_minilm_empty_input(minilm: TransformerEmbedder) -> None:
     out = minilm.embed([])
-    assert out.shape == (0, 384)
+    assert out.shape == (0, 6 * 384)
     assert out.dtype == np.float32
 
 
@@ -70,7 +71,7 @@ def test_minilm_batch_equals_single(minilm: TransformerEmbedder) -> None:
 def test_model_key_is_stable(minilm: TransformerEmbedder) -> None:
     other = TransformerEmbedder(EmbedderConfig(model_path=default_model_path(), device="cpu"))
     assert other.model_key == minilm.model_key
-    assert minilm.model_key.endswith("-max256")
+    assert minilm.model_key.endswith("-max256-L1.2.3.4.5.6")
     shorter = TransformerEmbedder(EmbedderConfig(max_length=128, device="cpu"))
     assert shorter.model_key != minilm.model_key
 
@@ -201,7 +202,7 @@ def test_text_hash_normalises() -> None:
     assert len(text_hash("")) == 64
 
 
-def _tiny_encoder(path: Path, *, pooling: str, positions: int = 40, hidden: int = 48) -> Path:
+def _tiny_encoder(path: Path, *, pooling: str, positions: int = 40, hidden: int = 48, layers: int = 1) -> Path:
     """A randomly initialised BERT saved as a local Hugging Face directory, with a
     sentence-transformers pooling config: another encoder than MiniLM, in seconds."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -213,7 +214,7 @@ def _tiny_encoder(path: Path, *, pooling: str, positions: int = 40, hidden: int 
     config = BertConfig(
         vocab_size=len(words),
         hidden_size=hidden,
-        num_hidden_layers=1,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=positions,
@@ -258,3 +259,55 @@ def test_an_encoder_without_a_pooling_config_is_mean_pooled(tmp_path: Path) -> N
     emb = TransformerEmbedder(EmbedderConfig(model_path=str(path), device="cpu", max_length=16))
     assert emb.pooling == "mean" and emb.max_length == 16
     assert emb.embed(["the dog ran"]).shape == (1, 48)
+
+
+def test_pooled_layers_are_evenly_spaced_and_end_at_the_last() -> None:
+    assert pooled_layers(6, 6) == [1, 2, 3, 4, 5, 6]
+    assert pooled_layers(12, 6) == [2, 4, 6, 8, 10, 12]
+    assert pooled_layers(12, 4) == [3, 6, 9, 12]
+    assert pooled_layers(3, 6) == [1, 2, 3]  # never more than the encoder has
+    assert pooled_layers(6, 1) == [6]
+    with pytest.raises(ValueError, match="layers"):
+        EmbedderConfig(layers=0)
+
+
+def test_last_layer_alone_is_the_plain_sentence_embedding(minilm: TransformerEmbedder) -> None:
+    """``layers=1`` is MiniLM's usual 384-d embedding (and keeps the key embeddings
+    cached before layers were pooled had); the default's last block is that vector,
+    scaled so the whole is unit-norm."""
+    last = TransformerEmbedder(EmbedderConfig(device="cpu", layers=1))
+    texts = ["I can't help with that.", "Sure, here is how you pick a lock."]
+    plain, pooled = last.embed(texts), minilm.embed(texts)
+    assert last.dim == 384 and plain.shape == (2, 384)
+    assert last.model_key == minilm.model_key.removesuffix("-L1.2.3.4.5.6")
+    np.testing.assert_allclose(pooled[:, -384:] * np.sqrt(6), plain, atol=1e-5)
+    # The other blocks are other layers, not copies of the last.
+    assert float(pooled[0, :384] @ pooled[0, -384:]) < 0.99 / 6
+
+
+def test_layers_of_another_encoder_are_pooled_each_and_concatenated(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = _tiny_encoder(tmp_path / "tiny-4", pooling="mean", layers=4)
+    emb = TransformerEmbedder(EmbedderConfig(model_path=str(path), device="cpu", layers=2))
+    assert emb.layers == [2, 4] and emb.dim == 2 * 48 and emb.model_key.endswith("-max40-L2.4")
+    vec = emb.embed(["the cat sat"])
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModel.from_pretrained(str(path)).eval()
+    with torch.inference_mode():
+        states = model(**tokenizer(["the cat sat"], return_tensors="pt"), output_hidden_states=True).hidden_states
+    parts = [torch.nn.functional.normalize(states[i].mean(dim=1), dim=1) for i in (2, 4)]
+    expected = (torch.cat(parts, dim=1) / np.sqrt(2)).numpy()
+    np.testing.assert_allclose(vec, expected, atol=1e-5)
+    # One layer of a one-layer encoder, or layers=1 anywhere, is the last hidden state.
+    assert TransformerEmbedder(EmbedderConfig(model_path=str(path), layers=1)).layers == [-1]
+
+
+def test_an_encoder_whose_config_hides_its_depth_is_refused_clearly(tmp_path: Path) -> None:
+    path = _tiny_encoder(tmp_path / "tiny-nodepth", pooling="mean", layers=2)
+    config = json.loads((path / "config.json").read_text())
+    del config["num_hidden_layers"]
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EmbedderError, match="PREFLOOP_EMBEDDER_LAYERS=1"):
+        _ = TransformerEmbedder(EmbedderConfig(model_path=str(path))).dim
