@@ -30,7 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,8 +283,9 @@ def run(
     extra_embedders: Sequence[tuple[str, Any]] = (),
 ) -> dict[str, Any]:
     """The benchmark on ``pairs`` with ``embedder`` (anything with ``embed``, ``dim``,
-    ``model_key`` and optionally ``tokens``): a row per model × features, the default
-    configuration's figures, the baselines."""
+    ``model_key`` and optionally ``tokens``) and each of ``extra_embedders``: a row
+    per encoder × model × features, the default configuration's figures, the
+    baselines."""
     groups = prompt_groups(pairs)
     rows: list[dict[str, Any]] = []
     truncation: dict[str, Any] = {}
@@ -300,7 +301,7 @@ def run(
             truncation[f"{encoder_name}/{features}"] = stats
             log(f"{encoder_name} / {features}: {len(texts)} texts, {stats['truncated']} truncated")
             matrix = embed(encoder, texts, log)
-            for model in model_names if encoder_name == "default" else [defaults["model"]]:
+            for model in model_names:
                 row = evaluate_kind(matrix, groups, model=model, params=defaults["model_params"], seeds=seeds)
                 row = {"model": model, "features": features, "encoder": encoder.model_key, **row}
                 rows.append(row)
@@ -352,7 +353,16 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None) -> dict[str
         action="append",
         default=[],
         metavar="DIR",
-        help="another local Hugging Face encoder directory, measured with the default model kind",
+        help="another local Hugging Face encoder directory, measured like the default one",
+    )
+    parser.add_argument(
+        "--compare-layers",
+        type=int,
+        nargs="*",
+        default=[1],
+        metavar="K",
+        help="also measure the configured encoder pooling K layers (default: 1, the last layer alone, "
+        "what the app embedded before it pooled several)",
     )
     parser.add_argument(
         "--finetune-only",
@@ -392,6 +402,12 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None) -> dict[str
     extra = [
         (Path(d).name, CachedEmbedder(TransformerEmbedder(EmbedderConfig(model_path=d, device="cpu")), cache))
         for d in args.extra_encoder
+    ]
+    configured = defaults["embedder"]
+    extra += [
+        (f"{k}-layer", CachedEmbedder(TransformerEmbedder(replace(configured, layers=k, device="cpu")), cache))
+        for k in args.compare_layers
+        if k != configured.layers
     ]
     result = run(
         pairs=pairs,

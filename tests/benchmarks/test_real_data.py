@@ -61,7 +61,7 @@ def test_benchmark_writes_its_keys_and_the_default_row_is_the_app_default(tmp_pa
     embedder = WordHashEmbedder()
     default_model = Study._meta.get_field("model_type").default
     args = ["--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--seeds", "2"]
-    args += ["--models", default_model, "--features", context.DEFAULT_FEATURES]
+    args += ["--models", default_model, "--features", context.DEFAULT_FEATURES, "--compare-layers"]
 
     real_data.main(args, embedder=embedder)
 
