@@ -62,10 +62,11 @@ def make_study(db):
         # Every judgment trains unless a test is about the evaluation set: the
         # loop tests count fits and judgments.
         fields.setdefault("evaluation_rate", 0.0)
-        # The loop's mechanics are tested on one head (fast, and what a failed or
-        # frozen fit is faked on); tests about the ensemble, the study default,
-        # ask for it.
+        # The loop's mechanics are tested on one head with a strategy it serves
+        # (fast, and what a failed or frozen fit is faked on); tests about the
+        # study defaults, the ensemble and double TS, ask for them.
         fields.setdefault("model_type", "mlp")
+        fields.setdefault("strategy", "uncertainty")
         study = Study.objects.create(name="Loop study", slug=fields.pop("slug", "loop"), **fields)
         for prompt_text, responses in TOPICS:
             prompt = Prompt.objects.create(study=study, text=prompt_text, content_hash=_sha(prompt_text))
