@@ -171,11 +171,13 @@ def bayes_linear_samples(
     (rankings enter as their pairwise split, a tie as half a win each way), and ``w``
     is drawn from ``N(ŵ, (F + I/τ)⁻¹)`` with ``F`` the Fisher information at ``ŵ``.
     Samples are joint across candidates, so P(best) respects the correlations
-    between near-identical responses.
+    between near-identical responses. With fewer judged pairs than feature
+    dimensions the same posterior is computed in the pairs' space
+    (:func:`_dual_posterior`), so wide features (2,304-d pooled layers) cost a
+    (pairs × pairs) solve instead of a (dims × dims) one.
     """
     x = np.asarray(features, dtype=np.float64)
     x = x - x.mean(axis=0)
-    q = x.shape[1]
     spread = float((x * x).sum(axis=1).mean())
     if spread <= 0.0:  # identical candidates: nothing tells them apart
         return np.zeros((n_samples, x.shape[0]), dtype=np.float32)
@@ -184,34 +186,97 @@ def bayes_linear_samples(
     d = x[pairs.pair_left] - x[pairs.pair_right]
     y = pairs.pair_outcome.astype(np.float64)
     weight = pairs.pair_weight.astype(np.float64)
+    # Fewer judged pairs than feature dimensions (early in a study, or wide
+    # features such as several pooled layers): the same posterior, computed with
+    # (pairs × pairs) systems instead of (dims × dims) ones.
+    solve = _dual_posterior if d.shape[0] < x.shape[1] else _primal_posterior
+    w, draw = solve(d, y, weight, prior_precision, max_iter)
+    return (x @ (w[:, None] + draw(rng, n_samples))).T.astype(np.float32)
 
-    def objective(w: np.ndarray) -> float:
-        z = d @ w
-        return float(
-            (weight * (y * _log_sigmoid(z) + (1.0 - y) * _log_sigmoid(-z))).sum() - 0.5 * prior_precision * w @ w
-        )
+
+def _newton(objective: Any, direction: Any, start: np.ndarray, max_iter: int) -> np.ndarray:
+    """Maximise a strictly concave ``objective`` from ``start`` by Newton steps
+    (``direction(v)`` gives one), halving a step that overshoots."""
+    v = start
+    value = objective(v)
+    for _ in range(max_iter):
+        step = direction(v)
+        t = 1.0
+        while True:
+            candidate = v + t * step
+            new_value = objective(candidate)
+            if new_value >= value - 1e-12 or t < 1e-8:
+                break
+            t *= 0.5
+        v, value = candidate, new_value
+        if not step.size or np.abs(t * step).max() < 1e-9:
+            break
+    return v
+
+
+def _log_likelihood(z: np.ndarray, y: np.ndarray, weight: np.ndarray) -> float:
+    return float((weight * (y * _log_sigmoid(z) + (1.0 - y) * _log_sigmoid(-z))).sum())
+
+
+def _primal_posterior(
+    d: np.ndarray, y: np.ndarray, weight: np.ndarray, prior_precision: float, max_iter: int
+) -> tuple[np.ndarray, Any]:
+    """The MAP weights and a sampler of deviations from them under the Laplace
+    posterior, ``draw(rng, n_samples)`` → ``(dims, n_samples)`` draws of
+    ``N(0, (F + λI)⁻¹)``, with ``(dims × dims)`` systems."""
+    q = d.shape[1]
 
     def precision_at(w: np.ndarray) -> np.ndarray:
         p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w)))
         return (d * (weight * p * (1.0 - p))[:, None]).T @ d + prior_precision * np.eye(q)
 
-    w = np.zeros(q)
-    value = objective(w)
-    for _ in range(max_iter):
+    def direction(w: np.ndarray) -> np.ndarray:
         p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w)))
-        grad = d.T @ (weight * (y - p)) - prior_precision * w
-        step = np.linalg.solve(precision_at(w), grad)
-        t = 1.0
-        while True:  # the objective is strictly concave; halve a step that overshoots
-            candidate = w + t * step
-            new_value = objective(candidate)
-            if new_value >= value - 1e-12 or t < 1e-8:
-                break
-            t *= 0.5
-        w, value = candidate, new_value
-        if np.abs(t * step).max() < 1e-9:
-            break
+        return np.linalg.solve(precision_at(w), d.T @ (weight * (y - p)) - prior_precision * w)
+
+    w = _newton(
+        lambda w: _log_likelihood(d @ w, y, weight) - 0.5 * prior_precision * w @ w, direction, np.zeros(q), max_iter
+    )
     chol = np.linalg.cholesky(precision_at(w))
-    # w = ŵ + L⁻ᵀ z has covariance (L Lᵀ)⁻¹, the posterior's.
-    draws = w[:, None] + np.linalg.solve(chol.T, rng.standard_normal((q, n_samples)))
-    return (x @ draws).T.astype(np.float32)
+
+    def draw(rng: np.random.Generator, n_samples: int) -> np.ndarray:
+        # L⁻ᵀ z has covariance (L Lᵀ)⁻¹, the posterior's.
+        return np.linalg.solve(chol.T, rng.standard_normal((q, n_samples)))
+
+    return w, draw
+
+
+def _dual_posterior(
+    d: np.ndarray, y: np.ndarray, weight: np.ndarray, prior_precision: float, max_iter: int
+) -> tuple[np.ndarray, Any]:
+    """:func:`_primal_posterior`'s posterior with ``(pairs × pairs)`` systems. The
+    MAP weights lie in the span of the pairs' differences, ``w = Dᵀα``; a Newton
+    step in ``w`` is ``Dᵀ (W K + λI)⁻¹ (g − λα)`` with ``K = D Dᵀ``. Deviations
+    are drawn by conditioning a prior draw on pseudo-observations (Matheron's
+    rule): ``δ = w₀ − Dᵀ S B⁻¹ (S D w₀ + ξ) / λ`` with ``S = W^½`` and
+    ``B = I + S K S / λ``, whose covariance is ``(DᵀWD + λI)⁻¹`` by Woodbury."""
+    n = d.shape[0]
+    lam = prior_precision
+    k = d @ d.T
+
+    def direction(alpha: np.ndarray) -> np.ndarray:
+        p = 0.5 * (1.0 + np.tanh(0.5 * (k @ alpha)))
+        curvature = weight * p * (1.0 - p)
+        return np.linalg.solve(curvature[:, None] * k + lam * np.eye(n), weight * (y - p) - lam * alpha)
+
+    def objective(alpha: np.ndarray) -> float:
+        z = k @ alpha
+        return _log_likelihood(z, y, weight) - 0.5 * lam * alpha @ z
+
+    alpha = _newton(objective, direction, np.zeros(n), max_iter)
+    p = 0.5 * (1.0 + np.tanh(0.5 * (k @ alpha)))
+    root = np.sqrt(weight * p * (1.0 - p))
+    chol = np.linalg.cholesky(np.eye(n) + (root[:, None] * k * root[None, :]) / lam)
+
+    def draw(rng: np.random.Generator, n_samples: int) -> np.ndarray:
+        w0 = rng.standard_normal((d.shape[1], n_samples)) / np.sqrt(lam)
+        rhs = root[:, None] * (d @ w0) + rng.standard_normal((n, n_samples))
+        solved = np.linalg.solve(chol.T, np.linalg.solve(chol, rhs))
+        return w0 - d.T @ (root[:, None] * solved) / lam
+
+    return d.T @ alpha, draw

@@ -74,3 +74,39 @@ def test_last_layer_reproduces_the_scores() -> None:
         model = fit_reward_model(features, data, RewardModelConfig(head=head, device="cpu")).model
         phi = model.last_layer_features(features)
         np.testing.assert_allclose(phi @ model.last_layer_weights(), model.scores(features), atol=1e-5)
+
+
+def test_the_pairs_space_posterior_is_the_weight_space_one() -> None:
+    """With fewer judged pairs than dimensions the posterior is computed in the
+    pairs' space; it must be the same posterior: the same MAP weights, and draws
+    whose covariance is the weight-space Laplace covariance (F + λI)⁻¹."""
+    from models_runtime import recommend as rec
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 12))
+    left, right = rng.integers(0, 40, 9), rng.integers(0, 40, 9)
+    right = np.where(left == right, (right + 1) % 40, right)
+    d = x[left] - x[right]
+    y = (rng.random(9) < 0.7).astype(float)
+    y[0] = 0.5  # a tie
+    weight = rng.uniform(0.5, 2.0, 9)
+    w_primal, draw_primal = rec._primal_posterior(d, y, weight, 0.8, 50)
+    w_dual, draw_dual = rec._dual_posterior(d, y, weight, 0.8, 50)
+    np.testing.assert_allclose(w_dual, w_primal, atol=1e-8)
+
+    p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w_primal)))
+    covariance = np.linalg.inv((d * (weight * p * (1 - p))[:, None]).T @ d + 0.8 * np.eye(12))
+    for draw in (draw_primal, draw_dual):
+        deviations = draw(np.random.default_rng(4), 40_000)
+        assert deviations.shape == (12, 40_000)
+        np.testing.assert_allclose(np.cov(deviations), covariance, atol=0.03 * np.abs(covariance).max())
+    # The public function takes the pairs' space here (9 pairs < 12 dimensions):
+    # its samples centre on the weight-space MAP utilities.
+    wins = (rng.random(9) < 0.7).astype(np.float32)
+    data = PreferenceData.from_pairs(left, right, wins, weight=weight.astype(np.float32))
+    centred = x - x.mean(axis=0)
+    lam = float((centred * centred).sum(axis=1).mean()) / PRIOR_UTILITY_SD**2
+    w_map, _ = rec._primal_posterior(centred[left] - centred[right], wins.astype(float), weight, lam, 50)
+    samples = bayes_linear_samples(x, data, np.random.default_rng(5), 20_000)
+    assert samples.shape == (20_000, 40)
+    np.testing.assert_allclose(samples.mean(axis=0), centred @ w_map, atol=0.05)
