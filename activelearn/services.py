@@ -165,10 +165,12 @@ def live_model_stale(*, study_id: int) -> bool:
     """Whether the study's live version was fitted on features other than the
     study's now (another encoder or ``features`` choice); False without one."""
     live = reward_model_latest(study_id=study_id)
-    if live is None:
-        return False
     study = Study.objects.filter(id=study_id).first()
-    return study is not None and live.embedder_key != features.study_features_key(study=study)
+    return live is not None and study is not None and _fitted_on_other_features(live=live, study=study)
+
+
+def _fitted_on_other_features(*, live: RewardModelVersion, study: Study) -> bool:
+    return live.embedder_key != features.study_features_key(study=study)
 
 
 def retrain_due_after(n_train: int) -> int:
@@ -194,7 +196,7 @@ def _fit_due(*, study: Study, live: RewardModelVersion | None, n_train: int) -> 
     stale = live is not None and (
         not live.fixed_evaluation
         or live.model_type != study.model_type
-        or live.embedder_key != features.study_features_key(study=study)
+        or _fitted_on_other_features(live=live, study=study)
     )
     if stale and study.last_fit_status != Study.FitStatus.NOT_IMPROVED:
         return True

@@ -248,6 +248,17 @@ class TransformerEmbedder:
                 "(is it a Hugging Face model directory?)"
             ) from exc
 
+    def _config(self) -> dict[str, Any]:
+        """The model directory's ``config.json`` as a dict (an EmbedderError when it is
+        not a JSON object)."""
+        try:
+            cfg = json.loads(self._config_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EmbedderError(f"config.json in {self._path} is not valid JSON") from exc
+        if not isinstance(cfg, dict):
+            raise EmbedderError(f"config.json in {self._path} is not valid JSON")
+        return cfg
+
     @property
     def model_key(self) -> str:
         """Stable identifier of the model and the settings that affect its vectors: the
@@ -293,11 +304,7 @@ class TransformerEmbedder:
             if self.config.layers == 1:
                 self._layers = [-1]
             else:
-                try:
-                    cfg = json.loads(self._config_bytes())
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise EmbedderError(f"config.json in {self._path} is not valid JSON") from exc
-                cfg = cfg if isinstance(cfg, dict) else {}
+                cfg = self._config()
                 found = [cfg.get(k) for k in ("num_hidden_layers", "n_layers", "num_layers")]
                 depth = next((v for v in found if isinstance(v, int) and v > 0), None)
                 if depth is None:
@@ -316,10 +323,7 @@ class TransformerEmbedder:
         load the weights; otherwise loads the model."""
         if self._dim is None:
             if self._model is None:
-                try:
-                    hidden = json.loads(self._config_bytes()).get("hidden_size")
-                except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-                    raise EmbedderError(f"config.json in {self._path} is not valid JSON") from exc
+                hidden = self._config().get("hidden_size")
                 if isinstance(hidden, int) and hidden > 0:
                     self._dim = hidden * len(self.layers)
                     return self._dim

@@ -23,6 +23,7 @@ relative to the average candidate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def recommend(groups: np.ndarray, samples: np.ndarray, method: str) -> Recommend
         runner_up = None
         if ranked.size > 1:
             margin = s[:, ranked[0]] - s[:, ranked[1]]
-            preferred = 0.5 * (1.0 + np.tanh(0.5 * margin))  # σ(margin), overflow-free
+            preferred = _sigmoid(margin)
             low, high = np.percentile(preferred, [2.5, 97.5])
             runner_up = RunnerUp(float(preferred.mean()), float(low), float(high))
         boards.append(
@@ -150,6 +151,10 @@ def recommend(groups: np.ndarray, samples: np.ndarray, method: str) -> Recommend
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
 
 
 def bayes_linear_samples(
@@ -194,7 +199,12 @@ def bayes_linear_samples(
     return (x @ (w[:, None] + draw(rng, n_samples))).T.astype(np.float32)
 
 
-def _newton(objective: Any, direction: Any, start: np.ndarray, max_iter: int) -> np.ndarray:
+def _newton(
+    objective: Callable[[np.ndarray], float],
+    direction: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    max_iter: int,
+) -> np.ndarray:
     """Maximise a strictly concave ``objective`` from ``start`` by Newton steps
     (``direction(v)`` gives one), halving a step that overshoots."""
     v = start
@@ -214,24 +224,28 @@ def _newton(objective: Any, direction: Any, start: np.ndarray, max_iter: int) ->
     return v
 
 
+# ``draw(rng, n_samples)``: ``(dims, n_samples)`` deviations from the MAP weights.
+_Draw = Callable[[np.random.Generator, int], np.ndarray]
+
+
 def _log_likelihood(z: np.ndarray, y: np.ndarray, weight: np.ndarray) -> float:
     return float((weight * (y * _log_sigmoid(z) + (1.0 - y) * _log_sigmoid(-z))).sum())
 
 
 def _primal_posterior(
     d: np.ndarray, y: np.ndarray, weight: np.ndarray, prior_precision: float, max_iter: int
-) -> tuple[np.ndarray, Any]:
+) -> tuple[np.ndarray, _Draw]:
     """The MAP weights and a sampler of deviations from them under the Laplace
     posterior, ``draw(rng, n_samples)`` → ``(dims, n_samples)`` draws of
     ``N(0, (F + λI)⁻¹)``, with ``(dims × dims)`` systems."""
     q = d.shape[1]
 
     def precision_at(w: np.ndarray) -> np.ndarray:
-        p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w)))
+        p = _sigmoid(d @ w)
         return (d * (weight * p * (1.0 - p))[:, None]).T @ d + prior_precision * np.eye(q)
 
     def direction(w: np.ndarray) -> np.ndarray:
-        p = 0.5 * (1.0 + np.tanh(0.5 * (d @ w)))
+        p = _sigmoid(d @ w)
         return np.linalg.solve(precision_at(w), d.T @ (weight * (y - p)) - prior_precision * w)
 
     w = _newton(
@@ -248,7 +262,7 @@ def _primal_posterior(
 
 def _dual_posterior(
     d: np.ndarray, y: np.ndarray, weight: np.ndarray, prior_precision: float, max_iter: int
-) -> tuple[np.ndarray, Any]:
+) -> tuple[np.ndarray, _Draw]:
     """:func:`_primal_posterior`'s posterior with ``(pairs × pairs)`` systems. The
     MAP weights lie in the span of the pairs' differences, ``w = Dᵀα``; a Newton
     step in ``w`` is ``Dᵀ (W K + λI)⁻¹ (g − λα)`` with ``K = D Dᵀ``. Deviations
@@ -260,7 +274,7 @@ def _dual_posterior(
     k = d @ d.T
 
     def direction(alpha: np.ndarray) -> np.ndarray:
-        p = 0.5 * (1.0 + np.tanh(0.5 * (k @ alpha)))
+        p = _sigmoid(k @ alpha)
         curvature = weight * p * (1.0 - p)
         return np.linalg.solve(curvature[:, None] * k + lam * np.eye(n), weight * (y - p) - lam * alpha)
 
@@ -269,7 +283,7 @@ def _dual_posterior(
         return _log_likelihood(z, y, weight) - 0.5 * lam * alpha @ z
 
     alpha = _newton(objective, direction, np.zeros(n), max_iter)
-    p = 0.5 * (1.0 + np.tanh(0.5 * (k @ alpha)))
+    p = _sigmoid(k @ alpha)
     root = np.sqrt(weight * p * (1.0 - p))
     chol = np.linalg.cholesky(np.eye(n) + (root[:, None] * k * root[None, :]) / lam)
 
