@@ -99,6 +99,7 @@ def _wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 SEEDS = (0, 1, 2, 3)
 RANDOM_JUDGMENTS = 60
+CLEAR_JUDGMENTS = 90
 
 
 def test_random_answers_show_chance_accuracy(eager_tasks, django_capture_on_commit_callbacks):
@@ -164,7 +165,10 @@ def test_a_clear_utility_shows_accuracy_above_chance(eager_tasks, django_capture
         first = oracle.answer_pairs(np.array([row[shown[0]]]), np.array([row[shown[1]]]), rng)[0]
         return "a" if first == 1.0 else "b"
 
-    _answer(study, user, RANDOM_JUDGMENTS, choose, django_capture_on_commit_callbacks)
+    # Enough answers that a published version has 20 evaluation judgments
+    # whichever pairs the refills happened to draw (with 60, the study's default
+    # ensemble could end on a fit that did not improve, whose predecessor had 18).
+    _answer(study, user, CLEAR_JUDGMENTS, choose, django_capture_on_commit_callbacks)
     live = RewardModelVersion.objects.filter(study=study, heldout_accuracy__isnull=False).order_by("-version").first()
     assert live is not None
     low, _ = _wilson(live.heldout_accuracy * live.n_heldout, live.n_heldout)
