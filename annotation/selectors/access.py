@@ -34,14 +34,16 @@ def _study_with_role_or_404(slug: str, user: AnyUser) -> Study:
 def access_study_for_annotator(*, user: AnyUser, slug: str) -> Study:
     """The study ``slug`` if ``user`` may annotate in it, else Http404.
 
-    Any member (annotator or researcher, who may want to try the task) and any
-    staff user may annotate. Strangers get the same 404 as for a study that
-    does not exist, so slugs cannot be probed.
+    Any member (annotator or researcher, who may want to try the task) and
+    superusers may annotate. Access follows membership: being staff (which
+    lets a user create studies and open Django's admin) opens no study.
+    Strangers get the same 404 as for a study that does not exist, so slugs
+    cannot be probed.
     """
     if not user.is_authenticated:
         raise Http404("No such study.")
     study = _study_with_role_or_404(slug, user)
-    if study.member_role is None and not (user.is_staff or user.is_superuser):
+    if study.member_role is None and not user.is_superuser:
         raise Http404("No such study.")
     return study
 

@@ -36,7 +36,7 @@ def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
     """The studies on the user's home page, each with what the user may do there.
 
     Members see their studies with their role. Superusers also see every other
-    study (as "admin"); staff also see the others they may annotate in. One
+    study (as "admin"); staff see only their own, like everyone else. One
     query for memberships and at most one more for the rest.
     """
     if not user.is_authenticated:
@@ -55,16 +55,9 @@ def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
             )
         )
         seen.add(membership.study_id)
-    if user.is_staff or user.is_superuser:
+    if user.is_superuser:
         for study in Study.objects.exclude(id__in=seen).order_by("name", "id"):
-            entries.append(
-                StudyEntry(
-                    study=study,
-                    role="admin" if user.is_superuser else "staff",
-                    can_annotate=True,
-                    can_manage=user.is_superuser,
-                )
-            )
+            entries.append(StudyEntry(study=study, role="admin", can_annotate=True, can_manage=True))
     return entries
 
 

@@ -2,7 +2,9 @@
 
 Roles: anonymous; a signed-in stranger; an annotator and a researcher of the
 study; an annotator and a researcher of another study only; staff without a
-membership; a superuser. Each route declares its audience, and every role
+membership; a staff user who is a researcher of another study (the demo's
+``researcher`` once was: staff must not open a door membership keeps shut); a
+superuser. Each route declares its audience, and every role
 outside it must get the refusal that reveals nothing (404 for anything inside
 a study, so slugs cannot be probed; 403 for creating studies; a sign-in
 redirect or 401 for anonymous callers). A route missing from the table fails
@@ -28,16 +30,18 @@ ROLES = (
     "other_annotator",
     "other_researcher",
     "staff",
+    "other_staff_researcher",
     "superuser",
 )
 
-# Who may use a route. "member" routes are for anyone who may annotate in the
-# study; "researcher" routes for its researchers (and superusers).
+# Who may use a route. "member" routes are for the study's members (and
+# superusers); "researcher" routes for its researchers (and superusers). Being
+# staff lets a user create studies and open Django's admin, never into a study.
 AUDIENCE = {
     "public": set(ROLES),
     "signed_in": set(ROLES) - {"anonymous"},
-    "creator": {"researcher", "other_researcher", "staff", "superuser"},
-    "member": {"annotator", "researcher", "staff", "superuser"},
+    "creator": {"researcher", "other_researcher", "staff", "other_staff_researcher", "superuser"},
+    "member": {"annotator", "researcher", "superuser"},
     "researcher": {"researcher", "superuser"},
 }
 
@@ -152,6 +156,7 @@ def world(db, tmp_path, settings):
         "other_annotator": UserFactory(),
         "other_researcher": UserFactory(),
         "staff": UserFactory(is_staff=True),
+        "other_staff_researcher": UserFactory(is_staff=True),
         "superuser": UserFactory(is_staff=True, is_superuser=True),
     }
     for role, target in (
@@ -159,8 +164,11 @@ def world(db, tmp_path, settings):
         ("researcher", study),
         ("other_annotator", other),
         ("other_researcher", other),
+        ("other_staff_researcher", other),
     ):
-        Membership.objects.create(user=users[role], study=target, role=role.removeprefix("other_"))
+        Membership.objects.create(
+            user=users[role], study=target, role=role.removeprefix("other_").removeprefix("staff_")
+        )
     checkpoint = settings.PREFLOOP_CHECKPOINT_DIR / "v1"
     checkpoint.mkdir(parents=True)
     (checkpoint / "config.json").write_text("{}")

@@ -132,6 +132,18 @@ def test_home_lists_studies_with_the_actions_of_each_role(client_for, make_membe
 def test_plain_annotator_home_has_no_study_upload(client_for, annotator):
     html = client_for(annotator).get(reverse("home")).content.decode()
     assert "New study from file" not in html
+
+
+def test_staff_home_lists_only_the_studies_they_belong_to(client_for, make_member, study):
+    other = study_with_queue(n_prompts=1, n_candidates=2, name="Someone else's study")
+    staff = make_member(study, Membership.Role.RESEARCHER)
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    html = client_for(staff).get(reverse("home")).content.decode()
+    assert study.name in html
+    assert other.name not in html and reverse("annotate", args=[other.slug]) not in html
+    listed = client_for(staff).get("/api/v1/studies/").json()
+    assert [row["slug"] for row in listed] == [study.slug]
     assert "Annotate" in html
 
 

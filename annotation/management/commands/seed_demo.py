@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from annotation import loop
@@ -33,11 +35,14 @@ of detail? Longer is not automatically better.
 - **Keyboard:** press `1` for A, `2` for B, `3` for a tie.
 """
 
-# (username, password, role in the demo study, is_staff, is_superuser)
+# (username, password, role in the demo study, is_staff, is_superuser). The
+# researcher is not staff: access to a study follows membership, and staff is
+# only for Django's admin. These passwords are published (README), so a server
+# with DEBUG off gets random ones instead (``--random-passwords``).
 DEMO_USERS = (
     ("annotator", "annotate-demo", Membership.Role.ANNOTATOR, False, False),
     ("annotator2", "annotate-demo", Membership.Role.ANNOTATOR, False, False),
-    ("researcher", "research-demo", Membership.Role.RESEARCHER, True, False),
+    ("researcher", "research-demo", Membership.Role.RESEARCHER, False, False),
     ("admin", "admin-demo", None, True, True),
 )
 
@@ -54,15 +59,27 @@ class Command(BaseCommand):
             action="store_true",
             help="Delete the demo study (with all its judgments and models) and create it again.",
         )
+        parser.add_argument(
+            "--random-passwords",
+            action="store_true",
+            help=(
+                "Give new demo users random passwords (printed once) instead of the published ones. "
+                "Required when DEBUG is off."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         with DEMO_FILE.open("rb") as fileobj:
             records = parse_jsonl(fileobj)
+        passwords = self._passwords(random_passwords=options["random_passwords"])
 
         with transaction.atomic():
+            existed = set(
+                get_user_model()._default_manager.filter(username__in=passwords).values_list("username", flat=True)
+            )
             users = {
-                username: self._ensure_user(username, password, staff, superuser)
-                for username, password, _, staff, superuser in DEMO_USERS
+                username: self._ensure_user(username, passwords[username], staff, superuser)
+                for username, _, _, staff, superuser in DEMO_USERS
             }
             if options["reset"]:
                 deleted, _ = Study.objects.filter(slug=DEMO_SLUG).delete()
@@ -84,7 +101,32 @@ class Command(BaseCommand):
             result = study_import_records(study=study, records=records)
         self._report_import(result)
         self._fill_queue(study)
-        self._print_logins(study)
+        self._print_logins(study, {name: p for name, p in passwords.items() if name not in existed})
+
+    @staticmethod
+    def _passwords(*, random_passwords: bool) -> dict[str, str]:
+        """The password each demo user gets if it has to be created.
+
+        With DEBUG off (a real server) the published passwords would open the
+        demo's superuser account to anyone who read the README, so the command
+        refuses unless asked for random ones; users that already exist keep
+        whatever password they have.
+        """
+        if random_passwords:
+            return {username: secrets.token_urlsafe(12) for username, *_ in DEMO_USERS}
+        missing = [
+            username
+            for username, *_ in DEMO_USERS
+            if not get_user_model()._default_manager.filter(username=username).exists()
+        ]
+        if missing and not settings.DEBUG:
+            raise CommandError(
+                "DEBUG is off, and seed_demo would create "
+                f"{', '.join(missing)} with the passwords published in the README. "
+                "Run it again with --random-passwords (they are printed once), or with DEBUG=true on a "
+                "machine of your own."
+            )
+        return {username: password for username, password, *_ in DEMO_USERS}
 
     def _ensure_user(self, username: str, password: str, is_staff: bool, is_superuser: bool) -> Any:
         user_model = get_user_model()
@@ -111,14 +153,17 @@ class Command(BaseCommand):
         created = loop.get().refill_now(study_id=study.pk, use_model=True)
         self.stdout.write(f"Queued {created} new comparisons.")
 
-    def _print_logins(self, study: Study) -> None:
+    def _print_logins(self, study: Study, created: dict[str, str]) -> None:
+        """The demo logins; ``created`` maps the users made by this run to their
+        passwords (the others keep the password they already had)."""
         lines = [
             "",
             "Demo logins",
             "-----------",
             *(
-                f"  {username:<11} / {password:<14} ({self._describe(role, staff, superuser)})"
-                for username, password, role, staff, superuser in DEMO_USERS
+                f"  {username:<11} / {created.get(username, '(unchanged)'):<16} "
+                f"({self._describe(role, staff, superuser)})"
+                for username, _, role, staff, superuser in DEMO_USERS
             ),
             "",
             f"Demo study: '{study.name}' (slug: {study.slug})",
