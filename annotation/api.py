@@ -32,7 +32,7 @@ from rest_framework.views import APIView
 
 from annotation import selectors, serializers
 from annotation.dashboard.analytics import study_leaderboard
-from annotation.export_views import checkpoint_response, export_response
+from annotation.export_views import checkpoint_response, export_response, formula_escape_wanted
 from annotation.exports import registry as export_registry
 from annotation.exports.errors import ExportError
 from annotation.imports.jobs import import_job_skipped_report
@@ -476,6 +476,16 @@ class Export(APIView):
             ),
             OpenApiParameter("pseudonymise", bool, description="Replace annotator names by per-study pseudonyms."),
             OpenApiParameter(
+                "formula_escape",
+                str,
+                enum=["on", "off"],
+                description=(
+                    "CSV only. `on` (the default): text that starts with `=`, `+`, `-`, `@`, a tab or a carriage "
+                    "return gets a leading `'` so spreadsheets do not run it as a formula; numbers the export "
+                    "writes are never changed. `off` (or 0, false, no): the text exactly as it was."
+                ),
+            ),
+            OpenApiParameter(
                 "form",
                 str,
                 enum=["conversational", "text"],
@@ -506,6 +516,12 @@ class Export(APIView):
             known = ", ".join(export.forms) or "none: leave it out"
             return _error(f"No form “{form}” for {export.key}; forms: {known}.", status.HTTP_400_BAD_REQUEST)
         try:
-            return export_response(study=study, export=export, pseudonymise=pseudonymise, form=form)
+            return export_response(
+                study=study,
+                export=export,
+                pseudonymise=pseudonymise,
+                form=form,
+                escape_formulas=formula_escape_wanted(request.query_params.get("formula_escape")),
+            )
         except ExportError as exc:
             return _error(str(exc), status.HTTP_409_CONFLICT)

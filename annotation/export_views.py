@@ -26,6 +26,13 @@ from annotation.exports.registry import Export
 from annotation.models import RewardModelVersion, Study
 
 _YES = {"1", "true", "on", "yes"}
+_NO = {"0", "false", "off", "no"}
+
+
+def formula_escape_wanted(value: str | None) -> bool:
+    """Whether a download's ``formula_escape`` parameter leaves CSV formula
+    escaping on: it is on unless the parameter says 0, false, off or no."""
+    return (value or "").strip().lower() not in _NO
 
 
 def _download(blocks: Iterable[bytes], *, content_type: str, filename: str) -> StreamingHttpResponse:
@@ -41,27 +48,36 @@ def _download(blocks: Iterable[bytes], *, content_type: str, filename: str) -> S
 def study_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     """Download the study's data as ``fmt`` (a key of the export registry);
     ``?pseudonymise=1`` replaces usernames with per-study pseudonyms, ``?form=``
-    picks the form of a kind that has several (DPO pairs: conversational or text)."""
+    picks the form of a kind that has several (DPO pairs: conversational or text),
+    ``?formula_escape=off`` keeps CSV text that starts like a spreadsheet formula
+    as it was (it gets a leading quote by default)."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     export = registry.get(fmt)
     if export is None:
         raise Http404("No such export format.")
     pseudonymise = request.GET.get("pseudonymise", "").lower() in _YES
     try:
-        return export_response(study=study, export=export, pseudonymise=pseudonymise, form=request.GET.get("form"))
+        return export_response(
+            study=study,
+            export=export,
+            pseudonymise=pseudonymise,
+            form=request.GET.get("form"),
+            escape_formulas=formula_escape_wanted(request.GET.get("formula_escape")),
+        )
     except ExportError as exc:  # e.g. nothing to export yet, or a form the kind does not have
         messages.info(request, str(exc))
         return redirect("study_detail", slug=study.slug)
 
 
 def export_response(
-    *, study: Study, export: Export, pseudonymise: bool, form: str | None = None
+    *, study: Study, export: Export, pseudonymise: bool, form: str | None = None, escape_formulas: bool = True
 ) -> StreamingHttpResponse:
     """The download of one export (pages and the REST API share it), in ``form``
     or the study's default form when the kind has several, named in the file
-    name; ExportError, before anything is sent, when it cannot be made."""
+    name, CSV text that starts like a formula quoted unless ``escape_formulas``
+    is False; ExportError, before anything is sent, when it cannot be made."""
     kind = export.records_kind(study=study, form=form)
-    blocks = export.stream(study=study, pseudonymise=pseudonymise, form=kind.form)
+    blocks = export.stream(study=study, pseudonymise=pseudonymise, form=kind.form, escape_formulas=escape_formulas)
     filename = export.file_name(slug=study.slug, pseudonymise=pseudonymise, form=kind.form)
     return _download(blocks, content_type=export.content_type, filename=filename)
 

@@ -66,6 +66,12 @@ class Export:
         """The forms to choose from (``("conversational", "text")``), or ()."""
         return tuple(kind.form for kind in self.kind.choices)
 
+    @property
+    def escapes_formulas(self) -> bool:
+        """Whether its text that starts like a spreadsheet formula gets a leading
+        quote unless asked otherwise (CSV; see ``writers``)."""
+        return self.writer.escapes_formulas
+
     def file_name(self, *, slug: str, pseudonymise: bool = False, form: str = "") -> str:
         """The download's file name, e.g. ``demo-dpo-text-pseudonymised.parquet``."""
         shape = f"-{form}" if form else ""
@@ -78,11 +84,16 @@ class Export:
         kind does not have."""
         return self.kind.pick(study=study, form=form)
 
-    def stream(self, *, study: Study, pseudonymise: bool = False, form: str | None = None) -> Iterable[bytes]:
+    def stream(
+        self, *, study: Study, pseudonymise: bool = False, form: str | None = None, escape_formulas: bool = True
+    ) -> Iterable[bytes]:
         """The file's bytes, block by block (see ``Writer``); ExportError before
-        the first block when it cannot be made."""
+        the first block when it cannot be made. ``escape_formulas=False`` keeps
+        CSV text that starts like a formula as it was (other formats have nothing
+        to escape)."""
         kind = self.records_kind(study=study, form=form)
-        return self.writer.write(kind, study=study, pseudonymise=pseudonymise)
+        options = {"escape_formulas": escape_formulas} if self.writer.escapes_formulas else {}
+        return self.writer.write(kind, study=study, pseudonymise=pseudonymise, **options)
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,10 @@ class Download:
     @property
     def label(self) -> str:
         return self.export.label
+
+    @property
+    def escapes_formulas(self) -> bool:
+        return self.export.escapes_formulas
 
 
 # In the order the study page lists them.

@@ -14,6 +14,15 @@ metadata (key ``prefloop``: kind, form and what the form means), a
 ``datasets`` folder in a dataset card (``README.md``) and its
 ``dataset_info.json`` description; a kind with forms also has a ``form``
 column, which JSON lines and CSV carry too.
+
+CSV is the one format people open in spreadsheets, which run a cell that starts
+with ``=``, ``+``, ``-`` or ``@`` as a formula (``=HYPERLINK(...)`` in a
+rationale sends the next cell to a stranger's site). So a CSV writer puts a
+single quote before free text that starts like that, or with a tab or carriage
+return (OWASP's advice for CSV injection): spreadsheets show the quote-led text
+as text. Numbers the export writes itself (a negative score) are numbers, not
+text, and stay as they are. ``escape_formulas=False`` (``?formula_escape=off``)
+gives the text exactly as it was, for programs that read the file.
 """
 
 from __future__ import annotations
@@ -51,6 +60,9 @@ class Writer:
     label: str
     content_type: str
     write: Callable[..., Iterable[bytes]]
+    # Whether ``write`` takes ``escape_formulas`` (spreadsheet formats: CSV); the
+    # others write typed values, which no spreadsheet runs as a formula.
+    escapes_formulas: bool = False
 
 
 # --- text -------------------------------------------------------------------------
@@ -70,7 +82,17 @@ def jsonl_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) 
             yield "".join(encoder.encode(record) + "\n" for record in chunk).encode("utf-8")
 
 
-def _csv_cell(value: Any) -> Any:
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_escaped(text: str) -> str:
+    """``text`` with a single quote in front when a spreadsheet would run it as a
+    formula (it starts with one of ``FORMULA_STARTS``), else unchanged."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_cell(value: Any, *, escape_formulas: bool) -> Any:
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -78,20 +100,25 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return value
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # starts with [ or {
+    if isinstance(value, str) and escape_formulas:
+        return formula_escaped(value)
+    return value  # numbers stay numbers, a negative score included
 
 
-def csv_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) -> Iterator[bytes]:
+def csv_stream(
+    kind: RecordKind, *, study: Study, pseudonymise: bool = False, escape_formulas: bool = True
+) -> Iterator[bytes]:
     """A header of the schema's names, then one row per record; lists and objects
-    are JSON text in their cell."""
+    are JSON text in their cell, and text that a spreadsheet would run as a
+    formula gets a leading quote unless ``escape_formulas`` is False."""
     columns = kind.schema.names
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for chunk in kind.records(study=study, pseudonymise=pseudonymise):
         for record in chunk:
-            writer.writerow([_csv_cell(record[c]) for c in columns])
+            writer.writerow([_csv_cell(record[c], escape_formulas=escape_formulas) for c in columns])
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()
@@ -263,6 +290,6 @@ def dataset_zip_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = F
 
 
 JSONL = Writer(".jsonl", "JSON lines", "application/x-ndjson; charset=utf-8", jsonl_stream)
-CSV = Writer(".csv", "CSV", "text/csv; charset=utf-8", csv_stream)
+CSV = Writer(".csv", "CSV", "text/csv; charset=utf-8", csv_stream, escapes_formulas=True)
 PARQUET = Writer(".parquet", "Hugging Face parquet", "application/vnd.apache.parquet", parquet_stream)
 DATASET_ZIP = Writer("-dataset.zip", "datasets save_to_disk folder, zipped", "application/zip", dataset_zip_stream)

@@ -8,9 +8,9 @@ the annotator saw the candidates (and ``shown_position`` on each candidate, 0 =
 first shown, "A"); then time on task, client info, when, the prompt, the
 candidates, and how the comparison was chosen (strategy, reward-model version,
 score, selection propensity, gold flag and answer). In CSV, lists and objects
-are JSON text in their cell; cells are written verbatim, so open files with
-annotators' free text through an import dialog rather than by double-clicking
-them in a spreadsheet.
+are JSON text in their cell, and free text that a spreadsheet would run as a
+formula (a rationale ``=HYPERLINK(...)``) gets a leading quote unless the
+download asks for it raw (see ``writers``).
 """
 
 from __future__ import annotations
