@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 
@@ -25,4 +26,26 @@ class ServerTimingMiddleware:
         response = self.get_response(request)
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers.setdefault("Server-Timing", f"app;dur={elapsed_ms:.1f}")
+        return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Send ``settings.PREFLOOP_CSP`` as the Content-Security-Policy of every response.
+
+    Annotators read model output and imported text from anywhere, so the pages
+    allow no inline script or style at all: a ``<script>`` or ``onerror=`` that
+    slipped past escaping would not run. Django's admin works under it too
+    (tests/e2e/test_csp_browser.py), so no path gets another policy. A
+    response that already carries the header keeps it; an empty setting sends
+    none.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.policy = settings.PREFLOOP_CSP
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if self.policy:
+            response.headers.setdefault("Content-Security-Policy", self.policy)
         return response

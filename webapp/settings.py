@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "webapp.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "webapp.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -234,6 +235,18 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # logs a line per successful sign-in; lockouts are still logged as warnings.
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
+
+# --- Content-Security-Policy ----------------------------------------------------
+# Sent with every response (webapp/middleware.py): scripts, styles and images from
+# this site only, no inline script or style, no eval, no plugins, no framing.
+# Annotators see model output from anywhere; whatever escaping misses cannot run.
+PREFLOOP_CSP = env.str(
+    "PREFLOOP_CSP",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+)
 
 # --- security in production ------------------------------------------------
 if not DEBUG:
