@@ -12,6 +12,7 @@ import environ
 from kombu import Queue
 
 from models_runtime.embedding import DEFAULT_LAYERS as DEFAULT_EMBEDDER_LAYERS
+from webapp.secret_key import DEVELOPMENT_KEY, secret_key_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -24,18 +25,11 @@ VAR_DIR = Path(env.str("PREFLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise environ.ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it in the environment or .env (or set DEBUG=true for local development)."
-        )
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
-elif not DEBUG and SECRET_KEY in {
-    "change-me-to-a-long-random-string",
-    "dev-only-insecure-key-do-not-use-in-production",
-}:
-    # The placeholder of .env.example is not a secret: refuse it as if it were missing.
-    raise environ.ImproperlyConfigured("SECRET_KEY is still the placeholder from .env.example; set a real one.")
+# Sessions and pseudonymised exports are keyed by it: in production refuse a missing,
+# published (.env.example) or weak key rather than start with it (webapp/secret_key.py).
+if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    raise environ.ImproperlyConfigured(problem)
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
