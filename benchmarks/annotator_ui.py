@@ -181,8 +181,9 @@ def _run_once(args: argparse.Namespace) -> dict[str, Any]:
         "DATABASE_URL": f"{base_url}/{args.database}",
         "DEBUG": "false",
         "SECRET_KEY": "benchmark-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
-        "SECURE_SSL_REDIRECT": "false",
-        "SECURE_HSTS_SECONDS": "0",
+        # Plain HTTP on localhost, and the Server-Timing header the browser script reads.
+        "PREFLOOP_HTTPS": "false",
+        "PREFLOOP_SERVER_TIMING": "true",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "STATIC_ROOT": str(work / "static"),
         "PREFLOOP_VAR_DIR": str(work / "var"),

@@ -19,7 +19,9 @@ from django.http import HttpRequest
 from rest_framework.throttling import AnonRateThrottle
 
 
-def _trusted(address: str) -> bool:
+def is_trusted_proxy(address: str) -> bool:
+    """Whether ``address`` is one of ``PREFLOOP_TRUSTED_PROXIES`` (an address or
+    inside a network listed there)."""
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:
@@ -30,11 +32,11 @@ def _trusted(address: str) -> bool:
 def client_ip(request: HttpRequest) -> str:
     """The address of the client that sent ``request`` (see the module docstring)."""
     peer = request.META.get("REMOTE_ADDR", "") or ""
-    if not _trusted(peer):
+    if not is_trusted_proxy(peer):
         return peer
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
     for address in reversed(forwarded):
-        if not _trusted(address):
+        if not is_trusted_proxy(address):
             return address
     return forwarded[0] if forwarded else peer
 

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "webapp.middleware.ServerTimingMiddleware",
+    # Before SecurityMiddleware, whose https redirect reads X-Forwarded-Proto.
+    "webapp.middleware.ForwardedProtoMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "webapp.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -67,7 +69,10 @@ MIDDLEWARE = [
 if not DEBUG:
     # In production WhiteNoise serves the collected static files; in
     # development runserver and the test live server serve them from the finders.
-    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -242,15 +247,25 @@ PREFLOOP_CSP = env.str(
     ),
 )
 
-# --- security in production ------------------------------------------------
-if not DEBUG:
+# --- HTTPS, proxies and production -------------------------------------------
+# One switch, on by default when DEBUG is off: the redirect to https, Secure-only
+# session and CSRF cookies, and HSTS go together. (Secure cookies never come back over
+# plain HTTP, so sign-in would fail with the cookies on and the redirect off.)
+# PREFLOOP_HTTPS=false is plain HTTP, for a trial on one machine; check --deploy warns.
+PREFLOOP_HTTPS = env.bool("PREFLOOP_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PREFLOOP_HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000) if PREFLOOP_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = PREFLOOP_HTTPS
+# A TLS-terminating proxy says "https" in X-Forwarded-Proto. It is believed only when
+# proxies are named in PREFLOOP_TRUSTED_PROXIES, and only from them
+# (webapp.middleware.ForwardedProtoMiddleware drops it from anyone else): with none
+# named, gunicorn faces the clients and nothing they forward counts.
+if PREFLOOP_TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+# Server-Timing (webapp.middleware) tells anyone how long each request took: on in
+# development, and where asked for (benchmarks/annotator_ui.py reads it).
+PREFLOOP_SERVER_TIMING = env.bool("PREFLOOP_SERVER_TIMING", default=DEBUG)
+if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
