@@ -10,6 +10,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotation.imports import registry as import_formats
+from annotation.imports.storable import printable, value_problem
 from annotation.models import LIKERT_POINTS, Assignment, ImportJob, Judgment, Study
 from annotation.services import STUDY_SETTINGS
 
@@ -252,6 +253,18 @@ class ImportRecordsInput(serializers.Serializer):
     )
     record_preference = serializers.BooleanField(default=True)
     skip_invalid = serializers.BooleanField(default=False)
+
+    def validate_records(self, value: list) -> list:
+        # A lone surrogate cannot even be written out as the UTF-8 lines the
+        # import reads, so text a database cannot store is refused here,
+        # naming the record and field as the import would.
+        for number, record in enumerate(value, start=1):
+            problem = value_problem(record)
+            if problem is not None:
+                field, reason = problem
+                where = f'record {number}, field "{printable(field, limit=200)}"' if field else f"record {number}"
+                raise serializers.ValidationError(f"{where}: {reason}")
+        return value
 
 
 class ImportOutput(serializers.Serializer):

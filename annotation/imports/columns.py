@@ -52,6 +52,7 @@ from annotation.imports.records import (
     tick,
     type_name,
 )
+from annotation.imports.storable import MAX_DEPTH, text_problem, value_problem
 
 _CANDIDATE_COLUMN = re.compile(r"^(response|candidate)(?:_(\d+))?$")
 _SOURCE_COLUMN = re.compile(r"^source(?:_(\d+))?$")
@@ -96,6 +97,10 @@ class TableRows:
     def __init__(self, columns: list[str], *, unit: str, record_preference: bool) -> None:
         self.unit = unit
         self.record_preference = record_preference
+        for column in columns:
+            problem = text_problem(column)
+            if problem:
+                raise ImportFileError(f"a column name {problem}", field=column)
         names = set(columns)
         if len(names) != len(columns):
             duplicate = next(c for c in columns if columns.count(c) > 1)
@@ -135,6 +140,7 @@ class TableRows:
     def record(self, row: dict[str, Any], *, line: int, from_text: bool) -> PromptRecord:
         """The record of one row; ``from_text`` when cells are strings (CSV), so a
         conversation prompt arrives as JSON text."""
+        self._check_storable(row, line=line)
         if self.hh:
             return hh_rlhf_record(
                 row.get("chosen"),
@@ -163,6 +169,14 @@ class TableRows:
             group=pair_group(*(c.text for c in candidates)) if self.pair else "",
         )
 
+    def _check_storable(self, row: dict[str, Any], *, line: int) -> None:
+        """Refuse a cell a database could not store (a NUL or lone surrogate in
+        text, NaN or an infinity, nesting past ``storable.MAX_DEPTH``), naming it."""
+        for column, value in row.items():
+            problem = value_problem(value, path=column)
+            if problem is not None:
+                raise self.error(problem[1], line=line, field=problem[0])
+
     def _external_id(self, row: dict[str, Any], *, line: int) -> str:
         if self.id_column is None:
             return ""
@@ -184,9 +198,10 @@ class TableRows:
         if from_text and declared == CONVERSATION and isinstance(prompt, str) and prompt.strip():
             try:
                 prompt = json.loads(prompt)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # not JSON, a huge integer, too deep
+                reason = f"nested more than {MAX_DEPTH} levels deep" if isinstance(exc, RecursionError) else exc
                 raise self.error(
-                    f"a conversation must be a JSON list of messages: {exc}", line=line, field="prompt"
+                    f"a conversation must be a JSON list of messages: {reason}", line=line, field="prompt"
                 ) from None
         if isinstance(prompt, list):
             try:

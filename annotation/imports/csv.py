@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from annotation.imports.columns import TableRows
 from annotation.imports.records import (
+    READ_ERRORS,
     ImportFileError,
     Options,
     Progress,
@@ -100,9 +101,11 @@ def count_rows(path: Path, *, options: Options) -> int | None:
             text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="", errors="replace")
             csv.field_size_limit(CSV_FIELD_LIMIT)
             return max(0, sum(1 for cells in csv.reader(text) if any(c.strip() for c in cells)) - 1)
-    except (csv.Error, OSError):
+    except (csv.Error, *READ_ERRORS):
         return None
 
 
 def _is_binary(fileobj: Any) -> bool:
-    return not isinstance(fileobj, io.TextIOBase) and "b" in getattr(fileobj, "mode", "b")
+    # A GzipFile's mode is a number (gzip.READ), not "rb".
+    mode = getattr(fileobj, "mode", "b")
+    return not isinstance(fileobj, io.TextIOBase) and (not isinstance(mode, str) or "b" in mode)

@@ -151,6 +151,6 @@ def sniff(head: bytes) -> bool:
     first = next((line for line in head.splitlines() if line.strip()), b"")
     try:
         obj = json.loads(first.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False  # a partial first line: the parser will say what is wrong
+    except (ValueError, RecursionError):  # not UTF-8, not JSON (or a partial first line), too deep
+        return False  # the parser will say what is wrong
     return isinstance(obj, dict) and bool({"chosen", "rejected"} & obj.keys()) and "prompt" not in obj

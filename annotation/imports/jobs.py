@@ -25,12 +25,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from annotation.imports import registry
 from annotation.imports.records import ImportFileError, ImportResult, Options, Progress, SkippedRows
+from annotation.imports.storable import printable
 from annotation.imports.writer import study_import_records
 from annotation.models import ImportJob, Study
 
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 # A job left running this long by a dead worker may be claimed again.
 STALE_AFTER = timedelta(hours=1)
+# The longest failure message a job keeps.
+ERROR_MAX = 5000
+# A job's failure when its own message could not be stored.
+FAILED_UNREADABLE = "Nothing imported: the import failed and its message could not be stored; see the worker log."
 # How often progress is written while records are written (on the side connection).
 WRITE_PROGRESS_SECONDS = 0.5
 
@@ -56,7 +61,10 @@ def import_upload_store(*, upload: Any) -> Path:
 
 
 def import_upload_discard(*, stored: Path) -> None:
-    """Remove a stored upload (and anything unpacked beside it)."""
+    """Remove a stored upload (and anything unpacked beside it): its folder
+    ``imports/<random>/``, and nothing else whatever ``stored`` says."""
+    if len(stored.parts) != 3 or stored.parts[0] != "imports" or ".." in stored.parts:
+        return
     shutil.rmtree((Path(settings.MEDIA_ROOT) / stored).parent, ignore_errors=True)
 
 
@@ -127,9 +135,11 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     transaction, so a bad row or a crash imports nothing. While that
     transaction is open, progress is written on a second database connection
     (not on SQLite, which allows one writer at a time). A failed job keeps the
-    error, with its line or row and field, and its file for inspection. A job
-    that skips invalid rows writes the valid ones (still in one transaction)
-    and keeps the skipped ones, with line, field, error and raw row.
+    error, with its line or row and field; its upload (and anything unpacked
+    from it) is removed whether the job succeeds or fails, since nothing reads
+    it again: a failed import is uploaded anew. A job that skips invalid rows
+    writes the valid ones (still in one transaction) and keeps the skipped
+    ones, with line, field, error and raw row.
     """
     now = timezone.now()
     claimable = Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, started_at__lt=now - STALE_AFTER)
@@ -170,15 +180,15 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         if skipped is not None and skipped.count:
             # Every row was invalid: the report says why, row by row.
             ImportJob.objects.filter(pk=job_id).update(skipped_count=skipped.count, skipped_rows=skipped.as_json())
-        return _import_job_fail(job_id, f"Nothing imported: {exc}")
+        return _import_job_fail(job, f"Nothing imported: {exc}")
     except IntegrityError:
         logger.warning("import job %s collided with another import", job_id, exc_info=True)
         return _import_job_fail(
-            job_id, "Nothing imported: another import wrote the same prompts at the same time; run it again."
+            job, "Nothing imported: another import wrote the same prompts at the same time; upload it again."
         )
     except Exception:
         logger.exception("import job %s failed", job_id)
-        _import_job_fail(job_id, "Nothing imported: the import failed unexpectedly; the error is in the worker log.")
+        _import_job_fail(job, "Nothing imported: the import failed unexpectedly; the error is in the worker log.")
         raise
     # The upload (and an unpacked dataset) is no longer needed once imported.
     import_upload_discard(stored=Path(job.file_path))
@@ -211,11 +221,23 @@ def _checking_progress(job_id: int) -> Progress:
     return checked
 
 
-def _import_job_fail(job_id: int, message: str) -> ImportJob | None:
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportJob.Status.FAILED, error=message[:5000], finished_at=timezone.now()
-    )
-    return ImportJob.objects.filter(pk=job_id).first()
+def _import_job_fail(job: ImportJob, message: str) -> ImportJob | None:
+    """Mark the job failed with ``message`` and remove its upload.
+
+    The message is made ``printable`` (a NUL or lone surrogate quoted from
+    the file would make the update fail on PostgreSQL, and the job would
+    stay running, its progress page polling for ever) and cut to the
+    column's 5,000 characters; should the update fail all the same, the job
+    fails with a fixed message."""
+    fields = {"status": ImportJob.Status.FAILED, "finished_at": timezone.now()}
+    try:
+        with transaction.atomic():  # a savepoint, so the fallback can still write
+            ImportJob.objects.filter(pk=job.pk).update(**fields, error=printable(message, limit=ERROR_MAX))
+    except DatabaseError:
+        logger.exception("import job %s: its failure could not be recorded as it was", job.pk)
+        ImportJob.objects.filter(pk=job.pk).update(**fields, error=FAILED_UNREADABLE)
+    import_upload_discard(stored=Path(job.file_path))
+    return ImportJob.objects.filter(pk=job.pk).first()
 
 
 @contextmanager

@@ -20,6 +20,7 @@ candidates i and j then also form a known-answer comparison for quality control.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,7 @@ from annotation.imports.records import (
     CONVERSATION,
     EXTERNAL_ID_MAX,
     PROMPT_FORMATS,
+    READ_ERRORS,
     SOURCE_MAX,
     TEXT,
     CandidateRecord,
@@ -42,6 +44,7 @@ from annotation.imports.records import (
     tick,
     type_name,
 )
+from annotation.imports.storable import MAX_DEPTH, json_constant, value_problem
 from annotation.rendering import safe_image_url
 
 MESSAGE_ROLES = ("user", "assistant", "system")
@@ -92,7 +95,7 @@ def count_rows(path: Path, *, options: Options) -> int | None:
     try:
         with open_stored(path) as handle:
             return sum(1 for line in handle if line.strip())
-    except OSError:
+    except READ_ERRORS:
         return None  # the parser reports the problem with its line
 
 
@@ -116,17 +119,34 @@ def json_lines(
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            # Name the line once: json's own message ends in "line 1 column 5
-            # (char 4)", which would be a second, always-1 line number.
-            keep_or_raise(
-                ImportFileError(f"invalid JSON at character {exc.pos + 1}: {exc.msg}", line=number),
-                raw=text.rstrip("\r\n"),
-                skipped=skipped,
-            )
+            obj = json_loads(text, line=number)
+        except ImportFileError as exc:
+            keep_or_raise(exc, raw=text.rstrip("\r\n"), skipped=skipped)
             continue
         yield number, text.rstrip("\r\n"), obj
+
+
+def json_loads(text: str, *, line: int) -> Any:
+    """One line's JSON, or ``ImportFileError`` naming the line (and the field,
+    where there is one) for anything a database could not store: invalid JSON,
+    nesting deeper than ``storable.MAX_DEPTH``, NaN or Infinity, integers past
+    Python's 4,300-digit limit, NUL characters or lone surrogates in text."""
+    try:
+        obj = json.loads(text, parse_constant=json_constant)
+    except json.JSONDecodeError as exc:
+        # Name the line once: json's own message ends in "line 1 column 5
+        # (char 4)", which would be a second, always-1 line number.
+        raise ImportFileError(f"invalid JSON at character {exc.pos + 1}: {exc.msg}", line=line) from None
+    except RecursionError:
+        raise ImportFileError(f"nested more than {MAX_DEPTH} levels deep", line=line) from None
+    except ValueError:  # the only other: an integer over sys.get_int_max_str_digits()
+        digits = sys.get_int_max_str_digits()
+        raise ImportFileError(f"a number with more than {digits} digits", line=line) from None
+    problem = value_problem(obj)
+    if problem is not None:
+        field, reason = problem
+        raise ImportFileError(reason, line=line, field=field or None)
+    return obj
 
 
 def _counting(lines: Iterable[bytes], on_progress: Progress | None) -> Iterator[bytes]:

@@ -24,9 +24,12 @@ import lzma
 import unicodedata
 import zlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from annotation.imports.storable import printable
 
 # ``Prompt.format``'s values, in its order (error messages list them).
 TEXT = "text"
@@ -51,10 +54,15 @@ class ImportFileError(ValueError):
     ``line`` is 1-based; ``field`` is a path into the record such as
     ``candidates[2].text``. Either is ``None`` when the error is not about one
     line (an empty file) or not about one field (a line that is not JSON).
+    The message and field may quote the file, so they are made ``printable``:
+    a NUL or lone surrogate in them would make the error itself unstorable
+    (a job's failure, a report of skipped rows, a message in the session).
     """
 
     def __init__(self, message: str, *, line: int | None = None, field: str | None = None, unit: str = "line") -> None:
         # ``unit`` names what ``line`` counts: "line" for JSONL, "row" for tables.
+        message = printable(message)
+        field = printable(field, limit=200) if field is not None else None
         self.line = line
         self.field = field
         self.reason = message
@@ -160,7 +168,10 @@ class SkippedRows:
         self.count += 1
         if len(self.rows) < self.keep:
             text = raw if isinstance(raw, str) else _raw_text(raw)
-            self.rows.append(SkippedRow(line=error.line, field=error.field, message=error.reason, raw=text[:RAW_MAX]))
+            row = SkippedRow(
+                line=error.line, field=error.field, message=error.reason, raw=printable(text, limit=RAW_MAX)
+            )
+            self.rows.append(row)
 
     def as_json(self) -> list[dict[str, Any]]:
         return [{"line": row.line, "field": row.field, "error": row.message, "raw": row.raw} for row in self.rows]
@@ -175,7 +186,7 @@ def _raw_text(raw: Any) -> str:
         return raw.decode("utf-8", errors="replace").rstrip("\r\n")
     try:
         return json.dumps(raw, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return repr(raw)
 
 
@@ -276,6 +287,10 @@ def type_name(value: Any) -> str:
     return "an object"
 
 
+# What reading a damaged or truncated compressed file raises (zlib and lzma
+# have their own error types; gzip's and bz2's are OSError or EOFError).
+READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
 # The first bytes of each compressed container a text file may come in.
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
 # File-name endings of those containers (stripped to tell the format inside).
@@ -305,21 +320,39 @@ def decompress_head(head: bytes) -> bytes:
 def decompressed_head(fileobj: IO[bytes], size: int) -> bytes:
     """Up to ``size`` bytes of a seekable file's content, decompressed when it
     is gzip, bzip2 or xz; the file is left at its start."""
+    try:
+        with decompressing(fileobj) as stream:
+            head = stream.read(size)
+    except READ_ERRORS:
+        head = b""  # damaged: the parser says so
+    fileobj.seek(0)
+    return head
+
+
+def decompressing(fileobj: IO[bytes]) -> AbstractContextManager[IO[bytes]]:
+    """A seekable binary file as a stream of its content, decompressed when
+    its first bytes say gzip, bzip2 or xz (read errors are ``READ_ERRORS``).
+    Closing the stream leaves ``fileobj`` open; it must be at its start."""
     start = fileobj.read(6)
     fileobj.seek(0)
     kind = compression_of(start)
+    if kind is None:
+        return _Unclosed(fileobj)
     opener = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
-    try:
-        if kind is None:
-            head = fileobj.read(size)
-        else:
-            # Closing the wrapper leaves the caller's file open.
-            with opener[kind](fileobj) as stream:
-                head = stream.read(size)
-    except (OSError, EOFError, lzma.LZMAError):
-        head = b""  # damaged: the parser says so, with the line
-    fileobj.seek(0)
-    return head
+    return opener[kind](fileobj)  # type: ignore[no-any-return]
+
+
+class _Unclosed(AbstractContextManager):
+    """A file whose ``with`` block does not close it (the caller's upload)."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._file = fileobj
+
+    def __enter__(self) -> IO[bytes]:
+        return self._file
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def open_stored(path: Path) -> IO[bytes]:

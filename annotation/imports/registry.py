@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 from annotation.imports import csv, hh_rlhf, jsonl, tables
 from annotation.imports.records import (
     COMPRESSED_SUFFIXES,
+    READ_ERRORS,
     ImportFileError,
     Options,
     Progress,
@@ -131,7 +132,7 @@ class ImportFormat:
         try:
             with open_stored(path) as handle:
                 return self.read_file(handle, options=options, on_progress=on_progress, **extra)
-        except (OSError, EOFError) as exc:  # a damaged or truncated compressed file
+        except READ_ERRORS as exc:  # a damaged or truncated compressed file
             raise ImportFileError(f"cannot read the file: {exc}") from None
 
 

@@ -10,13 +10,16 @@ and the web process only needs this module for the registry.
 
 from __future__ import annotations
 
+import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from annotation.imports.columns import parse_table
 from annotation.imports.records import (
     PROGRESS_EVERY,
+    READ_ERRORS,
     ImportFileError,
     Options,
     Progress,
@@ -40,7 +43,9 @@ def parse_parquet(
 ) -> list[PromptRecord]:
     """Check the rows of a stored Parquet file and return their records."""
     parquet = _parquet_file(path)
-    batches = (batch.to_pylist() for batch in parquet.iter_batches(batch_size=PROGRESS_EVERY))
+    batches = _read_safely(
+        (batch.to_pylist() for batch in parquet.iter_batches(batch_size=PROGRESS_EVERY)), "the Parquet file is damaged"
+    )
     return parse_table(
         batches,
         columns=parquet.schema_arrow.names,
@@ -85,7 +90,10 @@ def parse_dataset(
     """Check the rows of an unpacked dataset (options ``split`` and
     ``record_preference``) and return their records."""
     dataset = hf_dataset_load(path, split=options.get("split") or "")
-    batches = (_rows_of(batch) for batch in dataset.iter(batch_size=PROGRESS_EVERY))
+    batches = _read_safely(
+        (_rows_of(batch) for batch in dataset.iter(batch_size=PROGRESS_EVERY)),
+        "not a dataset saved with save_to_disk: its data is damaged",
+    )
     return parse_table(
         batches,
         columns=dataset.column_names,
@@ -103,6 +111,25 @@ def count_dataset_rows(path: Path, *, options: Options) -> int | None:
         return None  # the parser reports it
 
 
+def _read_safely(batches: Iterator[list[dict[str, Any]]], damaged: str) -> Iterator[list[dict[str, Any]]]:
+    """``batches`` with any error reading them (pyarrow raises several types
+    for damaged data, and a text column may not be UTF-8) turned into
+    ``ImportFileError(damaged: …)``; errors of the consumer pass untouched."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:  # a damaged file: whatever the reader raised
+            raise ImportFileError(f"{damaged}: {_reason(exc)}") from None
+        yield batch
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short reason: its message, else its type's name."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _rows_of(batch: dict[str, list[Any]]) -> list[dict[str, Any]]:
     columns = list(batch)
     return [dict(zip(columns, values, strict=True)) for values in zip(*batch.values(), strict=True)]
@@ -116,8 +143,8 @@ def hf_dataset_load(path: Path, *, split: str = "") -> Any:
     root = _dataset_root(path)
     try:
         loaded = datasets.load_from_disk(str(root))
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise ImportFileError(f"not a dataset saved with save_to_disk: {exc}") from None
+    except Exception as exc:  # garbage metadata or tables: datasets raises many types
+        raise ImportFileError(f"not a dataset saved with save_to_disk: {_reason(exc)}") from None
     if isinstance(loaded, datasets.DatasetDict):
         names = list(loaded)
         if split:
@@ -138,7 +165,9 @@ def _dataset_root(path: Path) -> Path:
     markers = ("dataset_info.json", "dataset_dict.json", "state.json")
     if any((path / m).exists() for m in markers):
         return path
-    inner = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
+    inner = (
+        [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))] if path.is_dir() else []
+    )
     if len(inner) == 1 and any((inner[0] / m).exists() for m in markers):
         return inner[0]
     raise ImportFileError("no dataset found: zip the folder that Dataset.save_to_disk wrote")
@@ -150,6 +179,8 @@ def unzip_dataset(archive: Path, into: Path) -> Path:
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
+            if not members:
+                raise ImportFileError("the zip archive is empty")
             if sum(m.file_size for m in members) > UNZIPPED_MAX_BYTES:
                 raise ImportFileError("the archive unpacks to more than 20 GB")
             root = into.resolve()
@@ -158,6 +189,15 @@ def unzip_dataset(archive: Path, into: Path) -> Path:
                 if not target.is_relative_to(root):
                     raise ImportFileError(f"unsafe path in the archive: {member.filename!r}")
             zipped.extractall(root)
+    except ImportFileError:
+        shutil.rmtree(into, ignore_errors=True)
+        raise
     except zipfile.BadZipFile:
+        shutil.rmtree(into, ignore_errors=True)
         raise ImportFileError("not a readable zip archive") from None
+    except (*READ_ERRORS, NotImplementedError, RuntimeError, ValueError) as exc:
+        # A damaged member (zlib, truncation), an unsupported compression or an
+        # encrypted one; what was unpacked so far goes.
+        shutil.rmtree(into, ignore_errors=True)
+        raise ImportFileError(f"not a readable zip archive: {_reason(exc)}") from None
     return into

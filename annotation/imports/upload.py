@@ -1,11 +1,12 @@
 """One upload, imported now or as a background job: the service behind the
 import pages and the REST API.
 
-A small text upload (JSONL, HH-RLHF, CSV up to ``SYNC_IMPORT_MAX_BYTES``) is
-imported during the request: that takes well under a second, the researcher
-sees the result (or the bad line) at once, and no worker needs to be running.
-Larger files, compressed ones (gzip, bzip2, xz, told by their first bytes) and
-binary formats (Parquet, datasets) are stored and imported by the worker as an
+A small text upload (JSONL, HH-RLHF, CSV up to ``SYNC_IMPORT_MAX_BYTES``,
+also once decompressed when it is gzip, bzip2 or xz, told by its first bytes)
+is imported during the request: that takes well under a second, the
+researcher sees the result (or the bad line) at once, and no worker needs to
+be running. Larger files, compressed ones that hold more, and binary formats
+(Parquet, datasets) are stored and imported by the worker as an
 ``ImportJob``, whose progress the caller shows.
 
 Either way the import is all or nothing by default: a researcher who uploads
@@ -18,9 +19,10 @@ recorded as a finished job too, so the report has a page.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -28,7 +30,15 @@ from django.db import transaction
 from annotation import tasks
 from annotation.imports import registry
 from annotation.imports.jobs import import_job_create, import_job_record, import_upload_discard, import_upload_store
-from annotation.imports.records import ImportFileError, ImportResult, Options, PromptRecord, SkippedRows
+from annotation.imports.records import (
+    READ_ERRORS,
+    ImportFileError,
+    ImportResult,
+    Options,
+    PromptRecord,
+    SkippedRows,
+    decompressing,
+)
 from annotation.imports.writer import study_import_records
 from annotation.models import ImportJob, Study
 from annotation.services import study_create
@@ -71,9 +81,10 @@ def import_upload(
     is one transaction.
     """
     spec, options = _format_and_options(upload, format=format, options=options)
-    if _runs_now(upload, spec):
+    content = _content_now(upload, spec)
+    if content is not None:
         skipped = SkippedRows() if skip_invalid else None
-        records = _read_now(upload, spec, options, skipped)
+        records = _read_now(content, spec, options, skipped)
         with transaction.atomic():
             result = study_import_records(study=study, records=records, rows_skipped=_count(skipped))
             report = _report(study, upload, spec, options, by, result, skipped)
@@ -98,9 +109,10 @@ def study_create_from_upload(
     to see.
     """
     spec, options = _format_and_options(upload, format=format, options=options)
-    if _runs_now(upload, spec):
+    content = _content_now(upload, spec)
+    if content is not None:
         skipped = SkippedRows() if skip_invalid else None
-        records = _read_now(upload, spec, options, skipped)
+        records = _read_now(content, spec, options, skipped)
         with transaction.atomic():
             study = study_create(name=name, created_by=by)
             result = study_import_records(study=study, records=records, rows_skipped=_count(skipped))
@@ -126,23 +138,35 @@ def _format_and_options(
     return spec, {name: value for name, value in options.items() if name in spec.options}
 
 
-def _runs_now(upload: Any, spec: registry.ImportFormat) -> bool:
-    # A compressed file may hold many times its size, so it goes to the worker
-    # (which also decompresses it; the request path reads plain text only).
+def _content_now(upload: Any, spec: registry.ImportFormat) -> IO[bytes] | None:
+    """The upload's text when it is imported during the request (None: the
+    worker imports it). A compressed file may hold many times its size, so it
+    is decompressed here only up to ``SYNC_IMPORT_MAX_BYTES``: a file that
+    holds more goes to the worker, and one that cannot be decompressed is
+    refused (``ImportFileError``), as the worker would refuse it."""
     if not spec.in_request or upload.size > SYNC_IMPORT_MAX_BYTES:
-        return False
+        return None
     upload.seek(0)
     head = upload.read(8)
     upload.seek(0)
-    return not registry.is_compressed(head)
+    if not registry.is_compressed(head):
+        return upload
+    try:
+        with decompressing(upload) as stream:
+            content = stream.read(SYNC_IMPORT_MAX_BYTES + 1)
+    except READ_ERRORS as exc:
+        raise ImportFileError(f"cannot read the file: {exc}") from None
+    finally:
+        upload.seek(0)
+    return io.BytesIO(content) if len(content) <= SYNC_IMPORT_MAX_BYTES else None
 
 
 def _read_now(
-    upload: Any, spec: registry.ImportFormat, options: Options, skipped: SkippedRows | None
+    content: IO[bytes], spec: registry.ImportFormat, options: Options, skipped: SkippedRows | None
 ) -> list[PromptRecord]:
-    if spec.read_file is None:  # _runs_now saw to it
+    if spec.read_file is None:  # _content_now saw to it
         raise ImportFileError(f"{spec.label} files are imported in the background")
-    return spec.read_file(upload, options=options, **({} if skipped is None else {"skipped": skipped}))
+    return spec.read_file(content, options=options, **({} if skipped is None else {"skipped": skipped}))
 
 
 def _count(skipped: SkippedRows | None) -> int:

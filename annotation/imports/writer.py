@@ -19,12 +19,14 @@ from django.db.models import Model
 from annotation import loop
 from annotation.imports.jsonl import parse_jsonl
 from annotation.imports.records import (
+    ImportFileError,
     ImportResult,
     Progress,
     PromptRecord,
     candidate_content_hash,
     record_prompt_hash,
 )
+from annotation.imports.storable import value_problem
 from annotation.models import (
     GOLD_JUDGMENTS_WANTED,
     GOLD_KEY_PREFIX,
@@ -71,7 +73,14 @@ def study_import_records(
 
     A concurrent import of overlapping content can fail on the unique hash
     constraints; the transaction then rolls back and the import can be re-run.
+
+    A record holding what a database cannot store (a NUL character or a lone
+    surrogate in text, NaN in metadata: ``storable``) raises
+    ``ImportFileError`` naming its line and field before anything is written.
+    The built-in formats refuse such a row themselves; this covers any format.
     """
+    for record in records:
+        _check_storable(record)
     record_hashes = [record_prompt_hash(record) for record in records]
     prompt_ids = _ids_by_hash(Prompt, study=study, hashes=set(record_hashes))
     prompts_existing = len(prompt_ids)
@@ -117,6 +126,25 @@ def study_import_records(
         duplicates_skipped=duplicates,
         rows_skipped=rows_skipped,
     )
+
+
+def _check_storable(record: PromptRecord) -> None:
+    """``ImportFileError`` for the first field of ``record`` a database could not store."""
+    fields: list[tuple[str, object]] = [
+        ("id", record.external_id),
+        ("prompt", record.text),
+        ("metadata", record.metadata),
+    ]
+    for index, candidate in enumerate(record.candidates):
+        fields += [
+            (f"candidates[{index}].text", candidate.text),
+            (f"candidates[{index}].source", candidate.source),
+            (f"candidates[{index}].metadata", candidate.metadata),
+        ]
+    for field, value in fields:
+        problem = value_problem(value, path=field)
+        if problem is not None:
+            raise ImportFileError(problem[1], line=record.line, field=problem[0])
 
 
 def _prompts_create(

@@ -331,9 +331,13 @@ def eager(monkeypatch):
 
 
 def test_a_compressed_hh_rlhf_upload_runs_as_a_job_and_keeps_empty_replies(
-    study, researcher, eager, settings, tmp_path, django_capture_on_commit_callbacks
+    study, researcher, eager, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """Any format, compressed or not, through the API as through the page: a gzip upload is a job (202)."""
+    """Any format, compressed or not, through the API as through the page: a gzip upload
+    holding more than the in-request limit is a job (202)."""
+    from annotation.imports import upload
+
+    monkeypatch.setattr(upload, "SYNC_IMPORT_MAX_BYTES", 10)
     settings.MEDIA_ROOT = tmp_path / "media"
     empty = {**HH_PAIR, "chosen": "\n\nHuman: How do I boil an egg?\n\nAssistant: "}
     content = gzip.compress(b"".join(json.dumps(row).encode() + b"\n" for row in (HH_PAIR, empty)))

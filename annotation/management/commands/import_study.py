@@ -129,22 +129,25 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: nothing imported: {exc}") from None
         self._progress_end()
 
-        with transaction.atomic():
-            study, created = study_get_or_create()
-            result = study_import_records(
-                study=study, records=records, rows_skipped=skipped.count if skipped is not None else 0
-            )
-            job = None
-            if skipped is not None:
-                job = import_job_record(
-                    study=study,
-                    format=spec.key,
-                    original_name=path.name,
-                    options=format_options,
-                    created_by=researcher,
-                    result=result,
-                    skipped=skipped,
+        try:
+            with transaction.atomic():
+                study, created = study_get_or_create()
+                result = study_import_records(
+                    study=study, records=records, rows_skipped=skipped.count if skipped is not None else 0
                 )
+                job = None
+                if skipped is not None:
+                    job = import_job_record(
+                        study=study,
+                        format=spec.key,
+                        original_name=path.name,
+                        options=format_options,
+                        created_by=researcher,
+                        result=result,
+                        skipped=skipped,
+                    )
+        except ImportFileError as exc:  # a record the database cannot store (the writer checks)
+            raise CommandError(f"{path}: nothing imported: {exc}") from None
 
         self.stdout.write(
             self.style.SUCCESS(

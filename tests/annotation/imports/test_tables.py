@@ -59,7 +59,7 @@ def test_bad_parquet_row_fails_the_job_and_imports_nothing(
     assert job.status == ImportJob.Status.FAILED
     assert "row 4" in job.error and 'field "prompt"' in job.error
     assert counts(study) == before
-    assert stored_upload(job).exists()  # kept for inspection
+    assert not stored_upload(job).exists()  # a failed job removes its upload too
     page = client_for(researcher).get(reverse("import_job_detail", args=[study.slug, job.pk])).content.decode()
     assert "row 4" in page and 'data-status="failed"' in page
 

@@ -1,5 +1,5 @@
-"""The upload service: a small text file is imported now, anything larger,
-compressed or binary becomes a job; either way a bad file writes nothing."""
+"""The upload service: a small text file (compressed or not) is imported now, anything larger
+or binary becomes a job; either way a bad file writes nothing."""
 
 from __future__ import annotations
 
@@ -86,13 +86,16 @@ def test_a_large_file_becomes_a_queued_job_and_its_task_starts_on_commit(
         ),
         (
             "pairs.jsonl.gz",
-            gzip.compress((json.dumps(HH_LINE) + "\n").encode()),
+            gzip.compress((json.dumps(HH_LINE) + "\n").encode() * 4000),  # 5 KB holding 1.3 MB
             "hh_rlhf",
             {"record_preference": False},
         ),
     ],
 )
-def test_binary_and_compressed_files_go_to_the_worker_however_small(study, researcher, name, content, format, options):
+def test_binary_files_and_compressed_ones_holding_more_than_the_limit_go_to_the_worker_however_small(
+    study, researcher, name, content, format, options
+):
+    assert len(content) < upload.SYNC_IMPORT_MAX_BYTES
     outcome = import_upload(
         study=study,
         upload=SimpleUploadedFile(name, content),
@@ -104,8 +107,11 @@ def test_binary_and_compressed_files_go_to_the_worker_however_small(study, resea
     assert (outcome.job.format, outcome.job.options) == (format, options)  # "split" is not theirs
 
 
-def test_a_compressed_file_is_imported_by_the_job(study, researcher, eager_tasks, django_capture_on_commit_callbacks):
+def test_a_compressed_file_is_imported_by_the_job(
+    study, researcher, eager_tasks, monkeypatch, django_capture_on_commit_callbacks
+):
     """A small .jsonl.gz used to be parsed in the request as if it were text."""
+    monkeypatch.setattr(upload, "SYNC_IMPORT_MAX_BYTES", 10)
     content = gzip.compress((json.dumps(HH_LINE) + "\n").encode())
     with django_capture_on_commit_callbacks(execute=True):
         outcome = import_upload(
@@ -174,8 +180,9 @@ def test_an_unknown_file_type_is_refused_before_anything_is_stored(study, resear
 
 @pytest.mark.parametrize(("name", "pack"), [("pairs.jsonl.bz2", bz2.compress), ("pairs.csv.xz", lzma.compress)])
 def test_bzip2_and_xz_files_are_read_by_the_worker(
-    study, researcher, eager_tasks, name, pack, django_capture_on_commit_callbacks
+    study, researcher, eager_tasks, monkeypatch, name, pack, django_capture_on_commit_callbacks
 ):
+    monkeypatch.setattr(upload, "SYNC_IMPORT_MAX_BYTES", 10)
     plain = (
         (json.dumps(HH_LINE) + "\n").encode() if name.startswith("pairs.jsonl") else b"prompt,chosen,rejected\nq,a,b\n"
     )
@@ -198,7 +205,7 @@ def test_a_compressed_file_is_told_by_its_bytes_not_its_name(study, researcher):
         options={},
         by=researcher,
     )
-    assert outcome.result is None and outcome.job.format == "hh_rlhf"
+    assert outcome.job is None and outcome.result.candidates_created == 2
 
 
 BAD_HH = b'{"chosen": "no turns"}\n'
