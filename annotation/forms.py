@@ -6,7 +6,7 @@ from django import forms
 
 from annotation.imports import registry as import_formats
 from annotation.imports.records import ImportFileError
-from annotation.models import Study
+from annotation.models import SETTING_MAXIMA, Study
 from annotation.services import STUDY_SETTINGS
 
 # How every upload form ends its description of the formats.
@@ -152,6 +152,8 @@ class StudySettingsForm(forms.ModelForm):
         # study's own minimums (checked again by Study.clean) are these.
         self.fields["overlap"].widget.attrs["min"] = 1
         self.fields["list_size"].widget.attrs["min"] = 2
+        for name, most in SETTING_MAXIMA.items():  # checked again by Study.clean
+            self.fields[name].widget.attrs["max"] = most
         self.locked = tuple(locked)
         for name in self.locked:
             field = self.fields[name]

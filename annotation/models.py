@@ -6,6 +6,7 @@ selectors; what a study's strategy and model options mean belongs to the loop
 
 from __future__ import annotations
 
+import math
 import secrets
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.db.models import Q
 from annotation import loop
 from annotation.imports import registry as import_formats
 from annotation.imports.records import import_summary
+from annotation.imports.storable import printable, text_problem, value_problem
 from models_runtime import context, kinds
 
 LIKERT_POINTS = 5
@@ -42,6 +44,53 @@ def comparison_item_key(candidate_ids: list[int]) -> str:
 
 
 MAX_ASPECTS = 8
+# The largest value of each integer setting: past these a number is a slip (a
+# refill of two billion comparisons), not a study. The settings page, the API
+# and the admin all refuse more (``Study.clean``).
+SETTING_MAXIMA = {
+    "overlap": 100,
+    "budget": 10_000_000,
+    "annotator_quota": 10_000_000,
+    "lease_seconds": 86_400,
+    "queue_low_water": 1000,
+    "queue_target": 1000,
+}
+# Settings holding free text or JSON, which must be storable on any database
+# (``annotation.imports.storable``: no NUL character or lone surrogate, no NaN).
+TEXT_SETTINGS = ("name", "guidelines", "completion_code", "completion_url", "invite_token")
+JSON_SETTINGS = ("strategy_params", "model_params")
+FRACTION_SETTINGS = ("gold_rate", "gold_min_accuracy", "evaluation_rate")
+
+
+def _sentence(reason: str) -> str:
+    """A reason ("contains a NUL character …") as a message: capitalised, with a full stop."""
+    return reason[:1].upper() + reason[1:] + "."
+
+
+def setting_value_problems(study: Study) -> dict[str, str]:
+    """What a database could not store, or what is out of bounds, in ``study``'s
+    settings: one message per setting (values of the wrong type are left to
+    the fields' own checks)."""
+    problems: dict[str, str] = {}
+    for name in TEXT_SETTINGS:
+        value = getattr(study, name)
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem:
+            problems[name] = _sentence(problem)
+    for name in JSON_SETTINGS:
+        found = value_problem(getattr(study, name))
+        if found is not None:
+            path, reason = found
+            problems[name] = f'"{printable(path, limit=200)}": {reason}.' if path else _sentence(reason)
+    for name in FRACTION_SETTINGS:
+        value = getattr(study, name)
+        if isinstance(value, float) and math.isnan(value):  # the infinities fail the fields' ranges
+            problems[name] = "Must be a number (not NaN or infinity)."
+    for name, most in SETTING_MAXIMA.items():
+        value = getattr(study, name)
+        if isinstance(value, int) and value > most:
+            problems[name] = f"At most {most:,}."
+    return problems
 
 
 def validate_model_params(value: object) -> None:
@@ -61,9 +110,13 @@ def in_display_order(item_ids: list[int], display_order: list[int] | None) -> li
 
 
 def validate_aspects(value: object) -> None:
-    """Aspect names: a list of up to eight distinct short strings."""
+    """Aspect names: a list of up to eight distinct short strings, each one a
+    database can store (no NUL character or lone surrogate)."""
     if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
         raise ValidationError('Aspects must be a list of names, e.g. ["helpfulness", "honesty"].')
+    problem = next((text_problem(a) for a in value if text_problem(a)), None)
+    if problem:
+        raise ValidationError(_sentence(problem))
     names = [a.strip() for a in value]
     if len(names) > MAX_ASPECTS:
         raise ValidationError(f"At most {MAX_ASPECTS} aspects; got {len(names)}.")
@@ -247,8 +300,9 @@ class Study(models.Model):
 
     def clean(self) -> None:
         """Refuse a list size the mode cannot show, a strategy its model cannot
-        serve and strategy options it does not know, with messages that name
-        them. (The list-size rules are also database constraints; a field with
+        serve, strategy options it does not know, text or JSON a database
+        cannot store and integers past ``SETTING_MAXIMA``, with messages that
+        name them. (The list-size rules are also database constraints; a field with
         an error here is left out of the constraint checks, so each fault is
         reported once, by name.)"""
         errors: dict[str, str] = {}
@@ -267,6 +321,8 @@ class Study(models.Model):
         problem = self._model_problem(strategy)
         if problem:
             errors["model_type"] = problem
+        for name, message in setting_value_problems(self).items():
+            errors.setdefault(name, message)
         if errors:
             raise ValidationError(errors)
 

@@ -7,6 +7,8 @@ what a client sees; they are also what the OpenAPI schema is generated from.
 
 from __future__ import annotations
 
+import math
+
 from rest_framework import serializers
 
 from annotation.imports import registry as import_formats
@@ -59,6 +61,16 @@ class StudyAnnotatorOutput(serializers.ModelSerializer):
         return "annotator"
 
 
+def _finite_settings(value: dict) -> dict:
+    """Refuse a setting given as a JSON number past a float's range (``1e400``
+    reads as infinity, which an integer field cannot even convert); the
+    model checks the rest, naming the setting."""
+    for name, setting in value.items():
+        if isinstance(setting, float) and not math.isfinite(setting):
+            raise serializers.ValidationError(f"{printable(str(name), limit=200)}: must be a finite number.")
+    return value
+
+
 class StudyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     settings = serializers.DictField(
@@ -67,9 +79,15 @@ class StudyCreateInput(serializers.Serializer):
         help_text=f"Any of: {', '.join(STUDY_SETTINGS_FIELDS[1:])}. Unset ones take their defaults.",
     )
 
+    def validate_settings(self, value: dict) -> dict:
+        return _finite_settings(value)
+
 
 class StudyUpdateInput(serializers.Serializer):
     settings = serializers.DictField(help_text=f"Fields to change, any of: {', '.join(STUDY_SETTINGS_FIELDS)}.")
+
+    def validate_settings(self, value: dict) -> dict:
+        return _finite_settings(value)
 
 
 class StudyStatusInput(serializers.Serializer):

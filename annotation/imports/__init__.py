@@ -5,6 +5,9 @@ Read it by name:
 - ``records``: what every format produces (``PromptRecord``, ``CandidateRecord``),
   ``ImportResult``, ``ImportFileError`` (with the line or row and field at
   fault) and the content hashes that make an import idempotent;
+- ``storable``: what a database can store (no NUL or lone surrogate in text,
+  no NaN or Infinity, bounded nesting), checked on every line or row, and
+  ``printable`` for messages that quote a hostile file;
 - one module per format: ``jsonl``, ``hh_rlhf``, ``csv``, and ``tables``
   (Parquet, Hugging Face ``save_to_disk`` datasets); ``columns`` holds the
   table columns CSV and the binary tables share;
