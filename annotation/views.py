@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
@@ -18,8 +19,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import selectors
 from annotation.dashboard import selectors as dashboard
@@ -32,7 +34,9 @@ from annotation.services import (
     UNDO_SECONDS_SHOWN,
     AnnotationError,
     Lease,
+    ParticipantInUse,
     StudyNotOpen,
+    TooManyEntries,
     assignment_lease_ahead,
     assignment_lease_or_refill,
     assignment_skip,
@@ -356,23 +360,44 @@ def annotate_prompt(request: HttpRequest, slug: str, comparison_id: int) -> Http
 # --- joining ----------------------------------------------------------------------
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, token: str) -> HttpResponse:
     """A study's invite link (the policy is ``services.invite_accept``): a crowd
     participant is signed in to their own account and starts at once, a signed-in
-    user joins, anyone else signs in first and comes back here."""
+    user joins, anyone else signs in first and comes back here.
+
+    A participant's link followed while someone with an account is signed in
+    asks them first; their POST (CSRF-checked) signs them out and follows the
+    link again."""
     study = selectors.study_for_invite(token=token)
+    if request.method == "POST":
+        logout(request)
     try:
-        accepted = invite_accept(study=study, user=request.user, params=request.GET)
+        accepted = invite_accept(study=study, user=request.user, params=request.GET, client=_client_address(request))
+    except TooManyEntries as exc:
+        context = {"study": study, "heading": "Too many new participants", "message": str(exc)}
+        response = render(request, "annotation/join_refused.html", context, status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except ParticipantInUse as exc:
+        context = {"study": study, "heading": "This participant id is in use", "message": str(exc)}
+        return render(request, "annotation/join_refused.html", context, status=403)
     except AnnotationError as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)}, status=400)
+    if accepted.needs_sign_out:
+        return render(request, "annotation/join_signed_in.html", {"study": study})
     if accepted.needs_sign_in:
         return redirect_to_login(request.get_full_path())
     if accepted.participant is not None and request.user.pk != accepted.participant.pk:
         if request.user.is_authenticated:
-            logout(request)
+            logout(request)  # a password-less crowd participant's session (the service's rule)
         login(request, accepted.participant, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("annotate", slug=study.slug)
+
+
+def _client_address(request: HttpRequest) -> str:
+    """The client's address, behind trusted proxies too (``settings.PREFLOOP_CLIENT_IP_CALLABLE``)."""
+    return import_string(settings.PREFLOOP_CLIENT_IP_CALLABLE)(request)
 
 
 # --- researchers ---------------------------------------------------------------------

@@ -235,6 +235,13 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 
+# New crowd participants (accounts made by a study link with a participant id) per
+# client address: at most this many per window (annotation/services/crowd.py); 0 = no limit.
+PREFLOOP_CROWD_ENTRY_LIMIT = env.int("PREFLOOP_CROWD_ENTRY_LIMIT", default=10)
+PREFLOOP_CROWD_ENTRY_WINDOW_SECONDS = env.int("PREFLOOP_CROWD_ENTRY_WINDOW_SECONDS", default=60)
+# How the apps tell the client's address (annotation may not import webapp: see tests/test_layers.py).
+PREFLOOP_CLIENT_IP_CALLABLE = "webapp.client_ip.client_ip"
+
 # --- Content-Security-Policy ----------------------------------------------------
 # Sent with every response (webapp/middleware.py): scripts, styles and images from
 # this site only, no inline script or style, no eval, no plugins, no framing.

@@ -9,7 +9,8 @@ queue is refilled between two leases. By concern:
 
 - ``leasing``: the annotator's next comparison (queue, gold items, look-ahead);
 - ``answers``: judgments, skips and undo;
-- ``studies``: creation, settings, status, members, invite links, joining;
+- ``studies``: creation, settings, status, members, invite links;
+- ``crowd``: joining through invite links (entry limits, participants bound to their session);
 - ``annotation.imports``: prompts and candidates from files.
 """
 
@@ -24,7 +25,24 @@ from annotation.services.answers import (
     judgment_undo,
     judgments_split_assign,
 )
-from annotation.services.errors import AnnotationError, InvalidAnswer, NotAssigned, StudyNotOpen
+from annotation.services.crowd import (
+    ENTRY_PARAMETERS,
+    EXTERNAL_ID,
+    InviteAcceptance,
+    entry_slot_take,
+    invite_accept,
+    membership_join,
+    participant_join,
+    participant_username,
+)
+from annotation.services.errors import (
+    AnnotationError,
+    InvalidAnswer,
+    NotAssigned,
+    ParticipantInUse,
+    StudyNotOpen,
+    TooManyEntries,
+)
 from annotation.services.leasing import (
     Lease,
     annotator_quota_reached,
@@ -36,16 +54,10 @@ from annotation.services.leasing import (
     study_judgment_count,
 )
 from annotation.services.studies import (
-    ENTRY_PARAMETERS,
-    EXTERNAL_ID,
     STUDY_SETTINGS,
     STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS,
     STUDY_STATUS_MOVES,
-    InviteAcceptance,
-    invite_accept,
     membership_add_by_username,
-    membership_join,
-    participant_join,
     study_create,
     study_invite_rotate,
     study_settings_create,
@@ -68,8 +80,10 @@ __all__ = [
     "InviteAcceptance",
     "Lease",
     "NotAssigned",
+    "ParticipantInUse",
     "StudyNotOpen",
     "Submission",
+    "TooManyEntries",
     "annotator_quota_reached",
     "answer_too_fast",
     "assignment_lease_ahead",
@@ -77,6 +91,7 @@ __all__ = [
     "assignment_lease_or_refill",
     "assignment_skip",
     "comparison_status_refresh",
+    "entry_slot_take",
     "invite_accept",
     "judgment_submit",
     "judgment_undo",
@@ -85,6 +100,7 @@ __all__ = [
     "membership_add_by_username",
     "membership_join",
     "participant_join",
+    "participant_username",
     "study_create",
     "study_invite_rotate",
     "study_judgment_count",

@@ -17,3 +17,15 @@ class NotAssigned(AnnotationError):
 
 class InvalidAnswer(AnnotationError):
     pass
+
+
+class TooManyEntries(AnnotationError):
+    """Too many new crowd participants from one client address; try again in ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ParticipantInUse(AnnotationError):
+    """A crowd participant id that another session entered with."""

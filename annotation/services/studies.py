@@ -1,15 +1,14 @@
-"""Setting studies up: creation, settings, status, members, invite links and joining."""
+"""Setting studies up: creation, settings, status, members and invite links (joining
+through them is ``annotation.services.crowd``)."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -17,7 +16,7 @@ from django.utils.text import slugify
 
 from annotation import loop
 from annotation.models import Assignment, Judgment, Membership, Study, new_invite_token
-from annotation.services.errors import AnnotationError, InvalidAnswer, StudyNotOpen
+from annotation.services.errors import AnnotationError
 from annotation.services.leasing import leases_expire
 
 logger = logging.getLogger(__name__)
@@ -183,89 +182,3 @@ def study_invite_rotate(*, study: Study) -> Study:
     study.invite_token = new_invite_token()
     study.save(update_fields=["invite_token", "updated_at"])
     return study
-
-
-# --- joining -----------------------------------------------------------------------
-
-# Crowd platforms' participant ids (Prolific PIDs are 24 hex digits).
-EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-ENTRY_PARAMETERS = {"STUDY_ID": "study_id", "SESSION_ID": "session_id"}
-
-
-@transaction.atomic
-def membership_join(*, study: Study, user: AbstractBaseUser, entry: dict | None = None) -> Membership:
-    """Make ``user`` an annotator of ``study`` through its invite link.
-
-    Joining twice, or as a researcher of the study, changes nothing. A closed
-    study takes no one.
-    """
-    if study.status == Study.Status.CLOSED:
-        raise StudyNotOpen(f"The study “{study.name}” is closed.")
-    membership, _ = Membership.objects.get_or_create(
-        study=study, user=user, defaults={"role": Membership.Role.ANNOTATOR, "entry": entry or {"via": "invite"}}
-    )
-    return membership
-
-
-@transaction.atomic
-def participant_join(*, study: Study, external_id: str, entry: dict | None = None) -> AbstractBaseUser:
-    """The account of a crowd participant (e.g. a Prolific PID) in this study,
-    created on first entry.
-
-    The account belongs to this study alone and has no password: the invite
-    link with the participant id is how it comes back, so a participant who
-    reloads or returns later continues where they were.
-    """
-    if not EXTERNAL_ID.match(external_id or ""):
-        raise InvalidAnswer("The participant id in the link is not valid.")
-    if study.status == Study.Status.CLOSED:
-        raise StudyNotOpen(f"The study “{study.name}” is closed.")
-    User = get_user_model()
-    user, created = User.objects.get_or_create(username=f"p{study.id}-{external_id}"[:150])
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    Membership.objects.get_or_create(
-        study=study,
-        user=user,
-        defaults={
-            "role": Membership.Role.ANNOTATOR,
-            "external_id": external_id,
-            "entry": {"via": "prolific", **(entry or {})},
-        },
-    )
-    return user
-
-
-@dataclass(frozen=True)
-class InviteAcceptance:
-    """What following an invite link did: ``participant`` is the crowd
-    participant's own account (the caller signs it in); ``needs_sign_in`` says
-    the visitor must sign in and come back to the link."""
-
-    study: Study
-    participant: AbstractBaseUser | None = None
-    needs_sign_in: bool = False
-
-
-def invite_accept(
-    *, study: Study, user: AbstractBaseUser | AnonymousUser, params: Mapping[str, str]
-) -> InviteAcceptance:
-    """Follow ``study``'s invite link with the link's query ``params``.
-
-    With a crowd participant id (``PROLIFIC_PID``, or ``participant`` for other
-    platforms) the participant gets an account scoped to this study and starts
-    at once; ``STUDY_ID`` and ``SESSION_ID`` are kept with the membership. A
-    signed-in user joins as an annotator; anyone else must sign in first.
-    Raises ``StudyNotOpen`` for a closed study and ``InvalidAnswer`` for a
-    malformed participant id.
-    """
-    external_id = params.get("PROLIFIC_PID", params.get("participant"))
-    if external_id is not None:
-        entry = {key: params[param][:128] for param, key in ENTRY_PARAMETERS.items() if param in params}
-        participant = participant_join(study=study, external_id=external_id.strip(), entry=entry)
-        return InviteAcceptance(study=study, participant=participant)
-    if user.is_authenticated:
-        membership_join(study=study, user=user)
-        return InviteAcceptance(study=study)
-    return InviteAcceptance(study=study, needs_sign_in=True)

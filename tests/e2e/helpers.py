@@ -1,9 +1,11 @@
-"""Shared steps of the browser tests: a study with prompts, an annotator, signing in."""
+"""Shared steps of the browser tests: a study with prompts, an annotator, signing in,
+a browser context that records Content-Security-Policy violations."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.urls import reverse
 
 from annotation.models import Membership, Study
@@ -59,3 +61,49 @@ def wait_for(page, condition: Callable[[], bool], what: str, timeout_s: float = 
             return
         page.wait_for_timeout(25)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# Runs before any page script, outside the page's policy: collects what the policy blocked.
+COLLECT_VIOLATIONS = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", event => {
+  window.__csp.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile}:${event.lineNumber} ${event.sample}`);
+});
+"""
+
+
+class Visitor:
+    """A browser context that records CSP violations from events and the console."""
+
+    def __init__(self, browser, **context_args) -> None:
+        self.context = browser.new_context(**context_args)
+        self.context.add_init_script(COLLECT_VIOLATIONS)
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.page.on("console", self._console)
+
+    def _console(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.console.append(message.text)
+
+    def visit(self, url: str, *, status: int = 200) -> None:
+        """Open ``url``: the policy came with it and nothing was blocked."""
+        response = self.page.goto(url)
+        self.page.wait_for_load_state("load")
+        assert response.status == status, (url, response.status)
+        self.assert_strict(response.headers.get("content-security-policy", ""), url)
+        self.assert_clean(url)
+
+    def assert_strict(self, policy: str, url: str) -> None:
+        assert policy == settings.PREFLOOP_CSP, (url, policy)
+        assert "script-src 'self'" in policy and "style-src 'self'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+    def assert_clean(self, where: str) -> None:
+        violations = self.page.evaluate("window.__csp")
+        assert violations == [], (where, violations)
+        assert self.console == [], (where, self.console)
+
+    def close(self) -> None:
+        self.context.close()

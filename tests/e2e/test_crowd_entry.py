@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Judgment, Membership
-from tests.e2e.helpers import NEW_COMPARISON
+from tests.e2e.helpers import NEW_COMPARISON, Visitor, log_in, member, study_with_prompts
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
 
 pytestmark = [pytest.mark.e2e]
@@ -41,3 +41,27 @@ def test_prolific_participant_reaches_the_completion_code(live_server, transacti
 
     membership = Membership.objects.get(external_id=pid)
     assert Judgment.objects.filter(annotator=membership.user).count() == 3
+
+
+def test_a_signed_in_researcher_is_asked_before_a_participant_link_signs_them_out(
+    live_server, transactional_db, browser, artifacts_dir
+):
+    study = study_with_prompts({"Which reply is kinder?": ["Thanks!", "Whatever.", "Sure."]}, name="Crowd study")
+    researcher = member(study, "res", Membership.Role.RESEARCHER)
+    visitor = Visitor(browser, viewport={"width": 1280, "height": 900})
+    log_in(visitor.page, live_server, researcher, reverse("study_detail", args=[study.slug]))
+    link = f"{live_server.url}{reverse('join', args=[study.invite_token])}?PROLIFIC_PID=abc123&STUDY_ID=s&SESSION_ID=x"
+    visitor.visit(link)
+    assert "You are signed in as res" in visitor.page.inner_text("main")
+    visitor.page.screenshot(path=str(artifacts_dir / "join-signed-in.png"))
+    visitor.page.get_by_role("button", name="Sign out and continue as a participant").click()
+    visitor.page.wait_for_url(live_server.url + reverse("annotate", args=[study.slug]))
+    visitor.assert_clean("after signing out to continue")
+    assert visitor.page.inner_text(".user-nav .muted") == f"p{study.id}-abc123"
+    visitor.close()
+
+    # Someone else with the participant's id but another session gets a refusal.
+    intruder = Visitor(browser, viewport={"width": 390, "height": 844})
+    intruder.visit(link.replace("SESSION_ID=x", "SESSION_ID=y"), status=403)
+    assert "already in use in another session" in intruder.page.inner_text("main")
+    intruder.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
@@ -55,7 +55,7 @@ class InlineFinder(HTMLParser):
 def assert_strict(response, where: str) -> None:
     policy = response.headers.get("Content-Security-Policy")
     assert policy, f"{where}: no Content-Security-Policy"
-    assert policy == settings.PREFLOOP_CSP
+    assert policy == django_settings.PREFLOOP_CSP
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy and "unsafe-hashes" not in policy
     directives = dict(part.strip().split(None, 1) for part in policy.split(";") if part.strip())
     for directive, value in DIRECTIVES.items():
@@ -67,12 +67,12 @@ def assert_strict(response, where: str) -> None:
 
 
 def test_the_policy_is_strict_and_covers_every_kind_of_resource():
-    policy = settings.PREFLOOP_CSP
+    policy = django_settings.PREFLOOP_CSP
     assert "unsafe" not in policy and "*" not in policy and "http" not in policy
     assert "img-src 'self' data:" in policy
 
 
-def test_every_html_page_carries_the_policy_and_nothing_it_would_block(client_for):
+def test_every_html_page_carries_the_policy_and_nothing_it_would_block(client_for, settings):
     pairwise = study_with_queue(n_prompts=2, n_candidates=3, name="Pairwise")
     listwise = study_with_queue(n_prompts=2, n_candidates=4, name="Ranked", mode="listwise", list_size=3)
     annotator = UserFactory(username="ann")
@@ -111,6 +111,20 @@ def test_every_html_page_carries_the_policy_and_nothing_it_would_block(client_fo
     dashboard = as_researcher.get(reverse("study_dashboard", args=[slug]), headers={"HX-Request": "true"})
     assert dashboard.status_code == 200
     assert_strict(dashboard, "dashboard partial")
+    # The join link's own pages: signed in as someone else, a participant id in use, too many entries.
+    join = reverse("join", args=[pairwise.invite_token])
+    entry = {"PROLIFIC_PID": "abc", "STUDY_ID": "s", "SESSION_ID": "one"}
+    confirm = as_researcher.get(join, entry)
+    assert confirm.status_code == 200 and b"Sign out and continue" in confirm.content
+    assert_strict(confirm, "join page asking to sign out")
+    assert Client().get(join, entry).status_code == 302
+    in_use = Client().get(join, {**entry, "SESSION_ID": "two"})
+    assert in_use.status_code == 403
+    assert_strict(in_use, "participant id in use")
+    settings.PREFLOOP_CROWD_ENTRY_LIMIT = 1
+    too_many = Client().get(join, {**entry, "PROLIFIC_PID": "def"})
+    assert too_many.status_code == 429
+    assert_strict(too_many, "too many entries")
     # A closed study's join page (an error page of its own).
     pairwise.status = pairwise.Status.CLOSED
     pairwise.save(update_fields=["status"])
@@ -122,7 +136,7 @@ def test_every_html_page_carries_the_policy_and_nothing_it_would_block(client_fo
 def test_the_api_answers_carry_the_policy_too():
     response = Client().get("/api/v1/")
     assert response.status_code == 200
-    assert response.headers["Content-Security-Policy"] == settings.PREFLOOP_CSP
+    assert response.headers["Content-Security-Policy"] == django_settings.PREFLOOP_CSP
 
 
 def test_the_inline_finder_sees_what_the_policy_blocks():
