@@ -18,37 +18,32 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from activelearn import features
-from annotation.models import EmbeddingProgress
+from activelearn import claims, features
+from annotation.models import EmbeddingProgress, Study
 
 logger = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 2000
 
 
-def embedding_claim(*, study_id: int) -> bool:
-    """Note that the study has new candidates and claim its embedding unless a
-    task runs; True when this call took the claim (the caller enqueues the task).
+EMBED = claims.ClaimSlot(EmbeddingProgress, key="study_id", at="claimed_at", owner="owner")
 
-    A claim whose heartbeat is older than PREFLOOP_RETRAIN_STALE_SECONDS
-    belongs to a worker that died, and is taken over.
+
+def embedding_claim(*, study_id: int) -> str | None:
+    """Note that the study has new candidates and claim its embedding unless a
+    task runs; the claim's token when this call took it (the caller enqueues
+    the task with it), None when a live claim holds it.
+
+    A claim whose worker died has expired and is taken over (``activelearn.claims``).
     """
-    now = timezone.now()
     EmbeddingProgress.objects.get_or_create(study_id=study_id)
     EmbeddingProgress.objects.filter(study_id=study_id).update(pending=True)
-    stale = now - timedelta(seconds=settings.PREFLOOP_RETRAIN_STALE_SECONDS)
-    claimed = (
-        EmbeddingProgress.objects.filter(study_id=study_id)
-        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
-        .update(claimed_at=now, queued_at=now, status=EmbeddingProgress.Status.QUEUED, error="")
-    )
-    return bool(claimed)
+    return EMBED.request(study_id, queued_at=timezone.now(), status=EmbeddingProgress.Status.QUEUED, error="")
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,7 @@ class EmbedOutcome:
     total: int
 
 
-def study_embed(*, study_id: int, batch_size: int | None = None) -> EmbedOutcome:
+def study_embed(*, study_id: int, batch_size: int | None = None, claim: str | None = None) -> EmbedOutcome:
     """Embed every candidate of the study whose embedding is not cached yet.
 
     Called by the ``embed_study`` task. Texts go to the encoder
@@ -68,16 +63,29 @@ def study_embed(*, study_id: int, batch_size: int | None = None) -> EmbedOutcome
     updated, so the pages show progress and a rerun after a crash embeds
     only what is still missing. Runs again while candidates arrived during
     the run; a failure is recorded (status ``failed``, the error) and the
-    claim released, so the next request starts afresh.
+    claim released, so the next request starts afresh. A task whose claim
+    was taken over while it waited in the queue does nothing.
     """
     batch_size = batch_size or settings.PREFLOOP_EMBED_BATCH_SIZE
+    if Study.objects.filter(id=study_id).exists():
+        EmbeddingProgress.objects.get_or_create(study_id=study_id)
+    token = EMBED.start(study_id, claim, started_at=timezone.now(), finished_at=None)
+    if token is None:
+        logger.info("embedding of study %s skipped: another task holds its claim", study_id)
+        return EmbedOutcome(embedded=0, total=0)
+    with claims.heartbeat(EMBED, study_id, token):
+        return _study_embed(study_id=study_id, batch_size=batch_size, token=token)
+
+
+def _study_embed(*, study_id: int, batch_size: int, token: str) -> EmbedOutcome:
     progress = EmbeddingProgress.objects.filter(study_id=study_id)
     embedded = total = 0
-    progress.update(started_at=timezone.now(), finished_at=None)
     try:
         while True:
             # Each round (another one when candidates arrived meanwhile) re-reads what is missing.
-            progress.update(pending=False, claimed_at=timezone.now(), status=EmbeddingProgress.Status.RUNNING, error="")
+            if not EMBED.beat(study_id, token, pending=False, status=EmbeddingProgress.Status.RUNNING, error=""):
+                logger.warning("embedding of study %s lost its claim; stopping", study_id)
+                return EmbedOutcome(embedded=embedded, total=total)
             embedder = features.embedder_get()
             inputs = features.study_embedding_inputs(study_id=study_id)
             keys = [embedder.key_for(item.text) for item in inputs]
@@ -99,15 +107,20 @@ def study_embed(*, study_id: int, batch_size: int | None = None) -> EmbedOutcome
                 embedder.embed([todo[key] for key in batch])
                 embedded += len(batch)
                 done += sum(serves[key] for key in batch)
-                progress.update(done=done, claimed_at=timezone.now())
-            released = EmbeddingProgress.objects.filter(study_id=study_id, pending=False).update(
-                claimed_at=None, status=EmbeddingProgress.Status.DONE, finished_at=timezone.now()
+                EMBED.beat(study_id, token, done=done)
+            released = EMBED.release(
+                study_id,
+                token,
+                unless=Q(pending=True),
+                status=EmbeddingProgress.Status.DONE,
+                finished_at=timezone.now(),
             )
             if released or not progress.exists():
                 return EmbedOutcome(embedded=embedded, total=total)
     except Exception as exc:
-        progress.update(
-            claimed_at=None,
+        EMBED.release(
+            study_id,
+            token,
             status=EmbeddingProgress.Status.FAILED,
             error=f"{type(exc).__name__}: {exc}"[:ERROR_MAX_CHARS],
             finished_at=timezone.now(),

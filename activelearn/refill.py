@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import transaction
 
-from activelearn import features
-from activelearn.services import reward_model_latest
+from activelearn import claims, features
+from activelearn.services import REFILL, reward_model_latest
 from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.base import Strategy, diversify
 from activelearn.strategies.lists import select_lists
@@ -45,12 +45,28 @@ def queue_refill(*, study_id: int, use_model: bool = True, seed: int | None = No
     retired first, so annotators always answer what the newest model finds
     most informative. Before the first model (or with ``use_model=False``,
     the cheap path the web process takes when the queue ran dry) pairs are
-    random. Returns the number of comparisons created.
+    random. Returns the number of comparisons created. Takes no claim and
+    releases none: the web's quick refill must not free the worker's claim,
+    or refill tasks pile up (:func:`queue_refill_claimed` is the task's way in).
     """
+    return _queue_refill(study_id=study_id, use_model=use_model, seed=seed)
+
+
+def queue_refill_claimed(*, study_id: int, claim: str | None) -> int:
+    """The ``refill_queue`` task: :func:`queue_refill` under the claim its
+    request took, released at the end; nothing when another task's live claim
+    holds it (this one waited in the queue past its claim's expiry)."""
+    token = REFILL.start(study_id, claim)
+    if token is None:
+        if not Study.objects.filter(id=study_id).exists():
+            raise Study.DoesNotExist(f"study {study_id} no longer exists")
+        logger.info("refill of study %s skipped: another task holds its claim", study_id)
+        return 0
     try:
-        return _queue_refill(study_id=study_id, use_model=use_model, seed=seed)
+        with claims.heartbeat(REFILL, study_id, token):
+            return queue_refill(study_id=study_id)
     finally:
-        Study.objects.filter(id=study_id).update(refill_claimed_at=None)
+        REFILL.release(study_id, token)
 
 
 @dataclass(frozen=True)

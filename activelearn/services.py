@@ -30,8 +30,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from activelearn import features
-from annotation.models import EVALUATION_MIN_JUDGMENTS, Judgment, RewardModelVersion, Study
+from activelearn import claims, features
+from annotation.models import EVALUATION_MIN_JUDGMENTS, EmbeddingProgress, Judgment, RewardModelVersion, Study
 from annotation.services import judgments_split_assign
 from models_runtime import kinds
 from models_runtime.evaluation import HeldoutScore, evaluation_draw, score_heldout
@@ -48,35 +48,72 @@ RECOMMENDATION_SAMPLES = 256
 
 # --- claims ------------------------------------------------------------------------
 
+RETRAIN = claims.ClaimSlot(Study, key="id", at="retrain_claimed_at", owner="retrain_owner")
+REFILL = claims.ClaimSlot(Study, key="id", at="refill_claimed_at", owner="refill_owner")
 
-def _stale_before() -> timezone.datetime:
-    return timezone.now() - timedelta(seconds=settings.PREFLOOP_RETRAIN_STALE_SECONDS)
 
-
-def retrain_claim(*, study_id: int) -> bool:
+def retrain_claim(*, study_id: int) -> str | None:
     """Mark the study's model out of date and claim its retrain unless one runs.
 
-    Returns True when this call took the claim (the caller then enqueues the
-    retrain). A claim older than PREFLOOP_RETRAIN_STALE_SECONDS belongs to a
-    worker that died, and is taken over.
+    Returns the claim's token when this call took it (the caller then enqueues
+    the retrain with it), None when a live claim holds it: that task fits once
+    more for this judgment. A claim whose worker died has expired and is taken
+    over (``activelearn.claims``).
     """
     Study.objects.filter(id=study_id).update(retrain_dirty=True)
-    claimed = (
-        Study.objects.filter(id=study_id)
-        .filter(Q(retrain_claimed_at__isnull=True) | Q(retrain_claimed_at__lt=_stale_before()))
-        .update(retrain_claimed_at=timezone.now())
-    )
-    return bool(claimed)
+    return RETRAIN.request(study_id)
 
 
-def refill_claim(*, study_id: int) -> bool:
-    """Claim the study's queue refill unless one is in flight; True when taken."""
-    claimed = (
-        Study.objects.filter(id=study_id)
-        .filter(Q(refill_claimed_at__isnull=True) | Q(refill_claimed_at__lt=_stale_before()))
-        .update(refill_claimed_at=timezone.now())
+def refill_claim(*, study_id: int) -> str | None:
+    """Claim the study's queue refill unless one is in flight; the token when taken."""
+    return REFILL.request(study_id)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep re-requested: study ids per kind of work."""
+
+    retrain: list[int]
+    refill: list[int]
+    embed: list[int]
+
+
+def loop_sweep() -> SweepReport:
+    """Find studies whose loop stopped and request their work again.
+
+    Run every ``PREFLOOP_SWEEP_SECONDS`` by Celery beat. A worker killed
+    mid-retrain (or a dropped database connection, or a message the broker
+    lost) leaves a claim that no heartbeat refreshes; once it has expired the
+    study is re-requested here, so the model learns again within about a lease
+    and a sweep, whether or not more judgments arrive. A retrain marked dirty
+    with no claim (its request could not be enqueued) is requested too. Three
+    queries when nothing is behind.
+    """
+    from activelearn import embedding, triggers  # noqa: PLC0415 - triggers imports this module
+
+    now = timezone.now()
+    active = Study.objects.filter(status=Study.Status.ACTIVE)
+    retrain = list(
+        active.filter(RETRAIN.expired(now) | Q(retrain_dirty=True, retrain_claimed_at__isnull=True)).values_list(
+            "id", flat=True
+        )
     )
-    return bool(claimed)
+    refill = list(active.filter(REFILL.expired(now)).values_list("id", flat=True))
+    embed = list(
+        EmbeddingProgress.objects.filter(embedding.EMBED.expired(now), study__status=Study.Status.ACTIVE).values_list(
+            "study_id", flat=True
+        )
+    )
+    for study_id in retrain:
+        logger.warning("sweep: study %s's retrain stopped (claim expired or never enqueued); requesting it", study_id)
+        triggers.retrain_request(study_id=study_id)
+    for study_id in refill:
+        logger.warning("sweep: study %s's refill claim expired; requesting it", study_id)
+        triggers.refill_request(study_id=study_id)
+    for study_id in embed:
+        logger.warning("sweep: study %s's embedding claim expired; requesting it", study_id)
+        triggers.embed_request(study_id=study_id)
+    return SweepReport(retrain=retrain, refill=refill, embed=embed)
 
 
 # --- retraining ---------------------------------------------------------------------
@@ -88,42 +125,59 @@ _clock = time.monotonic
 @dataclass(frozen=True)
 class RetrainOutcome:
     """What a retrain did: the newest version it published (None if none), and
-    when to come back (seconds) for judgments that arrived during the fit,
-    or None when the claim was released."""
+    when to come back (seconds, with ``claim``, the token it keeps the claim
+    under) for judgments that arrived during the fit, or None when the claim
+    was released (or another task held it)."""
 
     version: RewardModelVersion | None
     again_in: float | None = None
+    claim: str | None = None
 
 
-def reward_model_retrain(*, study_id: int) -> RetrainOutcome:
+def reward_model_retrain(*, study_id: int, claim: str | None = None) -> RetrainOutcome:
     """Refit until no judgment arrived during the fit, then release the claim.
 
-    Called by the ``retrain_study`` task. Judgments that commit while a fit
-    runs set ``retrain_dirty``; the loop then fits once more, so the newest
+    Called by the ``retrain_study`` task with the token of the claim its
+    request took; a task whose claim was taken over meanwhile (it waited in the
+    queue past the claim's expiry) does nothing. Judgments that commit while a
+    fit runs set ``retrain_dirty``; the loop then fits once more, so the newest
     model always includes them, and at most one fit per study runs at a time.
+    A heartbeat keeps the claim alive while this runs, and only while the
+    worker lives (``activelearn.claims``).
     Fits of one study start at most every ``PREFLOOP_RETRAIN_MIN_SECONDS``:
     judgments arriving faster are folded into one fit (a model one judgment
     newer is barely different, and every fit takes CPU and database time from
     the annotators' requests). The wait is not slept here: the claim is kept
-    and the outcome says when to come back, so the worker is free meanwhile to
-    refill the queue with the version just published.
+    (its lease runs from the end of the wait) and the outcome says when to come
+    back, so the worker is free meanwhile to refill the queue with the version
+    just published.
     """
+    token = RETRAIN.start(study_id, claim)
+    if token is None:
+        if not Study.objects.filter(id=study_id).exists():
+            raise Study.DoesNotExist(f"study {study_id} no longer exists")
+        logger.info("retrain of study %s skipped: another task holds its claim", study_id)
+        return RetrainOutcome(None)
     latest: RewardModelVersion | None = None
     try:
-        while True:
-            started = _clock()
-            Study.objects.filter(id=study_id).update(retrain_dirty=False, retrain_claimed_at=timezone.now())
-            version = reward_model_fit(study_id=study_id)
-            latest = version or latest
-            released = Study.objects.filter(id=study_id, retrain_dirty=False).update(retrain_claimed_at=None)
-            if released:
-                return RetrainOutcome(latest)
-            wait = started + settings.PREFLOOP_RETRAIN_MIN_SECONDS - _clock()
-            if wait > 0:
-                return RetrainOutcome(latest, again_in=wait)
+        with claims.heartbeat(RETRAIN, study_id, token):
+            while True:
+                started = _clock()
+                if not RETRAIN.beat(study_id, token, retrain_dirty=False):
+                    logger.warning("retrain of study %s lost its claim; stopping", study_id)
+                    return RetrainOutcome(latest)
+                version = reward_model_fit(study_id=study_id)
+                latest = version or latest
+                if RETRAIN.release(study_id, token, unless=Q(retrain_dirty=True)):
+                    return RetrainOutcome(latest)
+                wait = started + settings.PREFLOOP_RETRAIN_MIN_SECONDS - _clock()
+                if wait > 0:
+                    RETRAIN.beat(study_id, token, at=timezone.now() + timedelta(seconds=wait))
+                    return RetrainOutcome(latest, again_in=wait, claim=token)
     except Exception as exc:
-        Study.objects.filter(id=study_id).update(
-            retrain_claimed_at=None,
+        RETRAIN.release(
+            study_id,
+            token,
             last_fit_at=timezone.now(),
             last_fit_status=Study.FitStatus.FAILED,
             last_fit_note=f"The last fit failed ({type(exc).__name__}: {exc}); the live version, if any, stays.",

@@ -12,45 +12,55 @@ import logging
 
 from celery import shared_task
 
-from activelearn import embedding, refill, services
+from activelearn import embedding, refill, services, triggers
 from annotation.models import Study
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="activelearn.tasks.retrain_study", acks_late=True)
-def retrain_study(study_id: int) -> int | None:
-    """Refit the study's reward model (debounced by the claim on Study)."""
+def retrain_study(study_id: int, claim: str | None = None) -> int | None:
+    """Refit the study's reward model under the claim its request took
+    (``activelearn.claims``; None for a message from before claims had tokens)."""
     try:
-        outcome = services.reward_model_retrain(study_id=study_id)
+        outcome = services.reward_model_retrain(study_id=study_id, claim=claim)
     except Study.DoesNotExist:
         logger.info("retrain skipped: study %s no longer exists", study_id)
         return None
     if outcome.again_in is not None:
-        retrain_study.apply_async((study_id,), countdown=outcome.again_in)
-    if outcome.version is not None and services.refill_claim(study_id=study_id):
-        refill_queue.delay(study_id)
+        retrain_study.apply_async((study_id, outcome.claim), countdown=outcome.again_in)
+    if outcome.version is not None:
+        triggers.refill_request(study_id=study_id)
     return outcome.version.version if outcome.version else None
 
 
 @shared_task(name="activelearn.tasks.refill_queue", acks_late=True)
-def refill_queue(study_id: int) -> int:
-    """Top up the study's comparison queue with the strategy's choices."""
+def refill_queue(study_id: int, claim: str | None = None) -> int:
+    """Top up the study's comparison queue with the strategy's choices, under
+    the claim its request took."""
     try:
-        return refill.queue_refill(study_id=study_id)
+        return refill.queue_refill_claimed(study_id=study_id, claim=claim)
     except Study.DoesNotExist:
         logger.info("refill skipped: study %s no longer exists", study_id)
         return 0
 
 
 @shared_task(name="activelearn.tasks.embed_study", acks_late=True)
-def embed_study(study_id: int) -> int:
-    """Embed the study's candidates that are not cached yet (queue ``embed``);
-    a study deleted meanwhile has nothing left to embed. When the live model was
-    fitted on other features (the encoder or the study's ``features`` choice
-    changed), the finished embedding starts its refit: until then the loop
-    cannot use it."""
-    embedded = embedding.study_embed(study_id=study_id).embedded
-    if services.live_model_stale(study_id=study_id) and services.retrain_claim(study_id=study_id):
-        retrain_study.delay(study_id)
+def embed_study(study_id: int, claim: str | None = None) -> int:
+    """Embed the study's candidates that are not cached yet (queue ``embed``),
+    under the claim its request took; a study deleted meanwhile has nothing
+    left to embed. When the live model was fitted on other features (the
+    encoder or the study's ``features`` choice changed), the finished embedding
+    starts its refit: until then the loop cannot use it."""
+    embedded = embedding.study_embed(study_id=study_id, claim=claim).embedded
+    if services.live_model_stale(study_id=study_id):
+        triggers.retrain_request(study_id=study_id)
     return embedded
+
+
+@shared_task(name="activelearn.tasks.loop_sweep")
+def loop_sweep() -> dict[str, list[int]]:
+    """Every PREFLOOP_SWEEP_SECONDS (Celery beat): re-request the work of any
+    study whose claim expired with its worker (``services.loop_sweep``)."""
+    report = services.loop_sweep()
+    return {"retrain": report.retrain, "refill": report.refill, "embed": report.embed}

@@ -8,11 +8,45 @@ their follow-ups (``activelearn.tasks``).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from celery import Task
 from django.db import transaction
 
-from activelearn import embedding, services, tasks
+from activelearn import claims, embedding, services, tasks
 from annotation.models import Study
 from annotation.selectors import queue_waiting_count
+
+logger = logging.getLogger(__name__)
+
+
+def _enqueue_on_commit(task: Task, slot: claims.ClaimSlot, study_id: int, token: str) -> None:
+    """Enqueue ``task(study_id, token)`` once the caller's transaction commits.
+
+    When the broker cannot take it (Redis or RabbitMQ down), the claim is given
+    back and the failure logged, never raised: the caller's work (an answer,
+    an import) is already committed and must not turn into a server error, and
+    the next request or the sweep asks again.
+    """
+
+    def send() -> None:
+        try:
+            task.delay(study_id, token)
+        except Exception:
+            logger.exception(
+                "could not enqueue %s for study %s; a later request or the sweep retries", task.name, study_id
+            )
+            slot.drop(study_id, token)
+
+    transaction.on_commit(send)
+
+
+def _request(claim: Callable[..., str | None], task: Task, slot: claims.ClaimSlot, study_id: int) -> bool:
+    token = claim(study_id=study_id)
+    if token is not None:
+        _enqueue_on_commit(task, slot, study_id, token)
+    return token is not None
 
 
 def retrain_request(*, study_id: int) -> bool:
@@ -20,27 +54,18 @@ def retrain_request(*, study_id: int) -> bool:
 
     Returns True when this call claimed the study and enqueued the task.
     """
-    claimed = services.retrain_claim(study_id=study_id)
-    if claimed:
-        transaction.on_commit(lambda: tasks.retrain_study.delay(study_id))
-    return claimed
+    return _request(services.retrain_claim, tasks.retrain_study, services.RETRAIN, study_id)
 
 
 def refill_request(*, study_id: int) -> bool:
     """Enqueue a queue refill unless one is already in flight for the study."""
-    claimed = services.refill_claim(study_id=study_id)
-    if claimed:
-        transaction.on_commit(lambda: tasks.refill_queue.delay(study_id))
-    return claimed
+    return _request(services.refill_claim, tasks.refill_queue, services.REFILL, study_id)
 
 
 def embed_request(*, study_id: int) -> bool:
     """Embed the study's new candidates in the background (queue ``embed``)
     unless a task for the study already runs; that one goes round once more."""
-    claimed = embedding.embedding_claim(study_id=study_id)
-    if claimed:
-        transaction.on_commit(lambda: tasks.embed_study.delay(study_id))
-    return claimed
+    return _request(embedding.embedding_claim, tasks.embed_study, embedding.EMBED, study_id)
 
 
 def loop_notify_judgment(*, study_id: int, queue_low_water: int | None = None) -> None:

@@ -275,10 +275,14 @@ class Study(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     # Debouncing of background work: one retrain and one refill in flight per
-    # study. ``*_dirty`` says new work arrived while one was running.
+    # study. ``*_dirty`` says new work arrived while one was running. Each claim
+    # is a timestamp and an owner token that expire with the worker holding
+    # them (``activelearn.claims``).
     retrain_dirty = models.BooleanField(default=False, editable=False)
     retrain_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retrain_owner = models.CharField(max_length=40, blank=True, default="", editable=False)
     refill_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refill_owner = models.CharField(max_length=40, blank=True, default="", editable=False)
     # The loop's last attempt to fit a model, for the study page: a fit that did
     # not beat its starting point is not published, and this says why.
     last_fit_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -628,8 +632,9 @@ class EmbeddingProgress(models.Model):
 
     The loop (``activelearn``) embeds new candidates in the background on its
     own ``embed`` queue, batch by batch, and writes its progress here; annotation
-    only reads it. ``claimed_at`` is the running task's heartbeat (refreshed
-    after every batch, so a long run is not taken for a dead one) and
+    only reads it. ``claimed_at`` and ``owner`` are the task's claim
+    (``activelearn.claims``: refreshed by a heartbeat while it runs, so a long
+    run is not taken for a dead one, and a dead one's claim expires) and
     ``pending`` says more candidates arrived during the run, which then goes
     round once more. ``done`` and ``total`` count candidates.
     """
@@ -648,6 +653,7 @@ class EmbeddingProgress(models.Model):
     error = models.TextField(blank=True)
     pending = models.BooleanField(default=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    owner = models.CharField(max_length=40, blank=True, default="")
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -203,9 +203,17 @@ PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default
 # Scheduling priority of worker processes (os.nice increment; 0 keeps the parent's).
 PREFLOOP_WORKER_NICE = env.int("PREFLOOP_WORKER_NICE", default=10)
 PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(MEDIA_ROOT / "checkpoints")))
-# A retrain that has not finished after this many seconds is presumed dead and
-# may be claimed again by the next judgment.
-PREFLOOP_RETRAIN_STALE_SECONDS = env.int("PREFLOOP_RETRAIN_STALE_SECONDS", default=900)
+# Claims on a study's background work (activelearn.claims): a running retrain,
+# refill or embedding beats every lease/6 seconds, and a claim whose worker died
+# expires after the lease; one enqueued but not started after the second figure
+# expires too (a lost message). The sweep re-requests such studies every
+# PREFLOOP_SWEEP_SECONDS (Celery beat: scripts/run and docker start it).
+PREFLOOP_CLAIM_LEASE_SECONDS = env.float("PREFLOOP_CLAIM_LEASE_SECONDS", default=30.0)
+PREFLOOP_CLAIM_QUEUED_SECONDS = env.float("PREFLOOP_CLAIM_QUEUED_SECONDS", default=300.0)
+PREFLOOP_SWEEP_SECONDS = env.float("PREFLOOP_SWEEP_SECONDS", default=15.0)
+CELERY_BEAT_SCHEDULE = {
+    "loop-sweep": {"task": "activelearn.tasks.loop_sweep", "schedule": PREFLOOP_SWEEP_SECONDS},
+}
 # At most one fit per study this often; judgments arriving meanwhile go into the next fit.
 PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
 # Retrain cadence: the first model is fitted as soon as there are 3 training judgments,

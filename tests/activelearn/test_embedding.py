@@ -155,7 +155,7 @@ def test_candidates_added_during_a_run_are_embedded_by_the_same_task(make_study,
             started.append(EmbeddingProgress.objects.get(study=study).started_at)
             prompt = Prompt.objects.filter(study=study).first()
             Candidate.objects.create(study=study, prompt=prompt, text="a late reply", content_hash="late")
-            claims.append(embedding.embedding_claim(study_id=study.id))
+            claims.append(embedding.embedding_claim(study_id=study.id) is not None)
 
     fake = use_embedder(CountingEmbedder(on_call=add_one))
     assert embedding.embedding_claim(study_id=study.id)
@@ -174,7 +174,7 @@ def test_embed_requests_are_debounced_and_enqueued_on_commit(
 ):
     study = make_study(embedded=False)
     enqueued: list[int] = []
-    monkeypatch.setattr(tasks.embed_study, "delay", enqueued.append)
+    monkeypatch.setattr(tasks.embed_study, "delay", lambda study_id, claim: enqueued.append(study_id))
     with django_capture_on_commit_callbacks(execute=True):
         assert triggers.embed_request(study_id=study.id)
         assert enqueued == [], "not before the commit"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from activelearn import features, refill, services, tasks, triggers
 from annotation.models import Candidate, Comparison, Judgment, RewardModelVersion, Study
@@ -111,10 +112,10 @@ def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_stud
 
     _judge(study, annotators[1], 1)
     monkeypatch.setattr(reward, "fit_reward_model", diverge)
-    study.retrain_claimed_at = study.created_at
-    study.save(update_fields=["retrain_claimed_at"])
+    Study.objects.filter(id=study.id).update(retrain_claimed_at=None, retrain_owner="")
+    claim = services.retrain_claim(study_id=study.id)
     with pytest.raises(reward.TrainingDivergedError):
-        services.reward_model_retrain(study_id=study.id)
+        services.reward_model_retrain(study_id=study.id, claim=claim)
     assert list(RewardModelVersion.objects.filter(study=study)) == [good]
     study.refresh_from_db()
     assert study.retrain_claimed_at is None, "the next judgment may try again"
@@ -124,7 +125,7 @@ def test_a_failed_fit_keeps_the_last_good_model_and_releases_the_claim(make_stud
 @pytest.mark.loop
 def test_retrain_is_debounced_to_one_in_flight_per_study(make_study, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id: sent.append(study_id))
+    monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id, claim: sent.append(study_id))
     study = make_study()
     with django_capture_on_commit_callbacks(execute=True):
         assert triggers.retrain_request(study_id=study.id) is True
@@ -161,7 +162,9 @@ def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, me
 
 @pytest.mark.django_db
 @pytest.mark.loop
-def test_fits_are_paced_by_handing_the_rest_to_a_later_task(make_study, annotators, member, monkeypatch, settings):
+def test_fits_are_paced_by_handing_the_rest_to_a_later_task(
+    make_study, annotators, member, monkeypatch, settings, django_capture_on_commit_callbacks
+):
     """Judgments during a fit, within the minimum interval: the claim is kept,
     the version just fitted goes to the refill, and the next fit is a task
     due when the interval is over (not a sleep that would hold the worker).
@@ -184,13 +187,18 @@ def test_fits_are_paced_by_handing_the_rest_to_a_later_task(make_study, annotato
 
     monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
     monkeypatch.setattr(services, "_clock", lambda: now[0])
-    monkeypatch.setattr(tasks.refill_queue, "delay", lambda study_id: refills.append(study_id))
     monkeypatch.setattr(tasks.retrain_study, "apply_async", lambda args, countdown: later.append((args, countdown)))
-    assert tasks.retrain_study(study.id) == 1
+    monkeypatch.setattr(tasks.refill_queue, "delay", lambda study_id, claim: refills.append(study_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.retrain_study(study.id) == 1
     assert refills == [study.id], "the version just fitted goes to the refill"
-    assert later == [((study.id,), 26.0)], "the next fit is due when the 30 s interval is over"
+    [((study_id, claim), countdown)] = later
+    assert (study_id, countdown) == (study.id, 26.0), "the next fit is due when the 30 s interval is over"
     study.refresh_from_db()
     assert study.retrain_claimed_at is not None and study.retrain_dirty, "the claim waits for the later task"
+    assert study.retrain_owner == f"r-{claim}", "the later task comes back with the claim"
+    assert study.retrain_claimed_at > timezone.now(), "its lease runs from the end of the wait"
+    assert services.retrain_claim(study_id=study.id) is None, "no second task meanwhile"
 
 
 @pytest.mark.django_db

@@ -190,7 +190,7 @@ def test_old_checkpoints_are_pruned_but_the_live_the_best_and_the_newest_stay(
 
 
 def test_a_model_fitted_on_other_features_is_not_used_and_is_refitted_at_once(
-    make_study, annotators, member, monkeypatch, caplog
+    make_study, annotators, member, monkeypatch, caplog, loop_calls
 ):
     """After the study's features change (here its ``features`` choice; an
     upgraded encoder or PREFLOOP_EMBEDDER_LAYERS gives the same key change), the
@@ -210,9 +210,8 @@ def test_a_model_fitted_on_other_features_is_not_used_and_is_refitted_at_once(
     study.refresh_from_db()
     assert services.live_model_stale(study_id=study.id)
     embedding.study_embed(study_id=study.id)
-    retrains = []
-    monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id: retrains.append(study_id))
-    Study.objects.filter(id=study.id).update(retrain_claimed_at=None)
+    retrains = loop_calls.retrain
+    retrains.clear()
     tasks.embed_study(study.id)
     assert retrains == [study.id], "the finished embedding asks for the stale model's refit"
 
