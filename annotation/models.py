@@ -88,9 +88,16 @@ def setting_value_problems(study: Study) -> dict[str, str]:
             problems[name] = "Must be a number (not NaN or infinity)."
     for name, most in SETTING_MAXIMA.items():
         value = getattr(study, name)
-        if isinstance(value, int) and value > most:
+        if isinstance(value, int) and value > most and not _past_field_range(study, name, value):
             problems[name] = f"At most {most:,}."
     return problems
+
+
+def _past_field_range(study: Study, name: str, value: int) -> bool:
+    """Whether the field's own range (the database's, e.g. 32,767 for a small
+    integer on PostgreSQL) already refuses ``value``: one message is enough."""
+    field = study._meta.get_field(name)
+    return any(isinstance(v, MaxValueValidator) and value > v.limit_value for v in field.validators)
 
 
 def validate_model_params(value: object) -> None:

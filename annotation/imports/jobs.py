@@ -87,7 +87,7 @@ def import_job_create(
         created_by=created_by,
         format=registry.get(format).key,
         file_path=str(stored),
-        original_name=stored.name,
+        original_name=printable(stored.name, limit=255),
         options=dict(options),
         skip_invalid=skip_invalid,
     )
@@ -111,7 +111,7 @@ def import_job_record(
         study=study,
         created_by=created_by,
         format=registry.get(format).key,
-        original_name=Path(original_name).name[-255:],
+        original_name=printable(Path(original_name).name[-255:], limit=255),
         options=dict(options),
         skip_invalid=True,
         status=ImportJob.Status.DONE,

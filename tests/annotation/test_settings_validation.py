@@ -158,12 +158,20 @@ MAXIMA = [
 
 @pytest.mark.parametrize(("field", "most"), MAXIMA)
 def test_integer_settings_are_bounded_on_the_api(study, researcher, field, most):
-    refused = _patch(researcher, study, {field: 2_000_000_000})
+    refused = _patch(researcher, study, {field: most + 1})
     assert refused.status_code == 400
     assert refused.json()["fields"] == {field: [f"At most {most:,}."]}
     accepted = _patch(researcher, study, {field: most})
     assert accepted.status_code == 200, accepted.content
     assert accepted.json()[field] == most
+
+
+def test_a_queue_of_two_billion_comparisons_is_refused_once(study, researcher):
+    refused = _patch(researcher, study, {"queue_target": 2_000_000_000})
+    assert refused.status_code == 400
+    assert refused.json()["fields"] == {"queue_target": ["At most 1,000."]}
+    study.refresh_from_db()
+    assert study.queue_target == 24
 
 
 @pytest.mark.parametrize("field", ["queue_target", "gold_rate"])

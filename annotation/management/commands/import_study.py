@@ -28,6 +28,7 @@ from annotation import tasks
 from annotation.imports import registry
 from annotation.imports.jobs import import_job_create, import_job_record, import_upload_discard, import_upload_store
 from annotation.imports.records import COMPRESSED_SUFFIXES, ImportFileError, SkippedRows, import_summary, plural
+from annotation.imports.storable import printable, text_problem
 from annotation.imports.writer import study_import_records
 from annotation.models import ImportJob, Membership, Study
 from annotation.services import study_create
@@ -84,6 +85,8 @@ class Command(BaseCommand):
         for suffix in COMPRESSED_SUFFIXES:
             stem = stem.removesuffix(suffix)
         name: str = options["name"] or Path(stem).stem
+        if text_problem(name):  # a file name that is not UTF-8 arrives with lone surrogates
+            raise CommandError(f"Cannot name a study {printable(name)!r}: it {text_problem(name)}; pass --name.")
         slug = slugify(options["study"] or name)
         if not slug:
             raise CommandError(f"Cannot make a study slug from {options['study'] or name!r}; pass --study.")

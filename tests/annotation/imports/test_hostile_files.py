@@ -389,6 +389,17 @@ def test_the_upload_page_refuses_hostile_files_with_a_message(client_for, resear
     assert shown == [f"Nothing imported: {message}"]
 
 
+def test_the_upload_page_refuses_a_file_whose_first_line_is_nested_a_thousand_deep(client_for, researcher, study):
+    """Telling the format reads the first line, and used to overflow on it (a server error)."""
+    content = ('{"chosen": ' + DEEP + "}\n").encode()
+    response = client_for(researcher).post(
+        reverse("study_import", args=[study.slug]), {"file": SimpleUploadedFile("h.jsonl", content)}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == [
+        "Nothing imported: line 1: nested more than 64 levels deep"
+    ]
+
+
 def test_the_upload_page_refuses_a_corrupt_gzip_with_a_message(client_for, researcher, study):
     response = client_for(researcher).post(
         reverse("study_import", args=[study.slug]),
@@ -456,3 +467,16 @@ def test_the_command_line_refuses_hostile_files_with_a_command_error(tmp_path, k
         call_command("import_study", str(path), "--name", "Hostile", stdout=io.StringIO(), stderr=io.StringIO())
     assert str(caught.value).startswith(f"{path}: nothing imported: {message}"), str(caught.value)
     assert not Study.objects.exists()
+
+
+def test_the_command_line_refuses_a_study_name_from_a_file_name_that_is_not_utf8(tmp_path):
+    path = tmp_path / "caf\udce9.jsonl"  # b"caf\xe9.jsonl" on disk, as Python reads a Latin-1 name
+    try:
+        path.write_bytes(GOOD_LINE.encode())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system does not take the name")
+    with pytest.raises(CommandError, match=r"lone surrogate \(\\udce9\).*pass --name"):
+        call_command("import_study", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    call_command("import_study", str(path), "--name", "Cafe", stdout=io.StringIO(), stderr=io.StringIO())
+    assert Study.objects.get().name == "Cafe"
+    assert Study.objects.get().prompts.count() == 1
