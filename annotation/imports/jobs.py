@@ -68,6 +68,35 @@ def import_upload_discard(*, stored: Path) -> None:
     shutil.rmtree((Path(settings.MEDIA_ROOT) / stored).parent, ignore_errors=True)
 
 
+def import_uploads_prune(*, older_than: timedelta = STALE_AFTER) -> int:
+    """Remove stored uploads that no queued or running job needs: those left
+    behind by jobs that failed before failed jobs removed their own, by a
+    worker that died, or by an upload whose job was never recorded. Only
+    folders untouched for ``older_than`` go, so an upload being stored right
+    now (its job not yet written) is safe. Returns how many were removed;
+    run after every job and by ``manage.py prune_imports``."""
+    root = Path(settings.MEDIA_ROOT) / "imports"
+    if not root.is_dir():
+        return 0
+    active = ImportJob.objects.filter(status__in=(ImportJob.Status.QUEUED, ImportJob.Status.RUNNING))
+    needed = {Path(path).parts[1] for path in active.values_list("file_path", flat=True) if len(Path(path).parts) == 3}
+    cutoff = (timezone.now() - older_than).timestamp()
+    removed = 0
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name not in needed and _last_touched(folder) < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _last_touched(folder: Path) -> float:
+    """When anything in ``folder`` last changed (its newest modification time)."""
+    try:
+        return max([folder.stat().st_mtime, *(path.stat().st_mtime for path in folder.rglob("*"))])
+    except OSError:
+        return float("inf")  # vanishing under us: someone else is at it
+
+
 def import_job_create(
     *,
     study: Study,
@@ -192,6 +221,7 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         raise
     # The upload (and an unpacked dataset) is no longer needed once imported.
     import_upload_discard(stored=Path(job.file_path))
+    import_uploads_prune()
     return ImportJob.objects.get(pk=job_id)
 
 
@@ -237,6 +267,7 @@ def _import_job_fail(job: ImportJob, message: str) -> ImportJob | None:
         logger.exception("import job %s: its failure could not be recorded as it was", job.pk)
         ImportJob.objects.filter(pk=job.pk).update(**fields, error=FAILED_UNREADABLE)
     import_upload_discard(stored=Path(job.file_path))
+    import_uploads_prune()
     return ImportJob.objects.filter(pk=job.pk).first()
 
 

@@ -3,11 +3,17 @@ a draft study made from a large file, and who may see a job."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.imports import jobs, records, upload
 from annotation.models import Candidate, ImportJob, Prompt, Study
@@ -103,3 +109,41 @@ def test_a_job_of_another_study_is_not_found(client_for, researcher, study):
     other = study_with_queue(n_prompts=1, n_candidates=2)
     job = ImportJob.objects.create(study=other, format="csv", file_path="imports/x/y.csv")
     assert client_for(researcher).get(reverse("import_job_detail", args=[study.slug, job.pk])).status_code == 404
+
+
+def test_uploads_no_job_needs_are_pruned_after_each_job_and_by_the_command(
+    study, media_root, monkeypatch, eager_tasks, django_capture_on_commit_callbacks
+):
+    """Failed jobs used to keep their files (232 MB after a fuzz run); what they left goes."""
+    imports = media_root / "imports"
+    two_hours_ago = (timezone.now() - timedelta(hours=2)).timestamp()
+
+    def stored(name: str, *, old: bool) -> Path:
+        path = imports / name / "x.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"{}\n")
+        if old:
+            for touched in (path, path.parent):
+                os.utime(touched, (two_hours_ago, two_hours_ago))
+        return path.parent
+
+    left_by_a_failed_job = stored("failed", old=True)
+    being_stored_now = stored("fresh", old=False)
+    waiting_for_the_worker = stored("queued", old=True)
+    ImportJob.objects.create(study=study, format="jsonl", file_path="imports/queued/x.jsonl", original_name="x.jsonl")
+
+    monkeypatch.setattr(upload, "SYNC_IMPORT_MAX_BYTES", 10)
+    content = b'{"prompt": "p", "candidates": ["a", "b"]}\n'
+    with django_capture_on_commit_callbacks(execute=True):
+        done = upload.import_upload(
+            study=study, upload=SimpleUploadedFile("ok.jsonl", content), format=None, options={}, by=None
+        )
+    assert ImportJob.objects.get(pk=done.job.pk).status == ImportJob.Status.DONE
+    assert not left_by_a_failed_job.exists()
+    assert being_stored_now.exists() and waiting_for_the_worker.exists()
+    assert sorted(p.name for p in imports.iterdir()) == ["fresh", "queued"]  # the job's own upload went too
+
+    out = io.StringIO()
+    call_command("prune_imports", "--older-than-minutes", "0", stdout=out)
+    assert out.getvalue().strip() == "Removed 1 stored upload."
+    assert not being_stored_now.exists() and waiting_for_the_worker.exists()
