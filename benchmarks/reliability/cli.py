@@ -1,0 +1,79 @@
+"""Run the reliability sections and merge their figures into one results file.
+
+Each section runs in a process of its own (``python -m
+benchmarks.reliability.<section> --json-out FILE``): Django reads its settings
+once per process, and sections need different ones (PostgreSQL or SQLite,
+shorter leases in the short form). Sections not run keep their last figures in
+the results file; each section's entry records the command, the code version
+and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
+# Section name → (module, key in the results file).
+SECTIONS = {
+    "faults": ("benchmarks.reliability.faults", "faults"),
+}
+
+
+def main(argv: list[str] | None = None) -> bool:
+    parser = argparse.ArgumentParser(description="prefloop's reliability benchmark (issue 15)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+    parser.add_argument("--short", action="store_true", help="the short form CI runs")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(unknown)}")
+
+    results: dict[str, Any] = json.loads(args.output.read_text()) if args.output.exists() else {}
+    ok = True
+    for name in chosen:
+        module, key = SECTIONS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "section.json"
+            started = time.monotonic()
+            command = [sys.executable, "-m", module, "--json-out", str(out)] + (["--short"] if args.short else [])
+            status = subprocess.run(command, cwd=ROOT).returncode
+            if status != 0 or not out.exists():
+                print(f"section {name} failed (exit {status})", file=sys.stderr)
+                ok = False
+                continue
+            figures = json.loads(out.read_text())
+        figures["run"] = {
+            "command": "python -m benchmarks.reliability --sections " + name + (" --short" if args.short else ""),
+            "code_version": _code_version(),
+            "machine": f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}",
+            "seconds": round(time.monotonic() - started, 1),
+            "short": args.short,
+        }
+        results[key] = figures
+        print(json.dumps({key: figures}, indent=2))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    return ok
+
+
+def _code_version() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+        return commit + ("+uncommitted" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

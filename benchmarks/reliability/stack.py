@@ -1,0 +1,178 @@
+"""The app as deployed, on 127.0.0.1, for one benchmark section.
+
+A :class:`Stack` creates a throwaway database (PostgreSQL by default, or
+SQLite, the embedded default), points this process's Django at it with
+production settings (DEBUG off), and starts Celery workers, beat and gunicorn
+as separate processes, each in its own process group so a fault can SIGKILL a
+worker with its pool children. Everything is stopped and the database dropped
+on exit. Each section runs in a process of its own (see ``cli``), because
+Django reads its settings once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from benchmarks.postgres import drop_database, recreate_database
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+BROKER_URL = "redis://127.0.0.1:6379/13"
+QUEUES = ("train", "select", "default", "embed")
+
+
+class Stack:
+    """Database, settings and processes for one section; a context manager."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        database: str = "postgres",
+        broker: str = BROKER_URL,
+        admin_database_url: str = ADMIN_DATABASE_URL,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.database = database
+        self.admin_database_url = admin_database_url
+        self.work = Path(tempfile.mkdtemp(prefix=f"prefloop-{name}-"))
+        self.processes: list[subprocess.Popen] = []
+        base = admin_database_url.rsplit("/", 1)[0]
+        self.db_name = f"prefloop_bench_{name}"
+        self.env = {
+            "DATABASE_URL": (
+                f"{base}/{self.db_name}" if database == "postgres" else f"sqlite:///{self.work / 'db.sqlite3'}"
+            ),
+            "DEBUG": "false",
+            "SECRET_KEY": "reliability-benchmark-only-key-4f9c1e7b2a6d8035c9e1f4a7b2d6c8e0",
+            "PREFLOOP_HTTPS": "false",
+            "ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "PREFLOOP_VAR_DIR": str(self.work / "var"),
+            "MEDIA_ROOT": str(self.work / "media"),
+            "STATIC_ROOT": str(self.work / "static"),
+            "CELERY_BROKER_URL": broker,
+            "DJANGO_SETTINGS_MODULE": "webapp.settings",
+            **(settings or {}),
+        }
+
+    def __enter__(self) -> Stack:
+        os.environ.update(self.env)
+        if self.database == "postgres":
+            recreate_database(self.admin_database_url, self.db_name)
+        # collectstatic first: with DEBUG off the URL configuration asks the manifest for the favicon.
+        for command in (["collectstatic", "--noinput"], ["migrate", "--noinput"]):
+            subprocess.run([sys.executable, "manage.py", *command, "-v0"], cwd=ROOT, check=True)
+        import django  # noqa: PLC0415 - settings come from the environment set above
+
+        django.setup()
+        self.purge_broker()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for process in self.processes:
+            self.kill(process, signal.SIGTERM)
+        from django.db import connections  # noqa: PLC0415
+
+        connections.close_all()
+        if self.database == "postgres":
+            drop_database(self.admin_database_url, self.db_name)
+
+    # --- processes ----------------------------------------------------------------
+
+    def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen:
+        log = open(self.work / f"{log_name}.log", "w")  # noqa: SIM115 - the process owns it until it ends
+        process = subprocess.Popen(
+            [sys.executable, "-m", *command],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a kill takes the pool children too
+        )
+        self.processes.append(process)
+        return process
+
+    def worker(self, name: str, queues: tuple[str, ...] = QUEUES, concurrency: int = 1) -> subprocess.Popen:
+        """A Celery worker (``name`` is its node name and log file)."""
+        return self._spawn(
+            ["celery", "-A", "webapp", "worker", "-n", f"{name}@%h", "-Q", ",".join(queues),
+             "--concurrency", str(concurrency), "--loglevel", "INFO"],
+            name,
+        )  # fmt: skip
+
+    def beat(self) -> subprocess.Popen:
+        """Celery beat: the loop's sweep."""
+        schedule = self.work / "celerybeat-schedule"
+        command = ["celery", "-A", "webapp", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
+        return self._spawn(command, "beat")
+
+    def web(self, workers: int = 2, threads: int = 4) -> str:
+        """gunicorn on a free port; its base URL once it answers."""
+        port = free_port()
+        self._spawn(
+            ["gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", str(workers),
+             "--threads", str(threads), "--log-level", "warning"],
+            f"web-{port}",
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url + "/accounts/login/"), 60, "gunicorn")
+        return url
+
+    def kill(self, process: subprocess.Popen, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send ``sig`` to the process's whole group and wait for it."""
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def purge_broker(self) -> None:
+        from webapp.celery import app  # noqa: PLC0415
+
+        with app.connection_for_write() as conn:
+            for queue in QUEUES:
+                # A queue never declared has nothing to purge.
+                with contextlib.suppress(Exception):
+                    conn.default_channel.queue_purge(queue)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    print(f"timed out waiting for {what}", file=sys.stderr)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status < 500
+    except OSError:
+        return False
