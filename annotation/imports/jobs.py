@@ -29,6 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connectio
 from django.db.models import Q
 from django.utils import timezone
 
+from annotation.exports.writers import formula_escaped
 from annotation.imports import registry
 from annotation.imports.records import ImportFileError, ImportResult, Options, Progress, SkippedRows
 from annotation.imports.storable import printable
@@ -231,13 +232,18 @@ SKIPPED_COLUMNS = ("line", "field", "error", "raw")
 def import_job_skipped_report(*, job: ImportJob, kind: str) -> str:
     """The rows an import skipped, as JSONL (one ``{"line", "field", "error",
     "raw"}`` per line) or CSV with those columns; ``raw`` is the row as it
-    was in the file (a table row as JSON)."""
+    was in the file (a table row as JSON). The CSV quotes text a spreadsheet
+    would run as a formula (``formula_escaped``, as the CSV exports do): the
+    raw row, the field and the error all quote the uploaded file."""
     rows = job.skipped_rows or []
     if kind == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=SKIPPED_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {key: formula_escaped(value) if isinstance(value, str) else value for key, value in row.items()}
+            for row in rows
+        )
         return out.getvalue()
     return "".join(json.dumps({k: row.get(k) for k in SKIPPED_COLUMNS}, ensure_ascii=False) + "\n" for row in rows)
 
