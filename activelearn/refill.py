@@ -33,6 +33,7 @@ from annotation.models import (
     comparison_item_key,
 )
 from annotation.selectors import queue_waiting_count
+from annotation.services.retry import retry_transaction
 from models_runtime import kinds
 
 logger = logging.getLogger(__name__)
@@ -253,6 +254,7 @@ def _random_picks(
     return extra_picks
 
 
+@retry_transaction
 @transaction.atomic
 def _queue_picks(
     *,

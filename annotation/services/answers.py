@@ -19,6 +19,7 @@ from annotation import loop
 from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Study, in_display_order
 from annotation.services.errors import InvalidAnswer, NotAssigned
 from annotation.services.leasing import comparison_status_refresh
+from annotation.services.retry import retry_transaction
 from models_runtime.evaluation import evaluation_draw
 
 
@@ -48,6 +49,7 @@ _PAIRWISE_CHOICES = {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, 
 _STRENGTHS = {s.value for s in Judgment.Strength}
 
 
+@retry_transaction
 @transaction.atomic
 def judgment_submit(
     *,
@@ -258,6 +260,7 @@ def _aspect_ratings_validate(study: Study, ratings: dict[int, dict[str, int]], *
     return stored
 
 
+@retry_transaction
 @transaction.atomic
 def assignment_skip(
     *, study: Study, annotator: AbstractBaseUser, comparison_id: int, reason: str, note: str = ""

@@ -20,6 +20,7 @@ from annotation import loop
 from annotation.models import Assignment, Comparison, Judgment, Study
 from annotation.selectors import queue_waiting_count
 from annotation.services.errors import StudyNotOpen
+from annotation.services.retry import retry_transaction
 
 
 def leases_expire(*, study_id: int) -> int:
@@ -82,6 +83,7 @@ class Lease:
     created: bool
 
 
+@retry_transaction
 @transaction.atomic
 def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: int = 1) -> Lease | None:
     """Give the annotator their next comparison in this study, or None.
