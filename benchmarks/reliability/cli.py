@@ -26,6 +26,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
 # Section name → (module, key in the results file).
 SECTIONS = {
     "faults": ("benchmarks.reliability.faults", "faults"),
+    "load": ("benchmarks.reliability.load", "load"),
 }
 
 

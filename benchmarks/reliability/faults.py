@@ -1,14 +1,28 @@
-"""Faults: a worker SIGKILLed mid-retrain, and the loop recovering without help.
+"""Faults: the loop recovering without help, and annotators never seeing it.
 
-PostgreSQL, Redis as the broker, one Celery worker and Celery beat (the
-sweep), as deployed (DEBUG off). Each trial answers a burst of comparisons
-through the annotation services (in this process, no web server), waits until
-the worker is running the retrain they started, SIGKILLs the worker's whole
-process group (main process and pool child) and starts a fresh worker, as a
-restarted host would. No judgment arrives after the kill, so only the claim's
-expiry and the sweep can restart the loop. A trial recovers when a newer model
-version is published; throughout, the last good version must stay live with
-its checkpoint on disk, and every answer given must be stored exactly once.
+PostgreSQL (a throwaway database per kind), Celery workers and beat (the
+sweep) and, where annotators answer over HTTP, gunicorn, as deployed (DEBUG
+off). Each kind runs in a process of its own (Django reads its settings once).
+
+- ``worker_sigkill``: each trial answers a burst of comparisons through the
+  annotation services (in this process, no web server), waits until the worker
+  is running the retrain they started, SIGKILLs the worker's whole process
+  group (main process and pool child) and starts a fresh worker, as a restarted
+  host would. No judgment arrives after the kill, so only the claim's expiry
+  and the sweep can restart the loop. A trial recovers when a newer model
+  version is published; throughout, the last good version must stay live with
+  its checkpoint on disk, and every answer given must be stored exactly once.
+- ``broker_restart``: the broker is a redis-server of the section's own on a
+  free port (never the machine's shared one), SIGKILLed and started again empty
+  a few seconds later while four annotators keep answering through the API.
+- ``db_connection_drop``: every connection to the study's database (web,
+  workers, beat, this process) is terminated from an admin connection
+  (``pg_terminate_backend``) while four annotators keep answering.
+
+For the last two, a trial recovers when the loop publishes a model version
+newer than the one live when the fault ended, within 60 s; every 5xx or
+connection error an annotator saw is a ``server_error``, and every answer
+acknowledged with a 2xx must be stored exactly once (``lost``, ``duplicated``).
 
     python -m benchmarks.reliability --sections faults
 """
@@ -16,21 +30,61 @@ its checkpoint on disk, and every answer given must be stored exactly once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reliability.stack import Stack, wait_for
+from benchmarks.postgres import libpq_url
+from benchmarks.reliability.load import BROKER_URL, Crowd, embedded, seed_annotators, seed_study, verify
+from benchmarks.reliability.stack import ROOT, Stack, free_port, wait_for
 
 BURST = 15  # answers per trial: enough for a fit to be due (PREFLOOP_RETRAIN_MIN_NEW = 5)
 TOPICS = ("sort a list", "boil an egg", "name a cat", "fix a bike", "learn chess", "brew tea")
 
 
-def run(*, short: bool) -> dict[str, Any]:
+KINDS = ("worker_sigkill", "broker_restart", "db_connection_drop")
+RECOVERY_LIMIT = 60.0  # seconds: a trial whose loop takes longer has not recovered
+CROWD = 4  # annotators answering through the API during the HTTP trials
+
+
+def run(*, short: bool, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+    """Each kind in a process of its own; their figures by kind."""
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{kind}.json"
+            command = [sys.executable, "-m", "benchmarks.reliability.faults", "--kind", kind, "--json-out", str(path)]
+            status = subprocess.run(command + (["--short"] if short else []), cwd=ROOT).returncode
+            if status != 0 or not path.exists():
+                raise SystemExit(f"fault kind {kind} failed (exit {status})")
+            out.update(json.loads(path.read_text()))
+    return out
+
+
+def run_kind(kind: str, *, short: bool) -> dict[str, Any]:
+    """One kind against a fresh stack, in this process."""
+    if kind == "worker_sigkill":
+        return _worker_sigkill(short=short)
+    if kind == "broker_restart":
+        return _broker_restart(short=short)
+    if kind == "db_connection_drop":
+        return _db_connection_drop(short=short)
+    raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def _worker_sigkill(*, short: bool) -> dict[str, Any]:
     trials = 1 if short else 5
     settings = {"PREFLOOP_CLAIM_LEASE_SECONDS": "6", "PREFLOOP_SWEEP_SECONDS": "2"} if short else {}
-    with Stack("faults", settings=settings) as stack:
+    with Stack("faults", broker=BROKER_URL, settings=settings) as stack:
         from django.conf import settings as django_settings  # noqa: PLC0415
 
         study_id, user_id = _seed()
@@ -171,12 +225,230 @@ def _answer(study_id: int, user_id: int, n: int, errors: list[str]) -> list[int]
     return made
 
 
+# --- faults while annotators answer over HTTP ---------------------------------------
+
+
+class RedisServer:
+    """A redis-server of the section's own on a free port, in its own process
+    group, without persistence: a restart comes back empty, as a crashed broker
+    without a disk would."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.work = work
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = open(self.work / f"redis-{self.port}.log", "a")  # noqa: SIM115 - the process owns it until it ends
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--dir", str(self.work)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        if not wait_for(self._pong, 30, f"redis-server on port {self.port}"):
+            raise SystemExit(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def _broker_restart(*, short: bool) -> dict[str, Any]:
+    trials = 1 if short else 3
+    outage = 5.0
+    work = Path(tempfile.mkdtemp(prefix="prefloop-faults-redis-"))
+    redis = RedisServer(work)
+    redis.start()
+
+    def fault() -> dict[str, Any]:
+        redis.kill()
+        time.sleep(outage)
+        redis.start()
+        return {"outage_seconds": outage}
+
+    try:
+        with Stack("faults_broker", broker=redis.url) as stack:
+            figures = _http_trials(stack, "broker_restart", trials, fault)
+    finally:
+        redis.kill()
+    figures["fault"] = (
+        f"the broker (a redis-server of its own on a free port, no persistence) SIGKILLed and started again "
+        f"empty {outage:.0f} s later"
+    )
+    return {"broker_restart": figures}
+
+
+def _db_connection_drop(*, short: bool) -> dict[str, Any]:
+    trials = 1 if short else 3
+    # A broker of its own too, so this section may run beside others.
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="prefloop-faults-redis-")))
+    redis.start()
+    try:
+        with Stack("faults_dbdrop", broker=redis.url) as stack:
+
+            def fault() -> dict[str, Any]:
+                return {"connections_terminated": terminate_connections(stack.admin_database_url, stack.db_name)}
+
+            figures = _http_trials(stack, "db_connection_drop", trials, fault)
+    finally:
+        redis.kill()
+    figures["fault"] = (
+        "every connection to the study's database terminated at once (pg_terminate_backend from an admin "
+        "connection): web, workers, beat and the benchmark's own"
+    )
+    return {"db_connection_drop": figures}
+
+
+def terminate_connections(admin_url: str, db_name: str) -> int:
+    """Terminate every backend connected to ``db_name``; how many."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db_name,),
+        ).fetchall()
+    return sum(1 for (done,) in rows if done)
+
+
+def _http_trials(stack: Stack, kind: str, trials: int, fault: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Annotators answer through gunicorn while ``fault`` strikes ``trials``
+    times; each trial times the loop's recovery after it."""
+    study = seed_study(name=f"Faults {kind}", answers=1500, clients=CROWD, budget=100_000)
+    tokens = seed_annotators(study_id=study.id, count=CROWD, prefix=f"faults-{kind}")
+    stack.worker("main", queues=("train", "select", "default"), concurrency=2)
+    stack.worker("embed", queues=("embed",))
+    stack.beat()
+    url = stack.web(workers=2, threads=4)
+    if not wait_for(lambda: embedded(study.id), 600, "embeddings", poll=1.0):
+        raise SystemExit(f"the worker did not embed the study's candidates in time; see {stack.work}/embed.log")
+    crowd = Crowd(url=url, slug=study.slug, tokens=tokens, target=10**9, seed=150, deadline=3600.0)
+    thread = crowd.start()
+    served: list[bool] = []
+
+    def newer_than(version: int) -> Callable[[], bool]:
+        def check() -> bool:
+            latest = _latest(study.id)
+            served.append(version == 0 or (latest is not None and Path(latest[1]).is_dir()))
+            return latest is not None and latest[0] > version
+
+        return check
+
+    runs = []
+    try:
+        if not wait_for(newer_than(0), 300, "a first model version", poll=0.5):
+            raise SystemExit(f"no model was published before the faults; see {stack.work}/main.log")
+        for trial in range(trials):
+            time.sleep(10.0)  # the loop running normally between faults
+            errors_before, given_before = sum(crowd.errors.values()), crowd.given()
+            struck = time.monotonic()
+            detail = fault()
+            over = time.monotonic()
+            live = _latest(study.id)
+            version = live[0] if live else 0
+            ok = wait_for(newer_than(version), 2 * RECOVERY_LIMIT, "a newer model version", poll=0.25)
+            recovery = time.monotonic() - over
+            window_errors = [what for at, what in crowd.error_times if at >= struck - crowd.started_at]
+            figures = {
+                "trial": trial,
+                **detail,
+                "fault_seconds": round(over - struck, 1),
+                "recovered": ok and recovery <= RECOVERY_LIMIT,
+                "recovery_seconds": round(recovery, 1) if ok else None,
+                "version_at_fault_end": version,
+                "answers_during_trial": crowd.given() - given_before,
+                "errors_during_trial": sum(crowd.errors.values()) - errors_before,
+                "error_kinds_during_trial": sorted(set(window_errors)),
+            }
+            runs.append(figures)
+            print(json.dumps(figures), flush=True)
+    finally:
+        crowd.stop.set()
+        thread.join(timeout=180)
+    time.sleep(1.0)
+    _reconnect()
+    checks = verify(study_id=study.id, crowd=crowd)
+    summary = crowd.summary()
+    recoveries = [t["recovery_seconds"] for t in runs if t["recovery_seconds"] is not None]
+    return {
+        "trials": len(runs),
+        "recovered": sum(1 for t in runs if t["recovered"]),
+        "max_recovery_seconds": max(recoveries) if len(recoveries) == len(runs) and runs else None,
+        "recovery_limit_seconds": RECOVERY_LIMIT,
+        "lost": checks["lost"],
+        "duplicated": checks["duplicated"],
+        "server_errors": summary["server_errors"],
+        "errors_by_kind": summary["errors_by_kind"],
+        "answers": summary["answers"],
+        "p50_cycle_ms": summary["p50_cycle_ms"],
+        "p95_cycle_ms": summary["p95_cycle_ms"],
+        "max_cycle_ms": summary["max_cycle_ms"],
+        "leases_orphaned": checks["leases_orphaned"],
+        "model_versions_published": checks["model_versions_published"],
+        "last_good_model_served_throughout": all(served),
+        "annotators": CROWD,
+        "answers_via": "HTTP API through gunicorn (2 workers × 4 threads)",
+        "cpus": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "runs": runs,
+    }
+
+
+def _latest(study_id: int) -> tuple[int, str] | None:
+    """The live version's number and checkpoint path, reconnecting once when this
+    process's own connection was dropped (the database fault drops it too)."""
+    from django.db import DatabaseError  # noqa: PLC0415
+
+    from activelearn.services import reward_model_latest  # noqa: PLC0415
+
+    for attempt in range(2):
+        try:
+            latest = reward_model_latest(study_id=study_id)
+        except DatabaseError:
+            if attempt:
+                raise
+            _reconnect()
+            continue
+        return (latest.version, latest.checkpoint_path) if latest else None
+    return None
+
+
+def _reconnect() -> None:
+    from django.db import connections  # noqa: PLC0415
+
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="reliability section: faults")
     parser.add_argument("--short", action="store_true")
+    parser.add_argument("--kind", choices=KINDS, help="one kind, in this process")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds to run")
     parser.add_argument("--json-out", type=Path, required=True)
     args = parser.parse_args(argv)
-    args.json_out.write_text(json.dumps(run(short=args.short), indent=2) + "\n")
+    if args.kind:
+        figures = run_kind(args.kind, short=args.short)
+    else:
+        figures = run(short=args.short, kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()))
+    args.json_out.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
