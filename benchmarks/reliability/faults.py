@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.postgres import libpq_url
-from benchmarks.reliability.load import BROKER_URL, Crowd, embedded, seed_annotators, seed_study, verify
+from benchmarks.reliability.load import Crowd, embedded, seed_annotators, seed_study, verify
 from benchmarks.reliability.stack import ROOT, Stack, free_port, wait_for
 
 BURST = 15  # answers per trial: enough for a fit to be due (PREFLOOP_RETRAIN_MIN_NEW = 5)
@@ -71,20 +71,26 @@ def run(*, short: bool, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
 
 
 def run_kind(kind: str, *, short: bool) -> dict[str, Any]:
-    """One kind against a fresh stack, in this process."""
-    if kind == "worker_sigkill":
-        return _worker_sigkill(short=short)
-    if kind == "broker_restart":
-        return _broker_restart(short=short)
-    if kind == "db_connection_drop":
-        return _db_connection_drop(short=short)
-    raise ValueError(f"unknown fault kind {kind!r}")
+    """One kind against a fresh stack, in this process, with a broker of its own
+    (a redis-server on a free port), so no kind touches a Redis others use."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}")
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="prefloop-faults-redis-")))
+    redis.start()
+    try:
+        if kind == "worker_sigkill":
+            return _worker_sigkill(short=short, broker=redis.url)
+        if kind == "broker_restart":
+            return _broker_restart(short=short, redis=redis)
+        return _db_connection_drop(short=short, broker=redis.url)
+    finally:
+        redis.kill()
 
 
-def _worker_sigkill(*, short: bool) -> dict[str, Any]:
+def _worker_sigkill(*, short: bool, broker: str) -> dict[str, Any]:
     trials = 1 if short else 5
     settings = {"PREFLOOP_CLAIM_LEASE_SECONDS": "6", "PREFLOOP_SWEEP_SECONDS": "2"} if short else {}
-    with Stack("faults", broker=BROKER_URL, settings=settings) as stack:
+    with Stack("faults", broker=broker, settings=settings) as stack:
         from django.conf import settings as django_settings  # noqa: PLC0415
 
         study_id, user_id = _seed()
@@ -270,12 +276,9 @@ class RedisServer:
             return False
 
 
-def _broker_restart(*, short: bool) -> dict[str, Any]:
+def _broker_restart(*, short: bool, redis: RedisServer) -> dict[str, Any]:
     trials = 1 if short else 3
     outage = 5.0
-    work = Path(tempfile.mkdtemp(prefix="prefloop-faults-redis-"))
-    redis = RedisServer(work)
-    redis.start()
 
     def fault() -> dict[str, Any]:
         redis.kill()
@@ -283,11 +286,8 @@ def _broker_restart(*, short: bool) -> dict[str, Any]:
         redis.start()
         return {"outage_seconds": outage}
 
-    try:
-        with Stack("faults_broker", broker=redis.url) as stack:
-            figures = _http_trials(stack, "broker_restart", trials, fault)
-    finally:
-        redis.kill()
+    with Stack("faults_broker", broker=redis.url) as stack:
+        figures = _http_trials(stack, "broker_restart", trials, fault)
     figures["fault"] = (
         f"the broker (a redis-server of its own on a free port, no persistence) SIGKILLed and started again "
         f"empty {outage:.0f} s later"
@@ -295,20 +295,14 @@ def _broker_restart(*, short: bool) -> dict[str, Any]:
     return {"broker_restart": figures}
 
 
-def _db_connection_drop(*, short: bool) -> dict[str, Any]:
+def _db_connection_drop(*, short: bool, broker: str) -> dict[str, Any]:
     trials = 1 if short else 3
-    # A broker of its own too, so this section may run beside others.
-    redis = RedisServer(Path(tempfile.mkdtemp(prefix="prefloop-faults-redis-")))
-    redis.start()
-    try:
-        with Stack("faults_dbdrop", broker=redis.url) as stack:
+    with Stack("faults_dbdrop", broker=broker) as stack:
 
-            def fault() -> dict[str, Any]:
-                return {"connections_terminated": terminate_connections(stack.admin_database_url, stack.db_name)}
+        def fault() -> dict[str, Any]:
+            return {"connections_terminated": terminate_connections(stack.admin_database_url, stack.db_name)}
 
-            figures = _http_trials(stack, "db_connection_drop", trials, fault)
-    finally:
-        redis.kill()
+        figures = _http_trials(stack, "db_connection_drop", trials, fault)
     figures["fault"] = (
         "every connection to the study's database terminated at once (pg_terminate_backend from an admin "
         "connection): web, workers, beat and the benchmark's own"

@@ -102,7 +102,8 @@ def run_variant(name: str, *, short: bool) -> dict[str, Any]:
     database, clients, answers = VARIANTS[name][short]
     broker = BROKER_URL if database == "postgres" else "filesystem://"
     load_before = os.getloadavg()
-    with Stack(f"load_{name}", database=database, broker=broker) as stack:
+    # The short form's database has a name of its own: CI's run never drops a full run's.
+    with Stack(f"load_{name}" + ("_short" if short else ""), database=database, broker=broker) as stack:
         study = seed_study(name=f"Load {name}", answers=answers, clients=clients)
         tokens = seed_annotators(study_id=study.id, count=clients, prefix=f"load-{name}")
         stack.worker("main", queues=("train", "select", "default"), concurrency=2)
