@@ -8,7 +8,12 @@ file keeps the other sections' last figures. ``--short`` is the form CI runs
 
 Sections, each a module with ``run(stack_args, short) -> dict`` under its key:
 
-- ``faults`` (:mod:`.faults`): workers SIGKILLed mid-retrain; the loop must
-  publish a new model version within 60 s with the last good one served
-  throughout, and lose or duplicate no answer.
+- ``faults`` (:mod:`.faults`): workers SIGKILLed mid-retrain, the broker
+  restarted empty, every database connection dropped; the loop must publish a
+  new model version within 60 s with the last good one served throughout, and
+  lose or duplicate no answer; annotators answering over HTTP meanwhile see no
+  server error.
+- ``load`` (:mod:`.load`): 64 annotators answering 10,000 comparisons through
+  the API on PostgreSQL, 16 on SQLite; cycle times, errors, and every
+  acknowledged answer stored exactly once.
 """
