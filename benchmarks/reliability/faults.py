@@ -211,14 +211,14 @@ def _answer(study_id: int, user_id: int, n: int, errors: list[str]) -> list[int]
     from django.contrib.auth import get_user_model  # noqa: PLC0415
 
     from annotation.models import Study  # noqa: PLC0415
-    from annotation.services import assignment_lease_next, judgment_submit  # noqa: PLC0415
+    from annotation.services import assignment_lease_or_refill, judgment_submit  # noqa: PLC0415
 
     user = get_user_model().objects.get(id=user_id)
     made = []
     for k in range(n):
         study = Study.objects.get(id=study_id)
         try:
-            lease = assignment_lease_next(study=study, annotator=user)
+            lease = assignment_lease_or_refill(study=study, annotator=user)
             if lease is None:
                 break
             result = judgment_submit(
