@@ -19,12 +19,20 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers as drf_serializers
 from rest_framework import status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -39,6 +47,7 @@ from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError
 from annotation.imports.upload import import_upload
 from annotation.models import ImportJob, Membership, Study
+from annotation.parsers import BoundedJSONParser
 from annotation.services import (
     AnnotationError,
     StudyNotOpen,
@@ -70,7 +79,21 @@ class TokenObtain(ObtainAuthToken):
     429, whatever the password."""
 
     throttle_classes = api_settings.DEFAULT_THROTTLE_CLASSES
+    parser_classes = (BoundedJSONParser, FormParser, MultiPartParser)
 
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={
+            200: inline_serializer("TokenOutput", {"token": drf_serializers.CharField()}),
+            400: OpenApiResponse(serializers.BadRequestOutput, description="Wrong username or password."),
+            429: OpenApiResponse(
+                serializers.ErrorOutput,
+                description="Too many tries from this client address, or this client or account is locked out "
+                "after failed sign-ins; wait for the time `Retry-After` gives (a lockout lasts its cool-off).",
+            ),
+        },
+        summary="Your API token, for a username and password",
+    )
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         try:
             return super().post(request, *args, **kwargs)
@@ -111,7 +134,7 @@ class ApiIndex(APIView):
 
     permission_classes = ()
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Links to the schema and every endpoint")
+    @extend_schema(responses=serializers.ApiIndexOutput, summary="Links to the schema and every endpoint")
     def get(self, request: Request) -> Response:
         placeholder = {"slug": "SLUG", "job_id": 1010101, "version": 2020202, "fmt": "FMT"}
         endpoints = {}
@@ -137,9 +160,25 @@ class ApiIndex(APIView):
 
 # --- studies -----------------------------------------------------------------------
 
+# A study as the one asking sees it: researchers its settings, annotators the task.
+# The two differ in ``role``, so exactly one matches.
+_STUDY_FOR_YOU = PolymorphicProxySerializer(
+    component_name="StudyForYou",
+    serializers=[serializers.StudyOutput, serializers.StudyAnnotatorOutput],
+    resource_type_field_name=None,
+)
+
 
 class StudyList(APIView):
-    @extend_schema(responses=serializers.StudyOutput(many=True), summary="The studies you belong to")
+    @extend_schema(
+        responses=PolymorphicProxySerializer(
+            component_name="StudyForYou",
+            serializers=[serializers.StudyOutput, serializers.StudyAnnotatorOutput],
+            resource_type_field_name=None,
+            many=True,
+        ),
+        summary="The studies you belong to: their settings where you are a researcher, the task where you annotate",
+    )
     def get(self, request: Request) -> Response:
         entries = selectors.studies_for_user(user=request.user)
         managed = [e.study for e in entries if e.can_manage]
@@ -152,7 +191,11 @@ class StudyList(APIView):
 
     @extend_schema(
         request=serializers.StudyCreateInput,
-        responses={201: serializers.StudyOutput, 400: serializers.ErrorOutput},
+        responses={
+            201: serializers.StudyOutput,
+            400: serializers.BadRequestOutput,
+            403: OpenApiResponse(serializers.ErrorOutput, description="Only staff and researchers create studies."),
+        },
         summary="Create a study (researchers and staff); you become its researcher",
     )
     def post(self, request: Request) -> Response:
@@ -175,7 +218,7 @@ def _valid(serializer_class, data) -> dict:
 
 class StudyDetail(APIView):
     @extend_schema(
-        responses=serializers.StudyOutput,
+        responses=_STUDY_FOR_YOU,
         summary="A study: its full settings for researchers, the task for annotators",
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -187,7 +230,7 @@ class StudyDetail(APIView):
 
     @extend_schema(
         request=serializers.StudyUpdateInput,
-        responses={200: serializers.StudyOutput, 400: serializers.ErrorOutput},
+        responses={200: serializers.StudyOutput, 400: serializers.BadRequestOutput},
         summary="Change a study's settings (its researchers)",
     )
     def patch(self, request: Request, slug: str) -> Response:
@@ -202,11 +245,15 @@ class StudyDetail(APIView):
 
 
 class StudyImport(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
 
     @extend_schema(
         request={"multipart/form-data": serializers.ImportInput, "application/json": serializers.ImportRecordsInput},
-        responses={201: serializers.ImportOutput, 202: serializers.ImportJobOutput, 400: serializers.ErrorOutput},
+        responses={
+            201: serializers.ImportCreatedOutput,
+            202: serializers.ImportJobOutput,
+            400: serializers.BadRequestOutput,
+        },
         summary="Import prompts and candidates: a file of any import format (compressed or not) as the multipart "
         "field “file”, or JSON records inline. A small text file is imported at once (201), anything else as a "
         "background job to poll (202). All or nothing unless skip_invalid.",
@@ -249,7 +296,7 @@ class StudyImport(APIView):
 
 class ImportJobDetail(APIView):
     @extend_schema(
-        responses={200: serializers.ImportJobOutput, 404: serializers.ErrorOutput},
+        responses=serializers.ImportJobOutput,
         summary="A background import: its status and progress, and once done what it imported",
     )
     def get(self, request: Request, slug: str, job_id: int) -> Response:
@@ -260,8 +307,10 @@ class ImportJobDetail(APIView):
 
 class ImportJobSkipped(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("as", str, enum=["jsonl", "csv"], required=False)],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, 404: serializers.ErrorOutput},
+        parameters=[
+            OpenApiParameter("as", str, enum=["jsonl", "csv"], description="csv for CSV; anything else: JSONL.")
+        ],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "text/csv"): OpenApiTypes.STR},
         summary="The rows an import skipped: JSONL of {line, field, error, raw} (CSV with ?as=csv)",
     )
     def get(self, request: Request, slug: str, job_id: int) -> HttpResponse:
@@ -316,7 +365,10 @@ def _next_payload(study: Study, user) -> dict:
 
 class NextComparison(APIView):
     @extend_schema(
-        responses={200: serializers.NextComparisonOutput, 409: serializers.ErrorOutput},
+        responses={
+            200: serializers.NextComparisonOutput,
+            409: OpenApiResponse(serializers.ErrorOutput, description="The study is paused or closed."),
+        },
         summary="Your next comparison (the same one again until you answer or skip it)",
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -333,9 +385,23 @@ class JudgmentPagination(CursorPagination):
     page_size_query_param = "page_size"
 
 
+def _page_parameters(most: int) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(
+            "cursor", str, description="Where a page starts: take it from `next` or `previous` (404 if not one)."
+        ),
+        OpenApiParameter(
+            "page_size",
+            {"type": "integer", "minimum": 1},
+            description=f"Items per page (at most {most:,}; more counts as {most:,}).",
+        ),
+    ]
+
+
 class JudgmentList(APIView):
     @extend_schema(
-        responses=serializers.JudgmentOutput(many=True),
+        parameters=_page_parameters(JudgmentPagination.max_page_size),
+        responses=serializers.JudgmentPage,
         summary="Judgments: all of them for researchers, your own for annotators (newest first, paginated)",
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -349,7 +415,15 @@ class JudgmentList(APIView):
 
     @extend_schema(
         request=serializers.JudgmentInput,
-        responses={201: serializers.JudgmentOutput, 200: serializers.JudgmentOutput, 400: serializers.ErrorOutput},
+        responses={
+            201: serializers.JudgmentOutput,
+            200: serializers.JudgmentOutput,
+            400: OpenApiResponse(
+                serializers.BadRequestOutput,
+                description="Not a comparison you were given, an answer the study does not allow, or the study is "
+                "not open.",
+            ),
+        },
         summary="Answer a comparison you were given (a replay returns the first answer with 200)",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -379,7 +453,7 @@ class JudgmentList(APIView):
 class SkipCreate(APIView):
     @extend_schema(
         request=serializers.SkipInput,
-        responses={204: None, 400: serializers.ErrorOutput},
+        responses={204: None, 400: serializers.BadRequestOutput},
         summary="Hand a comparison back unanswered, with a reason",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -410,7 +484,9 @@ class ModelVersionPagination(CursorPagination):
 
 class ModelVersionList(APIView):
     @extend_schema(
-        responses=serializers.ModelVersionOutput(many=True), summary="Reward-model versions, newest first (paginated)"
+        parameters=_page_parameters(ModelVersionPagination.max_page_size),
+        responses=serializers.ModelVersionPage,
+        summary="Reward-model versions, newest first (paginated)",
     )
     def get(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
@@ -430,7 +506,7 @@ class ModelVersionList(APIView):
 
 class Leaderboard(APIView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=serializers.LeaderboardOutput,
         summary="Rankings: models by Bradley–Terry score with 95% intervals and P(best), and the reward "
         "model's best response per prompt",
     )
@@ -454,7 +530,12 @@ def _models_leaderboard(study: Study) -> list[dict]:
 
 class CheckpointDownload(APIView):
     @extend_schema(
-        responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: serializers.ErrorOutput},
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(
+                serializers.ErrorOutput, description="No such study or version, or its checkpoint was deleted."
+            ),
+        },
         summary="A model version's checkpoint (safetensors + config.json) as a zip",
     )
     def get(self, request: Request, slug: str, version: int):
@@ -468,13 +549,27 @@ class CheckpointDownload(APIView):
             return _error(str(exc), status.HTTP_404_NOT_FOUND)
 
 
+def _export_media_types() -> list[str]:
+    """Each export's content type, without parameters (charset), once each."""
+    types = (export_registry.get(key).content_type.split(";")[0] for key in export_registry.known_keys())
+    return list(dict.fromkeys(types))
+
+
 class Export(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "fmt", str, OpenApiParameter.PATH, description="judgments.jsonl, judgments.csv, dpo.jsonl, …"
+                "fmt",
+                str,
+                OpenApiParameter.PATH,
+                enum=list(export_registry.known_keys()),
+                description="The export (404 for one not listed).",
             ),
-            OpenApiParameter("pseudonymise", bool, description="Replace annotator names by per-study pseudonyms."),
+            OpenApiParameter(
+                "pseudonymise",
+                str,
+                description="1, true, yes or on: replace annotator names by per-study pseudonyms (else names).",
+            ),
             OpenApiParameter(
                 "formula_escape",
                 str,
@@ -498,9 +593,10 @@ class Export(APIView):
             ),
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            400: serializers.ErrorOutput,
-            404: serializers.ErrorOutput,
+            **{(200, media_type): OpenApiTypes.BINARY for media_type in _export_media_types()},
+            400: OpenApiResponse(serializers.ErrorOutput, description="A form the export does not have."),
+            404: OpenApiResponse(serializers.ErrorOutput, description="No such study, or no such export."),
+            409: OpenApiResponse(serializers.ErrorOutput, description="The study cannot give this export."),
         },
         summary="Download a dataset export (streamed)",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation.imports import registry as import_formats
@@ -22,13 +23,18 @@ STUDY_SETTINGS_FIELDS = STUDY_SETTINGS
 
 
 class StudyOutput(serializers.ModelSerializer):
-    role = serializers.SerializerMethodField(help_text="Your role here: researcher, annotator or admin.")
+    """What a study's researchers (and superusers) see: its full settings."""
+
+    role = serializers.SerializerMethodField(help_text="Your role here: researcher, or admin (a superuser).")
+    # A URL or empty: a URLField's schema would say "format: uri", which "" is not.
+    completion_url = serializers.CharField(help_text="Where participants go when done (a URL), or empty.")
 
     class Meta:
         model = Study
         fields = ("slug", "status", "role", *STUDY_SETTINGS_FIELDS, "created_at", "updated_at")
         read_only_fields = fields
 
+    @extend_schema_field({"type": "string", "enum": ["researcher", "admin"]})
     def get_role(self, study: Study) -> str:
         return self.context.get("roles", {}).get(study.pk, "admin")
 
@@ -57,6 +63,7 @@ class StudyAnnotatorOutput(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    @extend_schema_field({"type": "string", "enum": ["annotator"]})
     def get_role(self, study: Study) -> str:
         return "annotator"
 
@@ -179,6 +186,10 @@ class JudgmentOutput(serializers.ModelSerializer):
     created = serializers.BooleanField(help_text="False when this comparison was already answered (a replay).")
     ranking = serializers.JSONField(help_text="Candidate ids best first; tied candidates share an inner list.")
     shown_order = serializers.JSONField(help_text="Candidate ids in the order they were shown (A, B, …).")
+    # Declared: a read-only model field loses allow_blank, and the schema would refuse "".
+    strength = serializers.ChoiceField(
+        choices=Judgment.Strength.choices, allow_blank=True, help_text="Empty when the study does not ask."
+    )
 
     class Meta:
         model = Judgment
@@ -196,6 +207,14 @@ class JudgmentOutput(serializers.ModelSerializer):
             "created",
         )
         read_only_fields = fields
+
+
+class JudgmentPage(serializers.Serializer):
+    """One page of judgments (cursor pagination): follow ``next`` for older ones."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next page (older judgments); null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The page before; null on the first.")
+    results = JudgmentOutput(many=True)
 
 
 class SkipInput(serializers.Serializer):
@@ -231,6 +250,46 @@ class ModelVersionOutput(serializers.Serializer):
     device = serializers.CharField()
     created_at = serializers.DateTimeField()
     checkpoint_url = serializers.CharField(allow_blank=True, help_text="Download of the checkpoint (a zip).")
+
+
+class ModelVersionPage(serializers.Serializer):
+    """One page of model versions (cursor pagination): follow ``next`` for older ones."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next page (older versions); null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The page before; null on the first.")
+    results = ModelVersionOutput(many=True)
+
+
+class LeaderboardRowOutput(serializers.Serializer):
+    source = serializers.CharField(help_text="The model (candidates' source).")
+    score = serializers.FloatField(help_text="Bradley–Terry log-strength relative to the average source.")
+    low = serializers.FloatField(help_text="95% interval, lower end.")
+    high = serializers.FloatField(help_text="95% interval, upper end.")
+    p_best = serializers.FloatField(help_text="Posterior probability that this source is the best.")
+    comparisons = serializers.IntegerField(help_text="Candidate pairs judged against another source.")
+    wins = serializers.FloatField(help_text="Ties count half.")
+
+
+class RewardModelSummaryOutput(serializers.Serializer):
+    version = serializers.IntegerField(allow_null=True, help_text="The live reward model; null before the first fit.")
+    recommendation = serializers.DictField(help_text="Its best response per prompt; empty before the first fit.")
+
+
+class LeaderboardOutput(serializers.Serializer):
+    models = LeaderboardRowOutput(many=True, help_text="Sources ranked best first.")
+    reward_model = RewardModelSummaryOutput()
+
+
+class ApiIndexOutput(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    schema = serializers.URLField(help_text="This OpenAPI document (YAML).")
+    schema_json = serializers.URLField(help_text="The same, as JSON.")
+    authentication = serializers.CharField()
+    endpoints = serializers.DictField(
+        child=serializers.CharField(), help_text="Each endpoint's address, {placeholders} where it takes one."
+    )
+    export_formats = serializers.ListField(child=serializers.CharField())
 
 
 class ImportInput(serializers.Serializer):
@@ -318,5 +377,28 @@ class ImportJobOutput(serializers.Serializer):
     url = serializers.URLField(help_text="This job, to poll.")
 
 
+class ImportCreatedOutput(ImportOutput):
+    """An import done during the request; ``job`` when rows were skipped (the job keeps them)."""
+
+    job = ImportJobOutput(required=False, help_text="Present when rows were skipped: the job that lists them.")
+
+
 class ErrorOutput(serializers.Serializer):
+    """A refusal (401, 403, 404, 409, 429): ``detail`` says why."""
+
     detail = serializers.CharField()
+
+
+class BadRequestOutput(serializers.Serializer):
+    """A refused request (400). ``detail`` says why (with ``fields`` naming each
+    study setting refused); a body whose fields did not validate is DRF's form
+    instead, each field (or ``non_field_errors``) with its messages, e.g.
+    ``{"choice": ["\"maybe\" is not a valid choice."]}`` (the schema's
+    ``additionalProperties``)."""
+
+    detail = serializers.CharField(required=False)
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="The study settings refused, each with its messages.",
+    )

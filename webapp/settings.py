@@ -304,7 +304,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's JSON parser lets a body nested thousands deep through as a RecursionError (a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "annotation.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # drf-spectacular's, plus the refusals every endpoint shares (401, 404, 429, ...).
+    "DEFAULT_SCHEMA_CLASS": "annotation.api_schema.ApiAutoSchema",
     # Anonymous requests are limited per client address (webapp/client_ip.py); every
     # endpoint but the token exchange refuses them before counting, so in effect
     # this limits password guessing there (django-axes also locks it out).
@@ -321,4 +328,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # A PATCH takes the same required fields as its serializer says (the settings to change).
+    "COMPONENT_SPLIT_PATCH": False,
+    # What Django's converters match, so a generated address reaches the API, not an unrouted 404 page.
+    "PATH_CONVERTER_OVERRIDES": {
+        "int": {"type": "integer", "minimum": 0},
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+    },
+    "ENUM_NAME_OVERRIDES": {
+        "StudyStatusEnum": "annotation.models.Study.Status",
+        "ImportJobStatusEnum": "annotation.models.ImportJob.Status",
+    },
 }
