@@ -27,6 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
 SECTIONS = {
     "faults": ("benchmarks.reliability.faults", "faults"),
     "load": ("benchmarks.reliability.load", "load"),
+    "schemathesis": ("benchmarks.reliability.schema", "schemathesis"),
 }
 
 
