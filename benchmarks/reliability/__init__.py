@@ -16,4 +16,7 @@ Sections, each a module with ``run(stack_args, short) -> dict`` under its key:
 - ``load`` (:mod:`.load`): 64 annotators answering 10,000 comparisons through
   the API on PostgreSQL, 16 on SQLite; cycle times, errors, and every
   acknowledged answer stored exactly once.
+- ``schemathesis`` (:mod:`.schema`): generated requests to every operation of
+  the REST API as an annotator, a researcher and a stranger; no server error
+  and no answer the OpenAPI schema does not describe.
 """
