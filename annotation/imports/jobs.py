@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import math
 import shutil
 import time
 import uuid
@@ -46,6 +47,10 @@ ERROR_MAX = 5000
 FAILED_UNREADABLE = "Nothing imported: the import failed and its message could not be stored; see the worker log."
 # How often progress is written while records are written (on the side connection).
 WRITE_PROGRESS_SECONDS = 0.5
+# How often rows checked are written to the job while its file is checked: a
+# few KB of gzip can hold millions of lines, and a write per thousand of them
+# took minutes on SQLite.
+CHECK_PROGRESS_SECONDS = 0.5
 
 
 def import_upload_store(*, upload: Any) -> Path:
@@ -249,9 +254,16 @@ def import_job_skipped_report(*, job: ImportJob, kind: str) -> str:
 
 
 def _checking_progress(job_id: int) -> Progress:
-    """Rows checked so far, written to the job row (no transaction is open yet)."""
+    """Rows checked so far, written to the job row (no transaction is open
+    yet) at most every ``CHECK_PROGRESS_SECONDS``."""
+    every = CHECK_PROGRESS_SECONDS
+    last = -math.inf
 
     def checked(count: int) -> None:
+        nonlocal last
+        if time.monotonic() - last < every:
+            return
+        last = time.monotonic()
         ImportJob.objects.filter(pk=job_id).update(processed=count)
 
     return checked

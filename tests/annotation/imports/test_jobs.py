@@ -3,6 +3,7 @@ a draft study made from a large file, and who may see a job."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -26,6 +27,7 @@ def test_large_upload_goes_to_a_job_with_a_polled_progress_bar(
 ):
     monkeypatch.setattr(upload, "SYNC_IMPORT_MAX_BYTES", 100)
     monkeypatch.setattr(records, "PROGRESS_EVERY", 10)
+    monkeypatch.setattr(jobs, "CHECK_PROGRESS_SECONDS", 0)  # every report reaches the row
     lines = "".join(json.dumps({"prompt": f"Prompt {i}", "candidates": [f"x{i}", f"y{i}"]}) + "\n" for i in range(50))
     client = client_for(researcher)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -147,3 +149,17 @@ def test_uploads_no_job_needs_are_pruned_after_each_job_and_by_the_command(
     call_command("prune_imports", "--older-than-minutes", "0", stdout=out)
     assert out.getvalue().strip() == "Removed 1 stored upload."
     assert not being_stored_now.exists() and waiting_for_the_worker.exists()
+
+
+def test_checking_a_file_of_millions_of_blank_lines_writes_its_progress_a_few_times(
+    researcher, study, django_assert_max_num_queries
+):
+    """A few KB of gzip can hold millions of lines: progress went to the job
+    row every 1,000 of them (thousands of writes, minutes on SQLite); now at
+    most every half second."""
+    content = gzip.compress(b"\n" * 200_000 + b'{"prompt": "p", "candidates": ["a"]}\n')
+    stored = jobs.import_upload_store(upload=SimpleUploadedFile("blank.jsonl.gz", content))
+    job = jobs.import_job_create(study=study, stored=stored, format="jsonl", options={}, created_by=researcher)
+    with django_assert_max_num_queries(40):  # claim, count, progress, write, finish; 200 reports before
+        finished = jobs.import_job_run(job_id=job.pk)
+    assert finished.status == ImportJob.Status.DONE and finished.result["candidates_created"] == 1
