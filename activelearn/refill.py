@@ -22,7 +22,7 @@ from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.base import Strategy, diversify
 from activelearn.strategies.lists import select_lists
 from activelearn.strategies.registry import StrategyName, get_spec
-from annotation import loop
+from annotation import checkpoints, loop
 from annotation.models import (
     Candidate,
     Comparison,
@@ -330,7 +330,7 @@ def _selection_input(
     fields: dict = {"groups": groups, "excluded": frozenset(excluded), "counts": counts}
     if latest is not None and embedded is not None:
         kind = kinds.get(latest.model_type)
-        model = kind.load(latest.checkpoint_path)
+        model = kind.load(checkpoints.local_folder(latest.checkpoint_path))
         fields.update(
             kind.outputs(model, embedded, needs, lambda: features.study_preferences(study_id=study.id, index=index))
         )

@@ -14,14 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from activelearn import claims, features
+from annotation import checkpoints
 from annotation.models import EVALUATION_MIN_JUDGMENTS, EmbeddingProgress, Judgment, RewardModelVersion, Study
 from annotation.services import judgments_split_assign
 from models_runtime import kinds
@@ -207,7 +203,7 @@ def reward_model_load(version: RewardModelVersion) -> Any:
             f"v{version.version}'s checkpoint was pruned on {version.pruned_at:%Y-%m-%d %H:%M} UTC: a study keeps "
             f"the live version, the best by held-out log-loss and the {settings.PREFLOOP_CHECKPOINTS_KEEP} newest"
         )
-    return kinds.get(version.model_type).load(version.checkpoint_path)
+    return kinds.get(version.model_type).load(checkpoints.local_folder(version.checkpoint_path))
 
 
 def reward_model_latest(*, study_id: int) -> RewardModelVersion | None:
@@ -329,13 +325,40 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     metrics = _version_metrics(result.metrics, heldout)
     shown = heldout.n >= EVALUATION_MIN_JUDGMENTS
 
-    # Written before the lock, so answers that touch the study row never wait on the disk.
-    staging = _checkpoint_stage(study_id=study_id, model=result.model)
+    # Written (or uploaded) before the lock, so answers that touch the study row
+    # never wait on the disk or the object store.
+    staged = checkpoints.stage(study_id=study_id, save=result.model.save)
+    try:
+        version = _version_publish(
+            study=study, staged=staged, feats=feats, result=result, heldout=heldout, shown=shown,
+            n_train=n_train, metrics=metrics, recommendation=recommendation,
+        )  # fmt: skip
+    except BaseException:
+        checkpoints.discard(staged)
+        raise
+    checkpoints_prune(study_id=study_id)
+    return version
+
+
+def _version_publish(
+    *,
+    study: Study,
+    staged: checkpoints.Staged,
+    feats: features.StudyFeatures,
+    result: Any,
+    heldout: HeldoutScore,
+    shown: bool,
+    n_train: int,
+    metrics: dict,
+    recommendation: dict,
+) -> RewardModelVersion:
+    """Number the staged checkpoint and write its version row, under the study's lock."""
+    study_id = study.id
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(id=study_id)
         newest = reward_model_latest(study_id=study_id)
         number = (newest.version if newest else 0) + 1
-        path = _checkpoint_publish(staging, study_id=locked.id, version=number)
+        path = checkpoints.publish(staged, study_id=locked.id, version=number)
         version = RewardModelVersion.objects.create(
             study=locked,
             version=number,
@@ -364,7 +387,6 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
             f"{version.train_seconds:.1f} s; the next fit comes at {retrain_due_after(n_train)} training judgments.",
             n_train=n_train,
         )
-    checkpoints_prune(study_id=study_id)
     return version
 
 
@@ -455,14 +477,16 @@ def checkpoints_prune(*, study_id: int) -> list[int]:
     if not doomed:
         return []
     RewardModelVersion.objects.filter(id__in=[d[0] for d in doomed]).update(pruned_at=timezone.now())
-    root = Path(settings.PREFLOOP_CHECKPOINT_DIR).resolve()
-    for _, version, path in doomed:
-        folder = Path(path).resolve()
-        # The path is data: never delete outside the checkpoint folder.
-        if folder.is_relative_to(root) and folder != root:
-            shutil.rmtree(folder, ignore_errors=True)
+    for _, version, reference in doomed:
+        # The path is data: never delete outside the checkpoint folder (or storage).
+        try:
+            deleted = checkpoints.delete(reference)
+        except checkpoints.CheckpointMissing as exc:
+            deleted, reason = False, str(exc)
         else:
-            logger.warning("study %s v%s: checkpoint %s is outside %s; not deleted", study_id, version, folder, root)
+            reason = "outside the checkpoint folder"
+        if not deleted:
+            logger.warning("study %s v%s: checkpoint %s not deleted: %s", study_id, version, reference, reason)
     return [version for _, version, _ in doomed]
 
 
@@ -485,22 +509,3 @@ def _recommendation(*, study: Study, model: Any, feats: features.StudyFeatures, 
 def _finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def _checkpoint_stage(*, study_id: int, model: Any) -> Path:
-    """Save ``model`` to a hidden staging folder beside the study's checkpoints."""
-    folder = Path(settings.PREFLOOP_CHECKPOINT_DIR) / f"study-{study_id}"
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
-    model.save(staging)
-    return staging
-
-
-def _checkpoint_publish(staging: Path, *, study_id: int, version: int) -> Path:
-    """Give a staged checkpoint its version's name (an atomic rename).
-
-    The random suffix keeps a recreated database (ids start again) from
-    colliding with checkpoints of an earlier one."""
-    final = Path(settings.PREFLOOP_CHECKPOINT_DIR) / f"study-{study_id}" / f"v{version:05d}-{uuid.uuid4().hex[:8]}"
-    os.replace(staging, final)
-    return final

@@ -63,6 +63,14 @@ def empty_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def claims_outlive_slow_machines(settings) -> None:
+    """A claim's heartbeat thread cannot write inside a test's transaction, so a
+    fit slower than the 30 s lease on a busy machine would look like a dead
+    worker's. Tests of expiry set the lease they need."""
+    settings.PREFLOOP_CLAIM_LEASE_SECONDS = 3600.0
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hasher(settings) -> None:
     """PBKDF2 is slow on purpose; tests log users in often and need no strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

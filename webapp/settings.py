@@ -203,6 +203,29 @@ PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default
 # Scheduling priority of worker processes (os.nice increment; 0 keeps the parent's).
 PREFLOOP_WORKER_NICE = env.int("PREFLOOP_WORKER_NICE", default=10)
 PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(MEDIA_ROOT / "checkpoints")))
+# Checkpoints in an S3-compatible object store (AWS S3, MinIO, Ceph, ...) instead of
+# that folder, so workers on other hosts publish checkpoints every web host serves
+# (annotation.checkpoints). Credentials come from boto3's usual sources
+# (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile or an instance role).
+PREFLOOP_CHECKPOINT_STORAGE = env.str("PREFLOOP_CHECKPOINT_STORAGE", default="local")
+if PREFLOOP_CHECKPOINT_STORAGE not in ("local", "s3"):
+    raise environ.ImproperlyConfigured(
+        f"PREFLOOP_CHECKPOINT_STORAGE must be local or s3, not {PREFLOOP_CHECKPOINT_STORAGE!r}"
+    )
+CHECKPOINT_STORAGES = {}
+if PREFLOOP_CHECKPOINT_STORAGE == "s3":
+    CHECKPOINT_STORAGES["checkpoints"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("PREFLOOP_S3_BUCKET"),
+            "endpoint_url": env.str("PREFLOOP_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("PREFLOOP_S3_REGION", default="") or None,
+            "location": env.str("PREFLOOP_S3_PREFIX", default="checkpoints"),
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 # Claims on a study's background work (activelearn.claims): a running retrain,
 # refill or embedding beats every lease/6 seconds, and a claim whose worker died
 # expires after the lease; one enqueued but not started after the second figure
@@ -285,6 +308,13 @@ if not DEBUG:
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+        **CHECKPOINT_STORAGES,
+    }
+else:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        **CHECKPOINT_STORAGES,
     }
 
 LOGGING = {

@@ -7,8 +7,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from django.conf import settings
-
+from annotation import checkpoints
 from annotation.exports.errors import ExportError
 from annotation.models import RewardModelVersion
 
@@ -101,10 +100,9 @@ def checkpoint_archive(*, version: RewardModelVersion) -> Iterator[bytes]:
             f"The checkpoint of version {version.version} was pruned on {version.pruned_at:%Y-%m-%d %H:%M} UTC: "
             "a study keeps the live version, the best by held-out log-loss and the newest few."
         )
-    root = Path(settings.PREFLOOP_CHECKPOINT_DIR).resolve()
-    folder = Path(version.checkpoint_path).resolve()
-    if not folder.is_relative_to(root):
-        raise ExportError(f"The checkpoint of version {version.version} is not in the checkpoint folder.")
-    if not folder.is_dir():
-        raise ExportError(f"The checkpoint of version {version.version} is no longer on disk.")
+    try:
+        # A checkpoint in object storage is fetched to this host's cache first.
+        folder = checkpoints.local_folder(version.checkpoint_path)
+    except checkpoints.CheckpointMissing as exc:
+        raise ExportError(f"The checkpoint of version {version.version} cannot be read: {exc}.") from exc
     return zip_folder_stream(folder, root=f"model-v{version.version}")

@@ -41,7 +41,7 @@ def test_a_retrain_whose_worker_died_is_requested_again_by_the_sweep(
     [(_, first)] = enqueued["retrain"]
     assert services.RETRAIN.start(study.id, first) == first  # the task starts, then its worker is SIGKILLed
 
-    _age(study, "retrain_claimed_at", 29)
+    _age(study, "retrain_claimed_at", 15)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.loop_sweep().retrain == [], "a claim within its lease is left alone"
         assert not triggers.retrain_request(study_id=study.id), "nor taken by the next judgment"
@@ -164,6 +164,7 @@ def test_the_heartbeat_keeps_a_running_claim_fresh_until_the_block_ends(make_stu
     """The thread beats on its own connection, so it needs committed rows (a
     transactional test). The interval is tiny; the test waits for the beat
     itself, with a generous deadline, never for a fixed time."""
+    settings.PREFLOOP_CLAIM_LEASE_SECONDS = 30
     study = make_study()
     token = services.RETRAIN.start(study.id, None)
     _age(study, "retrain_claimed_at", 600)

@@ -31,8 +31,9 @@ def _compose() -> dict[str, Any]:
 
 def docker_env(secret_key: str) -> dict[str, str]:
     """The web service's environment in docker/compose.yaml, with every
-    ``${NAME:-default}`` at its default and ``SECRET_KEY`` set as the compose file asks."""
-    given = {"SECRET_KEY": secret_key}
+    ``${NAME:-default}`` at its default and ``SECRET_KEY`` and ``MINIO_ROOT_PASSWORD``
+    set as the compose file asks."""
+    given = {"SECRET_KEY": secret_key, "MINIO_ROOT_PASSWORD": "object-store-password-for-the-test"}
 
     def substitute(match: re.Match) -> str:
         name, op, arg = match["name"], match["op"], match["arg"]
