@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.postgres import libpq_url
-from benchmarks.reliability.load import Crowd, LoadSampler, embedded, seed_annotators, seed_study, verify
+from benchmarks.reliability.load import Crowd, LoadSampler, embedded, quality, seed_annotators, seed_study, verify
 from benchmarks.reliability.stack import ROOT, Stack, free_port, wait_for
 
 BURST = 15  # answers per trial: enough for a fit to be due (PREFLOOP_RETRAIN_MIN_NEW = 5)
@@ -220,22 +220,28 @@ def _trial(stack: Stack, study_id: int, user_id: int, worker: Any, trial: int, e
 
 def _answer(study_id: int, user_id: int, n: int, errors: list[str]) -> list[int]:
     """Lease and answer ``n`` comparisons as the annotator; the judgments' ids.
-    An exception is what an annotator would have seen as an error: counted."""
+    The better candidate by :func:`~benchmarks.reliability.load.quality` wins (a
+    preference a fit can learn: answers blind to the texts gave fits that did not
+    improve, so no version followed a kill). An exception is what an annotator
+    would have seen as an error: counted."""
     from django.contrib.auth import get_user_model  # noqa: PLC0415
 
-    from annotation.models import Study  # noqa: PLC0415
+    from annotation.models import Candidate, Study  # noqa: PLC0415
     from annotation.services import assignment_lease_or_refill, judgment_submit  # noqa: PLC0415
 
     user = get_user_model().objects.get(id=user_id)
     made = []
-    for k in range(n):
+    for _ in range(n):
         study = Study.objects.get(id=study_id)
         try:
             lease = assignment_lease_or_refill(study=study, annotator=user)
             if lease is None:
                 break
+            shown = list(lease.assignment.display_order)
+            texts = dict(Candidate.objects.filter(id__in=shown).values_list("id", "text"))
+            choice = "a" if quality(texts[shown[0]]) >= quality(texts[shown[1]]) else "b"
             result = judgment_submit(
-                study=study, annotator=user, comparison_id=lease.assignment.comparison_id, choice="ab"[k % 3 == 0]
+                study=study, annotator=user, comparison_id=lease.assignment.comparison_id, choice=choice
             )
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
