@@ -28,7 +28,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import CursorPagination
@@ -80,12 +79,15 @@ class TokenObtain(ObtainAuthToken):
 
     throttle_classes = api_settings.DEFAULT_THROTTLE_CLASSES
     parser_classes = (BoundedJSONParser, FormParser, MultiPartParser)
+    serializer_class = serializers.TokenInput
 
     @extend_schema(
-        request=AuthTokenSerializer,
+        request=serializers.TokenInput,
         responses={
             200: inline_serializer("TokenOutput", {"token": drf_serializers.CharField()}),
-            400: OpenApiResponse(serializers.BadRequestOutput, description="Wrong username or password."),
+            400: OpenApiResponse(
+                serializers.BadRequestOutput, description="Wrong username or password, or a field missing or too long."
+            ),
             429: OpenApiResponse(
                 serializers.ErrorOutput,
                 description="Too many tries from this client address, or this client or account is locked out "

@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import math
 
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from annotation.imports import registry as import_formats
 from annotation.imports.storable import printable, value_problem
 from annotation.models import LIKERT_POINTS, Assignment, ImportJob, Judgment, Study
 from annotation.services import STUDY_SETTINGS
+
+# --- sign-in ---------------------------------------------------------------------
+
+
+class TokenInput(AuthTokenSerializer):
+    """DRF's username and password, the username bounded as accounts' are: a
+    longer one is no one's, and django-axes records a failed sign-in's username
+    in 255 characters (past that, a server error on PostgreSQL)."""
+
+    username = serializers.CharField(
+        label="Username", write_only=True, max_length=get_user_model()._meta.get_field("username").max_length
+    )
+
 
 # --- studies ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""A JSON body nested thousands deep is a bad request (400), never a server error.
+"""Hostile request bodies are bad requests (400), never server errors: JSON
+nested thousands deep, and a username longer than any account's.
 
 The standard library's parser raises ``RecursionError`` past about a thousand
 levels, which DRF's ``JSONParser`` (it turns only ``ValueError`` into a 400)
@@ -59,3 +60,15 @@ def test_the_depth_limit_counts_objects_and_arrays_and_leaves_ordinary_bodies_al
     accepted = _send(client, "patch", url, at_limit)
     assert accepted.status_code == 200, accepted.content[:300]
     assert accepted.json()["guidelines"] == "[" * 5000
+
+
+def test_a_username_longer_than_any_account_is_refused_before_the_sign_in_lockout_records_it():
+    """django-axes records a failed sign-in's username in 255 characters; a
+    longer one was a server error on PostgreSQL (schemathesis found it)."""
+    from axes.models import AccessAttempt
+    from rest_framework.test import APIClient
+
+    response = APIClient().post("/api/v1/auth/token/", {"username": "u" * 300, "password": "x"}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == ["username"]
+    assert not AccessAttempt.objects.exists()
