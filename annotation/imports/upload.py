@@ -140,7 +140,9 @@ def _format_and_options(
 
 def _content_now(upload: Any, spec: registry.ImportFormat) -> IO[bytes] | None:
     """The upload's text when it is imported during the request (None: the
-    worker imports it). A compressed file may hold many times its size, so it
+    worker imports it), as bytes in memory: a Django upload iterates lines
+    split at a lone carriage return too, and the worker's reader splits only
+    at a line feed. A compressed file may hold many times its size, so it
     is decompressed here only up to ``SYNC_IMPORT_MAX_BYTES``: a file that
     holds more goes to the worker, and one that cannot be decompressed is
     refused (``ImportFileError``), as the worker would refuse it."""
@@ -150,7 +152,9 @@ def _content_now(upload: Any, spec: registry.ImportFormat) -> IO[bytes] | None:
     head = upload.read(8)
     upload.seek(0)
     if not registry.is_compressed(head):
-        return upload
+        content = upload.read(SYNC_IMPORT_MAX_BYTES + 1)
+        upload.seek(0)
+        return io.BytesIO(content)
     try:
         with decompressing(upload) as stream:
             content = stream.read(SYNC_IMPORT_MAX_BYTES + 1)

@@ -480,3 +480,18 @@ def test_the_command_line_refuses_a_study_name_from_a_file_name_that_is_not_utf8
     call_command("import_study", str(path), "--name", "Cafe", stdout=io.StringIO(), stderr=io.StringIO())
     assert Study.objects.get().name == "Cafe"
     assert Study.objects.get().prompts.count() == 1
+
+
+def test_a_file_is_split_into_lines_in_the_request_as_the_worker_and_the_command_line_split_it(study, tmp_path):
+    """Django's uploaded file splits lines at a lone carriage return too, the
+    worker's and the command line's reader only at a line feed: a file with
+    old Mac line endings was imported in the request and refused by the others
+    (found by the import fuzz section)."""
+    content = b'{"prompt": "a", "candidates": ["x"]}\r{"prompt": "b", "candidates": ["y"]}\r'
+    path = tmp_path / "cr.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ImportFileError) as by_reader:
+        registry.get("jsonl").parse_stored(path, options={})
+    before = counts(study)
+    assert str(refusal(study, content, "cr.jsonl")) == str(by_reader.value)
+    assert "Extra data" in str(by_reader.value) and counts(study) == before
