@@ -7,8 +7,9 @@ columns, a timestamp and an owner token, changed only by conditional
 ``UPDATE``s (the same on SQLite and PostgreSQL, no lock server):
 
 - ``q-<token>``: enqueued at the timestamp. A task still waiting after
-  ``PREFLOOP_CLAIM_QUEUED_SECONDS`` (or never delivered: the broker lost it)
-  has expired.
+  ``PREFLOOP_CLAIM_QUEUED_SECONDS`` may have been lost with the broker (a
+  Redis restarted without persistence forgets its queues), so the claim
+  expires and is requested again.
 - ``r-<token>``: running; the timestamp is the task's last heartbeat
   (:func:`heartbeat` refreshes it every ``PREFLOOP_CLAIM_LEASE_SECONDS / 6``
   from a thread, whatever the task is doing). A worker killed mid-task stops
@@ -16,8 +17,13 @@ columns, a timestamp and an owner token, changed only by conditional
 
 An expired claim is taken over by the next request, or by the periodic sweep
 (``activelearn.services.loop_sweep``), which re-requests every study whose
-work stopped that way. A task starts only with its own claim (or an expired
-or free one): a stale duplicate, enqueued before a take-over, exits at once.
+work stopped that way. Of the messages sent for one queued claim (the first
+one, and those of later requests after it expired), whichever a worker
+starts first runs; the others find the claim running or free and exit or do
+the little that is left. A queued message is never superseded, so a queue
+that is merely slow cannot starve a study by replacing its oldest message
+with ever newer ones; and a running claim is left to its own token: a task
+whose claim expired and was taken over stops at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -83,17 +89,15 @@ class ClaimSlot:
         return token if taken else None
 
     def start(self, study_id: int, token: str | None, **also: Any) -> str | None:
-        """Mark the claim running for the task holding ``token``, or take a free
-        or expired one. Without a token (a message from before claims had
-        tokens, a direct call from a shell or a test) it may also take a claim
-        that is only queued, never a running one. The token it runs under, or
-        None when another task holds the claim: this one is a stale duplicate
-        and must not run."""
+        """Mark the claim running for this task: one that is queued (whichever
+        message of it arrives first), free, expired, or already running under
+        this task's own ``token`` (a retrain coming back after its pacing
+        wait). The token it runs under, or None when another task runs: this
+        one is a duplicate and must not run."""
         now = timezone.now()
+        mine = Q(**{f"{self.owner}__startswith": QUEUED})
         if token:
-            mine = Q(**{f"{self.owner}__in": (QUEUED + token, RUNNING + token)})
-        else:
-            mine = Q(**{f"{self.owner}__startswith": QUEUED})
+            mine |= Q(**{self.owner: RUNNING + token})
         token = token or uuid.uuid4().hex
         taken = (
             self._rows(study_id)

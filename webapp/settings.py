@@ -229,10 +229,11 @@ if PREFLOOP_CHECKPOINT_STORAGE == "s3":
 # Claims on a study's background work (activelearn.claims): a running retrain,
 # refill or embedding beats every lease/6 seconds, and a claim whose worker died
 # expires after the lease; one enqueued but not started after the second figure
-# expires too (a lost message). The sweep re-requests such studies every
-# PREFLOOP_SWEEP_SECONDS (Celery beat: scripts/run and docker start it).
+# expires too (its message may be lost with the broker; a slow queue only gets
+# one more message, and the first to arrive runs). The sweep re-requests such
+# studies every PREFLOOP_SWEEP_SECONDS (Celery beat: scripts/run and docker start it).
 PREFLOOP_CLAIM_LEASE_SECONDS = env.float("PREFLOOP_CLAIM_LEASE_SECONDS", default=30.0)
-PREFLOOP_CLAIM_QUEUED_SECONDS = env.float("PREFLOOP_CLAIM_QUEUED_SECONDS", default=300.0)
+PREFLOOP_CLAIM_QUEUED_SECONDS = env.float("PREFLOOP_CLAIM_QUEUED_SECONDS", default=30.0)
 PREFLOOP_SWEEP_SECONDS = env.float("PREFLOOP_SWEEP_SECONDS", default=15.0)
 CELERY_BEAT_SCHEDULE = {
     "loop-sweep": {"task": "activelearn.tasks.loop_sweep", "schedule": PREFLOOP_SWEEP_SECONDS},
