@@ -28,6 +28,7 @@ SECTIONS = {
     "faults": ("benchmarks.reliability.faults", "faults"),
     "load": ("benchmarks.reliability.load", "load"),
     "schemathesis": ("benchmarks.reliability.schema", "schemathesis"),
+    "fuzz": ("benchmarks.reliability.fuzz", "fuzz"),
 }
 
 
