@@ -99,3 +99,16 @@ def member(annotators):
 @pytest.fixture(autouse=True)
 def _checkpoints_in_tmp(settings, tmp_path):
     settings.PREFLOOP_CHECKPOINT_DIR = tmp_path / "checkpoints"
+
+
+@pytest.fixture
+def judge():
+    """``judge(study, user, n)``: lease and answer ``n`` comparisons (always "a")."""
+    from annotation.services import assignment_lease_next, judgment_submit
+
+    def answer(study, user, n):
+        for _ in range(n):
+            comparison = assignment_lease_next(study=study, annotator=user).assignment.comparison
+            judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="a")
+
+    return answer

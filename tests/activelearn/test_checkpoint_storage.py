@@ -24,7 +24,6 @@ from django.urls import reverse
 from activelearn import features, refill, services
 from annotation import checkpoints
 from annotation.models import Membership, RewardModelVersion
-from annotation.services import assignment_lease_next, judgment_submit
 from tests.factories import UserFactory
 
 boto3 = pytest.importorskip("boto3")
@@ -77,22 +76,16 @@ def _keys(client) -> set[str]:
     return {item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
 
 
-def _judge(study, user, n):
-    for _ in range(n):
-        comparison = assignment_lease_next(study=study, annotator=user).assignment.comparison
-        judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="a")
-
-
 @pytest.mark.django_db
 def test_a_version_published_to_s3_is_served_and_loaded_by_a_host_without_it(
-    s3, make_study, annotators, member, settings, client_for
+    s3, make_study, annotators, member, settings, client_for, judge
 ):
     study = make_study()
     member(study)
     researcher = UserFactory()
     Membership.objects.create(user=researcher, study=study, role=Membership.Role.RESEARCHER)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 6)
+    judge(study, annotators[0], 6)
 
     version = services.reward_model_fit(study_id=study.id)
     assert version is not None and version.checkpoint_path.startswith("checkpoints:study-")
@@ -124,14 +117,14 @@ def test_a_version_published_to_s3_is_served_and_loaded_by_a_host_without_it(
 
 
 @pytest.mark.django_db
-def test_pruning_deletes_the_objects_and_a_pruned_version_says_so(s3, make_study, annotators, member, settings):
+def test_pruning_deletes_the_objects_and_a_pruned_version_says_so(s3, make_study, annotators, member, settings, judge):
     settings.PREFLOOP_CHECKPOINTS_KEEP = 1
     study = make_study()
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 5)
+    judge(study, annotators[0], 5)
     first = services.reward_model_fit(study_id=study.id)
-    _judge(study, annotators[1], 5)
+    judge(study, annotators[1], 5)
     second = services.reward_model_fit(study_id=study.id)
     assert first is not None and second is not None
     first.refresh_from_db()
@@ -145,11 +138,11 @@ def test_pruning_deletes_the_objects_and_a_pruned_version_says_so(s3, make_study
 
 
 @pytest.mark.django_db
-def test_a_failed_upload_leaves_no_version_and_no_objects(s3, make_study, annotators, member, monkeypatch):
+def test_a_failed_upload_leaves_no_version_and_no_objects(s3, make_study, annotators, member, monkeypatch, judge):
     study = make_study()
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 6)
+    judge(study, annotators[0], 6)
     real_save = checkpoints.object_storage().__class__.save
     calls = []
 
