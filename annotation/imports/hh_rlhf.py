@@ -11,6 +11,7 @@ HH-RLHF when its first record has chosen and rejected but no prompt (``sniff``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -33,6 +34,11 @@ from annotation.imports.records import (
 )
 
 _HH_ASSISTANT = "\n\nAssistant:"
+# A first line this long without its end was cut by the read that tells the
+# format (64 KB), not by a truncated file (which the parser reports).
+CUT_RECORD_BYTES = 32 * 1024
+# How a cut first record of HH-RLHF starts: an object whose first key is chosen or rejected.
+_HH_FIRST_KEY = re.compile(rb'\s*\{\s*"(?:chosen|rejected)"\s*:')
 # How the upload forms describe the format.
 HELP = 'HH-RLHF JSONL ({"chosen": "\\n\\nHuman: …\\n\\nAssistant: …", "rejected": "…"}, also .jsonl.gz)'
 
@@ -148,9 +154,13 @@ def sniff(head: bytes) -> bool:
     """Whether a JSONL file's first bytes are HH-RLHF: its first record has
     ``chosen`` or ``rejected`` but no ``prompt`` (a first row that lacks one
     of the two is still HH-RLHF, and the parser names what it lacks)."""
-    first = next((line for line in head.splitlines() if line.strip()), b"")
+    lines = [line for line in head.splitlines() if line.strip()]
+    first = lines[0] if lines else b""
     try:
         obj = json.loads(first.decode("utf-8-sig"))
     except (ValueError, RecursionError):  # not UTF-8, not JSON (or a partial first line), too deep
+        if len(lines) == 1 and len(first) >= CUT_RECORD_BYTES and not head.endswith((b"\n", b"\r")):
+            # A first record longer than the head read is cut there: judged by its first key.
+            return _HH_FIRST_KEY.match(first.removeprefix(b"\xef\xbb\xbf")) is not None
         return False  # the parser will say what is wrong
     return isinstance(obj, dict) and bool({"chosen", "rejected"} & obj.keys()) and "prompt" not in obj

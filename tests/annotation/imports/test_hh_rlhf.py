@@ -113,3 +113,22 @@ def test_a_pair_row_is_its_own_prompt_but_plain_rows_of_one_prompt_merge():
     assert record_prompt_hash(one) != record_prompt_hash(two) != prompt_content_hash(one.text)
     plain = PromptRecord(external_id="", text=one.text, format="text", metadata={}, candidates=(), line=1)
     assert record_prompt_hash(plain) == prompt_content_hash(one.text)
+
+
+@pytest.mark.django_db
+def test_an_hh_rlhf_file_whose_first_record_is_longer_than_the_head_read_to_tell_its_format(researcher, study):
+    """Telling the format reads the first 64 KB; a longer first record was cut
+    there, could not be read as JSON, and the file was taken for plain JSONL
+    and refused (found by the import fuzz section)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from annotation.imports.upload import import_upload
+
+    long_line = {**HH_LINE, "chosen": HH_LINE["chosen"] + " and more" * 10_000}
+    content = (json.dumps(long_line) + "\n" + json.dumps(HH_LINE) + "\n").encode()
+    assert detect_format("long.jsonl", content[:65536]) == "hh_rlhf"
+    assert detect_format("cut.jsonl", b'{"prompt": "p", "candidates": ["' + b"x" * 70_000) == "jsonl"
+    outcome = import_upload(
+        study=study, upload=SimpleUploadedFile("long.jsonl", content), format=None, options={}, by=researcher
+    )
+    assert outcome.result.candidates_created == 4
