@@ -48,7 +48,6 @@ from benchmarks.reliability.load import Crowd, LoadSampler, embedded, quality, s
 from benchmarks.reliability.stack import ROOT, Stack, free_port, wait_for
 
 BURST = 15  # answers per trial: enough for a fit to be due (PREFLOOP_RETRAIN_MIN_NEW = 5)
-TOPICS = ("sort a list", "boil an egg", "name a cat", "fix a bike", "learn chess", "brew tea")
 
 
 KINDS = ("worker_sigkill", "broker_restart", "db_connection_drop")
@@ -107,7 +106,7 @@ def _worker_sigkill(*, short: bool, broker: str) -> dict[str, Any]:
         study_id, user_id = _seed()
         stack.beat()
         worker = stack.worker("w0")
-        if not wait_for(lambda: _embedded(study_id), 300, "embeddings"):
+        if not wait_for(lambda: embedded(study_id), 300, "embeddings"):
             raise SystemExit(f"the worker did not embed the study's candidates in time; see {stack.work}/w0.log")
         errors: list[str] = []
         runs = []
@@ -140,45 +139,16 @@ def _worker_sigkill(*, short: bool, broker: str) -> dict[str, Any]:
 
 
 def _seed() -> tuple[int, int]:
-    """A pairwise study with the app's default model and strategy, and one annotator."""
+    """The load section's pairwise study (its texts carry the quality ranking the
+    annotator follows), small, and one annotator."""
     from django.contrib.auth import get_user_model  # noqa: PLC0415
 
-    from annotation.imports.records import CandidateRecord, PromptRecord  # noqa: PLC0415
-    from annotation.imports.writer import study_import_records  # noqa: PLC0415
     from annotation.models import Membership  # noqa: PLC0415
-    from annotation.services import study_create  # noqa: PLC0415
 
-    records = []
-    for k in range(40):
-        topic = TOPICS[k % len(TOPICS)]
-        answers = (
-            f"To {topic}, start small and check the result.",
-            f"Steps to {topic}:\n1. Read.\n2. Try.\n3. Fix what went wrong.",
-            f"I don't know how to {topic}.",
-            f"{topic.capitalize()} is easier than it looks: one thing at a time, and keep notes ({k}).",
-        )
-        candidates = tuple(CandidateRecord(text=a, source=f"model-{i}", metadata={}) for i, a in enumerate(answers))
-        records.append(
-            PromptRecord(
-                external_id=str(k),
-                text=f"Question {k}: how do I {topic}?",
-                format="text",
-                metadata={},
-                candidates=candidates,
-                line=k + 1,
-            )
-        )
-    study = study_create(name="Reliability", budget=100_000)
-    study_import_records(study=study, records=records)
+    study = seed_study(name="Reliability", answers=400, clients=1, budget=100_000)
     user = get_user_model().objects.create_user("reliability-annotator", password="unused-in-this-benchmark")
     Membership.objects.create(user=user, study=study, role="annotator")
     return study.id, user.id
-
-
-def _embedded(study_id: int) -> bool:
-    from annotation.models import EmbeddingProgress  # noqa: PLC0415
-
-    return EmbeddingProgress.objects.filter(study_id=study_id, status="done").exists()
 
 
 def _trial(stack: Stack, study_id: int, user_id: int, worker: Any, trial: int, errors: list[str]) -> tuple[dict, Any]:

@@ -93,10 +93,18 @@ class Stack:
 
     # --- processes ----------------------------------------------------------------
 
-    def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, command: list[str], log_name: str, *, restart: bool = False) -> subprocess.Popen:
+        """Start ``python -m <command>`` in a process group of its own. With
+        ``restart``, a shell loop starts it again whenever it exits, as docker's
+        ``restart: unless-stopped`` and scripts/run do (a Celery worker exits
+        when it loses the broker while restoring unacknowledged messages); a
+        kill of the group stops loop and process together."""
         log = open(self.work / f"{log_name}.log", "w")  # noqa: SIM115 - the process owns it until it ends
+        argv = [sys.executable, "-m", *command]
+        if restart:
+            argv = ["sh", "-c", 'while :; do "$@"; echo "exited ($?); restarting"; sleep 1; done', "supervise", *argv]
         process = subprocess.Popen(
-            [sys.executable, "-m", *command],
+            argv,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -106,11 +114,13 @@ class Stack:
         return process
 
     def worker(self, name: str, queues: tuple[str, ...] = QUEUES, concurrency: int = 1) -> subprocess.Popen:
-        """A Celery worker (``name`` is its node name and log file)."""
+        """A Celery worker (``name`` is its node name and log file), restarted
+        when it exits as its deployments restart it."""
         return self._spawn(
             ["celery", "-A", "webapp", "worker", "-n", f"{name}@%h", "-Q", ",".join(queues),
              "--concurrency", str(concurrency), "--loglevel", "INFO"],
             name,
+            restart=True,
         )  # fmt: skip
 
     def beat(self) -> subprocess.Popen:
