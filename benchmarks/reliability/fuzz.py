@@ -1959,7 +1959,9 @@ def run(*, short: bool, files: int | None = None, seed: int = SEED, threads: int
 
     count = files or (FILES_SHORT if short else FILES_FULL)
     started = time.monotonic()
-    with Stack("fuzz", broker="redis://127.0.0.1:6379/10") as stack:
+    # A Redis database of its own: another section's worker on the same one
+    # takes its import tasks (and a stack starting there purges them).
+    with Stack("fuzz", broker="redis://127.0.0.1:6379/12") as stack:
         from django.conf import settings  # noqa: PLC0415
 
         stack.worker("fuzz-worker", queues=("default",), concurrency=2)
