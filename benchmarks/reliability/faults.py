@@ -145,7 +145,7 @@ def _seed() -> tuple[int, int]:
 
     from annotation.models import Membership  # noqa: PLC0415
 
-    study = seed_study(name="Reliability", answers=400, clients=1, budget=100_000)
+    study = seed_study(name="Reliability", answers=400, clients=1, overlap=1, budget=100_000)
     user = get_user_model().objects.create_user("reliability-annotator", password="unused-in-this-benchmark")
     Membership.objects.create(user=user, study=study, role="annotator")
     return study.id, user.id
