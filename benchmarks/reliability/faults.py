@@ -9,9 +9,11 @@ off). Each kind runs in a process of its own (Django reads its settings once).
   is running the retrain they started, SIGKILLs the worker's whole process
   group (main process and pool child) and starts a fresh worker, as a restarted
   host would. No judgment arrives after the kill, so only the claim's expiry
-  and the sweep can restart the loop. A trial recovers when a newer model
-  version is published; throughout, the last good version must stay live with
-  its checkpoint on disk, and every answer given must be stored exactly once.
+  and the sweep can restart the loop. A trial recovers when a fit finishes
+  after the kill (``new_version_published`` counts those that published: a
+  fit that does not beat the live model stays unpublished, by the publishing
+  rule); throughout, the last good version must stay live with its checkpoint
+  readable, and every answer given must be stored exactly once.
 - ``broker_restart``: the broker is a redis-server of the section's own on a
   free port (never the machine's shared one), SIGKILLed and started again empty
   a few seconds later while four annotators keep answering through the API.
@@ -122,6 +124,7 @@ def _worker_sigkill(*, short: bool, broker: str) -> dict[str, Any]:
             "trials": len(runs),
             "recovered": len(recoveries),
             "recovered_within_limit": sum(1 for r in recoveries if r <= RECOVERY_LIMIT),
+            "new_version_published": sum(1 for t in runs if t.get("published")),
             "recovery_limit_seconds": RECOVERY_LIMIT,
             "max_recovery_seconds": max(recoveries) if recoveries else None,
             "median_recovery_seconds": sorted(recoveries)[len(recoveries) // 2] if recoveries else None,
@@ -151,7 +154,18 @@ def _seed() -> tuple[int, int]:
     return study.id, user.id
 
 
+def _readable(reference: str) -> bool:
+    from annotation import checkpoints  # noqa: PLC0415
+
+    try:
+        return checkpoints.local_folder(reference).is_dir()
+    except checkpoints.CheckpointMissing:
+        return False
+
+
 def _trial(stack: Stack, study_id: int, user_id: int, worker: Any, trial: int, errors: list[str]) -> tuple[dict, Any]:
+    from django.utils import timezone  # noqa: PLC0415
+
     from activelearn.services import reward_model_latest  # noqa: PLC0415
     from annotation.models import Judgment, Study  # noqa: PLC0415
 
@@ -167,12 +181,19 @@ def _trial(stack: Stack, study_id: int, user_id: int, worker: Any, trial: int, e
     worker = stack.worker(f"w{trial + 1}")
     served: list[bool] = []
 
+    killed_wall = timezone.now()
+    fitted = Study.objects.filter(id=study_id, last_fit_at__gt=killed_wall).exclude(last_fit_status="failed")
+
     def recovered() -> bool:
         latest = reward_model_latest(study_id=study_id)
-        served.append(before == 0 or (latest is not None and Path(latest.checkpoint_path).is_dir()))
-        return latest is not None and latest.version > before
+        served.append(before == 0 or (latest is not None and _readable(latest.checkpoint_path)))
+        # The loop resumed: a fit finished after the kill. Whether it published
+        # is the publishing rule's call (a fit that does not beat the live model
+        # stays unpublished), counted apart.
+        return (latest is not None and latest.version > before) or fitted.exists()
 
-    ok = wait_for(recovered, 120, "a newer model version")
+    ok = wait_for(recovered, 120, "a fit after the kill")
+    latest = reward_model_latest(study_id=study_id)
     judgments = Judgment.objects.filter(study_id=study_id)
     pairs = judgments.values("comparison_id", "annotator_id").distinct().count()
     return {
@@ -180,6 +201,8 @@ def _trial(stack: Stack, study_id: int, user_id: int, worker: Any, trial: int, e
         "claim_left_by_the_kill": claim_left,
         "recovered": ok,
         "recovery_seconds": round(time.monotonic() - killed_at, 1) if ok else None,
+        "published": bool(latest is not None and latest.version > before),
+        "last_fit_status": Study.objects.values_list("last_fit_status", flat=True).get(id=study_id),
         "version_before": before,
         "last_good_model_served_throughout": all(served),
         "answers": len(answered),
