@@ -105,7 +105,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # A connection is checked before each reuse (CONN_HEALTH_CHECKS), so one the
+    # server dropped costs a reconnect, not an error. Either each thread keeps
+    # its own for CONN_MAX_AGE seconds, or (PREFLOOP_DB_POOL) each process
+    # shares a psycopg pool of at most PREFLOOP_DB_POOL_MAX among its threads:
+    # fewer connections for gunicorn's gthread workers, whose threads mostly wait
+    # on the network. With PgBouncer in front, use neither (CONN_MAX_AGE=0).
+    if env.bool("PREFLOOP_DB_POOL", default=False):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "pool": {"min_size": 1, "max_size": env.int("PREFLOOP_DB_POOL_MAX", default=8), "timeout": 20},
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
