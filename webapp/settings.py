@@ -22,6 +22,9 @@ env = environ.Env()
 environ.Env.read_env(env.str("PREFLOOP_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 VAR_DIR = Path(env.str("PREFLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
+# The apps read it under its variable's name (annotation.checkpoints: the staging
+# folder and the checkpoint cache of a host whose checkpoints are in an object store).
+PREFLOOP_VAR_DIR = VAR_DIR
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
