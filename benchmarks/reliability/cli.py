@@ -30,6 +30,7 @@ SECTIONS = {
     "schemathesis": ("benchmarks.reliability.schema", "schemathesis"),
     "fuzz": ("benchmarks.reliability.fuzz", "fuzz"),
 }
+    "cluster": ("benchmarks.reliability.cluster", "cluster"),
 
 
 def main(argv: list[str] | None = None) -> bool:

@@ -68,6 +68,9 @@ class Stack:
         }
 
     def __enter__(self) -> Stack:
+        # A SIGTERM (timeout, CI cancelling) unwinds through __exit__: the
+        # processes, each in a session of its own, would outlive this one.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         os.environ.update(self.env)
         if self.database == "postgres":
             recreate_database(self.admin_database_url, self.db_name)
@@ -93,8 +96,11 @@ class Stack:
 
     # --- processes ----------------------------------------------------------------
 
-    def _spawn(self, command: list[str], log_name: str, *, restart: bool = False) -> subprocess.Popen:
-        """Start ``python -m <command>`` in a process group of its own. With
+    def spawn(
+        self, command: list[str], log_name: str, *, restart: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """Start ``python -m <command>`` in a process group of its own, with
+        ``env`` over the stack's environment (a host's own settings). With
         ``restart``, a shell loop starts it again whenever it exits, as docker's
         ``restart: unless-stopped`` and scripts/run do (a Celery worker exits
         when it loses the broker while restoring unacknowledged messages); a
@@ -109,33 +115,45 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a kill takes the pool children too
+            env={**os.environ, **(env or {})},
         )
         self.processes.append(process)
         return process
 
-    def worker(self, name: str, queues: tuple[str, ...] = QUEUES, concurrency: int = 1) -> subprocess.Popen:
+    def worker(
+        self,
+        name: str,
+        queues: tuple[str, ...] = QUEUES,
+        concurrency: int = 1,
+        *,
+        restart: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
         """A Celery worker (``name`` is its node name and log file), restarted
-        when it exits as its deployments restart it."""
-        return self._spawn(
+        when it exits as its deployments restart it (unless ``restart`` is
+        false: a host that is gone stays gone)."""
+        return self.spawn(
             ["celery", "-A", "webapp", "worker", "-n", f"{name}@%h", "-Q", ",".join(queues),
              "--concurrency", str(concurrency), "--loglevel", "INFO"],
             name,
-            restart=True,
+            restart=restart,
+            env=env,
         )  # fmt: skip
 
-    def beat(self) -> subprocess.Popen:
+    def beat(self, *, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Celery beat: the loop's sweep."""
         schedule = self.work / "celerybeat-schedule"
         command = ["celery", "-A", "webapp", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
-        return self._spawn(command, "beat")
+        return self.spawn(command, "beat", env=env)
 
-    def web(self, workers: int = 2, threads: int = 4) -> str:
+    def web(self, workers: int = 2, threads: int = 4, *, env: dict[str, str] | None = None) -> str:
         """gunicorn on a free port; its base URL once it answers."""
         port = free_port()
-        self._spawn(
+        self.spawn(
             ["gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", str(workers),
              "--threads", str(threads), "--log-level", "warning"],
             f"web-{port}",
+            env=env,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url + "/accounts/login/"), 60, "gunicorn")
