@@ -9,9 +9,11 @@ their follow-ups (``activelearn.tasks``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from celery import Task
+from django.conf import settings
 from django.db import transaction
 
 from activelearn import claims, embedding, services, tasks
@@ -20,24 +22,40 @@ from annotation.selectors import queue_waiting_count
 
 logger = logging.getLogger(__name__)
 
+# Monotonic seconds, replaced by tests.
+clock: Callable[[], float] = time.monotonic
+# When this process last failed to send to the broker (None: the last send worked).
+_broker_failed_at: float | None = None
+
 
 def _enqueue_on_commit(task: Task, slot: claims.ClaimSlot, study_id: int, token: str) -> None:
     """Enqueue ``task(study_id, token)`` once the caller's transaction commits.
 
-    When the broker cannot take it (Redis or RabbitMQ down), the claim is given
-    back and the failure logged, never raised: the caller's work (an answer,
-    an import) is already committed and must not turn into a server error, and
-    the next request or the sweep asks again.
+    When the broker cannot take it (Redis or RabbitMQ down, or hung past
+    ``PREFLOOP_BROKER_TIMEOUT_SECONDS``), the claim is given back and the
+    failure logged, never raised: the caller's work (an answer, an import) is
+    already committed and must not turn into a server error, and the next
+    request or the sweep asks again. For ``PREFLOOP_BROKER_BACKOFF_SECONDS``
+    after a failure this process does not try (the claim is given back at
+    once), so a dead broker slows one request per period, not every one.
     """
 
     def send() -> None:
+        global _broker_failed_at
+        failed_at = _broker_failed_at
+        if failed_at is not None and clock() - failed_at < settings.PREFLOOP_BROKER_BACKOFF_SECONDS:
+            slot.drop(study_id, token)
+            return
         try:
             task.delay(study_id, token)
         except Exception:
+            _broker_failed_at = clock()
             logger.exception(
                 "could not enqueue %s for study %s; a later request or the sweep retries", task.name, study_id
             )
             slot.drop(study_id, token)
+        else:
+            _broker_failed_at = None
 
     transaction.on_commit(send)
 

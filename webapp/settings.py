@@ -177,6 +177,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.2,
     }
+# How long a send to the broker, or a connection to it, may wait. Without it a
+# broker that vanishes without closing the connection (a failover, a stopped host,
+# a firewall) holds every request that enqueues work for ever; past it the request
+# goes on without enqueuing (activelearn.triggers), and the sweep asks again.
+PREFLOOP_BROKER_TIMEOUT_SECONDS = env.float("PREFLOOP_BROKER_TIMEOUT_SECONDS", default=5.0)
+# After a failed send, this process sends nothing for this long (the claims are
+# given back; the sweep or a later request asks again): one request per period
+# waits on a dead broker, not every answer.
+PREFLOOP_BROKER_BACKOFF_SECONDS = env.float("PREFLOOP_BROKER_BACKOFF_SECONDS", default=10.0)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": PREFLOOP_BROKER_TIMEOUT_SECONDS,
+        "socket_connect_timeout": PREFLOOP_BROKER_TIMEOUT_SECONDS,
+    }
+# A send that fails is tried once more at once, not three times with pauses.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

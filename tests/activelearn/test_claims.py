@@ -119,11 +119,15 @@ def test_of_the_messages_for_one_queued_claim_the_first_to_arrive_runs(
 @pytest.mark.django_db
 @pytest.mark.loop
 def test_a_broker_outage_gives_the_claim_back_and_raises_nothing(
-    make_study, monkeypatch, caplog, django_capture_on_commit_callbacks, enqueued
+    make_study, monkeypatch, caplog, django_capture_on_commit_callbacks, enqueued, settings
 ):
     study = make_study()
+    now = [1000.0]
+    monkeypatch.setattr(triggers, "clock", lambda: now[0])
+    tries = []
 
     def broker_down(*args, **kwargs):
+        tries.append(args)
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(tasks.retrain_study, "delay", broker_down)
@@ -133,12 +137,20 @@ def test_a_broker_outage_gives_the_claim_back_and_raises_nothing(
     assert study.retrain_claimed_at is None and study.retrain_owner == "" and study.retrain_dirty
     assert "could not enqueue activelearn.tasks.retrain_study" in caplog.text
 
-    monkeypatch.undo()
+    # Within the back-off this process does not wait on the broker again: the claim goes back at once.
+    now[0] += settings.PREFLOOP_BROKER_BACKOFF_SECONDS - 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert triggers.retrain_request(study_id=study.id)
+    study.refresh_from_db()
+    assert len(tries) == 1 and study.retrain_owner == "", "not tried, and the claim given back"
+
+    now[0] += 2
     sent = []
     monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id, claim: sent.append(study_id))
     with django_capture_on_commit_callbacks(execute=True):
         assert services.loop_sweep().retrain == [study.id], "the broker is back: the sweep asks again"
     assert sent == [study.id]
+    assert triggers._broker_failed_at is None, "a send that worked ends the back-off"
 
 
 @pytest.mark.django_db
