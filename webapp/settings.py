@@ -282,6 +282,14 @@ PREFLOOP_RETRAIN_GROWTH = env.float("PREFLOOP_RETRAIN_GROWTH", default=0.1)
 # held-out log-loss and this many newest; older folders are deleted (their rows stay).
 PREFLOOP_CHECKPOINTS_KEEP = env.int("PREFLOOP_CHECKPOINTS_KEEP", default=3)
 
+# --- cache ----------------------------------------------------------------------
+# The API token endpoint's rate limit and the limit on new crowd participants are
+# counted in the cache, so every web process must share it: a local-memory cache
+# counts per process (gunicorn's workers, web hosts), multiplying each limit by
+# their number. Production: CACHE_URL=redis://host:6379/1 (docker/compose.yaml);
+# unset, each process has its own (development's one runserver; check --deploy warns).
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 # --- sign-in protection --------------------------------------------------------
 # Addresses (or networks) of the reverse proxies in front of the app; only their
 # X-Forwarded-For is believed (webapp/client_ip.py). Empty: the peer address is the client.

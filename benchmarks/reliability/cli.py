@@ -29,8 +29,9 @@ SECTIONS = {
     "load": ("benchmarks.reliability.load", "load"),
     "schemathesis": ("benchmarks.reliability.schema", "schemathesis"),
     "fuzz": ("benchmarks.reliability.fuzz", "fuzz"),
-}
+    "security": ("benchmarks.reliability.security", "security"),
     "cluster": ("benchmarks.reliability.cluster", "cluster"),
+}
 
 
 def main(argv: list[str] | None = None) -> bool:

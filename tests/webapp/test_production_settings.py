@@ -134,3 +134,32 @@ def test_server_timing_only_when_enabled(settings, enabled: bool):
     assert ("Server-Timing" in response.headers) is enabled
     if enabled:
         assert re.fullmatch(r"app;dur=\d+\.\d", response["Server-Timing"])
+
+
+def test_docker_web_processes_share_one_cache_for_the_rate_limits(monkeypatch, tmp_path: Path):
+    """The token endpoint's rate limit and the crowd entry limit are counted in
+    the cache; gunicorn's workers (and web hosts) must share it, or each process
+    counts its own and every limit is multiplied by their number."""
+    docker = _settings(monkeypatch, tmp_path, **docker_env(secrets.token_urlsafe(50)))
+    assert docker["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert docker["CACHES"]["default"]["LOCATION"].startswith("redis://redis:6379/")
+    assert docker["CACHES"]["default"]["LOCATION"] != docker["CELERY_BROKER_URL"], "not the broker's database"
+    development = _settings(monkeypatch, tmp_path, DEBUG="true")
+    assert development["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+
+
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+        ("django.core.cache.backends.redis.RedisCache", False),
+    ],
+)
+def test_check_deploy_warns_about_a_cache_each_process_keeps_to_itself(settings, backend: str, warned: bool):
+    from django.core.checks import run_checks
+
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:6379/4"}}
+    ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert ("annotation.W001" in ids) is warned
+    assert "annotation.W001" not in {message.id for message in run_checks()}, "a deployment check only"
