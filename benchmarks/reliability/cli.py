@@ -16,10 +16,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.reliability.stack import ModuleFailed, run_module_json
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
@@ -49,16 +50,13 @@ def main(argv: list[str] | None = None) -> bool:
     ok = True
     for name in chosen:
         module, key = SECTIONS[name]
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "section.json"
-            started = time.monotonic()
-            command = [sys.executable, "-m", module, "--json-out", str(out)] + (["--short"] if args.short else [])
-            status = subprocess.run(command, cwd=ROOT).returncode
-            if status != 0 or not out.exists():
-                print(f"section {name} failed (exit {status})", file=sys.stderr)
-                ok = False
-                continue
-            figures = json.loads(out.read_text())
+        started = time.monotonic()
+        try:
+            figures = run_module_json(module, short=args.short)
+        except ModuleFailed as failed:
+            print(f"section {name} failed: {failed}", file=sys.stderr)
+            ok = False
+            continue
         figures["run"] = {
             "command": "python -m benchmarks.reliability --sections " + name + (" --short" if args.short else ""),
             "code_version": _code_version(),

@@ -38,7 +38,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from typing import Any
 
 from benchmarks.postgres import libpq_url
 from benchmarks.reliability.load import Crowd, LoadSampler, embedded, quality, seed_annotators, seed_study, verify
-from benchmarks.reliability.stack import ROOT, Stack, free_port, wait_for
+from benchmarks.reliability.stack import Stack, free_port, run_module_json, wait_for
 
 BURST = 15  # answers per trial: enough for a fit to be due (PREFLOOP_RETRAIN_MIN_NEW = 5)
 
@@ -61,13 +60,7 @@ def run(*, short: bool, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
     """Each kind in a process of its own; their figures by kind."""
     out: dict[str, Any] = {}
     for kind in kinds:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{kind}.json"
-            command = [sys.executable, "-m", "benchmarks.reliability.faults", "--kind", kind, "--json-out", str(path)]
-            status = subprocess.run(command + (["--short"] if short else []), cwd=ROOT).returncode
-            if status != 0 or not path.exists():
-                raise SystemExit(f"fault kind {kind} failed (exit {status})")
-            out.update(json.loads(path.read_text()))
+        out.update(run_module_json("benchmarks.reliability.faults", ["--kind", kind], short=short))
     return out
 
 

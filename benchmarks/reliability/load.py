@@ -37,9 +37,6 @@ import http.client
 import json
 import os
 import random
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -48,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.reliability.stack import ROOT, Stack, wait_for
+from benchmarks.reliability.stack import Stack, run_module_json, wait_for
 
 BROKER_URL = "redis://127.0.0.1:6379/9"
 THINK_SECONDS = 0.2
@@ -85,16 +82,7 @@ def quality(text: str) -> int:
 
 def run(*, short: bool, variants: tuple[str, ...] = tuple(VARIANTS)) -> dict[str, Any]:
     """Each variant in a process of its own; their figures by name."""
-    out: dict[str, Any] = {}
-    for name in variants:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.json"
-            command = [sys.executable, "-m", "benchmarks.reliability.load", "--variant", name, "--json-out", str(path)]
-            status = subprocess.run(command + (["--short"] if short else []), cwd=ROOT).returncode
-            if status != 0 or not path.exists():
-                raise SystemExit(f"load variant {name} failed (exit {status})")
-            out[name] = json.loads(path.read_text())
-    return out
+    return {name: run_module_json("benchmarks.reliability.load", ["--variant", name], short=short) for name in variants}
 
 
 def run_variant(name: str, *, short: bool) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Django reads its settings once.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,9 +21,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from benchmarks.postgres import drop_database, recreate_database
 
@@ -204,3 +206,28 @@ def _answers(url: str) -> bool:
             return response.status < 500
     except OSError:
         return False
+
+
+class ModuleFailed(SystemExit):
+    """A section (or one of its parts) that exited non-zero or wrote no figures.
+    A ``SystemExit``, as the sections' other failures are: uncaught, it ends the
+    parent with its message; the CLI catches it and goes on to the next section."""
+
+
+def run_module_json(module: str, args: Sequence[str] = (), *, short: bool) -> dict[str, Any]:
+    """Run ``python -m <module> <args> --json-out FILE`` (and ``--short``) from
+    the repository root in a process of its own, and return the JSON it wrote.
+
+    Sections and their parts each get a process because Django reads its
+    settings once per process and each part needs its own (database, broker,
+    shorter leases). The child's output goes to this process's stdout and
+    stderr, so its progress and logs' paths stay visible. Raises
+    :class:`ModuleFailed` when it exits non-zero or writes no file."""
+    with tempfile.TemporaryDirectory(prefix="prefloop-figures-") as tmp:
+        path = Path(tmp) / "figures.json"
+        command = [sys.executable, "-m", module, *args, "--json-out", str(path)] + (["--short"] if short else [])
+        status = subprocess.run(command, cwd=ROOT).returncode
+        if status != 0 or not path.exists():
+            shown = " ".join([module, *args] + (["--short"] if short else []))
+            raise ModuleFailed(f"{shown} failed (exit {status}{'' if path.exists() else ', no figures written'})")
+        return json.loads(path.read_text())
