@@ -71,8 +71,6 @@ def claims_outlive_slow_machines(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hasher(settings) -> None:
-@pytest.fixture(autouse=True)
 def broker_not_backing_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """A test whose broker failed leaves this process skipping sends for a while
     (``activelearn.triggers``' back-off); each test starts without it."""
@@ -81,6 +79,8 @@ def broker_not_backing_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triggers, "_broker_failed_at", None)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings) -> None:
     """PBKDF2 is slow on purpose; tests log users in often and need no strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
