@@ -103,12 +103,15 @@ def _checkpoints_in_tmp(settings, tmp_path):
 
 @pytest.fixture
 def judge():
-    """``judge(study, user, n)``: lease and answer ``n`` comparisons (always "a")."""
+    """``judge(study, user, n)``: lease and answer ``n`` comparisons (always "a"),
+    through the same services the annotation views call. A queue that runs dry
+    fails the test where it happens rather than as an error on ``None``."""
     from annotation.services import assignment_lease_next, judgment_submit
 
     def answer(study, user, n):
         for _ in range(n):
-            comparison = assignment_lease_next(study=study, annotator=user).assignment.comparison
-            judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="a")
+            lease = assignment_lease_next(study=study, annotator=user)
+            assert lease is not None, "the queue ran dry"
+            judgment_submit(study=study, annotator=user, comparison_id=lease.assignment.comparison_id, choice="a")
 
     return answer

@@ -13,7 +13,6 @@ from activelearn import embedding, features, refill, services, tasks, triggers
 from annotation.imports.records import CandidateRecord, PromptRecord
 from annotation.imports.writer import study_import_records
 from annotation.models import Candidate, Comparison, EmbeddingProgress, Judgment, Prompt, Study
-from annotation.services import assignment_lease_next, judgment_submit
 from models_runtime.embedding import CachedEmbedder
 from webapp.celery import app as celery_app
 
@@ -191,15 +190,9 @@ def test_embedding_has_a_queue_of_its_own_apart_from_imports_and_refills():
     assert "embed" in {queue.name for queue in celery_app.conf.task_queues}
 
 
-def _judge(study, user, n):
-    for _ in range(n):
-        comparison = assignment_lease_next(study=study, annotator=user).assignment.comparison
-        judgment_submit(study=study, annotator=user, comparison_id=comparison.id, choice="a")
-
-
 @pytest.mark.django_db
 def test_refills_and_retrains_do_not_embed_what_the_embed_queue_has_not_reached(
-    make_study, annotators, member, use_embedder, loop_calls
+    make_study, annotators, member, use_embedder, loop_calls, judge
 ):
     study = make_study(embedded=False, queue_target=8)
     member(study)
@@ -208,7 +201,7 @@ def test_refills_and_retrains_do_not_embed_what_the_embed_queue_has_not_reached(
     assert fake.calls == [], "the cold-start refill needs no embeddings"
     assert loop_calls.embed == []
 
-    _judge(study, annotators[0], 6)
+    judge(study, annotators[0], 6)
     judged = features.study_judged_candidate_ids(study_id=study.id)
     version = services.reward_model_fit(study_id=study.id)
     assert version is not None and version.n_judgments == Judgment.objects.filter(study=study).count()

@@ -11,23 +11,16 @@ from django.urls import reverse
 
 from activelearn import features, refill, services
 from annotation.models import Judgment, Membership, RewardModelVersion, Study
-from annotation.services import assignment_lease_next, judgment_submit
 from models_runtime import kinds, reward
 
 pytestmark = pytest.mark.django_db
 
 
-def _judge(study, user, n, choose=lambda comparison: "a"):
+def _judge_and_retrain(judge, study, user, n):
+    """Answer ``n`` comparisons with the ``judge`` fixture, running the retrain
+    after each as the loop does."""
     for _ in range(n):
-        lease = assignment_lease_next(study=study, annotator=user)
-        assert lease is not None, "the queue ran dry"
-        judgment_submit(study=study, annotator=user, comparison_id=lease.assignment.comparison_id, choice="a")
-
-
-def _judge_and_retrain(study, user, n):
-    """Answer ``n`` comparisons, running the retrain after each as the loop does."""
-    for _ in range(n):
-        _judge(study, user, 1)
+        judge(study, user, 1)
         services.reward_model_retrain(study_id=study.id)
 
 
@@ -46,11 +39,11 @@ def frozen_kind():
         yield kind
 
 
-def test_every_kind_reports_the_epoch_it_kept(make_study, annotators, member):
+def test_every_kind_reports_the_epoch_it_kept(make_study, annotators, member, judge):
     study = make_study()
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 8)
+    judge(study, annotators[0], 8)
     feats = features.study_features(study_id=study.id)
     data = features.study_preferences(study_id=study.id, index=feats.index())
     for kind in kinds.kinds():
@@ -60,16 +53,16 @@ def test_every_kind_reports_the_epoch_it_kept(make_study, annotators, member):
 
 
 def test_a_fit_that_keeps_its_starting_point_is_not_published(
-    make_study, annotators, member, frozen_kind, client_for, settings
+    make_study, annotators, member, frozen_kind, client_for, settings, judge
 ):
     settings.PREFLOOP_RETRAIN_MIN_NEW, settings.PREFLOOP_RETRAIN_GROWTH = 5, 0.1
     study = make_study(evaluation_rate=0.0)
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 3)
+    judge(study, annotators[0], 3)
     assert services.reward_model_fit(study_id=study.id) is not None  # v1, an MLP that learnt
     Study.objects.filter(id=study.id).update(model_type="frozen")
-    _judge(study, annotators[0], 2)
+    judge(study, annotators[0], 2)
     assert services.reward_model_retrain(study_id=study.id).version is None
     assert list(RewardModelVersion.objects.filter(study=study).values_list("version", flat=True)) == [1]
     study.refresh_from_db()
@@ -80,7 +73,7 @@ def test_a_fit_that_keeps_its_starting_point_is_not_published(
     assert study.last_fit_note.endswith("v1 stays live.")
     # A failed attempt waits for the cadence like a published one: no refit per judgment.
     attempted_at = study.last_fit_at
-    _judge(study, annotators[0], 1)
+    judge(study, annotators[0], 1)
     services.reward_model_retrain(study_id=study.id)
     study.refresh_from_db()
     assert study.last_fit_at == attempted_at, "no new attempt before the cadence says so"
@@ -91,7 +84,7 @@ def test_a_fit_that_keeps_its_starting_point_is_not_published(
     assert "did not improve on its starting point" in html and "v1 stays live" in html
 
 
-def test_no_fit_ever_sees_an_evaluation_judgment(make_study, annotators, member, monkeypatch):
+def test_no_fit_ever_sees_an_evaluation_judgment(make_study, annotators, member, monkeypatch, judge):
     study = make_study(evaluation_rate=0.5)
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
@@ -104,7 +97,7 @@ def test_no_fit_ever_sees_an_evaluation_judgment(make_study, annotators, member,
 
     monkeypatch.setattr(reward, "fit_reward_model", spy)
     for _ in range(3):
-        _judge_and_retrain(study, annotators[0], 8)
+        _judge_and_retrain(judge, study, annotators[0], 8)
         refill.queue_refill(study_id=study.id, seed=1)
     evaluation = Judgment.objects.filter(study=study, evaluation=True)
     assert evaluation.exists() and Judgment.objects.filter(study=study, evaluation=False).exists()
@@ -119,12 +112,12 @@ def test_no_fit_ever_sees_an_evaluation_judgment(make_study, annotators, member,
     assert all(v.fixed_evaluation and v.n_train + evaluation.count() >= v.n_judgments for v in versions)
 
 
-def test_judgments_of_one_pair_land_on_the_same_side_once_and_for_all(make_study, annotators, member):
+def test_judgments_of_one_pair_land_on_the_same_side_once_and_for_all(make_study, annotators, member, judge):
     study = make_study(overlap=3, evaluation_rate=0.5)
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
     for user in annotators:
-        _judge(study, user, 12)
+        judge(study, user, 12)
     sides: dict[int, set] = {}
     for comparison_id, side in Judgment.objects.filter(study=study).values_list("comparison_id", "evaluation"):
         sides.setdefault(comparison_id, set()).add(side)
@@ -136,13 +129,13 @@ def test_judgments_of_one_pair_land_on_the_same_side_once_and_for_all(make_study
     assert dict(Judgment.objects.filter(study=study).values_list("id", "evaluation")) == before
 
 
-def test_fits_come_at_the_cadence_not_at_every_judgment(make_study, annotators, member, settings):
+def test_fits_come_at_the_cadence_not_at_every_judgment(make_study, annotators, member, settings, judge):
     settings.PREFLOOP_RETRAIN_MIN_NEW, settings.PREFLOOP_RETRAIN_GROWTH = 5, 0.1
     assert [services.retrain_due_after(n) for n in (3, 20, 50, 51, 100)] == [8, 25, 55, 57, 110]
     study = make_study(evaluation_rate=0.0, queue_target=20)
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge_and_retrain(study, annotators[0], 14)
+    _judge_and_retrain(judge, study, annotators[0], 14)
     assert list(
         RewardModelVersion.objects.filter(study=study).order_by("version").values_list("n_train", flat=True)
     ) == [
@@ -156,18 +149,18 @@ def test_fits_come_at_the_cadence_not_at_every_judgment(make_study, annotators, 
 
 
 def test_old_checkpoints_are_pruned_but_the_live_the_best_and_the_newest_stay(
-    make_study, annotators, member, settings, client_for
+    make_study, annotators, member, settings, client_for, judge
 ):
     settings.PREFLOOP_RETRAIN_MIN_NEW, settings.PREFLOOP_CHECKPOINTS_KEEP = 1, 2
     study = make_study(evaluation_rate=0.0, queue_target=20)
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 3)
+    judge(study, annotators[0], 3)
     services.reward_model_fit(study_id=study.id)
     # v1 is the best by held-out log-loss (set by hand: this study has no evaluation set).
     RewardModelVersion.objects.filter(study=study, version=1).update(heldout_log_loss=0.1)
     for _ in range(4):
-        _judge(study, annotators[0], 1)
+        judge(study, annotators[0], 1)
         assert services.reward_model_fit(study_id=study.id) is not None
     versions = {v.version: v for v in RewardModelVersion.objects.filter(study=study)}
     assert sorted(versions) == [1, 2, 3, 4, 5]
@@ -178,7 +171,7 @@ def test_old_checkpoints_are_pruned_but_the_live_the_best_and_the_newest_stay(
     with pytest.raises(services.CheckpointPruned, match=r"v2's checkpoint was pruned on .* keeps the live version"):
         services.reward_model_load(versions[2])
     # The loop never needs a pruned one: the next fit warm-starts from the live version.
-    _judge(study, annotators[0], 1)
+    judge(study, annotators[0], 1)
     assert services.reward_model_fit(study_id=study.id).version == 6
 
     researcher = annotators[2]
@@ -190,7 +183,7 @@ def test_old_checkpoints_are_pruned_but_the_live_the_best_and_the_newest_stay(
 
 
 def test_a_model_fitted_on_other_features_is_not_used_and_is_refitted_at_once(
-    make_study, annotators, member, monkeypatch, caplog, loop_calls
+    make_study, annotators, member, monkeypatch, caplog, loop_calls, judge
 ):
     """After the study's features change (here its ``features`` choice; an
     upgraded encoder or PREFLOOP_EMBEDDER_LAYERS gives the same key change), the
@@ -202,7 +195,7 @@ def test_a_model_fitted_on_other_features_is_not_used_and_is_refitted_at_once(
     study = make_study(model_type="mlp", strategy="uncertainty")
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
-    _judge(study, annotators[0], 6)
+    judge(study, annotators[0], 6)
     v1 = services.reward_model_fit(study_id=study.id)
     assert v1 is not None and not services.live_model_stale(study_id=study.id)
 
