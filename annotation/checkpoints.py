@@ -4,8 +4,8 @@ By default a checkpoint is a folder under ``PREFLOOP_CHECKPOINT_DIR``
 (safetensors + config.json), published by an atomic rename of its staging
 folder. A deployment whose workers and web servers run on different hosts
 configures a storage named ``checkpoints`` in ``STORAGES`` instead (the
-settings do so for ``PREFLOOP_CHECKPOINT_STORAGE=s3``: django-storages' S3
-back end, which also speaks to MinIO, Ceph and other S3-compatible stores). A
+settings do so for ``PREFLOOP_STORAGE=s3``: django-storages' S3 back end,
+which also speaks to MinIO, Ceph and other S3-compatible stores). A
 worker then uploads each file of the checkpoint under ``study-<id>/<random>/``
 before the version's row is written, so readers never see half a checkpoint, and any host that needs the weights (a
 refill, a download) fetches them once into a local cache keyed by that name,
@@ -193,7 +193,6 @@ def _store_for(reference: str) -> Storage:
     store = object_storage()
     if store is None:
         raise CheckpointMissing(
-            f"{reference} lives in the '{STORAGE_ALIAS}' storage, which this host does not configure "
-            "(PREFLOOP_CHECKPOINT_STORAGE)"
+            f"{reference} lives in the '{STORAGE_ALIAS}' storage, which this host does not configure (PREFLOOP_STORAGE)"
         )
     return store

@@ -558,7 +558,8 @@ class Judgment(models.Model):
 class ImportJob(models.Model):
     """A file import that runs in the worker, with progress for the study page.
 
-    The upload is stored under ``MEDIA_ROOT/imports/`` and parsed and written by
+    The upload is stored in the ``imports`` storage (``MEDIA_ROOT/imports/``, or
+    the object store) and parsed and written by
     ``annotation.tasks.import_job_run``; the web process only polls this row.
     ``total`` is the number of rows (records) in the file once counted;
     ``processed`` counts rows checked during the ``checking`` stage and rows
@@ -581,7 +582,7 @@ class ImportJob(models.Model):
     )
     # A key of annotation.imports.registry (a callable: a new format needs no migration).
     format = models.CharField(max_length=16, choices=import_formats.choices)
-    # Path relative to MEDIA_ROOT; removed once the import succeeded.
+    # The upload's name in the imports storage, imports/<random>/<name>; removed once the job ends.
     file_path = models.CharField(max_length=500)
     original_name = models.CharField(max_length=255, blank=True)
     # Format options, e.g. {"record_preference": true} for chosen/rejected data.

@@ -1,9 +1,11 @@
-"""Shared fixtures: users in roles, a study with a queue, and a quiet active-learning loop."""
+"""Shared fixtures: users in roles, a study with a queue, a quiet active-learning loop,
+and a bucket on a real S3 server (moto's server mode) for the object-store tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -137,3 +139,63 @@ def client_for() -> Callable[[object], Client]:
         return client
 
     return make
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """An empty bucket on the test S3 server (``s3_bucket``): a boto3 ``client``,
+    the bucket's ``name`` and the server's ``endpoint``."""
+
+    client: Any
+    name: str
+    endpoint: str
+
+    def object_keys(self) -> set[str]:
+        return {
+            item["Key"]
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+            for item in page.get("Contents", [])
+        }
+
+    def storage(self, location: str) -> dict[str, Any]:
+        """A ``STORAGES`` entry for this bucket under ``location``, as the
+        settings write it for ``PREFLOOP_STORAGE=s3``."""
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": self.name,
+                "endpoint_url": self.endpoint,
+                "region_name": "us-east-1",
+                "location": location,
+                "default_acl": None,
+                "file_overwrite": False,
+                "max_memory_size": 1 << 20,
+            },
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 server for the session: moto's server mode on 127.0.0.1, over HTTP."""
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
+    """A fresh, empty bucket on that server (emptied and deleted afterwards), with
+    credentials in boto3's environment variables."""
+    boto3 = pytest.importorskip("boto3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    bucket = S3Bucket(client=client, name="prefloop-test", endpoint=s3_endpoint)
+    client.create_bucket(Bucket=bucket.name)
+    yield bucket
+    for key in bucket.object_keys():
+        client.delete_object(Bucket=bucket.name, Key=key)
+    client.delete_bucket(Bucket=bucket.name)

@@ -235,29 +235,50 @@ PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default
 # Scheduling priority of worker processes (os.nice increment; 0 keeps the parent's).
 PREFLOOP_WORKER_NICE = env.int("PREFLOOP_WORKER_NICE", default=10)
 PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(MEDIA_ROOT / "checkpoints")))
-# Checkpoints in an S3-compatible object store (AWS S3, MinIO, Ceph, ...) instead of
-# that folder, so workers on other hosts publish checkpoints every web host serves
-# (annotation.checkpoints). Credentials come from boto3's usual sources
+# Where what the web hosts and the workers both read is kept: reward-model
+# checkpoints (annotation.checkpoints) and uploaded import files waiting for
+# their background job (annotation.imports.jobs). local: folders on this host
+# (PREFLOOP_CHECKPOINT_DIR, MEDIA_ROOT/imports/), which every host must then share;
+# s3: an S3-compatible object store (AWS S3, MinIO, Ceph, ...), so workers on other
+# hosts need no shared folder. Credentials come from boto3's usual sources
 # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile or an instance role).
-PREFLOOP_CHECKPOINT_STORAGE = env.str("PREFLOOP_CHECKPOINT_STORAGE", default="local")
-if PREFLOOP_CHECKPOINT_STORAGE not in ("local", "s3"):
-    raise environ.ImproperlyConfigured(
-        f"PREFLOOP_CHECKPOINT_STORAGE must be local or s3, not {PREFLOOP_CHECKPOINT_STORAGE!r}"
-    )
-CHECKPOINT_STORAGES = {}
-if PREFLOOP_CHECKPOINT_STORAGE == "s3":
-    CHECKPOINT_STORAGES["checkpoints"] = {
+# PREFLOOP_CHECKPOINT_STORAGE is this switch's name from when it covered checkpoints
+# only: it is still read when PREFLOOP_STORAGE is unset, for one release (until 0.2).
+_STORAGE_SETTING = "PREFLOOP_STORAGE" if env.str("PREFLOOP_STORAGE", default="") else "PREFLOOP_CHECKPOINT_STORAGE"
+PREFLOOP_STORAGE = env.str(_STORAGE_SETTING, default="local")
+if PREFLOOP_STORAGE not in ("local", "s3"):
+    raise environ.ImproperlyConfigured(f"{_STORAGE_SETTING} must be local or s3, not {PREFLOOP_STORAGE!r}")
+
+
+def _s3_storage(location: str) -> dict:
+    """django-storages' S3 back end on PREFLOOP_S3_BUCKET, keys under ``location``."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": env.str("PREFLOOP_S3_BUCKET"),
             "endpoint_url": env.str("PREFLOOP_S3_ENDPOINT_URL", default="") or None,
             "region_name": env.str("PREFLOOP_S3_REGION", default="") or None,
-            "location": env.str("PREFLOOP_S3_PREFIX", default="checkpoints"),
+            "location": location,
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": False,
+            # A file read back is spooled to disk past this size (the default, 0, keeps it all in memory).
+            "max_memory_size": FILE_UPLOAD_MAX_MEMORY_SIZE,
         },
     }
+
+
+if PREFLOOP_STORAGE == "s3":
+    OBJECT_STORAGES = {
+        # Each checkpoint under <prefix>/study-<id>/<random>/.
+        "checkpoints": _s3_storage(env.str("PREFLOOP_S3_PREFIX", default="checkpoints")),
+        # Keys from the bucket's root: an upload's key is its job's file_path, imports/<random>/<name>.
+        "imports": _s3_storage(""),
+    }
+else:
+    # Uploads under MEDIA_ROOT/imports/: no location, so the storage follows MEDIA_ROOT
+    # wherever it is set (tests move it). Checkpoints use PREFLOOP_CHECKPOINT_DIR directly.
+    OBJECT_STORAGES = {"imports": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
 # Claims on a study's background work (activelearn.claims): a running retrain,
 # refill or embedding beats every lease/6 seconds, and a claim whose worker died
 # expires after the lease; one enqueued but not started after the second figure
@@ -349,13 +370,13 @@ if not DEBUG:
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-        **CHECKPOINT_STORAGES,
+        **OBJECT_STORAGES,
     }
 else:
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        **CHECKPOINT_STORAGES,
+        **OBJECT_STORAGES,
     }
 
 LOGGING = {

@@ -1,10 +1,14 @@
-"""Import jobs: an upload stored on disk and imported by the worker, with progress.
+"""Import jobs: an upload stored for the worker and imported there, with progress.
 
-``import_upload_store`` keeps the upload under ``MEDIA_ROOT/imports/`` and
-``import_job_create`` records the job; ``annotation.imports.upload`` decides
-when to make one and enqueues the task (``annotation.tasks.import_job_run``),
-which calls ``import_job_run``. The web process only polls the ``ImportJob``
-row (its page, and the API).
+``import_upload_store`` saves the upload in the ``imports`` storage as
+``imports/<random>/<name>`` (a folder under ``MEDIA_ROOT`` by default; with
+``PREFLOOP_STORAGE=s3`` a key in the object store, so the worker that imports
+it may run on another host) and ``import_job_create`` records the job;
+``annotation.imports.upload`` decides when to make one and enqueues the task
+(``annotation.tasks.import_job_run``), which calls ``import_job_run``. The
+worker reads the upload from a private work folder of its own host
+(``<PREFLOOP_VAR_DIR>/import-work/``), removed once the file is parsed. The web
+process only polls the ``ImportJob`` row (its page, and the API).
 """
 
 from __future__ import annotations
@@ -14,18 +18,22 @@ import io
 import json
 import logging
 import math
+import posixpath
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -51,56 +59,198 @@ WRITE_PROGRESS_SECONDS = 0.5
 # few KB of gzip can hold millions of lines, and a write per thousand of them
 # took minutes on SQLite.
 CHECK_PROGRESS_SECONDS = 0.5
+# The storage alias uploads are saved in (webapp/settings.py defines it), and
+# the first part of every upload's name there.
+STORAGE_ALIAS = "imports"
+UPLOADS = "imports"
+# The folder under PREFLOOP_VAR_DIR where the worker reads uploads.
+WORK_FOLDER = "import-work"
+# A job whose upload is gone (or whose path names no stored upload).
+GONE = "the uploaded file is no longer stored; upload it again."
+
+
+def import_storage() -> Storage:
+    """The storage uploads wait in: ``STORAGES["imports"]``, which the settings
+    define (MEDIA_ROOT, or the object store of ``PREFLOOP_STORAGE=s3``); MEDIA_ROOT
+    where a deployment's own ``STORAGES`` leaves it out."""
+    if STORAGE_ALIAS in settings.STORAGES:
+        return storages[STORAGE_ALIAS]
+    return FileSystemStorage()
 
 
 def import_upload_store(*, upload: Any) -> Path:
-    """Copy an upload (a Django ``File``) under ``MEDIA_ROOT/imports/<random>/``,
-    chunk by chunk, and return its path relative to ``MEDIA_ROOT``."""
-    folder = Path("imports") / uuid.uuid4().hex
-    safe_name = Path(getattr(upload, "name", "") or "upload").name[-120:] or "upload"
-    target = Path(settings.MEDIA_ROOT) / folder / safe_name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        for chunk in upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b""):
-            out.write(chunk)
-    return folder / safe_name
+    """Save an upload (a Django ``File``, or a binary file with a ``name``) in the
+    ``imports`` storage as ``imports/<random>/<name>`` and return that name, which
+    ``ImportJob.file_path`` keeps. The storage reads it chunk by chunk (the S3
+    back end uploads it in parts), never whole."""
+    name = Path(str(getattr(upload, "name", "") or "upload").replace("\\", "/")).name[-120:]
+    safe_name = "upload" if name in ("", ".", "..") else name
+    content = upload if hasattr(upload, "chunks") else File(upload, name=safe_name)
+    saved = import_storage().save(f"{UPLOADS}/{uuid.uuid4().hex}/{safe_name}", content)
+    return Path(saved)
 
 
-def import_upload_discard(*, stored: Path) -> None:
-    """Remove a stored upload (and anything unpacked beside it): its folder
-    ``imports/<random>/``, and nothing else whatever ``stored`` says."""
-    if len(stored.parts) != 3 or stored.parts[0] != "imports" or ".." in stored.parts:
+def import_upload_discard(*, stored: Path | str) -> None:
+    """Remove a stored upload (and anything left beside it): its folder
+    ``imports/<random>/``, and nothing else whatever ``stored`` says. A storage
+    that fails here is logged, not raised: ``import_uploads_prune`` removes the
+    upload later, and the caller's own outcome (or error) stands."""
+    name = _upload_name(stored)
+    if name is None:
         return
-    shutil.rmtree((Path(settings.MEDIA_ROOT) / stored).parent, ignore_errors=True)
+    try:
+        _folder_delete(import_storage(), posixpath.dirname(name))
+    except Exception:
+        logger.warning("the stored upload %s could not be removed; pruning will", name, exc_info=True)
 
 
 def import_uploads_prune(*, older_than: timedelta = STALE_AFTER) -> int:
     """Remove stored uploads that no queued or running job needs: those left
     behind by jobs that failed before failed jobs removed their own, by a
     worker that died, or by an upload whose job was never recorded. Only
-    folders untouched for ``older_than`` go, so an upload being stored right
-    now (its job not yet written) is safe. Returns how many were removed;
-    run after every job and by ``manage.py prune_imports``."""
-    root = Path(settings.MEDIA_ROOT) / "imports"
-    if not root.is_dir():
+    uploads untouched for ``older_than`` go, so one being stored right now (its
+    job not yet written) is safe. Works through the storage, one stored file at
+    a time (an object store has no folders: an upload's "folder" is the prefix
+    ``imports/<random>/`` of its key, as old as its newest file). Also removes
+    this host's work folders that dead workers left. Returns how many uploads
+    were removed; run after every job and by ``manage.py prune_imports``."""
+    _work_folders_prune(older_than=older_than)
+    store = import_storage()
+    try:
+        folders, _ = store.listdir(UPLOADS)
+    except FileNotFoundError:  # MEDIA_ROOT/imports/ not made yet
         return 0
     active = ImportJob.objects.filter(status__in=(ImportJob.Status.QUEUED, ImportJob.Status.RUNNING))
-    needed = {Path(path).parts[1] for path in active.values_list("file_path", flat=True) if len(Path(path).parts) == 3}
+    needed = {
+        PurePosixPath(name).parts[1]
+        for name in map(_upload_name, active.values_list("file_path", flat=True))
+        if name is not None
+    }
     cutoff = (timezone.now() - older_than).timestamp()
     removed = 0
-    for folder in root.iterdir():
-        if folder.is_dir() and folder.name not in needed and _last_touched(folder) < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
+    for folder in folders:
+        if folder in needed or folder in ("", ".", ".."):
+            continue
+        prefix = f"{UPLOADS}/{folder}"
+        try:
+            if _last_touched(store, prefix) >= cutoff:
+                continue
+            _folder_delete(store, prefix)
+        except FileNotFoundError:
+            continue  # vanishing under us: someone else is at it
+        removed += 1
     return removed
 
 
-def _last_touched(folder: Path) -> float:
-    """When anything in ``folder`` last changed (its newest modification time)."""
+def _upload_name(stored: Path | str) -> str | None:
+    """``stored`` as the name of a stored upload, ``imports/<random>/<name>``;
+    None for anything else (an absolute path, a ``..``): a job's path is data
+    and must not become a way to read or delete other files."""
+    parts = PurePosixPath(str(stored)).parts
+    if len(parts) != 3 or parts[0] != UPLOADS or any(part in (".", "..") for part in parts):
+        return None
+    return "/".join(parts)
+
+
+def _local_path(store: Storage, name: str) -> Path | None:
+    """Where ``name`` lies on this host's disk; None for a remote storage."""
     try:
-        return max([folder.stat().st_mtime, *(path.stat().st_mtime for path in folder.rglob("*"))])
-    except OSError:
-        return float("inf")  # vanishing under us: someone else is at it
+        return Path(store.path(name))
+    except NotImplementedError:
+        return None
+
+
+def _files_under(store: Storage, folder: str) -> Iterator[str]:
+    """The names of the files under ``folder``, its subfolders' included."""
+    folders, files = store.listdir(folder)
+    for sub in folders:
+        yield from _files_under(store, f"{folder}/{sub}")
+    for name in files:
+        yield f"{folder}/{name}"
+
+
+def _last_touched(store: Storage, folder: str) -> float:
+    """When anything under ``folder`` last changed (its newest modification
+    time); a local folder's own time counts too, so one just made for an
+    upload being written is not yet stale."""
+    times = [store.get_modified_time(name).timestamp() for name in _files_under(store, folder)]
+    local = _local_path(store, folder)
+    if local is not None:
+        times.append(local.stat().st_mtime)
+    return max(times, default=-math.inf)
+
+
+def _folder_delete(store: Storage, folder: str) -> None:
+    """Delete every file under ``folder``; on a local disk, the emptied folders
+    too (an object store has none)."""
+    try:
+        names = list(_files_under(store, folder))
+    except FileNotFoundError:
+        return
+    for name in names:
+        store.delete(name)
+    local = _local_path(store, folder)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+@contextmanager
+def _upload_fetched(job: ImportJob) -> Iterator[Path]:
+    """The job's upload as a file in a private work folder of this host,
+    ``<PREFLOOP_VAR_DIR>/import-work/<job id>-<random>/<name>``, removed
+    afterwards whatever happens. From an object store it is downloaded; from
+    a local storage it is linked, not copied. What ``prepare`` unpacks lands
+    beside it, in that folder. A missing upload is an ``ImportFileError``."""
+    name = _upload_name(job.file_path)
+    if name is None:
+        raise ImportFileError(GONE)
+    root = Path(settings.PREFLOOP_VAR_DIR) / WORK_FOLDER
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{job.pk}-", dir=root))
+    try:
+        target = work / PurePosixPath(name).name
+        try:
+            _fetch(import_storage(), name, target)
+        except FileNotFoundError:
+            raise ImportFileError(GONE) from None
+        yield target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fetch(store: Storage, name: str, target: Path) -> None:
+    local = _local_path(store, name)
+    if local is not None:
+        if not local.is_file():
+            raise FileNotFoundError(name)
+        target.symlink_to(local)
+        return
+    with store.open(name, "rb") as source, target.open("wb") as out:
+        s3_object = getattr(source, "obj", None)
+        if hasattr(s3_object, "download_fileobj"):
+            # django-storages' S3 file: straight to disk (reading it would first
+            # download the whole object into a temporary file of its own).
+            s3_object.download_fileobj(out, Config=getattr(store, "transfer_config", None))
+        else:
+            shutil.copyfileobj(source, out, length=1 << 20)
+
+
+def _work_folders_prune(*, older_than: timedelta) -> None:
+    """Remove work folders of this host that a killed worker left behind: not
+    its running jobs' ones, nor any touched within ``STALE_AFTER`` (a job
+    running longer may be claimed again anyway)."""
+    root = Path(settings.PREFLOOP_VAR_DIR) / WORK_FOLDER
+    if not root.is_dir():
+        return
+    running = {str(pk) for pk in ImportJob.objects.filter(status=ImportJob.Status.RUNNING).values_list("pk", flat=True)}
+    cutoff = (timezone.now() - max(older_than, STALE_AFTER)).timestamp()
+    for folder in root.iterdir():
+        try:
+            stale = folder.lstat().st_mtime < cutoff
+        except OSError:
+            continue
+        if stale and folder.name.split("-", 1)[0] not in running:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def import_job_create(
@@ -170,9 +320,11 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     transaction, so a bad row or a crash imports nothing. While that
     transaction is open, progress is written on a second database connection
     (not on SQLite, which allows one writer at a time). A failed job keeps the
-    error, with its line or row and field; its upload (and anything unpacked
-    from it) is removed whether the job succeeds or fails, since nothing reads
-    it again: a failed import is uploaded anew. A job that skips invalid rows
+    error, with its line or row and field; its upload is removed whether the
+    job succeeds or fails, since nothing reads it again: a failed import is
+    uploaded anew. The file is read from a work folder of this host
+    (``_upload_fetched``), so the worker needs no folder shared with the web
+    host that stored it when the storage is an object store. A job that skips invalid rows
     writes the valid ones (still in one transaction) and keeps the skipped
     ones, with line, field, error and raw row.
     """
@@ -187,11 +339,13 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     skipped = SkippedRows() if job.skip_invalid else None
     try:
         spec = registry.get(job.format)
-        path = Path(settings.MEDIA_ROOT) / job.file_path
-        if spec.prepare is not None:
-            path = spec.prepare(path)
-        ImportJob.objects.filter(pk=job_id).update(total=spec.count_rows(path, options=job.options))
-        records = spec.parse_stored(path, options=job.options, on_progress=_checking_progress(job_id), skipped=skipped)
+        with _upload_fetched(job) as path:
+            if spec.prepare is not None:
+                path = spec.prepare(path)
+            ImportJob.objects.filter(pk=job_id).update(total=spec.count_rows(path, options=job.options))
+            records = spec.parse_stored(
+                path, options=job.options, on_progress=_checking_progress(job_id), skipped=skipped
+            )
         ImportJob.objects.filter(pk=job_id).update(stage=ImportJob.Stage.WRITING, processed=0, total=len(records))
         # The rows and the job's "done" commit together: the job never says
         # running over committed rows (and what the writer starts on commit,
@@ -225,9 +379,8 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         logger.exception("import job %s failed", job_id)
         _import_job_fail(job, "Nothing imported: the import failed unexpectedly; the error is in the worker log.")
         raise
-    # The upload (and an unpacked dataset) is no longer needed once imported.
-    import_upload_discard(stored=Path(job.file_path))
-    import_uploads_prune()
+    # The upload is no longer needed once imported.
+    _uploads_tidy(job)
     return ImportJob.objects.get(pk=job_id)
 
 
@@ -284,9 +437,19 @@ def _import_job_fail(job: ImportJob, message: str) -> ImportJob | None:
     except DatabaseError:
         logger.exception("import job %s: its failure could not be recorded as it was", job.pk)
         ImportJob.objects.filter(pk=job.pk).update(**fields, error=FAILED_UNREADABLE)
-    import_upload_discard(stored=Path(job.file_path))
-    import_uploads_prune()
+    _uploads_tidy(job)
     return ImportJob.objects.filter(pk=job.pk).first()
+
+
+def _uploads_tidy(job: ImportJob) -> None:
+    """Remove a finished job's upload, and what older jobs left (``import_uploads_prune``).
+    The job's outcome is written already: a storage that fails now is logged, not
+    raised, and the next prune tries again."""
+    import_upload_discard(stored=job.file_path)
+    try:
+        import_uploads_prune()
+    except Exception:
+        logger.warning("pruning stored uploads after import job %s failed", job.pk, exc_info=True)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Checkpoints in an S3-compatible object store (``PREFLOOP_CHECKPOINT_STORAGE=s3``),
+"""Checkpoints in an S3-compatible object store (``PREFLOOP_STORAGE=s3``),
 against a real S3 server: moto's server mode on 127.0.0.1, speaking HTTP.
 
 A worker on one host publishes; a web host with an empty cache serves the
@@ -26,54 +26,17 @@ from annotation import checkpoints
 from annotation.models import Membership, RewardModelVersion
 from tests.factories import UserFactory
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
-
-BUCKET = "prefloop-checkpoints"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(s3_endpoint, settings, monkeypatch, tmp_path):
-    """The ``checkpoints`` storage on a fresh bucket, as the s3 settings configure it."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
+def s3(s3_bucket, settings, tmp_path):
+    """The ``checkpoints`` storage on a fresh bucket (``s3_bucket``, tests/conftest.py),
+    as the s3 settings configure it."""
     settings.PREFLOOP_CHECKPOINT_DIR = tmp_path / "local-checkpoints"
     settings.PREFLOOP_VAR_DIR = tmp_path / "var"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "checkpoints": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": BUCKET,
-                "endpoint_url": s3_endpoint,
-                "region_name": "us-east-1",
-                "location": "checkpoints",
-                "default_acl": None,
-                "file_overwrite": False,
-            },
-        },
-    }
-    yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
-
-
-def _keys(client) -> set[str]:
-    return {item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+    settings.STORAGES = {**settings.STORAGES, "checkpoints": s3_bucket.storage("checkpoints")}
+    return s3_bucket
 
 
 @pytest.mark.django_db
@@ -90,7 +53,7 @@ def test_a_version_published_to_s3_is_served_and_loaded_by_a_host_without_it(
     version = services.reward_model_fit(study_id=study.id)
     assert version is not None and version.checkpoint_path.startswith("checkpoints:study-")
     name = version.checkpoint_path.removeprefix("checkpoints:")
-    assert _keys(s3) == {f"checkpoints/{name}/config.json", f"checkpoints/{name}/model.safetensors"}
+    assert s3.object_keys() == {f"checkpoints/{name}/config.json", f"checkpoints/{name}/model.safetensors"}
     assert not any(Path(settings.PREFLOOP_CHECKPOINT_DIR).rglob("*.safetensors")), "nothing in the local folder"
 
     # Another host: no cached copy. Loading fetches the weights; the scores are the fitted model's.
@@ -131,7 +94,7 @@ def test_pruning_deletes_the_objects_and_a_pruned_version_says_so(s3, make_study
     kept = {second.checkpoint_path.removeprefix("checkpoints:")}
     if first.pruned_at is None:  # kept as the best by held-out log-loss
         kept.add(first.checkpoint_path.removeprefix("checkpoints:"))
-    assert {key.split("/")[1] + "/" + key.split("/")[2] for key in _keys(s3)} == kept
+    assert {key.split("/")[1] + "/" + key.split("/")[2] for key in s3.object_keys()} == kept
     if first.pruned_at is not None:
         with pytest.raises(services.CheckpointPruned):
             services.reward_model_load(first)
@@ -156,7 +119,7 @@ def test_a_failed_upload_leaves_no_version_and_no_objects(s3, make_study, annota
     with pytest.raises(ConnectionError):
         services.reward_model_fit(study_id=study.id)
     assert not RewardModelVersion.objects.filter(study=study).exists()
-    assert _keys(s3) == set(), "the first file's upload was removed"
+    assert s3.object_keys() == set(), "the first file's upload was removed"
 
 
 @pytest.mark.django_db
@@ -172,22 +135,51 @@ def test_references_outside_the_store_or_folder_are_refused(s3, settings):
 def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
     code = (
         "import django, json; django.setup(); from django.conf import settings; "
-        "print(json.dumps(settings.STORAGES.get('checkpoints')))"
+        "print(json.dumps({alias: settings.STORAGES.get(alias) for alias in ('checkpoints', 'imports')}))"
     )
-    environment = {**os.environ, "DEBUG": "true", "SECRET_KEY": "x", **env}
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in ("PREFLOOP_STORAGE", "PREFLOOP_CHECKPOINT_STORAGE")},
+        "DEBUG": "true",
+        "SECRET_KEY": "x",
+        **env,
+    }
     return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, cwd=ROOT)
 
 
-def test_the_s3_setting_configures_the_checkpoint_storage_and_local_adds_none():
-    done = _settings_in_subprocess(
-        PREFLOOP_CHECKPOINT_STORAGE="s3", PREFLOOP_S3_BUCKET="models", PREFLOOP_S3_ENDPOINT_URL="http://minio:9000"
-    )
+def _storages(done: subprocess.CompletedProcess) -> dict:
     assert done.returncode == 0, done.stderr
-    storage = json.loads(done.stdout.strip().splitlines()[-1])
-    assert storage["BACKEND"] == "storages.backends.s3.S3Storage"
-    assert storage["OPTIONS"]["bucket_name"] == "models"
-    assert storage["OPTIONS"]["endpoint_url"] == "http://minio:9000"
-    local = _settings_in_subprocess(PREFLOOP_CHECKPOINT_STORAGE="local")
-    assert local.returncode == 0 and local.stdout.strip().splitlines()[-1] == "null"
-    wrong = _settings_in_subprocess(PREFLOOP_CHECKPOINT_STORAGE="ftp")
-    assert wrong.returncode != 0 and "must be local or s3" in wrong.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+S3_ENV = {"PREFLOOP_S3_BUCKET": "models", "PREFLOOP_S3_ENDPOINT_URL": "http://minio:9000"}
+
+
+def test_the_s3_setting_puts_checkpoints_and_import_uploads_in_the_bucket():
+    storages = _storages(_settings_in_subprocess(PREFLOOP_STORAGE="s3", **S3_ENV))
+    for alias, location in (("checkpoints", "checkpoints"), ("imports", "")):
+        assert storages[alias]["BACKEND"] == "storages.backends.s3.S3Storage"
+        options = storages[alias]["OPTIONS"]
+        assert (options["bucket_name"], options["endpoint_url"]) == ("models", "http://minio:9000")
+        assert options["location"] == location  # uploads are named imports/<random>/<name>
+        assert options["max_memory_size"] > 0  # a file read back spools to disk past that
+
+
+def test_local_storage_is_the_default_with_uploads_under_media_root():
+    for env in ({}, {"PREFLOOP_STORAGE": "local"}, {"PREFLOOP_STORAGE": "local", "PREFLOOP_CHECKPOINT_STORAGE": "s3"}):
+        storages = _storages(_settings_in_subprocess(**env, **S3_ENV))
+        assert storages["checkpoints"] is None
+        # No location: FileSystemStorage follows MEDIA_ROOT (and tests that change it).
+        assert storages["imports"] == {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+
+
+def test_the_old_checkpoint_storage_name_still_works_when_the_new_one_is_unset():
+    storages = _storages(_settings_in_subprocess(PREFLOOP_CHECKPOINT_STORAGE="s3", **S3_ENV))
+    assert storages["checkpoints"]["BACKEND"] == storages["imports"]["BACKEND"] == "storages.backends.s3.S3Storage"
+    local = _storages(_settings_in_subprocess(PREFLOOP_CHECKPOINT_STORAGE="local"))
+    assert local["checkpoints"] is None
+
+
+@pytest.mark.parametrize("name", ["PREFLOOP_STORAGE", "PREFLOOP_CHECKPOINT_STORAGE"])
+def test_an_unknown_storage_is_refused_by_the_name_that_was_set(name):
+    wrong = _settings_in_subprocess(**{name: "ftp"})
+    assert wrong.returncode != 0 and f"{name} must be local or s3" in wrong.stderr

@@ -1,4 +1,5 @@
-"""``manage.py prune_imports``: remove stored uploads that no import job needs.
+"""``manage.py prune_imports``: remove stored uploads that no import job needs
+(through the ``imports`` storage: MEDIA_ROOT, or the object store).
 
 Import jobs remove their upload when they finish, failed or not, and prune
 what older ones left; this command does the same at once (after an upgrade
@@ -17,8 +18,10 @@ from annotation.imports.jobs import STALE_AFTER, import_uploads_prune
 
 class Command(BaseCommand):
     help = (
-        "Remove uploads under MEDIA_ROOT/imports/ that no queued or running import job needs "
-        "(left by failed jobs of earlier versions, dead workers, or uploads whose job was never recorded)."
+        "Remove stored uploads (imports/ in the imports storage: MEDIA_ROOT, or the object store with "
+        "PREFLOOP_STORAGE=s3) that no queued or running import job needs (left by failed jobs of earlier "
+        "versions, dead workers, or uploads whose job was never recorded), and this host's import work "
+        "folders that killed workers left."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,7 +29,7 @@ class Command(BaseCommand):
             "--older-than-minutes",
             type=int,
             default=int(STALE_AFTER.total_seconds() // 60),
-            help="Keep folders changed more recently than this (default: %(default)s), so an upload being "
+            help="Keep uploads changed more recently than this (default: %(default)s), so an upload being "
             "stored now is safe.",
         )
 
