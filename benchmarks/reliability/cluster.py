@@ -13,9 +13,9 @@ HTTP) for checkpoints and uploaded imports (``PREFLOOP_STORAGE=s3``).
 - ``cpu-c``: a Celery worker on ``default`` and ``embed``, and beat.
 
 Annotators answer through the API, half of them on each web host, as a load
-balancer would spread them. Once the loop has published a first model,
-``train-a`` is SIGKILLed while it runs a fit (its whole process group, and it
-is not restarted: the host is gone); ``train-b`` must take the study's fits
+balancer would spread them. Once the loop has published a first model, the
+train host running one of its fits is SIGKILLed (its whole process group, and
+it is not restarted: the host is gone); the other must take the study's fits
 over when the dead worker's claim expires. Meanwhile a researcher uploads an
 import through ``web-b`` (a background job, which ``cpu-c`` runs from the
 object store) and downloads the live model's checkpoint through ``web-a``
@@ -52,8 +52,13 @@ from benchmarks.reliability.stack import Stack, free_port, wait_for
 BROKER_URL = "redis://127.0.0.1:6379/12"
 BUCKET = "prefloop-cluster"
 RECOVERY_LIMIT = 60.0
-# (annotators, answers) in the full and the short form.
-SIZES = {False: (16, 3000), True: (4, 240)}
+# (annotators, answers at least, think seconds at most) in the full and the short
+# form. The crowd answers until the kill's recovery and the researcher's session are
+# over and it has given that many answers; the short form's slower pace keeps that
+# within the prompts a short run embeds.
+SIZES = {False: (16, 3000, 0.2), True: (4, 240, 1.0)}
+# Prompts for this many times the answers: the crowd may answer past the minimum.
+PROMPT_SLACK = 4
 # Prompts in the researcher's import: over the size imported inside the request
 # (annotation.imports.upload.SYNC_IMPORT_MAX_BYTES), so it runs as a background job.
 IMPORT_PROMPTS = 400
@@ -72,17 +77,18 @@ CPU_HOST = "cpu-c"
 
 
 def run(*, short: bool) -> dict[str, Any]:
-    annotators, answers = SIZES[short]
+    annotators, answers, think = SIZES[short]
     s3_port = free_port()
     endpoint = f"http://127.0.0.1:{s3_port}"
     settings = {
         "PREFLOOP_STORAGE": "s3",
-        "PREFLOOP_CHECKPOINT_STORAGE": "s3",
         "PREFLOOP_S3_BUCKET": BUCKET,
         "PREFLOOP_S3_ENDPOINT_URL": endpoint,
         "PREFLOOP_S3_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "cluster-benchmark",
         "AWS_SECRET_ACCESS_KEY": "cluster-benchmark-secret",
+        # Rate limits and cached analytics shared by every web process, as deployed.
+        "CACHE_URL": "redis://127.0.0.1:6379/11",
         # The short form (CI) waits less for a dead worker's claim.
         **({"PREFLOOP_CLAIM_LEASE_SECONDS": "10", "PREFLOOP_SWEEP_SECONDS": "3"} if short else {}),
     }
@@ -96,8 +102,7 @@ def run(*, short: bool) -> dict[str, Any]:
 
         from django.conf import settings as django_settings  # noqa: PLC0415
 
-        # Budget to spare: each web host's half of the crowd stops at its own half of the answers.
-        study = seed_study(name="Cluster", answers=answers, clients=annotators, budget=2 * answers)
+        study = seed_study(name="Cluster", answers=PROMPT_SLACK * answers, clients=annotators)
         tokens = seed_annotators(study_id=study.id, count=annotators, prefix="cluster")
         researcher_token = _researcher(study.id)
         hosts = {name: _host_env(stack.work, name) for name in (*WEB_HOSTS, *TRAIN_HOSTS, CPU_HOST)}
@@ -114,17 +119,16 @@ def run(*, short: bool) -> dict[str, Any]:
 
         half = len(tokens) // 2
         crowds = [
-            Crowd(url=urls[0], slug=study.slug, tokens=tokens[:half], target=answers // 2, seed=151),
-            Crowd(url=urls[1], slug=study.slug, tokens=tokens[half:], target=answers - answers // 2, seed=152),
+            Crowd(url=url, slug=study.slug, tokens=part, target=10**9, seed=151 + k, think=think)
+            for k, (url, part) in enumerate(((urls[0], tokens[:half]), (urls[1], tokens[half:])))
         ]
         threads = [crowd.start() for crowd in crowds]
         try:
             if not wait_for(lambda: _live_version(study.id) > 0, 600, "a first model", poll=0.5):
                 raise SystemExit(f"no model was published; see {stack.work}/train-*.log")
-            kill = _kill_mid_fit(stack, train["train-a"], study.id)
+            kill = _kill_mid_fit(stack, train, study.id)
             researcher = _researcher_session(urls, study.slug, researcher_token)
-            for thread in threads:
-                thread.join(timeout=3600)
+            wait_for(lambda: sum(crowd.given() for crowd in crowds) >= answers, 3600, "the answers", poll=0.5)
         finally:
             for crowd in crowds:
                 crowd.stop.set()
@@ -137,6 +141,7 @@ def run(*, short: bool) -> dict[str, Any]:
         versions = checks["model_versions_published"]
         checks = {key: checks[key] for key in VERIFIED}
         fits = {name: _fits_in_log(stack.work / f"{name}.log") for name in TRAIN_HOSTS}
+        kill["survivor_fits_after_kill"] = fits[kill["survivor"]] - kill.pop("survivor_fits_at_kill")
         written = {name: _written(Path(env["PREFLOOP_VAR_DIR"]).parent) for name, env in hosts.items()}
         objects = _object_counts(s3)
         lease = django_settings.PREFLOOP_CLAIM_LEASE_SECONDS
@@ -150,6 +155,7 @@ def run(*, short: bool) -> dict[str, Any]:
         },
         "annotators": annotators,
         "target_answers": answers,
+        "think_seconds": [0, think],
         "answers": summary["answers"],
         "answers_per_web_host": [len(crowd.answers) for crowd in crowds],
         **checks,
@@ -184,34 +190,46 @@ def _host_env(work: Path, name: str) -> dict[str, str]:
     return {"PREFLOOP_VAR_DIR": str(root / "var"), "MEDIA_ROOT": str(root / "media")}
 
 
-def _kill_mid_fit(stack: Stack, worker: Any, study_id: int) -> dict[str, Any]:
-    """SIGKILL ``worker``'s host while it runs one of the study's fits (or, if
-    none reaches it within two minutes, anyway), and time the loop's recovery:
-    a fit that finishes after the kill, on the other train host."""
+def _kill_mid_fit(stack: Stack, train: dict[str, Any], study_id: int) -> dict[str, Any]:
+    """SIGKILL the train host that runs one of the study's fits (or, if none is
+    seen running one within two minutes, the first), not to be restarted, and
+    time the loop's recovery: a fit that finishes after the kill, which only
+    the other train host can run."""
     from django.utils import timezone  # noqa: PLC0415
 
     from annotation.models import Study  # noqa: PLC0415
     from webapp.celery import app  # noqa: PLC0415
 
-    node = f"train-a@{socket.gethostname()}"
+    nodes = {f"{name}@{socket.gethostname()}": name for name in train}
+    fitting: list[str] = []
 
-    def fitting() -> bool:
-        active = app.control.inspect(destination=[node], timeout=1.0).active() or {}
-        return any(task.get("name") == "activelearn.tasks.retrain_study" for task in active.get(node, []))
+    def running_a_fit() -> bool:
+        active = app.control.inspect(destination=list(nodes), timeout=1.0).active() or {}
+        fitting[:] = [
+            nodes[node]
+            for node, tasks in active.items()
+            if node in nodes and any(task.get("name") == "activelearn.tasks.retrain_study" for task in tasks)
+        ]
+        return bool(fitting)
 
-    mid_fit = wait_for(fitting, 120, "train-a to run a fit", poll=0.2)
+    mid_fit = wait_for(running_a_fit, 120, "a train host to run a fit", poll=0.2)
+    victim = fitting[0] if fitting else next(iter(train))
     version_before = _live_version(study_id)
-    stack.kill(worker)
+    survivor_log = stack.work / f"{next(name for name in train if name != victim)}.log"
+    survivor_fits_before = _fits_in_log(survivor_log)
+    stack.kill(train[victim])
     killed_at, killed_wall = time.monotonic(), timezone.now()
     fitted = Study.objects.filter(id=study_id, last_fit_at__gt=killed_wall)
     ok = wait_for(fitted.exists, 2 * RECOVERY_LIMIT, "a fit after the kill", poll=0.25)
     recovery = round(time.monotonic() - killed_at, 1) if ok else None
     return {
-        "host": "train-a",
+        "host": victim,
         "while_it_ran_a_fit": mid_fit,
         "version_live_at_kill": version_before,
         "recovery_seconds": recovery,
         "fit_status_after": Study.objects.values_list("last_fit_status", flat=True).get(id=study_id),
+        "survivor": survivor_log.stem,
+        "survivor_fits_at_kill": survivor_fits_before,
     }
 
 
