@@ -46,7 +46,6 @@ def main(argv: list[str] | None = None) -> bool:
     if unknown:
         parser.error(f"unknown sections: {', '.join(unknown)}")
 
-    results: dict[str, Any] = json.loads(args.output.read_text()) if args.output.exists() else {}
     ok = True
     for name in chosen:
         module, key = SECTIONS[name]
@@ -64,11 +63,19 @@ def main(argv: list[str] | None = None) -> bool:
             "seconds": round(time.monotonic() - started, 1),
             "short": args.short,
         }
-        results[key] = figures
+        _merge(args.output, key, figures)
         print(json.dumps({key: figures}, indent=2))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
     return ok
+
+
+def _merge(output: Path, key: str, figures: dict[str, Any]) -> None:
+    """Write one section's figures into the results file as it now stands: each
+    section is saved as soon as it ends (a later one failing loses nothing), and
+    a run of other sections meanwhile keeps its own."""
+    results: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    results[key] = figures
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _code_version() -> str:
