@@ -17,11 +17,16 @@ off). Each kind runs in a process of its own (Django reads its settings once).
 - ``broker_restart``: the broker is a redis-server of the section's own on a
   free port (never the machine's shared one), SIGKILLed and started again empty
   a few seconds later while four annotators keep answering through the API.
+- ``broker_hang``: the same broker stopped (SIGSTOP) for 20 s and then let go
+  on (SIGCONT): its connections stay open and nothing answers, as when a
+  broker host freezes or a firewall drops its packets. Sends give up after
+  ``PREFLOOP_BROKER_TIMEOUT_SECONDS`` and each process then backs off; the
+  annotators must see no error.
 - ``db_connection_drop``: every connection to the study's database (web,
   workers, beat, this process) is terminated from an admin connection
   (``pg_terminate_backend``) while four annotators keep answering.
 
-For the last two, a trial recovers when the loop publishes a model version
+For the last three, a trial recovers when the loop publishes a model version
 newer than the one live when the fault ended, within 60 s; every 5xx or
 connection error an annotator saw is a ``server_error``, and every answer
 acknowledged with a 2xx must be stored exactly once (``lost``, ``duplicated``).
@@ -54,7 +59,7 @@ from benchmarks.reliability.stack import Stack, free_port, run_module_json, wait
 BURST = 15  # answers per trial: enough for a fit to be due (PREFLOOP_RETRAIN_MIN_NEW = 5)
 
 
-KINDS = ("worker_sigkill", "broker_restart", "db_connection_drop")
+KINDS = ("worker_sigkill", "broker_restart", "broker_hang", "db_connection_drop")
 RECOVERY_LIMIT = 60.0  # seconds: a trial whose loop takes longer has not recovered
 CROWD = 4  # annotators answering through the API during the HTTP trials
 # The short form (CI's) runs every kind on a 6 s claim lease and a 2 s sweep instead
@@ -86,6 +91,8 @@ def run_kind(kind: str, *, short: bool) -> dict[str, Any]:
             figures = _worker_sigkill(short=short, broker=redis.url)
         elif kind == "broker_restart":
             figures = _broker_restart(short=short, redis=redis)
+        elif kind == "broker_hang":
+            figures = _broker_hang(short=short, redis=redis)
         else:
             figures = _db_connection_drop(short=short, broker=redis.url)
     finally:
@@ -314,6 +321,26 @@ def _broker_restart(*, short: bool, redis: RedisServer) -> dict[str, Any]:
         f"empty {outage:.0f} s later"
     )
     return {"broker_restart": figures}
+
+
+def _broker_hang(*, short: bool, redis: RedisServer) -> dict[str, Any]:
+    trials = 1 if short else 3
+    frozen = 20.0
+
+    def fault() -> dict[str, Any]:
+        assert redis.process is not None
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        time.sleep(frozen)
+        os.kill(redis.process.pid, signal.SIGCONT)
+        return {"frozen_seconds": frozen}
+
+    with _stack("faults_hang", short=short, broker=redis.url) as stack:
+        figures = _http_trials(stack, "broker_hang", trials, fault)
+    figures["fault"] = (
+        f"the broker (a redis-server of its own) stopped with SIGSTOP for {frozen:.0f} s, its connections left "
+        "open, then continued with SIGCONT"
+    )
+    return {"broker_hang": figures}
 
 
 def _db_connection_drop(*, short: bool, broker: str) -> dict[str, Any]:

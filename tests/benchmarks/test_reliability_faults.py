@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-HTTP_KINDS = ("broker_restart", "db_connection_drop")
+HTTP_KINDS = ("broker_restart", "broker_hang", "db_connection_drop")
 
 pytestmark = pytest.mark.skipif(
     not ON_POSTGRES,
