@@ -10,29 +10,15 @@ PostgreSQL (CI: DATABASE_URL, see .ci/run) and is skipped elsewhere.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.benchmarks.sections import needs_postgres, run_short
 
-ROOT = Path(__file__).resolve().parents[2]
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-
-pytestmark = pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="the cluster benchmark needs the PostgreSQL server and Redis CI provides (set DATABASE_URL to postgres://…)",
-)
+pytestmark = needs_postgres
 
 
 def test_short_cluster_survives_a_lost_worker_host_and_shares_no_folder(tmp_path: Path) -> None:
-    out = tmp_path / "cluster.json"
-    command = [sys.executable, "-m", "benchmarks.reliability.cluster", "--short", "--json-out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures = run_short("cluster", tmp_path / "cluster.json", timeout=1200)
     assert figures["answers"] >= figures["target_answers"], figures
     assert figures["judgments_stored"] == figures["answers"], figures
     assert (figures["lost"], figures["duplicated"], figures["leases_orphaned"]) == (0, 0, 0), figures

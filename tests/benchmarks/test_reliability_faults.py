@@ -14,30 +14,18 @@ with generous timeouts of its own; this test checks outcomes, not speed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.benchmarks.sections import needs_postgres, run_short
 
-ROOT = Path(__file__).resolve().parents[2]
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 HTTP_KINDS = ("broker_restart", "broker_hang", "db_connection_drop")
 
-pytestmark = pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="the faults benchmark needs the PostgreSQL server CI provides (set DATABASE_URL to postgres://…)",
-)
+pytestmark = needs_postgres
 
 
 def test_short_faults_recover_without_losing_duplicating_or_failing_answers(tmp_path: Path) -> None:
-    out = tmp_path / "faults.json"
-    command = [sys.executable, "-m", "benchmarks.reliability.faults", "--short", "--json-out", str(out)]
-    # About 3 minutes on two cores; the bound only stops a hung run from holding CI.
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    # About 3 minutes on two cores.
+    figures = run_short("faults", tmp_path / "faults.json", timeout=1800)
     assert set(figures) == {"worker_sigkill", *HTTP_KINDS}
     for kind, run in figures.items():
         # Messages as strings, the kind first: pytest shows them whole.

@@ -9,29 +9,15 @@ against PostgreSQL (CI: DATABASE_URL, see .ci/run) and is skipped elsewhere.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.benchmarks.sections import needs_postgres, run_short
 
-ROOT = Path(__file__).resolve().parents[2]
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-
-pytestmark = pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="the load benchmark needs the PostgreSQL server and Redis CI provides (set DATABASE_URL to postgres://…)",
-)
+pytestmark = needs_postgres
 
 
 def test_short_load_loses_duplicates_and_fails_nothing(tmp_path: Path) -> None:
-    out = tmp_path / "load.json"
-    command = [sys.executable, "-m", "benchmarks.reliability.load", "--short", "--json-out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures = run_short("load", tmp_path / "load.json")
     for name, clients, answers in (("pg64", 8, 200), ("sqlite16", 4, 100)):
         run = figures[name]
         assert (run["clients"], run["target_answers"]) == (clients, answers)

@@ -10,30 +10,15 @@ DATABASE_URL, see .ci/run) and is skipped elsewhere.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.benchmarks.sections import needs_postgres, run_short
 
-ROOT = Path(__file__).resolve().parents[2]
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-
-pytestmark = pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="the schemathesis section needs the PostgreSQL server and Redis CI provides "
-    "(set DATABASE_URL to postgres://…)",
-)
+pytestmark = needs_postgres
 
 
 def test_short_schemathesis_run_finds_no_server_error_and_no_schema_mismatch(tmp_path: Path) -> None:
-    out = tmp_path / "schemathesis.json"
-    command = [sys.executable, "-m", "benchmarks.reliability.schema", "--short", "--json-out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures = run_short("schema", tmp_path / "schemathesis.json")
     assert figures["server_errors"] == 0, figures["examples"]
     assert figures["schema_mismatches"] == 0, figures["examples"]
     assert figures["cases"] >= 200, figures

@@ -14,15 +14,11 @@ where there is none.
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.sections import run_short
 
 
 def _redis_answers() -> bool:
@@ -40,11 +36,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("security") / "security.json"
-    command = [sys.executable, "-m", "benchmarks.reliability.security", "--short", "--json-out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_short("security", tmp_path_factory.mktemp("security") / "security.json")
 
 
 @pytest.mark.parametrize("endpoint", ["login", "token"])
