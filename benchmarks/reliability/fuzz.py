@@ -471,7 +471,11 @@ def _inject_raw(draft: Draft, raw: str, *, into_string: bool = True) -> None:
     if into_string:
         container, key = _string_field(draft, row)
         text = container[key]
-        cut = draft.rng.randint(0, len(text))
+        # HH-RLHF's chosen and rejected share their turns up to the last
+        # "Assistant:": a change there alone makes even a valid text a refused
+        # pair, so the raw text goes into the final response.
+        last = text.rfind("Assistant:") if draft.family == "hh_rlhf" else -1
+        cut = draft.rng.randint(last + len("Assistant:") if last >= 0 else 0, len(text))
         container[key] = text[:cut] + placeholder + text[cut:]
         line = json.dumps(row, ensure_ascii=False).replace(placeholder, raw)
     else:
