@@ -162,16 +162,18 @@ class Stack:
         return url
 
     def kill(self, process: subprocess.Popen, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Send ``sig`` to the process's whole group and wait for it."""
+        """Send ``sig`` to the process's whole group and wait until every member
+        is gone, SIGKILLing what is left after 20 s. Waiting for the leader alone
+        is not enough: a supervising shell dies at once while its Celery worker,
+        in a warm shutdown stuck on a task, lived on (one outlived CI by an hour)."""
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if not wait_for(lambda: _group_gone(process), 20, f"process group {process.pid} to exit", poll=0.1):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            wait_for(lambda: _group_gone(process), 20, f"process group {process.pid} to die", poll=0.1)
 
     def purge_broker(self) -> None:
         from webapp.celery import app  # noqa: PLC0415
@@ -191,6 +193,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: flo
             return True
         time.sleep(poll)
     print(f"timed out waiting for {what}", file=sys.stderr)
+    return False
+
+
+def _group_gone(process: subprocess.Popen) -> bool:
+    """Whether no process of ``process``'s group is left (the leader reaped)."""
+    process.poll()
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return True
     return False
 
 
