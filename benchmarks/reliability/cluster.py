@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability.load import Crowd, LoadSampler, embedded, seed_annotators, seed_study, verify
-from benchmarks.reliability.stack import Stack, free_port, wait_for
+from benchmarks.reliability.stack import Stack, free_port, listening, wait_for
 
 BROKER_URL = "redis://127.0.0.1:6379/12"
 BUCKET = "prefloop-cluster"
@@ -95,7 +95,7 @@ def run(*, short: bool) -> dict[str, Any]:
     load_before, sampler = os.getloadavg(), LoadSampler()
     with Stack("cluster" + ("_short" if short else ""), broker=BROKER_URL, settings=settings) as stack:
         stack.spawn(["moto.server", "-H", "127.0.0.1", "-p", str(s3_port)], "s3")
-        if not wait_for(lambda: _listening(s3_port), 60, "the S3 server"):
+        if not wait_for(lambda: listening(s3_port), 60, "the S3 server"):
             raise SystemExit(f"moto's server did not start; see {stack.work}/s3.log")
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=BUCKET)
@@ -377,14 +377,6 @@ def _s3_client(endpoint: str) -> Any:
     import boto3  # noqa: PLC0415
 
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:

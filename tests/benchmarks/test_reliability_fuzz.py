@@ -13,7 +13,6 @@ worker)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,19 +20,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.reliability import fuzz
+from benchmarks.reliability.stack import listening
 from webapp.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
 # Cases of the in-process run: every path and format, in about a minute on 2 cores.
 IN_PROCESS_CASES = 200
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _assert_clean(figures: dict) -> None:
@@ -79,7 +71,7 @@ def test_hostile_files_end_cleanly_on_every_path_in_process(settings, tmp_path, 
 
 
 @pytest.mark.worker
-@pytest.mark.skipif(not (_answers(5432) and _answers(6379)), reason="needs PostgreSQL and Redis on 127.0.0.1")
+@pytest.mark.skipif(not (listening(5432) and listening(6379)), reason="needs PostgreSQL and Redis on 127.0.0.1")
 def test_the_short_form_on_the_app_as_deployed(tmp_path):
     out = tmp_path / "fuzz.json"
     command = [sys.executable, "-m", "benchmarks.reliability.fuzz", "--short", "--json-out", str(out)]
