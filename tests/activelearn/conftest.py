@@ -103,15 +103,21 @@ def _checkpoints_in_tmp(settings, tmp_path):
 
 @pytest.fixture
 def judge():
-    """``judge(study, user, n)``: lease and answer ``n`` comparisons (always "a"),
-    through the same services the annotation views call. A queue that runs dry
-    fails the test where it happens rather than as an error on ``None``."""
+    """``judge(study, user, n)``: lease and answer ``n`` comparisons through the
+    same services the annotation views call, always preferring the candidate
+    created first. Not the answer shown first: a blind study shuffles the order
+    at random for each lease, and answers that follow that shuffle make every fit
+    on them (and whether it beats its starting point) differ from run to run. A
+    queue that runs dry fails the test where it happens rather than as an error
+    on ``None``."""
     from annotation.services import assignment_lease_next, judgment_submit
 
     def answer(study, user, n):
         for _ in range(n):
             lease = assignment_lease_next(study=study, annotator=user)
             assert lease is not None, "the queue ran dry"
-            judgment_submit(study=study, annotator=user, comparison_id=lease.assignment.comparison_id, choice="a")
+            first, second = lease.assignment.display_order[:2]
+            choice = "a" if first < second else "b"
+            judgment_submit(study=study, annotator=user, comparison_id=lease.assignment.comparison_id, choice=choice)
 
     return answer
