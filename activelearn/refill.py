@@ -265,7 +265,7 @@ def _queue_picks(
     rng: np.random.Generator,
 ) -> int:
     """The locked half of a refill: retire stale picks, then queue what still fits."""
-    study = Study.objects.select_for_update().get(id=study_id)
+    study = Study.objects.select_for_update(no_key=True).get(id=study_id)
     if study.status != Study.Status.ACTIVE:
         return 0
     if latest is not None:

@@ -355,7 +355,7 @@ def _version_publish(
     """Number the staged checkpoint and write its version row, under the study's lock."""
     study_id = study.id
     with transaction.atomic():
-        locked = Study.objects.select_for_update().get(id=study_id)
+        locked = Study.objects.select_for_update(no_key=True).get(id=study_id)
         newest = reward_model_latest(study_id=study_id)
         number = (newest.version if newest else 0) + 1
         path = checkpoints.publish(staged, study_id=locked.id, version=number)

@@ -104,7 +104,7 @@ def study_settings_update(*, study: Study, changes: dict) -> Study:
     judgments (:func:`study_shape_problems`). A new ``features`` choice asks
     the loop to embed the candidates again, in the background, as after an
     import."""
-    locked = Study.objects.select_for_update().get(pk=study.pk)
+    locked = Study.objects.select_for_update(no_key=True).get(pk=study.pk)
     frozen = study_shape_problems(study_id=locked.pk, changes=changes)
     if frozen:
         raise ValidationError(frozen)
@@ -136,7 +136,7 @@ def study_status_set(*, study: Study, status: str, by: AbstractBaseUser) -> Stud
     its way is still kept, since the work was done. Setting the status a
     study already has changes nothing.
     """
-    locked = Study.objects.select_for_update().get(pk=study.pk)
+    locked = Study.objects.select_for_update(no_key=True).get(pk=study.pk)
     if status == locked.status:
         return locked
     if status not in STUDY_STATUS_MOVES.get(locked.status, ()):
