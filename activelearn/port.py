@@ -29,6 +29,9 @@ class ActiveLearningLoop:
     def refill_now(self, *, study_id: int, use_model: bool = False) -> int:
         return refill.queue_refill(study_id=study_id, use_model=use_model)
 
+    def refill_fallback(self, *, study_id: int) -> int:
+        return refill.queue_fallback(study_id=study_id)
+
     def strategies(self) -> Sequence[StrategyInfo]:
         return [_info(registry.get_spec(name)) for name in registry.names()]
 

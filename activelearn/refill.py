@@ -2,9 +2,17 @@
 
 A refill chooses outside any lock (reading the cached embeddings, running the
 strategy), then queues its picks in one short transaction that locks the study
-row, retires the older model's untouched picks, re-reads the queue and keeps only
-the picks that are still new and still fit. What a strategy needs from the live
-model comes from the model kind's registry entry (``models_runtime.kinds``).
+row, re-reads the queue and keeps only the picks that are still new and still
+fit. What a strategy needs from the live model comes from the model kind's
+registry entry (``models_runtime.kinds``).
+
+The queue is ranked by model generation: a pick's priority is its model's
+version number plus its rank in its batch (a fraction), and random pairs rank
+below every model's picks. A new model's picks go to the front; an older
+model's untouched picks stay behind them, so the queue never runs dry while a
+new model chooses, and are retired only as the new picks displace them (past
+the queue's depth, lowest first). An older pick that the new model chooses
+again is taken over by it: re-scored and moved up to the new generation.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from annotation.models import (
     comparison_item_key,
 )
 from annotation.selectors import queue_waiting_count
+from annotation.selectors.studies import QueueDemand, queue_demand
 from annotation.services.retry import retry_transaction
 from models_runtime import kinds
 
@@ -40,17 +49,30 @@ logger = logging.getLogger(__name__)
 
 
 def queue_refill(*, study_id: int, use_model: bool = True, seed: int | None = None) -> int:
-    """Top the study's queue up to ``queue_target`` with the strategy's picks.
+    """Top the study's queue up to its depth (``Study.queue_depth``: its
+    ``queue_target``, or the crowd's demand if more) with the strategy's picks.
 
-    With a reward model, untouched comparisons chosen by an older model are
-    retired first, so annotators always answer what the newest model finds
-    most informative. Before the first model (or with ``use_model=False``,
+    With a reward model, the newest model's picks are served first and an
+    older model's untouched ones make room for them (see the module's
+    docstring). Before the first model (or with ``use_model=False``,
     the cheap path the web process takes when the queue ran dry) pairs are
     random. Returns the number of comparisons created. Takes no claim and
     releases none: the web's quick refill must not free the worker's claim,
     or refill tasks pile up (:func:`queue_refill_claimed` is the task's way in).
     """
     return _queue_refill(study_id=study_id, use_model=use_model, seed=seed)
+
+
+# How many random pairs a web request queues when it finds the queue empty: the
+# annotator asking needs one; the worker's refill (asked for at the same time)
+# brings the strategy's picks.
+FALLBACK_MOST = 4
+
+
+def queue_fallback(*, study_id: int) -> int:
+    """Queue a few random pairs at once, for an annotator who found the queue
+    empty (the web's path: cheap, no model, no strategy); returns how many."""
+    return _queue_refill(study_id=study_id, use_model=False, seed=None, most=FALLBACK_MOST)
 
 
 def queue_refill_claimed(*, study_id: int, claim: str | None) -> int:
@@ -80,7 +102,7 @@ class _Pick:
     strategy: str
 
 
-def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
+def _queue_refill(*, study_id: int, use_model: bool, seed: int | None, most: int | None = None) -> int:
     """Choose outside any lock, then queue in one short transaction.
 
     Reading the candidates' cached embeddings (never computing them: that is
@@ -101,8 +123,13 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
     kept = Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
     if latest is not None:
         kept = kept.filter(model_version_id=latest.id)
-    want = min(study.queue_target - kept.count(), (study.budget - judged) // study.overlap)
+    # The crowd's demand is measured by the worker's refills; a web request's
+    # fallback (``most``) keeps the last measure rather than add two queries.
+    demand = queue_demand(study=study) if most is None else QueueDemand(0, 0.0, study.queue_demand)
+    depth = max(study.queue_target, demand.comparisons)
+    want = min(depth - kept.count(), (study.budget - judged) // study.overlap, most or depth)
     if want <= 0:
+        _demand_store(study_id=study_id, demand=demand)
         return 0
 
     rng = np.random.default_rng(seed)
@@ -131,7 +158,13 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None) -> int:
         # Cold start, or the strategy ran out of comparisons it wants: random
         # ones keep annotators busy rather than waiting.
         picks += _random_picks(groups=groups, taken=set(excluded), picks=picks, want=want, k=k, rng=rng)
-    return _queue_picks(study_id=study_id, latest=latest, candidate_ids=candidate_ids, picks=picks, rng=rng)
+    return _queue_picks(
+        study_id=study_id, latest=latest, candidate_ids=candidate_ids, picks=picks, demand=demand, rng=rng
+    )
+
+
+def _demand_store(*, study_id: int, demand: QueueDemand) -> None:
+    Study.objects.filter(id=study_id).exclude(queue_demand=demand.comparisons).update(queue_demand=demand.comparisons)
 
 
 def _model_picks(
@@ -262,33 +295,78 @@ def _queue_picks(
     latest: RewardModelVersion | None,
     candidate_ids: np.ndarray,
     picks: list[_Pick],
+    demand: QueueDemand,
     rng: np.random.Generator,
 ) -> int:
-    """The locked half of a refill: retire stale picks, then queue what still fits."""
+    """The locked half of a refill: take over the older picks the model chose
+    again, queue the new ones that fit, retire the older ones they displace.
+    Returns how many comparisons it created."""
     study = Study.objects.select_for_update(no_key=True).get(id=study_id)
+    if study.queue_demand != demand.comparisons:
+        study.queue_demand = demand.comparisons
+        study.save(update_fields=["queue_demand"])
     if study.status != Study.Status.ACTIVE:
         return 0
+    generation = 0
+    retirable: dict[str, tuple[int, float]] = {}
     if latest is not None:
         newest = reward_model_latest(study_id=study_id)
         if newest is not None and newest.id != latest.id:
             return 0
-        _queue_retire_stale(study_id=study_id, keep_version_id=latest.id)
+        generation = latest.version
+        retirable = _retirable_locked(study_id=study_id, keep_version_id=latest.id)
     waiting = queue_waiting_count(study_id=study_id)
     judged = Judgment.objects.filter(study_id=study_id).count()
-    # Never queue more work than the budget still pays for.
+    # Never queue more work than the budget still pays for (retired picks give theirs back).
     outstanding = (
         Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()
-        * study.overlap
     )
-    room = (study.budget - judged - outstanding) // study.overlap
-    want = min(study.queue_target - waiting, room)
-    if want <= 0 or not picks:
+    room = (study.budget - judged) // study.overlap - outstanding
+    if not picks:
         return 0
-    # Another refill may have queued some of the same items meanwhile.
     keys = [comparison_item_key([int(candidate_ids[i]) for i in pick.items]) for pick in picks]
+    ranked = _generation_priorities(picks, generation)
+    # Older picks this model chose again: re-scored, moved up to its generation.
+    for n, (pick, key) in enumerate(zip(picks, keys, strict=True)):
+        if key not in retirable:
+            continue
+        Comparison.objects.filter(id=retirable.pop(key)[0]).update(
+            model_version=latest, strategy=pick.strategy, score=pick.score, propensity=pick.propensity,
+            priority=ranked[n],
+        )  # fmt: skip
+    # Another refill may have queued some of the same items meanwhile.
     taken = set(Comparison.objects.filter(study_id=study_id, item_key__in=keys).values_list("item_key", flat=True))
-    fresh = [pick for pick, key in zip(picks, keys, strict=True) if key not in taken][:want]
-    return _comparisons_create(study=study, candidate_ids=candidate_ids, picks=fresh, model_version=latest, rng=rng)
+    fresh = [(pick, ranked[n]) for n, (pick, key) in enumerate(zip(picks, keys, strict=True)) if key not in taken]
+    chosen = [(pick, priority) for pick, priority in fresh if pick.strategy != StrategyName.RANDOM]
+    fill = [(pick, priority) for pick, priority in fresh if pick.strategy == StrategyName.RANDOM]
+    # The model's picks may displace older ones: their room counts every
+    # displaceable pick as gone, within the depth and the budget.
+    depth = study.queue_depth
+    space = min(depth - (waiting - len(retirable)), room + len(retirable))
+    created = _comparisons_create(
+        study=study, candidate_ids=candidate_ids, picks=chosen[: max(0, space)], model_version=latest, rng=rng
+    )
+    excess = max(waiting + created - depth, created - room, 0)
+    retired = 0
+    if excess and retirable:
+        lowest = sorted(retirable.values(), key=lambda row: row[1])[:excess]
+        retired = _comparisons_delete([comparison_id for comparison_id, _ in lowest])
+    # Random pairs only fill what is left: they displace nothing.
+    space = min(depth - (waiting + created - retired), room - created + retired)
+    return created + _comparisons_create(
+        study=study, candidate_ids=candidate_ids, picks=fill[: max(0, space)], model_version=latest, rng=rng
+    )
+
+
+def _generation_priorities(picks: list[_Pick], generation: int) -> list[float]:
+    """Each pick's queue priority: its model's version number plus a fraction
+    that falls with its rank in the batch (best first); random pairs rank
+    below every model's picks, in generation 0."""
+    n = len(picks)
+    return [
+        (0 if pick.strategy == StrategyName.RANDOM else generation) + (n - rank) / (n + 1)
+        for rank, pick in enumerate(picks)
+    ]
 
 
 def _picks(
@@ -370,7 +448,8 @@ def _excluded_sets(*, study_id: int, index: dict[int, int], retiring_for: int | 
 
 
 def _retirable(*, study_id: int, keep_version_id: int):
-    """Queued comparisons an older model chose that nobody has leased or answered."""
+    """Queued comparisons an older model (or the random fallback) chose that
+    nobody has leased or answered."""
     return (
         Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
         .exclude(model_version_id=keep_version_id)
@@ -378,12 +457,12 @@ def _retirable(*, study_id: int, keep_version_id: int):
     )
 
 
-def _queue_retire_stale(*, study_id: int, keep_version_id: int) -> int:
-    """Delete untouched queued comparisons that an older model chose.
+def _retirable_locked(*, study_id: int, keep_version_id: int) -> dict[str, tuple[int, float]]:
+    """The untouched older picks, locked, by item key: ``(id, priority)``.
 
     Rows are locked with SKIP LOCKED so a comparison being leased right now
     is left alone, and the filter is re-read after locking so one leased a
-    moment ago is not deleted.
+    moment ago is not counted.
     """
     untouched = _retirable(study_id=study_id, keep_version_id=keep_version_id)
     locked = list(
@@ -392,27 +471,31 @@ def _queue_retire_stale(*, study_id: int, keep_version_id: int) -> int:
         .values_list("id", flat=True)
     )
     if not locked:
-        return 0
-    still = list(untouched.filter(id__in=locked).values_list("id", flat=True))
-    ComparisonItem.objects.filter(comparison_id__in=still).delete()
-    Comparison.objects.filter(id__in=still).delete()
-    return len(still)
+        return {}
+    rows = untouched.filter(id__in=locked).values_list("item_key", "id", "priority")
+    return {key: (comparison_id, priority) for key, comparison_id, priority in rows}
+
+
+def _comparisons_delete(ids: list[int]) -> int:
+    ComparisonItem.objects.filter(comparison_id__in=ids).delete()
+    return Comparison.objects.filter(id__in=ids).delete()[1].get(Comparison._meta.label, 0)
 
 
 def _comparisons_create(
     *,
     study: Study,
     candidate_ids: np.ndarray,
-    picks: list[_Pick],
+    picks: list[tuple[_Pick, float]],
     model_version: RewardModelVersion | None,
     rng: np.random.Generator,
 ) -> int:
+    """Queue ``picks``, each with its priority."""
     if not picks:
         return 0
     prompt_of = dict(Candidate.objects.filter(study=study).values_list("id", "prompt_id"))
     comparisons: list[Comparison] = []
     orders: list[list[int]] = []
-    for pick in picks:
+    for pick, priority in picks:
         # The order items are shown in is random, so position bias averages out.
         order = [int(candidate_ids[pick.items[i]]) for i in rng.permutation(len(pick.items))]
         orders.append(order)
@@ -426,7 +509,7 @@ def _comparisons_create(
                 model_version=model_version,
                 score=pick.score,
                 propensity=pick.propensity,
-                priority=pick.score,
+                priority=priority,
             )
         )
     created = Comparison.objects.bulk_create(comparisons)

@@ -56,7 +56,11 @@ def retrain_claim(*, study_id: int) -> str | None:
     more for this judgment. A claim whose worker died has expired and is taken
     over (``activelearn.claims``).
     """
-    Study.objects.filter(id=study_id).update(retrain_dirty=True)
+    # Under a crowd the study is nearly always dirty and claimed already: then
+    # neither statement writes (no new row version, no wait on the row for the
+    # other answers' writes). Not skipping the flag on a stale read is what
+    # keeps it safe: a fit clears it before it reads the judgments.
+    Study.objects.filter(id=study_id, retrain_dirty=False).update(retrain_dirty=True)
     return RETRAIN.request(study_id)
 
 

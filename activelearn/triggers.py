@@ -90,10 +90,10 @@ def loop_notify_judgment(*, study_id: int, queue_low_water: int | None = None) -
     """Tell the loop a judgment committed (or was undone): ask for a retrain,
     top up the queue when it runs low.
 
-    Callers holding the study pass its ``queue_low_water`` (saves a query on
-    every answer)."""
+    ``queue_low_water`` is the study's ``queue_refill_at``: callers holding the
+    study pass it (saves a query on every answer)."""
     retrain_request(study_id=study_id)
     if queue_low_water is None:
-        queue_low_water = Study.objects.values_list("queue_low_water", flat=True).get(id=study_id)
+        queue_low_water = Study.objects.only("queue_low_water", "queue_demand").get(id=study_id).queue_refill_at
     if queue_waiting_count(study_id=study_id) < queue_low_water:
         refill_request(study_id=study_id)

@@ -47,6 +47,10 @@ class Loop(Protocol):
         """Queue comparisons right now, in this process (random pairs unless
         ``use_model``); returns how many were queued."""
 
+    def refill_fallback(self, *, study_id: int) -> int:
+        """Queue a few random pairs right now, in this process, for an annotator
+        who found the queue empty; returns how many were queued."""
+
     def strategies(self) -> Sequence[StrategyInfo]:
         """Every strategy a study may choose."""
 

@@ -265,9 +265,19 @@ class Study(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     lease_seconds = models.PositiveIntegerField(default=600)
     queue_low_water = models.PositiveIntegerField(
-        default=8, help_text="Refill the queue when fewer comparisons than this are waiting."
+        default=8,
+        help_text="Refill the queue when fewer comparisons than this are waiting (or half the crowd's demand, "
+        "if more).",
     )
-    queue_target = models.PositiveIntegerField(default=24, help_text="How many comparisons a refill leaves waiting.")
+    queue_target = models.PositiveIntegerField(
+        default=24,
+        help_text="How many comparisons a refill leaves waiting, at least: more when the annotators working now "
+        "answer more before the next refill.",
+    )
+    # What the annotators working now get through before the next refill can
+    # land (``annotation.selectors.queue_demand``), as the last refill measured
+    # it: the queue is kept at least this deep, and refilled at half of it.
+    queue_demand = models.PositiveIntegerField(default=0, editable=False)
     evaluation_rate = models.FloatField(
         default=0.2,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
@@ -353,6 +363,18 @@ class Study(models.Model):
             f"The {strategy.label} strategy needs {strategy.needs.replace('_', ' ')}, which a model of type "
             f"“{kind.label}” does not give; choose {choice}."
         )
+
+    @property
+    def queue_depth(self) -> int:
+        """How many comparisons a refill leaves waiting: the study's setting, or
+        what its annotators get through before the next refill, if more."""
+        return max(self.queue_target, self.queue_demand)
+
+    @property
+    def queue_refill_at(self) -> int:
+        """Fewer comparisons than this waiting ask for a refill: the study's
+        setting, or half the crowd's demand, if more."""
+        return max(self.queue_low_water, self.queue_demand // 2)
 
 
 class Membership(models.Model):

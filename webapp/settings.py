@@ -299,6 +299,13 @@ PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default
 # judgments early on, every 10% later (about 20 versions for 150 judgments, not 150).
 PREFLOOP_RETRAIN_MIN_NEW = env.int("PREFLOOP_RETRAIN_MIN_NEW", default=5)
 PREFLOOP_RETRAIN_GROWTH = env.float("PREFLOOP_RETRAIN_GROWTH", default=0.1)
+# Queue depth follows the crowd (annotation.selectors.queue_demand): besides the study's
+# queue_target, a refill leaves waiting what the annotators active in the last
+# PREFLOOP_ACTIVE_SECONDS answer, at their pace of the last minute, in
+# PREFLOOP_QUEUE_HORIZON_SECONDS (the time a refill takes to land on a busy worker),
+# plus one comparison per active annotator; the queue asks for more at half that depth.
+PREFLOOP_ACTIVE_SECONDS = env.float("PREFLOOP_ACTIVE_SECONDS", default=120.0)
+PREFLOOP_QUEUE_HORIZON_SECONDS = env.float("PREFLOOP_QUEUE_HORIZON_SECONDS", default=15.0)
 # Checkpoints kept on disk per study after each publish: the live version, the best by
 # held-out log-loss and this many newest; older folders are deleted (their rows stay).
 PREFLOOP_CHECKPOINTS_KEEP = env.int("PREFLOOP_CHECKPOINTS_KEEP", default=3)

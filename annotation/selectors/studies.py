@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from annotation.models import (
+    Assignment,
     Comparison,
     EmbeddingProgress,
     ImportJob,
@@ -72,6 +77,40 @@ def study_for_invite(*, token: str) -> Study:
 def queue_waiting_count(*, study_id: int) -> int:
     """Comparisons waiting in the study's queue (gold items are served outside it)."""
     return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False).count()
+
+
+@dataclass(frozen=True)
+class QueueDemand:
+    """What a study's crowd asks of its queue right now."""
+
+    active: int  # annotators who took a comparison in the last PREFLOOP_ACTIVE_SECONDS
+    per_second: float  # comparisons completed per second, over the last minute
+    comparisons: int  # what they get through in PREFLOOP_QUEUE_HORIZON_SECONDS, plus one each
+
+
+# Past this a demand is a measuring slip, not a crowd.
+QUEUE_DEMAND_MOST = 5000
+
+
+def queue_demand(*, study: Study, now: datetime | None = None) -> QueueDemand:
+    """How many comparisons the annotators working now get through before the
+    next refill can land (two queries; the refill stores it as
+    ``Study.queue_demand``).
+
+    A fixed queue target leaves a large crowd without work between refills, and
+    a crowd that finds the queue empty gets random pairs instead of the
+    strategy's. The pace is the last minute's judgments, in comparisons (an
+    overlap of 2 takes two judgments for one); the extra comparison per active
+    annotator covers the one each holds and a crowd that has just arrived.
+    """
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.PREFLOOP_ACTIVE_SECONDS)
+    leasing = Assignment.objects.filter(study_id=study.id, leased_at__gte=since)
+    active = leasing.values("annotator_id").distinct().count()
+    recent = Judgment.objects.filter(study_id=study.id, created_at__gte=now - timedelta(seconds=60)).count()
+    per_second = recent / 60.0 / max(1, study.overlap)
+    comparisons = math.ceil(per_second * settings.PREFLOOP_QUEUE_HORIZON_SECONDS) + active
+    return QueueDemand(active=active, per_second=per_second, comparisons=min(comparisons, QUEUE_DEMAND_MOST))
 
 
 def study_has_judgments(*, study: Study) -> bool:

@@ -124,7 +124,7 @@ def judgment_submit(
     Assignment.objects.filter(comparison=comparison, annotator=annotator).update(status=Assignment.Status.SUBMITTED)
     comparison_status_refresh(comparison_ids=[comparison.id])
 
-    study_id, low_water = study.id, study.queue_low_water
+    study_id, low_water = study.id, study.queue_refill_at
     transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
     return Submission(judgment=judgment, created=True)
 
@@ -329,6 +329,6 @@ def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int
     )
     comparison_status_refresh(comparison_ids=[comparison_id])
 
-    study_id, low_water = study.id, study.queue_low_water
+    study_id, low_water = study.id, study.queue_refill_at
     transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
     return Assignment.objects.get(comparison_id=comparison_id, annotator=annotator)

@@ -193,10 +193,11 @@ def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> 
     """Lease the annotator's next comparison, topping the queue up if it ran dry.
 
     This is the entry point for every client (pages, API, simulators). When
-    the queue is empty but budget remains, a cheap random refill runs right
-    here so nobody waits for the worker, and the worker is asked for its
-    informed picks. After a new lease, a queue under the low-water mark asks
-    the worker for more. None means the study's work is done.
+    the queue is empty but budget remains, a few random pairs are queued right
+    here so nobody waits for the worker (recorded as random, not as the
+    strategy's), and the worker is asked for its informed picks. After a new
+    lease, a queue under ``Study.queue_refill_at`` asks the worker for more.
+    None means the study's work is done.
     """
     lease = assignment_lease_next(study=study, annotator=annotator)
     if lease is None:
@@ -204,10 +205,10 @@ def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> 
             study=study, annotator=annotator
         ):
             return None
-        loop.get().refill_now(study_id=study.id)
+        loop.get().refill_fallback(study_id=study.id)
         loop.get().refill_request(study_id=study.id)
         lease = assignment_lease_next(study=study, annotator=annotator)
-    elif lease.created and queue_waiting_count(study_id=study.id) < study.queue_low_water:
+    elif lease.created and queue_waiting_count(study_id=study.id) < study.queue_refill_at:
         loop.get().refill_request(study_id=study.id)
     return lease
 
@@ -224,7 +225,7 @@ def assignment_lease_ahead(*, study: Study, annotator: AbstractBaseUser) -> Leas
     except StudyNotOpen:
         return None
     fresh_or_none = lease is None or lease.created
-    if fresh_or_none and queue_waiting_count(study_id=study.id) < study.queue_low_water:
+    if fresh_or_none and queue_waiting_count(study_id=study.id) < study.queue_refill_at:
         loop.get().refill_request(study_id=study.id)
     return lease
 
