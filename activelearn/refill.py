@@ -342,19 +342,15 @@ def _queue_picks(
     # The model's picks may displace older ones: their room counts every
     # displaceable pick as gone, within the depth and the budget.
     depth = study.queue_depth
-    space = min(depth - (waiting - len(retirable)), room + len(retirable))
-    created = _comparisons_create(
-        study=study, candidate_ids=candidate_ids, picks=chosen[: max(0, space)], model_version=latest, rng=rng
-    )
-    excess = max(waiting + created - depth, created - room, 0)
-    retired = 0
-    if excess and retirable:
-        lowest = sorted(retirable.values(), key=lambda row: row[1])[:excess]
-        retired = _comparisons_delete([comparison_id for comparison_id, _ in lowest])
+    chosen = chosen[: max(0, min(depth - (waiting - len(retirable)), room + len(retirable)))]
+    excess = max(waiting + len(chosen) - depth, len(chosen) - room, 0)
+    lowest = sorted(retirable.values(), key=lambda row: row[1])[:excess]
+    retired = _comparisons_delete([comparison_id for comparison_id, _ in lowest]) if lowest else 0
     # Random pairs only fill what is left: they displace nothing.
-    space = min(depth - (waiting + created - retired), room - created + retired)
-    return created + _comparisons_create(
-        study=study, candidate_ids=candidate_ids, picks=fill[: max(0, space)], model_version=latest, rng=rng
+    waiting, room = waiting + len(chosen) - retired, room - len(chosen) + retired
+    fill = fill[: max(0, min(depth - waiting, room))]
+    return _comparisons_create(
+        study=study, candidate_ids=candidate_ids, picks=chosen + fill, model_version=latest, rng=rng
     )
 
 
