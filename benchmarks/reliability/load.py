@@ -135,11 +135,21 @@ def study_queue(clients: int) -> dict[str, int]:
     return {"queue_target": min(1000, max(24, 4 * clients)), "queue_low_water": min(1000, max(8, 2 * clients))}
 
 
-def seed_study(*, name: str, answers: int, clients: int, overlap: int = OVERLAP, budget: int | None = None) -> Any:
+def seed_study(
+    *,
+    name: str,
+    answers: int,
+    clients: int,
+    overlap: int = OVERLAP,
+    budget: int | None = None,
+    queue: dict[str, int] | None = None,
+) -> Any:
     """A pairwise study with the app's default model and strategy and enough
     prompts for ``answers`` judgments at ``overlap`` (half again as many pairs
     as comparisons, so the strategy still has a choice at the end); its budget
-    is ``answers`` unless ``budget`` says otherwise."""
+    is ``answers`` unless ``budget`` says otherwise. Its queue is sized to the
+    crowd (:func:`study_queue`) unless ``queue`` gives the settings (``{}``:
+    the app's defaults)."""
     from annotation.imports.records import CandidateRecord, PromptRecord  # noqa: PLC0415
     from annotation.imports.writer import study_import_records  # noqa: PLC0415
     from annotation.services import study_create  # noqa: PLC0415
@@ -164,7 +174,8 @@ def seed_study(*, name: str, answers: int, clients: int, overlap: int = OVERLAP,
                 line=k + 1,
             )
         )
-    study = study_create(name=name, budget=budget or answers, overlap=overlap, **study_queue(clients))
+    queue = study_queue(clients) if queue is None else queue
+    study = study_create(name=name, budget=budget or answers, overlap=overlap, **queue)
     study_import_records(study=study, records=records)
     return study
 
@@ -205,9 +216,26 @@ class Answer:
 
 
 @dataclass
+class Cycle:
+    """One answered comparison's timing: when it ended (seconds from the crowd's
+    start) and how long its requests took (ms; ``next_ms`` is None where the
+    answer's reply brought the next comparison, as the htmx form's does)."""
+
+    ended_at: float
+    cycle_ms: float
+    next_ms: float | None
+    submit_ms: float
+
+
+@dataclass
 class Crowd:
     """Closed-loop annotators: one thread each, until ``target`` answers are
-    given (or ``stop`` is set, or ``deadline`` seconds pass)."""
+    given (or ``stop`` is set, or ``deadline`` seconds pass). A client in the
+    middle of a cycle when it stops finishes it: a comparison taken is answered.
+
+    Think time before each next comparison: ``think_kind`` "uniform" draws it
+    from 0–``think`` s, "exponential" from an exponential distribution of mean
+    ``think`` s; ``think=0`` is none at all (capacity)."""
 
     url: str
     slug: str
@@ -216,11 +244,16 @@ class Crowd:
     seed: int
     deadline: float = 3600.0
     think: float = THINK_SECONDS
+    think_kind: str = "uniform"
     stop: threading.Event = field(default_factory=threading.Event)
     answers: list[Answer] = field(default_factory=list)
     cycles_ms: list[float] = field(default_factory=list)
+    cycles: list[Cycle] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     error_times: list[tuple[float, str]] = field(default_factory=list)
+    # Spells of "no comparison available" while the annotator's work was not
+    # finished: (start, end) in seconds from the crowd's start.
+    empty_spells: list[tuple[float, float]] = field(default_factory=list)
     seconds: float = 0.0
     started_at: float = 0.0  # time.monotonic() when it started; error times count from it
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -234,7 +267,8 @@ class Crowd:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=max(1.0, self.deadline - (time.monotonic() - started)))
+            # Not a second per thread past the deadline: with many threads that stretched a run by a minute.
+            thread.join(timeout=max(0.0, self.deadline - (time.monotonic() - started)))
         self.stop.set()
         for thread in threads:
             thread.join(timeout=120)
@@ -255,6 +289,26 @@ class Crowd:
             self.errors[what] += 1
             self.error_times.append((time.monotonic() - self.started_at, what))
 
+    def think_seconds(self, rng: random.Random) -> float:
+        """One think time (see the class's docstring)."""
+        if self.think <= 0:
+            return 0.0
+        if self.think_kind == "exponential":
+            return rng.expovariate(1.0 / self.think)
+        return rng.uniform(0.0, self.think)
+
+    def _empty_spell(self, since: float, until: float) -> None:
+        with self._lock:
+            self.empty_spells.append((since - self.started_at, until - self.started_at))
+
+    def _answered(self, answer: Answer, began: float, next_ms: float | None, submit_ms: float) -> None:
+        now = time.monotonic()
+        took = (now - began) * 1000
+        with self._lock:
+            self.answers.append(answer)
+            self.cycles_ms.append(took)
+            self.cycles.append(Cycle(now - self.started_at, took, next_ms, submit_ms))
+
     def _client(self, k: int, token: str) -> None:
         rng = random.Random(self.seed * 1000 + k)
         parts = urlsplit(self.url)
@@ -263,22 +317,29 @@ class Crowd:
         idle_since: float | None = None
         try:
             while not self.stop.is_set() and self.given() < self.target:
-                time.sleep(rng.uniform(0.0, self.think))
+                if self.stop.wait(self.think_seconds(rng)):
+                    break
                 began = time.monotonic()
                 status, body = client.request("GET", f"{base}/next/")
                 if status != 200:
                     self._error(_describe("GET next", status, body))
                     time.sleep(0.2)
                     continue
+                got_next = time.monotonic()
                 comparison = body.get("comparison_id")
                 if comparison is None:
+                    if (body.get("progress") or {}).get("finished"):
+                        return  # the study has all it wants from this annotator
                     # Near the end the rest is leased to others: wait for it, unless nobody answers at all.
-                    idle_since = idle_since or time.monotonic()
+                    idle_since = idle_since or began
                     if time.monotonic() - idle_since > 60:
                         self._error("GET next: no comparison for 60 s")
+                        self._empty_spell(idle_since, time.monotonic())
                         return
                     time.sleep(0.5)
                     continue
+                if idle_since is not None:
+                    self._empty_spell(idle_since, got_next)
                 idle_since = None
                 choice = _choose(body.get("candidates") or [], rng)
                 payload = {"comparison_id": comparison, "choice": choice, "time_on_task_ms": rng.randint(1000, 9000)}
@@ -287,10 +348,11 @@ class Crowd:
                     self._error(_describe("POST judgments", status, body))
                     time.sleep(0.2)
                     continue
-                took = (time.monotonic() - began) * 1000
-                with self._lock:
-                    self.answers.append(Answer(comparison, int(body["id"]), status, k))
-                    self.cycles_ms.append(took)
+                answered = Answer(comparison, int(body["id"]), status, k)
+                submit_ms = (time.monotonic() - got_next) * 1000
+                self._answered(answered, began, (got_next - began) * 1000, submit_ms)
+            if idle_since is not None:
+                self._empty_spell(idle_since, time.monotonic())
         finally:
             client.close()
 
@@ -340,6 +402,44 @@ def _quantile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
 
+# What a kept-alive connection the server closed while it sat idle raises on
+# its next request (gunicorn closes them after its --keep-alive, 2 s), and how
+# long one must have been idle for that to be the reason.
+STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+STALE_AFTER_SECONDS = 1.0
+
+
+def send(
+    opener: Any,
+    conn: http.client.HTTPConnection | None,
+    method: str,
+    path: str,
+    body: Any,
+    headers: dict,
+    *,
+    idle: float = 0.0,
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, bytes]:
+    """One request on ``conn`` (a new one from ``opener()`` when None). A
+    request on a connection idle for ``idle`` ≥ ``STALE_AFTER_SECONDS`` that
+    finds it closed by the server is sent again once on a new connection, as
+    browsers and HTTP libraries do: the server closing an idle connection is
+    not a failure (a connection closed while busy still is)."""
+    for attempt in (0, 1):
+        reused = conn is not None and idle >= STALE_AFTER_SECONDS
+        if conn is None:
+            conn = opener()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return conn, response, response.read()
+        except STALE_CONNECTION:
+            conn.close()
+            conn = None
+            if not reused or attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 class _Client:
     """One annotator's kept-alive connection; reconnects after an error.
     ``request`` returns (status, parsed body), or (-1, the error's name) when
@@ -349,6 +449,7 @@ class _Client:
         self.host, self.port = host, port
         self.headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
         self.conn: http.client.HTTPConnection | None = None
+        self.last_used = 0.0
 
     def request(self, method: str, path: str, payload: dict | None = None) -> tuple[int, Any]:
         headers = dict(self.headers)
@@ -357,14 +458,20 @@ class _Client:
             body = json.dumps(payload)
             headers["Content-Type"] = "application/json"
         try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-            self.conn.request(method, path, body=body, headers=headers)
-            response = self.conn.getresponse()
-            raw = response.read()
+            self.conn, response, raw = send(
+                lambda: http.client.HTTPConnection(self.host, self.port, timeout=120),
+                self.conn,
+                method,
+                path,
+                body,
+                headers,
+                idle=time.monotonic() - self.last_used,
+            )
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             return -1, type(exc).__name__
+        finally:
+            self.last_used = time.monotonic()
         try:
             parsed = json.loads(raw) if raw else {}
         except ValueError:

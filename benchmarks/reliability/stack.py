@@ -45,14 +45,16 @@ class Stack:
         broker: str = BROKER_URL,
         admin_database_url: str = ADMIN_DATABASE_URL,
         settings: dict[str, str] | None = None,
+        db_name: str | None = None,
     ) -> None:
         self.name = name
         self.database = database
         self.admin_database_url = admin_database_url
         self.work = Path(tempfile.mkdtemp(prefix=f"prefloop-{name}-"))
         self.processes: list[subprocess.Popen] = []
+        self.web_processes: list[subprocess.Popen] = []  # gunicorn masters, by web()
         base = admin_database_url.rsplit("/", 1)[0]
-        self.db_name = f"prefloop_bench_{name}"
+        self.db_name = db_name or f"prefloop_bench_{name}"
         self.env = {
             "DATABASE_URL": (
                 f"{base}/{self.db_name}" if database == "postgres" else f"sqlite:///{self.work / 'db.sqlite3'}"
@@ -148,15 +150,25 @@ class Stack:
         command = ["celery", "-A", "webapp", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
         return self.spawn(command, "beat", env=env)
 
-    def web(self, workers: int = 2, threads: int = 4, *, env: dict[str, str] | None = None) -> str:
-        """gunicorn on a free port; its base URL once it answers."""
+    def web(
+        self,
+        workers: int = 2,
+        threads: int = 4,
+        *,
+        env: dict[str, str] | None = None,
+        options: Sequence[str] | None = None,
+    ) -> str:
+        """gunicorn on a free port; its base URL once it answers. ``options``
+        (gunicorn's command-line options, e.g. a deployment's) replace
+        ``--workers``/``--threads``; the process is kept in ``web_processes``."""
         port = free_port()
-        self.spawn(
-            ["gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", str(workers),
-             "--threads", str(threads), "--log-level", "warning"],
+        chosen = list(options) if options is not None else ["--workers", str(workers), "--threads", str(threads)]
+        process = self.spawn(
+            ["gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", *chosen, "--log-level", "warning"],
             f"web-{port}",
             env=env,
         )  # fmt: skip
+        self.web_processes.append(process)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url + "/accounts/login/"), 60, "gunicorn")
         return url
