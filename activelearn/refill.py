@@ -327,9 +327,11 @@ def _queue_picks(
     keys = [comparison_item_key([int(candidate_ids[i]) for i in pick.items]) for pick in picks]
     ranked = _generation_priorities(picks, generation)
     # Older picks this model chose again: re-scored, moved up to its generation.
+    adopted = 0
     for n, (pick, key) in enumerate(zip(picks, keys, strict=True)):
         if key not in retirable:
             continue
+        adopted += 1
         Comparison.objects.filter(id=retirable.pop(key)[0]).update(
             model_version=latest, strategy=pick.strategy, score=pick.score, propensity=pick.propensity,
             priority=ranked[n],
@@ -349,6 +351,12 @@ def _queue_picks(
     # Random pairs only fill what is left: they displace nothing.
     waiting, room = waiting + len(chosen) - retired, room - len(chosen) + retired
     fill = fill[: max(0, min(depth - waiting, room))]
+    logger.info(
+        "study %s: queued %d picks of %s and %d random pairs (v%s; %d older picks taken over, %d retired); "
+        "%d waiting, depth %d (demand %d from %d annotators)",
+        study_id, len(chosen), study.strategy, len(fill), generation, adopted, retired,
+        waiting + len(fill), depth, demand.comparisons, demand.active,
+    )  # fmt: skip
     return _comparisons_create(
         study=study, candidate_ids=candidate_ids, picks=chosen + fill, model_version=latest, rng=rng
     )
@@ -373,13 +381,19 @@ def _picks(
     embedded: np.ndarray | None,
     rng: np.random.Generator,
 ) -> list[_Pick]:
-    """Up to ``want`` comparisons of ``k`` items from the strategy: pairs (with
-    spares asked for, so near-duplicate pairs can be dropped from the batch) or
-    lists built by the strategy's listwise variant."""
+    """Up to ``want`` comparisons of ``k`` items from the strategy: pairs (twice
+    as many asked for, the diverse ones first: ``diversify``) or lists built by
+    the strategy's listwise variant."""
     if k == 2:
         chosen = strategy.select(inp, 2 * want, rng)
         if embedded is not None:
-            chosen = diversify(chosen, embedded, want)
+            diverse = diversify(chosen, embedded, want)
+            # A batch short of ``want`` after dropping near-duplicates takes the
+            # strategy's dropped picks next, behind the diverse ones, rather than
+            # random pairs: on a redundant pool (templated texts, a crowd's
+            # depth of hundreds) diversity alone left half of each batch random.
+            kept = {(p.i, p.j) for p in diverse}
+            chosen = diverse + [p for p in chosen if (p.i, p.j) not in kept]
         return [_Pick((p.i, p.j), p.score, p.propensity, strategy.name) for p in chosen[:want]]
     lists = select_lists(strategy, inp, want, k, rng)
     return [_Pick(tuple(lst.items), lst.score, lst.propensity, strategy.name) for lst in lists]

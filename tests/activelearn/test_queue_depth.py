@@ -187,3 +187,18 @@ def test_an_empty_queue_gets_a_few_random_pairs_in_the_request_not_a_whole_refil
     made = Comparison.objects.filter(study=study)
     assert made.count() == refill.FALLBACK_MOST
     assert set(made.values_list("strategy", flat=True)) == {"random"}
+
+
+def test_a_batch_short_after_dropping_near_duplicates_takes_the_strategys_next_picks_not_random_ones(
+    make_study, annotators, member, judge, monkeypatch
+):
+    """On a redundant pool ``diversify`` keeps few of a batch (here: one); the
+    rest are the strategy's other picks, behind it, not random pairs."""
+    study = make_study(queue_target=8)
+    member(study)
+    version = _first_model(study, annotators[0], judge)
+    monkeypatch.setattr(refill, "diversify", lambda picks, features, n: picks[-1:])
+    refill.queue_refill(study_id=study.id, seed=0)
+    queue = _queued(study)
+    assert len(queue) == 8
+    assert {(c.model_version_id, c.strategy) for c in queue} == {(version.id, "uncertainty")}
