@@ -83,7 +83,9 @@ def _code_version() -> str:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+        # The results files a run writes are not the code it ran.
+        status = ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"]
+        dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
         return commit + ("+uncommitted" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
