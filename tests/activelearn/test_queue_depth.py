@@ -52,6 +52,19 @@ def _picks_of(study, keys: list[str]) -> tuple[np.ndarray, list[refill._Pick]]:
     return candidate_ids, picks
 
 
+def _queue_locked(study, version: RewardModelVersion, keys: list[str]) -> int:
+    """The locked half of a refill, queueing picks of ``keys`` for ``version``."""
+    candidate_ids, picks = _picks_of(study, keys)
+    return refill._queue_picks(
+        study_id=study.id,
+        latest=version,
+        candidate_ids=candidate_ids,
+        picks=picks,
+        demand=QueueDemand(active=0, per_second=0.0, comparisons=0),
+        rng=np.random.default_rng(0),
+    )
+
+
 def _unqueued_keys(study, n: int) -> list[str]:
     """``n`` pairs within a prompt that the study has not queued yet."""
     have = set(Comparison.objects.filter(study=study).values_list("item_key", flat=True))
@@ -71,16 +84,7 @@ def test_a_new_models_picks_go_first_and_the_older_ones_wait_behind_them(make_st
     assert len(older) == 6 and {c.model_version_id for c in older} == {None}
 
     # A batch of three: nothing older is retired to make room, the queue does not shrink.
-    candidate_ids, picks = _picks_of(study, _unqueued_keys(study, 3))
-    demand = QueueDemand(active=0, per_second=0.0, comparisons=0)
-    created = refill._queue_picks(
-        study_id=study.id,
-        latest=version,
-        candidate_ids=candidate_ids,
-        picks=picks,
-        demand=demand,
-        rng=np.random.default_rng(0),
-    )
+    created = _queue_locked(study, version, _unqueued_keys(study, 3))
     assert created == 3
     queue = _queued(study)
     assert len(queue) == 9
@@ -102,16 +106,7 @@ def test_an_older_pick_the_new_model_chooses_again_is_taken_over_and_displaced_o
     study.queue_target = 4
     study.save(update_fields=["queue_target"])
     again, lowest = older[0], older[-1]
-    candidate_ids, picks = _picks_of(study, [again.item_key, *_unqueued_keys(study, 3)])
-    demand = QueueDemand(active=0, per_second=0.0, comparisons=0)
-    created = refill._queue_picks(
-        study_id=study.id,
-        latest=version,
-        candidate_ids=candidate_ids,
-        picks=picks,
-        demand=demand,
-        rng=np.random.default_rng(0),
-    )
+    created = _queue_locked(study, version, [again.item_key, *_unqueued_keys(study, 3)])
     assert created == 3
     again.refresh_from_db()
     assert (again.model_version_id, again.strategy, again.score) == (version.id, "uncertainty", 1.0)
@@ -128,16 +123,7 @@ def test_a_leased_older_pick_is_never_retired(make_study, annotators, member, ju
     held = assignment_lease_next(study=study, annotator=annotators[1]).assignment.comparison_id
     study.queue_target = 2
     study.save(update_fields=["queue_target"])
-    candidate_ids, picks = _picks_of(study, _unqueued_keys(study, 2))
-    demand = QueueDemand(active=0, per_second=0.0, comparisons=0)
-    refill._queue_picks(
-        study_id=study.id,
-        latest=version,
-        candidate_ids=candidate_ids,
-        picks=picks,
-        demand=demand,
-        rng=np.random.default_rng(0),
-    )
+    _queue_locked(study, version, _unqueued_keys(study, 2))
     assert Comparison.objects.filter(id=held).exists()
     assert judgment_submit(study=study, annotator=annotators[1], comparison_id=held, choice="a").created
 
