@@ -203,7 +203,7 @@ def run_one(
         "model_chosen_share_whole_run": _share(checks["answered_by_strategy"], study.strategy),
         "answered_comparisons": checks["answered_comparisons"],
         "answered_by_strategy": checks["answered_by_strategy"],
-        "answered_chosen_by_a_model": checks["answered_chosen_by_a_model"],
+        "answered_chosen_by_the_strategy": checks["answered_chosen_by_the_strategy"],
         "versions_published": len(published),
         "versions_published_whole_run": checks["model_versions_published"],
         "longest_publication_gap_s": measure.longest_gap(

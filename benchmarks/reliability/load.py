@@ -17,7 +17,7 @@ non-2xx answer or connection error by request, status and message; then the
 database is checked: every 2xx answer's judgment is there (``lost``), no
 comparison has more judgments than it wants and no annotator judged one twice
 (``duplicated``), no lease is left held by a finished client or orphaned, and
-the share of answered comparisons a model chose against the random fallback.
+the share of answered comparisons the study's strategy chose (not random pairs).
 
 Variants, each in a process of its own (Django reads its settings once):
 
@@ -517,7 +517,7 @@ def verify(*, study_id: int, crowd: Crowd) -> dict[str, Any]:
     """What the database holds against what the clients were told."""
     from django.db.models import Count, F, Q  # noqa: PLC0415
 
-    from annotation.models import Assignment, Comparison, Judgment, RewardModelVersion  # noqa: PLC0415
+    from annotation.models import Assignment, Comparison, Judgment, RewardModelVersion, Study  # noqa: PLC0415
 
     judgments = Judgment.objects.filter(study_id=study_id)
     told = {a.judgment_id for a in crowd.answers}
@@ -545,7 +545,10 @@ def verify(*, study_id: int, crowd: Crowd) -> dict[str, Any]:
     )
     answered = Comparison.objects.filter(study_id=study_id, id__in=judgments.values("comparison_id"))
     by_strategy = {row["strategy"]: row["n"] for row in answered.values("strategy").annotate(n=Count("id"))}
-    by_model = answered.filter(model_version__isnull=False).count()
+    # Chosen by the study's strategy: a random pair that filled a model's batch
+    # carries that model's version too, so the version alone would count it.
+    strategy = Study.objects.values_list("strategy", flat=True).get(id=study_id)
+    by_model = by_strategy.get(strategy, 0)
     total = answered.count()
     versions = RewardModelVersion.objects.filter(study_id=study_id)
     return {
@@ -560,7 +563,7 @@ def verify(*, study_id: int, crowd: Crowd) -> dict[str, Any]:
         "leases_held_at_end": active.count(),
         "leases_orphaned": orphaned.count() + leased_without,
         "answered_comparisons": total,
-        "answered_chosen_by_a_model": by_model,
+        "answered_chosen_by_the_strategy": by_model,
         "model_chosen_share": round(by_model / total, 3) if total else None,
         "answered_by_strategy": by_strategy,
         "model_versions_published": versions.count(),
