@@ -344,7 +344,8 @@ def _next_payload(study: Study, user) -> dict:
         lease = assignment_lease_or_refill(study=study, annotator=user)
     except StudyNotOpen:
         lease = None
-    progress = selectors.study_progress(study=study, user=user)
+    progress = lease.progress if lease is not None else None
+    progress = progress or selectors.study_progress(study=study, user=user)
     payload = {
         "comparison_id": None,
         "prompt": None,

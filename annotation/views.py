@@ -162,11 +162,16 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
         lease = assignment_lease_or_refill(study=study, annotator=request.user)
     except StudyNotOpen as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)})
-    context = _comparison_context(study=study, user=request.user, lease=lease)
+    context = _comparison_context(study=study, user=request.user, lease=lease, progress=_lease_progress(lease))
     _add_ahead(request, study, context, lease)
     # Guidelines start open until the annotator has answered something.
     context["guidelines_open"] = context["progress"].mine == 0
     return render(request, "annotation/annotate.html", context)
+
+
+def _lease_progress(lease: Lease | None):
+    """The progress counted when the lease was taken (None: the page reads it)."""
+    return lease.progress if lease is not None else None
 
 
 def _add_ahead(request: HttpRequest, study: Study, context: dict, lease: Lease | None) -> None:
@@ -311,7 +316,12 @@ def _next_comparison(
             status=400 if error else 200,
         )
     context = _comparison_context(
-        study=study, user=request.user, lease=lease, error=error, post=request.POST if error else None
+        study=study,
+        user=request.user,
+        lease=lease,
+        error=error,
+        post=request.POST if error else None,
+        progress=_lease_progress(lease),
     )
     if undo is not None and lease is not None:
         context["undo"] = undo

@@ -7,16 +7,25 @@ next model includes the answer, or leaves an undone one out.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Exists
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation import loop
-from annotation.models import LIKERT_POINTS, Assignment, Comparison, Judgment, Study, in_display_order
+from annotation.models import (
+    LIKERT_POINTS,
+    Assignment,
+    Comparison,
+    ComparisonItem,
+    Judgment,
+    Study,
+    in_display_order,
+)
 from annotation.services.errors import InvalidAnswer, NotAssigned
 from annotation.services.leasing import comparison_status_refresh
 from annotation.services.retry import retry_transaction
@@ -80,25 +89,23 @@ def judgment_submit(
     leased to this annotator is refused. On commit the active-learning loop is
     told (retrain and refill, debounced there).
     """
-    comparison = Comparison.objects.select_for_update(of=("self",)).filter(id=comparison_id, study=study).first()
-    if comparison is None:
+    found = _answer_target(study_id=study.id, comparison_id=comparison_id, annotator_id=annotator.pk)
+    if found is None:
         raise NotAssigned("That comparison does not belong to this study.")
-    assignment = (
-        Assignment.objects.filter(comparison=comparison, annotator=annotator)
-        .annotate(answered=Exists(Judgment.objects.filter(comparison=comparison, annotator=annotator)))
-        .first()
-    )
-    if assignment is not None and assignment.answered:
+    item_key, assignment_id, display_order, answered = found
+    if answered:
+        comparison = Comparison.objects.get(id=comparison_id)
+        assignment = Assignment.objects.get(comparison=comparison, annotator=annotator)
         existing = Judgment.objects.get(comparison=comparison, annotator=annotator)
         superseded = _differs(
             study, comparison, existing, assignment, choice=choice, ranking=ranking, strength=strength
         )
         return Submission(judgment=existing, created=False, superseded=superseded)
-    if assignment is None:
+    if assignment_id is None:
         raise NotAssigned("That comparison was not assigned to you.")
 
     # Positions in the answer (A = 0, …) are positions on the annotator's screen.
-    item_ids = _shown_item_ids(comparison, assignment)
+    item_ids = _shown_item_ids(comparison_id, display_order)
     if ranking is not None:
         choice = Judgment.Choice.RANKED
         stored = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie)
@@ -107,10 +114,10 @@ def judgment_submit(
     strength = _strength_validate(study, choice=choice, strength=strength)
     rationale = _rationale_validate(study, rationale)
     ratings = _aspect_ratings_validate(study, aspect_ratings or {}, item_ids=item_ids)
-    judgment = Judgment.objects.create(
-        study=study,
-        comparison=comparison,
-        annotator=annotator,
+    judgment = _judgment_insert(
+        study_id=study.id,
+        comparison_id=comparison_id,
+        annotator_id=annotator.pk,
         choice=choice,
         ranking=stored,
         strength=strength,
@@ -119,14 +126,66 @@ def judgment_submit(
         shown_order=item_ids,
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
-        evaluation=_in_evaluation_set(study_id=study.id, item_key=comparison.item_key, rate=study.evaluation_rate),
+        evaluation=_in_evaluation_set(study_id=study.id, item_key=item_key, rate=study.evaluation_rate),
     )
-    Assignment.objects.filter(comparison=comparison, annotator=annotator).update(status=Assignment.Status.SUBMITTED)
-    comparison_status_refresh(comparison_ids=[comparison.id])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Assignment._meta.db_table} SET status = %s WHERE id = %s",
+            [Assignment.Status.SUBMITTED, assignment_id],
+        )
+    comparison_status_refresh(comparison_ids=[comparison_id])
 
     study_id, low_water = study.id, study.queue_refill_at
     transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))
     return Submission(judgment=judgment, created=True)
+
+
+def _answer_target(*, study_id: int, comparison_id: int, annotator_id: int) -> tuple | None:
+    """``(item_key, assignment id, display order, answered)`` of the comparison
+    in this study, locked so two answers to it are written one after the other,
+    with the annotator's lease of it (None when never leased to them) and
+    whether they answered it already; None when the study has no such
+    comparison. One statement, written out in SQL: it runs on every answer."""
+    comparison, judgment, assignment = (m._meta.db_table for m in (Comparison, Judgment, Assignment))
+    lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
+    sql = f"""
+        SELECT c.item_key, a.id, a.display_order,
+               EXISTS (SELECT 1 FROM {judgment} j WHERE j.comparison_id = c.id AND j.annotator_id = %s)
+        FROM {comparison} c
+        LEFT JOIN {assignment} a ON a.comparison_id = c.id AND a.annotator_id = %s
+        WHERE c.id = %s AND c.study_id = %s{lock}
+    """  # table names come from model metadata; every value is a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [annotator_id, annotator_id, comparison_id, study_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    item_key, assignment_id, display_order, answered = row
+    if isinstance(display_order, str):
+        display_order = json.loads(display_order)
+    return item_key, assignment_id, display_order, bool(answered)
+
+
+_JUDGMENT_COLUMNS = (
+    "study_id", "comparison_id", "annotator_id", "choice", "ranking", "strength", "rationale", "aspect_ratings",
+    "shown_order", "time_on_task_ms", "client_info", "evaluation", "created_at",
+)  # fmt: skip
+
+
+def _judgment_insert(**values: Any) -> Judgment:
+    """``INSERT … RETURNING id`` of one judgment, the model instance built from
+    what was written (``Judgment.objects.create`` compiled the insert afresh on
+    every answer)."""
+    values["created_at"] = timezone.now()
+    fields = {f.attname: f for f in Judgment._meta.concrete_fields}
+    params = [fields[name].get_db_prep_save(values[name], connection) for name in _JUDGMENT_COLUMNS]
+    columns = ", ".join(_JUDGMENT_COLUMNS)
+    marks = ", ".join(["%s"] * len(_JUDGMENT_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {Judgment._meta.db_table} ({columns}) VALUES ({marks}) RETURNING id", params)
+        (judgment_id,) = cursor.fetchone()
+    written = (judgment_id, *(values[name] for name in _JUDGMENT_COLUMNS))
+    return Judgment.from_db(connection.alias, ("id", *_JUDGMENT_COLUMNS), written)
 
 
 def _differs(
@@ -141,7 +200,7 @@ def _differs(
 ) -> bool:
     """Whether an answer to an already answered comparison says something else
     than the kept one (a repeated submit of the same answer does not)."""
-    item_ids = _shown_item_ids(comparison, assignment)
+    item_ids = _shown_item_ids(comparison.id, assignment.display_order)
     try:
         if ranking is not None:
             stored, choice = _ranking_validate(ranking, item_ids=item_ids, allow_tie=study.allow_tie), "ranked"
@@ -199,15 +258,19 @@ def _rationale_validate(study: Study, rationale: str) -> str:
     return "" if study.ask_rationale == Study.RationaleMode.OFF else rationale
 
 
-def _shown_item_ids(comparison: Comparison, assignment: Assignment) -> list[int]:
+def _shown_item_ids(comparison_id: int, display_order: list[int] | None) -> list[int]:
     """The comparison's candidate ids in the order this annotator saw them.
 
     Every lease records that order (written from the items when leased), so
     the items table is read only for leases made before it was recorded."""
-    recorded = assignment.display_order or []
+    recorded = display_order or []
     if len(recorded) >= 2 and len(set(recorded)) == len(recorded):
         return list(recorded)
-    item_ids = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
+    item_ids = list(
+        ComparisonItem.objects.filter(comparison_id=comparison_id)
+        .order_by("position")
+        .values_list("candidate_id", flat=True)
+    )
     return in_display_order(item_ids, recorded)
 
 

@@ -17,8 +17,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation import loop
-from annotation.models import Assignment, Comparison, Judgment, Study
-from annotation.selectors import queue_waiting_count
+from annotation.models import Assignment, Comparison, ComparisonItem, Judgment, Study
+from annotation.selectors import StudyProgress, queue_waiting_count
 from annotation.services.errors import StudyNotOpen
 from annotation.services.retry import retry_transaction
 
@@ -81,6 +81,53 @@ def comparison_status_refresh(*, comparison_ids: list[int]) -> None:
 class Lease:
     assignment: Assignment
     created: bool
+    # The judgments counted when the lease was taken (the page's progress bar
+    # needs no query of its own); None when the caller must read them.
+    progress: StudyProgress | None = None
+    # Comparisons left waiting in the queue after this lease.
+    waiting: int | None = None
+
+
+def _tables() -> tuple[str, str, str]:
+    return Comparison._meta.db_table, Judgment._meta.db_table, Assignment._meta.db_table
+
+
+@dataclass(frozen=True)
+class _LeaseState:
+    total: int  # the study's judgments
+    mine: int  # this annotator's
+    held: int  # this annotator's live leases
+    overdue: int  # the study's leases past their expiry, still marked active
+    waiting: int  # queued comparisons (gold items are served outside the queue)
+
+
+def _lease_state(*, study: Study, annotator: AbstractBaseUser, now) -> _LeaseState:
+    """Everything a lease decides on, in one statement of scalar subqueries
+    (each on an index): the ORM spelling took five statements, each compiled
+    afresh, and cost more CPU than the database spent answering them."""
+    comparison, judgment, assignment = _tables()
+    at = connection.ops.adapt_datetimefield_value(now)
+    active = Assignment.Status.ACTIVE
+    sql = f"""
+        SELECT
+            (SELECT COUNT(*) FROM {judgment} WHERE study_id = %s),
+            (SELECT COUNT(*) FROM {judgment} WHERE study_id = %s AND annotator_id = %s),
+            (SELECT COUNT(*) FROM {assignment}
+                WHERE study_id = %s AND annotator_id = %s AND status = %s AND expires_at > %s),
+            (SELECT COUNT(*) FROM {assignment} WHERE study_id = %s AND status = %s AND expires_at < %s),
+            (SELECT COUNT(*) FROM {comparison} WHERE study_id = %s AND status = %s AND NOT is_gold)
+    """  # table names come from model metadata; every value is a parameter
+    params = [
+        study.id,
+        study.id, annotator.pk,
+        study.id, annotator.pk, active, at,
+        study.id, active, at,
+        study.id, Comparison.Status.QUEUED,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        total, mine, held, overdue, waiting = cursor.fetchone()
+    return _LeaseState(total=total, mine=mine, held=held, overdue=overdue, waiting=waiting)
 
 
 @retry_transaction
@@ -100,78 +147,116 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: in
     annotator's second live lease, or a new one. Leases held count against the
     budget and the annotator's quota, so leasing ahead never hands out work
     the study will not pay for.
+
+    This runs on every comparison every annotator gets, so its statements are
+    written out in SQL (the same on PostgreSQL and SQLite): one read of the
+    counts, then the pick, the lease and the comparison's status.
     """
     if study.status != Study.Status.ACTIVE:
         raise StudyNotOpen(f"The study “{study.name}” is {study.get_status_display().lower()}.")
     now = timezone.now()
-    held = list(
-        Assignment.objects.select_related("comparison")
-        .filter(study=study, annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=now)
-        .order_by("leased_at", "id")[:hold]
-    )
-    if len(held) >= hold:
-        return Lease(assignment=held[hold - 1], created=False)
-    if study_judgment_count(study_id=study.id) + len(held) >= study.budget:
+    state = _lease_state(study=study, annotator=annotator, now=now)
+    progress = StudyProgress(mine=state.mine, total=state.total, budget=study.budget, quota=study.annotator_quota)
+    if state.held >= hold:
+        table = Assignment._meta.db_table
+        held = list(
+            Assignment.objects.raw(
+                f"SELECT * FROM {table} WHERE study_id = %s AND annotator_id = %s AND status = %s"
+                " AND expires_at > %s ORDER BY leased_at, id LIMIT %s",
+                [study.id, annotator.pk, Assignment.Status.ACTIVE, connection.ops.adapt_datetimefield_value(now), hold],
+            )
+        )
+        if len(held) >= hold:
+            return Lease(assignment=held[hold - 1], created=False, progress=progress, waiting=state.waiting)
+    if state.total + state.held >= study.budget:
         return None
-    if study.annotator_quota is not None and (
-        Judgment.objects.filter(study=study, annotator=annotator).count() + len(held) >= study.annotator_quota
-    ):
+    if study.annotator_quota is not None and state.mine + state.held >= study.annotator_quota:
         return None
 
-    leases_expire(study_id=study.id)
+    waiting = state.waiting
+    if state.overdue:
+        waiting += leases_expire(study_id=study.id)
     if study.gold_rate > 0 and random.random() < study.gold_rate:
         gold = _gold_lease(study=study, annotator=annotator, now=now)
         if gold is not None:
-            return gold
-    comparison = (
-        Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED, is_gold=False)
-        .exclude(judgments__annotator=annotator)
-        .exclude(
-            # One subquery, so both conditions hold for the same assignment row.
-            id__in=Assignment.objects.filter(
-                annotator=annotator, status__in=(Assignment.Status.ACTIVE, Assignment.Status.SKIPPED)
-            ).values("comparison_id")
-        )
-        .order_by("-priority", "id")
-        .select_for_update(skip_locked=True, of=("self",))
-        .first()
-    )
-    if comparison is None:
+            return Lease(assignment=gold.assignment, created=True, progress=progress, waiting=waiting)
+    comparison_id = _queued_pick(study_id=study.id, annotator_id=annotator.pk)
+    if comparison_id is None:
         return None
     # Each annotator gets their own order in blind mode, so no position favours a response.
     assignment = _assignment_upsert(
-        study=study, comparison=comparison, annotator=annotator, now=now, shuffle=study.blind
+        study=study, comparison_id=comparison_id, annotator=annotator, now=now, shuffle=study.blind
     )
-    comparison_status_refresh(comparison_ids=[comparison.id])
-    return Lease(assignment=assignment, created=True)
+    comparison_status_refresh(comparison_ids=[comparison_id])
+    return Lease(assignment=assignment, created=True, progress=progress, waiting=max(0, waiting - 1))
+
+
+def _queued_pick(*, study_id: int, annotator_id: int) -> int | None:
+    """The id of the highest-priority queued comparison the annotator has
+    neither judged nor skipped nor holds, locked (``SKIP LOCKED``: one taken by
+    another annotator's open lease is passed over, not waited for)."""
+    comparison, judgment, assignment = _tables()
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    sql = f"""
+        SELECT c.id FROM {comparison} c
+        WHERE c.study_id = %s AND c.status = %s AND NOT c.is_gold
+          AND NOT EXISTS (SELECT 1 FROM {judgment} j WHERE j.comparison_id = c.id AND j.annotator_id = %s)
+          AND NOT EXISTS (
+              SELECT 1 FROM {assignment} a
+              WHERE a.comparison_id = c.id AND a.annotator_id = %s AND a.status IN (%s, %s))
+        ORDER BY c.priority DESC, c.id
+        LIMIT 1{lock}
+    """  # table names come from model metadata; every value is a parameter
+    params = [
+        study_id, Comparison.Status.QUEUED, annotator_id, annotator_id,
+        Assignment.Status.ACTIVE, Assignment.Status.SKIPPED,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+_ASSIGNMENT_FIELDS = (
+    "id", "study_id", "comparison_id", "annotator_id", "status", "leased_at", "expires_at", "display_order",
+    "skip_reason", "skip_note",
+)  # fmt: skip
 
 
 def _assignment_upsert(
-    *, study: Study, comparison: Comparison, annotator: AbstractBaseUser, now, shuffle: bool
+    *, study: Study, comparison_id: int, annotator: AbstractBaseUser, now, shuffle: bool
 ) -> Assignment:
-    """Lease ``comparison`` to the annotator: one upsert, so an expired lease of
+    """Lease the comparison to the annotator: one upsert, so an expired lease of
     the same comparison is replaced, and two requests of one annotator racing
     for the same comparison share one lease instead of one of them failing."""
-    order = list(comparison.items.order_by("position").values_list("candidate_id", flat=True))
-    if shuffle:
-        random.SystemRandom().shuffle(order)
-    (assignment,) = Assignment.objects.bulk_create(
-        [
-            Assignment(
-                study=study,
-                comparison=comparison,
-                annotator=annotator,
-                status=Assignment.Status.ACTIVE,
-                leased_at=now,
-                expires_at=now + timedelta(seconds=study.lease_seconds),
-                display_order=order,
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["comparison", "annotator"],
-        update_fields=["status", "leased_at", "expires_at", "display_order"],
-    )
-    return assignment
+    table, item = Assignment._meta.db_table, ComparisonItem._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT candidate_id FROM {item} WHERE comparison_id = %s ORDER BY position", [comparison_id])
+        order = [row[0] for row in cursor.fetchall()]
+        if shuffle:
+            random.SystemRandom().shuffle(order)
+        expires = now + timedelta(seconds=study.lease_seconds)
+        adapt = connection.ops.adapt_datetimefield_value
+        display = Assignment._meta.get_field("display_order").get_db_prep_save(order, connection)
+        cursor.execute(
+            f"""
+            INSERT INTO {table}
+                (study_id, comparison_id, annotator_id, status, leased_at, expires_at, display_order,
+                 skip_reason, skip_note)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, '', '')
+            ON CONFLICT (comparison_id, annotator_id) DO UPDATE SET
+                status = excluded.status, leased_at = excluded.leased_at,
+                expires_at = excluded.expires_at, display_order = excluded.display_order
+            RETURNING id, skip_reason, skip_note
+            """,  # table names come from model metadata; every value is a parameter
+            [study.id, comparison_id, annotator.pk, Assignment.Status.ACTIVE, adapt(now), adapt(expires), display],
+        )
+        assignment_id, skip_reason, skip_note = cursor.fetchone()
+    values = (
+        assignment_id, study.id, comparison_id, annotator.pk, Assignment.Status.ACTIVE, now, expires, order,
+        skip_reason, skip_note,
+    )  # fmt: skip
+    return Assignment.from_db(connection.alias, _ASSIGNMENT_FIELDS, values)
 
 
 def _gold_lease(*, study: Study, annotator: AbstractBaseUser, now) -> Lease | None:
@@ -185,7 +270,9 @@ def _gold_lease(*, study: Study, annotator: AbstractBaseUser, now) -> Lease | No
     if comparison is None:
         return None
     # Always shuffled: the known answer must not sit in one place.
-    assignment = _assignment_upsert(study=study, comparison=comparison, annotator=annotator, now=now, shuffle=True)
+    assignment = _assignment_upsert(
+        study=study, comparison_id=comparison.id, annotator=annotator, now=now, shuffle=True
+    )
     return Lease(assignment=assignment, created=True)
 
 
@@ -208,9 +295,16 @@ def assignment_lease_or_refill(*, study: Study, annotator: AbstractBaseUser) -> 
         loop.get().refill_fallback(study_id=study.id)
         loop.get().refill_request(study_id=study.id)
         lease = assignment_lease_next(study=study, annotator=annotator)
-    elif lease.created and queue_waiting_count(study_id=study.id) < study.queue_refill_at:
+    elif lease.created and _waiting(lease, study) < study.queue_refill_at:
         loop.get().refill_request(study_id=study.id)
     return lease
+
+
+def _waiting(lease: Lease | None, study: Study) -> int:
+    """The queue's waiting comparisons after ``lease`` (counted when it was taken, where it was)."""
+    if lease is not None and lease.waiting is not None:
+        return lease.waiting
+    return queue_waiting_count(study_id=study.id)
 
 
 def assignment_lease_ahead(*, study: Study, annotator: AbstractBaseUser) -> Lease | None:
@@ -225,7 +319,7 @@ def assignment_lease_ahead(*, study: Study, annotator: AbstractBaseUser) -> Leas
     except StudyNotOpen:
         return None
     fresh_or_none = lease is None or lease.created
-    if fresh_or_none and queue_waiting_count(study_id=study.id) < study.queue_refill_at:
+    if fresh_or_none and _waiting(lease, study) < study.queue_refill_at:
         loop.get().refill_request(study_id=study.id)
     return lease
 
