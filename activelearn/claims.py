@@ -73,6 +73,17 @@ class ClaimSlot:
             | (~Q(**{f"{owner}__startswith": QUEUED}) & Q(**{f"{at}__lt": lease}))
         )
 
+    def held(self, at: datetime | None, owner: str, now: datetime | None = None) -> bool:
+        """Whether a claim read as ``at`` and ``owner`` is held and has not
+        expired: one that :meth:`request` would refuse to take (the same rule
+        as :meth:`expired`, for a row already read)."""
+        if at is None:
+            return False
+        now = now or timezone.now()
+        queued = owner.startswith(QUEUED)
+        limit = settings.PREFLOOP_CLAIM_QUEUED_SECONDS if queued else settings.PREFLOOP_CLAIM_LEASE_SECONDS
+        return at >= now - timedelta(seconds=limit)
+
     def _free_or_expired(self, now: datetime) -> Q:
         return Q(**{f"{self.at}__isnull": True}) | self.expired(now)
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from celery import Task
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from activelearn import claims, embedding, services, tasks
-from annotation.models import Study
-from annotation.selectors import queue_waiting_count
+from annotation.models import Comparison, Study
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +93,76 @@ def loop_notify_judgment(*, study_id: int, queue_low_water: int | None = None) -
     """Tell the loop a judgment committed (or was undone): ask for a retrain,
     top up the queue when it runs low.
 
+    Under a crowd this runs after every answer and nearly always finds the
+    model already marked out of date with its retrain claimed, and the queue
+    deep enough or its refill claimed: then one read of the study row is all it
+    costs (:func:`_loop_state`), and the writes and the broker are left alone.
+    Skipping on that read is safe: a fit clears the mark before it reads the
+    judgments, so a mark seen set after this judgment committed was cleared, if
+    at all, by a fit that reads it; and a claimed retrain is released only when
+    the mark is clear (``services``).
+
     ``queue_low_water`` is the study's ``queue_refill_at``: callers holding the
-    study pass it (saves a query on every answer)."""
-    retrain_request(study_id=study_id)
+    study pass it."""
+    state = _loop_state(study_id)
+    if state is None:
+        return
+    now = timezone.now()
+    if not state.retrain_dirty or not services.RETRAIN.held(state.retrain_at, state.retrain_owner, now):
+        retrain_request(study_id=study_id)
     if queue_low_water is None:
-        queue_low_water = Study.objects.only("queue_low_water", "queue_demand").get(id=study_id).queue_refill_at
-    if queue_waiting_count(study_id=study_id) < queue_low_water:
+        queue_low_water = Study(queue_low_water=state.queue_low_water, queue_demand=state.queue_demand).queue_refill_at
+    if state.waiting < queue_low_water and not services.REFILL.held(state.refill_at, state.refill_owner, now):
         refill_request(study_id=study_id)
+
+
+@dataclass(frozen=True)
+class _LoopState:
+    retrain_dirty: bool
+    retrain_at: datetime | None
+    retrain_owner: str
+    refill_at: datetime | None
+    refill_owner: str
+    queue_low_water: int
+    queue_demand: int
+    waiting: int
+
+
+def _loop_state(study_id: int) -> _LoopState | None:
+    """The study's retrain mark, both claims, its queue settings and the
+    queue's waiting comparisons: one statement, written out in SQL (it runs on
+    every answer); None when the study is gone."""
+    study, comparison = Study._meta.db_table, Comparison._meta.db_table
+    sql = f"""
+        SELECT s.retrain_dirty, s.retrain_claimed_at, s.retrain_owner, s.refill_claimed_at, s.refill_owner,
+               s.queue_low_water, s.queue_demand,
+               (SELECT COUNT(*) FROM {comparison} c WHERE c.study_id = s.id AND c.status = %s AND NOT c.is_gold)
+        FROM {study} s WHERE s.id = %s
+    """  # table names come from model metadata; every value is a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Comparison.Status.QUEUED, study_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    dirty, retrain_at, retrain_owner, refill_at, refill_owner, low_water, demand, waiting = row
+    return _LoopState(
+        retrain_dirty=bool(dirty),
+        retrain_at=_db_datetime(retrain_at),
+        retrain_owner=retrain_owner or "",
+        refill_at=_db_datetime(refill_at),
+        refill_owner=refill_owner or "",
+        queue_low_water=low_water,
+        queue_demand=demand,
+        waiting=waiting,
+    )
+
+
+def _db_datetime(value: datetime | str | None) -> datetime | None:
+    """A timestamp as a cursor returns it: PostgreSQL's is a datetime, SQLite's
+    the text Django stored (UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(value)
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed

@@ -378,7 +378,7 @@ class NextComparison(APIView):
         study = selectors.access_study_for_annotator(user=request.user, slug=slug)
         if study.status != Study.Status.ACTIVE:
             return _error(f"The study is {study.get_status_display().lower()}.", status.HTTP_409_CONFLICT)
-        return Response(serializers.NextComparisonOutput(_next_payload(study, request.user)).data)
+        return Response(serializers.next_comparison_data(_next_payload(study, request.user)))
 
 
 class JudgmentPagination(CursorPagination):
@@ -450,7 +450,7 @@ class JudgmentList(APIView):
         judgment = submission.judgment
         judgment.created = submission.created
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
-        return Response(serializers.JudgmentOutput(judgment).data, status=code)
+        return Response(serializers.judgment_data(judgment), status=code)
 
 
 class SkipCreate(APIView):

@@ -8,8 +8,12 @@ what a client sees; they are also what the OpenAPI schema is generated from.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -153,6 +157,76 @@ class NextComparisonOutput(serializers.Serializer):
     lease_expires_at = serializers.DateTimeField(allow_null=True)
     progress = ProgressOutput()
     completion_code = serializers.CharField(allow_blank=True, help_text="Set once your work here is done.")
+
+
+# The next comparison and an answer's judgment are the two replies every
+# annotator gets on every cycle. A DRF serializer deep-copies its declared
+# fields for each instance (a ModelSerializer builds them from the model), which
+# cost more CPU than the lease itself; these build the same JSON directly.
+# tests/annotation/test_api_outputs.py checks they agree with the serializers
+# above, from which the OpenAPI schema is generated.
+
+
+def _datetime_out(value: datetime | None) -> str | None:
+    """A timestamp as DRF's ``DateTimeField`` writes it (ISO 8601, UTC as ``Z``)."""
+    if value is None:
+        return None
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _messages_out(messages: Iterable[Any]) -> list[dict[str, str]]:
+    return [{"role": str(m.role), "content": str(m.content)} for m in messages]
+
+
+def next_comparison_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """``NextComparisonOutput(payload).data``, built directly."""
+    prompt, progress = payload["prompt"], payload["progress"]
+    if prompt is not None:
+        messages = _messages_out(prompt["messages"])
+        prompt = {"format": str(prompt["format"]), "text": str(prompt["text"]), "messages": messages}
+    return {
+        "comparison_id": payload["comparison_id"],
+        "prompt": prompt,
+        "candidates": [
+            {
+                "position": int(c["position"]),
+                "label": str(c["label"]),
+                "text": str(c["text"]),
+                "source": str(c["source"]),
+                "image_url": str(c["image_url"]),
+                "messages": _messages_out(c["messages"]),
+            }
+            for c in payload["candidates"]
+        ],
+        "lease_expires_at": _datetime_out(payload["lease_expires_at"]),
+        "progress": {
+            "mine": int(progress["mine"]),
+            "total": int(progress["total"]),
+            "budget": int(progress["budget"]),
+            "quota": None if progress["quota"] is None else int(progress["quota"]),
+        },
+        "completion_code": str(payload["completion_code"]),
+    }
+
+
+def judgment_data(judgment: Judgment) -> dict[str, Any]:
+    """``JudgmentOutput(judgment).data`` (``judgment.created`` set), built directly."""
+    return {
+        "id": judgment.id,
+        "comparison_id": judgment.comparison_id,
+        "choice": str(judgment.choice),
+        "ranking": judgment.ranking,
+        "shown_order": judgment.shown_order,
+        "strength": str(judgment.strength),
+        "rationale": str(judgment.rationale),
+        "aspect_ratings": judgment.aspect_ratings,
+        "time_on_task_ms": None if judgment.time_on_task_ms is None else int(judgment.time_on_task_ms),
+        "created_at": _datetime_out(judgment.created_at),
+        "created": bool(judgment.created),
+    }
 
 
 class JudgmentInput(serializers.Serializer):

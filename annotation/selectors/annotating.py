@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.db.models import Count, Q
 from django.http import Http404
 from django.utils.safestring import SafeString
 
-from annotation.models import Assignment, ComparisonItem, Judgment, Prompt, Study, in_display_order
+from annotation.models import (
+    Assignment,
+    Candidate,
+    Comparison,
+    ComparisonItem,
+    Judgment,
+    Prompt,
+    Study,
+    in_display_order,
+)
 from annotation.rendering import (
     Message,
     TextFormat,
@@ -128,28 +139,23 @@ def comparison_for_display(
     ``display_order``); model names are shown only when not ``blind``. A long
     prompt is cut to a preview unless ``whole_prompt``.
     """
-    items = list(
-        ComparisonItem.objects.filter(comparison_id=assignment.comparison_id)
-        .select_related("candidate", "comparison__prompt")
-        .order_by("position")
-    )
+    items = _shown_items(assignment.comparison_id)
     rank = {cid: k for k, cid in enumerate(in_display_order([i.candidate_id for i in items], assignment.display_order))}
     items.sort(key=lambda item: rank[item.candidate_id])
     prompt = None
-    if items and items[0].comparison.prompt is not None:
-        row = items[0].comparison.prompt
-        prompt = prompt_for_display(prompt=row, whole=whole_prompt)
+    if items and items[0].prompt is not None:
+        prompt = prompt_for_display(prompt=items[0].prompt, whole=whole_prompt)
     diffs: list[SafeString | None] = [None] * len(items)
     if highlight_diff and len(items) == 2:
-        diffs = list(diff_html(items[0].candidate.text, items[1].candidate.text))
+        diffs = list(diff_html(items[0].text, items[1].text))
     candidates = tuple(
         CandidateDisplay(
             label=chr(ord("A") + index),
             position=index,
-            text=item.candidate.text,
-            source="" if blind else item.candidate.source,
-            messages=conversation_messages(item.candidate.text),
-            image_url=safe_image_url((item.candidate.metadata or {}).get("image")),
+            text=item.text,
+            source="" if blind else item.source,
+            messages=conversation_messages(item.text),
+            image_url=safe_image_url(item.metadata.get("image") if isinstance(item.metadata, dict) else None),
             diff=diffs[index],
         )
         for index, item in enumerate(items)
@@ -158,6 +164,49 @@ def comparison_for_display(
     return ComparisonDisplay(
         comparison_id=assignment.comparison_id, prompt=prompt, candidates=candidates, text_format=text_format
     )
+
+
+@dataclass(frozen=True)
+class _ShownItem:
+    candidate_id: int
+    text: str
+    source: str
+    metadata: object
+    prompt: Prompt | None  # the comparison's (the same on every item)
+
+
+def _shown_items(comparison_id: int) -> list[_ShownItem]:
+    """A comparison's items in stored order with their candidates and its
+    prompt: one statement, written out in SQL (every comparison an annotator
+    sees is read here; the ORM built three model instances per item)."""
+    item, candidate, comparison, prompt = (
+        model._meta.db_table for model in (ComparisonItem, Candidate, Comparison, Prompt)
+    )
+    sql = f"""
+        SELECT i.candidate_id, k.text, k.source, k.metadata, p.id, p.text, p.format
+        FROM {item} i
+        JOIN {candidate} k ON k.id = i.candidate_id
+        JOIN {comparison} c ON c.id = i.comparison_id
+        LEFT JOIN {prompt} p ON p.id = c.prompt_id
+        WHERE i.comparison_id = %s
+        ORDER BY i.position
+    """  # table names come from model metadata; the id is a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [comparison_id])
+        rows = cursor.fetchall()
+    shown_prompt = None
+    if rows and rows[0][4] is not None:
+        shown_prompt = Prompt(id=rows[0][4], text=rows[0][5], format=rows[0][6])
+    return [
+        _ShownItem(
+            candidate_id=candidate_id,
+            text=text,
+            source=source,
+            metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+            prompt=shown_prompt,
+        )
+        for candidate_id, text, source, metadata, *_ in rows
+    ]
 
 
 def prompt_for_display(*, prompt: Prompt, whole: bool = False) -> PromptDisplay:
