@@ -158,11 +158,12 @@ def _loop_state(study_id: int) -> _LoopState | None:
 
 
 def _db_datetime(value: datetime | str | None) -> datetime | None:
-    """A timestamp as a cursor returns it: PostgreSQL's is a datetime, SQLite's
-    the text Django stored (UTC)."""
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(value)
+    """A timestamp as a cursor returns it, made aware: PostgreSQL's is aware;
+    SQLite's is naive UTC (or the text Django stored, where the column's type
+    is not declared as a timestamp)."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
     if parsed is not None and timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed

@@ -13,6 +13,7 @@ scripts/run does on SQLite, read from those files so the benchmark follows them.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -47,7 +48,11 @@ def _command(service: dict[str, Any]) -> str:
 
 
 def gunicorn_options() -> list[str]:
-    """The web service's gunicorn options, less ``--bind``."""
+    """The web service's gunicorn options, less ``--bind``; ``PREFLOOP_BENCH_GUNICORN``
+    (e.g. ``"--workers 4 --threads 2"``) replaces them, to compare serving models."""
+    override = os.environ.get("PREFLOOP_BENCH_GUNICORN", "").strip()
+    if override:
+        return shlex.split(override)
     found = re.search(r"gunicorn\s+webapp\.wsgi(?::application)?\s+([^\"\n]*)", _command(_services().get("web", {})))
     if not found:
         print("annotate_load: no gunicorn command in docker/compose.yaml's web service; using 3 × 4", file=sys.stderr)

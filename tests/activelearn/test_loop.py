@@ -529,3 +529,47 @@ def test_worker_processes_yield_the_cpu_to_the_web(monkeypatch, settings):
     settings.PREFLOOP_WORKER_NICE, settings.PREFLOOP_WORKER_TORCH_THREADS = 0, 2
     celery_app._yield_cpu_to_web()
     assert niced == [10] and threads == [3, 2]
+
+
+@pytest.mark.django_db
+@pytest.mark.loop
+def test_an_answer_that_finds_the_work_claimed_costs_one_read(
+    make_study, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sent = []
+    monkeypatch.setattr(tasks.retrain_study, "delay", lambda study_id, claim: sent.append(("retrain", study_id)))
+    monkeypatch.setattr(tasks.refill_queue, "delay", lambda study_id, claim: sent.append(("refill", study_id)))
+    study = make_study()
+    refill.queue_refill(study_id=study.id, use_model=False, seed=0)
+    deep = Comparison.objects.filter(study=study, status="queued").count()
+    now = timezone.now()
+    Study.objects.filter(id=study.id).update(
+        retrain_dirty=True, retrain_claimed_at=now, retrain_owner="r-fit", queue_low_water=1
+    )
+
+    def notify() -> int:
+        with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as queries:
+            triggers.loop_notify_judgment(study_id=study.id)
+        return len(queries)
+
+    # Marked out of date, its retrain running, the queue deep: one read, nothing sent.
+    assert deep >= 1 and notify() == 1 and sent == []
+    # A fit cleared the mark (it then read the judgments): the answer marks it again,
+    # and the running fit's claim is left alone.
+    Study.objects.filter(id=study.id).update(retrain_dirty=False)
+    notify()
+    study.refresh_from_db()
+    assert study.retrain_dirty and study.retrain_owner == "r-fit" and sent == []
+    # The fit's worker died: its claim expired, so the answer takes it over and sends the retrain.
+    stale = now - timezone.timedelta(seconds=settings.PREFLOOP_CLAIM_LEASE_SECONDS + 1)
+    Study.objects.filter(id=study.id).update(retrain_claimed_at=stale)
+    notify()
+    assert sent == [("retrain", study.id)]
+    # The queue ran low with no refill claimed: a refill is sent; claimed, it is not sent twice.
+    Study.objects.filter(id=study.id).update(queue_low_water=deep + 1)
+    notify()
+    notify()
+    assert sent == [("retrain", study.id), ("refill", study.id)]
