@@ -206,7 +206,10 @@ def test_agreement_of_one_annotator_who_answers_by_side_is_chance_level(make_mem
 
 
 @pytest.mark.django_db
-def test_study_leaderboard_reads_sources_is_cached_and_refreshes_on_a_new_judgment(make_member):
+def test_study_leaderboard_reads_sources_is_cached_and_refreshes_on_a_new_judgment(make_member, monkeypatch):
+    # A clock that stands still: on a busy machine the first leaderboard took
+    # longer than SLOW_SECONDS, and was then (rightly) served stale below.
+    monkeypatch.setattr(analytics, "clock", lambda: 1_000.0)
     study = study_with_queue(n_prompts=3, n_candidates=3, overlap=1)
     for prompt_id in set(Candidate.objects.filter(study=study).values_list("prompt_id", flat=True)):
         ids = Candidate.objects.filter(prompt_id=prompt_id).order_by("id").values_list("id", flat=True)
