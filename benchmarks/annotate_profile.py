@@ -227,6 +227,7 @@ def profile_loop(loop: str, *, study: Any, clients: list[Client], cycles: int, w
         return result
 
     clean[0] = 0.0
+    backend = _backend_cpu()
     wall = time.perf_counter()
     for k in range(warmup + cycles, warmup + 2 * cycles):
         client = clients[k % len(clients)]
@@ -236,6 +237,7 @@ def profile_loop(loop: str, *, study: Any, clients: list[Client], cycles: int, w
             _htmx_cycle(client, study.slug, bare, pages)
     wall = time.perf_counter() - wall
     clean_cpu = clean[0]
+    backend = _backend_cpu() - backend if backend is not None else None
 
     stream, cumulative = io.StringIO(), io.StringIO()
     pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(top)
@@ -245,6 +247,9 @@ def profile_loop(loop: str, *, study: Any, clients: list[Client], cycles: int, w
         "cycles": cycles,
         "cpu_ms_per_cycle": round(1000 * clean_cpu / cycles, 2),
         "wall_ms_per_cycle": round(1000 * wall / cycles, 2),
+        # The database server's side of the same pass: the CPU of the backend
+        # process serving this connection (PostgreSQL, read from /proc).
+        "database_cpu_ms_per_cycle": None if backend is None else round(1000 * backend / cycles, 2),
         "requests": {
             kind: {
                 "statements_mean": round(statistics.fmean(counts), 2),
@@ -260,6 +265,22 @@ def profile_loop(loop: str, *, study: Any, clients: list[Client], cycles: int, w
         "profile_top_by_own_time": _profile_lines(stream.getvalue()),
         "profile_project_by_cumulative_time": _profile_lines(cumulative.getvalue()),
     }
+
+
+def _backend_cpu() -> float | None:
+    """CPU seconds the PostgreSQL backend of this process's connection has used; None elsewhere."""
+    from django.db import connection  # noqa: PLC0415
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 _NUMBERS = re.compile(r"\b\d+\b")
@@ -310,7 +331,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results.append(
                 profile_loop(loop, study=study, clients=clients, cycles=args.cycles, warmup=args.warmup, top=args.top)
             )
-            print(f"annotate_profile {args.database} {loop}: {results[-1]['cpu_ms_per_cycle']} ms CPU per cycle, "
+            print(f"annotate_profile {args.database} {loop}: {results[-1]['cpu_ms_per_cycle']} ms CPU per cycle "
+                  f"(database {results[-1]['database_cpu_ms_per_cycle']}), "
                   + ", ".join(f"{k} {v['statements_mean']} statements" for k, v in results[-1]["requests"].items()),
                   flush=True)  # fmt: skip
         stack.purge_broker()

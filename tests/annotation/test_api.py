@@ -133,6 +133,24 @@ def test_a_program_annotates_through_next_and_judgments(study, annotator):
     assert following["progress"]["mine"] == 1
 
 
+def test_a_cycle_of_next_and_answer_is_a_handful_of_statements(study, annotator, django_assert_max_num_queries):
+    """The annotate cycle runs for every answer of every annotator (issue 16):
+    sign-in, the study, the lease (counts, pick, lease, status) and the shown
+    comparison; then the answer (its target, the judgment, the lease, the
+    status) and the loop's one read. Was 14 + 12 before they were written out."""
+    client = api_as(annotator)
+    _answer_one(client, study)  # the loop's claims taken, connections open
+    with django_assert_max_num_queries(10):
+        shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
+    with django_assert_max_num_queries(11):
+        response = client.post(
+            f"/api/v1/studies/{study.slug}/judgments/",
+            {"comparison_id": shown["comparison_id"], "choice": "a"},
+            format="json",
+        )
+    assert response.status_code == 201
+
+
 def test_bad_answers_are_refused_with_the_reason(study, annotator, outsider):
     client = api_as(annotator)
     shown = client.get(f"/api/v1/studies/{study.slug}/next/").json()
