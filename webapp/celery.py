@@ -33,10 +33,16 @@ def _yield_cpu_to_web(**_: object) -> None:
     process about ten times the worker's share of a contended core) and
     torch uses cores − 1 threads (``PREFLOOP_WORKER_TORCH_THREADS``). Measured
     on 2 cores with benchmarks/annotator_ui.py; figures in
-    benchmarks/results/annotator_ui.json and the README.
+    benchmarks/results/annotator_ui.json and the README. On Linux,
+    ``PREFLOOP_WORKER_SCHED_IDLE`` goes further: the process (and the threads
+    it starts) runs only on CPU no other process wants, so a web request that
+    wakes up never waits behind a fit; under full load the worker then fits
+    nothing (docs/ARCHITECTURE.md, "The annotate path under a crowd").
     """
     if settings.PREFLOOP_WORKER_NICE and hasattr(os, "nice"):
         os.nice(settings.PREFLOOP_WORKER_NICE)
+    if settings.PREFLOOP_WORKER_SCHED_IDLE and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     threads = settings.PREFLOOP_WORKER_TORCH_THREADS or max(1, (os.cpu_count() or 2) - 1)
     import torch
 

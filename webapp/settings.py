@@ -234,6 +234,8 @@ PREFLOOP_EMBED_BATCH_SIZE = env.int("PREFLOOP_EMBED_BATCH_SIZE", default=64)
 PREFLOOP_WORKER_TORCH_THREADS = env.int("PREFLOOP_WORKER_TORCH_THREADS", default=0)
 # Scheduling priority of worker processes (os.nice increment; 0 keeps the parent's).
 PREFLOOP_WORKER_NICE = env.int("PREFLOOP_WORKER_NICE", default=10)
+# Linux: worker processes run under SCHED_IDLE, only on CPU no other process wants.
+PREFLOOP_WORKER_SCHED_IDLE = env.bool("PREFLOOP_WORKER_SCHED_IDLE", default=False)
 PREFLOOP_CHECKPOINT_DIR = Path(env.str("PREFLOOP_CHECKPOINT_DIR", default=str(MEDIA_ROOT / "checkpoints")))
 # Where what the web hosts and the workers both read is kept: reward-model
 # checkpoints (annotation.checkpoints) and uploaded import files waiting for

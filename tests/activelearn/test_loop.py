@@ -529,6 +529,17 @@ def test_worker_processes_yield_the_cpu_to_the_web(monkeypatch, settings):
     settings.PREFLOOP_WORKER_NICE, settings.PREFLOOP_WORKER_TORCH_THREADS = 0, 2
     celery_app._yield_cpu_to_web()
     assert niced == [10] and threads == [3, 2]
+    # Opt-in on Linux: the worker runs only on CPU nobody else wants.
+    policies = []
+    monkeypatch.setattr(celery_app.os, "SCHED_IDLE", 5, raising=False)
+    monkeypatch.setattr(
+        celery_app.os, "sched_setscheduler", lambda pid, policy, param: policies.append(policy), raising=False
+    )
+    celery_app._yield_cpu_to_web()
+    assert policies == []
+    settings.PREFLOOP_WORKER_SCHED_IDLE = True
+    celery_app._yield_cpu_to_web()
+    assert policies == [5]
 
 
 @pytest.mark.django_db
