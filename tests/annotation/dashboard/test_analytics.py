@@ -155,9 +155,16 @@ def _answer_everything(study, annotator, prefer, *, order: str = "") -> int:
 
 
 def _prefer_by_id(shown: list[int]) -> str:
-    """The candidate with the larger id mod 3 (then the smaller id): a fixed taste
-    that does not depend on which side it is shown on, nor always pick the first id."""
-    best = max(shown, key=lambda cid: (cid % 3, -cid))
+    """A fixed taste that does not depend on which side a response is shown on:
+    within a prompt (candidates by id), the second best, then the first, then
+    the rest by id. So some pairs are won by the lower id and some by the
+    higher, whatever ids the database hands out (a taste on ``id % 3`` made
+    every winner the higher id for one offset of the id sequence, which left
+    the agreement statistics undefined when other tests had run first)."""
+    prompt_id = Candidate.objects.values_list("prompt_id", flat=True).get(id=shown[0])
+    ids = list(Candidate.objects.filter(prompt_id=prompt_id).order_by("id").values_list("id", flat=True))
+    taste = [ids[1], ids[0], *ids[2:]] if len(ids) > 1 else ids
+    best = min(shown, key=taste.index)
     return "a" if shown[0] == best else "b"
 
 
