@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from activelearn import claims, embedding, services, tasks
-from annotation.models import Comparison, Study
+from annotation.models import Study
+from annotation.selectors import queue_waiting_sql
 
 logger = logging.getLogger(__name__)
 
@@ -132,15 +133,14 @@ def _loop_state(study_id: int) -> _LoopState | None:
     """The study's retrain mark, both claims, its queue settings and the
     queue's waiting comparisons: one statement, written out in SQL (it runs on
     every answer); None when the study is gone."""
-    study, comparison = Study._meta.db_table, Comparison._meta.db_table
+    waiting, waiting_params = queue_waiting_sql("s.id")
     sql = f"""
         SELECT s.retrain_dirty, s.retrain_claimed_at, s.retrain_owner, s.refill_claimed_at, s.refill_owner,
-               s.queue_low_water, s.queue_demand,
-               (SELECT COUNT(*) FROM {comparison} c WHERE c.study_id = s.id AND c.status = %s AND NOT c.is_gold)
-        FROM {study} s WHERE s.id = %s
+               s.queue_low_water, s.queue_demand, {waiting}
+        FROM {Study._meta.db_table} s WHERE s.id = %s
     """  # table names come from model metadata; every value is a parameter
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Comparison.Status.QUEUED, study_id])
+        cursor.execute(sql, [*waiting_params, study_id])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -79,6 +79,16 @@ def queue_waiting_count(*, study_id: int) -> int:
     return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False).count()
 
 
+def queue_waiting_sql(study: str) -> tuple[str, list[str]]:
+    """:func:`queue_waiting_count` as a scalar subquery for the hand-written
+    statements of the annotate path (the lease's counts, the loop's read after
+    an answer), with its parameters; ``study`` is the SQL giving the study's id
+    there (a column of the outer statement, or ``%s`` the caller passes first)."""
+    table = Comparison._meta.db_table
+    sql = f"(SELECT COUNT(*) FROM {table} WHERE study_id = {study} AND status = %s AND NOT is_gold)"
+    return sql, [Comparison.Status.QUEUED]
+
+
 @dataclass(frozen=True)
 class QueueDemand:
     """What a study's crowd asks of its queue right now."""

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from annotation import loop
 from annotation.models import Assignment, Comparison, ComparisonItem, Judgment, Study
-from annotation.selectors import StudyProgress, queue_waiting_count
+from annotation.selectors import StudyProgress, queue_waiting_count, queue_waiting_sql
 from annotation.services.errors import StudyNotOpen
 from annotation.services.retry import retry_transaction
 
@@ -55,7 +55,7 @@ def comparison_status_refresh(*, comparison_ids: list[int]) -> None:
     """
     if not comparison_ids:
         return
-    comparison, judgment, assignment = (m._meta.db_table for m in (Comparison, Judgment, Assignment))
+    comparison, judgment, assignment = _tables()
     judged = f"(SELECT COUNT(*) FROM {judgment} j WHERE j.comparison_id = {comparison}.id)"
     live = f"(SELECT COUNT(*) FROM {assignment} a WHERE a.comparison_id = {comparison}.id AND a.status = %s)"
     marks = ", ".join(["%s"] * len(comparison_ids))
@@ -105,9 +105,10 @@ def _lease_state(*, study: Study, annotator: AbstractBaseUser, now) -> _LeaseSta
     """Everything a lease decides on, in one statement of scalar subqueries
     (each on an index): the ORM spelling took five statements, each compiled
     afresh, and cost more CPU than the database spent answering them."""
-    comparison, judgment, assignment = _tables()
+    _, judgment, assignment = _tables()
     at = connection.ops.adapt_datetimefield_value(now)
     active = Assignment.Status.ACTIVE
+    waiting, waiting_params = queue_waiting_sql("%s")
     sql = f"""
         SELECT
             (SELECT COUNT(*) FROM {judgment} WHERE study_id = %s),
@@ -115,14 +116,14 @@ def _lease_state(*, study: Study, annotator: AbstractBaseUser, now) -> _LeaseSta
             (SELECT COUNT(*) FROM {assignment}
                 WHERE study_id = %s AND annotator_id = %s AND status = %s AND expires_at > %s),
             (SELECT COUNT(*) FROM {assignment} WHERE study_id = %s AND status = %s AND expires_at < %s),
-            (SELECT COUNT(*) FROM {comparison} WHERE study_id = %s AND status = %s AND NOT is_gold)
+            {waiting}
     """  # table names come from model metadata; every value is a parameter
     params = [
         study.id,
         study.id, annotator.pk,
         study.id, annotator.pk, active, at,
         study.id, active, at,
-        study.id, Comparison.Status.QUEUED,
+        study.id, *waiting_params,
     ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
