@@ -222,7 +222,7 @@ class Study(models.Model):
         default="double_ts",
         help_text="How the loop picks the next comparisons. Double Thompson sampling (the default) had the "
         "lowest regret of prefloop's strategies in its benchmark (median a third of random's, mean half); "
-        "it needs the ensemble model, APOHF a single head.",
+        "it needs a model with uncertainty (the kernel model or the ensemble), APOHF a single head.",
     )
     strategy_params = models.JSONField(
         default=dict,
@@ -234,10 +234,11 @@ class Study(models.Model):
     model_type = models.CharField(
         max_length=16,
         choices=kinds.choices,
-        default="ensemble",
-        help_text="The reward model. The ensemble of MLP heads (the default) is the most accurate on real "
-        "preference data and carries the uncertainty that double Thompson sampling and infomax need; "
-        "APOHF needs a single head (MLP or linear).",
+        default=kinds.DEFAULT_KIND,
+        help_text="The reward model. The Bayesian kernel Bradley–Terry model (the default) fits in a fraction "
+        "of a second, tunes itself to the crowd's sharpness and the utility's shape, and carries the "
+        "calibrated uncertainty that double Thompson sampling and infomax sample from; the ensemble of MLP "
+        "heads is the most accurate on real preference data; APOHF needs a single head (MLP or linear).",
     )
     model_params = models.JSONField(
         default=dict,

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from models_runtime import ensemble, gradients, recommend, reward
+from models_runtime import ensemble, gradients, kernel_bt, recommend, reward
 from models_runtime.catalogue import Catalogue
 from models_runtime.preferences import LikelihoodConfig, PreferenceData
 
 __all__ = [
+    "CALIBRATED_METHODS",
+    "DEFAULT_KIND",
     "KINDS",
     "PARAMS",
     "ModelKind",
@@ -180,6 +182,51 @@ def _ensemble_outputs(
     return {"member_scores": members, "scores": members.mean(axis=0)}
 
 
+# --- Bayesian kernel Bradley–Terry (models_runtime.kernel_bt) -----------------------
+
+
+def _kernel_config(params: Mapping[str, Any], device: str) -> Any:
+    return kernel_bt.KernelBTConfig(seed=_option(params, "seed"))
+
+
+def _kernel_fit(features: np.ndarray, data: PreferenceData, config: Any, init_state: Any, holdout: Any = None) -> Any:
+    return kernel_bt.fit_kernel_bt(features, data, config, init_state=init_state, holdout=holdout)
+
+
+def _kernel_load(path: str) -> Any:
+    return kernel_bt.KernelBTModel.load(path)
+
+
+def _kernel_rng(model: Any, data: PreferenceData) -> np.random.Generator:
+    # The same judgments give the same members: a refill and the held-out score
+    # between two answers see one posterior, not two draws of it.
+    return np.random.default_rng([model.config.seed, 11, len(data)])
+
+
+def _kernel_posterior(
+    model: Any, features: np.ndarray, data: PreferenceData, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, str]:
+    """The kernel model is its own calibrated posterior: its samples are the ones
+    Thompson sampling draws from, conditioned on the same judgments."""
+    return model.posterior(features, data, rng, n)[1], kernel_bt.POSTERIOR_METHOD
+
+
+def _kernel_outputs(model: Any, features: np.ndarray, needs: str | None, judged: Callable[[], PreferenceData]) -> dict:
+    data = judged()
+    mean, members = model.posterior(features, data, _kernel_rng(model, data), model.config.n_samples)
+    return {"member_scores": members, "scores": mean.astype(np.float32)}
+
+
+# The posteriors whose leaderboards are calibrated (checked by simulation in
+# tests/models_runtime/test_mr_recommend_calibration.py); a version whose
+# recommendation came from another method says so on the study page.
+CALIBRATED_METHODS = frozenset({recommend.POSTERIOR_METHOD, kernel_bt.POSTERIOR_METHOD})
+
+# The kind a new study gets (``Study.model_type``'s default; the strategy benchmark
+# reads it too). Why the kernel model: docs/ARCHITECTURE.md, "The default model".
+DEFAULT_KIND = "kernel"
+
+
 # --- the registry -------------------------------------------------------------------------
 
 
@@ -219,6 +266,10 @@ KINDS: tuple[ModelKind, ...] = (
     ModelKind(
         "ensemble", "Anchored ensemble of MLP heads", frozenset({"scores", "member_scores"}),
         _ensemble_config, _ensemble_fit, _ensemble_load, _calibrated_posterior, _ensemble_outputs,
+    ),
+    ModelKind(
+        "kernel", "Bayesian kernel Bradley–Terry (evidence-tuned)", frozenset({"scores", "member_scores"}),
+        _kernel_config, _kernel_fit, _kernel_load, _kernel_posterior, _kernel_outputs,
     ),
 )  # fmt: skip
 _CATALOGUE = Catalogue(

@@ -22,7 +22,7 @@ from annotation.models import (
     Study,
 )
 from annotation.services.answers import FAST_ANSWER_MS
-from models_runtime.recommend import POSTERIOR_METHOD
+from models_runtime.kinds import CALIBRATED_METHODS
 
 # Versions per page of the study page's version table (newest first).
 MODEL_VERSIONS_SHOWN = 10
@@ -322,7 +322,7 @@ def study_dashboard(*, study: Study, versions_page: int = 1) -> StudyDashboard:
         best_responses=best,
         best_responses_total=best_total,
         recommendation_method=str(recommendation.get("method", "")),
-        recommendation_calibrated=recommendation.get("method") in (None, POSTERIOR_METHOD),
+        recommendation_calibrated=recommendation.get("method") in (None, *CALIBRATED_METHODS),
         quality=tuple(quality[:ANNOTATORS_SHOWN]),
         annotator_rows=tuple(AnnotatorRow(q, figures.throughput.get(q.user_id)) for q in quality[:ANNOTATORS_SHOWN]),
         figures=figures,

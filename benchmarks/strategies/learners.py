@@ -1,13 +1,15 @@
 """The models a run refits on the app's cadence, and what strategies read from them.
 
 The prefloop strategies are driven with the real ``models_runtime`` models in the
-app's default configuration: the default single head (``RewardModelConfig()``) for
-the strategies that need scores or gradients and for the recommendation of those
-that need nothing, the default anchored ensemble (``EnsembleConfig()``) for those
-that need member scores. Their likelihood is the default one, which learns the
-label-flip rate from the judgments: no model is told ε. Only the seed and the
-device (CPU) are set, and early stopping validates on a split that stays the same
-from fit to fit, chosen the way the app chooses it. The ``choix_random`` peer fits a non-contextual Bradley–Terry
+app's default configuration: the study's default model kind
+(``models_runtime.kinds.DEFAULT_KIND``) for every strategy it can serve, and the
+default single head (``"mlp"``) for a strategy that needs what the default kind does
+not provide (APOHF's gradients), as a study that picks APOHF must (see
+:func:`protocol.model_kind`). No model is told ε or anything else about the
+annotator: the neural kinds learn the flip rate with their weights, the kernel kind
+chooses its prior scale by the evidence. Only the seed and the device (CPU) are set,
+and validation uses a split that stays the same from fit to fit, chosen the way the
+app chooses it. The ``choix_random`` peer fits a non-contextual Bradley–Terry
 model; the BoTorch peer is in ``eubo``.
 """
 
@@ -20,11 +22,9 @@ import choix
 import numpy as np
 
 from benchmarks.strategies.protocol import BenchConfig
-from models_runtime.ensemble import EnsembleConfig, fit_ensemble
+from models_runtime import kinds
 from models_runtime.evaluation import evaluation_draw
-from models_runtime.gradients import GradientFeatureSource
 from models_runtime.preferences import PreferenceData
-from models_runtime.reward import RewardModelConfig, fit_reward_model
 
 
 class Learner:
@@ -61,44 +61,43 @@ def preference_data(left: list[int], right: list[int], outcome: list[float]) -> 
     return PreferenceData.from_pairs(np.array(left), np.array(right), np.array(outcome, dtype=np.float32))
 
 
-class HeadLearner(Learner):
-    """The default reward head (``models_runtime.reward``), warm-started at every refit."""
+class KindLearner(Learner):
+    """A study's reward model: the model kind the app gives the strategy
+    (:func:`protocol.model_kind`), configured from its defaults (seed and CPU aside),
+    fitted through the kind's own ``fit`` on the app's validation split and
+    warm-started from the previous fit, read through the kind's ``outputs`` and
+    recommending through the kind's ``posterior``, as the loop does. A fit the app
+    would not publish (its gate: ``best_epoch`` 0) leaves the previous model live."""
 
-    def __init__(self, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
+    def __init__(self, kind: str, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
+        self.kind = kinds.get(kind)
         self.features = features
-        self.config = RewardModelConfig(seed=seed, device="cpu", **_overrides(cfg, RewardModelConfig))
+        config = self.kind.config({"seed": seed}, "cpu")
+        self.config = dataclasses.replace(config, **_overrides(cfg, type(config)))
+        self.seed = seed
         self.model: Any = None
-
-    def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
-        init = self.model.state_dict() if self.model is not None else None
-        holdout = _holdout(left, right, self.config.seed, self.config.holdout_fraction)
-        data = preference_data(left, right, outcome)
-        self.model = fit_reward_model(self.features, data, self.config, init_state=init, holdout=holdout).model
-        self.scores = self.model.scores(self.features)
-        self.left, self.right = np.array(left), np.array(right)
-
-    def gradients(self) -> GradientFeatureSource:
-        """The head's gradient features on the judged pairs (what APOHF reads)."""
-        return GradientFeatureSource(self.model, self.features, self.left, self.right)
-
-
-class EnsembleLearner(Learner):
-    """The default anchored, bootstrapped ensemble (``models_runtime.ensemble``),
-    warm-started; its scores are the members' mean."""
-
-    def __init__(self, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
-        self.features = features
-        self.config = EnsembleConfig(seed=seed, device="cpu", **_overrides(cfg, EnsembleConfig))
-        self.model: Any = None
+        self.data: PreferenceData | None = None
+        self.outputs: dict[str, Any] = {}
         self.members: np.ndarray | None = None
 
     def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
         init = self.model.state_dict() if self.model is not None else None
-        holdout = _holdout(left, right, self.config.seed, self.config.holdout_fraction)
-        data = preference_data(left, right, outcome)
-        self.model = fit_ensemble(self.features, data, self.config, init_state=init, holdout=holdout).model
-        self.members = self.model.member_scores(self.features)
-        self.scores = self.members.mean(axis=0)
+        holdout = _holdout(left, right, self.seed, float(getattr(self.config, "holdout_fraction", 0.2)))
+        self.data = preference_data(left, right, outcome)
+        result = self.kind.fit(self.features, self.data, self.config, init, holdout=holdout)
+        if self.model is None or result.metrics.get("best_epoch", 1.0) > 0:
+            self.model = result.model
+        needs = "gradients" if "gradients" in self.kind.provides else "member_scores"
+        data = self.data
+        self.outputs = self.kind.outputs(self.model, self.features, needs, lambda: data)
+        self.scores = np.asarray(self.outputs["scores"], dtype=np.float64)
+        self.members = self.outputs.get("member_scores")
+
+    def posterior(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, str]:
+        """``(samples (n, N), method)`` of the kind's posterior on the judgments so far:
+        what the study page's leaderboard is drawn from."""
+        assert self.data is not None
+        return self.kind.posterior(self.model, self.features, self.data, rng, n)
 
 
 class ChoixLearner(Learner):

@@ -7,8 +7,8 @@ problem is drawn: N rows of the pool and a hidden utility ``u`` over them
 answers ``P(a ≻ b) = σ(s·(u_a − u_b))`` and flips the answer with probability ε.
 
 What no model is told: ε, s, the family or anything about ``u``. Every model is the
-app's default configuration (``RewardModelConfig()``, ``EnsembleConfig()``, whose
-likelihood learns the flip rate from the judgments), refitted on the app's default
+app's default configuration (the default kind, or the default single head for a
+strategy the default kind cannot serve: :func:`model_kind`), refitted on the app's default
 retrain cadence (:func:`next_fit`), and between fits each strategy chooses the
 batch of pairs an annotator answers before the next fit, through the same
 ``select`` + ``diversify`` path the app's refill takes.
@@ -37,6 +37,7 @@ import numpy as np
 
 from activelearn.strategies import registry
 from benchmarks import pools
+from models_runtime import kinds
 from models_runtime.simulate import PreferenceOracle, hidden_utility, standardise
 
 # The prefloop strategies in the registry's order, then the peers (see ``learners``
@@ -44,8 +45,20 @@ from models_runtime.simulate import PreferenceOracle, hidden_utility, standardis
 PREFLOOP = tuple(registry.names())
 PEERS = ("botorch_eubo", "choix_random")
 STRATEGIES = PREFLOOP + PEERS
-ENSEMBLE = tuple(s for s in PREFLOOP if registry.get_spec(s).needs == "member_scores")
-SINGLE_HEAD = tuple(s for s in PREFLOOP if s not in ENSEMBLE)
+# The single head a study picks when the default kind cannot serve its strategy.
+HEAD_KIND = "mlp"
+
+
+def model_kind(strategy: str) -> str:
+    """The reward-model kind a study running ``strategy`` has with the app's
+    defaults: the default kind when it provides what the strategy needs, else the
+    default single head (a study cannot pair a strategy with a kind that lacks what
+    it needs: ``Study.clean``)."""
+    needs = registry.get_spec(strategy).needs
+    if needs is None or needs in kinds.get(kinds.DEFAULT_KIND).provides:
+        return kinds.DEFAULT_KIND
+    return HEAD_KIND
+
 
 # Named before the held-out run: the strategy the acceptance compares with EUBO.
 NAMED_BEST = "double_ts"

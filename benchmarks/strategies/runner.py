@@ -31,12 +31,10 @@ import numpy as np
 from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.base import diversify
 from benchmarks.strategies.eubo import EuboLearner
-from benchmarks.strategies.learners import ChoixLearner, EnsembleLearner, HeadLearner, Learner, preference_data
+from benchmarks.strategies.learners import ChoixLearner, KindLearner, Learner
 from benchmarks.strategies.protocol import (
-    ENSEMBLE,
     PREFLOOP,
     RECOMMENDATION_SAMPLES,
-    SINGLE_HEAD,
     STRATEGIES,
     Annotator,
     BenchConfig,
@@ -44,11 +42,11 @@ from benchmarks.strategies.protocol import (
     Setting,
     load_pool,
     make_problem,
+    model_kind,
     model_outputs,
     next_fit,
     start_pairs,
 )
-from models_runtime import kinds
 from models_runtime.metrics import kendall_tau
 from models_runtime.recommend import recommend
 from models_runtime.simulate import normalised_regret
@@ -58,10 +56,8 @@ Job = tuple[Setting, str, int, BenchConfig]
 
 def make_learner(strategy: str, features: np.ndarray, seed: int, cfg: BenchConfig) -> Learner:
     """The model ``strategy`` is run with (see ``learners`` and ``eubo``)."""
-    if strategy in SINGLE_HEAD:
-        return HeadLearner(features, seed, cfg)
-    if strategy in ENSEMBLE:
-        return EnsembleLearner(features, seed, cfg)
+    if strategy in PREFLOOP:
+        return KindLearner(model_kind(strategy), features, seed, cfg)
     if strategy == "choix_random":
         return ChoixLearner(features.shape[0], cfg)
     return EuboLearner(features, seed, cfg)
@@ -137,21 +133,14 @@ class PairChooser:
 def _model_inputs(strategy: str, learner: Learner) -> dict[str, Any]:
     if strategy not in PREFLOOP:
         return {}
-    out: dict[str, Any] = {}
-    for name in model_outputs(strategy):
-        if name == "scores":
-            out["scores"] = learner.scores
-        elif name == "gradients":
-            assert isinstance(learner, HeadLearner)
-            out["gradients"] = learner.gradients()
-        else:
-            assert isinstance(learner, EnsembleLearner)
-            out["member_scores"] = learner.members
-    return out
+    assert isinstance(learner, KindLearner)
+    return {name: learner.outputs[name] for name in model_outputs(strategy)}
 
 
 def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: Pool) -> dict[str, Any]:
-    """One (setting, strategy, seed) run: the regret/τ curve and timings."""
+    """One (setting, strategy, seed) run: the regret/τ curve and timings. A peer's
+    ``regret_app`` is None (its model has no app posterior; runs before the kernel
+    default scored the peers' judgments under the linear posterior there)."""
     import torch
 
     torch.set_num_threads(1)
@@ -168,14 +157,18 @@ def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: 
     fit_s: list[float] = []
     fit_at: list[int] = []
 
-    def fit() -> tuple[float, float, float, float]:
+    def fit() -> tuple[float, float, float, float | None]:
         tick = time.perf_counter()
         learner.fit(judged.left, judged.right, judged.outcome)
         fit_s.append(time.perf_counter() - tick)
         fit_at.append(len(judged))
         best, scores = learner.recommend()
         own = round(normalised_regret(utility, best), 6)
-        app = round(normalised_regret(utility, app_recommendation(features, judged, seed)), 6)
+        app = (
+            round(normalised_regret(utility, app_recommendation(learner, judged, seed)), 6)
+            if strategy in PREFLOOP
+            else own
+        )
         return app if strategy in PREFLOOP else own, round(kendall_tau(scores, utility), 6), own, app
 
     current = fit()
@@ -211,15 +204,12 @@ def run_one(setting: Setting, strategy: str, seed: int, cfg: BenchConfig, pool: 
     }
 
 
-def app_recommendation(features: np.ndarray, judged: Judgments, seed: int) -> int:
+def app_recommendation(learner: Learner, judged: Judgments, seed: int) -> int:
     """The item the app recommends after these judgments: the top of the leaderboard
-    (P(best), then mean) under the posterior the app shows researchers
-    (``activelearn.services._recommendation``: the model kind's posterior, 256
-    samples), which for every model kind is the Bayesian linear Bradley–Terry
-    posterior on the features."""
-    data = preference_data(judged.left, judged.right, judged.outcome)
-    rng = np.random.default_rng([5, seed, len(judged)])
-    samples, method = kinds.get("mlp").posterior(None, features, data, rng, RECOMMENDATION_SAMPLES)
+    under the posterior the app shows researchers (``activelearn.services._recommendation``:
+    the model kind's posterior, 256 samples)."""
+    assert isinstance(learner, KindLearner)
+    samples, method = learner.posterior(np.random.default_rng([5, seed, len(judged)]), RECOMMENDATION_SAMPLES)
     return recommend(judged.groups, samples, method).groups[0].best
 
 

