@@ -214,13 +214,17 @@ def app_recommendation(learner: Learner, judged: Judgments, seed: int) -> int:
 
 
 def code_version() -> str:
-    """The git commit the benchmark runs from, ``+dirty`` when the tree has changes."""
+    """The git commit the benchmark runs from, ``+dirty`` when the tree has changes
+    outside ``benchmarks/results``."""
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+        # The results folder is the benchmark's own output, not code.
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"], cwd=root, capture_output=True, text=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty.strip() else "")
