@@ -419,8 +419,16 @@ def _selection_input(
     if latest is not None and embedded is not None:
         kind = kinds.get(latest.model_type)
         model = kind.load(checkpoints.local_folder(latest.checkpoint_path))
+        # The training judgments only: a kind whose outputs condition on them (the
+        # kernel model's posterior draws; APOHF's design of judged pairs) never
+        # reads an answer of the evaluation set, whose figures must stay held out.
         fields.update(
-            kind.outputs(model, embedded, needs, lambda: features.study_preferences(study_id=study.id, index=index))
+            kind.outputs(
+                model,
+                embedded,
+                needs,
+                lambda: features.study_preferences(study_id=study.id, index=index, evaluation=False),
+            )
         )
     if needs is not None and fields.get(needs) is None:
         logger.warning(

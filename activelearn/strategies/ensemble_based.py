@@ -1,6 +1,7 @@
 """Strategies that read an epistemic reward model: double Thompson sampling and
-infomax. Both take the per-member utilities of an anchored ensemble,
-``SelectionInput.member_scores`` with shape ``(M, N)``."""
+infomax. Both take the per-member utilities of an epistemic model,
+``SelectionInput.member_scores`` with shape ``(M, N)``: joint posterior draws of the
+kernel model (the study default) or the heads of an anchored ensemble."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from activelearn.strategies.base import (
 
 def _members(inp: SelectionInput, strategy: str) -> np.ndarray:
     if inp.member_scores is None:
-        raise ValueError(f"the {strategy} strategy needs an ensemble reward model (model type 'ensemble')")
+        raise ValueError(
+            f"the {strategy} strategy needs a reward model with members (model type 'kernel' or 'ensemble')"
+        )
     members = np.asarray(inp.member_scores, dtype=np.float64)
     if members.ndim != 2 or members.shape[1] != inp.n_items or members.shape[0] < 2:
         raise ValueError(f"member_scores must be (members >= 2, {inp.n_items}), got {members.shape}")

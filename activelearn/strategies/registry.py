@@ -70,8 +70,10 @@ STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec(LeastComparedStrategy, "Least compared first"),
     StrategySpec(UncertaintyStrategy, "Uncertainty (closest to 50/50)", needs="scores"),
     StrategySpec(ApohfStrategy, "APOHF (greedy + gradient UCB; single-head model)", needs="gradients"),
-    StrategySpec(DoubleThompsonStrategy, "Double Thompson sampling (ensemble model)", needs="member_scores"),
-    StrategySpec(InfomaxStrategy, "Infomax: most member disagreement (ensemble model)", needs="member_scores"),
+    StrategySpec(DoubleThompsonStrategy, "Double Thompson sampling (kernel or ensemble model)", needs="member_scores"),
+    StrategySpec(
+        InfomaxStrategy, "Infomax: most member disagreement (kernel or ensemble model)", needs="member_scores"
+    ),
 )
 
 _CATALOGUE = Catalogue(

@@ -222,8 +222,9 @@ def code_version() -> str:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         # The results folder is the benchmark's own output, not code.
+        outside_results = ["--", ".", ":!benchmarks/results"]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"], cwd=root, capture_output=True, text=True
+            ["git", "status", "--porcelain", *outside_results], cwd=root, capture_output=True, text=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

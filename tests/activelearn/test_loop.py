@@ -265,7 +265,7 @@ def test_concurrent_leases_never_hand_one_comparison_to_two_annotators(make_stud
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("model_type", ["linear", "mlp", "ensemble"])
+@pytest.mark.parametrize("model_type", ["linear", "mlp", "ensemble", "kernel"])
 def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annotators, member, model_type):
     study = make_study(model_type=model_type, model_params={"ties": "davidson", "label_flip_rate": 0.05})
     member(study)
@@ -279,12 +279,19 @@ def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annot
     assert refill.queue_refill(study_id=study.id, seed=0) > 0
     assert Comparison.objects.filter(study=study, model_version=version).exists()
     rec = version.recommendation
-    assert rec["method"] == "Bayesian linear Bradley–Terry, Laplace"  # models_runtime.recommend.POSTERIOR_METHOD
+    # The kernel model is its own posterior; the other kinds share the linear one.
+    assert rec["method"] == (
+        "Bayesian kernel Bradley–Terry, Laplace, evidence-tuned"  # models_runtime.kernel_bt.POSTERIOR_METHOD
+        if model_type == "kernel"
+        else "Bayesian linear Bradley–Terry, Laplace"  # models_runtime.recommend.POSTERIOR_METHOD
+    )
     prompts = {str(p) for p in Candidate.objects.filter(study=study).values_list("prompt_id", flat=True)}
     assert set(rec["prompts"]) == prompts
     for prompt_id, entry in rec["prompts"].items():
         board = entry["leaderboard"]
         assert entry["best"] == board[0]["candidate"]
+        # Ranked by posterior mean: the top is the Bayes pick for expected regret.
+        assert [r["mean"] for r in board] == sorted((r["mean"] for r in board), reverse=True)
         assert set(
             Candidate.objects.filter(id__in=[r["candidate"] for r in board]).values_list("prompt_id", flat=True)
         ) == {int(prompt_id)}
@@ -292,6 +299,31 @@ def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annot
         versus = entry["runner_up"]
         assert versus["candidate"] == board[1]["candidate"]
         assert 0.0 <= versus["low"] <= versus["preferred"] <= versus["high"] <= 1.0
+
+
+@pytest.mark.django_db
+def test_the_refill_conditions_the_model_on_training_judgments_only(make_study, annotators, member, monkeypatch):
+    """The kernel model's draws condition on the judgments handed to it at refill
+    time: those must be the training set, never the fixed evaluation set whose
+    figures the study page shows as held out."""
+    study = make_study(model_type="kernel", strategy="double_ts", evaluation_rate=0.5)
+    member(study)
+    refill.queue_refill(study_id=study.id, seed=0)
+    _judge(study, annotators[0], 12)
+    assert Judgment.objects.filter(study=study, evaluation=True).exists()
+    assert services.reward_model_fit(study_id=study.id) is not None
+    asked = []
+    real = features.study_preferences
+
+    def spy(**kwargs):
+        data = real(**kwargs)
+        asked.append((kwargs.get("evaluation"), len(data)))
+        return data
+
+    monkeypatch.setattr(features, "study_preferences", spy)
+    assert refill.queue_refill(study_id=study.id, seed=0) >= 0
+    n_train = Judgment.objects.filter(study=study, evaluation=False).count()
+    assert asked == [(False, n_train)]
 
 
 @pytest.mark.django_db
