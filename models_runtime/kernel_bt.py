@@ -1,6 +1,7 @@
 """A Bayesian kernel Bradley–Terry model: a Gaussian-process-like posterior over
 utilities whose spread shrinks where judgments are, with its hyper-parameters chosen
-by the evidence. It is the study default (``Study.model_type = "kernel"``).
+by the evidence. It is the study default (``Study.model_type = "kernel"``), and the
+posterior every kind's leaderboard is read from (``models_runtime.kinds``).
 
 Utilities are ``u(x) = φ(x)·w + e_x`` with ``w ~ N(0, I)`` and the feature map
 

@@ -139,15 +139,20 @@ def _head_load(path: str) -> Any:
 def _calibrated_posterior(
     model: Any, features: np.ndarray, data: PreferenceData, rng: np.random.Generator, n: int
 ) -> tuple[np.ndarray, str]:
-    """Every current kind's recommendations come from the Bayesian linear
-    Bradley–Terry posterior on the same features (see models_runtime.recommend), not
-    from the fitted model. After 20 random answers over 10 prompts of 3 responses a
-    last-layer Laplace on an MLP's hidden features (learnt from the same judgments)
-    claimed a top P(best) of 78 % on average (up to 96 %) and 10 ensemble members 70 %
-    (up to 100 %); this posterior says 54 % (up to 89 %), and its 95 % intervals
-    cover the truth 95 % of the time where theirs did 89 % and 81 %
-    (python -m tests.models_runtime.test_mr_recommend_calibration)."""
-    return recommend.bayes_linear_samples(features, data, rng, n), recommend.POSTERIOR_METHOD
+    """The neural kinds' recommendations come from the kernel Bradley–Terry
+    posterior fitted on the same judgments and features (``models_runtime.kernel_bt``,
+    default configuration), not from the fitted network: a study's leaderboard
+    reads the same calibrated posterior whatever model chooses its comparisons.
+    The networks' own posteriors were not calibrated: after 20 random answers over
+    10 prompts of 3 responses a last-layer Laplace on an MLP's hidden features
+    (learnt from the same judgments) claimed a top P(best) of 78 % on average (up
+    to 96 %) and 10 ensemble members 70 % (up to 100 %); the Bayesian posteriors'
+    95 % intervals cover the truth where theirs did 89 % and 81 % of the time
+    (python -m tests.models_runtime.test_mr_recommend_calibration). Before the
+    kernel model this was the Bayesian linear posterior (``recommend.bayes_linear_samples``),
+    which a wavy utility defeats."""
+    fitted = kernel_bt.fit_kernel_bt(features, data, kernel_bt.KernelBTConfig()).model
+    return fitted.posterior(features, data, rng, n)[1], kernel_bt.POSTERIOR_METHOD
 
 
 def _head_outputs(model: Any, features: np.ndarray, needs: str | None, judged: Callable[[], PreferenceData]) -> dict:
@@ -218,7 +223,8 @@ def _kernel_outputs(model: Any, features: np.ndarray, needs: str | None, judged:
 
 
 # The posteriors whose leaderboards are calibrated (checked by simulation in
-# tests/models_runtime/test_mr_recommend_calibration.py); a version whose
+# tests/models_runtime/test_mr_recommend_calibration.py; the linear one made the
+# leaderboards of versions published before the kernel model); a version whose
 # recommendation came from another method says so on the study page.
 CALIBRATED_METHODS = frozenset({recommend.POSTERIOR_METHOD, kernel_bt.POSTERIOR_METHOD})
 

@@ -2,8 +2,11 @@
 probability that each candidate is the best one, how strongly it beats the runner-up,
 and a leaderboard.
 
-The posterior samples come from a Bayesian linear Bradley–Terry model on the
-candidates' features (:func:`bayes_linear_samples`): a Gaussian prior on the weights
+The leaderboards the app shows read the kernel Bradley–Terry posterior
+(:mod:`models_runtime.kernel_bt`, built on this module's Newton and Laplace
+solvers). :func:`bayes_linear_samples` is its linear special case, a Bayesian
+linear Bradley–Terry model on the candidates' features, which made the app's
+leaderboards before it: a Gaussian prior on the weights
 scaled so that a candidate's utility has standard deviation
 :data:`PRIOR_UTILITY_SD`, and the Laplace approximation at the posterior mode. Its
 uncertainty shrinks with the number of judgments and stays at the prior's where

@@ -279,12 +279,8 @@ def test_each_model_type_trains_publishes_and_steers_the_queue(make_study, annot
     assert refill.queue_refill(study_id=study.id, seed=0) > 0
     assert Comparison.objects.filter(study=study, model_version=version).exists()
     rec = version.recommendation
-    # The kernel model is its own posterior; the other kinds share the linear one.
-    assert rec["method"] == (
-        "Bayesian kernel Bradley–Terry, Laplace, evidence-tuned"  # models_runtime.kernel_bt.POSTERIOR_METHOD
-        if model_type == "kernel"
-        else "Bayesian linear Bradley–Terry, Laplace"  # models_runtime.recommend.POSTERIOR_METHOD
-    )
+    # Every kind's leaderboard reads the kernel posterior (the kernel kind its own).
+    assert rec["method"] == "Bayesian kernel Bradley–Terry, Laplace, evidence-tuned"  # kernel_bt.POSTERIOR_METHOD
     prompts = {str(p) for p in Candidate.objects.filter(study=study).values_list("prompt_id", flat=True)}
     assert set(rec["prompts"]) == prompts
     for prompt_id, entry in rec["prompts"].items():
