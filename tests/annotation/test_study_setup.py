@@ -168,19 +168,20 @@ def test_strategy_the_model_cannot_serve_is_named_on_model_type(client_for, rese
     assert "zap" in " ".join(form.errors["strategy_params"])
 
 
-def test_a_new_study_samples_by_double_ts_from_the_ensemble_and_a_single_head_needs_another_strategy(
+def test_a_new_study_samples_by_double_ts_from_the_kernel_model_and_a_single_head_needs_another_strategy(
     client_for, researcher
 ):
     """The defaults are the benchmarks' best (docs/ARCHITECTURE.md): double Thompson
-    sampling on the anchored ensemble, a combination the model check accepts; a
-    single head with the default strategy is refused with both ways out named."""
+    sampling on the kernel model's posterior, a combination the model check accepts;
+    a single head with the default strategy is refused with every way out named."""
     study = study_create(name="Defaults")
-    assert (study.strategy, study.model_type) == ("double_ts", "ensemble")
+    assert (study.strategy, study.model_type) == ("double_ts", "kernel")
     study.full_clean()
     response = client_for(researcher).post(reverse("study_new"), settings_post(strategy="double_ts", model_type="mlp"))
     assert response.status_code == 400
     message = " ".join(response.context["form"].errors["model_type"])
-    assert "a model of type “Anchored ensemble" in message and "or another strategy" in message
+    assert "“Anchored ensemble" in message and "“Bayesian kernel Bradley–Terry" in message
+    assert "or another strategy" in message
 
 
 def test_annotators_cannot_open_the_create_page(client_for, annotator):
