@@ -16,11 +16,13 @@ from benchmarks.strategies.protocol import (
     ALL_SETTINGS,
     HELD_OUT_FIRST_SEED,
     NAMED_BEST,
+    PREFLOOP,
     RETRAIN_GROWTH,
     RETRAIN_MIN_NEW,
     STRATEGIES,
     BenchConfig,
     Setting,
+    model_kind,
 )
 from benchmarks.strategies.summary import summarise
 
@@ -62,8 +64,12 @@ def protocol_facts(cfg: BenchConfig, seeds: list[int]) -> dict[str, Any]:
         "true_flip_rate_given": False,
         "true_scale_given": False,
         "told": {
-            "prefloop models": "nothing but the judgments: the app's default RewardModelConfig() / "
-            "EnsembleConfig() (seed and device aside), whose likelihood learns the flip rate"
+            "prefloop models": "nothing but the judgments: the model kind a default study gives the strategy "
+            f"({', '.join(f'{s}: {model_kind(s)}' for s in PREFLOOP)}) in its default configuration (seed and "
+            "device aside), through the kind's own fit, publishing gate and outputs; the kernel model chooses "
+            "its prior scale, non-linear share, length-scale and item share by the evidence, the MLP head "
+            "learns the flip rate with its weights; every recommendation is the top posterior mean of the "
+            "kernel Bradley–Terry posterior"
             + (f"; test overrides {dict(cfg.model_overrides)}" if cfg.model_overrides else ""),
             "botorch_eubo": f"the judgments only: PairwiseGP (probit, no flip model: BoTorch has none) on "
             f"PCA-{cfg.gp_dim} features, hyper-parameters refitted at each fit; batch = the pairs of highest "
