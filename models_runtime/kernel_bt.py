@@ -337,18 +337,12 @@ class KernelBTModel:
         self.w = np.asarray(w, dtype=np.float64)
         self.input_dim = int(fmap.center.shape[0])
 
-    def _scored(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        x = check_features(features, self.input_dim)
-        out = np.empty((x.shape[0], weights.shape[1]), dtype=np.float64)
-        for start in range(0, x.shape[0], _SCORE_ROWS):
-            out[start : start + _SCORE_ROWS] = self.fmap(x[start : start + _SCORE_ROWS], self.choice) @ weights
-        return out
-
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Utilities of ``features`` at the posterior mode of the judgments the
         model was fitted on, from the features alone (a candidate's own effect needs
         to know which candidate it is: :meth:`posterior` has it), float32 ``(N,)``."""
-        return self._scored(features, self.w[:, None])[:, 0].astype(np.float32)
+        x = check_features(features, self.input_dim)
+        return _scored(self.fmap, x, self.choice, self.w[:, None])[:, 0].astype(np.float32)
 
     def posterior(
         self, features: np.ndarray, data: PreferenceData, rng: np.random.Generator, n_samples: int
@@ -427,6 +421,15 @@ class KernelFitResult:
     device: str = "cpu"
 
 
+def _scored(fmap: KernelFeatureMap, x: np.ndarray, choice: HyperChoice, weights: np.ndarray) -> np.ndarray:
+    """``φ(x) @ weights``, a block of rows at a time (``φ`` of every candidate at
+    once would not fit in memory on a large study)."""
+    out = np.empty((x.shape[0], weights.shape[1]), dtype=np.float64)
+    for start in range(0, x.shape[0], _SCORE_ROWS):
+        out[start : start + _SCORE_ROWS] = fmap(x[start : start + _SCORE_ROWS], choice) @ weights
+    return out
+
+
 def _feature_solution(
     fmap: KernelFeatureMap, x: np.ndarray, data: PreferenceData, choice: HyperChoice, max_iter: int
 ) -> tuple[_Design | None, np.ndarray, Any]:
@@ -448,19 +451,19 @@ def _posterior(
     rng: np.random.Generator,
     n_samples: int,
     max_iter: int,
+    solution: tuple[_Design | None, np.ndarray, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    design, w, draw = _feature_solution(fmap, x, data, choice, max_iter)
+    """Mean and draws of the utilities of ``x`` (``solution``: the judgments'
+    :func:`_feature_solution`, when the caller has it already)."""
+    design, w, draw = solution or _feature_solution(fmap, x, data, choice, max_iter)
     dims = w.size if design is None else design.dims_features
     deviations = rng.standard_normal((w.size, n_samples)) if draw is None else draw(rng, n_samples)
     weights = np.concatenate([w[:dims, None], w[:dims, None] + deviations[:dims]], axis=1)
-    scored = np.empty((x.shape[0], n_samples + 1), dtype=np.float64)
-    for start in range(0, x.shape[0], _SCORE_ROWS):
-        scored[start : start + _SCORE_ROWS] = fmap(x[start : start + _SCORE_ROWS], choice) @ weights
+    scored = _scored(fmap, x, choice, weights)
     if choice.item_share > 0.0 and (design is None or design.d.shape[1] > design.dims_features):
         own = choice.item_sd * rng.standard_normal((x.shape[0], n_samples))
         own = np.concatenate([np.zeros((x.shape[0], 1)), own], axis=1)
         if design is not None:
-            own[design.items, 0] = 0.0
             own[design.items] += choice.item_sd * np.concatenate(
                 [w[dims:, None], w[dims:, None] + deviations[dims:]], axis=1
             )
@@ -499,10 +502,12 @@ def fit_kernel_bt(
     x = check_features(features)
     fmap = KernelFeatureMap.fit(x, config)
     choice, _ = choose_hyper(fmap, x, data, config)
-    design, w, _ = _feature_solution(fmap, x, data, choice, config.max_iter)
+    solution = _feature_solution(fmap, x, data, choice, config.max_iter)
+    design, w, _ = solution
     model = KernelBTModel(config, fmap, choice, w if design is None else w[: design.dims_features])
     rng = np.random.default_rng([config.seed, 13])
-    train_loss, train_acc = _pair_log_loss(model.posterior(x, data, rng, 1)[0], data)
+    train_mean = _posterior(fmap, x, data, choice, rng, 1, config.max_iter, solution)[0]
+    train_loss, train_acc = _pair_log_loss(train_mean, data)
     metrics: dict[str, float] = {
         "n_train": float(len(data)),
         "train_log_loss": train_loss,
