@@ -70,6 +70,7 @@ __all__ = [
     "KernelBTModel",
     "KernelFeatureMap",
     "KernelFitResult",
+    "KernelGradientSource",
     "choose_hyper",
     "fit_kernel_bt",
 ]
@@ -469,6 +470,74 @@ def _posterior(
             )
         scored += own
     return scored[:, 0], scored[:, 1:].T.astype(np.float32)
+
+
+class KernelGradientSource:
+    """APOHF's view of a kernel model (``activelearn.strategies.GradientSource``).
+
+    The model is linear in its weights, ``u(x) = φ(x)·w``, so its tangent features
+    are ``φ(x)`` itself and APOHF's design is ``λI + Σ_judged (φ(a) − φ(b))²`` with
+    ``λ = 1``, the precision of the prior ``w ~ N(0, I)``: the same design a
+    linear head's source builds, on the version's feature map and hyper-parameters
+    instead of the raw embedding. A judged pair adds its judgment weight (1, or a
+    tie's share). Candidates' own effects are not part of the bonus: they are one
+    parameter per candidate, so the bonus would need a dimension per candidate; the
+    scores APOHF ranks by (the posterior mean) do include them.
+
+    Features are computed on demand, ``chunk_size`` rows at a time; :meth:`bonuses`
+    computes each distinct reference's features once per call."""
+
+    def __init__(
+        self, model: KernelBTModel, features: np.ndarray, data: PreferenceData, *, chunk_size: int = 4_096
+    ) -> None:
+        self._x = check_features(features, model.input_dim)
+        self._fmap, self._choice = model.fmap, model.choice
+        self._chunk_size = int(chunk_size)
+        left, right, _, weight = _pairs(data)
+        diag = np.ones(self._phi(self._x[:1]).shape[1])
+        if left.size:
+            items, where = np.unique(np.concatenate([left, right]), return_inverse=True)
+            phi = self._phi(self._x[items])
+            diff = phi[where[: left.size]] - phi[where[left.size :]]
+            diag += weight @ (diff * diff)
+        self._diag = diag
+
+    def _phi(self, rows: np.ndarray) -> np.ndarray:
+        return self._fmap(rows, self._choice)
+
+    @property
+    def dim(self) -> int:
+        return int(self._diag.shape[0])
+
+    @property
+    def design_diag(self) -> np.ndarray:
+        return self._diag
+
+    def chunks(self, items: np.ndarray) -> Any:
+        """Yield ``(item indices, (rows, dim) float64 features)`` covering ``items``."""
+        idx = np.asarray(items, dtype=np.int64).reshape(-1)
+        for start in range(0, idx.size, self._chunk_size):
+            part = idx[start : start + self._chunk_size]
+            yield part, self._phi(self._x[part])
+
+    def bonuses(self, items: np.ndarray, refs: np.ndarray, inv_diag: np.ndarray) -> np.ndarray:
+        """``sqrt(Σ_k (φ_k(x) − φ_k(r))² · inv_diag_k)`` for each item ``x`` of ``items``
+        and its reference ``r`` (same position in ``refs``)."""
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        refs = np.asarray(refs, dtype=np.int64).reshape(-1)
+        if items.shape != refs.shape:
+            raise ValueError(f"items and refs must have equal lengths, got {items.size} and {refs.size}")
+        inv = np.asarray(inv_diag, dtype=np.float64)
+        if inv.shape != (self.dim,):
+            raise ValueError(f"inv_diag must have shape ({self.dim},), got {inv.shape}")
+        distinct, ref_row = np.unique(refs, return_inverse=True)
+        ref_phi = self._phi(self._x[distinct])
+        out = np.empty(items.size, dtype=np.float64)
+        for start in range(0, items.size, self._chunk_size):
+            stop = start + self._chunk_size
+            diff = self._phi(self._x[items[start:stop]]) - ref_phi[ref_row[start:stop]]
+            out[start:stop] = (diff * diff) @ inv
+        return np.sqrt(np.maximum(out, 0.0))
 
 
 def _pair_log_loss(scores: np.ndarray, data: PreferenceData) -> tuple[float, float]:

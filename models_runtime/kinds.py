@@ -219,7 +219,10 @@ def _kernel_posterior(
 def _kernel_outputs(model: Any, features: np.ndarray, needs: str | None, judged: Callable[[], PreferenceData]) -> dict:
     data = judged()
     mean, members = model.posterior(features, data, _kernel_rng(model, data), model.config.n_samples)
-    return {"member_scores": members, "scores": mean.astype(np.float32)}
+    out: dict[str, Any] = {"member_scores": members, "scores": mean.astype(np.float32)}
+    if needs == "gradients":
+        out["gradients"] = kernel_bt.KernelGradientSource(model, features, data)
+    return out
 
 
 # The posteriors whose leaderboards are calibrated (checked by simulation in
@@ -274,7 +277,8 @@ KINDS: tuple[ModelKind, ...] = (
         _ensemble_config, _ensemble_fit, _ensemble_load, _calibrated_posterior, _ensemble_outputs,
     ),
     ModelKind(
-        "kernel", "Bayesian kernel Bradley–Terry (evidence-tuned)", frozenset({"scores", "member_scores"}),
+        "kernel", "Bayesian kernel Bradley–Terry (evidence-tuned)",
+        frozenset({"scores", "member_scores", "gradients"}),
         _kernel_config, _kernel_fit, _kernel_load, _kernel_posterior, _kernel_outputs,
     ),
 )  # fmt: skip

@@ -5,7 +5,8 @@ is ``x1 = argmax u(x)``; the second is
 
     x2 = argmax_{x ≠ x1}  u(x) + w · b(x),    b(x) = sqrt(Σ_k (g_k(x) − g_k(x1))² / U_kk)
 
-with ``g`` the reward head's tangent features and ``U`` the diagonal of the design
+with ``g`` the model's tangent features (a reward head's parameter gradients; for
+the kernel model, linear in its weights, its feature map ``φ``) and ``U`` the diagonal of the design
 ``λI + Σ_judged (g(a) − g(b))²``. ``b`` is the width of the confidence interval on
 ``u(x) − u(x1)``: large where the judgments so far say little about how ``x`` and
 ``x1`` compare.
@@ -102,7 +103,7 @@ class ApohfStrategy:
     a fantasy update. A pair's ``score`` is its optimistic gain ``u(x2) + w·b(x2) −
     u(x1)``, in utility units, under the design including the batch's earlier pairs;
     pairs come in choice order (round by round); the choice is deterministic, so the
-    propensity is 1. Needs ``scores`` and ``gradients`` of a single-head reward model.
+    propensity is 1. Needs ``scores`` and ``gradients`` of the kernel model or a single head.
     """
 
     nu: float = 1.0
@@ -135,8 +136,9 @@ class ApohfStrategy:
         # rng is unused: the choice is deterministic (ties go to the lower index).
         if inp.scores is None or inp.gradients is None:
             raise ValueError(
-                "the apohf strategy needs a single-head reward model: model scores and its gradient "
-                "features (an ensemble or no model yet gives none; use random or another strategy)"
+                "the apohf strategy needs a model with gradient features: model scores and the "
+                "tangent features of the kernel model or a single head (an ensemble or no model yet "
+                "gives none; use random or another strategy)"
             )
         scores = np.asarray(inp.scores, dtype=np.float64)
         if scores.shape != (inp.n_items,):

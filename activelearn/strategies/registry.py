@@ -69,7 +69,7 @@ STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec(RandomStrategy, "Random"),
     StrategySpec(LeastComparedStrategy, "Least compared first"),
     StrategySpec(UncertaintyStrategy, "Uncertainty (closest to 50/50)", needs="scores"),
-    StrategySpec(ApohfStrategy, "APOHF (greedy + gradient UCB; single-head model)", needs="gradients"),
+    StrategySpec(ApohfStrategy, "APOHF (greedy + gradient UCB; kernel model or a single head)", needs="gradients"),
     StrategySpec(DoubleThompsonStrategy, "Double Thompson sampling (kernel or ensemble model)", needs="member_scores"),
     StrategySpec(
         InfomaxStrategy, "Infomax: most member disagreement (kernel or ensemble model)", needs="member_scores"

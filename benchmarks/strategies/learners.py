@@ -69,8 +69,9 @@ class KindLearner(Learner):
     recommending through the kind's ``posterior``, as the loop does. A fit the app
     would not publish (its gate: ``best_epoch`` 0) leaves the previous model live."""
 
-    def __init__(self, kind: str, features: np.ndarray, seed: int, cfg: BenchConfig) -> None:
+    def __init__(self, kind: str, features: np.ndarray, seed: int, cfg: BenchConfig, needs: str | None = None) -> None:
         self.kind = kinds.get(kind)
+        self.needs = needs  # what the strategy reads: the kind's outputs include it
         self.features = features
         config = self.kind.config({"seed": seed}, "cpu")
         self.config = dataclasses.replace(config, **_overrides(cfg, type(config)))
@@ -87,9 +88,8 @@ class KindLearner(Learner):
         result = self.kind.fit(self.features, self.data, self.config, init, holdout=holdout)
         if self.model is None or result.metrics.get("best_epoch", 1.0) > 0:
             self.model = result.model
-        needs = "gradients" if "gradients" in self.kind.provides else "member_scores"
         data = self.data
-        self.outputs = self.kind.outputs(self.model, self.features, needs, lambda: data)
+        self.outputs = self.kind.outputs(self.model, self.features, self.needs, lambda: data)
         self.scores = np.asarray(self.outputs["scores"], dtype=np.float64)
         self.members = self.outputs.get("member_scores")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from activelearn.strategies import SelectionInput, get_strategy
+from activelearn.strategies import SelectionInput, get_strategy, registry
 from activelearn.strategies.base import diversify
 from benchmarks.strategies.eubo import EuboLearner
 from benchmarks.strategies.learners import ChoixLearner, KindLearner, Learner
@@ -57,7 +57,7 @@ Job = tuple[Setting, str, int, BenchConfig]
 def make_learner(strategy: str, features: np.ndarray, seed: int, cfg: BenchConfig) -> Learner:
     """The model ``strategy`` is run with (see ``learners`` and ``eubo``)."""
     if strategy in PREFLOOP:
-        return KindLearner(model_kind(strategy), features, seed, cfg)
+        return KindLearner(model_kind(strategy), features, seed, cfg, registry.get_spec(strategy).needs)
     if strategy == "choix_random":
         return ChoixLearner(features.shape[0], cfg)
     return EuboLearner(features, seed, cfg)

@@ -167,3 +167,42 @@ def test_a_large_study_drops_candidates_own_effects_and_chooses_on_a_sample() ->
     assert sampled.log_evidence == pytest.approx(direct.log_evidence)
     mean, samples = fit_kernel_bt(x, data, config).model.posterior(x, data, rng, 4)
     assert np.isfinite(samples).all() and np.corrcoef(mean, utility)[0, 1] > 0.5
+
+
+def test_apohf_reads_the_kernel_models_features_and_a_design_that_grows_where_judgments_are() -> None:
+    from activelearn.strategies import SelectionInput, get_strategy
+    from models_runtime.kernel_bt import KernelGradientSource
+
+    rng = np.random.default_rng(5)
+    x = _features(120, 16, rng)
+    utility = x @ rng.standard_normal(16)
+    data = _judged((utility - utility.mean()) / utility.std(), 150, rng)
+    config = KernelBTConfig(prior_sds=(3.0,), nonlinear_shares=(0.5,), length_scales=(1.0,), item_shares=(0.0,))
+    model = fit_kernel_bt(x, data, config).model
+    outputs = kinds.get("kernel").outputs(model, x, "gradients", lambda: data)
+    source = outputs["gradients"]
+    assert isinstance(source, KernelGradientSource)
+    phi = model.fmap(x, model.choice)
+    assert source.dim == phi.shape[1]
+    # The design is the prior precision plus each judged pair's squared difference.
+    pairs = data.pairwise_split()
+    diff = phi[pairs.pair_left] - phi[pairs.pair_right]
+    np.testing.assert_allclose(source.design_diag, 1.0 + pairs.pair_weight @ (diff * diff), rtol=1e-10)
+    # Chunks are φ rows, in any order asked; bonuses agree with the rows.
+    items = np.array([7, 3, 99, 40])
+    rows = np.concatenate([r for _, r in KernelGradientSource(model, x, data, chunk_size=3).chunks(items)])
+    np.testing.assert_allclose(rows, phi[items], rtol=1e-10)
+    refs = np.array([0, 0, 5, 5])
+    inv = 1.0 / source.design_diag
+    expected = np.sqrt(((phi[items] - phi[refs]) ** 2) @ inv)
+    np.testing.assert_allclose(source.bonuses(items, refs, inv), expected, rtol=1e-10)
+    # APOHF runs on it: each pair holds its group's predicted best.
+    groups = np.repeat(np.arange(1, 13), 10)
+    inp = SelectionInput(groups=groups, scores=outputs["scores"], gradients=source)
+    pairs_chosen = get_strategy("apohf").select(inp, 12, rng)
+    assert len(pairs_chosen) == 12
+    scores = np.asarray(outputs["scores"])
+    for pair in pairs_chosen:
+        members = np.flatnonzero(groups == groups[pair.i])
+        assert groups[pair.j] == groups[pair.i]
+        assert int(members[np.argmax(scores[members])]) in (pair.i, pair.j)

@@ -228,10 +228,10 @@ def test_a_large_pool_is_streamed_in_one_pass_plus_a_few_rows_per_pair():
 
 def test_no_model_or_no_gradients_is_an_error():
     groups = np.zeros(3, dtype=int)
-    with pytest.raises(ValueError, match="single-head reward model"):
+    with pytest.raises(ValueError, match="needs a model with gradient features"):
         ApohfStrategy().select(SelectionInput(groups=groups, scores=np.zeros(3)), 1, RNG)
     source = DenseGradients(np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="single-head reward model"):
+    with pytest.raises(ValueError, match="needs a model with gradient features"):
         ApohfStrategy().select(SelectionInput(groups=groups, gradients=source), 1, RNG)
 
 

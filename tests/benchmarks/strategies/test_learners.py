@@ -14,13 +14,13 @@ from models_runtime.reward import RewardModelConfig
 
 def test_models_are_the_apps_defaults_and_no_model_is_told_the_flip_rate() -> None:
     """Every strategy runs with the kind a default study gives it: the study's
-    default kind where it serves the strategy, the default single head for APOHF."""
+    default kind, which serves every strategy (APOHF reads its feature map)."""
     assert Study._meta.get_field("model_type").default == kinds.DEFAULT_KIND == "kernel"
     assert {s: model_kind(s) for s in PREFLOOP} == {
         "random": "kernel",
         "least_compared": "kernel",
         "uncertainty": "kernel",
-        "apohf": "mlp",
+        "apohf": "kernel",
         "double_ts": "kernel",
         "infomax": "kernel",
     }
