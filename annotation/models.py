@@ -222,7 +222,8 @@ class Study(models.Model):
         default="double_ts",
         help_text="How the loop picks the next comparisons. Double Thompson sampling (the default) had the "
         "lowest regret of prefloop's strategies in its benchmark (median a third of random's, mean half); "
-        "it needs a model with uncertainty (the kernel model or the ensemble), APOHF a single head.",
+        "it needs a model with uncertainty (the kernel model or the ensemble), APOHF the kernel model or a "
+        "single head.",
     )
     strategy_params = models.JSONField(
         default=dict,
@@ -236,9 +237,10 @@ class Study(models.Model):
         choices=kinds.choices,
         default=kinds.DEFAULT_KIND,
         help_text="The reward model. The Bayesian kernel Bradley–Terry model (the default) fits in a fraction "
-        "of a second, tunes itself to the crowd's sharpness and the utility's shape, and carries the "
-        "calibrated uncertainty that double Thompson sampling and infomax sample from; the ensemble of MLP "
-        "heads is the most accurate on real preference data; APOHF needs a single head (MLP or linear).",
+        "of a second, tunes itself to the crowd's sharpness and the utility's shape, and serves every "
+        "strategy: double Thompson sampling and infomax sample from its calibrated posterior, APOHF's bonus "
+        "reads its feature map. The ensemble of MLP heads is the most accurate on real preference data; a "
+        "single MLP or linear head serves APOHF and uncertainty.",
     )
     model_params = models.JSONField(
         default=dict,

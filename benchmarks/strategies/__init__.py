@@ -29,9 +29,8 @@ the run (``NAMED_BEST``). The report's seeds are held out (from
 with the same config digest, so a long run can be stopped and resumed.
 
 Strategies: every strategy of the registry (``activelearn.strategies.registry``, in
-its order) driven with the real ``models_runtime`` models (the default single head
-for those that need scores or gradients and for the recommendation of those that
-need nothing; the default anchored ensemble for those that need member scores), and
+its order) driven with the real ``models_runtime`` models (the default kind, the
+kernel Bradley–Terry model, for all of them: see ``protocol.model_kind``), and
 two peers: ``botorch_eubo`` (BoTorch ``PairwiseGP`` on PCA-reduced features +
 analytic EUBO, its top pairs as the batch) and ``choix_random`` (random pairs,
 non-contextual Bradley–Terry by choix's ILSR, recommendation = best compared item).

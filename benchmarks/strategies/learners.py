@@ -2,10 +2,9 @@
 
 The prefloop strategies are driven with the real ``models_runtime`` models in the
 app's default configuration: the study's default model kind
-(``models_runtime.kinds.DEFAULT_KIND``) for every strategy it can serve, and the
-default single head (``"mlp"``) for a strategy that needs what the default kind does
-not provide (APOHF's gradients), as a study that picks APOHF must (see
-:func:`protocol.model_kind`). No model is told ε or anything else about the
+(``models_runtime.kinds.DEFAULT_KIND``), which serves every built-in strategy, or
+the default single head (``"mlp"``) for a strategy that needs what the default kind
+does not provide, as such a study must (see :func:`protocol.model_kind`). No model is told ε or anything else about the
 annotator: the neural kinds learn the flip rate with their weights, the kernel kind
 chooses its prior scale by the evidence. Only the seed and the device (CPU) are set,
 and validation uses a split that stays the same from fit to fit, chosen the way the

@@ -7,8 +7,8 @@ problem is drawn: N rows of the pool and a hidden utility ``u`` over them
 answers ``P(a ≻ b) = σ(s·(u_a − u_b))`` and flips the answer with probability ε.
 
 What no model is told: ε, s, the family or anything about ``u``. Every model is the
-app's default configuration (the default kind, or the default single head for a
-strategy the default kind cannot serve: :func:`model_kind`), refitted on the app's default
+app's default configuration (the default kind, which serves every built-in
+strategy, or the default single head for one it could not: :func:`model_kind`), refitted on the app's default
 retrain cadence (:func:`next_fit`), and between fits each strategy chooses the
 batch of pairs an annotator answers before the next fit, through the same
 ``select`` + ``diversify`` path the app's refill takes.

@@ -357,6 +357,7 @@ def test_rankings_become_pairs_plackett_luce_rankings_and_tied_groups(make_study
         ("least_compared", "mlp"),
         ("apohf", "mlp"),
         ("apohf", "linear"),
+        ("apohf", "kernel"),
         ("double_ts", "ensemble"),
         ("infomax", "ensemble"),
     ],
@@ -424,7 +425,8 @@ def test_listwise_cold_start_queues_lists_of_k_distinct_items_within_one_prompt(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("strategy", "model_type"), [("uncertainty", "mlp"), ("apohf", "mlp"), ("double_ts", "ensemble")]
+    ("strategy", "model_type"),
+    [("uncertainty", "mlp"), ("apohf", "mlp"), ("apohf", "kernel"), ("double_ts", "ensemble")],
 )
 def test_listwise_rankings_train_plackett_luce_and_the_strategy_picks_lists(
     make_study, annotators, member, strategy, model_type, monkeypatch
