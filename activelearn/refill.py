@@ -35,13 +35,13 @@ from annotation.models import (
     Candidate,
     Comparison,
     ComparisonItem,
-    Judgment,
     RewardModelVersion,
     Study,
     comparison_item_key,
 )
 from annotation.selectors import queue_waiting_count
 from annotation.selectors.studies import QueueDemand, queue_demand
+from annotation.services.leasing import study_judgment_count
 from annotation.services.retry import retry_transaction
 from models_runtime import kinds
 
@@ -119,7 +119,7 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None, most: int
     latest = reward_model_latest(study_id=study_id) if use_model else None
     # An upper bound on what the transaction will want: the queue may be
     # emptied of an older model's picks, but never past the budget.
-    judged = Judgment.objects.filter(study_id=study_id).count()
+    judged = study_judgment_count(study_id=study_id)
     kept = Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
     if latest is not None:
         kept = kept.filter(model_version_id=latest.id)
@@ -316,7 +316,7 @@ def _queue_picks(
         generation = latest.version
         retirable = _retirable_locked(study_id=study_id, keep_version_id=latest.id)
     waiting = queue_waiting_count(study_id=study_id)
-    judged = Judgment.objects.filter(study_id=study_id).count()
+    judged = study_judgment_count(study_id=study_id)
     # Never queue more work than the budget still pays for (retired picks give theirs back).
     outstanding = (
         Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()

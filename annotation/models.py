@@ -580,6 +580,31 @@ class Judgment(models.Model):
         return f"{self.annotator} on {self.comparison_id}: {self.choice}"
 
 
+# Stripes of a study's judgment tally: an answer updates its annotator's stripe,
+# so two annotators wait on each other only when they share one.
+TALLY_STRIPES = 16
+
+
+class JudgmentTally(models.Model):
+    """A study's judgment count, kept by the database itself: triggers on the
+    judgment table (migration 0023) add each inserted row to its stripe and take
+    each deleted row off it, whatever wrote it (an answer, an undo, an import,
+    a bulk delete, a cascade). The count is the sum of the study's stripes: a
+    constant-time read where ``COUNT(*)`` over the study's judgments grows with
+    the study (5–14 ms at 100,000 judgments on PostgreSQL), and every lease
+    needs it. ``stripe`` is the annotator's id modulo :data:`TALLY_STRIPES`."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="judgment_tally")
+    stripe = models.PositiveSmallIntegerField()
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("study", "stripe"), name="judgment_tally_one_per_stripe")]
+
+    def __str__(self) -> str:
+        return f"study {self.study_id}, stripe {self.stripe}: {self.n}"
+
+
 class ImportJob(models.Model):
     """A file import that runs in the worker, with progress for the study page.
 
