@@ -85,14 +85,30 @@ def _scale_worker(args: tuple[str, int, int, int]) -> dict[str, Any]:
     }
 
 
-def run_scale(n: int, batch: int, group_options: tuple[int, ...]) -> dict[str, Any]:
-    """The scale section of the results: one row per strategy and group count."""
+def _median_row(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated measurements: the median of each time (a shared VM's
+    single timings wander by half a second), the slowest total beside it."""
+    row = dict(repeats[0])
+    for key in ("prepare_seconds", "select_seconds", "total_seconds"):
+        row[key] = round(float(np.median([r[key] for r in repeats])), 3)
+    row["total_seconds_max"] = max(r["total_seconds"] for r in repeats)
+    row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in repeats)
+    row["repeats"] = len(repeats)
+    return row
+
+
+def run_scale(n: int, batch: int, group_options: tuple[int, ...], repeats: int = 3) -> dict[str, Any]:
+    """The scale section of the results: one row per strategy and group count,
+    each the median of ``repeats`` runs in fresh processes."""
     rows = []
     ctx = get_context("spawn")
     for n_groups in group_options:
         for strategy in PREFLOOP:
-            with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                row = pool.submit(_scale_worker, (strategy, n, batch, n_groups)).result()
+            measured = []
+            for _ in range(repeats):
+                with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    measured.append(pool.submit(_scale_worker, (strategy, n, batch, n_groups)).result())
+            row = _median_row(measured)
             print(f"scale {row}", flush=True)
             rows.append(row)
     return {
@@ -102,7 +118,8 @@ def run_scale(n: int, batch: int, group_options: tuple[int, ...]) -> dict[str, A
         "select_seconds": {f"{r['strategy']} ({r['groups']})": r["total_seconds"] for r in rows},
         "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
         "rows": rows,
-        "note": "Timed on the shared 2-core CPU machine. prepare = the model's outputs over all N: scores, "
+        "note": f"Timed on the shared 2-core CPU machine, each row the median of {repeats} runs (max: the "
+        "slowest run's total). prepare = the model's outputs over all N: scores, "
         "member scores (the kernel model's posterior draws, conditioned on the 1,000 judged pairs) or APOHF's "
         "gradient source (design from the same pairs); select = the strategy's select() for the batch. Models "
         "have the app's default sizes (kernel model: 512 random features, 32 posterior draws; MLP head hidden "

@@ -212,9 +212,10 @@ def targets(summarised: dict, scale: dict | None) -> dict:
         worst = max(scale["rows"], key=lambda r: r["total_seconds"])
         peak = max(r["peak_rss_mb"] for r in scale["rows"])
         out["batch of 32 among 50,000 in < 2 s and < 4 GB (every prefloop strategy)"] = {
-            "value": f"slowest {worst['strategy']} ({worst['groups']}) {worst['total_seconds']:.2f} s, "
+            "value": f"slowest {worst['strategy']} ({worst['groups']}) {worst['total_seconds']:.2f} s "
+            f"(its slowest run {worst.get('total_seconds_max', worst['total_seconds']):.2f} s), "
             f"peak RSS {peak:.0f} MB",
             "met": worst["total_seconds"] < 2.0 and peak < 4096,
-            "detail": "total = prepare (scores, member scores, gradient source) + select",
+            "detail": "total = prepare (scores, member scores, gradient source) + select; the median of repeated runs",
         }
     return out

@@ -43,3 +43,15 @@ def test_the_validation_split_stays_put_as_judgments_arrive() -> None:
     np.testing.assert_array_equal(late[late < 40], early)
     assert 0.1 < late.size / 150 < 0.3
     np.testing.assert_array_equal(_holdout(right, left, 3, 0.2), late)
+
+
+def test_a_scale_row_is_the_median_of_its_runs_with_the_slowest_beside_it() -> None:
+    from benchmarks.strategies.scale import _median_row
+
+    runs = [
+        {"strategy": "apohf", "prepare_seconds": p, "select_seconds": s, "total_seconds": p + s, "peak_rss_mb": m}
+        for p, s, m in [(0.9, 0.2, 700.0), (1.5, 0.4, 720.0), (1.0, 0.1, 710.0)]
+    ]
+    row = _median_row(runs)
+    assert (row["prepare_seconds"], row["select_seconds"], row["total_seconds"]) == (1.0, 0.2, 1.1)
+    assert row["total_seconds_max"] == 1.9 and row["peak_rss_mb"] == 720.0 and row["repeats"] == 3
