@@ -34,9 +34,12 @@ def _members(inp: SelectionInput, strategy: str) -> np.ndarray:
 def _preference_disagreement(members: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Mutual information (nats) between the outcome of each pair ``(i, j)`` and the
     ensemble member that generated it (BALD): entropy of the member-averaged
-    Bradley–Terry probability minus the average entropy of the members' own."""
+    Bradley–Terry probability minus the average entropy of the members' own,
+    computed in the members' dtype (float32 is several times quicker: its exp
+    and log vectorise)."""
     p = 1.0 / (1.0 + np.exp(-(members[:, i] - members[:, j])))
-    p = np.clip(p, 1e-12, 1 - 1e-12)
+    tiny = 1e-12 if members.dtype == np.float64 else 1e-6  # 1 − tiny must differ from 1
+    p = np.clip(p, tiny, 1 - tiny)
 
     def entropy(q: np.ndarray) -> np.ndarray:
         return -(q * np.log(q) + (1 - q) * np.log(1 - q))
@@ -207,7 +210,9 @@ class InfomaxStrategy:
         if not lefts or n <= 0:
             return []
         left, right = np.concatenate(lefts), np.concatenate(rights)
-        info = _preference_disagreement(members, left, right)
+        # In float32: with 32 members and 500 prompts this is 8 million
+        # probabilities, most of a 50,000-candidate selection's time in float64.
+        info = _preference_disagreement(members.astype(np.float32), left, right).astype(np.float64)
         return best_pairs(left, right, info, inp.excluded, n, self.max_per_item)
 
     def select_list(

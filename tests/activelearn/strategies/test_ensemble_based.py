@@ -97,3 +97,15 @@ def test_large_groups_still_fill_the_batch_with_the_right_pairs() -> None:
     # One group, many rounds: double TS fills the whole batch.
     picks = DoubleThompsonStrategy().select(inp, 20, rng)
     assert len(picks) == 20 == len({(p.i, p.j) for p in picks})
+
+
+def test_the_information_in_float32_matches_float64_and_stays_finite_when_members_are_sure() -> None:
+    rng = np.random.default_rng(3)
+    members = rng.normal(scale=3.0, size=(32, 200))
+    members[:, 0] += 40.0  # every member sure item 0 wins: probabilities round to 1 in float32
+    left, right = rng.integers(0, 200, 5_000), rng.integers(0, 200, 5_000)
+    left[:10] = 0
+    wide = _preference_disagreement(members, left, right)
+    narrow = _preference_disagreement(members.astype(np.float32), left, right)
+    assert narrow.dtype == np.float32 and np.isfinite(narrow).all()
+    np.testing.assert_allclose(narrow, wide, atol=1e-5)
