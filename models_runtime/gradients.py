@@ -56,6 +56,7 @@ __all__ = [
     "DesignMode",
     "GradientDesign",
     "GradientFeatureSource",
+    "bonus_arguments",
     "gradient_dim",
     "gradient_features",
     "iter_gradient_features",
@@ -461,6 +462,22 @@ def pair_bonus(design: GradientDesign, grads_a: np.ndarray, grads_b: np.ndarray)
     return design.bonus(a - b)
 
 
+def bonus_arguments(
+    items: np.ndarray, refs: np.ndarray, inv_diag: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A gradient source's ``bonuses`` arguments as flat int64 item and reference
+    indices of equal length and a float64 ``(dim,)`` inverse design diagonal;
+    ValueError naming the mismatch otherwise."""
+    items = np.asarray(items, dtype=np.int64).reshape(-1)
+    refs = np.asarray(refs, dtype=np.int64).reshape(-1)
+    if items.shape != refs.shape:
+        raise ValueError(f"items and refs must have equal lengths, got {items.size} and {refs.size}")
+    inv = np.asarray(inv_diag, dtype=np.float64)
+    if inv.shape != (dim,):
+        raise ValueError(f"inv_diag must have shape ({dim},), got {inv.shape}")
+    return items, refs, inv
+
+
 class GradientFeatureSource:
     """Gradient features of ``model`` over the rows of ``features``, served in chunks,
     with the diagonal design of the judged pairs ``(left[i], right[i])``: what
@@ -516,13 +533,7 @@ class GradientFeatureSource:
         :meth:`chunks`)."""
         if self._form is None:
             return None
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        refs = np.asarray(refs, dtype=np.int64).reshape(-1)
-        if items.shape != refs.shape:
-            raise ValueError(f"items and refs must have equal lengths, got {items.size} and {refs.size}")
-        inv = np.asarray(inv_diag, dtype=np.float64)
-        if inv.shape != (self.dim,):
-            raise ValueError(f"inv_diag must have shape ({self.dim},), got {inv.shape}")
+        items, refs, inv = bonus_arguments(items, refs, inv_diag, self.dim)
         squares = self._form.distances(self._features, items, refs, inv)
         return np.sqrt(np.maximum(squares, 0.0))
 

@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from models_runtime.checkpoint import atomic_write, check_features, read_config, write_config
+from models_runtime.gradients import bonus_arguments
 from models_runtime.preferences import PreferenceData
 from models_runtime.recommend import _dual_posterior, _log_likelihood, _primal_posterior, _sigmoid
 
@@ -527,13 +528,7 @@ class KernelGradientSource:
     def bonuses(self, items: np.ndarray, refs: np.ndarray, inv_diag: np.ndarray) -> np.ndarray:
         """``sqrt(Σ_k (φ_k(x) − φ_k(r))² · inv_diag_k)`` for each item ``x`` of ``items``
         and its reference ``r`` (same position in ``refs``)."""
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        refs = np.asarray(refs, dtype=np.int64).reshape(-1)
-        if items.shape != refs.shape:
-            raise ValueError(f"items and refs must have equal lengths, got {items.size} and {refs.size}")
-        inv = np.asarray(inv_diag, dtype=np.float64)
-        if inv.shape != (self.dim,):
-            raise ValueError(f"inv_diag must have shape ({self.dim},), got {inv.shape}")
+        items, refs, inv = bonus_arguments(items, refs, inv_diag, self.dim)
         distinct, ref_row = np.unique(refs, return_inverse=True)
         ref_phi = self._phi(self._x[distinct])
         out = np.empty(items.size, dtype=np.float64)
