@@ -207,3 +207,50 @@ def test_apohf_reads_the_kernel_models_features_and_a_design_that_grows_where_ju
         members = np.flatnonzero(groups == groups[pair.i])
         assert groups[pair.j] == groups[pair.i]
         assert int(members[np.argmax(scores[members])]) in (pair.i, pair.j)
+
+
+def test_the_projections_shared_across_the_grid_give_the_same_features_to_the_bit() -> None:
+    """``projected`` computes the choice-free projections once for the evidence's
+    grid; every point's φ must be exactly what ``__call__`` gives, and the
+    evidence table exactly what a fresh φ per point gives."""
+    from models_runtime import kernel_bt
+
+    rng = np.random.default_rng(5)
+    x = _features(120, 24, rng)
+    config = KernelBTConfig()
+    fmap = KernelFeatureMap.fit(x, config)
+    rows = x[::3]
+    shared = fmap.projected(rows)
+    for point in config.grid():
+        choice = kernel_bt.HyperChoice(*point, log_evidence=0.0)
+        assert np.array_equal(shared(choice), fmap(rows, choice))
+    data = _judged(x @ rng.standard_normal(24), 60, rng)
+    _, table = choose_hyper(fmap, x, data, config)
+    left, right, y, weight = kernel_bt._pairs(data)
+    for row in table:
+        fresh = kernel_bt._design(fmap, x, left, right, row).d
+        assert row.log_evidence == kernel_bt._log_evidence(fresh, y, weight, config.max_iter)
+
+
+def test_a_refit_on_the_same_candidates_reuses_their_map_and_a_change_fits_a_new_one() -> None:
+    from models_runtime import kernel_bt
+
+    rng = np.random.default_rng(6)
+    x = _features(80, 16, rng)
+    config = KernelBTConfig()
+    first = kernel_bt._fitted_map(x, config)
+    assert kernel_bt._fitted_map(x.copy(), config) is first, "same rows and settings: the same map"
+    fresh = KernelFeatureMap.fit(x, config)
+    for name, value in fresh.arrays().items():
+        assert np.array_equal(first.arrays()[name], value), name
+    moved = x.copy()
+    moved[3, 0] += 1e-3
+    assert kernel_bt._fitted_map(moved, config) is not first, "a changed candidate: a new map"
+    other_seed = dataclasses.replace(config, seed=1)
+    assert kernel_bt._fitted_map(moved, other_seed) is not kernel_bt._fitted_map(moved, config)
+    # A fit's outcome does not depend on whether its map came from the cache.
+    data = _judged(x @ rng.standard_normal(16), 40, rng)
+    kernel_bt._MAP_CACHE.clear()
+    cold = fit_kernel_bt(x, data, config)
+    warm = fit_kernel_bt(x, data, config)
+    assert np.array_equal(cold.model.w, warm.model.w) and cold.model.choice == warm.model.choice
