@@ -118,8 +118,10 @@ def loop_sweep() -> SweepReport:
 
 # --- retraining ---------------------------------------------------------------------
 
-# The pacing clock (a seam for tests: no test may depend on how fast the machine is).
+# The pacing clocks, wall and this process's CPU (seams for tests: no test may depend
+# on how fast the machine is).
 _clock = time.monotonic
+_cpu_clock = time.process_time
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,12 @@ def reward_model_retrain(*, study_id: int, claim: str | None = None) -> RetrainO
     model always includes them, and at most one fit per study runs at a time.
     A heartbeat keeps the claim alive while this runs, and only while the
     worker lives (``activelearn.claims``).
-    Fits of one study start at most every ``PREFLOOP_RETRAIN_MIN_SECONDS``:
-    judgments arriving faster are folded into one fit (a model one judgment
-    newer is barely different, and every fit takes CPU and database time from
-    the annotators' requests). The wait is not slept here: the claim is kept
+    Fits of one study start at most every ``PREFLOOP_RETRAIN_MIN_SECONDS``, and
+    no sooner than ``cpu / PREFLOOP_RETRAIN_CPU_SHARE`` after the last one
+    started, ``cpu`` being the CPU seconds it used (:func:`retrain_gap`): judgments
+    arriving faster are folded into one fit (a model one judgment newer is
+    barely different, and every fit takes CPU and database time from the
+    annotators' requests). The wait is not slept here: the claim is kept
     (its lease runs from the end of the wait) and the outcome says when to come
     back, so the worker is free meanwhile to refill the queue with the version
     just published.
@@ -162,7 +166,7 @@ def reward_model_retrain(*, study_id: int, claim: str | None = None) -> RetrainO
     try:
         with claims.heartbeat(RETRAIN, study_id, token):
             while True:
-                started = _clock()
+                started, started_cpu = _clock(), _cpu_clock()
                 if not RETRAIN.beat(study_id, token, retrain_dirty=False):
                     logger.warning("retrain of study %s lost its claim; stopping", study_id)
                     return RetrainOutcome(latest)
@@ -170,7 +174,7 @@ def reward_model_retrain(*, study_id: int, claim: str | None = None) -> RetrainO
                 latest = version or latest
                 if RETRAIN.release(study_id, token, unless=Q(retrain_dirty=True)):
                     return RetrainOutcome(latest)
-                wait = started + settings.PREFLOOP_RETRAIN_MIN_SECONDS - _clock()
+                wait = started + retrain_gap(_cpu_clock() - started_cpu) - _clock()
                 if wait > 0:
                     RETRAIN.beat(study_id, token, at=timezone.now() + timedelta(seconds=wait))
                     return RetrainOutcome(latest, again_in=wait, claim=token)
@@ -183,6 +187,21 @@ def reward_model_retrain(*, study_id: int, claim: str | None = None) -> RetrainO
             last_fit_note=f"The last fit failed ({type(exc).__name__}: {exc}); the live version, if any, stays.",
         )
         raise
+
+
+def retrain_gap(cpu_seconds: float) -> float:
+    """Seconds from the start of a fit that used ``cpu_seconds`` of CPU (every
+    thread of the worker process) to the earliest start of the study's next
+    one, while judgments keep arriving:
+    ``max(PREFLOOP_RETRAIN_MIN_SECONDS, cpu_seconds / PREFLOOP_RETRAIN_CPU_SHARE)``.
+    A study's fits then take at most that share of a core under a crowd,
+    whatever they cost (a large study's fits cost more, so they come less
+    often), and the rest is left to refills and, on a shared host, to the web;
+    cheap fits still come every ``PREFLOOP_RETRAIN_MIN_SECONDS``. CPU time, not
+    wall time: a fit slowed by a busy web tier has not cost more."""
+    share = settings.PREFLOOP_RETRAIN_CPU_SHARE
+    paced = max(cpu_seconds, 0.0) / share if share > 0 else 0.0
+    return max(settings.PREFLOOP_RETRAIN_MIN_SECONDS, paced)
 
 
 def reward_model_config(*, study: Study) -> Any:

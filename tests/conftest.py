@@ -92,6 +92,7 @@ def unpaced_retrains(settings) -> None:
     """Refit at once when judgments arrived during a fit (the pacing has its own test),
     and whenever a training judgment is new (the cadence has its own tests)."""
     settings.PREFLOOP_RETRAIN_MIN_SECONDS = 0.0
+    settings.PREFLOOP_RETRAIN_CPU_SHARE = 0.0
     settings.PREFLOOP_RETRAIN_MIN_NEW, settings.PREFLOOP_RETRAIN_GROWTH = 1, 0.0
 
 

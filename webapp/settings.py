@@ -295,6 +295,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 # At most one fit per study this often; judgments arriving meanwhile go into the next fit.
 PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
+# ... and no sooner than (the last fit's duration / this share) after the last one started,
+# so a study's back-to-back fits under a crowd take at most this share of a worker's time
+# (activelearn.services.retrain_gap); 0 turns the pacing off.
+PREFLOOP_RETRAIN_CPU_SHARE = env.float("PREFLOOP_RETRAIN_CPU_SHARE", default=0.25)
 # Retrain cadence: the first model is fitted as soon as there are 3 training judgments,
 # each later one once the training judgments have grown by at least
 # max(PREFLOOP_RETRAIN_MIN_NEW, PREFLOOP_RETRAIN_GROWTH × those of the last fit): every 5

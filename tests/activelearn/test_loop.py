@@ -162,38 +162,57 @@ def test_judgments_during_a_fit_make_it_run_once_more(make_study, annotators, me
 
 @pytest.mark.django_db
 @pytest.mark.loop
+@pytest.mark.parametrize(
+    ("min_seconds", "cpu_share", "gap"),
+    [(30.0, 0.0, 30.0), (30.0, 0.25, 30.0), (1.0, 0.25, 16.0), (1.0, 0.5, 8.0)],
+    ids=["interval", "interval-over-share", "share", "half-share"],
+)
 def test_fits_are_paced_by_handing_the_rest_to_a_later_task(
-    make_study, annotators, member, monkeypatch, settings, django_capture_on_commit_callbacks
+    make_study,
+    annotators,
+    member,
+    monkeypatch,
+    settings,
+    django_capture_on_commit_callbacks,
+    min_seconds,
+    cpu_share,
+    gap,
 ):
     """Judgments during a fit, within the minimum interval: the claim is kept,
     the version just fitted goes to the refill, and the next fit is a task
     due when the interval is over (not a sleep that would hold the worker).
-    The clock is the test's: the fit "takes" 4 s whatever this machine's speed."""
-    settings.PREFLOOP_RETRAIN_MIN_SECONDS = 30.0
+    The interval is the longer of the minimum and the fit's CPU time over the
+    CPU share (4 CPU seconds at a share of 0.25: 16 s from its start). The
+    clocks are the test's: the fit "takes" 4 s of wall and CPU time whatever
+    this machine's speed."""
+    settings.PREFLOOP_RETRAIN_MIN_SECONDS = min_seconds
+    settings.PREFLOOP_RETRAIN_CPU_SHARE = cpu_share
     study = make_study()
     member(study)
     refill.queue_refill(study_id=study.id, seed=0)
     _judge(study, annotators[0], 4)
     real_fit = services.reward_model_fit
-    now = [1000.0]
+    now, cpu = [1000.0], [50.0]
     later, refills = [], []
 
     def fit_while_someone_judges(*, study_id):
         version = real_fit(study_id=study_id)
         now[0] += 4.0
+        cpu[0] += 4.0
         _judge(study, annotators[1], 1)
         triggers.retrain_request(study_id=study_id)
         return version
 
     monkeypatch.setattr(services, "reward_model_fit", fit_while_someone_judges)
     monkeypatch.setattr(services, "_clock", lambda: now[0])
+    monkeypatch.setattr(services, "_cpu_clock", lambda: cpu[0])
     monkeypatch.setattr(tasks.retrain_study, "apply_async", lambda args, countdown: later.append((args, countdown)))
     monkeypatch.setattr(tasks.refill_queue, "delay", lambda study_id, claim: refills.append(study_id))
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.retrain_study(study.id) == 1
     assert refills == [study.id], "the version just fitted goes to the refill"
     [((study_id, claim), countdown)] = later
-    assert (study_id, countdown) == (study.id, 26.0), "the next fit is due when the 30 s interval is over"
+    assert (study_id, countdown) == (study.id, gap - 4.0), "the next fit is due when the interval is over"
     study.refresh_from_db()
     assert study.retrain_claimed_at is not None and study.retrain_dirty, "the claim waits for the later task"
     assert study.retrain_owner == f"r-{claim}", "the later task comes back with the claim"
