@@ -254,3 +254,20 @@ def test_a_refit_on_the_same_candidates_reuses_their_map_and_a_change_fits_a_new
     cold = fit_kernel_bt(x, data, config)
     warm = fit_kernel_bt(x, data, config)
     assert np.array_equal(cold.model.w, warm.model.w) and cold.model.choice == warm.model.choice
+
+
+@pytest.mark.parametrize("shape", [(1_200, 1_100), (1_100, 1_300)], ids=["tall", "wide"])
+def test_the_gram_route_to_the_principal_axes_agrees_with_the_svd(shape) -> None:
+    """Past ``_SVD_MAX_DIMS`` the map's axes come from a Gram matrix: the same
+    singular values and axes (up to sign) as the SVD, signs fixed."""
+    from models_runtime import kernel_bt
+
+    rng = np.random.default_rng(8)
+    rows = rng.standard_normal(shape) * np.linspace(3.0, 0.1, shape[1])
+    singular, vt = kernel_bt._principal_axes(rows)
+    _, s_ref, vt_ref = np.linalg.svd(rows, full_matrices=False)
+    k = 64
+    assert np.allclose(singular[:k], s_ref[:k], rtol=1e-9)
+    assert np.allclose(np.abs((vt[:k] * vt_ref[:k]).sum(axis=1)), 1.0, atol=1e-8)
+    largest = np.abs(vt[:k]).argmax(axis=1)
+    assert (vt[np.arange(k), largest] > 0).all()
