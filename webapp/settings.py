@@ -293,6 +293,9 @@ PREFLOOP_SWEEP_SECONDS = env.float("PREFLOOP_SWEEP_SECONDS", default=15.0)
 CELERY_BEAT_SCHEDULE = {
     "loop-sweep": {"task": "activelearn.tasks.loop_sweep", "schedule": PREFLOOP_SWEEP_SECONDS},
 }
+# How often a web process's threads hand the GIL over (webapp.wsgi.tune_thread_switching;
+# Python's default is 5 ms; 0 keeps it).
+PREFLOOP_WEB_SWITCH_INTERVAL_MS = env.float("PREFLOOP_WEB_SWITCH_INTERVAL_MS", default=1.0)
 # At most one fit per study this often; judgments arriving meanwhile go into the next fit.
 PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
 # ... and no sooner than (the last fit's duration / this share) after the last one started,
