@@ -187,15 +187,12 @@ def _principal_axes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if min(rows.shape) <= _SVD_MAX_DIMS:
         _, singular, vt = np.linalg.svd(rows, full_matrices=False)
         return singular, vt
-    if rows.shape[0] >= rows.shape[1]:
-        values, vectors = np.linalg.eigh(rows.T @ rows)
-        singular = np.sqrt(np.maximum(values[::-1], 0.0))
-        vt = vectors[:, ::-1].T
-    else:
-        values, vectors = np.linalg.eigh(rows @ rows.T)
-        singular = np.sqrt(np.maximum(values[::-1], 0.0))
-        safe = np.where(singular > singular[0] * 1e-12, singular, np.inf)
-        vt = (vectors[:, ::-1].T @ rows) / safe[:, None]
+    tall = rows.shape[0] >= rows.shape[1]
+    values, vectors = np.linalg.eigh(rows.T @ rows if tall else rows @ rows.T)
+    singular = np.sqrt(np.maximum(values[::-1], 0.0))
+    vt = vectors[:, ::-1].T
+    if not tall:  # the eigenvectors are the left singular vectors: Vᵀ = Σ⁻¹ Uᵀ X
+        vt = (vt @ rows) / np.where(singular > singular[0] * 1e-12, singular, np.inf)[:, None]
     largest = np.abs(vt).argmax(axis=1)
     vt = vt * np.where(vt[np.arange(vt.shape[0]), largest] < 0, -1.0, 1.0)[:, None]
     return singular, vt
@@ -625,10 +622,10 @@ def _fitted_map(x: np.ndarray, config: KernelBTConfig) -> KernelFeatureMap:
     """:meth:`KernelFeatureMap.fit` of ``x``, reused when the previous call had
     the same rows and the same map settings (the fit is deterministic, so the
     map is the same; a map is never modified once fitted)."""
-    settings = (config.seed, config.components, config.random_features, config.whiten)
-    settings += (config.linear_components, config.max_item_effects)
+    map_settings = (config.seed, config.components, config.random_features, config.whiten)
+    map_settings += (config.linear_components, config.max_item_effects)
     rows = np.ascontiguousarray(x)
-    key = (rows.shape, str(rows.dtype), hashlib.blake2b(rows.data, digest_size=20).digest(), settings)
+    key = (rows.shape, str(rows.dtype), hashlib.blake2b(rows.data, digest_size=20).digest(), map_settings)
     fmap = _MAP_CACHE.get(key)
     if fmap is None:
         fmap = KernelFeatureMap.fit(rows, config)

@@ -298,7 +298,7 @@ CELERY_BEAT_SCHEDULE = {
 PREFLOOP_WEB_SWITCH_INTERVAL_MS = env.float("PREFLOOP_WEB_SWITCH_INTERVAL_MS", default=1.0)
 # At most one fit per study this often; judgments arriving meanwhile go into the next fit.
 PREFLOOP_RETRAIN_MIN_SECONDS = env.float("PREFLOOP_RETRAIN_MIN_SECONDS", default=1.0)
-# ... and no sooner than (the last fit's duration / this share) after the last one started,
+# ... and no sooner than (the last fit's CPU seconds / this share) after the last one started,
 # so a study's back-to-back fits under a crowd take at most this share of a worker's time
 # (activelearn.services.retrain_gap); 0 turns the pacing off.
 PREFLOOP_RETRAIN_CPU_SHARE = env.float("PREFLOOP_RETRAIN_CPU_SHARE", default=0.25)
