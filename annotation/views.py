@@ -292,13 +292,21 @@ SUPERSEDED_NOTICE = (
 )
 
 
+# Sent by annotate.js with an answer when it has already put the comparison
+# leased ahead on screen: that comparison's id.
+SHOWING_HEADER = "X-Prefloop-Showing"
+
+
 def _next_comparison(
     request: HttpRequest, study: Study, *, error: str, undo: dict | None = None, notice: str = ""
 ) -> HttpResponse:
     """After an answer, a skip or an undo: the annotator's next comparison as the
     htmx partial (400 with the message and the refused form's values kept when
     ``error``; ``notice`` shown above it), or a redirect to the annotate page
-    for a plain form post."""
+    for a plain form post. When the page says (``SHOWING_HEADER``) it already
+    shows the comparison that is next, the partial carries only the parts
+    around it (progress, undo bar, notice, the one leased after it): the page
+    keeps its own, and the server skips reading and rendering it again."""
     if not request.htmx:
         if error:
             messages.error(request, error)
@@ -315,14 +323,23 @@ def _next_comparison(
             {"study": study, "comparison": None, "closed_message": str(exc), "error": error, "notice": notice},
             status=400 if error else 200,
         )
-    context = _comparison_context(
-        study=study,
-        user=request.user,
-        lease=lease,
-        error=error,
-        post=request.POST if error else None,
-        progress=_lease_progress(lease),
-    )
+    if not error and lease is not None and request.headers.get(SHOWING_HEADER) == str(lease.assignment.comparison_id):
+        # The page already shows this comparison (the one leased ahead, put on
+        # screen as the answer went out): render only the parts around it.
+        context = {
+            "study": study,
+            "kept_comparison_id": lease.assignment.comparison_id,
+            "progress": _lease_progress(lease) or selectors.study_progress(study=study, user=request.user),
+        }
+    else:
+        context = _comparison_context(
+            study=study,
+            user=request.user,
+            lease=lease,
+            error=error,
+            post=request.POST if error else None,
+            progress=_lease_progress(lease),
+        )
     if undo is not None and lease is not None:
         context["undo"] = undo
     context["notice"] = notice

@@ -12,8 +12,10 @@ turns:
 
 - **api**: ``GET …/next/`` then ``POST …/judgments/`` with a token;
 - **htmx**: the annotate page's answer form (``POST /s/<slug>/annotate/submit/``
-  as htmx sends it, with the session and CSRF cookies), whose reply carries the
-  next comparison and the one leased ahead.
+  as htmx sends it, with the session and CSRF cookies), naming the comparison
+  the page already shows (leased ahead, put on screen as the answer goes out)
+  as annotate.js does; the reply carries the parts around it and the one
+  leased after it.
 
 No worker runs: requests that ask the loop for work enqueue on the broker
 (Redis database 12, purged before and after) exactly as served, and the queue
@@ -145,8 +147,8 @@ def _htmx_cycle(client: Client, slug: str, record: Callable, pages: dict[int, An
     if key not in pages:
         status, text = client.request("GET", f"/s/{slug}/annotate/")
         assert status == 200, status
-        pages[key] = parse_comparison(text)[0]
-    shown = pages[key]
+        pages[key] = parse_comparison(text)[:2]
+    shown, ahead = pages[key]
     assert shown is not None, "nothing shown"
     fields = [(k, v) for k, v in shown.fields if k != "choice"] + [("choice", "a")]
     fields = [(k, "1500" if k == "time_on_task_ms" else v) for k, v in fields]
@@ -159,6 +161,8 @@ def _htmx_cycle(client: Client, slug: str, record: Callable, pages: dict[int, An
         "Origin": "http://127.0.0.1",
         "X-CSRFToken": client.cookies.get("csrftoken", ""),
     }
+    if ahead is not None:  # annotate.js shows it as the answer goes out, and says so
+        headers["X-Prefloop-Showing"] = str(ahead.comparison_id)
     status, text = record(
         "submit",
         lambda: client.request(
@@ -170,7 +174,11 @@ def _htmx_cycle(client: Client, slug: str, record: Callable, pages: dict[int, An
         ),
     )
     assert status == 200, (status, text[:300])
-    pages[key] = parse_comparison(text)[0]
+    reply, reply_ahead, _ = parse_comparison(text)
+    if ahead is not None and reply is not None and reply.comparison_id == ahead.comparison_id:
+        pages[key] = (ahead, reply_ahead)  # the page keeps the comparison it shows
+    else:
+        pages[key] = (reply, reply_ahead)
 
 
 def profile_loop(loop: str, *, study: Any, clients: list[Client], cycles: int, warmup: int, top: int) -> dict:

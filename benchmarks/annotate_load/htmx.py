@@ -12,8 +12,10 @@ after it, leased ahead. When an answer goes out annotate.js shows the ahead
 comparison at once (the annotator's think time starts then), and the page
 sends one request at a time (``hx-sync="closest main:queue all"``): the next
 answer goes out when both the annotator has thought and the previous reply has
-come. A reply showing the ahead comparison only refreshes the parts around it;
-one showing another comparison (or a 400 with the refused form) replaces it.
+come. The answer then says which comparison the page shows (header
+``X-Prefloop-Showing``), and a reply for that one carries only the parts around
+it (progress, undo bar, the one leased after it); one showing another
+comparison (or a 400 with the refused form) replaces it.
 With nothing to show the page says "nothing waiting" and offers "Check again"
 (a full page load), which these clients follow after 0.5 s.
 
@@ -289,7 +291,10 @@ class HtmxCrowd(Crowd):
                 shown_next = ahead  # annotate.js shows the ahead comparison as the answer goes out
                 if shown_next is not None:
                     shown_at = began
-                status, html = browser.request("POST", submit, form=form, headers=hx_headers)
+                headers = hx_headers
+                if shown_next is not None:  # as annotate.js says it (X-Prefloop-Showing)
+                    headers = {**hx_headers, "X-Prefloop-Showing": str(shown_next.comparison_id)}
+                status, html = browser.request("POST", submit, form=form, headers=headers)
                 replied = time.monotonic()
                 if status == 200:
                     reply, reply_ahead, waiting = parse_comparison(html)

@@ -332,6 +332,9 @@
     var pending = showAhead(section, form);
     if (!pending) return;
     pending.section = section;
+    // The reply need not carry the comparison now on screen: only the parts
+    // around it (see takeFreshParts). The request is open, not yet sent.
+    event.detail.xhr.setRequestHeader("X-Prefloop-Showing", pending.shownId);
     inFlight.set(event.detail.xhr, pending);
     var failed = function () {
       if (answerForm() === pending.shownForm) restore(section, pending);

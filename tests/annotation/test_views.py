@@ -12,6 +12,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -197,6 +199,36 @@ def test_the_next_comparison_comes_leased_ahead_and_is_the_one_shown_after_an_an
         current,
         ahead,
     )
+
+
+def test_a_page_already_showing_the_next_comparison_gets_only_the_parts_around_it(client_for, annotator, study):
+    client = client_for(annotator)
+    html = client.get(annotate_url(study)).content.decode()
+    current = comparison_id_in(on_screen(html))
+    ahead = comparison_id_in(re.search(r'<template id="comparison-ahead">(.*?)</template>', html, re.S).group(1))
+
+    def answer_showing(comparison_id: int, showing: int, choice: str = "a"):
+        data = {"comparison_id": comparison_id, "choice": choice}
+        return client.post(submit_url(study), data, **HTMX, HTTP_X_PREFLOOP_SHOWING=str(showing))
+
+    with CaptureQueriesContext(connection) as slim:
+        reply = answer_showing(current, ahead).content.decode()
+    assert Judgment.objects.filter(annotator=annotator, comparison_id=current).exists()
+    shown = on_screen(reply)
+    assert f'data-comparison-id="{ahead}"' in shown, "the reply names the comparison the page keeps"
+    assert 'id="answer-form"' not in shown and 'class="candidate' not in shown, "and does not send it again"
+    assert "You: <strong>1</strong> judgment" in shown and 'class="undo-bar"' in shown
+    after = comparison_id_in(re.search(r'<template id="comparison-ahead">(.*?)</template>', reply, re.S).group(1))
+    assert after not in (None, current, ahead), "the one after it comes leased ahead, in full"
+
+    # A page that shows something else than what is next gets the whole comparison.
+    with CaptureQueriesContext(connection) as whole:
+        reply = answer_showing(ahead, ahead).content.decode()
+    assert comparison_id_in(on_screen(reply)) == after
+    assert len(slim) < len(whole), "the comparison kept on the page is not read again"
+    # And a refused answer always comes back whole, with its message.
+    refused = answer_showing(after, after, choice="nonsense")
+    assert refused.status_code == 400 and comparison_id_in(on_screen(refused.content.decode())) == after
 
 
 def test_nothing_is_leased_ahead_past_the_budget(client_for, make_member):

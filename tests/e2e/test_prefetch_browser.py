@@ -87,6 +87,8 @@ def test_answers_reach_the_server_in_order_and_nothing_comes_back(live_server, t
             route.continue_()
 
     page.route(live_server.url + reverse("annotate_submit", args=[study.slug]), hold_first)
+    replies = []
+    page.on("response", lambda r: replies.append(r) if "/annotate/submit/" in r.url else None)
 
     first = page.evaluate(SHOWN)
     page.keyboard.press("1")  # shown at once from the page: the second comparison
@@ -111,4 +113,12 @@ def test_answers_reach_the_server_in_order_and_nothing_comes_back(live_server, t
     assert page.evaluate("window.__samePage") is True
     judged = Judgment.objects.filter(annotator=user).values_list("comparison_id", flat=True)
     assert sorted(judged) == sorted([int(first), int(second)])
+
+    # Each answer said which comparison the page already showed, and its reply
+    # carried only the parts around it; the page kept a comparison that answers.
+    assert [r.request.headers.get("x-prefloop-showing") for r in replies] == [second, shown[2]]
+    assert all('id="answer-form"' not in r.text().split("comparison-ahead")[0] for r in replies)
+    page.keyboard.press("1")
+    wait_for(page, lambda: Judgment.objects.filter(annotator=user).count() == 3, "the third answer")
+    assert Judgment.objects.filter(annotator=user, comparison_id=int(shown[2])).exists()
     context.close()
