@@ -32,6 +32,8 @@ Two shapes: **capacity**, closed loop with no think time (1, 16 and 64
 clients), and **crowd**, 64 annotators each thinking an exponentially
 distributed time of mean 2 s before each answer (about 30 answers/s offered).
 Each run answers for a warm-up (10 s) and then a measured window (60 s).
+A crowd configuration runs three times (its p95 moves by tens of ms from run
+to run on 2 cores) and the summary gives the median; ``--repeats`` sets it.
 
 A run's record (``runs`` in the results file):
 

@@ -126,3 +126,14 @@ def test_a_rerun_replaces_its_configurations_and_keeps_the_rest(tmp_path: Path) 
     assert results["summary"]["capacity_pg16_cycles_per_second"] == 40.0
     assert results["summary"]["ratio_to_label_studio_pg16"] == 3.0  # the pairs of the run that made them
     assert results["summary"]["crowd64_pg_p95_cycle_ms"] is None
+
+
+def test_the_summary_gives_a_configurations_median_and_its_most_errors() -> None:
+    def crowd(p95: float, errors: int, shape: str = "crowd", clients: int = 64) -> dict:
+        return {"system": "prefloop", "database": "postgres", "loop": "api", "shape": shape, "clients": clients,
+                "p95_cycle_ms": p95, "errors": errors}  # fmt: skip
+
+    runs = [crowd(41.0, 0), crowd(70.0, 0), crowd(45.0, 0), crowd(900.0, 0, "capacity"), crowd(800.0, 2, "capacity")]
+    figures = cli.summary(runs, [])
+    assert figures["crowd64_pg_p95_cycle_ms"] == 45.0
+    assert figures["capacity_pg64_errors"] == 2, "one failing run is enough to report errors"
