@@ -39,6 +39,7 @@ def test_import_is_light() -> None:
         "import models_runtime, models_runtime.reward, models_runtime.embedding\n"
         "import models_runtime.device, models_runtime.hashing, models_runtime.metrics\n"
         "import models_runtime.training, models_runtime.ensemble, models_runtime.kinds\n"
+        "import models_runtime.generation.openai_compat, models_runtime.generation.local_hf\n"
         "heavy = [m for m in ('django', 'torch', 'transformers', 'safetensors')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
