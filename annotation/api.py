@@ -16,6 +16,7 @@ from dataclasses import asdict
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -29,6 +30,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -37,7 +39,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from annotation import selectors, serializers
+from annotation import selectors, serializers, tasks
 from annotation.dashboard.analytics import study_leaderboard
 from annotation.export_views import checkpoint_response, export_response, formula_escape_wanted
 from annotation.exports import registry as export_registry
@@ -45,7 +47,7 @@ from annotation.exports.errors import ExportError
 from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError
 from annotation.imports.upload import import_upload
-from annotation.models import ImportJob, Membership, Study
+from annotation.models import GenerationJob, ImportJob, Membership, Study
 from annotation.parsers import BoundedJSONParser
 from annotation.services import (
     AnnotationError,
@@ -56,6 +58,7 @@ from annotation.services import (
     study_settings_create,
     study_settings_update,
 )
+from annotation.services.generation import generation_job_create, generation_source_create
 
 
 def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -118,6 +121,9 @@ _INDEX_ROUTES = (
     ("study", "api_study", ("slug",)),
     ("imports", "api_import", ("slug",)),
     ("import_job", "api_import_job", ("slug", "job_id")),
+    ("generation_sources", "api_generation_sources", ("slug",)),
+    ("generation_jobs", "api_generation_jobs", ("slug",)),
+    ("generation_job", "api_generation_job", ("slug", "job_id")),
     ("next_comparison", "api_next", ("slug",)),
     ("judgments", "api_judgments", ("slug",)),
     ("skips", "api_skip", ("slug",)),
@@ -334,6 +340,93 @@ def _import_job_payload(request: Request, study: Study, job: ImportJob) -> dict:
         "skipped_url": request.build_absolute_uri(reverse("api_import_job_skipped", args=[study.slug, job.pk])),
         "url": request.build_absolute_uri(reverse("api_import_job", args=[study.slug, job.pk])),
     }
+
+
+# --- generation (issue 17) -----------------------------------------------------------
+
+# Runs GET generation-jobs/ lists, newest first.
+GENERATION_JOBS_LISTED = 20
+
+
+def _generation_error(exc: ValidationError) -> Response:
+    fields = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+    detail = " ".join(f"{field}: {' '.join(messages)}" for field, messages in fields.items())
+    return Response({"detail": detail, "fields": fields}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class GenerationSourceList(APIView):
+    @extend_schema(responses=serializers.GenerationSourceOutput(many=True), summary="A study's generation sources")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response(serializers.GenerationSourceOutput(study.generation_sources.all(), many=True).data)
+
+    @extend_schema(
+        request=serializers.GenerationSourceInput,
+        responses={201: serializers.GenerationSourceOutput, 400: serializers.BadRequestOutput},
+        summary="Add a generation source: an OpenAI-compatible endpoint (base_url, model, api_key_env) or a "
+        "local model directory (model_path)",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.GenerationSourceInput, request.data)
+        try:
+            source = generation_source_create(study=study, created_by=request.user, **data)
+        except ValidationError as exc:
+            return _generation_error(exc)
+        return Response(serializers.GenerationSourceOutput(source).data, status=status.HTTP_201_CREATED)
+
+
+def _generation_job_payload(request: Request, study: Study, job: GenerationJob) -> dict:
+    fields = [name for name in serializers.GenerationJobOutput().fields if name not in ("source", "result", "url")]
+    return {
+        **{name: getattr(job, name) for name in fields},
+        "source": job.source.name,
+        "result": job.result or None,
+        "url": request.build_absolute_uri(reverse("api_generation_job", args=[study.slug, job.pk])),
+    }
+
+
+class GenerationJobList(APIView):
+    @extend_schema(responses=serializers.GenerationJobOutput(many=True), summary="A study's recent generation runs")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        jobs = GenerationJob.objects.filter(study=study).select_related("source")[:GENERATION_JOBS_LISTED]
+        return Response([_generation_job_payload(request, study, job) for job in jobs])
+
+    @extend_schema(
+        request=serializers.GenerationJobInput,
+        responses={202: serializers.GenerationJobOutput, 400: serializers.BadRequestOutput},
+        summary="Generate per_prompt responses for each of the study's prompts from one of its sources, in the "
+        "background (202; poll url)",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.GenerationJobInput, request.data)
+        source = study.generation_sources.filter(pk=data["source"]).first()
+        if source is None:
+            return _error("No source with that id in this study; list them at generation-sources/.")
+        with transaction.atomic():
+            job = generation_job_create(
+                study=study, source=source, per_prompt=data["per_prompt"], seed=data["seed"], created_by=request.user
+            )
+            job_id = job.pk
+            transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
+        payload = _generation_job_payload(request, study, job)
+        return Response(
+            serializers.GenerationJobOutput(payload).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": payload["url"]},
+        )
+
+
+class GenerationJobDetail(APIView):
+    @extend_schema(responses=serializers.GenerationJobOutput, summary="A generation run: status, progress, outcome")
+    def get(self, request: Request, slug: str, job_id: int) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        job = GenerationJob.objects.filter(study=study, pk=job_id).select_related("source").first()
+        if job is None:
+            raise NotFound("No such generation run in this study.")
+        return Response(serializers.GenerationJobOutput(_generation_job_payload(request, study, job)).data)
 
 
 # --- annotating --------------------------------------------------------------------

@@ -16,6 +16,13 @@ urlpatterns = [
         api.ImportJobSkipped.as_view(),
         name="api_import_job_skipped",
     ),
+    path("studies/<slug:slug>/generation-sources/", api.GenerationSourceList.as_view(), name="api_generation_sources"),
+    path("studies/<slug:slug>/generation-jobs/", api.GenerationJobList.as_view(), name="api_generation_jobs"),
+    path(
+        "studies/<slug:slug>/generation-jobs/<int:job_id>/",
+        api.GenerationJobDetail.as_view(),
+        name="api_generation_job",
+    ),
     path("studies/<slug:slug>/next/", api.NextComparison.as_view(), name="api_next"),
     path("studies/<slug:slug>/judgments/", api.JudgmentList.as_view(), name="api_judgments"),
     path("studies/<slug:slug>/skips/", api.SkipCreate.as_view(), name="api_skip"),

@@ -6,7 +6,7 @@ from django import forms
 
 from annotation.imports import registry as import_formats
 from annotation.imports.records import ImportFileError
-from annotation.models import SETTING_MAXIMA, Study
+from annotation.models import SETTING_MAXIMA, GenerationSource, Study
 from annotation.services import STUDY_SETTINGS
 
 # How every upload form ends its description of the formats.
@@ -211,3 +211,41 @@ class MemberAddForm(forms.Form):
 
     username = forms.CharField(max_length=150, strip=True)
     role = forms.ChoiceField(choices=[("annotator", "Annotator"), ("researcher", "Researcher")], initial="annotator")
+
+
+class GenerationSourceForm(forms.Form):
+    """A new generation source (``annotation.services.generation_source_create`` checks the rest)."""
+
+    name = forms.CharField(max_length=100, help_text="Stored as each generated response's source.")
+    kind = forms.ChoiceField(choices=GenerationSource.Kind.choices, initial=GenerationSource.Kind.ENDPOINT)
+    base_url = forms.CharField(
+        label="Endpoint URL",
+        required=False,
+        max_length=500,
+        help_text="Up to the version, e.g. http://127.0.0.1:8000/v1",
+    )
+    model = forms.CharField(label="Model name", required=False, max_length=200)
+    api_key_env = forms.CharField(
+        label="API key variable",
+        required=False,
+        max_length=100,
+        help_text="The environment variable the worker reads the key from; empty for none.",
+    )
+    model_path = forms.CharField(
+        label="Local model directory", required=False, max_length=500, help_text="Relative to the local models folder."
+    )
+    system_prompt = forms.CharField(label="System message", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7)
+    max_tokens = forms.IntegerField(label="Max tokens", min_value=1, max_value=32768, initial=512)
+
+
+class GenerationJobForm(forms.Form):
+    """Start generating: which source, how many responses per prompt, the first seed."""
+
+    source = forms.ModelChoiceField(queryset=GenerationSource.objects.none(), empty_label=None)
+    per_prompt = forms.IntegerField(label="Responses per prompt", min_value=1, max_value=32, initial=2)
+    seed = forms.IntegerField(label="First seed", initial=0, help_text="The k-th response of a prompt gets seed + k.")
+
+    def __init__(self, *args, study: Study, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source"].queryset = GenerationSource.objects.filter(study=study)

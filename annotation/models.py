@@ -730,6 +730,97 @@ class EmbeddingProgress(models.Model):
         return min(99, int(100 * self.done / self.total))
 
 
+class GenerationSource(models.Model):
+    """A model a study asks for candidate responses (issue 17): an
+    OpenAI-compatible chat-completions endpoint or a local Hugging Face model
+    directory, with how to sample it. ``name`` is stored as each generated
+    candidate's ``source``. ``api_key_env`` names the environment variable the
+    worker reads the key from (never the key itself), among those
+    ``PREFLOOP_GENERATOR_KEY_VARS`` allows; a local ``model_path`` lies under
+    ``PREFLOOP_LOCAL_MODELS_DIR``. ``annotation.services.generation`` checks both."""
+
+    class Kind(models.TextChoices):
+        ENDPOINT = "endpoint", "OpenAI-compatible endpoint"
+        LOCAL = "local", "Local model directory"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="generation_sources")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ENDPOINT)
+    base_url = models.CharField(max_length=500, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    api_key_env = models.CharField(max_length=100, blank=True)
+    model_path = models.CharField(max_length=500, blank=True)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    max_tokens = models.PositiveIntegerField(default=512, validators=[MinValueValidator(1), MaxValueValidator(32768)])
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [models.UniqueConstraint(fields=("study", "name"), name="generation_source_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def where(self) -> str:
+        """Where it generates, for the study page: the endpoint and model, or the directory."""
+        return f"{self.base_url} · {self.model}" if self.kind == self.Kind.ENDPOINT else self.model_path
+
+
+class GenerationJob(models.Model):
+    """A run of ``per_prompt`` responses for each of a study's prompts from one
+    source, in the worker (``annotation.tasks.generation_job_run`` on the
+    ``generate`` queue), with progress for the study page. ``result`` holds the
+    counts and tokens of ``GenerationOutcome``; ``errors`` the first failed rows
+    (prompt, seed, kind, message); ``error`` why the whole job failed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="generation_jobs")
+    source = models.ForeignKey(GenerationSource, on_delete=models.CASCADE, related_name="jobs")
+    per_prompt = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(32)])
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    prompts_total = models.PositiveIntegerField(null=True, blank=True)
+    prompts_done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=("study", "-created_at"))]
+
+    def __str__(self) -> str:
+        return f"generation #{self.pk} for {self.study_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.prompts_total:
+            return 0
+        return min(99, int(100 * self.prompts_done / self.prompts_total))
+
+
 class RewardModelVersion(models.Model):
     """One fitted reward model for a study; the newest one is the live one.
 

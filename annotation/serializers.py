@@ -20,7 +20,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from annotation.imports import registry as import_formats
 from annotation.imports.storable import printable, value_problem
-from annotation.models import LIKERT_POINTS, Assignment, ImportJob, Judgment, Study
+from annotation.models import LIKERT_POINTS, Assignment, GenerationJob, GenerationSource, ImportJob, Judgment, Study
 from annotation.services import STUDY_SETTINGS
 
 # --- sign-in ---------------------------------------------------------------------
@@ -470,6 +470,71 @@ class ImportCreatedOutput(ImportOutput):
     """An import done during the request; ``job`` when rows were skipped (the job keeps them)."""
 
     job = ImportJobOutput(required=False, help_text="Present when rows were skipped: the job that lists them.")
+
+
+class GenerationSourceInput(serializers.Serializer):
+    """A generation source: an OpenAI-compatible endpoint or a local model directory."""
+
+    name = serializers.CharField(max_length=100, help_text="Stored as each generated response's source.")
+    kind = serializers.ChoiceField(choices=GenerationSource.Kind.choices, default=GenerationSource.Kind.ENDPOINT)
+    base_url = serializers.CharField(required=False, allow_blank=True, default="", help_text="e.g. http://host:8000/v1")
+    model = serializers.CharField(required=False, allow_blank=True, default="", help_text="The endpoint's model name.")
+    api_key_env = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The environment variable the worker reads the key from.",
+    )
+    model_path = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="A local model directory, under the local models folder.",
+    )
+    system_prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=0.7)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=32768, default=512)
+
+
+class GenerationSourceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = GenerationSource
+        fields = (
+            "id", "name", "kind", "base_url", "model", "api_key_env", "model_path", "system_prompt",
+            "temperature", "max_tokens", "created_at",
+        )  # fmt: skip
+
+
+class GenerationJobInput(serializers.Serializer):
+    source = serializers.IntegerField(help_text="The id of one of the study's sources.")
+    per_prompt = serializers.IntegerField(min_value=1, max_value=32, default=2, help_text="Responses per prompt.")
+    seed = serializers.IntegerField(default=0, help_text="The k-th response of a prompt gets seed + k.")
+
+
+class GenerationJobOutput(serializers.Serializer):
+    """A generation run; poll ``url`` until ``status`` is done or failed."""
+
+    id = serializers.IntegerField()
+    source = serializers.CharField(help_text="The source's name.")
+    per_prompt = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=GenerationJob.Status.choices)
+    prompts_total = serializers.IntegerField(allow_null=True)
+    prompts_done = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    result = serializers.DictField(
+        allow_null=True,
+        help_text="Once done: prompts, requested, candidates_created, duplicates_skipped, from_cache, "
+        "prompt_tokens, completion_tokens, failed.",
+    )
+    errors = serializers.ListField(
+        child=serializers.DictField(), help_text="The first failed rows: prompt_id, seed, kind, message."
+    )
+    error = serializers.CharField(allow_blank=True, help_text="Why the whole run failed.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.URLField(help_text="This run, to poll.")
 
 
 class ErrorOutput(serializers.Serializer):

@@ -5,10 +5,18 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.imports import jobs
+from annotation.services import generation
 
 
 @shared_task(name="annotation.tasks.import_job_run", acks_late=True)
 def import_job_run(job_id: int) -> str | None:
     """Run a queued file import; a job already claimed or finished is left alone."""
     job = jobs.import_job_run(job_id=job_id)
+    return job.status if job else None
+
+
+@shared_task(name="annotation.tasks.generation_job_run", acks_late=True)
+def generation_job_run(job_id: int) -> str | None:
+    """Run a queued generation job (the ``generate`` queue); a job already claimed or finished is left alone."""
+    job = generation.generation_job_run(job_id=job_id)
     return job.status if job else None

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import export_views, setup_views, views
+from annotation import export_views, generation_views, setup_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,9 @@ urlpatterns = [
     path("s/<slug:slug>/imports/<int:job_id>/progress/", setup_views.import_job_progress, name="import_job_progress"),
     path("s/<slug:slug>/imports/<int:job_id>/skipped/", setup_views.import_job_skipped, name="import_job_skipped"),
     path("s/<slug:slug>/embedding/", setup_views.embedding_progress, name="embedding_progress"),
+    path("s/<slug:slug>/generation/sources/", generation_views.generation_source_add, name="generation_source_add"),
+    path("s/<slug:slug>/generation/start/", generation_views.generation_job_start, name="generation_job_start"),
+    path("s/<slug:slug>/generation/jobs/", generation_views.generation_jobs, name="generation_jobs"),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),

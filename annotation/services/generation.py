@@ -14,16 +14,26 @@ the queue refilled.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from annotation import loop
 from annotation.imports.records import candidate_content_hash
 from annotation.imports.storable import text_problem
-from annotation.models import Candidate, Prompt, Study
+from annotation.models import Candidate, GenerationJob, GenerationSource, Prompt, Study
 from models_runtime.context import turns_of
 from models_runtime.generation import (
     CachedGenerator,
@@ -34,8 +44,29 @@ from models_runtime.generation import (
     Message,
     Sampling,
 )
+from models_runtime.generation.local_hf import LocalGenerator, LocalModelConfig
+from models_runtime.generation.openai_compat import ChatCompletionsGenerator, EndpointConfig
 
-__all__ = ["GenerationOutcome", "GenerationRowError", "generation_cache", "prompt_messages", "study_generate"]
+__all__ = [
+    "GenerationOutcome",
+    "GenerationRowError",
+    "generation_cache",
+    "generation_job_create",
+    "generation_job_run",
+    "generation_source_create",
+    "generator_for",
+    "prompt_messages",
+    "study_generate",
+]
+
+logger = logging.getLogger(__name__)
+
+# Environment variables any source may name for its key, besides PREFLOOP_GENERATOR_KEY_VARS.
+KEY_VAR_PREFIX = "PREFLOOP_GENERATOR_KEY_"
+# A job left running this long by a dead worker may be claimed again.
+STALE_AFTER = timedelta(hours=2)
+# Failed rows a job keeps for its page (all are counted).
+JOB_ERRORS_KEPT = 50
 
 # The roles of models_runtime.context.turns_of's speakers in a chat request.
 _ROLES = {"Human": "user", "Assistant": "assistant", "System": "system"}
@@ -182,3 +213,179 @@ def _candidates_store(*, study: Study, source: str, stored: list[tuple[Prompt, i
         transaction.on_commit(lambda: loop.get().candidates_added(study_id=study_id))
         transaction.on_commit(lambda: loop.get().refill_request(study_id=study_id))
     return len(new), len(stored) - len(new)
+
+
+# --- sources and jobs ------------------------------------------------------------
+
+
+def _key_var_allowed(name: str) -> bool:
+    return name in settings.PREFLOOP_GENERATOR_KEY_VARS or (
+        name.startswith(KEY_VAR_PREFIX) and re.fullmatch(r"[A-Z0-9_]+", name) is not None
+    )
+
+
+def _metadata_host(url: str) -> bool:
+    """Whether ``url`` names a link-local address or a cloud metadata host, which
+    hand out the machine's credentials (a failed row's message quotes the reply)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("metadata", "metadata.google.internal"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_link_local
+    except ValueError:
+        return False
+
+
+def generation_source_create(
+    *,
+    study: Study,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    model: str = "",
+    api_key_env: str = "",
+    model_path: str = "",
+    system_prompt: str = "",
+    temperature: float = 0.7,
+    max_tokens: int = 512,
+    created_by: AbstractBaseUser | None = None,
+) -> GenerationSource:
+    """Add a source to ``study`` after checking it can be used: an endpoint needs
+    an http(s) URL and a model name, and its key variable must be one the
+    installation allows (``PREFLOOP_GENERATOR_KEY_VARS``, or a name beginning
+    ``PREFLOOP_GENERATOR_KEY_``); a local directory must lie under
+    ``PREFLOOP_LOCAL_MODELS_DIR`` and hold a ``config.json``. Raises
+    ``ValidationError`` with the field at fault."""
+    source = GenerationSource(
+        study=study,
+        name=name.strip(),
+        kind=kind,
+        base_url=base_url.strip(),
+        model=model.strip(),
+        api_key_env=api_key_env.strip(),
+        model_path=model_path.strip(),
+        system_prompt=system_prompt,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        created_by=created_by,
+    )
+    errors: dict[str, str] = {}
+    if source.kind == GenerationSource.Kind.ENDPOINT:
+        if not re.match(r"^https?://[^\s/]+", source.base_url):
+            errors["base_url"] = "Give the endpoint's base URL, e.g. http://127.0.0.1:8000/v1."
+        elif _metadata_host(source.base_url):
+            errors["base_url"] = "That address is a cloud metadata service, not a model endpoint."
+        if not source.model:
+            errors["model"] = "Give the model's name as the endpoint knows it."
+        if source.api_key_env and not _key_var_allowed(source.api_key_env):
+            allowed = ", ".join([*settings.PREFLOOP_GENERATOR_KEY_VARS, KEY_VAR_PREFIX + "…"])
+            errors["api_key_env"] = f"Keys may be read only from these environment variables: {allowed}."
+        source.model_path = ""
+    elif source.kind == GenerationSource.Kind.LOCAL:
+        root = Path(settings.PREFLOOP_LOCAL_MODELS_DIR).resolve()
+        path = (root / source.model_path).resolve() if source.model_path else root
+        if not source.model_path or not path.is_relative_to(root) or path == root:
+            errors["model_path"] = f"Give a model directory inside {root}."
+        elif not (path / "config.json").is_file():
+            errors["model_path"] = f"{path} is not a Hugging Face model directory (no config.json)."
+        else:
+            source.model_path = str(path)
+        source.base_url = source.model = source.api_key_env = ""
+    else:
+        errors["kind"] = "Choose an endpoint or a local model directory."
+    if source.name and GenerationSource.objects.filter(study=study, name=source.name).exists():
+        errors["name"] = f"This study already has a source named {source.name!r}."
+    try:
+        source.full_clean(exclude=[field for field in ("study", "created_by")] + list(errors))
+    except ValidationError as exc:
+        errors.update({field: " ".join(messages) for field, messages in exc.message_dict.items()})
+    if errors:
+        raise ValidationError(errors)
+    source.save()
+    return source
+
+
+def generator_for(source: GenerationSource) -> Generator:
+    """The generator a source names (see ``models_runtime.generation``)."""
+    if source.kind == GenerationSource.Kind.LOCAL:
+        return LocalGenerator(LocalModelConfig(source.model_path))
+    return ChatCompletionsGenerator(
+        EndpointConfig(base_url=source.base_url, model=source.model, api_key_env=source.api_key_env)
+    )
+
+
+def generation_job_create(
+    *,
+    study: Study,
+    source: GenerationSource,
+    per_prompt: int,
+    seed: int = 0,
+    created_by: AbstractBaseUser | None = None,
+) -> GenerationJob:
+    """Record a generation run for the worker (the caller enqueues
+    ``annotation.tasks.generation_job_run`` on commit)."""
+    if source.study_id != study.pk:
+        raise ValidationError({"source": "That source belongs to another study."})
+    job = GenerationJob(study=study, source=source, per_prompt=per_prompt, seed=seed, created_by=created_by)
+    job.full_clean(exclude=["study", "source", "created_by"])
+    job.save()
+    return job
+
+
+def generation_job_run(*, job_id: int, generator: Generator | None = None) -> GenerationJob | None:
+    """Run a queued generation job; called by the ``generation_job_run`` task.
+
+    Claims the job first (queued → running, one conditional UPDATE; a job left
+    running by a dead worker for ``STALE_AFTER`` may be claimed again), then
+    generates batch by batch, writing the prompts done after each, and ends
+    done with the counts, tokens and first failed rows; a job whose generator
+    could not run at all ends failed with the reason. Candidates already
+    stored stay whatever happens. ``generator`` replaces the source's own (tests).
+    """
+    now = timezone.now()
+    claimable = Q(status=GenerationJob.Status.QUEUED) | Q(
+        status=GenerationJob.Status.RUNNING, started_at__lt=now - STALE_AFTER
+    )
+    claimed = GenerationJob.objects.filter(claimable, pk=job_id).update(
+        status=GenerationJob.Status.RUNNING, started_at=now, prompts_done=0, error=""
+    )
+    job = GenerationJob.objects.select_related("study", "source").filter(pk=job_id).first()
+    if not claimed or job is None:
+        return job
+    source = job.source
+
+    def progress(done: int, total: int) -> None:
+        GenerationJob.objects.filter(pk=job_id).update(prompts_done=done, prompts_total=total)
+
+    try:
+        outcome = study_generate(
+            study=job.study,
+            generator=generator if generator is not None else generator_for(source),
+            source=source.name,
+            per_prompt=job.per_prompt,
+            sampling=Sampling(temperature=source.temperature, max_tokens=source.max_tokens),
+            system=source.system_prompt,
+            seed=job.seed,
+            on_progress=progress,
+        )
+    except Exception as exc:
+        logger.exception("generation job %s failed", job_id)
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=GenerationJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        )
+        job.refresh_from_db()
+        return job
+    counts = {k: v for k, v in asdict(outcome).items() if k != "errors"}
+    errors = [asdict(e) for e in outcome.errors[:JOB_ERRORS_KEPT]]
+    everything_failed = outcome.requested and outcome.failed == outcome.requested
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=GenerationJob.Status.FAILED if everything_failed else GenerationJob.Status.DONE,
+        error=f"No response could be generated: {errors[0]['message']}" if everything_failed else "",
+        prompts_total=outcome.prompts,
+        prompts_done=outcome.prompts,
+        result=counts,
+        errors=errors,
+        finished_at=timezone.now(),
+    )
+    job.refresh_from_db()
+    return job

@@ -5,6 +5,7 @@ itself, stored as candidates of their prompts, with failures reported per row.""
 from __future__ import annotations
 
 import json
+import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -149,3 +150,156 @@ def test_the_command_refuses_what_it_cannot_use(study, tmp_path) -> None:
             "generate_responses", study.slug, "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--retries", "0",
             stdout=StringIO(), stderr=StringIO(),
         )  # fmt: skip
+
+
+# --- sources and runs from the study page ---------------------------------------
+
+
+@pytest.fixture
+def models_root(settings, tmp_path, model_dir) -> Path:
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copytree(model_dir, root / "tiny")
+    (root / "escape").symlink_to(model_dir, target_is_directory=True)  # resolves outside the folder
+    settings.PREFLOOP_LOCAL_MODELS_DIR = root
+    settings.PREFLOOP_VAR_DIR = tmp_path
+    return root
+
+
+def test_a_source_is_checked_before_it_is_kept(study, models_root, settings) -> None:
+    from django.core.exceptions import ValidationError
+
+    from annotation.services.generation import generation_source_create
+
+    def refused(**fields) -> dict:
+        with pytest.raises(ValidationError) as caught:
+            generation_source_create(study=study, **{"name": "s", "kind": "endpoint", **fields})
+        return caught.value.message_dict
+
+    assert set(refused(base_url="", model="")) == {"base_url", "model"}
+    # Any variable would let a researcher send the worker's secrets to the URL they typed.
+    assert "api_key_env" in refused(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="SECRET_KEY")
+    assert "base_url" in refused(base_url="http://169.254.169.254/latest", model="m")
+    assert "base_url" in refused(base_url="http://metadata.google.internal/v1", model="m")
+    assert "model_path" in refused(kind="local", model_path="../../etc")
+    assert "model_path" in refused(kind="local", model_path="missing")
+    assert "model_path" in refused(kind="local", model_path="escape")
+    assert "temperature" in refused(base_url="http://127.0.0.1:9/v1", model="m", temperature=9.0)
+
+    settings.PREFLOOP_GENERATOR_KEY_VARS = ("OPENAI_API_KEY",)
+    for name, key in (("a", "OPENAI_API_KEY"), ("b", "PREFLOOP_GENERATOR_KEY_LAB")):
+        generation_source_create(
+            study=study, name=name, kind="endpoint", base_url="http://h/v1", model="m", api_key_env=key
+        )
+    local = generation_source_create(study=study, name="local", kind="local", model_path="tiny")
+    assert local.model_path == str((models_root / "tiny").resolve())
+    assert "name" in refused(name="a", base_url="http://h/v1", model="m")
+
+
+def test_a_researcher_adds_a_source_starts_a_run_and_sees_it_finish(
+    server, study, client_for, make_member, models_root, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    from annotation.models import GenerationJob, GenerationSource, Membership
+    from webapp.celery import app as celery_app
+
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", True)
+    client = client_for(make_member(study, role=Membership.Role.RESEARCHER))
+    page = f"/s/{study.slug}/"
+
+    added = client.post(
+        f"/s/{study.slug}/generation/sources/",
+        {
+            "name": "tiny-api",
+            "kind": "endpoint",
+            "base_url": server.base_url,
+            "model": "tiny",
+            "temperature": "1.0",
+            "max_tokens": "6",
+        },
+        follow=True,
+    )
+    assert "Source &#x27;tiny-api&#x27; added" in added.content.decode()
+    source = GenerationSource.objects.get(study=study)
+    assert (source.model, source.max_tokens) == ("tiny", 6)
+    html = client.get(page).content.decode()
+    assert 'id="generation-start"' in html and server.base_url in html
+
+    refused = client.post(f"/s/{study.slug}/generation/sources/", {"name": "x", "kind": "endpoint"}, follow=True)
+    assert "Source not added" in refused.content.decode() and "Endpoint URL" in refused.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        started = client.post(
+            f"/s/{study.slug}/generation/start/", {"source": source.pk, "per_prompt": "2", "seed": "0"}, follow=True
+        )
+    assert "Generating 2 response(s) for each of 3 prompt(s)" in started.content.decode()
+    job = GenerationJob.objects.get(study=study)
+    assert (job.status, job.prompts_done, job.prompts_total) == ("done", 3, 3)
+    assert job.result["requested"] == 6 and job.result["failed"] == 0
+    assert Candidate.objects.filter(study=study, source="tiny-api").count() == job.result["candidates_created"] > 0
+
+    listed = client.get(f"/s/{study.slug}/generation/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'id="generation-job-{job.pk}"' in listed and "hx-trigger" not in listed, "a finished run is not polled"
+    assert f"{job.result['candidates_created']} added" in listed
+
+
+def test_a_run_whose_every_row_fails_says_why_and_a_running_one_is_polled(study, models_root, client_for, make_member):
+    from annotation.models import GenerationJob, Membership
+    from annotation.services.generation import generation_job_create, generation_job_run, generation_source_create
+
+    source = generation_source_create(
+        study=study, name="down", kind="endpoint", base_url="http://127.0.0.1:9/v1", model="m"
+    )
+    job = generation_job_create(study=study, source=source, per_prompt=1)
+    client = client_for(make_member(study, role=Membership.Role.RESEARCHER))
+    assert (
+        'hx-trigger="every 2s"'
+        in client.get(f"/s/{study.slug}/generation/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    )
+
+    unreachable = client_of_config(EndpointConfig(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0))
+    done = generation_job_run(job_id=job.pk, generator=unreachable)
+    assert done.status == GenerationJob.Status.FAILED
+    assert done.error.startswith("No response could be generated: could not reach")
+    assert len(done.errors) == 3 and done.errors[0]["kind"] == "connection"
+    assert generation_job_run(job_id=job.pk, generator=unreachable).status == "failed", "a finished job is left alone"
+
+
+def client_of_config(config: EndpointConfig) -> ChatCompletionsGenerator:
+    return ChatCompletionsGenerator(config, sleep=lambda seconds: None)
+
+
+def test_the_api_adds_a_source_starts_a_run_and_reports_it(
+    server, study, make_member, models_root, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    from annotation.models import Membership
+    from tests.annotation.test_api import api_as
+    from webapp.celery import app as celery_app
+
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", True)
+    client = api_as(make_member(study, role=Membership.Role.RESEARCHER))
+    base = f"/api/v1/studies/{study.slug}"
+
+    refused = client.post(f"{base}/generation-sources/", {"name": "k", "base_url": server.base_url, "model": "tiny",
+                                                          "api_key_env": "DATABASE_URL"}, format="json")  # fmt: skip
+    assert refused.status_code == 400 and "api_key_env" in refused.json()["fields"]
+    created = client.post(
+        f"{base}/generation-sources/",
+        {"name": "tiny-api", "base_url": server.base_url, "model": "tiny", "max_tokens": 6},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    source = created.json()
+    assert (source["kind"], source["model"], source["max_tokens"]) == ("endpoint", "tiny", 6)
+    assert [s["name"] for s in client.get(f"{base}/generation-sources/").json()] == ["tiny-api"]
+
+    assert client.post(f"{base}/generation-jobs/", {"source": 999999}, format="json").status_code == 400
+    with django_capture_on_commit_callbacks(execute=True):
+        accepted = client.post(f"{base}/generation-jobs/", {"source": source["id"], "per_prompt": 1}, format="json")
+    assert accepted.status_code == 202 and accepted["Location"] == accepted.json()["url"]
+    run = client.get(accepted.json()["url"]).json()
+    assert (run["status"], run["source"], run["prompts_done"], run["percent"]) == ("done", "tiny-api", 3, 100)
+    assert run["result"]["requested"] == 3 and run["errors"] == []
+    assert [r["id"] for r in client.get(f"{base}/generation-jobs/").json()] == [run["id"]]
+    assert client.get(f"{base}/generation-jobs/999999/").status_code == 404

@@ -19,7 +19,15 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
 
-from annotation.models import ImportJob, Judgment, Membership, RewardModelVersion, Study
+from annotation.models import (
+    GenerationJob,
+    GenerationSource,
+    ImportJob,
+    Judgment,
+    Membership,
+    RewardModelVersion,
+    Study,
+)
 from tests.factories import UserFactory, study_with_queue
 
 ROLES = (
@@ -50,7 +58,7 @@ AUDIENCE = {
 class Route:
     name: str
     method: str
-    path: str  # with {slug}, {token}, {job}, {version}, {comparison}
+    path: str  # with {slug}, {token}, {job}, {generation_job}, {version}, {comparison}
     audience: str
     api: bool = False
     data: dict | None = None
@@ -73,6 +81,9 @@ ROUTES = (
     Route("import_job_progress", "get", "/s/{slug}/imports/{job}/progress/", "researcher"),
     Route("import_job_skipped", "get", "/s/{slug}/imports/{job}/skipped/", "researcher"),
     Route("embedding_progress", "get", "/s/{slug}/embedding/", "researcher"),
+    Route("generation_source_add", "post", "/s/{slug}/generation/sources/", "researcher"),
+    Route("generation_job_start", "post", "/s/{slug}/generation/start/", "researcher"),
+    Route("generation_jobs", "get", "/s/{slug}/generation/jobs/", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
@@ -89,6 +100,13 @@ ROUTES = (
     Route("api_import", "post", "/api/v1/studies/{slug}/imports/", "researcher", api=True),
     Route("api_import_job", "get", "/api/v1/studies/{slug}/imports/{job}/", "researcher", api=True),
     Route("api_import_job_skipped", "get", "/api/v1/studies/{slug}/imports/{job}/skipped/", "researcher", api=True),
+    Route("api_generation_sources", "get", "/api/v1/studies/{slug}/generation-sources/", "researcher", api=True),
+    Route("api_generation_sources", "post", "/api/v1/studies/{slug}/generation-sources/", "researcher", api=True),
+    Route("api_generation_jobs", "get", "/api/v1/studies/{slug}/generation-jobs/", "researcher", api=True),
+    Route("api_generation_jobs", "post", "/api/v1/studies/{slug}/generation-jobs/", "researcher", api=True),
+    Route(
+        "api_generation_job", "get", "/api/v1/studies/{slug}/generation-jobs/{generation_job}/", "researcher", api=True
+    ),
     Route("api_next", "get", "/api/v1/studies/{slug}/next/", "member", api=True),
     Route("api_judgments", "get", "/api/v1/studies/{slug}/judgments/", "member", api=True),
     Route(
@@ -176,7 +194,9 @@ def world(db, tmp_path, settings):
         study=study, version=1, model_type="mlp", embedder_key="k", n_judgments=3, checkpoint_path=str(checkpoint)
     )
     job = ImportJob.objects.create(study=study, format="jsonl", file_path=str(tmp_path / "gone.jsonl"))
-    return {"study": study, "users": users, "job": job}
+    source = GenerationSource.objects.create(study=study, name="s", base_url="http://127.0.0.1:9/v1", model="m")
+    generation_job = GenerationJob.objects.create(study=study, source=source, per_prompt=1, status="done")
+    return {"study": study, "users": users, "job": job, "generation_job": generation_job}
 
 
 def _client(world, role: str, api: bool):
@@ -208,6 +228,7 @@ def test_permission_matrix(world, route: Route, role: str):
     values = {
         "slug": study.slug,
         "job": world["job"].pk,
+        "generation_job": world["generation_job"].pk,
         "version": 1,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
     }

@@ -84,7 +84,7 @@ def test_docker_puts_gunicorn_behind_the_tls_proxy_it_trusts():
     assert env["PREFLOOP_TRUSTED_PROXIES"] == _VARIABLE.sub(lambda m: m["arg"], proxy_address)
     assert env.get("PREFLOOP_HTTPS", "true") == "true" and env.get("PREFLOOP_SERVER_TIMING", "false") == "false"
     assert (ROOT / "docker" / services["proxy"]["volumes"][0].split(":")[0]).exists(), "the Caddyfile is mounted"
-    for name in ("worker", "embed-worker", "web"):
+    for name in ("worker", "embed-worker", "generate-worker", "web"):
         assert services[name]["environment"]["PREFLOOP_TRUSTED_PROXIES"] == env["PREFLOOP_TRUSTED_PROXIES"]
 
 

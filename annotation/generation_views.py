@@ -1,0 +1,98 @@
+"""The study page's "Generate responses" card (issue 17): a study's sources, runs
+started from it, and their progress.
+
+Researchers only (``selectors.access_study_for_researcher``: a 404 for anyone
+else, partials included). Adding a source and starting a run are plain form
+posts that redirect back to the card with a message; the run itself happens in
+the worker (``annotation.tasks.generation_job_run``, the ``generate`` queue),
+and the card's job list polls while a run is unfinished.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation import selectors, tasks
+from annotation.forms import GenerationJobForm, GenerationSourceForm
+from annotation.models import GenerationJob, Study
+from annotation.services.generation import generation_job_create, generation_source_create
+
+# Runs listed on the study page.
+RECENT_JOBS = 5
+
+
+def generation_context(study: Study) -> dict:
+    """What the card needs, for the study page and the job list's polls."""
+    jobs = list(GenerationJob.objects.filter(study=study).select_related("source")[:RECENT_JOBS])
+    return {
+        "generation_sources": list(study.generation_sources.all()),
+        "generation_jobs": jobs,
+        "generation_running": any(not job.finished for job in jobs),
+    }
+
+
+def _back(study: Study) -> str:
+    return reverse("study_detail", args=[study.slug]) + "#generate"
+
+
+def _errors(errors: dict[str, list[str]], labels: dict[str, str]) -> str:
+    return " ".join(
+        f"{labels.get(field, field.replace('_', ' ').capitalize())}: {' '.join(e)}" for field, e in errors.items()
+    )
+
+
+@login_required
+@require_POST
+def generation_source_add(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    form = GenerationSourceForm(request.POST)
+    labels = {name: str(field.label or name.replace("_", " ").capitalize()) for name, field in form.fields.items()}
+    if not form.is_valid():
+        messages.error(request, f"Source not added. {_errors(form.errors, labels)}")
+        return redirect(_back(study))
+    try:
+        source = generation_source_create(study=study, created_by=request.user, **form.cleaned_data)
+    except ValidationError as exc:
+        messages.error(request, f"Source not added. {_errors(exc.message_dict, labels)}")
+        return redirect(_back(study))
+    messages.success(request, f"Source {source.name!r} added: {source.where}.")
+    return redirect(_back(study))
+
+
+@login_required
+@require_POST
+def generation_job_start(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    form = GenerationJobForm(request.POST, study=study)
+    if not form.is_valid():
+        labels = {name: str(field.label or name.capitalize()) for name, field in form.fields.items()}
+        messages.error(request, f"Nothing started. {_errors(form.errors, labels)}")
+        return redirect(_back(study))
+    with transaction.atomic():
+        job = generation_job_create(study=study, created_by=request.user, **form.cleaned_data)
+        job_id = job.pk
+        transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
+    prompts = study.prompts.count()
+    messages.success(
+        request,
+        f"Generating {job.per_prompt} response(s) for each of {prompts} prompt(s) with {job.source.name!r}; "
+        "progress is below.",
+    )
+    return redirect(_back(study))
+
+
+@login_required
+@require_GET
+def generation_jobs(request: HttpRequest, slug: str) -> HttpResponse:
+    """The run list, polled by htmx while a run is unfinished; a plain GET goes to the study page."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    if not request.htmx:
+        return redirect(_back(study))
+    return render(request, "annotation/_generation_jobs.html", {"study": study, **generation_context(study)})
