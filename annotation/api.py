@@ -405,12 +405,21 @@ class GenerationJobList(APIView):
         source = study.generation_sources.filter(pk=data["source"]).first()
         if source is None:
             return _error("No source with that id in this study; list them at generation-sources/.")
-        with transaction.atomic():
-            job = generation_job_create(
-                study=study, source=source, per_prompt=data["per_prompt"], seed=data["seed"], created_by=request.user
-            )
-            job_id = job.pk
-            transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
+        try:
+            with transaction.atomic():
+                job = generation_job_create(
+                    study=study,
+                    source=source,
+                    per_prompt=data["per_prompt"],
+                    seed=data["seed"],
+                    prompts=data["prompts"],
+                    limit=data["limit"],
+                    created_by=request.user,
+                )
+                job_id = job.pk
+                transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
+        except ValidationError as exc:
+            return _generation_error(exc)
         payload = _generation_job_payload(request, study, job)
         return Response(
             serializers.GenerationJobOutput(payload).data,

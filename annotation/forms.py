@@ -243,9 +243,22 @@ class GenerationJobForm(forms.Form):
     """Start generating: which source, how many responses per prompt, the first seed."""
 
     source = forms.ModelChoiceField(queryset=GenerationSource.objects.none(), empty_label=None)
+    prompts = forms.ChoiceField(
+        label="For",
+        choices=[("all", "every prompt"), ("unclear", "prompts whose best response is unclear")],
+        initial="all",
+        required=False,
+    )
     per_prompt = forms.IntegerField(label="Responses per prompt", min_value=1, max_value=32, initial=2)
-    seed = forms.IntegerField(label="First seed", initial=0, help_text="The k-th response of a prompt gets seed + k.")
+    seed = forms.IntegerField(
+        label="First seed",
+        required=False,
+        help_text="The k-th response of a prompt gets seed + k; empty: after the source's last run.",
+    )
 
     def __init__(self, *args, study: Study, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["source"].queryset = GenerationSource.objects.filter(study=study)
+
+    def clean_prompts(self) -> str:
+        return self.cleaned_data.get("prompts") or "all"

@@ -75,15 +75,19 @@ def generation_job_start(request: HttpRequest, slug: str) -> HttpResponse:
         labels = {name: str(field.label or name.capitalize()) for name, field in form.fields.items()}
         messages.error(request, f"Nothing started. {_errors(form.errors, labels)}")
         return redirect(_back(study))
-    with transaction.atomic():
-        job = generation_job_create(study=study, created_by=request.user, **form.cleaned_data)
-        job_id = job.pk
-        transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
-    prompts = study.prompts.count()
+    try:
+        with transaction.atomic():
+            job = generation_job_create(study=study, created_by=request.user, **form.cleaned_data)
+            job_id = job.pk
+            transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
+    except ValidationError as exc:
+        messages.error(request, f"Nothing started. {' '.join(exc.messages)}")
+        return redirect(_back(study))
+    prompts = len(job.prompt_ids) if job.prompt_ids else study.prompts.count()
     messages.success(
         request,
-        f"Generating {job.per_prompt} response(s) for each of {prompts} prompt(s) with {job.source.name!r}; "
-        "progress is below.",
+        f"Generating {job.per_prompt} response(s) for each of {prompts} prompt(s) with {job.source.name!r} "
+        f"(seeds from {job.seed}); progress is below.",
     )
     return redirect(_back(study))
 

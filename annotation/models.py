@@ -788,6 +788,10 @@ class GenerationJob(models.Model):
     source = models.ForeignKey(GenerationSource, on_delete=models.CASCADE, related_name="jobs")
     per_prompt = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(32)])
     seed = models.IntegerField(default=0)
+    # The prompts asked about; empty: all of the study's.
+    prompt_ids = models.JSONField(default=list, blank=True)
+    # Why these prompts: "all", or "unclear" (regeneration where the best response is not yet clear).
+    reason = models.CharField(max_length=16, default="all")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     prompts_total = models.PositiveIntegerField(null=True, blank=True)
     prompts_done = models.PositiveIntegerField(default=0)

@@ -508,7 +508,16 @@ class GenerationSourceOutput(serializers.ModelSerializer):
 class GenerationJobInput(serializers.Serializer):
     source = serializers.IntegerField(help_text="The id of one of the study's sources.")
     per_prompt = serializers.IntegerField(min_value=1, max_value=32, default=2, help_text="Responses per prompt.")
-    seed = serializers.IntegerField(default=0, help_text="The k-th response of a prompt gets seed + k.")
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, default=None,
+        help_text="The k-th response of a prompt gets seed + k; null: after the source's last run.",
+    )  # fmt: skip
+    prompts = serializers.ChoiceField(
+        choices=["all", "unclear"], default="all",
+        help_text="all: every prompt; unclear: prompts whose best response the live model cannot yet tell "
+        "(fewer than two candidates, or the runner-up's interval reaching 50%), most in need first.",
+    )  # fmt: skip
+    limit = serializers.IntegerField(min_value=1, max_value=10_000, default=50, help_text="With unclear: most prompts.")
 
 
 class GenerationJobOutput(serializers.Serializer):
@@ -518,6 +527,10 @@ class GenerationJobOutput(serializers.Serializer):
     source = serializers.CharField(help_text="The source's name.")
     per_prompt = serializers.IntegerField()
     seed = serializers.IntegerField()
+    reason = serializers.CharField(help_text="all, or unclear (regeneration where the best response is unclear).")
+    prompt_ids = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The prompts asked about; empty: all."
+    )
     status = serializers.ChoiceField(choices=GenerationJob.Status.choices)
     prompts_total = serializers.IntegerField(allow_null=True)
     prompts_done = serializers.IntegerField()

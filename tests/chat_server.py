@@ -147,11 +147,15 @@ class ChatServer:
                         404, json.dumps({"error": {"message": f"model {body.get('model')!r} not found"}}).encode()
                     )
                     return
-                self._reply(200, json.dumps(server.complete(body)).encode())
+                reply = server.complete(body)
+                if reply is None:
+                    self._reply(500, json.dumps({"error": {"message": "the model failed"}}).encode())
+                    return
+                self._reply(200, json.dumps(reply).encode())
 
         return Handler
 
-    def complete(self, body: dict) -> dict:
+    def complete(self, body: dict) -> dict | None:
         from models_runtime.generation import GenerationRequest, Message, Sampling
 
         request = GenerationRequest(
@@ -165,6 +169,8 @@ class ChatServer:
             seed=body.get("seed"),
         )
         (result,) = self.generator.generate([request])
+        if not hasattr(result, "text"):
+            return None  # the model failed: a 500, as a real server answers
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",

@@ -27,13 +27,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotation import loop
 from annotation.imports.records import candidate_content_hash
 from annotation.imports.storable import text_problem
-from annotation.models import Candidate, GenerationJob, GenerationSource, Prompt, Study
+from annotation.models import Candidate, GenerationJob, GenerationSource, Prompt, RewardModelVersion, Study
 from models_runtime.context import turns_of
 from models_runtime.generation import (
     CachedGenerator,
@@ -55,7 +55,9 @@ __all__ = [
     "generation_job_run",
     "generation_source_create",
     "generator_for",
+    "next_free_seed",
     "prompt_messages",
+    "prompts_unclear",
     "study_generate",
 ]
 
@@ -314,19 +316,71 @@ def generator_for(source: GenerationSource) -> Generator:
     )
 
 
+def prompts_unclear(*, study: Study, limit: int) -> list[int]:
+    """The prompts worth new responses under the live model, most in need first
+    (regeneration, as in online exploration: the pool grows where the model
+    cannot yet tell the best response). First prompts with fewer than two
+    candidates, which cannot be compared at all; then those whose best
+    candidate's lead over the runner-up is uncertain (the 95% interval of the
+    share of annotators preferring it reaches 50%), lowest P(best) first. A
+    prompt whose best is clear is never chosen. Without a model: the prompts
+    with fewer than two candidates only."""
+    counts = dict(Prompt.objects.filter(study=study).annotate(n=Count("candidates")).values_list("pk", "n"))
+    chosen = [pid for pid, n in sorted(counts.items()) if n < 2]
+    version = RewardModelVersion.objects.filter(study=study).order_by("-version").first()
+    boards = (version.recommendation or {}).get("prompts", {}) if version is not None else {}
+    unclear: list[tuple[float, int]] = []
+    for key, board in boards.items():
+        pid = int(key)
+        runner_up = board.get("runner_up")
+        if pid not in counts or counts[pid] < 2 or runner_up is None or runner_up["low"] > 0.5:
+            continue
+        unclear.append((board["leaderboard"][0]["p_best"], pid))
+    chosen += [pid for _, pid in sorted(unclear)]
+    return chosen[:limit]
+
+
+def next_free_seed(*, source: GenerationSource) -> int:
+    """A seed after every seed the source's runs used, so a new run asks for new responses (the
+    cache would answer a seed used before with the response it gave then)."""
+    ends = [job.seed + job.per_prompt for job in source.jobs.only("seed", "per_prompt")]
+    return max(ends, default=0)
+
+
 def generation_job_create(
     *,
     study: Study,
     source: GenerationSource,
     per_prompt: int,
-    seed: int = 0,
+    seed: int | None = None,
+    prompts: str = "all",
+    limit: int = 50,
     created_by: AbstractBaseUser | None = None,
 ) -> GenerationJob:
     """Record a generation run for the worker (the caller enqueues
-    ``annotation.tasks.generation_job_run`` on commit)."""
+    ``annotation.tasks.generation_job_run`` on commit). ``prompts`` is "all"
+    (every prompt of the study) or "unclear" (at most ``limit`` prompts from
+    :func:`prompts_unclear`); ``seed`` None takes the source's next free seed."""
     if source.study_id != study.pk:
         raise ValidationError({"source": "That source belongs to another study."})
-    job = GenerationJob(study=study, source=source, per_prompt=per_prompt, seed=seed, created_by=created_by)
+    if prompts not in ("all", "unclear"):
+        raise ValidationError({"prompts": 'Choose "all" or "unclear".'})
+    prompt_ids: list[int] = []
+    if prompts == "unclear":
+        prompt_ids = prompts_unclear(study=study, limit=limit)
+        if not prompt_ids:
+            raise ValidationError(
+                {"prompts": "No prompt needs new responses: every prompt's best response is already clear."}
+            )
+    job = GenerationJob(
+        study=study,
+        source=source,
+        per_prompt=per_prompt,
+        seed=next_free_seed(source=source) if seed is None else seed,
+        prompt_ids=prompt_ids,
+        reason=prompts,
+        created_by=created_by,
+    )
     job.full_clean(exclude=["study", "source", "created_by"])
     job.save()
     return job
@@ -366,6 +420,7 @@ def generation_job_run(*, job_id: int, generator: Generator | None = None) -> Ge
             sampling=Sampling(temperature=source.temperature, max_tokens=source.max_tokens),
             system=source.system_prompt,
             seed=job.seed,
+            prompt_ids=job.prompt_ids or None,
             on_progress=progress,
         )
     except Exception as exc:

@@ -148,8 +148,16 @@ class LocalGenerator:
         special = not getattr(tokenizer, "chat_template", None)
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special)
         encoded = {k: v.to(self._device) for k, v in encoded.items()}
+        width = encoded["input_ids"].shape[1]
+        # A model reads at most its positions: the reply is cut short there (finish "length"), as
+        # servers cap max_tokens to the context left, rather than failing inside generate.
+        positions = _positions(model.config)
+        if positions is not None and width >= positions:
+            message = f"the prompt takes {width} tokens and the model reads at most {positions}"
+            return [GenerationFailure("model", message) for _ in requests]
+        room = sampling.max_tokens if positions is None else min(sampling.max_tokens, positions - width)
         options: dict[str, Any] = {
-            "max_new_tokens": sampling.max_tokens,
+            "max_new_tokens": room,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         }
@@ -158,21 +166,18 @@ class LocalGenerator:
         else:
             options.update(do_sample=False, temperature=None, top_p=None)
         if sampling.stop:
-            options["stopping_criteria"] = [
-                _stop_criterion(tokenizer, width=encoded["input_ids"].shape[1], stops=sampling.stop)
-            ]
+            options["stopping_criteria"] = [_stop_criterion(tokenizer, width=width, stops=sampling.stop)]
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             output = model.generate(**encoded, **options)
-        width = encoded["input_ids"].shape[1]
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         results: list[Result] = []
         for row, used in zip(output[:, width:].tolist(), prompt_tokens, strict=True):
-            results.append(self._decoded(row, int(used), sampling))
+            results.append(self._decoded(row, int(used), sampling, room))
         return results
 
-    def _decoded(self, tokens: list[int], prompt_tokens: int, sampling: Sampling) -> Generation:
+    def _decoded(self, tokens: list[int], prompt_tokens: int, sampling: Sampling, room: int) -> Generation:
         tokenizer = self._tokenizer
         eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
         saw_eos = False
@@ -190,7 +195,7 @@ class LocalGenerator:
             at = text.find(stop)
             if at != -1:
                 text, ended = text[:at], True
-        finish = "stop" if ended else ("length" if len(kept) >= sampling.max_tokens else "stop")
+        finish = "stop" if ended else ("length" if len(kept) >= room else "stop")
         return Generation(
             text=text,
             finish_reason=finish,
@@ -198,6 +203,15 @@ class LocalGenerator:
             completion_tokens=len(kept) + int(saw_eos),
             source=self.key,
         )
+
+
+def _positions(config: Any) -> int | None:
+    """The most tokens the model reads (prompt and reply), when its config says."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _stop_criterion(tokenizer: Any, *, width: int, stops: tuple[str, ...]) -> Any:

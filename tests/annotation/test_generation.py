@@ -303,3 +303,69 @@ def test_the_api_adds_a_source_starts_a_run_and_reports_it(
     assert run["result"]["requested"] == 3 and run["errors"] == []
     assert [r["id"] for r in client.get(f"{base}/generation-jobs/").json()] == [run["id"]]
     assert client.get(f"{base}/generation-jobs/999999/").status_code == 404
+
+
+def test_regeneration_asks_only_where_the_best_response_is_unclear(server, study, models_root) -> None:
+    from django.core.exceptions import ValidationError
+
+    from annotation.models import RewardModelVersion
+    from annotation.services.generation import (
+        generation_job_create,
+        generation_job_run,
+        generation_source_create,
+        prompts_unclear,
+    )
+
+    lonely, clear, close = Prompt.objects.filter(study=study).order_by("pk")
+    closest = PromptFactory(study=study, text="Question 3")
+    for prompt in (clear, close, closest):
+        for k in range(3):
+            CandidateFactory(prompt=prompt, text=f"Answer {k} to {prompt.pk}")
+    CandidateFactory(prompt=lonely, text="The only answer.")
+
+    def board(p_best: float, low: float) -> dict:
+        return {"runner_up": {"candidate": 0, "preferred": 0.7, "low": low, "high": 0.9},
+                "leaderboard": [{"candidate": 0, "mean": 0.0, "std": 1.0, "p_best": p_best}]}  # fmt: skip
+
+    assert prompts_unclear(study=study, limit=10) == [lonely.pk], "without a model: prompts that cannot be compared"
+    RewardModelVersion.objects.create(
+        study=study, version=1, model_type="kernel_bt", embedder_key="k", n_judgments=30, checkpoint_path="/nowhere",
+        recommendation={"prompts": {str(clear.pk): board(0.95, 0.8), str(close.pk): board(0.5, 0.3),
+                                    str(closest.pk): board(0.4, 0.45)}},
+    )  # fmt: skip
+    assert prompts_unclear(study=study, limit=10) == [lonely.pk, closest.pk, close.pk]
+    assert prompts_unclear(study=study, limit=2) == [lonely.pk, closest.pk]
+
+    # Greedy: the random model's sampled bytes may hold a NUL, a row the database cannot store.
+    source = generation_source_create(
+        study=study, name="tiny", kind="endpoint", base_url=server.base_url, model="tiny", temperature=0.0, max_tokens=8
+    )
+    first = generation_job_create(study=study, source=source, per_prompt=2)
+    again = generation_job_create(study=study, source=source, per_prompt=1, prompts="unclear", limit=2)
+    assert (first.seed, again.seed) == (0, 2), "a new run asks for new responses, not the cached ones"
+    asked = len(server.received)
+    done = generation_job_run(job_id=again.pk, generator=client_of(server))
+    assert done.status == "done", done.error
+    assert done.result["prompts"] == 2 and len(server.received) == asked + 2
+    assert set(Candidate.objects.filter(source="tiny").values_list("prompt_id", flat=True)) <= {lonely.pk, closest.pk}
+
+    RewardModelVersion.objects.filter(study=study).update(recommendation={"prompts": {}})
+    Candidate.objects.create(study=study, prompt=lonely, text="A second answer.", content_hash="x" * 64)
+    with pytest.raises(ValidationError, match="already clear"):
+        generation_job_create(study=study, source=source, per_prompt=1, prompts="unclear")
+
+
+def test_a_response_the_database_cannot_store_is_a_failed_row(study) -> None:
+    class Nul:
+        key = "nul"
+
+        def generate(self, requests):
+            from models_runtime.generation import Generation
+
+            return [Generation("bad\x00text", "stop", 1, 1, "nul") for _ in requests]
+
+    outcome = study_generate(
+        study=study, generator=Nul(), source="nul", per_prompt=1, sampling=WARM, cache=GenerationCache()
+    )
+    assert outcome.failed == 3 and outcome.errors[0].kind == "unstorable" and "NUL" in outcome.errors[0].message
+    assert not Candidate.objects.filter(study=study).exists()

@@ -247,3 +247,13 @@ def test_the_cache_key_names_everything_that_changes_the_answer() -> None:
     }
     assert len(keys) == 6
     assert request_key("a", base) == request_key("a", asked("hello", Sampling(temperature=0.7), seed=1))
+
+
+def test_a_reply_is_cut_where_the_model_runs_out_of_positions(local: LocalGenerator) -> None:
+    # The tiny model reads 256 positions; asking for 1,000 new tokens is cut there, not an error.
+    (long,) = local.generate([asked(PROMPTS[0], Sampling(temperature=1.0, max_tokens=1000), seed=1)])
+    assert isinstance(long, Generation)
+    assert long.prompt_tokens + long.completion_tokens <= 256
+    assert long.finish_reason in ("stop", "length")
+    (too_long,) = local.generate([asked("bread " * 400)])
+    assert isinstance(too_long, GenerationFailure) and "at most 256" in too_long.message
