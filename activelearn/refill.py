@@ -39,8 +39,7 @@ from annotation.models import (
     Study,
     comparison_item_key,
 )
-from annotation.selectors import queue_waiting_count
-from annotation.selectors.studies import QueueDemand, queue_demand
+from annotation.selectors.studies import QueueDemand, queue_demand, queue_reachable_count
 from annotation.services.leasing import study_judgment_count
 from annotation.services.retry import retry_transaction
 from models_runtime import kinds
@@ -120,14 +119,16 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None, most: int
     # An upper bound on what the transaction will want: the queue may be
     # emptied of an older model's picks, but never past the budget.
     judged = study_judgment_count(study_id=study_id)
-    kept = Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
-    if latest is not None:
-        kept = kept.filter(model_version_id=latest.id)
     # The crowd's demand is measured by the worker's refills; a web request's
-    # fallback (``most``) keeps the last measure rather than add two queries.
+    # fallback (``most``) keeps the last measure rather than add two queries
+    # (and counts as kept only what nobody has reached: the annotator asking
+    # found nothing they could take).
     demand = queue_demand(study=study) if most is None else QueueDemand(0, 0.0, study.queue_demand)
+    kept = queue_reachable_count(
+        study_id=study_id, active=demand.active, version_id=latest.id if latest is not None else None
+    )
     depth = max(study.queue_target, demand.comparisons)
-    want = min(depth - kept.count(), (study.budget - judged) // study.overlap, most or depth)
+    want = min(depth - kept, (study.budget - judged) // study.overlap, most or depth)
     if want <= 0:
         _demand_store(study_id=study_id, demand=demand)
         return 0
@@ -315,7 +316,9 @@ def _queue_picks(
             return 0
         generation = latest.version
         retirable = _retirable_locked(study_id=study_id, keep_version_id=latest.id)
-    waiting = queue_waiting_count(study_id=study_id)
+    # What the crowd at work can still take (queue_reachable_count): comparisons
+    # every active annotator has reached leave no room taken in the queue.
+    waiting = queue_reachable_count(study_id=study_id, active=demand.active)
     judged = study_judgment_count(study_id=study_id)
     # Never queue more work than the budget still pays for (retired picks give theirs back).
     outstanding = (

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -77,6 +77,26 @@ def study_for_invite(*, token: str) -> Study:
 def queue_waiting_count(*, study_id: int) -> int:
     """Comparisons waiting in the study's queue (gold items are served outside it)."""
     return Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False).count()
+
+
+def queue_reachable_count(*, study_id: int, active: int, version_id: int | None = None) -> int:
+    """Queued comparisons that someone working now can still take (of ``version_id``'s picks, when given).
+
+    An annotator never takes a comparison twice: one they judged, skipped or
+    hold is out of their reach. A queued comparison that as many annotators
+    have reached as are ``active`` (at least one) may be out of reach for
+    everyone working now, so it is not counted: with an overlap of 2 and one
+    annotator at work, every comparison they answered stays queued, waiting
+    for a second annotator, and a queue that counted them would look full while
+    its only annotator had nothing left to do. The count can only undercount
+    what is reachable, so a refill sized on it may queue a little more than
+    needed, never leave the crowd without work.
+    """
+    rows = Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
+    if version_id is not None:
+        rows = rows.filter(model_version_id=version_id)
+    reached = Count("assignments", filter=~Q(assignments__status=Assignment.Status.EXPIRED))
+    return rows.annotate(reached=reached).filter(reached__lt=max(1, active)).count()
 
 
 def queue_waiting_sql(study: str) -> tuple[str, list[str]]:

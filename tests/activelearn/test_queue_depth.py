@@ -188,3 +188,32 @@ def test_a_batch_short_after_dropping_near_duplicates_takes_the_strategys_next_p
     queue = _queued(study)
     assert len(queue) == 8
     assert {(c.model_version_id, c.strategy) for c in queue} == {(version.id, "uncertainty")}
+
+
+def test_a_lone_annotator_on_an_overlap_of_two_never_runs_out_while_budget_remains(make_member):
+    """Every comparison a lone annotator answers stays queued for a second
+    annotator. A queue that counted them filled up with work nobody at work
+    could take: the annotate benchmark's single client got 24 answers, then
+    nothing for 60 s. The refills now count what the crowd at work can reach."""
+    from tests.factories import study_with_queue
+
+    study = study_with_queue(n_prompts=6, n_candidates=4, fill=False, overlap=2, queue_target=4, budget=80)
+    lone = make_member(study)
+    refill.queue_refill(study_id=study.id, seed=0)  # the worker's first refill: the depth target
+    assert len(_queued(study)) == 4
+    answered = 0
+    for _ in range(20):
+        lease = assignment_lease_or_refill(study=study, annotator=lone)
+        assert lease is not None, f"no comparison after {answered} answers, with budget left"
+        judgment_submit(study=study, annotator=lone, comparison_id=lease.assignment.comparison_id, choice="a")
+        answered += 1
+        if answered % 5 == 0:
+            # The worker's refill, asked for along the way: sized on what the lone annotator can still take.
+            refill.queue_refill(study_id=study.id, seed=answered)
+    assert answered == 20
+    # All 20 answered comparisons wait for a second annotator, and the worker's last refill
+    # left the lone annotator the depth target's worth of new ones.
+    reached = Assignment.objects.filter(study=study, annotator=lone).values("comparison_id")
+    untouched = Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED).exclude(id__in=reached)
+    assert untouched.count() >= 1
+    assert Judgment.objects.filter(study=study).count() == 20

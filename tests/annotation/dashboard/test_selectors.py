@@ -33,9 +33,10 @@ REPO = Path(__file__).resolve().parents[3]
 PARTIAL_WARM = 18
 PARTIAL_COLD = PARTIAL_WARM + 4
 # The page renders the same dashboard inside the full layout, plus the
-# candidates' embedding progress (1) and whether any prompt is a conversation,
-# which picks the DPO export's default form (1).
-PAGE_COLD = PARTIAL_COLD + 2
+# candidates' embedding progress (1), whether any prompt is a conversation,
+# which picks the DPO export's default form (1), and the generation card's
+# sources and recent runs (2).
+PAGE_COLD = PARTIAL_COLD + 4
 
 
 @pytest.fixture(autouse=True)
