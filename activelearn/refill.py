@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Sum
 
 from activelearn import claims, features
 from activelearn.services import REFILL, reward_model_latest
@@ -35,6 +36,7 @@ from annotation.models import (
     Candidate,
     Comparison,
     ComparisonItem,
+    Judgment,
     RewardModelVersion,
     Study,
     comparison_item_key,
@@ -320,11 +322,15 @@ def _queue_picks(
     # every active annotator has reached leave no room taken in the queue.
     waiting = queue_reachable_count(study_id=study_id, active=demand.active)
     judged = study_judgment_count(study_id=study_id)
-    # Never queue more work than the budget still pays for (retired picks give theirs back).
-    outstanding = (
-        Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE).count()
-    )
-    room = (study.budget - judged) // study.overlap - outstanding
+    # Never queue more work than the budget still pays for (retired picks give
+    # theirs back). What open comparisons still want is reserved: each wants
+    # its judgments less those it has, so a comparison answered once of two
+    # reserves one judgment, not two (reserving two left a lone annotator on
+    # an overlap of 2 with nothing once a third of the budget was spent).
+    open_rows = Comparison.objects.filter(study_id=study_id, is_gold=False).exclude(status=Comparison.Status.DONE)
+    wanted = open_rows.aggregate(total=Sum("judgments_wanted"))["total"] or 0
+    given = Judgment.objects.filter(comparison__in=open_rows).count()
+    room = (study.budget - judged - max(0, wanted - given)) // study.overlap
     if not picks:
         return 0
     keys = [comparison_item_key([int(candidate_ids[i]) for i in pick.items]) for pick in picks]

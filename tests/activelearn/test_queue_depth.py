@@ -217,3 +217,24 @@ def test_a_lone_annotator_on_an_overlap_of_two_never_runs_out_while_budget_remai
     untouched = Comparison.objects.filter(study=study, status=Comparison.Status.QUEUED).exclude(id__in=reached)
     assert untouched.count() >= 1
     assert Judgment.objects.filter(study=study).count() == 20
+
+
+def test_the_budget_reserves_what_open_comparisons_still_want_not_a_whole_overlap(make_member):
+    """A comparison answered once of two reserves one more judgment, not two:
+    reserving two stopped a lone annotator's queue once a third of the budget
+    was spent (the annotate benchmark's single client waited 33–55 s)."""
+    from tests.factories import study_with_queue
+
+    study = study_with_queue(n_prompts=8, n_candidates=4, fill=False, overlap=2, queue_target=4, budget=30)
+    lone = make_member(study)
+    answered = 0
+    while True:
+        lease = assignment_lease_or_refill(study=study, annotator=lone)
+        if lease is None:
+            break
+        judgment_submit(study=study, annotator=lone, comparison_id=lease.assignment.comparison_id, choice="a")
+        answered += 1
+        refill.queue_refill(study_id=study.id, seed=answered)
+    # 30 judgments pay for 15 comparisons of two: the lone annotator can give
+    # each its first one, and the other 15 judgments stay reserved for second annotators.
+    assert answered == 15
