@@ -224,6 +224,7 @@ def test_a_researcher_adds_a_source_starts_a_run_and_sees_it_finish(
     assert (source.model, source.max_tokens) == ("tiny", 6)
     html = client.get(page).content.decode()
     assert 'id="generation-start"' in html and server.base_url in html
+    assert f"<title>{study.name} · prefloop</title>" in html, "the card lives in the page's content, not its title"
 
     refused = client.post(f"/s/{study.slug}/generation/sources/", {"name": "x", "kind": "endpoint"}, follow=True)
     assert "Source not added" in refused.content.decode() and "Endpoint URL" in refused.content.decode()
