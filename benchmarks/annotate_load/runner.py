@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.annotate_load import htmx, measure, serving
-from benchmarks.reliability.load import Crowd, embedded, seed_annotators, seed_study, verify
+from benchmarks.reliability.load import OVERLAP, Crowd, embedded, seed_annotators, seed_study, verify
 from benchmarks.reliability.stack import ADMIN_DATABASE_URL, Stack, wait_for
 
 BROKER_URL = "redis://127.0.0.1:6379/13"
@@ -51,9 +51,13 @@ class RunSpec:
 
 
 def planned_answers(spec: RunSpec, max_rate: float) -> int:
-    """The study's budget: the answers the run could give at most."""
+    """The study's budget: the answers the run could give at most. Fewer
+    clients than the overlap can give only their share of it (a lone client
+    answers each comparison once, and the rest of its judgments are kept for
+    annotators who are not there), so the budget grows by what they cannot give."""
     rate = 1.25 * spec.clients / spec.think_mean_s if spec.think_mean_s > 0 else min(max_rate, 60.0 * spec.clients)
-    return max(200, math.ceil(rate * (spec.warmup + spec.seconds + 5)))
+    answers = max(200, math.ceil(rate * (spec.warmup + spec.seconds + 5)))
+    return math.ceil(answers * OVERLAP / min(spec.clients, OVERLAP))
 
 
 def start_stack(stack: Stack, database: str) -> tuple[str, dict[str, Any]]:

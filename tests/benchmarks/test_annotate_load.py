@@ -137,3 +137,13 @@ def test_the_summary_gives_a_configurations_median_and_its_most_errors() -> None
     figures = cli.summary(runs, [])
     assert figures["crowd64_pg_p95_cycle_ms"] == 45.0
     assert figures["capacity_pg64_errors"] == 2, "one failing run is enough to report errors"
+
+
+def test_a_lone_client_gets_a_budget_it_can_spend() -> None:
+    """With an overlap of 2 a lone client answers each comparison once: half
+    the budget is kept for annotators who are not there, so it gets twice as much."""
+    from benchmarks.annotate_load.runner import RunSpec, planned_answers
+
+    lone = planned_answers(RunSpec("api", "capacity", 1, 60.0, 10.0, 0.0), max_rate=200.0)
+    many = planned_answers(RunSpec("api", "capacity", 16, 60.0, 10.0, 0.0), max_rate=200.0)
+    assert lone == 2 * 60 * 75 and many == 200 * 75
