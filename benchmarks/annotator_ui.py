@@ -252,7 +252,12 @@ def _browse(url: str, slugs: dict[str, str], judgments: int) -> dict[str, Any]:
                     raise RuntimeError(f"no comparison on screen after {k} judgments")
                 page.keyboard.press("1" if k % 3 else "2")
                 page.wait_for_function("n => window.__durations.length > n", arg=k, timeout=30_000, polling="raf")
-                page.wait_for_timeout(100)  # an annotator reads before answering
+                # An annotator reads before answering; annotate.js takes no answer key
+                # in a comparison's first ARM_MS (350 ms), so wait until it takes them.
+                page.wait_for_function(
+                    "() => !document.getElementById('comparison').classList.contains('arming')", timeout=30_000
+                )
+                page.wait_for_timeout(100)
             durations = page.evaluate("window.__durations")
             phases = page.evaluate("window.__phases")
             context.close()
