@@ -84,8 +84,9 @@ def test_an_answer_goes_through_while_a_refill_queues_its_picks(make_study, memb
     refill.queue_refill(study_id=study.id, seed=0)
     study.queue_target = 12
     study.save(update_fields=["queue_target"])
+    # _generation_priorities runs only in the locked half, with the study row held.
     with _held_inside(
-        monkeypatch, refill, "queue_waiting_count", lambda: refill.queue_refill(study_id=study.id, seed=1)
+        monkeypatch, refill, "_generation_priorities", lambda: refill.queue_refill(study_id=study.id, seed=1)
     ):
         _answer_one(study, annotators[0])
 
