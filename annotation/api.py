@@ -65,8 +65,8 @@ def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     return Response({"detail": message}, status=code)
 
 
-def _settings_error(exc) -> Response:
-    """A ``ValidationError`` from a study's settings as {"detail", "fields"}."""
+def _validation_error(exc) -> Response:
+    """A ``ValidationError`` from a service (a study's settings, a generation source) as {"detail", "fields"}."""
     fields = getattr(exc, "message_dict", None) or {}
     detail = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items()) or " ".join(exc.messages)
     return Response({"detail": detail, "fields": fields}, status=status.HTTP_400_BAD_REQUEST)
@@ -213,7 +213,7 @@ class StudyList(APIView):
         try:
             study = study_settings_create(name=data["name"], settings=data["settings"], created_by=request.user)
         except ValidationError as exc:
-            return _settings_error(exc)
+            return _validation_error(exc)
         output = serializers.StudyOutput(study, context={"roles": {study.pk: Membership.Role.RESEARCHER}})
         return Response(output.data, status=status.HTTP_201_CREATED)
 
@@ -247,7 +247,7 @@ class StudyDetail(APIView):
         try:
             study = study_settings_update(study=study, changes=data["settings"])
         except ValidationError as exc:
-            return _settings_error(exc)
+            return _validation_error(exc)
         role = getattr(study, "member_role", None) or "admin"
         return Response(serializers.StudyOutput(study, context={"roles": {study.pk: role}}).data)
 
@@ -348,12 +348,6 @@ def _import_job_payload(request: Request, study: Study, job: ImportJob) -> dict:
 GENERATION_JOBS_LISTED = 20
 
 
-def _generation_error(exc: ValidationError) -> Response:
-    fields = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-    detail = " ".join(f"{field}: {' '.join(messages)}" for field, messages in fields.items())
-    return Response({"detail": detail, "fields": fields}, status=status.HTTP_400_BAD_REQUEST)
-
-
 class GenerationSourceList(APIView):
     @extend_schema(responses=serializers.GenerationSourceOutput(many=True), summary="A study's generation sources")
     def get(self, request: Request, slug: str) -> Response:
@@ -372,7 +366,7 @@ class GenerationSourceList(APIView):
         try:
             source = generation_source_create(study=study, created_by=request.user, **data)
         except ValidationError as exc:
-            return _generation_error(exc)
+            return _validation_error(exc)
         return Response(serializers.GenerationSourceOutput(source).data, status=status.HTTP_201_CREATED)
 
 
@@ -419,7 +413,7 @@ class GenerationJobList(APIView):
                 job_id = job.pk
                 transaction.on_commit(lambda: tasks.generation_job_run.delay(job_id))
         except ValidationError as exc:
-            return _generation_error(exc)
+            return _validation_error(exc)
         payload = _generation_job_payload(request, study, job)
         return Response(
             serializers.GenerationJobOutput(payload).data,

@@ -21,21 +21,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, tasks
 from annotation.forms import GenerationJobForm, GenerationSourceForm
-from annotation.models import GenerationJob, Study
+from annotation.models import Study
 from annotation.services.generation import generation_job_create, generation_source_create
-
-# Runs listed on the study page.
-RECENT_JOBS = 5
-
-
-def generation_context(study: Study) -> dict:
-    """What the card needs, for the study page and the job list's polls."""
-    jobs = list(GenerationJob.objects.filter(study=study).select_related("source")[:RECENT_JOBS])
-    return {
-        "generation_sources": list(study.generation_sources.all()),
-        "generation_jobs": jobs,
-        "generation_running": any(not job.finished for job in jobs),
-    }
 
 
 def _back(study: Study) -> str:
@@ -99,4 +86,6 @@ def generation_jobs(request: HttpRequest, slug: str) -> HttpResponse:
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     if not request.htmx:
         return redirect(_back(study))
-    return render(request, "annotation/_generation_jobs.html", {"study": study, **generation_context(study)})
+    return render(
+        request, "annotation/_generation_jobs.html", {"study": study, **selectors.generation_overview(study=study)}
+    )

@@ -27,7 +27,6 @@ from annotation import selectors
 from annotation.dashboard import selectors as dashboard
 from annotation.exports import registry as export_registry
 from annotation.forms import GenerationJobForm, GenerationSourceForm, StudyImportForm
-from annotation.generation_views import generation_context
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
@@ -447,7 +446,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "embedding": selectors.embedding_progress_get(study=study),
             "export_formats": export_registry.downloads(study=study),
             "import_form": StudyImportForm(),
-            **generation_context(study),
+            **selectors.generation_overview(study=study),
             "generation_source_form": GenerationSourceForm(),
             "generation_job_form": GenerationJobForm(study=study),
             "invite_url": invite,

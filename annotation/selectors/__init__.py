@@ -30,6 +30,7 @@ from annotation.selectors.annotating import (
 from annotation.selectors.studies import (
     StudyEntry,
     embedding_progress_get,
+    generation_overview,
     import_job_get,
     model_version_get,
     model_versions,
@@ -50,6 +51,7 @@ __all__ = [
     "access_study_for_researcher",
     "comparison_for_display",
     "embedding_progress_get",
+    "generation_overview",
     "import_job_get",
     "judgments_visible",
     "manages_study",

@@ -16,6 +16,8 @@ from annotation.models import (
     Assignment,
     Comparison,
     EmbeddingProgress,
+    GenerationJob,
+    GenerationSource,
     ImportJob,
     Judgment,
     Membership,
@@ -171,3 +173,18 @@ def model_version_get(*, study: Study, version: int | None = None) -> RewardMode
     if version is not None:
         return rows.filter(version=version).first()
     return rows.order_by("-version").first()
+
+
+# Generation runs the study page lists.
+GENERATION_RUNS_SHOWN = 5
+
+
+def generation_overview(*, study: Study) -> dict:
+    """The study page's generation card: the study's sources, its latest runs
+    (newest first), and whether one is unfinished (the card then polls)."""
+    jobs = list(GenerationJob.objects.filter(study=study).select_related("source")[:GENERATION_RUNS_SHOWN])
+    return {
+        "generation_sources": list(GenerationSource.objects.filter(study=study)),
+        "generation_jobs": jobs,
+        "generation_running": any(not job.finished for job in jobs),
+    }
