@@ -170,11 +170,13 @@ def study_preferences(*, study_id: int, index: dict[int, int], evaluation: bool 
 
 @dataclass(frozen=True)
 class JudgedPreferences:
-    """Preference data and the id of the judgment each of its rows came from
-    (pairs first, then rankings, as ``PreferenceData`` numbers them)."""
+    """Preference data, and the id of the judgment each of its rows came from and
+    of that judgment's annotator (pairs first, then rankings, as
+    ``PreferenceData`` numbers them)."""
 
     data: PreferenceData
     judgment_ids: np.ndarray
+    annotator_ids: np.ndarray
 
 
 def study_judged_preferences(
@@ -196,19 +198,25 @@ def study_judged_preferences(
     outcome: list[float] = []
     both_bad: list[bool] = []
     pair_owner: list[int] = []
+    pair_annotator: list[int] = []
     rankings: list[list[int]] = []
     rank_owner: list[int] = []
+    rank_annotator: list[int] = []
     judgments = Judgment.objects.filter(study_id=study_id)
     if evaluation is not None:
         judgments = judgments.filter(evaluation=evaluation)
-    for judgment_id, ranking, choice in judgments.order_by("id").values_list("id", "ranking", "choice"):
+    rows = judgments.order_by("id").values_list("id", "ranking", "choice", "annotator_id")
+    for judgment_id, ranking, choice, annotator_id in rows:
 
-        def pair(a: int, b: int, won: float, bad: bool = False, judgment_id: int = judgment_id) -> None:
+        def pair(
+            a: int, b: int, won: float, bad: bool = False, judgment_id: int = judgment_id, by: int = annotator_id
+        ) -> None:
             left.append(a)
             right.append(b)
             outcome.append(won)
             both_bad.append(bad)
             pair_owner.append(judgment_id)
+            pair_annotator.append(by)
 
         groups = [[c for c in (g if isinstance(g, list) else [g]) if c in index] for g in ranking]
         groups = [[index[c] for c in g] for g in groups if g]
@@ -222,6 +230,7 @@ def study_judged_preferences(
             elif len(groups) > 2:
                 rankings.append([g[0] for g in groups])
                 rank_owner.append(judgment_id)
+                rank_annotator.append(annotator_id)
             continue
         for gi, group in enumerate(groups):
             for pos, a in enumerate(group):
@@ -238,7 +247,11 @@ def study_judged_preferences(
     )
     if rankings:
         data = PreferenceData.combine(data, PreferenceData.from_rankings(rankings))
-    return JudgedPreferences(data=data, judgment_ids=np.array(pair_owner + rank_owner, dtype=np.int64))
+    return JudgedPreferences(
+        data=data,
+        judgment_ids=np.array(pair_owner + rank_owner, dtype=np.int64),
+        annotator_ids=np.array(pair_annotator + rank_annotator, dtype=np.int64),
+    )
 
 
 class DatabaseEmbeddingCache:

@@ -25,7 +25,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import Sum
 
-from activelearn import claims, features
+from activelearn import claims, features, reliability
 from activelearn.services import REFILL, reward_model_latest
 from activelearn.strategies import SelectionInput, get_strategy
 from activelearn.strategies.base import Strategy, diversify
@@ -436,7 +436,13 @@ def _selection_input(
                 model,
                 embedded,
                 needs,
-                lambda: features.study_preferences(study_id=study.id, index=index, evaluation=False),
+                lambda: (
+                    reliability.training_preferences(
+                        study_id=study.id,
+                        index=index,
+                        rel=reliability.version_weights(latest.metrics, reliability.judge_user_ids(study_id=study.id)),
+                    )[0].data
+                ),
             )
         )
     if needs is not None and fields.get(needs) is None:

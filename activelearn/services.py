@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from activelearn import claims, features
+from activelearn import claims, features, reliability
 from annotation import checkpoints
 from annotation.models import EVALUATION_MIN_JUDGMENTS, EmbeddingProgress, Judgment, RewardModelVersion, Study
 from annotation.services import judgments_split_assign
@@ -310,7 +310,9 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     # Judged candidates are embedded here if missing (a few); the rest come from
     # the cache the embed queue fills, so a fit never waits on a large import.
     feats = features.study_features(study_id=study_id, embed=features.Embed.JUDGED)
-    judged = features.study_judged_preferences(study_id=study_id, index=feats.index(), evaluation=False)
+    # Each judgment weighs what its annotator's measured reliability says (people
+    # against people and gold, AI judges against people: activelearn.reliability).
+    judged, rel = reliability.training_preferences(study_id=study_id, index=feats.index())
     data = judged.data
     if len(data) < MIN_JUDGMENTS_TO_TRAIN:
         return None
@@ -346,6 +348,7 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     heldout = _heldout_score(study=study, config=config, model=result.model, feats=feats, train=data)
     recommendation = _recommendation(study=study, model=result.model, feats=feats, data=data)
     metrics = _version_metrics(result.metrics, heldout)
+    metrics["reliability"] = rel.as_dict()
     shown = heldout.n >= EVALUATION_MIN_JUDGMENTS
 
     # Written (or uploaded) before the lock, so answers that touch the study row
@@ -452,18 +455,24 @@ def _heldout_score(*, study: Study, config: Any, model: Any, feats: features.Stu
     parameter the training judgments set and the model's label-flip rate."""
     kind = kinds.get(study.model_type)
     judged = features.study_judged_preferences(study_id=study.id, index=feats.index(), evaluation=True)
+    # Scored against people only: an AI judge's answer is not the truth a
+    # researcher's held-out figure claims to measure.
+    judges = reliability.judge_user_ids(study_id=study.id)
+    people = np.flatnonzero(~np.isin(judged.annotator_ids, list(judges))) if judges else None
+    data = judged.data.select(people) if people is not None else judged.data
+    owners = judged.judgment_ids[people] if people is not None else judged.judgment_ids
     needs = "member_scores" if "member_scores" in kind.provides else None
     outputs = kind.outputs(model, feats.features, needs, lambda: train)
     scores = outputs.get("member_scores", outputs["scores"])
-    n_evaluation = Judgment.objects.filter(study_id=study.id, evaluation=True).count()
+    n_evaluation = Judgment.objects.filter(study_id=study.id, evaluation=True).exclude(annotator_id__in=judges).count()
     return score_heldout(
         scores,
-        judged.data,
-        judged.judgment_ids,
+        data,
+        owners,
         likelihood=getattr(config, "likelihood", None),
         flip_rate=getattr(model, "flip_rate", None),
         tie_rate=train.tie_rate(),
-        n_unscored_extra=n_evaluation - len(np.unique(judged.judgment_ids)),
+        n_unscored_extra=n_evaluation - len(np.unique(owners)),
     )
 
 

@@ -825,6 +825,38 @@ class GenerationJob(models.Model):
         return min(99, int(100 * self.prompts_done / self.prompts_total))
 
 
+class AIJudge(models.Model):
+    """An AI judge of a study (issue 17): a generation source asked which of two
+    responses is better, in both orders (``models_runtime.generation.judge``). Its
+    answers are ordinary judgments whose annotator is the judge's own account,
+    ``user``: an inactive user with no usable password, so it can never sign in,
+    and which exports and agreement figures tell apart from people through this
+    row (``annotator_kind`` "model"). ``template`` replaces the built-in pairwise
+    template when set. The counters are the judge's running totals."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="ai_judges")
+    source = models.ForeignKey(GenerationSource, on_delete=models.PROTECT, related_name="judges")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ai_judge")
+    name = models.CharField(max_length=100)
+    active = models.BooleanField(default=True)
+    template = models.TextField(blank=True)
+    judged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [models.UniqueConstraint(fields=("study", "name"), name="ai_judge_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (AI judge of {self.study_id})"
+
+
 class RewardModelVersion(models.Model):
     """One fitted reward model for a study; the newest one is the live one.
 

@@ -314,6 +314,33 @@ def _pairs(data: PreferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     )
 
 
+def _merged_pairs(data: PreferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_pairs` with every judgment of one unordered pair merged into one row:
+    weight the sum of theirs, outcome their weighted mean (oriented to the first
+    occurrence's order); rows of total weight 0 are dropped, and the rows keep the
+    order of each pair's first judgment. The weighted soft-label Bradley–Terry
+    log-likelihood is linear in the outcome, so this is exact for the mode, the
+    Laplace posterior and the evidence, and a pair judged by several annotators
+    (an overlap, AI judges) costs the solvers one row, not one per judgment."""
+    left, right, y, weight = _pairs(data)
+    if left.size < 2:
+        keep = weight > 0
+        return left[keep], right[keep], y[keep], weight[keep]
+    lo, hi = np.minimum(left, right), np.maximum(left, right)
+    keys = lo * (int(max(left.max(), right.max())) + 1) + hi
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if unique.size == left.size and (weight > 0).all():
+        return left, right, y, weight
+    y_lo = np.where(left == lo, y, 1.0 - y)  # the outcome as "lo preferred"
+    total = np.bincount(inverse, weights=weight, minlength=unique.size)
+    won = np.bincount(inverse, weights=weight * y_lo, minlength=unique.size)
+    order = np.argsort(first, kind="stable")
+    order = order[total[order] > 0]
+    a, b = left[first[order]], right[first[order]]
+    mean_lo = won[order] / total[order]
+    return a, b, np.where(a == lo[first[order]], mean_lo, 1.0 - mean_lo), total[order]
+
+
 class _Design(NamedTuple):
     """The judged pairs in weight space: ``d`` (pairs × dims) with the feature
     block's ``dims_features`` columns first, then one column per judged candidate's
@@ -370,7 +397,7 @@ def choose_hyper(
     ``features`` (at most ``evidence_judgments`` of them, evenly spaced), and every
     grid point's evidence. Without judgments every point has evidence 0 and the
     first (the most cautious prior) is chosen."""
-    left, right, y, weight = _pairs(data)
+    left, right, y, weight = _merged_pairs(data)
     if left.size > config.evidence_judgments:
         keep = np.linspace(0, left.size - 1, config.evidence_judgments).round().astype(np.int64)
         left, right, y, weight = left[keep], right[keep], y[keep], weight[keep]
@@ -500,7 +527,7 @@ def _feature_solution(
 ) -> tuple[_Design | None, np.ndarray, Any]:
     """The design of the judgments, the posterior mode over all its columns and
     the sampler of deviations (None, zeros, None without judgments)."""
-    left, right, y, weight = _pairs(data)
+    left, right, y, weight = _merged_pairs(data)
     if left.size == 0:
         return None, np.zeros(fmap(x[:1], choice).shape[1]), None
     design = _design(fmap, x, left, right, choice)
@@ -558,7 +585,7 @@ class KernelGradientSource:
         self._x = check_features(features, model.input_dim)
         self._fmap, self._choice = model.fmap, model.choice
         self._chunk_size = int(chunk_size)
-        left, right, _, weight = _pairs(data)
+        left, right, _, weight = _merged_pairs(data)
         diag = np.ones(self._phi(self._x[:1]).shape[1])
         if left.size:
             items, where = np.unique(np.concatenate([left, right]), return_inverse=True)
@@ -671,7 +698,11 @@ def fit_kernel_bt(
         "epochs": 0.0,
     }
     held = np.asarray(holdout if holdout is not None else [], dtype=np.int64)
-    validates = config.min_holdout <= held.size <= len(data) - held.size
+    # Rows of weight 0 (an annotator the reliability model does not trust) are
+    # not judgments the split can count on either side.
+    counted = data.weight > 0
+    held = held[counted[held]]
+    validates = config.min_holdout <= held.size <= int(counted.sum()) - held.size
     if validates:
         rest = np.setdiff1d(np.arange(len(data)), held)
         mean = _posterior(fmap, x, data.select(rest), choice, rng, 1, config.max_iter)[0]

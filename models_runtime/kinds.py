@@ -204,8 +204,9 @@ def _kernel_load(path: str) -> Any:
 
 def _kernel_rng(model: Any, data: PreferenceData) -> np.random.Generator:
     # The same judgments give the same members: a refill and the held-out score
-    # between two answers see one posterior, not two draws of it.
-    return np.random.default_rng([model.config.seed, 11, len(data)])
+    # between two answers see one posterior, not two draws of it. Judgments of
+    # weight 0 (an untrusted annotator's) are not counted: they change nothing.
+    return np.random.default_rng([model.config.seed, 11, int((data.weight > 0).sum())])
 
 
 def _kernel_posterior(

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Avg, Count, Q, Window
+from django.db.models import Avg, Count, Max, Q, Window
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
@@ -169,10 +169,14 @@ JUDGMENT_HOURS_SHOWN = 24
 
 @dataclass(frozen=True)
 class AnnotatorRow:
-    """One line of the dashboard's annotator table: checks and pace."""
+    """One line of the dashboard's annotator table: checks, pace, and the
+    reliability the live model was fitted with (``activelearn.reliability``:
+    accuracy, its 90% interval, the weight of their judgments), None before a
+    model or for someone who joined after it."""
 
     quality: AnnotatorQuality
     pace: analytics.AnnotatorThroughput | None
+    reliability: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,8 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
     the study's ``gold_min_accuracy`` after ``GOLD_MIN_ANSWERED`` gold items, or
     when they failed an attention check, or when they answered faster than a
     comparison can be read (``services.FAST_ANSWER_MS``): researchers decide
-    what to do. Four queries, however many annotators and judgments.
+    what to do. AI judges are named as such. Four queries, however many annotators
+    and judgments.
     """
     rows = {
         row["annotator_id"]: row
@@ -234,6 +239,7 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
             n=Count("id"),
             mean_ms=Avg("time_on_task_ms"),
             too_fast=Count("id", filter=Q(time_on_task_ms__lt=FAST_ANSWER_MS)),
+            judge=Max("annotator__ai_judge__name"),
         )
     }
     checks: dict[int, list[int]] = {}  # annotator → [gold n, gold ok, attention n, attention failed]
@@ -256,6 +262,7 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
     )
     members = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).select_related("user")
     names = {m.user_id: m.external_id or m.user.get_username() for m in members}
+    names.update((uid, f"{row['judge']} (AI judge)") for uid, row in rows.items() if row["judge"])
     result = []
     for user_id in sorted(set(names) | set(rows)):
         gold_n, gold_ok, att_n, att_failed = checks.get(user_id, [0, 0, 0, 0])
@@ -310,6 +317,7 @@ def study_dashboard(*, study: Study, versions_page: int = 1) -> StudyDashboard:
     best, best_total = _best_responses(recommendation)
     quality = annotator_quality(study=study)
     figures = analytics.study_analytics(study=study, fingerprint=fingerprint)
+    reliability = ((page.live.metrics if page.live else {}).get("reliability") or {}).get("annotators") or {}
     return StudyDashboard(
         queue_depth=sum(s.queued for s in by_strategy if s.strategy != "gold"),
         leased_now=leased_now,
@@ -324,7 +332,10 @@ def study_dashboard(*, study: Study, versions_page: int = 1) -> StudyDashboard:
         recommendation_method=str(recommendation.get("method", "")),
         recommendation_calibrated=recommendation.get("method") in (None, *CALIBRATED_METHODS),
         quality=tuple(quality[:ANNOTATORS_SHOWN]),
-        annotator_rows=tuple(AnnotatorRow(q, figures.throughput.get(q.user_id)) for q in quality[:ANNOTATORS_SHOWN]),
+        annotator_rows=tuple(
+            AnnotatorRow(q, figures.throughput.get(q.user_id), reliability.get(str(q.user_id)))
+            for q in quality[:ANNOTATORS_SHOWN]
+        ),
         figures=figures,
         gold=analytics.gold_accuracy(quality=quality),
         charts=_dashboard_charts(figures),

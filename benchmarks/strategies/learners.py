@@ -55,9 +55,14 @@ def _holdout(left: list[int], right: list[int], seed: int, fraction: float) -> n
     return np.flatnonzero(np.array([evaluation_draw(k) < fraction for k in keys], dtype=bool))
 
 
-def preference_data(left: list[int], right: list[int], outcome: list[float]) -> PreferenceData:
-    """The judgments so far as the models' input (``outcome`` 1.0: ``left`` preferred)."""
-    return PreferenceData.from_pairs(np.array(left), np.array(right), np.array(outcome, dtype=np.float32))
+def preference_data(
+    left: list[int], right: list[int], outcome: list[float], weight: list[float] | None = None
+) -> PreferenceData:
+    """The judgments so far as the models' input (``outcome`` 1.0: ``left`` preferred;
+    ``weight`` per judgment, 1 when not given)."""
+    return PreferenceData.from_pairs(
+        np.array(left), np.array(right), np.array(outcome, dtype=np.float32), weight=weight
+    )
 
 
 class KindLearner(Learner):
@@ -80,10 +85,10 @@ class KindLearner(Learner):
         self.outputs: dict[str, Any] = {}
         self.members: np.ndarray | None = None
 
-    def fit(self, left: list[int], right: list[int], outcome: list[float]) -> None:
+    def fit(self, left: list[int], right: list[int], outcome: list[float], weight: list[float] | None = None) -> None:
         init = self.model.state_dict() if self.model is not None else None
         holdout = _holdout(left, right, self.seed, float(getattr(self.config, "holdout_fraction", 0.2)))
-        self.data = preference_data(left, right, outcome)
+        self.data = preference_data(left, right, outcome, weight)
         result = self.kind.fit(self.features, self.data, self.config, init, holdout=holdout)
         if self.model is None or result.metrics.get("best_epoch", 1.0) > 0:
             self.model = result.model

@@ -328,14 +328,14 @@ def test_the_refill_conditions_the_model_on_training_judgments_only(make_study, 
     assert Judgment.objects.filter(study=study, evaluation=True).exists()
     assert services.reward_model_fit(study_id=study.id) is not None
     asked = []
-    real = features.study_preferences
+    real = features.study_judged_preferences
 
     def spy(**kwargs):
-        data = real(**kwargs)
-        asked.append((kwargs.get("evaluation"), len(data)))
-        return data
+        judged = real(**kwargs)
+        asked.append((kwargs.get("evaluation"), len(judged.data)))
+        return judged
 
-    monkeypatch.setattr(features, "study_preferences", spy)
+    monkeypatch.setattr(features, "study_judged_preferences", spy)
     assert refill.queue_refill(study_id=study.id, seed=0) >= 0
     n_train = Judgment.objects.filter(study=study, evaluation=False).count()
     assert asked == [(False, n_train)]

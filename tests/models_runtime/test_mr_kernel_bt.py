@@ -160,10 +160,15 @@ def test_a_large_study_drops_candidates_own_effects_and_chooses_on_a_sample() ->
     assert design.d.shape[1] == design.dims_features  # no own effects: 200 judged > 20
     few = _design(fmap, x, left[:5], right[:5], choice)
     assert few.d.shape[1] == few.dims_features + few.items.size
-    # The evidence on 50 evenly spaced judgments equals the evidence of those 50.
-    keep = np.linspace(0, 299, 50).round().astype(np.int64)
+    # The evidence on 50 evenly spaced pairs (repeats merged into one row) equals
+    # the evidence of those 50.
+    from models_runtime.kernel_bt import _merged_pairs
+
+    a, b, y, w = _merged_pairs(data)
+    distinct = PreferenceData.from_pairs(a, b, y.astype(np.float32), weight=w.astype(np.float32))
+    keep = np.linspace(0, len(distinct) - 1, 50).round().astype(np.int64)
     sampled, _ = choose_hyper(fmap, x, data, config)
-    direct, _ = choose_hyper(fmap, x, data.select(keep), dataclasses.replace(config, evidence_judgments=1_000))
+    direct, _ = choose_hyper(fmap, x, distinct.select(keep), dataclasses.replace(config, evidence_judgments=1_000))
     assert sampled.log_evidence == pytest.approx(direct.log_evidence)
     mean, samples = fit_kernel_bt(x, data, config).model.posterior(x, data, rng, 4)
     assert np.isfinite(samples).all() and np.corrcoef(mean, utility)[0, 1] > 0.5
