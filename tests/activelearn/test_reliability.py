@@ -2,14 +2,16 @@
 measured reliability, an AI judge is measured against people, and the held-out
 figures are people's answers only."""
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
-from activelearn import refill, services
+from activelearn import features, refill, reliability, services
 from annotation.dashboard.selectors import study_dashboard
 from annotation.models import Candidate, GenerationSource, Judgment
 from annotation.services import assignment_lease_next, judgment_submit
 from annotation.services.judging import ai_judge_create
+from models_runtime import kinds
 
 
 def _better_first(comparison_id: int) -> tuple[int, int]:
@@ -80,9 +82,18 @@ def test_an_adversarial_judge_gets_no_weight_and_stays_out_of_the_held_out_figur
     assert people_held_out > 0
     evaluation = version.metrics["evaluation"]
     assert evaluation["n"] + evaluation["n_unscored"] == people_held_out
-    # The people's answers win. Counted equally, the judge's would cancel them
-    # (every pair answered once each way) and the model could only guess.
-    assert evaluation["accuracy"] >= 0.75
+    # What the fit trained on: the judge's rows weigh 0, the people's 1, so the
+    # model is the one the people's answers alone give. Counted equally, the
+    # judge's answers would cancel them (every pair answered once each way).
+    feats = features.study_features(study_id=study.id)
+    judged, _ = reliability.training_preferences(study_id=study.id, index=feats.index())
+    by_judge = judged.annotator_ids == judge.user_id
+    assert by_judge.any() and (judged.data.weight[by_judge] == 0).all() and (judged.data.weight[~by_judge] == 1).all()
+    config = services.reward_model_config(study=study)
+    kind = kinds.get(study.model_type)
+    together = kind.fit(feats.features, judged.data, config, None).model
+    alone = kind.fit(feats.features, judged.data.select(np.flatnonzero(~by_judge)), config, None).model
+    assert np.allclose(together.scores(feats.features), alone.scores(feats.features))
 
     # The study page's annotator table shows each annotator's reliability and weight.
     rows = {row.quality.user_id: row for row in study_dashboard(study=study).annotator_rows}

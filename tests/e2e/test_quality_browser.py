@@ -9,6 +9,8 @@ import json
 import pytest
 from django.urls import reverse
 
+from activelearn import embedding
+from activelearn import services as loop_services
 from annotation import services
 from annotation.imports.writer import study_import_jsonl
 from annotation.models import Comparison, Judgment, Membership
@@ -49,11 +51,31 @@ def test_careless_annotator_is_flagged_to_the_researcher(
     context.close()
     assert Judgment.objects.filter(annotator=annotator, comparison__is_gold=True).count() == 3
 
+    # A careful annotator answers the same gold items right; the fit learns how
+    # far each can be trusted and weighs their judgments by it.
+    careful = member(study, "careful")
+    for _ in range(3):
+        lease = services.assignment_lease_next(study=study, annotator=careful)
+        better = lease.assignment.comparison.gold_answer["better"]
+        choice = "a" if lease.assignment.display_order[0] == better else "b"
+        services.judgment_submit(
+            study=study, annotator=careful, comparison_id=lease.assignment.comparison_id, choice=choice
+        )
+    embedding.study_embed(study_id=study.id)
+    version = loop_services.reward_model_fit(study_id=study.id)
+    assert version is not None
+    weights = {int(uid): row["weight"] for uid, row in version.metrics["reliability"]["annotators"].items()}
+    assert weights[careful.id] == 1.0 and weights[annotator.id] < 0.5
+
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
     table = page.locator("#annotator-quality")
     assert "1 flagged for review" in table.inner_text()
-    assert "gold accuracy 0/3 is under 70%" in table.locator("tr.is-flagged").inner_text()
+    flagged = table.locator("tr.is-flagged")
+    assert "gold accuracy 0/3 is under 70%" in flagged.inner_text()
+    # The reliability column: accuracy, its interval, and the weight.
+    assert flagged.locator('[data-stat="reliability"]').inner_text().endswith(f"· {weights[annotator.id]:.2f}")
+    assert table.locator("tr", has_text="careful").locator('[data-stat="reliability"]').inner_text().endswith("· 1.00")
     page.screenshot(path=str(artifacts_dir / "study-quality.png"), full_page=True)
     context.close()

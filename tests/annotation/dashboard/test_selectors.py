@@ -135,7 +135,7 @@ def test_dashboard_shows_charts_and_numbers(client_for, make_member):
     for source in ("alpha", "beta", "gamma"):
         assert f"<td>{source}</td>" in html
     assert "P(best)" in html and "95% interval" in html
-    assert "Median time on task" in html and "Per active hour" in html
+    assert ">Median time<" in html and ">Per hour<" in html and ">Reliability · weight<" in html
 
 
 @pytest.mark.django_db
