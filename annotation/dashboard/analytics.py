@@ -281,20 +281,21 @@ def study_agreement(
 
     Gold and attention items are left out: they are answered by everyone and
     designed to be easy, so they would inflate agreement, and gold accuracy
-    reports them. One query when not cached.
+    reports them. So are AI judges' answers: this is agreement among people
+    (each judge's agreement with people is its reliability). One query when
+    not cached.
     """
 
     def compute() -> AgreementStats:
+        people = Judgment.objects.filter(study=study, annotator__ai_judge__isnull=True)
         overlapping = (
-            Judgment.objects.filter(study=study, comparison__is_gold=False)
+            people.filter(comparison__is_gold=False)
             .values("comparison_id")
             .annotate(n=Count("id"))
             .filter(n__gte=2)
             .values("comparison_id")
         )
-        rows = Judgment.objects.filter(study=study, comparison_id__in=overlapping).values_list(
-            "comparison_id", "annotator_id", "ranking"
-        )
+        rows = people.filter(comparison_id__in=overlapping).values_list("comparison_id", "annotator_id", "ranking")
         return agreement_stats(agreement_units(rows), min_shared=min_shared)
 
     return _cached(study, "agreement", fingerprint, compute, min_shared)

@@ -19,7 +19,16 @@ from django.urls import reverse
 from activelearn.management.commands.simulate_annotators import Command as SimulateCommand
 from annotation import services
 from annotation.dashboard import analytics
-from annotation.models import Candidate, Comparison, Judgment, Membership, RewardModelVersion, SimulationRun
+from annotation.models import (
+    Candidate,
+    Comparison,
+    GenerationSource,
+    Judgment,
+    Membership,
+    RewardModelVersion,
+    SimulationRun,
+)
+from annotation.services.judging import ai_judge_create
 from tests.factories import study_with_queue
 
 
@@ -186,6 +195,25 @@ def test_agreement_counts_responses_not_screen_sides(make_member):
     assert stats.percent_agreement == 1.0
     assert stats.krippendorff_alpha == pytest.approx(1.0)
     assert stats.fleiss_kappa == pytest.approx(1.0) and stats.cohen_kappa_mean == pytest.approx(1.0)
+
+
+@pytest.mark.django_db
+def test_agreement_is_among_people_an_ai_judge_is_left_out(make_member):
+    """A judge that contradicts both people on every comparison would drag their
+    agreement down; it is measured by its reliability instead."""
+    study = study_with_queue(n_prompts=3, n_candidates=3, overlap=2, blind=True)
+    ann1, ann2 = make_member(study), make_member(study)
+    _answer_everything(study, ann1, _prefer_by_id, order="ascending")
+    _answer_everything(study, ann2, _prefer_by_id, order="descending")
+    source = GenerationSource.objects.create(study=study, name="s", base_url="http://127.0.0.1:9/v1", model="m")
+    judge = ai_judge_create(study=study, source_id=source.id, name="contrarian")
+    for comparison_id, ranking in Judgment.objects.filter(annotator=ann1).values_list("comparison_id", "ranking"):
+        Judgment.objects.create(
+            study=study, comparison_id=comparison_id, annotator=judge.user, choice="a", ranking=ranking[::-1]
+        )
+    stats = analytics.study_agreement(study=study)
+    assert stats.annotators == 2 and stats.ratings == 18
+    assert stats.percent_agreement == 1.0
 
 
 @pytest.mark.django_db
