@@ -52,8 +52,6 @@ import hashlib
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +73,7 @@ from benchmarks.strategies.protocol import (
     start_pairs,
 )
 from benchmarks.strategies.report import machine
-from benchmarks.strategies.runner import PairChooser, app_recommendation, code_version
+from benchmarks.strategies.runner import PairChooser, app_recommendation, load_runs, run_jobs
 from models_runtime.reliability import (
     ReliabilityConfig,
     RoutingConfig,
@@ -412,36 +410,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     digest = _digest(cfg)
     runs_path = args.out.with_name(args.out.stem + "_runs.jsonl")
-    saved = []
-    if runs_path.exists():
-        saved = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
-        saved = [r for r in saved if r.get("config_digest") == digest]
+    saved = load_runs(runs_path, digest)
     have = {(r["arm"], r["setting"], r["seed"]) for r in saved}
     todo = [(arm, s, seed, cfg) for s in settings for seed in seeds for arm in ARMS if (arm, s.key, seed) not in have]
-    version = code_version()
-    print(f"{len(todo)} runs to do ({len(have)} saved), {args.workers} workers, code {version}", flush=True)
     for name in sorted({s.pool for s in settings}):
-        load_pool(name, cfg)
-    started = time.perf_counter()
-    executor = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) if args.workers > 1 else None
-    with runs_path.open("a") as sink:
-        if executor is None:
-            results = (_worker(job) for job in todo)
-        else:
-            results = (f.result() for f in as_completed([executor.submit(_worker, job) for job in todo]))
-        for k, row in enumerate(results, 1):
-            row["config_digest"] = digest
-            row["code_version"] = version
-            saved.append(row)
-            sink.write(json.dumps(row) + "\n")
-            sink.flush()
-            print(
-                f"[{k}/{len(todo)} {time.perf_counter() - started:.0f}s] {row['arm']} {row['setting']} seed "
-                f"{row['seed']}: regret@T {row['regret'][-1]:.3f}, {row['comparisons'][-1]} comparisons",
-                flush=True,
-            )
-    if executor is not None:
-        executor.shutdown()
+        load_pool(name, cfg)  # embed and fit (or fill the caches) once before the workers start
+    saved += run_jobs(
+        todo,
+        _worker,
+        runs_path,
+        digest,
+        workers=args.workers,
+        saved=len(have),
+        describe=lambda row: (
+            f"{row['arm']} {row['setting']} seed {row['seed']}: regret@T {row['regret'][-1]:.3f}, "
+            f"{row['comparisons'][-1]} comparisons"
+        ),
+    )
     wanted = {s.key for s in settings}
     runs = [r for r in saved if r["setting"] in wanted and r["seed"] in seeds]
     doc = {

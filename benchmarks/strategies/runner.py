@@ -20,7 +20,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -261,6 +261,34 @@ def run_all(todo: list[Job], runs_path: Path, digest: str, *, workers: int, save
     finished run to ``runs_path`` and printing progress."""
     for name in sorted({job[0].pool for job in todo}):
         load_pool(name, todo[0][3])  # embed and fit (or fill the caches) once before the workers start
+    run_jobs(
+        todo,
+        _worker,
+        runs_path,
+        digest,
+        workers=workers,
+        saved=saved,
+        describe=lambda row: (
+            f"{row['setting']} {row['strategy']} seed {row['seed']}: "
+            f"regret@T {row['regret'][-1]:.3f} ({row['wall_seconds']:.1f}s)"
+        ),
+    )
+
+
+def run_jobs(
+    todo: list[Any],
+    worker: Callable[[Any], dict[str, Any]],
+    runs_path: Path,
+    digest: str,
+    *,
+    workers: int,
+    saved: int,
+    describe: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """Run ``worker`` on every job (in ``workers`` spawned processes when > 1; it
+    must be a module-level function), stamp each finished row with ``digest`` and
+    the code version, append it to ``runs_path`` as it finishes, print progress
+    with ``describe(row)``, and return the rows."""
     version = code_version()
     print(f"{len(todo)} runs to do ({saved} saved), {workers} workers, code {version}", flush=True)
     started = time.perf_counter()
@@ -270,20 +298,19 @@ def run_all(todo: list[Job], runs_path: Path, digest: str, *, workers: int, save
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
     executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    done = []
     with runs_path.open("a") as sink:
         if executor is None:
-            results: Iterable[dict] = (_worker(job) for job in todo)
+            results: Iterable[dict] = (worker(job) for job in todo)
         else:
-            results = (f.result() for f in as_completed([executor.submit(_worker, job) for job in todo]))
+            results = (f.result() for f in as_completed([executor.submit(worker, job) for job in todo]))
         for k, row in enumerate(results, 1):
             row["config_digest"] = digest
             row["code_version"] = version
+            done.append(row)
             sink.write(json.dumps(row) + "\n")
             sink.flush()
-            print(
-                f"[{k}/{len(todo)} {time.perf_counter() - started:.0f}s] {row['setting']} {row['strategy']} "
-                f"seed {row['seed']}: regret@T {row['regret'][-1]:.3f} ({row['wall_seconds']:.1f}s)",
-                flush=True,
-            )
+            print(f"[{k}/{len(todo)} {time.perf_counter() - started:.0f}s] {describe(row)}", flush=True)
     if executor is not None:
         executor.shutdown()
+    return done
