@@ -102,6 +102,8 @@ class JudgmentRow:
     chosen_by: ChosenBy
     prompt: PromptText | None
     candidates: dict[int, CandidateText] = field(repr=False)
+    # "person", or "model" for an AI judge's answer (annotation.models.AIJudge).
+    annotator_kind: str = "person"
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ def judgment_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[Judgme
     fields = (
         "id", "comparison_id", "annotator_id", username, "choice", "ranking", "strength", "rationale",
         "aspect_ratings", "shown_order", "time_on_task_ms", "client_info", "created_at", *_CHOSEN_FIELDS,
+        "annotator__ai_judge__id",
     )  # fmt: skip
     for rows in _id_chunks(judgments, fields):
         groups = [_groups(row[5]) for row in rows]
@@ -227,6 +230,7 @@ def judgment_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[Judgme
                     chosen_by=ChosenBy(*row[13:19]),
                     prompt=_prompt_of(row[19], [i for p in places for i in p], candidates, prompts),
                     candidates=candidates,
+                    annotator_kind="person" if row[20] is None else "model",
                 )
             )
         yield chunk

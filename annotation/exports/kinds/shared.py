@@ -14,6 +14,7 @@ ANSWER_COLUMNS: tuple[Column, ...] = (
     ("study", STRING),
     ("comparison_id", INT64),
     ("annotator", STRING),
+    ("annotator_kind", STRING),  # "person", or "model" for an AI judge
     ("choice", STRING),
 )
 
@@ -25,6 +26,7 @@ def answer_fields(study: Study, row: JudgmentRow) -> dict[str, Any]:
         "study": study.slug,
         "comparison_id": row.comparison_id,
         "annotator": row.annotator,
+        "annotator_kind": row.annotator_kind,
         "choice": row.choice,
     }
 

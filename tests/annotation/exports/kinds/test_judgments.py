@@ -9,7 +9,8 @@ from datetime import datetime
 import pytest
 
 from annotation.exports.kinds import judgments
-from annotation.models import Judgment, Prompt
+from annotation.models import GenerationSource, Judgment, Prompt
+from annotation.services.judging import ai_judge_create
 from tests.annotation.exports.answered import TRICKY_RATIONALE, Studies, csv_rows, jsonl, text
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +40,7 @@ def test_judgments_jsonl_has_every_judgment_with_its_answer_order_and_selection(
     assert a["prompt"] == prompt.text and a["prompt_format"] == "text"
     assert by_choice["tie"]["ranking"] == [studies.given[by_choice["tie"]["judgment_id"]].shown]
     assert by_choice["both_bad"]["annotator"] == "bob"
+    assert {r["annotator_kind"] for r in records} == {"person"}
     listwise = jsonl(studies.listwise, "judgments.jsonl")
     assert [len(r["ranking"]) for r in listwise] == [3, 2]
     assert all(r["choice"] == "ranked" and len(r["candidates"]) == 3 for r in listwise)
@@ -52,3 +54,17 @@ def test_judgments_csv_parses_with_the_csv_module_and_keeps_free_text_intact(stu
     assert json.loads(rows[0]["shown_order"]) == studies.given[int(rows[0]["judgment_id"])].shown
     assert [c["shown_position"] for c in json.loads(rows[0]["candidates"])] == [0, 1]
     assert rows[0]["is_gold"] == "false" and rows[0]["model_version"] == ""
+
+
+def test_an_ai_judges_answers_are_exported_as_a_model_annotators(studies: Studies):
+    """People and AI judges are never mixed up: each record says which it is."""
+    study = studies.pairwise
+    source = GenerationSource.objects.create(study=study, name="s", base_url="http://127.0.0.1:9/v1", model="m")
+    judge = ai_judge_create(study=study, source_id=source.id, name="llm judge")
+    person = Judgment.objects.filter(study=study).first()
+    Judgment.objects.create(
+        study=study, comparison_id=person.comparison_id, annotator=judge.user, choice="a", ranking=person.ranking
+    )
+    kinds = {r["annotator"]: r["annotator_kind"] for r in jsonl(study, "judgments.jsonl")}
+    assert kinds[judge.user.username] == "model" and kinds["alice"] == kinds["bob"] == "person"
+    assert {row["annotator_kind"] for row in csv_rows(study, "judgments.csv")} == {"person", "model"}
