@@ -1,7 +1,8 @@
 """Celery tasks of the loop: thin wrappers that take ids and call services.
 
 A retrain that published a version asks for a refill (so annotators get the
-new model's picks), and one that kept its claim for judgments that arrived
+new model's picks) and, when the study regenerates automatically, a round of
+new responses for the prompts the new model leaves unclear; one that kept its claim for judgments that arrived
 during the fit comes back when the pacing interval is over; both follow-ups
 are enqueued here rather than awaited.
 """
@@ -13,7 +14,9 @@ import logging
 from celery import shared_task
 
 from activelearn import embedding, refill, services, triggers
+from annotation import tasks as annotation_tasks
 from annotation.models import Study
+from annotation.services import generation
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,10 @@ def retrain_study(study_id: int, claim: str | None = None) -> int | None:
         retrain_study.apply_async((study_id, outcome.claim), countdown=outcome.again_in)
     if outcome.version is not None:
         triggers.refill_request(study_id=study_id)
+        # New responses where the new model cannot tell the best (when the study asks).
+        job = generation.regeneration_round_start(study_id=study_id)
+        if job is not None:
+            annotation_tasks.generation_job_run.delay(job.pk)
     return outcome.version.version if outcome.version else None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django import forms
 
 from annotation.imports import registry as import_formats
@@ -262,3 +264,27 @@ class GenerationJobForm(forms.Form):
 
     def clean_prompts(self) -> str:
         return self.cleaned_data.get("prompts") or "all"
+
+
+class RegenerationForm(forms.Form):
+    """Automatic regeneration: which source (none: off), how many responses, for how
+    many unclear prompts, for how many rounds. ``sources`` are the study's (the
+    page has them already, so the form costs no query of its own)."""
+
+    source = forms.TypedChoiceField(label="After each new model, ask", coerce=int, required=False, empty_value=None)
+    per_prompt = forms.IntegerField(label="Responses per prompt", min_value=1, max_value=8)
+    prompts = forms.IntegerField(label="Unclear prompts per round", min_value=1, max_value=200)
+    rounds = forms.IntegerField(label="Rounds at most", min_value=0, max_value=100)
+
+    def __init__(self, *args, study: Study, sources: Sequence[GenerationSource], **kwargs) -> None:
+        kwargs.setdefault(
+            "initial",
+            {
+                "source": study.regenerate_source_id or "",
+                "per_prompt": study.regenerate_per_prompt,
+                "prompts": study.regenerate_prompts,
+                "rounds": study.regenerate_rounds,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [("", "never (off)"), *((s.pk, s.name) for s in sources)]

@@ -20,9 +20,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, tasks
-from annotation.forms import GenerationJobForm, GenerationSourceForm
+from annotation.forms import GenerationJobForm, GenerationSourceForm, RegenerationForm
 from annotation.models import Study
-from annotation.services.generation import generation_job_create, generation_source_create
+from annotation.services.generation import generation_job_create, generation_source_create, regeneration_configure
 
 
 def _back(study: Study) -> str:
@@ -76,6 +76,40 @@ def generation_job_start(request: HttpRequest, slug: str) -> HttpResponse:
         f"Generating {job.per_prompt} response(s) for each of {prompts} prompt(s) with {job.source.name!r} "
         f"(seeds from {job.seed}); progress is below.",
     )
+    return redirect(_back(study))
+
+
+@login_required
+@require_POST
+def regeneration_set(request: HttpRequest, slug: str) -> HttpResponse:
+    """Turn automatic regeneration on or off, or change its limits."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    form = RegenerationForm(request.POST, study=study, sources=list(study.generation_sources.all()))
+    labels = {name: str(field.label) for name, field in form.fields.items()}
+    if not form.is_valid():
+        messages.error(request, f"Regeneration not changed. {_errors(form.errors, labels)}")
+        return redirect(_back(study))
+    data = form.cleaned_data
+    try:
+        study = regeneration_configure(
+            study=study,
+            source_id=data["source"],
+            per_prompt=data["per_prompt"],
+            prompts=data["prompts"],
+            rounds=data["rounds"],
+        )
+    except ValidationError as exc:
+        messages.error(request, f"Regeneration not changed. {' '.join(exc.messages)}")
+        return redirect(_back(study))
+    source = study.regenerate_source
+    if source is None:
+        messages.success(request, "Automatic regeneration is off.")
+    else:
+        messages.success(
+            request,
+            f"After each new model, {source.name!r} will be asked for {data['per_prompt']} response(s) to up to "
+            f"{data['prompts']} unclear prompt(s), for at most {data['rounds']} round(s).",
+        )
     return redirect(_back(study))
 
 

@@ -190,6 +190,31 @@ class Study(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
         help_text="Share of comparisons served from the gold and attention-check items (0 to 0.5).",
     )
+    # Regeneration by the loop (issue 17): after each published model, ask this
+    # source for new responses to the prompts whose best response is unclear.
+    regenerate_source = models.ForeignKey(
+        "GenerationSource",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Ask this source for new responses after each new model; empty: never automatically.",
+    )
+    regenerate_per_prompt = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(8)],
+        help_text="New responses per unclear prompt in each automatic round.",
+    )
+    regenerate_prompts = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text="At most this many unclear prompts per automatic round, least clear first.",
+    )
+    regenerate_rounds = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(100)],
+        help_text="At most this many automatic rounds in the study's life (each costs the source's tokens).",
+    )
     gold_min_accuracy = models.FloatField(
         default=0.7,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
@@ -790,7 +815,8 @@ class GenerationJob(models.Model):
     seed = models.IntegerField(default=0)
     # The prompts asked about; empty: all of the study's.
     prompt_ids = models.JSONField(default=list, blank=True)
-    # Why these prompts: "all", or "unclear" (regeneration where the best response is not yet clear).
+    # Why these prompts: "all", "unclear" (regeneration where the best response is not yet clear),
+    # or "auto" (a round the loop started after a new model: unclear prompts too).
     reason = models.CharField(max_length=16, default="all")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     prompts_total = models.PositiveIntegerField(null=True, blank=True)

@@ -24,6 +24,7 @@ urlpatterns = [
     path("s/<slug:slug>/generation/sources/", generation_views.generation_source_add, name="generation_source_add"),
     path("s/<slug:slug>/generation/start/", generation_views.generation_job_start, name="generation_job_start"),
     path("s/<slug:slug>/generation/jobs/", generation_views.generation_jobs, name="generation_jobs"),
+    path("s/<slug:slug>/generation/auto/", generation_views.regeneration_set, name="regeneration_set"),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation import selectors
 from annotation.dashboard import selectors as dashboard
 from annotation.exports import registry as export_registry
-from annotation.forms import GenerationJobForm, GenerationSourceForm, StudyImportForm
+from annotation.forms import GenerationJobForm, GenerationSourceForm, RegenerationForm, StudyImportForm
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
@@ -437,6 +437,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     htmx polls by :func:`study_dashboard`), imports, exports and invite links."""
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     invite = request.build_absolute_uri(reverse("join", args=[study.invite_token]))
+    generation = selectors.generation_overview(study=study)
     return render(
         request,
         "annotation/study_detail.html",
@@ -446,9 +447,10 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "embedding": selectors.embedding_progress_get(study=study),
             "export_formats": export_registry.downloads(study=study),
             "import_form": StudyImportForm(),
-            **selectors.generation_overview(study=study),
+            **generation,
             "generation_source_form": GenerationSourceForm(),
             "generation_job_form": GenerationJobForm(study=study),
+            "regeneration_form": RegenerationForm(study=study, sources=generation["generation_sources"]),
             "invite_url": invite,
             "prolific_url": invite
             + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",

@@ -181,10 +181,15 @@ GENERATION_RUNS_SHOWN = 5
 
 def generation_overview(*, study: Study) -> dict:
     """The study page's generation card: the study's sources, its latest runs
-    (newest first), and whether one is unfinished (the card then polls)."""
+    (newest first), whether one is unfinished (the card then polls), and, when
+    the study regenerates automatically, how many rounds it has had."""
     jobs = list(GenerationJob.objects.filter(study=study).select_related("source")[:GENERATION_RUNS_SHOWN])
+    rounds = None
+    if study.regenerate_source_id is not None:
+        rounds = GenerationJob.objects.filter(study=study, reason="auto").count()
     return {
         "generation_sources": list(GenerationSource.objects.filter(study=study)),
         "generation_jobs": jobs,
         "generation_running": any(not job.finished for job in jobs),
+        "regeneration_rounds_used": rounds,
     }

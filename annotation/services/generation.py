@@ -58,6 +58,9 @@ __all__ = [
     "next_free_seed",
     "prompt_messages",
     "prompts_unclear",
+    "regeneration_configure",
+    "regeneration_round_start",
+    "regeneration_rounds_used",
     "study_generate",
 ]
 
@@ -384,6 +387,67 @@ def generation_job_create(
     job.full_clean(exclude=["study", "source", "created_by"])
     job.save()
     return job
+
+
+# GenerationJob.reason of a round the loop started itself.
+REGENERATION_REASON = "auto"
+REGENERATION_FIELDS = ("regenerate_source", "regenerate_per_prompt", "regenerate_prompts", "regenerate_rounds")
+
+
+@transaction.atomic
+def regeneration_configure(*, study: Study, source_id: int | None, per_prompt: int, prompts: int, rounds: int) -> Study:
+    """Set the study's automatic regeneration: after each published model the loop
+    asks source ``source_id`` (None: never) for ``per_prompt`` new responses to at
+    most ``prompts`` unclear prompts, for at most ``rounds`` rounds in the study's
+    life (:func:`regeneration_round_start`). Each value is checked against its
+    field's limits, and the source must be one of the study's; a ``ValidationError``
+    names every bad field."""
+    source = None
+    if source_id is not None:
+        source = GenerationSource.objects.filter(pk=source_id, study=study).first()
+        if source is None:
+            raise ValidationError({"regenerate_source": "That source belongs to another study."})
+    study.regenerate_source = source
+    study.regenerate_per_prompt, study.regenerate_prompts, study.regenerate_rounds = per_prompt, prompts, rounds
+    exclude = [f.name for f in Study._meta.fields if f.name not in REGENERATION_FIELDS]
+    study.full_clean(exclude=exclude, validate_constraints=False)
+    study.save(update_fields=list(REGENERATION_FIELDS))
+    return study
+
+
+def regeneration_rounds_used(*, study: Study) -> int:
+    """The automatic regeneration rounds the study has had."""
+    return GenerationJob.objects.filter(study=study, reason=REGENERATION_REASON).count()
+
+
+def regeneration_round_start(*, study_id: int) -> GenerationJob | None:
+    """After a model was published (``activelearn.tasks.retrain_study``): record an
+    automatic round for the worker when the study asks for one, or None. A round
+    needs a regeneration source, rounds left, no generation of the study still
+    queued or running (one round at a time, so a burst of new models never piles
+    runs up), and prompts the new model leaves unclear (:func:`prompts_unclear`).
+    The caller enqueues the run. This is online exploration's loop: the pool grows
+    where the reward model cannot yet tell the best response."""
+    study = Study.objects.select_related("regenerate_source").filter(pk=study_id).first()
+    if study is None or study.regenerate_source is None:
+        return None
+    if regeneration_rounds_used(study=study) >= study.regenerate_rounds:
+        return None
+    unfinished = (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING)
+    if GenerationJob.objects.filter(study=study, status__in=unfinished).exists():
+        return None
+    prompt_ids = prompts_unclear(study=study, limit=study.regenerate_prompts)
+    if not prompt_ids:
+        return None
+    source = study.regenerate_source
+    return GenerationJob.objects.create(
+        study=study,
+        source=source,
+        per_prompt=study.regenerate_per_prompt,
+        seed=next_free_seed(source=source),
+        prompt_ids=prompt_ids,
+        reason=REGENERATION_REASON,
+    )
 
 
 def generation_job_run(*, job_id: int, generator: Generator | None = None) -> GenerationJob | None:

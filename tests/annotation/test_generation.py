@@ -370,3 +370,98 @@ def test_a_response_the_database_cannot_store_is_a_failed_row(study) -> None:
     )
     assert outcome.failed == 3 and outcome.errors[0].kind == "unstorable" and "NUL" in outcome.errors[0].message
     assert not Candidate.objects.filter(study=study).exists()
+
+
+def _unclear_study(study) -> list[int]:
+    """Three prompts whose best response the live model cannot tell, least clear first."""
+    from annotation.models import RewardModelVersion
+
+    prompts = list(Prompt.objects.filter(study=study).order_by("pk"))
+    for prompt in prompts:
+        for k in range(2):
+            CandidateFactory(prompt=prompt, text=f"Answer {k} to {prompt.pk}")
+    board = {"runner_up": {"candidate": 0, "preferred": 0.6, "low": 0.4, "high": 0.8},
+             "leaderboard": [{"candidate": 0, "mean": 0.0, "std": 1.0, "p_best": 0.5}]}  # fmt: skip
+    RewardModelVersion.objects.create(
+        study=study, version=1, model_type="kernel", embedder_key="k", n_judgments=30, checkpoint_path="/nowhere",
+        recommendation={"prompts": {str(p.pk): board for p in prompts}},
+    )  # fmt: skip
+    return [p.pk for p in prompts]
+
+
+def test_the_loop_regenerates_after_a_new_model_one_round_at_a_time_within_its_rounds(study) -> None:
+    from django.core.exceptions import ValidationError
+
+    from annotation.models import GenerationJob, GenerationSource
+    from annotation.services.generation import regeneration_configure, regeneration_round_start
+
+    unclear = _unclear_study(study)
+    source = GenerationSource.objects.create(study=study, name="tiny", base_url="http://127.0.0.1:9/v1", model="m")
+    assert regeneration_round_start(study_id=study.pk) is None, "off until a source is chosen"
+
+    regeneration_configure(study=study, source_id=source.pk, per_prompt=3, prompts=2, rounds=2)
+    first = regeneration_round_start(study_id=study.pk)
+    assert first is not None and first.reason == "auto" and first.source == source
+    assert first.per_prompt == 3 and first.prompt_ids == unclear[:2]
+    assert regeneration_round_start(study_id=study.pk) is None, "one round at a time"
+    GenerationJob.objects.filter(pk=first.pk).update(status=GenerationJob.Status.DONE)
+    second = regeneration_round_start(study_id=study.pk)
+    assert second is not None and second.seed == first.seed + 3, "new seeds: new responses, not cached ones"
+    GenerationJob.objects.filter(pk=second.pk).update(status=GenerationJob.Status.DONE)
+    assert regeneration_round_start(study_id=study.pk) is None, "two rounds at most"
+
+    other = StudyFactory()
+    foreign = GenerationSource.objects.create(study=other, name="x", base_url="http://127.0.0.1:9/v1", model="m")
+    with pytest.raises(ValidationError, match="another study"):
+        regeneration_configure(study=study, source_id=foreign.pk, per_prompt=1, prompts=1, rounds=1)
+    with pytest.raises(ValidationError) as refused:
+        regeneration_configure(study=study, source_id=source.pk, per_prompt=9, prompts=0, rounds=1)
+    assert set(refused.value.message_dict) == {"regenerate_per_prompt", "regenerate_prompts"}
+
+
+def test_a_published_model_starts_a_round_in_the_worker(study, monkeypatch) -> None:
+    """The retrain task asks for a round after publishing and enqueues its run."""
+    from types import SimpleNamespace
+
+    from activelearn import services as loop_services
+    from activelearn import tasks as loop_tasks
+    from activelearn import triggers
+    from annotation import tasks as annotation_tasks
+    from annotation.models import GenerationSource
+    from annotation.services.generation import regeneration_configure
+
+    _unclear_study(study)
+    source = GenerationSource.objects.create(study=study, name="tiny", base_url="http://127.0.0.1:9/v1", model="m")
+    regeneration_configure(study=study, source_id=source.pk, per_prompt=1, prompts=5, rounds=1)
+    version = SimpleNamespace(version=2)
+    outcome = SimpleNamespace(version=version, again_in=None, claim=None)
+    monkeypatch.setattr(loop_services, "reward_model_retrain", lambda **kwargs: outcome)
+    monkeypatch.setattr(triggers, "refill_request", lambda **kwargs: None)
+    sent = []
+    monkeypatch.setattr(annotation_tasks.generation_job_run, "delay", lambda job_id: sent.append(job_id))
+    assert loop_tasks.retrain_study(study.pk) == 2
+    assert len(sent) == 1 and study.generation_jobs.get().pk == sent[0]
+    assert loop_tasks.retrain_study(study.pk) == 2 and len(sent) == 1, "no second round while one is unfinished"
+
+
+def test_a_researcher_turns_regeneration_on_and_off_from_the_study_page(study, client_for, make_member) -> None:
+    from django.urls import reverse
+
+    from annotation.models import GenerationSource, Membership
+
+    researcher = make_member(study, role=Membership.Role.RESEARCHER)
+    source = GenerationSource.objects.create(study=study, name="tiny", base_url="http://127.0.0.1:9/v1", model="m")
+    client = client_for(researcher)
+    page = client.get(reverse("study_detail", args=[study.slug])).content.decode()
+    assert 'id="regeneration-form"' in page and "<strong>Off</strong>" in page
+    url = reverse("regeneration_set", args=[study.slug])
+    answer = client.post(url, {"source": source.pk, "per_prompt": 2, "prompts": 5, "rounds": 3}, follow=True)
+    assert "After each new model, &#x27;tiny&#x27; will be asked for 2 response(s)" in answer.content.decode()
+    study.refresh_from_db()
+    assert (study.regenerate_source, study.regenerate_per_prompt, study.regenerate_rounds) == (source, 2, 3)
+    assert "<strong>On</strong>: 0 of 3 rounds used" in answer.content.decode()
+    refused = client.post(url, {"source": source.pk, "per_prompt": 20, "prompts": 5, "rounds": 3}, follow=True)
+    assert "Regeneration not changed. Responses per prompt:" in refused.content.decode()
+    client.post(url, {"source": "", "per_prompt": 2, "prompts": 5, "rounds": 3})
+    study.refresh_from_db()
+    assert study.regenerate_source is None

@@ -84,6 +84,7 @@ ROUTES = (
     Route("generation_source_add", "post", "/s/{slug}/generation/sources/", "researcher"),
     Route("generation_job_start", "post", "/s/{slug}/generation/start/", "researcher"),
     Route("generation_jobs", "get", "/s/{slug}/generation/jobs/", "researcher"),
+    Route("regeneration_set", "post", "/s/{slug}/generation/auto/", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
