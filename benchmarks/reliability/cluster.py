@@ -218,21 +218,32 @@ def _kill_mid_fit(stack: Stack, train: dict[str, Any], study_id: int) -> dict[st
     killed_at, killed_wall = time.monotonic(), timezone.now()
     taken_over: list[float] = []
 
+    observed: list[bool] = []
+
     def fitted_again() -> bool:
         # The survivor, the only train host left, runs the study's fit under a
         # claim of its own once the dead one's expires; then a fit finishes.
         owner, fitted_at = study.values_list("retrain_owner", "last_fit_at").get()
         if not taken_over and owner.startswith("r-") and owner != owner_at_kill:
             taken_over.append(time.monotonic() - killed_at)
-        return fitted_at is not None and fitted_at > killed_wall
+            observed.append(True)
+        fitted = fitted_at is not None and fitted_at > killed_wall
+        if fitted and not taken_over:
+            # The survivor's claim came and went between two polls (a fit shorter
+            # than the poll): it took over no later than now.
+            taken_over.append(time.monotonic() - killed_at)
+            observed.append(False)
+        return fitted
 
-    ok = wait_for(fitted_again, 2 * RECOVERY_LIMIT, "a fit after the kill", poll=0.25)
+    ok = wait_for(fitted_again, 2 * RECOVERY_LIMIT, "a fit after the kill", poll=0.1)
     recovery = round(time.monotonic() - killed_at, 1) if ok else None
     return {
         "host": victim,
         "while_it_ran_a_fit": mid_fit,
         "version_live_at_kill": version_before,
         "takeover_seconds": round(taken_over[0], 1) if taken_over else None,
+        # False: the claim was not seen held, only the fit it made (takeover_seconds is then an upper bound).
+        "takeover_observed": observed[0] if observed else None,
         "recovery_seconds": recovery,
         "fit_status_after": study.values_list("last_fit_status", flat=True).get(),
         "survivor": next(name for name in train if name != victim),
