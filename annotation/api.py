@@ -58,7 +58,12 @@ from annotation.services import (
     study_settings_create,
     study_settings_update,
 )
-from annotation.services.generation import generation_job_create, generation_source_create
+from annotation.services.generation import (
+    generation_job_create,
+    generation_source_create,
+    regeneration_configure,
+    regeneration_rounds_used,
+)
 
 
 def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -420,6 +425,43 @@ class GenerationJobList(APIView):
             status=status.HTTP_202_ACCEPTED,
             headers={"Location": payload["url"]},
         )
+
+
+def _regeneration_payload(study: Study) -> dict:
+    return {
+        "source": study.regenerate_source_id,
+        "per_prompt": study.regenerate_per_prompt,
+        "prompts": study.regenerate_prompts,
+        "rounds": study.regenerate_rounds,
+        "rounds_used": regeneration_rounds_used(study=study),
+    }
+
+
+class Regeneration(APIView):
+    @extend_schema(responses=serializers.RegenerationOutput, summary="The study's automatic regeneration")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response(serializers.RegenerationOutput(_regeneration_payload(study)).data)
+
+    @extend_schema(
+        request=serializers.RegenerationInput,
+        responses={200: serializers.RegenerationOutput, 400: serializers.BadRequestOutput},
+        summary="Turn automatic regeneration on (a source of the study) or off (null), or change its limits",
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.RegenerationInput, request.data)
+        try:
+            study = regeneration_configure(
+                study=study,
+                source_id=data["source"],
+                per_prompt=data["per_prompt"],
+                prompts=data["prompts"],
+                rounds=data["rounds"],
+            )
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(serializers.RegenerationOutput(_regeneration_payload(study)).data)
 
 
 class GenerationJobDetail(APIView):

@@ -18,6 +18,7 @@ urlpatterns = [
     ),
     path("studies/<slug:slug>/generation-sources/", api.GenerationSourceList.as_view(), name="api_generation_sources"),
     path("studies/<slug:slug>/generation-jobs/", api.GenerationJobList.as_view(), name="api_generation_jobs"),
+    path("studies/<slug:slug>/regeneration/", api.Regeneration.as_view(), name="api_regeneration"),
     path(
         "studies/<slug:slug>/generation-jobs/<int:job_id>/",
         api.GenerationJobDetail.as_view(),

@@ -520,6 +520,25 @@ class GenerationJobInput(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=10_000, default=50, help_text="With unclear: most prompts.")
 
 
+class RegenerationInput(serializers.Serializer):
+    source = serializers.IntegerField(
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The id of one of the study's sources to ask after each new model; null: off.",
+    )
+    per_prompt = serializers.IntegerField(min_value=1, max_value=8, default=2, help_text="Responses per prompt.")
+    prompts = serializers.IntegerField(min_value=1, max_value=200, default=10, help_text="Unclear prompts per round.")
+    rounds = serializers.IntegerField(min_value=0, max_value=100, default=3, help_text="Rounds at most, in all.")
+
+
+class RegenerationOutput(RegenerationInput):
+    """Automatic regeneration: after each new model, ``source`` is asked for new
+    responses to the prompts the model leaves unclear, one round at a time."""
+
+    rounds_used = serializers.IntegerField(help_text="Automatic rounds the study has had.")
+
+
 class GenerationJobOutput(serializers.Serializer):
     """A generation run; poll ``url`` until ``status`` is done or failed."""
 

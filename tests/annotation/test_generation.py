@@ -465,3 +465,24 @@ def test_a_researcher_turns_regeneration_on_and_off_from_the_study_page(study, c
     client.post(url, {"source": "", "per_prompt": 2, "prompts": 5, "rounds": 3})
     study.refresh_from_db()
     assert study.regenerate_source is None
+
+
+def test_the_api_reads_and_sets_automatic_regeneration(study, make_member) -> None:
+    from rest_framework.test import APIClient
+
+    from annotation.models import GenerationSource, Membership
+
+    researcher = make_member(study, role=Membership.Role.RESEARCHER)
+    source = GenerationSource.objects.create(study=study, name="tiny", base_url="http://127.0.0.1:9/v1", model="m")
+    api = APIClient()
+    api.force_authenticate(researcher)
+    url = f"/api/v1/studies/{study.slug}/regeneration/"
+    assert api.get(url).json() == {"source": None, "per_prompt": 2, "prompts": 10, "rounds": 3, "rounds_used": 0}
+    answer = api.put(url, {"source": source.pk, "per_prompt": 4, "prompts": 5, "rounds": 1}, format="json")
+    assert answer.status_code == 200 and answer.json()["source"] == source.pk and answer.json()["per_prompt"] == 4
+    foreign = GenerationSource.objects.create(
+        study=StudyFactory(), name="x", base_url="http://127.0.0.1:9/v1", model="m"
+    )
+    refused = api.put(url, {"source": foreign.pk}, format="json")
+    assert refused.status_code == 400 and "another study" in refused.json()["detail"]
+    assert api.put(url, {"source": None}, format="json").json()["source"] is None

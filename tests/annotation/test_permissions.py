@@ -105,6 +105,8 @@ ROUTES = (
     Route("api_generation_sources", "post", "/api/v1/studies/{slug}/generation-sources/", "researcher", api=True),
     Route("api_generation_jobs", "get", "/api/v1/studies/{slug}/generation-jobs/", "researcher", api=True),
     Route("api_generation_jobs", "post", "/api/v1/studies/{slug}/generation-jobs/", "researcher", api=True),
+    Route("api_regeneration", "get", "/api/v1/studies/{slug}/regeneration/", "researcher", api=True),
+    Route("api_regeneration", "put", "/api/v1/studies/{slug}/regeneration/", "researcher", api=True),
     Route(
         "api_generation_job", "get", "/api/v1/studies/{slug}/generation-jobs/{generation_job}/", "researcher", api=True
     ),
