@@ -16,7 +16,7 @@ from celery import shared_task
 from activelearn import embedding, refill, services, triggers
 from annotation import tasks as annotation_tasks
 from annotation.models import Study
-from annotation.services import generation
+from annotation.services import generation, judging
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,17 @@ def retrain_study(study_id: int, claim: str | None = None) -> int | None:
 @shared_task(name="activelearn.tasks.refill_queue", acks_late=True)
 def refill_queue(study_id: int, claim: str | None = None) -> int:
     """Top up the study's comparison queue with the strategy's choices, under
-    the claim its request took."""
+    the claim its request took; when it queued some and the study has active AI
+    judges, they are asked about them next (the ``generate`` queue)."""
     try:
-        return refill.queue_refill_claimed(study_id=study_id, claim=claim)
+        queued = refill.queue_refill_claimed(study_id=study_id, claim=claim)
     except Study.DoesNotExist:
         logger.info("refill skipped: study %s no longer exists", study_id)
         return 0
+    if queued and judging.study_has_active_judges(study_id=study_id):
+        # The study's AI judges look at the new comparisons (and may settle some).
+        annotation_tasks.judges_run.delay(study_id)
+    return queued
 
 
 @shared_task(name="activelearn.tasks.embed_study", acks_late=True)

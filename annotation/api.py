@@ -47,7 +47,7 @@ from annotation.exports.errors import ExportError
 from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError
 from annotation.imports.upload import import_upload
-from annotation.models import GenerationJob, ImportJob, Membership, Study
+from annotation.models import AIJudge, GenerationJob, ImportJob, Membership, Study
 from annotation.parsers import BoundedJSONParser
 from annotation.services import (
     AnnotationError,
@@ -64,6 +64,7 @@ from annotation.services.generation import (
     regeneration_configure,
     regeneration_rounds_used,
 )
+from annotation.services.judging import ai_judge_create, ai_judge_update, judge_routing_configure
 
 
 def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -129,6 +130,10 @@ _INDEX_ROUTES = (
     ("generation_sources", "api_generation_sources", ("slug",)),
     ("generation_jobs", "api_generation_jobs", ("slug",)),
     ("generation_job", "api_generation_job", ("slug", "job_id")),
+    ("regeneration", "api_regeneration", ("slug",)),
+    ("judges", "api_judges", ("slug",)),
+    ("judge", "api_judge", ("slug", "judge_id")),
+    ("judge_routing", "api_judge_routing", ("slug",)),
     ("next_comparison", "api_next", ("slug",)),
     ("judgments", "api_judgments", ("slug",)),
     ("skips", "api_skip", ("slug",)),
@@ -149,7 +154,7 @@ class ApiIndex(APIView):
 
     @extend_schema(responses=serializers.ApiIndexOutput, summary="Links to the schema and every endpoint")
     def get(self, request: Request) -> Response:
-        placeholder = {"slug": "SLUG", "job_id": 1010101, "version": 2020202, "fmt": "FMT"}
+        placeholder = {"slug": "SLUG", "job_id": 1010101, "judge_id": 3030303, "version": 2020202, "fmt": "FMT"}
         endpoints = {}
         for key, name, params in _INDEX_ROUTES:
             url = request.build_absolute_uri(reverse(name, kwargs={p: placeholder[p] for p in params}))
@@ -462,6 +467,120 @@ class Regeneration(APIView):
         except ValidationError as exc:
             return _validation_error(exc)
         return Response(serializers.RegenerationOutput(_regeneration_payload(study)).data)
+
+
+def _judge_payload(row: selectors.JudgeRow) -> dict:
+    judge = row.judge
+    return {
+        "id": judge.pk,
+        "name": judge.name,
+        "source": judge.source_id,
+        "source_name": judge.source.name,
+        "active": judge.active,
+        "template": judge.template,
+        "judged": judge.judged,
+        "failed": judge.failed,
+        "tokens": judge.tokens,
+        "last_error": judge.last_error,
+        "shared_with_people": row.shared,
+        "agreed_with_people": row.agreed,
+        "accuracy": row.accuracy,
+        "accuracy_interval": [row.low, row.high] if row.accuracy is not None else None,
+        "weight": row.weight,
+    }
+
+
+def _judge_row(study: Study, judge_id: int) -> selectors.JudgeRow:
+    row = next((r for r in selectors.judges_overview(study=study).judges if r.judge.pk == judge_id), None)
+    if row is None:
+        raise NotFound("No such AI judge in this study.")
+    return row
+
+
+class AIJudgeList(APIView):
+    @extend_schema(responses=serializers.AIJudgeOutput(many=True), summary="A study's AI judges")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response([_judge_payload(row) for row in selectors.judges_overview(study=study).judges])
+
+    @extend_schema(
+        request=serializers.AIJudgeInput,
+        responses={201: serializers.AIJudgeOutput, 400: serializers.BadRequestOutput},
+        summary="Add an AI judge: one of the study's sources asked about the queued comparisons, in both orders",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.AIJudgeInput, request.data)
+        try:
+            with transaction.atomic():
+                judge = ai_judge_create(
+                    study=study, source_id=data["source"], name=data["name"], template=data["template"],
+                    created_by=request.user,
+                )  # fmt: skip
+                transaction.on_commit(lambda: tasks.judges_run.delay(study.id))
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(_judge_payload(_judge_row(study, judge.pk)), status=status.HTTP_201_CREATED)
+
+
+class AIJudgeDetail(APIView):
+    @extend_schema(responses=serializers.AIJudgeOutput, summary="An AI judge")
+    def get(self, request: Request, slug: str, judge_id: int) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response(_judge_payload(_judge_row(study, judge_id)))
+
+    @extend_schema(
+        request=serializers.AIJudgeUpdateInput,
+        responses={200: serializers.AIJudgeOutput, 400: serializers.BadRequestOutput},
+        summary="Turn an AI judge on or off, or change its template",
+    )
+    def patch(self, request: Request, slug: str, judge_id: int) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        judge = AIJudge.objects.filter(study=study, pk=judge_id).first()
+        if judge is None:
+            raise NotFound("No such AI judge in this study.")
+        data = _valid(serializers.AIJudgeUpdateInput, request.data)
+        try:
+            with transaction.atomic():
+                ai_judge_update(judge=judge, active=data.get("active"), template=data.get("template"))
+                if judge.active:
+                    transaction.on_commit(lambda: tasks.judges_run.delay(study.id))
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(_judge_payload(_judge_row(study, judge.pk)))
+
+
+def _routing_payload(study: Study) -> dict:
+    overview = selectors.judges_overview(study=study)
+    return {
+        "judge_share": study.judge_share,
+        "audit_rate": study.judge_audit_rate,
+        "settled": overview.settled,
+        "comparisons": overview.comparisons,
+        "person_judgments_saved": overview.saved,
+        "tokens": overview.tokens,
+    }
+
+
+class JudgeRouting(APIView):
+    @extend_schema(responses=serializers.JudgeRoutingOutput, summary="Routing between AI judges and people")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response(serializers.JudgeRoutingOutput(_routing_payload(study)).data)
+
+    @extend_schema(
+        request=serializers.JudgeRoutingInput,
+        responses={200: serializers.JudgeRoutingOutput, 400: serializers.BadRequestOutput},
+        summary="Set the share of comparisons AI judges may settle without a person, and the audit rate",
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.JudgeRoutingInput, request.data)
+        try:
+            study = judge_routing_configure(study=study, share=data["judge_share"], audit_rate=data["audit_rate"])
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(serializers.JudgeRoutingOutput(_routing_payload(study)).data)
 
 
 class GenerationJobDetail(APIView):

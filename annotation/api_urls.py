@@ -19,6 +19,9 @@ urlpatterns = [
     path("studies/<slug:slug>/generation-sources/", api.GenerationSourceList.as_view(), name="api_generation_sources"),
     path("studies/<slug:slug>/generation-jobs/", api.GenerationJobList.as_view(), name="api_generation_jobs"),
     path("studies/<slug:slug>/regeneration/", api.Regeneration.as_view(), name="api_regeneration"),
+    path("studies/<slug:slug>/judges/", api.AIJudgeList.as_view(), name="api_judges"),
+    path("studies/<slug:slug>/judges/<int:judge_id>/", api.AIJudgeDetail.as_view(), name="api_judge"),
+    path("studies/<slug:slug>/judge-routing/", api.JudgeRouting.as_view(), name="api_judge_routing"),
     path(
         "studies/<slug:slug>/generation-jobs/<int:job_id>/",
         api.GenerationJobDetail.as_view(),

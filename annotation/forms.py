@@ -288,3 +288,37 @@ class RegenerationForm(forms.Form):
         )
         super().__init__(*args, **kwargs)
         self.fields["source"].choices = [("", "never (off)"), *((s.pk, s.name) for s in sources)]
+
+
+class AIJudgeForm(forms.Form):
+    """A new AI judge: a name, which of the study's sources it asks, and optionally
+    its own pairwise template (``sources``: the study's, read by the page already).
+    Prefixed: the page's source form has fields of the same names."""
+
+    prefix = "judge"
+    name = forms.CharField(label="Name", max_length=100)
+    source = forms.TypedChoiceField(label="Asks", coerce=int)
+    template = forms.CharField(
+        label="Judging template (optional)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Must contain {prompt}, {first} and {second}; empty: the built-in template, which asks for "
+        "[[A]], [[B]] or [[C]] (tie). Every comparison is asked in both orders.",
+    )
+
+    def __init__(self, *args, sources: Sequence[GenerationSource], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(s.pk, s.name) for s in sources]
+
+
+class JudgeRoutingForm(forms.Form):
+    """How far judges may settle comparisons without a person, in percent."""
+
+    share = forms.IntegerField(label="Judges may settle at most (% of comparisons)", min_value=0, max_value=90)
+    audit = forms.IntegerField(label="Of those, still sent to people (%)", min_value=0, max_value=100)
+
+    def __init__(self, *args, study: Study, **kwargs) -> None:
+        kwargs.setdefault(
+            "initial", {"share": round(100 * study.judge_share), "audit": round(100 * study.judge_audit_rate)}
+        )
+        super().__init__(*args, **kwargs)

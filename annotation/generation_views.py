@@ -1,5 +1,6 @@
-"""The study page's "Generate responses" card (issue 17): a study's sources, runs
-started from it, and their progress.
+"""The study page's "Generate responses" and "AI judges" cards (issue 17): a
+study's sources, runs started from it and their progress; its AI judges and
+how far they may settle comparisons without a person.
 
 Researchers only (``selectors.access_study_for_researcher``: a 404 for anyone
 else, partials included). Adding a source and starting a run are plain form
@@ -15,14 +16,20 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, tasks
-from annotation.forms import GenerationJobForm, GenerationSourceForm, RegenerationForm
-from annotation.models import Study
+from annotation.forms import AIJudgeForm, GenerationJobForm, GenerationSourceForm, JudgeRoutingForm, RegenerationForm
+from annotation.models import AIJudge, Study
 from annotation.services.generation import generation_job_create, generation_source_create, regeneration_configure
+from annotation.services.judging import (
+    ai_judge_create,
+    ai_judge_update,
+    judge_routing_configure,
+    study_has_active_judges,
+)
 
 
 def _back(study: Study) -> str:
@@ -123,3 +130,87 @@ def generation_jobs(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request, "annotation/_generation_jobs.html", {"study": study, **selectors.generation_overview(study=study)}
     )
+
+
+def _judges_back(study: Study) -> str:
+    return reverse("study_detail", args=[study.slug]) + "#judges"
+
+
+@login_required
+@require_POST
+def judge_add(request: HttpRequest, slug: str) -> HttpResponse:
+    """Add an AI judge; it is asked about the queue at once (in the worker)."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    form = AIJudgeForm(request.POST, sources=list(study.generation_sources.all()))
+    labels = {name: str(field.label) for name, field in form.fields.items()}
+    if not form.is_valid():
+        messages.error(request, f"Judge not added. {_errors(form.errors, labels)}")
+        return redirect(_judges_back(study))
+    data = form.cleaned_data
+    try:
+        with transaction.atomic():
+            judge = ai_judge_create(
+                study=study, source_id=data["source"], name=data["name"], template=data["template"],
+                created_by=request.user,
+            )  # fmt: skip
+            transaction.on_commit(lambda: tasks.judges_run.delay(study.id))
+    except ValidationError as exc:
+        messages.error(request, f"Judge not added. {_errors(exc.message_dict, labels)}")
+        return redirect(_judges_back(study))
+    messages.success(
+        request,
+        f"Judge {judge.name!r} added: it answers the queued comparisons now and those the loop queues next. "
+        "It settles none alone until a fit has measured it against people.",
+    )
+    return redirect(_judges_back(study))
+
+
+@login_required
+@require_POST
+def judge_active_set(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
+    """Turn a judge off (it is asked nothing more; its answers stay) or on again."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    judge = get_object_or_404(AIJudge, pk=judge_id, study=study)
+    active = request.POST.get("active") == "1"
+    with transaction.atomic():
+        ai_judge_update(judge=judge, active=active)
+        if active:
+            transaction.on_commit(lambda: tasks.judges_run.delay(study.id))
+    messages.success(request, f"Judge {judge.name!r} is {'on' if active else 'off'}.")
+    return redirect(_judges_back(study))
+
+
+@login_required
+@require_POST
+def judge_routing_set(request: HttpRequest, slug: str) -> HttpResponse:
+    """Set the share of comparisons judges may settle and the audit rate."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    form = JudgeRoutingForm(request.POST, study=study)
+    if not form.is_valid():
+        labels = {name: str(field.label) for name, field in form.fields.items()}
+        messages.error(request, f"Routing not changed. {_errors(form.errors, labels)}")
+        return redirect(_judges_back(study))
+    share, audit = form.cleaned_data["share"], form.cleaned_data["audit"]
+    judge_routing_configure(study=study, share=share / 100, audit_rate=audit / 100)
+    if share:
+        messages.success(
+            request,
+            f"Judges may settle up to {share}% of the comparisons when the ones the model trusts agree; "
+            f"{audit}% of those still go to people.",
+        )
+    else:
+        messages.success(request, "Judges settle nothing alone now: their answers only add weighted votes.")
+    return redirect(_judges_back(study))
+
+
+@login_required
+@require_POST
+def judges_ask(request: HttpRequest, slug: str) -> HttpResponse:
+    """Ask the active judges about the queue now (the loop also does after each refill)."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    if not study_has_active_judges(study_id=study.id):
+        messages.error(request, "No judge is on: add one or turn one on first.")
+        return redirect(_judges_back(study))
+    transaction.on_commit(lambda: tasks.judges_run.delay(study.id))
+    messages.success(request, "The judges are looking at the queued comparisons; reload for their counts.")
+    return redirect(_judges_back(study))

@@ -215,6 +215,19 @@ class Study(models.Model):
         validators=[MaxValueValidator(100)],
         help_text="At most this many automatic rounds in the study's life (each costs the source's tokens).",
     )
+    # Routing between AI judges and people (models_runtime.reliability.RoutingConfig).
+    judge_share = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.9)],
+        help_text="At most this share of the study's comparisons may be settled by AI judges without a person "
+        "(0 to 0.9; 0: judges only add weighted votes).",
+    )
+    judge_audit_rate = models.FloatField(
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of the comparisons judges could settle that still go to a person, so every judge keeps "
+        "being measured against people (0 to 1).",
+    )
     gold_min_accuracy = models.FloatField(
         default=0.7,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
@@ -495,6 +508,9 @@ class Comparison(models.Model):
     priority = models.FloatField(default=0.0, help_text="Higher is served first.")
     is_gold = models.BooleanField(default=False)
     gold_answer = models.JSONField(null=True, blank=True)
+    # Done without a person: the study's trusted AI judges agreed confidently
+    # enough (annotation.services.judging.judges_run); its status stays done.
+    settled_by_judges = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -593,6 +609,10 @@ class Judgment(models.Model):
     # the compared items against the study's evaluation rate. None only for rows
     # written some other way; the loop assigns those before its next fit.
     evaluation = models.BooleanField(null=True, blank=True, editable=False)
+    # Written by an AI judge (its annotator is an AIJudge's account), kept here
+    # too so that what counts people's work (the budget tally's triggers, a
+    # comparison's filled slots, progress) needs no join.
+    by_model = models.BooleanField(default=False, db_default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -588,3 +588,63 @@ class BadRequestOutput(serializers.Serializer):
         required=False,
         help_text="The study settings refused, each with its messages.",
     )
+
+
+class AIJudgeInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="Shown on the study page and in reliability figures.")
+    source = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="The id of one of the study's sources."
+    )
+    template = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=20_000,
+        help_text="A pairwise template with {prompt}, {first} and {second}; empty: the built-in one "
+        "(verdict [[A]], [[B]] or [[C]] for a tie).",
+    )
+
+
+class AIJudgeUpdateInput(serializers.Serializer):
+    active = serializers.BooleanField(required=False, help_text="false: asked nothing more; its answers stay.")
+    template = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+
+
+class AIJudgeOutput(serializers.Serializer):
+    """An AI judge: its counters, its agreement with people where both answered
+    (people's majority), and the live fit's estimate of its accuracy and the
+    weight its answers carry (null until a fit has measured it)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    source = serializers.IntegerField(help_text="The id of the source it asks.")
+    source_name = serializers.CharField()
+    active = serializers.BooleanField()
+    template = serializers.CharField(allow_blank=True)
+    judged = serializers.IntegerField(help_text="Comparisons it has answered.")
+    failed = serializers.IntegerField(help_text="Times it could not answer (its source failed, no verdict).")
+    tokens = serializers.IntegerField(help_text="Tokens its answers cost (cached replies cost none).")
+    last_error = serializers.CharField(allow_blank=True)
+    shared_with_people = serializers.IntegerField()
+    agreed_with_people = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    accuracy_interval = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="90%.")
+    weight = serializers.FloatField(allow_null=True)
+
+
+class JudgeRoutingInput(serializers.Serializer):
+    judge_share = serializers.FloatField(
+        min_value=0.0, max_value=0.9, help_text="At most this share of comparisons judges may settle alone; 0: none."
+    )
+    audit_rate = serializers.FloatField(
+        min_value=0.0, max_value=1.0, help_text="Share of those that still go to a person."
+    )
+
+
+class JudgeRoutingOutput(JudgeRoutingInput):
+    """Routing between the study's AI judges and people, and what it saved."""
+
+    settled = serializers.IntegerField(help_text="Comparisons judges settled without a person.")
+    comparisons = serializers.IntegerField(help_text="The study's comparisons (gold items left out).")
+    person_judgments_saved = serializers.IntegerField(help_text="settled × the study's overlap.")
+    tokens = serializers.IntegerField(help_text="Tokens all its judges spent.")

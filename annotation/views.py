@@ -26,7 +26,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation import selectors
 from annotation.dashboard import selectors as dashboard
 from annotation.exports import registry as export_registry
-from annotation.forms import GenerationJobForm, GenerationSourceForm, RegenerationForm, StudyImportForm
+from annotation.forms import (
+    AIJudgeForm,
+    GenerationJobForm,
+    GenerationSourceForm,
+    JudgeRoutingForm,
+    RegenerationForm,
+    StudyImportForm,
+)
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
@@ -451,6 +458,9 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "generation_source_form": GenerationSourceForm(),
             "generation_job_form": GenerationJobForm(study=study),
             "regeneration_form": RegenerationForm(study=study, sources=generation["generation_sources"]),
+            "judges": selectors.judges_overview(study=study),
+            "judge_form": AIJudgeForm(sources=generation["generation_sources"]),
+            "judge_routing_form": JudgeRoutingForm(study=study),
             "invite_url": invite,
             "prolific_url": invite
             + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",

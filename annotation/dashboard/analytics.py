@@ -205,8 +205,16 @@ def judgment_fingerprint(*, study: Study) -> tuple[int, int]:
     Judgments are only added (a new, higher id) or undone (deleted, a lower
     count), never edited, so equal fingerprints mean equal judgments.
     """
-    row = Judgment.objects.filter(study=study).aggregate(n=Count("id"), last=Max("id"))
-    return int(row["n"]), int(row["last"] or 0)
+    return judgment_counts(study=study)[0]
+
+
+def judgment_counts(*, study: Study) -> tuple[tuple[int, int], int]:
+    """The study's :func:`judgment_fingerprint` and its people's judgments (AI
+    judges' answers left out: the figure the budget counts), in one query."""
+    row = Judgment.objects.filter(study=study).aggregate(
+        n=Count("id"), last=Max("id"), people=Count("id", filter=Q(by_model=False))
+    )
+    return (int(row["n"]), int(row["last"] or 0)), int(row["people"])
 
 
 def _cached(study: Study, name: str, fingerprint: tuple[int, int] | None, compute: Callable[[], Any], *params: Any):
@@ -255,14 +263,15 @@ def study_leaderboard(
     Every pair of candidates a judgment orders between two *different* named
     sources is one comparison (a tie counts half a win each); pairs within one
     source or with an unnamed one are skipped and counted. Gold and attention
-    items are left out: their answers were designed, not sampled. Scores are
+    items are left out: their answers were designed, not sampled; so are AI
+    judges' answers: the leaderboard is what people preferred. Scores are
     log-strengths relative to the average source. Cached per judgment
     fingerprint; two queries when it is not cached.
     """
 
     def compute() -> Leaderboard:
         rankings = list(
-            Judgment.objects.filter(study=study, comparison__is_gold=False)
+            Judgment.objects.filter(study=study, comparison__is_gold=False, by_model=False)
             .order_by("id")
             .values_list("ranking", flat=True)
         )
@@ -287,7 +296,7 @@ def study_agreement(
     """
 
     def compute() -> AgreementStats:
-        people = Judgment.objects.filter(study=study, annotator__ai_judge__isnull=True)
+        people = Judgment.objects.filter(study=study, by_model=False)
         overlapping = (
             people.filter(comparison__is_gold=False)
             .values("comparison_id")
@@ -343,7 +352,7 @@ class HourCount:
 
 
 def judgments_per_hour(*, study: Study, hours: int = 24, now: datetime | None = None) -> list[HourCount]:
-    """Judgments in each of the last ``hours`` clock hours (UTC), oldest first,
+    """People's judgments in each of the last ``hours`` clock hours (UTC), oldest first,
     the current (partial) hour last; hours without judgments count zero. Each hour
     also counts its judgments of the last 60 minutes, so the dashboard's "last 60
     minutes" is a rolling window (the sum over hours, complete when ``hours`` ≥ 2),
@@ -357,7 +366,7 @@ def judgments_per_hour(*, study: Study, hours: int = 24, now: datetime | None = 
     window = now - timedelta(minutes=60)
     counts = {
         row["hour"].astimezone(UTC): (row["n"], row["recent"])
-        for row in Judgment.objects.filter(study=study, created_at__gte=start)
+        for row in Judgment.objects.filter(study=study, by_model=False, created_at__gte=start)
         .annotate(hour=TruncHour("created_at", tzinfo=UTC))
         .values("hour")
         .annotate(n=Count("id"), recent=Count("id", filter=Q(created_at__gt=window, created_at__lte=now)))

@@ -310,7 +310,7 @@ def study_dashboard(*, study: Study, versions_page: int = 1) -> StudyDashboard:
     leased_now = Assignment.objects.filter(
         study=study, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
     ).count()
-    fingerprint = analytics.judgment_fingerprint(study=study)
+    fingerprint, people_judgments = analytics.judgment_counts(study=study)
     annotators = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).count()
     page = _model_versions(study, versions_page)
     rows, total_versions, recommendation = page.rows, page.total, page.recommendation
@@ -321,7 +321,7 @@ def study_dashboard(*, study: Study, versions_page: int = 1) -> StudyDashboard:
     return StudyDashboard(
         queue_depth=sum(s.queued for s in by_strategy if s.strategy != "gold"),
         leased_now=leased_now,
-        judgments=fingerprint[0],
+        judgments=people_judgments,
         budget=study.budget,
         annotators=annotators,
         model_versions=rows,

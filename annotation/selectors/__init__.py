@@ -28,10 +28,13 @@ from annotation.selectors.annotating import (
     study_progress,
 )
 from annotation.selectors.studies import (
+    JudgeRow,
+    JudgesOverview,
     StudyEntry,
     embedding_progress_get,
     generation_overview,
     import_job_get,
+    judges_overview,
     model_version_get,
     model_versions,
     queue_waiting_count,
@@ -44,6 +47,8 @@ from annotation.selectors.studies import (
 __all__ = [
     "CandidateDisplay",
     "ComparisonDisplay",
+    "JudgeRow",
+    "JudgesOverview",
     "PromptDisplay",
     "StudyEntry",
     "StudyProgress",
@@ -53,6 +58,7 @@ __all__ = [
     "embedding_progress_get",
     "generation_overview",
     "import_job_get",
+    "judges_overview",
     "judgments_visible",
     "manages_study",
     "model_version_get",

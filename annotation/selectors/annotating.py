@@ -65,8 +65,9 @@ class StudyProgress:
 
 
 def study_progress(*, study: Study, user: AnyUser) -> StudyProgress:
-    """This annotator's judgments, everyone's judgments and the budget, in one query."""
-    counts = Judgment.objects.filter(study=study).aggregate(
+    """This annotator's judgments, everyone's judgments and the budget, in one
+    query (people's judgments: AI judges' answers spend no budget)."""
+    counts = Judgment.objects.filter(study=study, by_model=False).aggregate(
         total=Count("id"), mine=Count("id", filter=Q(annotator_id=user.pk))
     )
     return StudyProgress(mine=counts["mine"], total=counts["total"], budget=study.budget, quota=study.annotator_quota)

@@ -13,6 +13,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import (
+    AIJudge,
     Assignment,
     Comparison,
     EmbeddingProgress,
@@ -193,3 +194,102 @@ def generation_overview(*, study: Study) -> dict:
         "generation_running": any(not job.finished for job in jobs),
         "regeneration_rounds_used": rounds,
     }
+
+
+@dataclass(frozen=True)
+class JudgeRow:
+    """One AI judge on the study page: its counters, how often it agreed with people
+    where both answered (``agreed`` of ``shared`` comparisons, people's majority,
+    ties and pairs without a majority left out), and the live fit's estimate of
+    its accuracy with the weight its answers carry (None before a fit measured it)."""
+
+    judge: AIJudge
+    shared: int
+    agreed: int
+    accuracy: float | None = None
+    low: float | None = None
+    high: float | None = None
+    weight: float | None = None
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.shared if self.shared else None
+
+
+@dataclass(frozen=True)
+class JudgesOverview:
+    """The study page's AI-judges card: every judge, and what routing saved: the
+    comparisons judges settled without a person (each spares ``overlap`` people's
+    judgments) of the study's comparisons, and the tokens all judges spent."""
+
+    judges: list[JudgeRow]
+    settled: int
+    comparisons: int
+    saved: int
+    tokens: int
+
+    @property
+    def settled_share(self) -> float:
+        return self.settled / self.comparisons if self.comparisons else 0.0
+
+
+def _strict_winner(ranking: list) -> tuple[int, int] | None:
+    if len(ranking) != 2 or any(isinstance(g, list) for g in ranking):
+        return None
+    return int(ranking[0]), int(ranking[1])
+
+
+def judges_overview(*, study: Study) -> JudgesOverview:
+    """Every AI judge of the study with its agreement with people and the live
+    fit's reliability estimate, and the routing totals. Four queries; one for a
+    study without judges (nothing settled, nothing to show)."""
+    judges = list(AIJudge.objects.filter(study=study).select_related("source"))
+    if not judges:
+        return JudgesOverview([], 0, 0, 0, 0)
+    counts = Comparison.objects.filter(study=study, is_gold=False).aggregate(
+        total=Count("id"), settled=Count("id", filter=Q(settled_by_judges=True))
+    )
+    # Agreement: every strict pairwise answer on the comparisons the judges answered.
+    judged = Judgment.objects.filter(study=study, by_model=True).values("comparison_id")
+    people: dict[int, dict[tuple[int, int], int]] = {}
+    verdicts: dict[int, list[tuple[int, tuple[int, int]]]] = {}
+    for cid, annotator_id, ranking, by_model in Judgment.objects.filter(comparison_id__in=judged).values_list(
+        "comparison_id", "annotator_id", "ranking", "by_model"
+    ):
+        pair = _strict_winner(ranking)
+        if pair is None:
+            continue
+        if by_model:
+            verdicts.setdefault(annotator_id, []).append((cid, pair))
+        else:
+            tally = people.setdefault(cid, {})
+            tally[pair] = tally.get(pair, 0) + 1
+    majority = {}
+    for cid, tally in people.items():
+        ranked = sorted(tally.items(), key=lambda kv: -kv[1])
+        if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
+            majority[cid] = ranked[0][0]
+    live = RewardModelVersion.objects.filter(study=study).order_by("-version").values("metrics").first()
+    estimates = (((live or {}).get("metrics") or {}).get("reliability") or {}).get("annotators") or {}
+    rows = []
+    for judge in judges:
+        mine = [(cid, pair) for cid, pair in verdicts.get(judge.user_id, ()) if cid in majority]
+        est = estimates.get(str(judge.user_id)) or {}
+        rows.append(
+            JudgeRow(
+                judge=judge,
+                shared=len(mine),
+                agreed=sum(majority[cid] == pair for cid, pair in mine),
+                accuracy=est.get("accuracy"),
+                low=est.get("low"),
+                high=est.get("high"),
+                weight=est.get("weight"),
+            )
+        )
+    return JudgesOverview(
+        judges=rows,
+        settled=counts["settled"],
+        comparisons=counts["total"],
+        saved=counts["settled"] * study.overlap,
+        tokens=sum(j.tokens for j in judges),
+    )

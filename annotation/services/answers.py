@@ -126,7 +126,7 @@ def judgment_submit(
         shown_order=item_ids,
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
-        evaluation=_in_evaluation_set(study_id=study.id, item_key=item_key, rate=study.evaluation_rate),
+        evaluation=in_evaluation_set(study_id=study.id, item_key=item_key, rate=study.evaluation_rate),
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -212,7 +212,7 @@ def _differs(
     return (choice, stored, strength) != (existing.choice, existing.ranking, existing.strength)
 
 
-def _in_evaluation_set(*, study_id: int, item_key: str, rate: float) -> bool:
+def in_evaluation_set(*, study_id: int, item_key: str, rate: float) -> bool:
     """Whether a judgment of the items ``item_key`` goes to the study's fixed
     evaluation set. The draw hashes the study and the compared items, so every
     judgment of one pair (overlap, gold items) lands on the same side and the
@@ -228,7 +228,7 @@ def judgments_split_assign(*, study_id: int) -> int:
     rows = Judgment.objects.filter(study_id=study_id, evaluation__isnull=True).values_list("id", "comparison__item_key")
     sides: dict[bool, list[int]] = {True: [], False: []}
     for judgment_id, item_key in rows:
-        sides[_in_evaluation_set(study_id=study_id, item_key=item_key, rate=rate)].append(judgment_id)
+        sides[in_evaluation_set(study_id=study_id, item_key=item_key, rate=rate)].append(judgment_id)
     for value, ids in sides.items():
         if ids:
             Judgment.objects.filter(id__in=ids, evaluation__isnull=True).update(evaluation=value)

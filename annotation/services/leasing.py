@@ -48,8 +48,9 @@ def leases_expire(*, study_id: int) -> int:
 def comparison_status_refresh(*, comparison_ids: list[int]) -> None:
     """Recompute queued / leased / done from judgments and live leases.
 
-    A comparison is done when it has as many judgments as it wants, leased
-    when judgments plus live leases fill it, and queued otherwise. This runs
+    A comparison is done when it has as many people's judgments as it wants
+    (an AI judge's answer fills no person's slot) or its judges settled it,
+    leased when judgments plus live leases fill it, and queued otherwise. This runs
     on every lease and every answer, so it is one UPDATE with the counts as
     subqueries, written out in SQL: the ORM spelling of it cost more to
     compile than to run (benchmarks/annotator_ui.py).
@@ -57,18 +58,18 @@ def comparison_status_refresh(*, comparison_ids: list[int]) -> None:
     if not comparison_ids:
         return
     comparison, judgment, assignment = _tables()
-    judged = f"(SELECT COUNT(*) FROM {judgment} j WHERE j.comparison_id = {comparison}.id)"
+    judged = f"(SELECT COUNT(*) FROM {judgment} j WHERE j.comparison_id = {comparison}.id AND NOT j.by_model)"
     live = f"(SELECT COUNT(*) FROM {assignment} a WHERE a.comparison_id = {comparison}.id AND a.status = %s)"
     marks = ", ".join(["%s"] * len(comparison_ids))
     # SET sees the row as it was, so completed_at is stamped only on the change to done.
     sql = f"""
         UPDATE {comparison} SET
             status = CASE
-                WHEN judgments_wanted <= {judged} THEN %s
+                WHEN settled_by_judges OR judgments_wanted <= {judged} THEN %s
                 WHEN judgments_wanted <= {judged} + {live} THEN %s
                 ELSE %s END,
             completed_at = CASE
-                WHEN status <> %s AND judgments_wanted <= {judged} THEN %s
+                WHEN status <> %s AND (settled_by_judges OR judgments_wanted <= {judged}) THEN %s
                 ELSE completed_at END
         WHERE id IN ({marks})
     """  # table names come from model metadata; every value is a parameter

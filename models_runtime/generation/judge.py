@@ -105,7 +105,8 @@ class JudgeTemplate:
 class Verdict:
     """A judge's answer on (a, b): ``choice`` is ``"a"``, ``"b"``, ``"tie"`` or
     None (no verdict, ``reason`` says why); ``consistent`` when both orders agreed;
-    ``orders`` what each order said, in the candidates' terms (a, b, tie or None)."""
+    ``orders`` what each order said, in the candidates' terms (a, b, tie or None);
+    ``tokens`` what the two replies cost, none for a reply from the cache."""
 
     choice: str | None
     consistent: bool
@@ -157,7 +158,8 @@ def _combined(straight: Result, swapped: Result) -> Verdict:
         reason = "; ".join(r.message for r in (straight, swapped) if isinstance(r, GenerationFailure))
         return Verdict(None, False, (None, None), reason=f"the judge could not answer: {reason}")
     replies = (straight.text, swapped.text)
-    tokens = sum(r.prompt_tokens + r.completion_tokens for r in (straight, swapped))
+    # What this verdict cost now: a reply the cache kept was paid for before.
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in (straight, swapped) if not r.cached)
     said = (parse_verdict(replies[0]), parse_verdict(replies[1]))
     orders = (
         _AS_CANDIDATE[True][said[0]] if said[0] else None,

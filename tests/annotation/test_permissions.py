@@ -20,6 +20,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
 
 from annotation.models import (
+    AIJudge,
     GenerationJob,
     GenerationSource,
     ImportJob,
@@ -28,6 +29,7 @@ from annotation.models import (
     RewardModelVersion,
     Study,
 )
+from annotation.services.judging import ai_judge_create
 from tests.factories import UserFactory, study_with_queue
 
 ROLES = (
@@ -58,7 +60,7 @@ AUDIENCE = {
 class Route:
     name: str
     method: str
-    path: str  # with {slug}, {token}, {job}, {generation_job}, {version}, {comparison}
+    path: str  # with {slug}, {token}, {job}, {generation_job}, {judge}, {version}, {comparison}
     audience: str
     api: bool = False
     data: dict | None = None
@@ -85,6 +87,10 @@ ROUTES = (
     Route("generation_job_start", "post", "/s/{slug}/generation/start/", "researcher"),
     Route("generation_jobs", "get", "/s/{slug}/generation/jobs/", "researcher"),
     Route("regeneration_set", "post", "/s/{slug}/generation/auto/", "researcher"),
+    Route("judge_add", "post", "/s/{slug}/judges/", "researcher"),
+    Route("judge_active_set", "post", "/s/{slug}/judges/{judge}/active/", "researcher", data={"active": "0"}),
+    Route("judge_routing_set", "post", "/s/{slug}/judges/routing/", "researcher", data={"share": 10, "audit": 5}),
+    Route("judges_ask", "post", "/s/{slug}/judges/ask/", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
@@ -107,6 +113,21 @@ ROUTES = (
     Route("api_generation_jobs", "post", "/api/v1/studies/{slug}/generation-jobs/", "researcher", api=True),
     Route("api_regeneration", "get", "/api/v1/studies/{slug}/regeneration/", "researcher", api=True),
     Route("api_regeneration", "put", "/api/v1/studies/{slug}/regeneration/", "researcher", api=True),
+    Route("api_judges", "get", "/api/v1/studies/{slug}/judges/", "researcher", api=True),
+    Route("api_judges", "post", "/api/v1/studies/{slug}/judges/", "researcher", api=True),
+    Route("api_judge", "get", "/api/v1/studies/{slug}/judges/{judge}/", "researcher", api=True),
+    Route(
+        "api_judge", "patch", "/api/v1/studies/{slug}/judges/{judge}/", "researcher", api=True, data={"active": False}
+    ),
+    Route("api_judge_routing", "get", "/api/v1/studies/{slug}/judge-routing/", "researcher", api=True),
+    Route(
+        "api_judge_routing",
+        "put",
+        "/api/v1/studies/{slug}/judge-routing/",
+        "researcher",
+        api=True,
+        data={"judge_share": 0.3, "audit_rate": 0.1},
+    ),
     Route(
         "api_generation_job", "get", "/api/v1/studies/{slug}/generation-jobs/{generation_job}/", "researcher", api=True
     ),
@@ -199,7 +220,8 @@ def world(db, tmp_path, settings):
     job = ImportJob.objects.create(study=study, format="jsonl", file_path=str(tmp_path / "gone.jsonl"))
     source = GenerationSource.objects.create(study=study, name="s", base_url="http://127.0.0.1:9/v1", model="m")
     generation_job = GenerationJob.objects.create(study=study, source=source, per_prompt=1, status="done")
-    return {"study": study, "users": users, "job": job, "generation_job": generation_job}
+    judge = ai_judge_create(study=study, source_id=source.id, name="j")
+    return {"study": study, "users": users, "job": job, "generation_job": generation_job, "judge": judge}
 
 
 def _client(world, role: str, api: bool):
@@ -232,6 +254,7 @@ def test_permission_matrix(world, route: Route, role: str):
         "slug": study.slug,
         "job": world["job"].pk,
         "generation_job": world["generation_job"].pk,
+        "judge": world["judge"].pk,
         "version": 1,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
     }
@@ -261,6 +284,8 @@ def test_permission_matrix(world, route: Route, role: str):
         assert not Judgment.objects.exists(), "a refused request wrote a judgment"
         study.refresh_from_db()
         assert study.status == Study.Status.ACTIVE, "a refused request changed the study"
+        assert (study.judge_share, study.judge_audit_rate) == (0.5, 0.2), "a refused request changed routing"
+        assert list(AIJudge.objects.filter(study=study).values_list("active", flat=True)) == [True]
 
 
 def test_annotators_see_only_their_own_judgments_and_no_exports(world):

@@ -209,7 +209,12 @@ def test_agreement_is_among_people_an_ai_judge_is_left_out(make_member):
     judge = ai_judge_create(study=study, source_id=source.id, name="contrarian")
     for comparison_id, ranking in Judgment.objects.filter(annotator=ann1).values_list("comparison_id", "ranking"):
         Judgment.objects.create(
-            study=study, comparison_id=comparison_id, annotator=judge.user, choice="a", ranking=ranking[::-1]
+            study=study,
+            comparison_id=comparison_id,
+            annotator=judge.user,
+            choice="a",
+            ranking=ranking[::-1],
+            by_model=True,
         )
     stats = analytics.study_agreement(study=study)
     assert stats.annotators == 2 and stats.ratings == 18
