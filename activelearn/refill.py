@@ -42,6 +42,7 @@ from annotation.models import (
     comparison_item_key,
 )
 from annotation.selectors.studies import QueueDemand, queue_demand, queue_reachable_count
+from annotation.services import prompt_opt
 from annotation.services.leasing import study_judgment_count
 from annotation.services.retry import retry_transaction
 from models_runtime import kinds
@@ -137,6 +138,10 @@ def _queue_refill(*, study_id: int, use_model: bool, seed: int | None, most: int
 
     rng = np.random.default_rng(seed)
     rows = list(Candidate.objects.filter(study_id=study_id).order_by("id").values_list("id", "prompt_id"))
+    ready = prompt_opt.ready_candidate_ids(study_id=study_id)
+    if ready is not None:
+        # Prompt optimisation: an instruction is compared once its responses exist.
+        rows = [row for row in rows if row[0] in ready]
     candidate_ids = np.array([c for c, _ in rows], dtype=np.int64)
     groups = np.array([-1 if p is None else p for _, p in rows], dtype=np.int64)
     index = {int(cid): row for row, cid in enumerate(candidate_ids)}
@@ -526,6 +531,8 @@ def _comparisons_create(
     if not picks:
         return 0
     prompt_of = dict(Candidate.objects.filter(study=study).values_list("id", "prompt_id"))
+    # A prompt-optimisation study's comparison shows one task input, drawn here.
+    inputs = prompt_opt.task_input_ids(study_id=study.id)
     comparisons: list[Comparison] = []
     orders: list[list[int]] = []
     for pick, priority in picks:
@@ -543,6 +550,7 @@ def _comparisons_create(
                 score=pick.score,
                 propensity=pick.propensity,
                 priority=priority,
+                task_input_id=int(inputs[rng.integers(len(inputs))]) if inputs else None,
             )
         )
     created = Comparison.objects.bulk_create(comparisons)

@@ -16,7 +16,7 @@ from celery import shared_task
 from activelearn import embedding, refill, services, triggers
 from annotation import tasks as annotation_tasks
 from annotation.models import Study
-from annotation.services import generation, judging
+from annotation.services import generation, judging, prompt_opt
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ def retrain_study(study_id: int, claim: str | None = None) -> int | None:
         job = generation.regeneration_round_start(study_id=study_id)
         if job is not None:
             annotation_tasks.generation_job_run.delay(job.pk)
+        # A prompt-optimisation study's rewriter rewrites the new best instruction (when the study asks).
+        if prompt_opt.rewrite_due(study_id=study_id):
+            annotation_tasks.prompt_rewrite_run.delay(study_id)
     return outcome.version.version if outcome.version else None
 
 

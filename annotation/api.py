@@ -65,6 +65,7 @@ from annotation.services.generation import (
     regeneration_rounds_used,
 )
 from annotation.services.judging import ai_judge_create, ai_judge_update, judge_routing_configure
+from annotation.services.prompt_opt import prompt_optimisation_configure, prompt_optimisation_status
 
 
 def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -134,6 +135,7 @@ _INDEX_ROUTES = (
     ("judges", "api_judges", ("slug",)),
     ("judge", "api_judge", ("slug", "judge_id")),
     ("judge_routing", "api_judge_routing", ("slug",)),
+    ("prompt_optimisation", "api_prompt_optimisation", ("slug",)),
     ("next_comparison", "api_next", ("slug",)),
     ("judgments", "api_judgments", ("slug",)),
     ("skips", "api_skip", ("slug",)),
@@ -581,6 +583,66 @@ class JudgeRouting(APIView):
         except ValidationError as exc:
             return _validation_error(exc)
         return Response(serializers.JudgeRoutingOutput(_routing_payload(study)).data)
+
+
+def _prompt_optimisation_payload(study: Study) -> dict:
+    status_ = prompt_optimisation_status(study=study)
+    if status_ is None:
+        raise NotFound("This study is not a prompt-optimisation study: PUT its settings to make it one.")
+    config = status_["config"]
+    return {
+        "task": config.task.text,
+        "target": config.target_id,
+        "rewriter": config.rewriter_id,
+        "template": config.template,
+        "rewrite_per_round": config.rewrite_per_round,
+        "rewrite_rounds": config.rewrite_rounds,
+        "rewrite_rounds_used": config.rewrite_rounds_used,
+        "rewrite_template": config.rewrite_template,
+        "outputs_failed": config.outputs_failed,
+        "tokens": config.tokens,
+        "last_error": config.last_error,
+        **{k: status_[k] for k in ("instructions", "ready", "inputs", "outputs", "outputs_wanted", "best")},
+    }
+
+
+class PromptOptimisationDetail(APIView):
+    @extend_schema(
+        responses={200: serializers.PromptOptimisationOutput, 404: serializers.BadRequestOutput},
+        summary="A prompt-optimisation study's settings, progress and best instruction so far",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response(serializers.PromptOptimisationOutput(_prompt_optimisation_payload(study)).data)
+
+    @extend_schema(
+        request=serializers.PromptOptimisationInput,
+        responses={200: serializers.PromptOptimisationOutput, 400: serializers.BadRequestOutput},
+        summary="Make the study a prompt-optimisation study, change its settings, or add instructions and inputs "
+        "(their responses are generated in the background)",
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.PromptOptimisationInput, request.data)
+        try:
+            with transaction.atomic():
+                prompt_optimisation_configure(
+                    study=study,
+                    target_source_id=data["target"],
+                    rewriter_source_id=data["rewriter"],
+                    template=data["template"],
+                    task=data["task"],
+                    instructions=data["instructions"],
+                    inputs=data["inputs"],
+                    rewrite_per_round=data["rewrite_per_round"],
+                    rewrite_rounds=data["rewrite_rounds"],
+                    rewrite_template=data["rewrite_template"],
+                    created_by=request.user,
+                )
+                transaction.on_commit(lambda: tasks.prompt_outputs_run.delay(study.id))
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(serializers.PromptOptimisationOutput(_prompt_optimisation_payload(study)).data)
 
 
 class GenerationJobDetail(APIView):

@@ -23,6 +23,11 @@ urlpatterns = [
     path("studies/<slug:slug>/judges/<int:judge_id>/", api.AIJudgeDetail.as_view(), name="api_judge"),
     path("studies/<slug:slug>/judge-routing/", api.JudgeRouting.as_view(), name="api_judge_routing"),
     path(
+        "studies/<slug:slug>/prompt-optimisation/",
+        api.PromptOptimisationDetail.as_view(),
+        name="api_prompt_optimisation",
+    ),
+    path(
         "studies/<slug:slug>/generation-jobs/<int:job_id>/",
         api.GenerationJobDetail.as_view(),
         name="api_generation_job",

@@ -322,3 +322,58 @@ class JudgeRoutingForm(forms.Form):
             "initial", {"share": round(100 * study.judge_share), "audit": round(100 * study.judge_audit_rate)}
         )
         super().__init__(*args, **kwargs)
+
+
+def _lines_field(label: str, help_text: str) -> forms.CharField:
+    return forms.CharField(label=label, required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text=help_text)
+
+
+class PromptOptimisationForm(forms.Form):
+    """Prompt optimisation's settings, and instructions and task inputs to add
+    (one per line). Prefixed: the page's other forms have fields of these names."""
+
+    prefix = "po"
+    task = forms.CharField(
+        label="Task",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What the instructions are for, e.g. “Answer customer questions about our return policy”.",
+    )
+    instructions = _lines_field("Instructions to add", "One per line: the candidate prompts to compare.")
+    inputs = _lines_field("Task inputs to add", "One per line: each comparison shows one input and the two responses.")
+    target = forms.TypedChoiceField(label="Responses from", coerce=int)
+    rewriter = forms.TypedChoiceField(label="Rewrites from", coerce=int, required=False, empty_value=None)
+    template = forms.CharField(
+        label="Template",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        initial="{instruction}\n\n{input}",
+        help_text="What the target is sent: must contain {instruction} and {input}.",
+    )
+    rewrite_template = forms.CharField(
+        label="Rewriting request (optional)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the rewriter is asked, with {instruction} (the best so far) and {task}; empty: a built-in "
+        "request for one improved instruction.",
+    )
+    rewrite_per_round = forms.IntegerField(label="Rewrites per round", min_value=1, max_value=20, initial=3)
+    rewrite_rounds = forms.IntegerField(label="Rewriting rounds at most", min_value=0, max_value=100, initial=5)
+
+    def __init__(self, *args, sources: Sequence[GenerationSource], config=None, **kwargs) -> None:
+        if config is not None:
+            kwargs.setdefault(
+                "initial",
+                {
+                    "target": config.target_id,
+                    "rewriter": config.rewriter_id or "",
+                    "template": config.template,
+                    "rewrite_template": config.rewrite_template,
+                    "rewrite_per_round": config.rewrite_per_round,
+                    "rewrite_rounds": config.rewrite_rounds,
+                },
+            )
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [(s.pk, s.name) for s in sources]
+        self.fields["rewriter"].choices = [("", "none (no rewriting)"), *((s.pk, s.name) for s in sources)]
+        if config is not None:
+            del self.fields["task"]

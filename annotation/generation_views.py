@@ -1,6 +1,7 @@
-"""The study page's "Generate responses" and "AI judges" cards (issue 17): a
-study's sources, runs started from it and their progress; its AI judges and
-how far they may settle comparisons without a person.
+"""The study page's "Generate responses", "AI judges" and "Prompt optimisation"
+cards (issue 17): a study's sources, runs started from it and their progress;
+its AI judges and how far they may settle comparisons without a person; its
+instructions, task inputs and best prompt so far.
 
 Researchers only (``selectors.access_study_for_researcher``: a 404 for anyone
 else, partials included). Adding a source and starting a run are plain form
@@ -15,14 +16,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, tasks
-from annotation.forms import AIJudgeForm, GenerationJobForm, GenerationSourceForm, JudgeRoutingForm, RegenerationForm
-from annotation.models import AIJudge, Study
+from annotation.forms import (
+    AIJudgeForm,
+    GenerationJobForm,
+    GenerationSourceForm,
+    JudgeRoutingForm,
+    PromptOptimisationForm,
+    RegenerationForm,
+)
+from annotation.models import AIJudge, PromptOptimisation, Study
 from annotation.services.generation import generation_job_create, generation_source_create, regeneration_configure
 from annotation.services.judging import (
     ai_judge_create,
@@ -30,6 +38,7 @@ from annotation.services.judging import (
     judge_routing_configure,
     study_has_active_judges,
 )
+from annotation.services.prompt_opt import best_instructions, prompt_optimisation_configure
 
 
 def _back(study: Study) -> str:
@@ -214,3 +223,61 @@ def judges_ask(request: HttpRequest, slug: str) -> HttpResponse:
     transaction.on_commit(lambda: tasks.judges_run.delay(study.id))
     messages.success(request, "The judges are looking at the queued comparisons; reload for their counts.")
     return redirect(_judges_back(study))
+
+
+def _po_back(study: Study) -> str:
+    return reverse("study_detail", args=[study.slug]) + "#prompt-optimisation"
+
+
+@login_required
+@require_POST
+def prompt_optimisation_set(request: HttpRequest, slug: str) -> HttpResponse:
+    """Make the study a prompt-optimisation one, change its settings, or add
+    instructions and task inputs; their responses are generated in the worker."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    config = PromptOptimisation.objects.filter(study=study).first()
+    form = PromptOptimisationForm(request.POST, sources=list(study.generation_sources.all()), config=config)
+    labels = {name: str(field.label) for name, field in form.fields.items()}
+    if not form.is_valid():
+        messages.error(request, f"Prompt optimisation not changed. {_errors(form.errors, labels)}")
+        return redirect(_po_back(study))
+    data = form.cleaned_data
+    try:
+        with transaction.atomic():
+            config = prompt_optimisation_configure(
+                study=study,
+                target_source_id=data["target"],
+                rewriter_source_id=data["rewriter"],
+                template=data["template"],
+                task=data.get("task", ""),
+                instructions=data["instructions"].splitlines(),
+                inputs=data["inputs"].splitlines(),
+                rewrite_per_round=data["rewrite_per_round"],
+                rewrite_rounds=data["rewrite_rounds"],
+                rewrite_template=data["rewrite_template"],
+                created_by=request.user,
+            )
+            transaction.on_commit(lambda: tasks.prompt_outputs_run.delay(study.id))
+    except ValidationError as exc:
+        messages.error(request, f"Prompt optimisation not changed. {_errors(exc.message_dict, labels)}")
+        return redirect(_po_back(study))
+    messages.success(
+        request,
+        f"Prompt optimisation saved: {config.target.name!r} is generating the responses; instructions are compared "
+        "as soon as theirs exist.",
+    )
+    return redirect(_po_back(study))
+
+
+@login_required
+@require_GET
+def prompt_optimisation_best(request: HttpRequest, slug: str) -> HttpResponse:
+    """The best instruction so far and the live model's top five, as a JSON download."""
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    best = best_instructions(study=study)
+    if best is None:
+        # 409: the study is there, its ranking is not yet (a 404 would read as no access).
+        return JsonResponse({"detail": "No model has ranked this study's instructions yet."}, status=409)
+    response = JsonResponse({"study": study.slug, **best}, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-best-prompt.json"'
+    return response

@@ -511,6 +511,11 @@ class Comparison(models.Model):
     # Done without a person: the study's trusted AI judges agreed confidently
     # enough (annotation.services.judging.judges_run); its status stays done.
     settled_by_judges = models.BooleanField(default=False, db_default=False)
+    # A prompt-optimisation study's comparison: the task input the two
+    # instructions' responses answer (PromptOptimisation); None otherwise.
+    task_input = models.ForeignKey(
+        "TaskInput", null=True, blank=True, on_delete=models.PROTECT, related_name="comparisons"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -901,6 +906,75 @@ class AIJudge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (AI judge of {self.study_id})"
+
+
+class PromptOptimisation(models.Model):
+    """A prompt-optimisation study (issue 17; APOHF's setting): its candidates
+    are *instructions* for a task, all under one prompt (the task's
+    description). A comparison shows the responses two instructions produce,
+    through ``target``, for one of the study's task inputs; people prefer a
+    response, the reward model learns which instruction is better, and the
+    strategy (APOHF by default) picks the next pair of instructions. After
+    each new model ``rewriter`` (when set) is asked for ``rewrite_per_round``
+    rewrites of the best instruction so far, at most ``rewrite_rounds``
+    times; they join the pool once their responses exist.
+    ``template`` joins an instruction and an input into what ``target`` is sent."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="prompt_optimisation")
+    task = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    target = models.ForeignKey(GenerationSource, on_delete=models.PROTECT, related_name="+")
+    rewriter = models.ForeignKey(GenerationSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    template = models.TextField(default="{instruction}\n\n{input}")
+    # What the rewriter is asked, with {instruction} (and {task}); empty: the built-in request.
+    rewrite_template = models.TextField(blank=True)
+    rewrite_per_round = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    rewrite_rounds = models.PositiveSmallIntegerField(default=5, validators=[MaxValueValidator(100)])
+    rewrite_rounds_used = models.PositiveSmallIntegerField(default=0)
+    # Running totals of the responses generated for instructions.
+    outputs_failed = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"prompt optimisation of study {self.study_id}"
+
+
+class TaskInput(models.Model):
+    """One input of a prompt-optimisation study's task, e.g. a question the
+    instructions are tried on. Inputs are only ever added: comparisons and
+    responses point at them."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="task_inputs")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"input {self.pk} of study {self.study_id}"
+
+
+class InstructionOutput(models.Model):
+    """The response an instruction (a candidate of a prompt-optimisation study)
+    produced for a task input, through the study's target source."""
+
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="outputs")
+    task_input = models.ForeignKey(TaskInput, on_delete=models.CASCADE, related_name="outputs")
+    text = models.TextField()
+    tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("candidate", "task_input"), name="instruction_output_one_per_input")
+        ]
+
+    def __str__(self) -> str:
+        return f"candidate {self.candidate_id} on input {self.task_input_id}"
 
 
 class RewardModelVersion(models.Model):

@@ -648,3 +648,60 @@ class JudgeRoutingOutput(JudgeRoutingInput):
     comparisons = serializers.IntegerField(help_text="The study's comparisons (gold items left out).")
     person_judgments_saved = serializers.IntegerField(help_text="settled × the study's overlap.")
     tokens = serializers.IntegerField(help_text="Tokens all its judges spent.")
+
+
+class PromptOptimisationInput(serializers.Serializer):
+    task = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=20_000,
+        help_text="What the instructions are for (needed the first time).",
+    )  # fmt: skip
+    target = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The source that answers.")
+    rewriter = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, allow_null=True, default=None,
+        help_text="The source asked for rewrites of the best instruction after each new model; null: none.",
+    )  # fmt: skip
+    template = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=20_000,
+        help_text="What the target is sent, with {instruction} and {input}; empty: instruction, blank line, input.",
+    )  # fmt: skip
+    instructions = serializers.ListField(
+        child=serializers.CharField(max_length=20_000), required=False, default=list, max_length=500,
+        help_text="Instructions to add (the first time: two or more).",
+    )  # fmt: skip
+    inputs = serializers.ListField(
+        child=serializers.CharField(max_length=100_000), required=False, default=list, max_length=200,
+        help_text="Task inputs to add (the first time: one or more).",
+    )  # fmt: skip
+    rewrite_per_round = serializers.IntegerField(min_value=1, max_value=20, default=3)
+    rewrite_rounds = serializers.IntegerField(min_value=0, max_value=100, default=5)
+    rewrite_template = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=20_000,
+        help_text="What the rewriter is asked, with {instruction} and {task}; empty: the built-in request.",
+    )  # fmt: skip
+
+
+class PromptOptimisationOutput(serializers.Serializer):
+    """A prompt-optimisation study: its settings, progress and the best
+    instruction so far (``best``: null before the first model)."""
+
+    task = serializers.CharField()
+    target = serializers.IntegerField()
+    rewriter = serializers.IntegerField(allow_null=True)
+    template = serializers.CharField()
+    rewrite_per_round = serializers.IntegerField()
+    rewrite_rounds = serializers.IntegerField()
+    rewrite_rounds_used = serializers.IntegerField()
+    rewrite_template = serializers.CharField(allow_blank=True)
+    instructions = serializers.IntegerField(help_text="Instructions in the pool.")
+    ready = serializers.IntegerField(help_text="Instructions with a response for every input (compared).")
+    inputs = serializers.IntegerField()
+    outputs = serializers.IntegerField(help_text="Responses generated.")
+    outputs_wanted = serializers.IntegerField()
+    outputs_failed = serializers.IntegerField()
+    tokens = serializers.IntegerField()
+    last_error = serializers.CharField(allow_blank=True)
+    best = serializers.DictField(
+        allow_null=True,
+        help_text="task, model_version, best and leaderboard (instruction, candidate, origin, source, p_best, mean, "
+        "std), best first.",
+    )

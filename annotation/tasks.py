@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.imports import jobs
-from annotation.services import generation, judging
+from annotation.services import generation, judging, prompt_opt
 
 
 @shared_task(name="annotation.tasks.import_job_run", acks_late=True)
@@ -28,3 +28,18 @@ def judges_run(study_id: int) -> dict[str, int]:
     what they may (the ``generate`` queue: the judges' sources are generators)."""
     outcome = judging.judges_run(study_id=study_id)
     return {"judged": outcome.judged, "failed": outcome.failed, "settled": outcome.settled}
+
+
+@shared_task(name="annotation.tasks.prompt_outputs_run", acks_late=True)
+def prompt_outputs_run(study_id: int) -> dict[str, int]:
+    """Generate a prompt-optimisation study's missing responses (instruction × task input)."""
+    outcome = prompt_opt.outputs_run(study_id=study_id)
+    return {"stored": outcome.stored, "failed": outcome.failed, "ready": outcome.ready}
+
+
+@shared_task(name="annotation.tasks.prompt_rewrite_run", acks_late=True)
+def prompt_rewrite_run(study_id: int) -> dict[str, int]:
+    """A rewriting round of a prompt-optimisation study (after a new model), then the new instructions' responses."""
+    added = prompt_opt.rewrite_round_run(study_id=study_id)
+    outcome = prompt_opt.outputs_run(study_id=study_id) if added else None
+    return {"added": added, "ready": outcome.ready if outcome else 0}

@@ -29,6 +29,14 @@ urlpatterns = [
     path("s/<slug:slug>/judges/<int:judge_id>/active/", generation_views.judge_active_set, name="judge_active_set"),
     path("s/<slug:slug>/judges/routing/", generation_views.judge_routing_set, name="judge_routing_set"),
     path("s/<slug:slug>/judges/ask/", generation_views.judges_ask, name="judges_ask"),
+    path(
+        "s/<slug:slug>/prompt-optimisation/", generation_views.prompt_optimisation_set, name="prompt_optimisation_set"
+    ),
+    path(
+        "s/<slug:slug>/prompt-optimisation/best.json",
+        generation_views.prompt_optimisation_best,
+        name="prompt_optimisation_best",
+    ),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),

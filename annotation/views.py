@@ -31,6 +31,7 @@ from annotation.forms import (
     GenerationJobForm,
     GenerationSourceForm,
     JudgeRoutingForm,
+    PromptOptimisationForm,
     RegenerationForm,
     StudyImportForm,
 )
@@ -51,6 +52,7 @@ from annotation.services import (
     judgment_submit,
     judgment_undo,
 )
+from annotation.services.prompt_opt import prompt_optimisation_status
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
 MAX_TIME_ON_TASK_MS = 24 * 60 * 60 * 1000
@@ -445,6 +447,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = selectors.access_study_for_researcher(user=request.user, slug=slug)
     invite = request.build_absolute_uri(reverse("join", args=[study.invite_token]))
     generation = selectors.generation_overview(study=study)
+    prompt_opt = prompt_optimisation_status(study=study)
     return render(
         request,
         "annotation/study_detail.html",
@@ -461,6 +464,10 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "judges": selectors.judges_overview(study=study),
             "judge_form": AIJudgeForm(sources=generation["generation_sources"]),
             "judge_routing_form": JudgeRoutingForm(study=study),
+            "prompt_opt": prompt_opt,
+            "prompt_opt_form": PromptOptimisationForm(
+                sources=generation["generation_sources"], config=prompt_opt["config"] if prompt_opt else None
+            ),
             "invite_url": invite,
             "prolific_url": invite
             + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",

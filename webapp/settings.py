@@ -213,6 +213,8 @@ CELERY_TASK_ROUTES = {
     # Generating responses waits on a model for minutes: never ahead of imports or the loop.
     "annotation.tasks.generation_job_run": {"queue": "generate"},
     "annotation.tasks.judges_run": {"queue": "generate"},
+    "annotation.tasks.prompt_outputs_run": {"queue": "generate"},
+    "annotation.tasks.prompt_rewrite_run": {"queue": "generate"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -104,6 +104,8 @@ class JudgmentRow:
     candidates: dict[int, CandidateText] = field(repr=False)
     # "person", or "model" for an AI judge's answer (annotation.models.AIJudge).
     annotator_kind: str = "person"
+    # A prompt-optimisation comparison's task input (the candidates are instructions); "" otherwise.
+    task_input: str = ""
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ def judgment_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[Judgme
     fields = (
         "id", "comparison_id", "annotator_id", username, "choice", "ranking", "strength", "rationale",
         "aspect_ratings", "shown_order", "time_on_task_ms", "client_info", "created_at", *_CHOSEN_FIELDS,
-        "annotator__ai_judge__id",
+        "annotator__ai_judge__id", "comparison__task_input__text",
     )  # fmt: skip
     for rows in _id_chunks(judgments, fields):
         groups = [_groups(row[5]) for row in rows]
@@ -231,6 +233,7 @@ def judgment_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[Judgme
                     prompt=_prompt_of(row[19], [i for p in places for i in p], candidates, prompts),
                     candidates=candidates,
                     annotator_kind="person" if row[20] is None else "model",
+                    task_input=row[21] or "",
                 )
             )
         yield chunk

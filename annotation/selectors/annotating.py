@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,9 +17,11 @@ from annotation.models import (
     Candidate,
     Comparison,
     ComparisonItem,
+    InstructionOutput,
     Judgment,
     Prompt,
     Study,
+    TaskInput,
     in_display_order,
 )
 from annotation.rendering import (
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
     AnyUser = AbstractBaseUser | AnonymousUser
+
+# Shown in place of a prompt-optimisation response that does not exist (never
+# expected: the refill compares only instructions whose responses exist).
+MISSING_OUTPUT = "(This instruction's response is missing: skip this comparison.)"
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,13 @@ def comparison_for_display(
     prompt = None
     if items and items[0].prompt is not None:
         prompt = prompt_for_display(prompt=items[0].prompt, whole=whole_prompt)
+    if items and items[0].task_input is not None:
+        # Prompt optimisation: the task input and what each instruction answered, never the instructions.
+        prompt = prompt_for_display(prompt=Prompt(text=items[0].task_input), whole=whole_prompt)
+        items = [
+            dataclasses.replace(item, text=item.output if item.output is not None else MISSING_OUTPUT, metadata={})
+            for item in items
+        ]
     diffs: list[SafeString | None] = [None] * len(items)
     if highlight_diff and len(items) == 2:
         diffs = list(diff_html(items[0].text, items[1].text))
@@ -174,21 +188,25 @@ class _ShownItem:
     source: str
     metadata: object
     prompt: Prompt | None  # the comparison's (the same on every item)
+    task_input: str | None = None  # a prompt-optimisation comparison's input
+    output: str | None = None  # and what this item's instruction answered to it
 
 
 def _shown_items(comparison_id: int) -> list[_ShownItem]:
     """A comparison's items in stored order with their candidates and its
     prompt: one statement, written out in SQL (every comparison an annotator
     sees is read here; the ORM built three model instances per item)."""
-    item, candidate, comparison, prompt = (
-        model._meta.db_table for model in (ComparisonItem, Candidate, Comparison, Prompt)
+    item, candidate, comparison, prompt, task_input, output = (
+        model._meta.db_table for model in (ComparisonItem, Candidate, Comparison, Prompt, TaskInput, InstructionOutput)
     )
     sql = f"""
-        SELECT i.candidate_id, k.text, k.source, k.metadata, p.id, p.text, p.format
+        SELECT i.candidate_id, k.text, k.source, k.metadata, p.id, p.text, p.format, t.text, o.text
         FROM {item} i
         JOIN {candidate} k ON k.id = i.candidate_id
         JOIN {comparison} c ON c.id = i.comparison_id
         LEFT JOIN {prompt} p ON p.id = c.prompt_id
+        LEFT JOIN {task_input} t ON t.id = c.task_input_id
+        LEFT JOIN {output} o ON o.candidate_id = i.candidate_id AND o.task_input_id = c.task_input_id
         WHERE i.comparison_id = %s
         ORDER BY i.position
     """  # table names come from model metadata; the id is a parameter
@@ -205,8 +223,10 @@ def _shown_items(comparison_id: int) -> list[_ShownItem]:
             source=source,
             metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
             prompt=shown_prompt,
+            task_input=task_text,
+            output=output_text,
         )
-        for candidate_id, text, source, metadata, *_ in rows
+        for candidate_id, text, source, metadata, _, _, _, task_text, output_text in rows
     ]
 
 

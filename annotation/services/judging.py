@@ -52,6 +52,7 @@ from annotation.models import (
     Comparison,
     ComparisonItem,
     GenerationSource,
+    InstructionOutput,
     Judgment,
     RewardModelVersion,
     Study,
@@ -187,19 +188,37 @@ def _open_pairs(*, study_id: int) -> Any:
 
 
 def _pairs(comparison_ids: Sequence[int]) -> dict[int, _Pair]:
-    """Texts of the comparisons, their candidates in position order (one query each)."""
-    heads = {
-        cid: (key, text or "")
-        for cid, key, text in Comparison.objects.filter(id__in=comparison_ids).values_list(
-            "id", "item_key", "prompt__text"
-        )
-    }
+    """Texts of the comparisons as annotators see them, candidates in position
+    order: for a prompt-optimisation comparison its task input and the two
+    instructions' responses to it (three queries)."""
+    heads = {}
+    inputs = {}
+    for cid, key, text, task_input_id, task_input_text in Comparison.objects.filter(id__in=comparison_ids).values_list(
+        "id", "item_key", "prompt__text", "task_input_id", "task_input__text"
+    ):
+        heads[cid] = (key, task_input_text if task_input_id is not None else text or "")
+        if task_input_id is not None:
+            inputs[cid] = task_input_id
+    outputs = (
+        {
+            (candidate_id, task_input_id): text
+            for candidate_id, task_input_id, text in InstructionOutput.objects.filter(
+                task_input_id__in=set(inputs.values())
+            ).values_list("candidate_id", "task_input_id", "text")
+        }
+        if inputs
+        else {}
+    )
     items: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for cid, candidate_id, text in (
         ComparisonItem.objects.filter(comparison_id__in=comparison_ids)
         .order_by("comparison_id", "position")
         .values_list("comparison_id", "candidate_id", "candidate__text")
     ):
+        if cid in inputs:
+            text = outputs.get((candidate_id, inputs[cid]))
+            if text is None:
+                continue  # never expected: such an instruction is not compared
         items[cid].append((candidate_id, text))
     return {
         cid: _Pair(cid, key, prompt, items[cid][0], items[cid][1])

@@ -26,6 +26,7 @@ from annotation.models import (
     ImportJob,
     Judgment,
     Membership,
+    PromptOptimisation,
     RewardModelVersion,
     Study,
 )
@@ -91,6 +92,8 @@ ROUTES = (
     Route("judge_active_set", "post", "/s/{slug}/judges/{judge}/active/", "researcher", data={"active": "0"}),
     Route("judge_routing_set", "post", "/s/{slug}/judges/routing/", "researcher", data={"share": 10, "audit": 5}),
     Route("judges_ask", "post", "/s/{slug}/judges/ask/", "researcher"),
+    Route("prompt_optimisation_set", "post", "/s/{slug}/prompt-optimisation/", "researcher"),
+    Route("prompt_optimisation_best", "get", "/s/{slug}/prompt-optimisation/best.json", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
@@ -120,6 +123,15 @@ ROUTES = (
         "api_judge", "patch", "/api/v1/studies/{slug}/judges/{judge}/", "researcher", api=True, data={"active": False}
     ),
     Route("api_judge_routing", "get", "/api/v1/studies/{slug}/judge-routing/", "researcher", api=True),
+    Route("api_prompt_optimisation", "get", "/api/v1/studies/{slug}/prompt-optimisation/", "researcher", api=True),
+    Route(
+        "api_prompt_optimisation",
+        "put",
+        "/api/v1/studies/{slug}/prompt-optimisation/",
+        "researcher",
+        api=True,
+        data={"target": 1, "inputs": ["x"]},
+    ),
     Route(
         "api_judge_routing",
         "put",
@@ -221,6 +233,7 @@ def world(db, tmp_path, settings):
     source = GenerationSource.objects.create(study=study, name="s", base_url="http://127.0.0.1:9/v1", model="m")
     generation_job = GenerationJob.objects.create(study=study, source=source, per_prompt=1, status="done")
     judge = ai_judge_create(study=study, source_id=source.id, name="j")
+    PromptOptimisation.objects.create(study=study, task=study.prompts.first(), target=source)
     return {"study": study, "users": users, "job": job, "generation_job": generation_job, "judge": judge}
 
 

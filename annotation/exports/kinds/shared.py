@@ -16,6 +16,8 @@ ANSWER_COLUMNS: tuple[Column, ...] = (
     ("annotator", STRING),
     ("annotator_kind", STRING),  # "person", or "model" for an AI judge
     ("choice", STRING),
+    # A prompt-optimisation study's comparison: the input both instructions answered ("" otherwise).
+    ("task_input", STRING),
 )
 
 
@@ -28,6 +30,7 @@ def answer_fields(study: Study, row: JudgmentRow) -> dict[str, Any]:
         "annotator": row.annotator,
         "annotator_kind": row.annotator_kind,
         "choice": row.choice,
+        "task_input": row.task_input,
     }
 
 

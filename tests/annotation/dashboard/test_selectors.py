@@ -35,9 +35,9 @@ PARTIAL_COLD = PARTIAL_WARM + 4
 # The page renders the same dashboard inside the full layout, plus the
 # candidates' embedding progress (1), whether any prompt is a conversation,
 # which picks the DPO export's default form (1), and the generation card's
-# sources and recent runs (2), and the AI-judges card's judges (1: a study
-# without judges needs nothing more).
-PAGE_COLD = PARTIAL_COLD + 5
+# sources and recent runs (2), the AI-judges card's judges (1: a study
+# without judges needs nothing more), and whether it optimises prompts (1).
+PAGE_COLD = PARTIAL_COLD + 6
 
 
 @pytest.fixture(autouse=True)
