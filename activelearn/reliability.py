@@ -5,9 +5,9 @@ against people; see that module for the model and the weights).
 A fit (:func:`activelearn.services.reward_model_fit`) calls :func:`study_reliability`
 on the training judgments and trains on :func:`reweighted` data; the estimates are
 kept on the published version (``metrics["reliability"]``) for the study page and
-for routing (:func:`judge_routing`). Only strict pairwise answers are votes: a tie
-or "both bad" says nothing about which response is better, and a listwise answer
-is left to its annotator's weight from their pairwise ones.
+for routing. Every pair an answer orders is a vote: a pairwise answer's one
+pair, and each pair of a ranking at weight 2/K (a ranking of K counts as K − 1
+answers); a tie or "both bad" says nothing about which response is better.
 """
 
 from __future__ import annotations
@@ -74,11 +74,17 @@ def judge_user_ids(*, study_id: int) -> frozenset[int]:
     return frozenset(AIJudge.objects.filter(study_id=study_id).values_list("user_id", flat=True))
 
 
-def _pair_vote(ranking: list) -> tuple[int, int] | None:
-    """(winner, loser) candidate ids of a strict pairwise answer, else None."""
-    if len(ranking) != 2 or any(isinstance(g, list) for g in ranking):
-        return None
-    return int(ranking[0]), int(ranking[1])
+def _pair_votes(ranking: list) -> tuple[list[tuple[int, int]], float]:
+    """(winner, loser) candidate ids of every pair an answer orders, and the weight
+    of each as a vote: a strict pairwise answer is one vote of weight 1; a ranking
+    of K items orders each pair in different places, at weight 2/K (the ranking
+    counts as K − 1 answers: see ``models_runtime.reliability.Vote``). A tie says nothing."""
+    places = [[int(x) for x in g] if isinstance(g, list) else [int(g)] for g in ranking or []]
+    items = sum(len(p) for p in places)
+    if items < 2:
+        return [], 0.0
+    pairs = [(w, lo) for i, better in enumerate(places) for worse in places[i + 1 :] for w in better for lo in worse]
+    return pairs, 2.0 / items
 
 
 def _gold_left(answer: Any) -> bool | None:
@@ -104,15 +110,17 @@ def study_reliability(*, study_id: int, evaluation: bool | None = False) -> Stud
     for comparison_id, annotator_id, ranking, is_gold, answer in rows.values_list(
         "comparison_id", "annotator_id", "ranking", "comparison__is_gold", "comparison__gold_answer"
     ):
-        pair = _pair_vote(ranking)
-        if pair is None:
-            continue
-        winner, loser = pair
-        votes.append(Vote(comparison_id, annotator_id, winner < loser, model=annotator_id in judges))
-        if is_gold and comparison_id not in gold:
+        pairs, weight = _pair_votes(ranking)
+        model = annotator_id in judges
+        for winner, loser in pairs:
+            # Each pair of a comparison is its own unit (a pairwise comparison is its only pair).
+            key = (comparison_id, min(winner, loser), max(winner, loser))
+            votes.append(Vote(key, annotator_id, winner < loser, model=model, weight=weight))
+        if is_gold and len(pairs) == 1:
             left = _gold_left(answer)
+            better, worse = (answer or {}).get("better"), (answer or {}).get("worse")
             if left is not None:
-                gold[comparison_id] = left
+                gold.setdefault((comparison_id, min(better, worse), max(better, worse)), left)
     estimates = estimate_reliability(votes, gold=gold)
     return StudyReliability(estimates=estimates, reference=reference_accuracy(estimates), judges=judges)
 

@@ -75,12 +75,17 @@ _Z90 = 1.6448536269514722
 class Vote:
     """One annotator's answer to one pairwise comparison: ``left_won`` True when the
     comparison's first item (in a fixed order of the comparison, not the order shown)
-    was preferred. ``model`` marks an AI judge."""
+    was preferred. ``model`` marks an AI judge. ``weight`` is how many independent
+    answers the vote is worth: 1 for a pairwise answer; a ranking of K items gives a
+    vote on each of its K(K − 1)/2 pairs, each of weight 2/K, so the ranking counts as
+    K − 1 answers, not as that many independent ones (its pairs are tied together
+    by transitivity)."""
 
     comparison: Hashable
     annotator: Hashable
     left_won: bool
     model: bool = False
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -124,11 +129,12 @@ class Reliability:
 
 @dataclass
 class _Votes:
-    """The votes as arrays: comparison index, annotator index, 1.0 left won."""
+    """The votes as arrays: comparison index, annotator index, 1.0 left won, weight."""
 
     comparison: np.ndarray
     annotator: np.ndarray
     y: np.ndarray
+    w: np.ndarray
     comparisons: list[Hashable] = field(default_factory=list)
 
 
@@ -137,7 +143,8 @@ def _index(votes: Sequence[Vote], annotators: list[Hashable], comparisons: dict[
     c = np.array([comparisons.setdefault(v.comparison, len(comparisons)) for v in votes], dtype=np.int64)
     k = np.array([where[v.annotator] for v in votes], dtype=np.int64)
     y = np.array([1.0 if v.left_won else 0.0 for v in votes], dtype=np.float64)
-    return _Votes(c, k, y, list(comparisons))
+    w = np.array([v.weight for v in votes], dtype=np.float64)
+    return _Votes(c, k, y, w, list(comparisons))
 
 
 def _log_odds(acc: np.ndarray) -> np.ndarray:
@@ -150,22 +157,26 @@ def _posterior_left(votes: _Votes, acc: np.ndarray, n_comparisons: int, gold: np
     accuracies ``acc``) and gold (``gold[c]``: 1.0, 0.0, or NaN where unknown)."""
     logit = np.zeros(n_comparisons)
     if votes.y.size:
-        np.add.at(logit, votes.comparison, (2.0 * votes.y - 1.0) * _log_odds(acc[votes.annotator]))
+        np.add.at(logit, votes.comparison, votes.w * (2.0 * votes.y - 1.0) * _log_odds(acc[votes.annotator]))
     q = 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
     known = ~np.isnan(gold)
     q[known] = gold[known]
     return q
 
 
-def _interval(accuracy: float, agree_prob: np.ndarray, prior: tuple[float, float]) -> tuple[float, float]:
+def _interval(
+    accuracy: float, agree_prob: np.ndarray, prior: tuple[float, float], weight: np.ndarray | None = None
+) -> tuple[float, float]:
     """90% interval of an accuracy around its estimate ``accuracy``, from the observed
-    information of ``Σ log[a·p + (1 − a)(1 − p)] + log Beta(a)`` (``agree_prob``: each
-    anchored answer's probability of being right given everyone else), normal on
-    the logit scale. An answer checked against an uncertain reference (``p`` near ½)
-    adds little information, so the interval stays wide where the evidence is thin."""
+    information of ``Σ w·log[a·p + (1 − a)(1 − p)] + log Beta(a)`` (``agree_prob``: each
+    anchored answer's probability of being right given everyone else; ``weight``:
+    what each answer is worth, 1 by default), normal on the logit scale. An answer
+    checked against an uncertain reference (``p`` near ½) adds little information,
+    so the interval stays wide where the evidence is thin."""
     a = min(max(accuracy, 1e-4), 1.0 - 1e-4)
     p = np.asarray(agree_prob, dtype=np.float64)
-    info = float(np.sum(((2.0 * p - 1.0) / (a * p + (1.0 - a) * (1.0 - p))) ** 2))
+    w = np.ones_like(p) if weight is None else np.asarray(weight, dtype=np.float64)
+    info = float(np.sum(w * ((2.0 * p - 1.0) / (a * p + (1.0 - a) * (1.0 - p))) ** 2))
     info += (prior[0] - 1.0) / a**2 + (prior[1] - 1.0) / (1.0 - a) ** 2
     centre = math.log(a / (1.0 - a))
     spread = _Z90 / (math.sqrt(max(info, 1e-12)) * a * (1.0 - a))
@@ -182,7 +193,7 @@ def _accuracy(agreed: float, n: float, prior: tuple[float, float]) -> float:
 
 def _fit_people(
     votes: _Votes, n_people: int, n_comparisons: int, gold: np.ndarray, cfg: ReliabilityConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Stage 1: people's accuracies by Dawid–Skene EM, with each person's
     expected agreements and anchored answers. Only comparisons that another person
     or gold also answered count toward a person's accuracy: a lone answer is
@@ -192,13 +203,14 @@ def _fit_people(
     others = np.bincount(votes.comparison, minlength=n_comparisons) - 1
     anchored_vote = (others[votes.comparison] > 0) | ~np.isnan(gold[votes.comparison])
     agreed = np.zeros(n_people)
-    anchored = np.bincount(votes.annotator[anchored_vote], minlength=n_people).astype(np.float64)
+    anchored = np.bincount(votes.annotator[anchored_vote], votes.w[anchored_vote], minlength=n_people)
     if not anchored_vote.any():
-        return acc, agreed, anchored, [np.zeros(0)] * n_people
+        return acc, agreed, anchored, [(np.zeros(0), np.zeros(0))] * n_people
     for _ in range(cfg.iterations):
         q = _posterior_left(votes, acc, n_comparisons, gold)[votes.comparison]
         agree = np.where(votes.y > 0.5, q, 1.0 - q)
-        agreed = np.bincount(votes.annotator[anchored_vote], agree[anchored_vote], minlength=n_people)
+        weighted = (agree * votes.w)[anchored_vote]
+        agreed = np.bincount(votes.annotator[anchored_vote], weighted, minlength=n_people)
         new = np.array([_accuracy(agreed[k], anchored[k], prior) for k in range(n_people)])
         done = np.max(np.abs(new - acc)) < cfg.tol
         acc = new
@@ -208,26 +220,28 @@ def _fit_people(
     # term taken out of the comparison's log-odds; gold stays), for the intervals.
     q = _posterior_left(votes, acc, n_comparisons, gold)
     logit = np.log(np.clip(q, 1e-12, 1.0)) - np.log(np.clip(1.0 - q, 1e-12, 1.0))
-    own = (2.0 * votes.y - 1.0) * _log_odds(acc[votes.annotator])
+    own = votes.w * (2.0 * votes.y - 1.0) * _log_odds(acc[votes.annotator])
     others_left = 1.0 / (1.0 + np.exp(-np.clip(logit[votes.comparison] - own, -50.0, 50.0)))
     is_gold = ~np.isnan(gold[votes.comparison])
     others_left = np.where(is_gold, gold[votes.comparison], others_left)
     loo = np.where(votes.y > 0.5, others_left, 1.0 - others_left)
-    return acc, agreed, anchored, [loo[anchored_vote & (votes.annotator == k)] for k in range(n_people)]
+    mine = [anchored_vote & (votes.annotator == k) for k in range(n_people)]
+    return acc, agreed, anchored, [(loo[m], votes.w[m]) for m in mine]
 
 
-def _fit_judge(agree_prob: np.ndarray, cfg: ReliabilityConfig) -> tuple[float, float]:
+def _fit_judge(agree_prob: np.ndarray, cfg: ReliabilityConfig, weight: np.ndarray | None = None) -> tuple[float, float]:
     """Stage 2 for one judge: ``agree_prob[i]`` is the probability that its i-th
-    anchored vote is right (``q`` or ``1 − q``). The accuracy of
-    ``Π [a·p + (1 − a)(1 − p)] · Beta(a)`` by EM, and the expected agreements."""
+    anchored vote is right (``q`` or ``1 − q``), ``weight[i]`` what it is worth. The
+    accuracy of ``Π [a·p + (1 − a)(1 − p)]^w · Beta(a)`` by EM, and the expected agreements."""
     prior = cfg.judge_prior
+    w = np.ones_like(agree_prob) if weight is None else weight
     a = _accuracy(0.0, 0.0, prior)
     agreed = 0.0
     for _ in range(cfg.iterations):
         right = a * agree_prob
         resp = right / np.maximum(right + (1.0 - a) * (1.0 - agree_prob), 1e-300)
-        agreed = float(resp.sum())
-        new = _accuracy(agreed, float(agree_prob.size), prior)
+        agreed = float((w * resp).sum())
+        new = _accuracy(agreed, float(w.sum()), prior)
         done = abs(new - a) < cfg.tol
         a = new
         if done:
@@ -269,24 +283,25 @@ def estimate_reliability(
     acc, agreed, anchored, loo = _fit_people(person_votes, len(people), n_c, gold_arr, cfg)
     out: dict[Hashable, Reliability] = {}
     for k, name in enumerate(people):
-        low, high = _interval(float(acc[k]), loo[k], cfg.person_prior)
-        out[name] = Reliability(name, False, float(acc[k]), low, high, int(anchored[k]), float(agreed[k]))
+        low, high = _interval(float(acc[k]), loo[k][0], cfg.person_prior, loo[k][1])
+        out[name] = Reliability(name, False, float(acc[k]), low, high, round(float(anchored[k])), float(agreed[k]))
 
     # Stage 2: people (and gold) decide z; judges never vouch for each other.
     q = _posterior_left(person_votes, acc, n_c, gold_arr)
     decided = np.zeros(n_c, dtype=bool)
     decided[person_votes.comparison] = True
     decided |= ~np.isnan(gold_arr)
-    by_judge: dict[Hashable, list[float]] = {j: [] for j in judges}
+    by_judge: dict[Hashable, list[tuple[float, float]]] = {j: [] for j in judges}
     for v in judge_votes:
         c = comparisons[v.comparison]
         if decided[c]:
-            by_judge[v.annotator].append(q[c] if v.left_won else 1.0 - q[c])
+            by_judge[v.annotator].append((q[c] if v.left_won else 1.0 - q[c], v.weight))
     for name in judges:
-        p = np.asarray(by_judge[name], dtype=np.float64)
-        a, agree = _fit_judge(p, cfg)
-        low, high = _interval(a, p, cfg.judge_prior)
-        out[name] = Reliability(name, True, a, low, high, int(p.size), agree)
+        pw = np.asarray(by_judge[name], dtype=np.float64).reshape(-1, 2)
+        p, w = pw[:, 0], pw[:, 1]
+        a, agree = _fit_judge(p, cfg, w)
+        low, high = _interval(a, p, cfg.judge_prior, w)
+        out[name] = Reliability(name, True, a, low, high, round(float(w.sum())), agree)
     return _weighted(out, cfg)
 
 

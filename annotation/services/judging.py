@@ -11,22 +11,24 @@ each answer also carries ``Judgment.by_model`` so that what counts people's work
 
 **The run** (:func:`judges_run`, the ``generate`` queue; the refill starts one
 whenever it queues comparisons). Every active judge is asked about the queued
-pairwise comparisons it has not answered, highest priority first, both orders
-each (``models_runtime.generation.judge``); a verdict becomes a judgment of the
-judge's account, a comparison it could not judge is counted as failed with the
-reason. Replies go through the installation's generation cache, so a rerun pays
-for nothing it asked before.
+comparisons it has not answered, highest priority first, both orders each
+(``models_runtime.generation.judge``: a pair in A-B and B-A order, a list in its
+order and reversed, with the built-in listwise template; a judge's own template is
+for pairs); a verdict becomes a judgment of the judge's account, and a comparison it
+could not judge is counted as failed with the reason. Replies go through the
+installation's generation cache, so a rerun pays for nothing it asked before.
 
 **Routing** (``models_runtime.reliability``). After the judges answered, a queued
-comparison is *settled* without a person when the votes of the judges the live
-model's fit trusts (weight above 0), combined at their estimated accuracies, are
-at least as likely right as a typical person's answer, unless it is drawn for the
-audit (``Study.judge_audit_rate`` of them still go to people, so every judge
-stays measured against people), belongs to the evaluation set (held-out figures
-are people's answers), or the judges already settled ``Study.judge_share`` of the
+pair is *settled* without a person (a list never is: judges' rankings are weighted
+votes only) when the votes of the judges the live model's fit trusts (weight above
+0), combined at their estimated accuracies, are at least as likely right as a
+typical person's answer, unless it is drawn for the audit
+(``Study.judge_audit_rate`` of them still go to people, so every judge stays
+measured against people), belongs to the evaluation set (held-out figures are
+people's answers), or the judges already settled ``Study.judge_share`` of the
 study's comparisons. A settled comparison is done: nobody is asked, no budget is
-spent, and the fit learns from the judges' weighted votes. Until a fit has
-measured a judge against people its weight is 0, so a new judge settles nothing.
+spent, and the fit learns from the judges' weighted votes. Until a fit has measured
+a judge against people its weight is 0, so a new judge settles nothing.
 """
 
 from __future__ import annotations
@@ -61,7 +63,14 @@ from annotation.services.answers import in_evaluation_set
 from annotation.services.generation import generation_cache, generator_for
 from models_runtime.evaluation import evaluation_draw
 from models_runtime.generation import CachedGenerator, GenerationCache, Generator, Sampling
-from models_runtime.generation.judge import DEFAULT_PAIRWISE, JudgeTemplate, PairwiseJudge, Verdict
+from models_runtime.generation.judge import (
+    DEFAULT_PAIRWISE,
+    JudgeTemplate,
+    ListwiseJudge,
+    PairwiseJudge,
+    RankVerdict,
+    Verdict,
+)
 from models_runtime.reliability import RoutingConfig, judges_verdict, settles
 
 __all__ = [
@@ -168,26 +177,32 @@ class JudgingOutcome:
 
 
 @dataclass(frozen=True)
-class _Pair:
+class _Shown:
+    """A comparison as its judge is shown it: the items in position order, each
+    (candidate id, text); two items make a pair, more a list."""
+
     comparison_id: int
     item_key: str
     prompt: str
-    a: tuple[int, str]  # (candidate id, text) shown first
-    b: tuple[int, str]
+    items: tuple[tuple[int, str], ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [cid for cid, _ in self.items]
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for _, text in self.items]
 
 
-def _open_pairs(*, study_id: int) -> Any:
-    """The study's queued pairwise comparisons a person may still be asked about."""
-    return (
-        Comparison.objects.filter(
-            study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False, settled_by_judges=False
-        )
-        .annotate(n_items=Count("items"))
-        .filter(n_items=2)
+def _open_comparisons(*, study_id: int) -> Any:
+    """The study's queued comparisons a person may still be asked about."""
+    return Comparison.objects.filter(
+        study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False, settled_by_judges=False
     )
 
 
-def _pairs(comparison_ids: Sequence[int]) -> dict[int, _Pair]:
+def _shown(comparison_ids: Sequence[int]) -> dict[int, _Shown]:
     """Texts of the comparisons as annotators see them, candidates in position
     order: for a prompt-optimisation comparison its task input and the two
     instructions' responses to it (three queries)."""
@@ -221,69 +236,95 @@ def _pairs(comparison_ids: Sequence[int]) -> dict[int, _Pair]:
                 continue  # never expected: such an instruction is not compared
         items[cid].append((candidate_id, text))
     return {
-        cid: _Pair(cid, key, prompt, items[cid][0], items[cid][1])
-        for cid, (key, prompt) in heads.items()
-        if len(items[cid]) == 2
+        cid: _Shown(cid, key, prompt, tuple(items[cid])) for cid, (key, prompt) in heads.items() if len(items[cid]) >= 2
     }
 
 
-def _judgment(study: Study, judge: AIJudge, pair: _Pair, verdict: Verdict) -> Judgment:
-    (a_id, _), (b_id, _) = pair.a, pair.b
+def _answer(shown: _Shown, verdict: Verdict | RankVerdict) -> tuple[str, list, dict]:
+    """The judgment's choice, stored ranking and what else the verdict says."""
+    ids = shown.ids
+    if isinstance(verdict, RankVerdict):
+        ranking = [ids[place[0]] if len(place) == 1 else [ids[i] for i in place] for place in verdict.places or []]
+        return Judgment.Choice.RANKED, ranking, {}
+    a_id, b_id = ids
+    extra = {"orders": list(verdict.orders)}
     if verdict.choice == "a":
-        choice, ranking = Judgment.Choice.A, [a_id, b_id]
-    elif verdict.choice == "b":
-        choice, ranking = Judgment.Choice.B, [b_id, a_id]
-    else:
-        choice, ranking = Judgment.Choice.TIE, [[a_id, b_id]]
+        return Judgment.Choice.A, [a_id, b_id], extra
+    if verdict.choice == "b":
+        return Judgment.Choice.B, [b_id, a_id], extra
+    return Judgment.Choice.TIE, [[a_id, b_id]], extra
+
+
+def _judgment(study: Study, judge: AIJudge, shown: _Shown, verdict: Verdict | RankVerdict) -> Judgment:
+    choice, ranking, extra = _answer(shown, verdict)
     return Judgment(
         study_id=study.id,
-        comparison_id=pair.comparison_id,
+        comparison_id=shown.comparison_id,
         annotator_id=judge.user_id,
         choice=choice,
         ranking=ranking,
-        shown_order=[a_id, b_id],
+        shown_order=shown.ids,
         client_info={
             "ai_judge": judge.name,
             "consistent": verdict.consistent,
-            "orders": list(verdict.orders),
+            **extra,
             "replies": [r[:REPLY_KEPT_CHARS] for r in verdict.replies],
             **({"note": verdict.reason} if verdict.reason else {}),
         },
-        evaluation=in_evaluation_set(study_id=study.id, item_key=pair.item_key, rate=study.evaluation_rate),
+        evaluation=in_evaluation_set(study_id=study.id, item_key=shown.item_key, rate=study.evaluation_rate),
         by_model=True,
     )
+
+
+def _verdicts(pairwise: PairwiseJudge, listwise: ListwiseJudge, batch: list[_Shown]) -> list[Verdict | RankVerdict]:
+    """One batch's verdicts, pairs asked of the pairwise judge and lists of the listwise one."""
+    pairs = [s for s in batch if len(s.items) == 2]
+    lists = [s for s in batch if len(s.items) > 2]
+    answers: dict[int, Verdict | RankVerdict] = {}
+    if pairs:
+        for s, v in zip(pairs, pairwise.judge([(s.prompt, *s.texts) for s in pairs]), strict=True):
+            answers[s.comparison_id] = v
+    if lists:
+        for s, v in zip(lists, listwise.judge([(s.prompt, s.texts) for s in lists]), strict=True):
+            answers[s.comparison_id] = v
+    return [answers[s.comparison_id] for s in batch]
+
+
+def _unanswered(verdict: Verdict | RankVerdict) -> bool:
+    return (verdict.places if isinstance(verdict, RankVerdict) else verdict.choice) is None
 
 
 def _ask(
     study: Study,
     judge: AIJudge,
-    pairs: list[_Pair],
+    shown: list[_Shown],
     generator: Generator,
     cache: GenerationCache,
     outcome: JudgingOutcome,
 ) -> None:
-    """Ask one judge about ``pairs``, batch by batch; store its verdicts and counters."""
-    asker = PairwiseJudge(
-        CachedGenerator(generator, cache),
-        template=JudgeTemplate(pairwise=judge.template or DEFAULT_PAIRWISE),
-        sampling=Sampling(temperature=0.0, max_tokens=judge.source.max_tokens),
+    """Ask one judge about ``shown``, batch by batch; store its verdicts and counters."""
+    cached = CachedGenerator(generator, cache)
+    sampling = Sampling(temperature=0.0, max_tokens=judge.source.max_tokens)
+    pairwise = PairwiseJudge(
+        cached, template=JudgeTemplate(pairwise=judge.template or DEFAULT_PAIRWISE), sampling=sampling
     )
+    listwise = ListwiseJudge(cached, sampling=sampling)
     failed, tokens, last_error = 0, 0, ""
-    for start in range(0, len(pairs), JUDGE_BATCH):
-        batch = pairs[start : start + JUDGE_BATCH]
+    for start in range(0, len(shown), JUDGE_BATCH):
+        batch = shown[start : start + JUDGE_BATCH]
         try:
-            verdicts = asker.judge([(p.prompt, p.a[1], p.b[1]) for p in batch])
+            verdicts = _verdicts(pairwise, listwise, batch)
         except Exception as exc:  # a source that cannot run at all (its key unset, a bad model directory)
             logger.exception("AI judge %s could not run", judge.pk)
             verdicts = [Verdict(None, False, (None, None), reason=f"{type(exc).__name__}: {exc}")] * len(batch)
         rows = []
-        for pair, verdict in zip(batch, verdicts, strict=True):
+        for item, verdict in zip(batch, verdicts, strict=True):
             tokens += verdict.tokens
-            if verdict.choice is None:
+            if _unanswered(verdict):
                 failed += 1
                 last_error = verdict.reason
                 continue
-            rows.append(_judgment(study, judge, pair, verdict))
+            rows.append(_judgment(study, judge, item, verdict))
         # Another run may have answered some meanwhile: the unique (comparison, annotator) keeps one.
         Judgment.objects.bulk_create(rows, ignore_conflicts=True)
         outcome.asked += len(batch)
@@ -318,8 +359,10 @@ def _audited(study_id: int, item_key: str, rate: float) -> bool:
     return evaluation_draw(f"audit\x1f{study_id}\x1f{item_key}") < rate
 
 
-def _route(study: Study, pairs: Mapping[int, _Pair], outcome: JudgingOutcome) -> None:
-    """Settle the comparisons the trusted judges decide (see the module docstring)."""
+def _route(study: Study, shown: Mapping[int, _Shown], outcome: JudgingOutcome) -> None:
+    """Settle the pairs the trusted judges decide (see the module docstring); a
+    list is never settled by judges: their rankings are votes only."""
+    pairs = {cid: s for cid, s in shown.items() if len(s.items) == 2}
     routing = RoutingConfig(judge_share=study.judge_share, audit_rate=study.judge_audit_rate)
     if routing.judge_share <= 0.0 or not pairs:
         return
@@ -367,20 +410,20 @@ def judges_run(
     the cache is the installation's unless one is given."""
     outcome = JudgingOutcome()
     study = Study.objects.filter(id=study_id).first()
-    if study is None or study.status != Study.Status.ACTIVE or study.mode != Study.Mode.PAIRWISE:
+    if study is None or study.status != Study.Status.ACTIVE:
         return outcome
     judges = list(AIJudge.objects.filter(study_id=study_id, active=True).select_related("source"))
     if not judges:
         return outcome
     cache = cache if cache is not None else generation_cache()
-    open_pairs = _open_pairs(study_id=study_id).order_by("-priority", "id")
+    queued = _open_comparisons(study_id=study_id).order_by("-priority", "id")
     todo = {
-        judge.pk: list(open_pairs.exclude(judgments__annotator_id=judge.user_id).values_list("id", flat=True)[:most])
+        judge.pk: list(queued.exclude(judgments__annotator_id=judge.user_id).values_list("id", flat=True)[:most])
         for judge in judges
     }
-    pairs = _pairs(sorted({cid for ids in todo.values() for cid in ids}))
+    shown = _shown(sorted({cid for ids in todo.values() for cid in ids}))
     for judge in judges:
-        asked = [pairs[cid] for cid in todo[judge.pk] if cid in pairs]
+        asked = [shown[cid] for cid in todo[judge.pk] if cid in shown]
         if not asked:
             continue
         try:
@@ -392,7 +435,7 @@ def judges_run(
             outcome.errors.append(f"{judge.name}: {reason}")
             continue
         _ask(study, judge, asked, generator, cache, outcome)
-    _route(study, pairs, outcome)
+    _route(study, shown, outcome)
     if outcome.judged:
         loop.get().judgment_changed(study_id=study_id, queue_low_water=study.queue_refill_at)
     elif outcome.settled:

@@ -7,7 +7,7 @@ document (``/api/schema/``) and generates requests for every operation from
 it, sent with the API token of each role in turn: the study's annotator, its
 researcher, and a stranger (a researcher of another study). Each operation is
 run with every path parameter generated, and again with the study's slug (and
-the seeded job and versions) filled in, so most requests reach real data
+the seeded job, judge and versions) filled in, so most requests reach real data
 rather than a 404. Cases are drawn from the schema (positive) and from what
 the schema forbids (negative: wrong types, missing fields, out-of-range
 numbers) in the query and body; negative cases keep the address valid, since
@@ -166,14 +166,14 @@ def _runs(operation: Any, seeded: dict) -> list[tuple[Any, dict]]:
     """Generation mode and fixed path parameters of each run of ``operation``.
 
     Positive cases run with every path parameter generated (mostly a 404),
-    then with the seeded study's (its job and version; the export format is
+    then with the seeded study's (its job, judge and version; the export format is
     left to schemathesis). Negative cases keep the address valid: one that
     matches no route gets Django's 404 page, which is not the API's; so they
     run only where a query or body is left to break."""
     from schemathesis import GenerationMode  # noqa: PLC0415
 
     names = {parameter.name for parameter in operation.path_parameters}
-    seeded_path = {k: seeded[k] for k in ("slug", "job_id", "version", "fmt") if k in names}
+    seeded_path = {k: seeded[k] for k in ("slug", "job_id", "judge_id", "version", "fmt") if k in names}
     runs = [(GenerationMode.POSITIVE, {})]
     if seeded_path:
         runs.append((GenerationMode.POSITIVE, {k: v for k, v in seeded_path.items() if k != "fmt"}))
@@ -221,8 +221,9 @@ def _seed() -> dict[str, Any]:
 
     from annotation.imports.records import CandidateRecord, PromptRecord  # noqa: PLC0415
     from annotation.imports.writer import study_import_records  # noqa: PLC0415
-    from annotation.models import Membership, RewardModelVersion  # noqa: PLC0415
+    from annotation.models import GenerationSource, Membership, RewardModelVersion  # noqa: PLC0415
     from annotation.services import assignment_lease_next, judgment_submit, study_create  # noqa: PLC0415
+    from annotation.services.judging import ai_judge_create  # noqa: PLC0415
 
     users = get_user_model().objects
     study = study_create(name="Schema", budget=100_000)
@@ -271,7 +272,9 @@ def _seed() -> dict[str, Any]:
             pruned_at=timezone.now() if pruned else None,
             checkpoint_path=f"/nonexistent/schema-benchmark/v{version}",
         )
-    return {"slug": study.slug, "version": 2, "fmt": "judgments.csv", "tokens": tokens}
+    source = GenerationSource.objects.create(study=study, name="nowhere", base_url="http://127.0.0.1:9/v1", model="m")
+    judge = ai_judge_create(study=study, source_id=source.id, name="schema judge")
+    return {"slug": study.slug, "version": 2, "fmt": "judgments.csv", "judge_id": judge.pk, "tokens": tokens}
 
 
 def _seed_import_job(base_url: str, seeded: dict) -> int:

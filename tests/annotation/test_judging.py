@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 
 _SHOWN = re.compile(r"\[Response A\]\n(.*?)\n\n\[Response B\]\n(.*?)\n\n", re.S)
 _QUALITY = re.compile(r"quality (\d+)")
+_LISTED = re.compile(r"\[Response \d+\]\n(.*?)(?=\n\n\[Response|\n\nRank)", re.S)
 
 
 class ScriptedJudge:
@@ -38,6 +39,14 @@ class ScriptedJudge:
         return f"scripted:{self.mode}"
 
     def _reply(self, request: GenerationRequest) -> str:
+        listed = _LISTED.findall(request.messages[-1].content)
+        if listed:  # a list: rank by quality (best first), or state nothing
+            if self.mode == "mute":
+                return "They all have merits."
+            order = sorted(range(len(listed)), key=lambda i: -int(_QUALITY.search(listed[i]).group(1)))
+            if self.mode == "wrong":
+                order.reverse()
+            return "Ranking: [[" + " > ".join(str(i + 1) for i in order) + "]]"
         first, second = _SHOWN.search(request.messages[-1].content).groups()
         q1, q2 = (int(_QUALITY.search(text).group(1)) for text in (first, second))
         if self.mode == "mute":
@@ -224,7 +233,7 @@ def test_a_judge_that_fails_or_states_no_verdict_is_counted_and_says_why(study, 
     assert flaky.judged == n and flaky.last_error == ""
 
 
-def test_an_inactive_judge_a_paused_study_and_a_listwise_study_ask_nobody(servers) -> None:
+def test_an_inactive_judge_and_a_paused_study_ask_nobody(servers) -> None:
     study = study_with_queue(n_prompts=2, n_candidates=3)
     judge = judge_of(study, servers["right"], "Right")
     ai_judge_update(judge=judge, active=False)
@@ -232,10 +241,48 @@ def test_an_inactive_judge_a_paused_study_and_a_listwise_study_ask_nobody(server
     ai_judge_update(judge=judge, active=True)
     Study.objects.filter(id=study.id).update(status=Study.Status.PAUSED)
     assert judges_run(study_id=study.id, generators={judge.pk: client_of(servers["right"])}).asked == 0
-    listwise = study_with_queue(n_prompts=1, n_candidates=4, mode=Study.Mode.LISTWISE, list_size=3)
-    other = judge_of(listwise, servers["right"], "Right")
-    assert judges_run(study_id=listwise.id, generators={other.pk: client_of(servers["right"])}).asked == 0
     assert not servers["right"].received
+
+
+def test_a_judge_ranks_a_lists_responses_in_both_orders_and_is_measured_on_its_pairs(servers) -> None:
+    from activelearn.reliability import study_reliability
+    from annotation.services.answers import judgment_submit
+
+    study = study_with_queue(n_prompts=3, n_candidates=4, mode=Study.Mode.LISTWISE, list_size=3, overlap=1,
+                             evaluation_rate=0.0)  # fmt: skip
+    for k, candidate in enumerate(study.candidates.order_by("id")):
+        candidate.text = f"A response of quality {(k * 7) % 16}."
+        candidate.save(update_fields=["text"])
+    right, wrong = judge_of(study, servers["right"], "Right"), judge_of(study, servers["wrong"], "Wrong")
+    waiting = queued(study)
+    outcome = judges_run(
+        study_id=study.id,
+        generators={right.pk: client_of(servers["right"]), wrong.pk: client_of(servers["wrong"])},
+        cache=GenerationCache(),
+    )
+    assert outcome.judged == 2 * len(waiting) and outcome.settled == 0, "lists are never settled by judges"
+    for judgment in Judgment.objects.filter(annotator=right.user):
+        assert judgment.choice == "ranked" and judgment.client_info["consistent"]
+        assert [quality(c) for c in judgment.ranking] == sorted((quality(c) for c in judgment.ranking), reverse=True)
+    reversed_ = Judgment.objects.filter(annotator=wrong.user).first()
+    assert [quality(c) for c in reversed_.ranking] == sorted(quality(c) for c in reversed_.ranking)
+    asked = servers["right"].received[:2]
+    first = re.findall(r"\[Response \d\]\n(.*)", asked[0]["body"]["messages"][-1]["content"])
+    second = re.findall(r"\[Response \d\]\n(.*)", asked[1]["body"]["messages"][-1]["content"])
+    assert second == first[::-1], "the list is asked in its order and reversed"
+
+    # A person ranks every list by quality: the right judge agrees on every pair, the wrong one on none.
+    person = UserFactory()
+    while (lease := assignment_lease_next(study=study, annotator=person)) is not None:
+        shown = lease.assignment.display_order
+        places = sorted(range(len(shown)), key=lambda p: -quality(shown[p]))
+        judgment_submit(study=study, annotator=person, comparison_id=lease.assignment.comparison_id,
+                        ranking=[[p] for p in places])  # fmt: skip
+    rel = study_reliability(study_id=study.id)
+    good, bad = rel.estimates[right.user_id], rel.estimates[wrong.user_id]
+    n_lists = Judgment.objects.filter(annotator=person).count()
+    assert good.anchored == bad.anchored == 2 * n_lists, "a ranking of 3 counts as 2 answers, not 3"
+    assert good.accuracy > 0.8 and good.weight > 0 and bad.accuracy < 0.2 and bad.weight == 0.0
 
 
 def test_the_judges_own_source_is_asked_when_none_is_given(study, servers, settings, tmp_path) -> None:

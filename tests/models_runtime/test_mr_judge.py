@@ -120,3 +120,65 @@ def test_a_judge_asks_through_a_real_endpoint(tmp_path: Path) -> None:
     assert all(verdict.replies) and verdict.tokens > 0, "each order's reply is kept, with its tokens"
     shown_first = sorted(b["messages"][1]["content"].split("\nA: ")[1].split("\n")[0] for b in bodies)
     assert shown_first == ["Buy it.", "Mix flour and water."], "each response shown first once"
+
+
+@pytest.mark.parametrize(
+    ("reply", "k", "places"),
+    [
+        ("Response 2 is best. [[2 > 1 > 3]]", 3, [[1], [0], [2]]),
+        ("[[3 = 1 > 2]]", 3, [[2, 0], [1]]),
+        ("[[1, 3, 2]]", 3, [[0], [2], [1]]),
+        ("First draft [[1 > 2 > 3]], final: [[3 > 2 > 1]]", 3, [[2], [1], [0]]),
+        ("Thinking...\n2 > 3 > 1", 3, [[1], [2], [0]]),
+        ("[[2 > 1]]", 3, None),  # not every response
+        ("[[1 > 1 > 2]]", 3, None),  # one twice
+        ("[[4 > 1 > 2]]", 3, None),  # no response 4
+        ("They are all good.", 3, None),
+    ],
+)
+def test_a_ranking_is_read_as_the_judge_wrote_it(reply: str, k: int, places: list | None) -> None:
+    from models_runtime.generation.judge import parse_ranking
+
+    assert parse_ranking(reply, k) == places
+
+
+def test_a_list_is_ranked_in_both_orders_and_position_bias_becomes_a_shared_place() -> None:
+    from models_runtime.generation.judge import ListwiseJudge
+
+    class Lister:
+        key = "lister"
+
+        def __init__(self, rule: Callable[[list[str]], str]) -> None:
+            self.rule, self.asked = rule, []
+
+        def generate(self, requests: Sequence[GenerationRequest]) -> list[Result]:
+            self.asked += requests
+            out: list[Result] = []
+            for r in requests:
+                shown = [line for line in r.messages[-1].content.split("\n") if line.startswith("len:")]
+                reply = self.rule(shown)
+                failure = GenerationFailure("http", "HTTP 503")
+                out.append(failure if reply == "fail" else Generation(reply, "stop", 9, 1, "lister"))
+            return out
+
+    items = ["len:" + "x" * n for n in (3, 9, 5)]
+
+    def longest_first(shown: list[str]) -> str:
+        return "[[" + " > ".join(str(i + 1) for i in sorted(range(len(shown)), key=lambda i: -len(shown[i]))) + "]]"
+
+    by_length = Lister(longest_first)
+    (verdict,) = ListwiseJudge(by_length).judge([("Which?", items)])
+    assert verdict.places == [[1], [2], [0]] and verdict.consistent and verdict.tokens == 20
+    assert [line for line in by_length.asked[1].messages[-1].content.split("\n") if line.startswith("len:")] == items[
+        ::-1
+    ]
+    # Always "the first shown is best, then in order": the two orders cancel into one shared place.
+    (biased,) = ListwiseJudge(Lister(lambda shown: "[[1 > 2 > 3]]")).judge([("Which?", items)])
+    assert biased.places == [[0, 1, 2]] and not biased.consistent
+    replies = iter(["[[2 > 3 > 1]]", "no idea"])
+    (half,) = ListwiseJudge(Lister(lambda shown: next(replies))).judge([("Which?", items)])
+    assert half.places == [[1], [2], [0]] and not half.consistent and "only one order" in half.reason
+    (failed,) = ListwiseJudge(Lister(lambda shown: "fail")).judge([("Which?", items)])
+    assert failed.places is None and "503" in failed.reason
+    with pytest.raises(ValueError, match="responses"):
+        ListwiseJudge(by_length, template="{prompt} only")
