@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Sum
 
 from activelearn import claims, features, reliability
 from activelearn.services import REFILL, reward_model_latest
@@ -486,12 +486,17 @@ def _excluded_sets(*, study_id: int, index: dict[int, int], retiring_for: int | 
 
 
 def _retirable(*, study_id: int, keep_version_id: int):
-    """Queued comparisons an older model (or the random fallback) chose that
-    nobody has leased or answered."""
+    """Queued comparisons an older model (or the random fallback) chose that no
+    person has leased or answered. AI judges answer the whole queue as it is
+    filled, so their answers hold nothing in it (or no older pick would ever
+    make room for a new model's): retiring a comparison takes its judges'
+    votes with it, and their replies stay in the generation cache should the
+    pair be chosen again."""
+    answered_by_a_person = Judgment.objects.filter(comparison_id=OuterRef("pk"), by_model=False)
     return (
         Comparison.objects.filter(study_id=study_id, status=Comparison.Status.QUEUED, is_gold=False)
         .exclude(model_version_id=keep_version_id)
-        .filter(assignments__isnull=True, judgments__isnull=True)
+        .filter(~Exists(answered_by_a_person), assignments__isnull=True)
     )
 
 

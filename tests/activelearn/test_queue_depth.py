@@ -116,6 +116,32 @@ def test_an_older_pick_the_new_model_chooses_again_is_taken_over_and_displaced_o
     assert not Comparison.objects.filter(id=lowest.id).exists(), "displaced past the depth: the lowest retires"
 
 
+def test_an_ai_judges_answers_hold_no_older_pick_in_the_queue(make_study, annotators, member, judge):
+    """Judges answer every queued comparison: if their answers kept a pick from
+    retiring, a full queue of older picks would never make room for a new model's."""
+    from annotation.models import GenerationSource
+    from annotation.services.judging import ai_judge_create
+
+    study = make_study(queue_target=6)
+    member(study)
+    version = _first_model(study, annotators[0], judge)
+    source = GenerationSource.objects.create(study=study, name="s", base_url="http://127.0.0.1:9/v1", model="m")
+    bot = ai_judge_create(study=study, source_id=source.id, name="bot").user
+    older = _queued(study)
+    for comparison in older:
+        winner, loser = comparison.items.values_list("candidate_id", flat=True)
+        Judgment.objects.create(study=study, comparison=comparison, annotator=bot, choice="a",
+                                ranking=[winner, loser], by_model=True)  # fmt: skip
+    study.queue_target = len(older)
+    study.save(update_fields=["queue_target"])
+    created = _queue_locked(study, version, _unqueued_keys(study, 2))
+    assert created == 2
+    assert {c.model_version_id for c in _queued(study)[:2]} == {version.id}
+    retired = [c.id for c in older if not Comparison.objects.filter(id=c.id).exists()]
+    assert len(retired) == 2, "two older picks made room, their judge's votes with them"
+    assert not Judgment.objects.filter(comparison_id__in=retired).exists()
+
+
 def test_a_leased_older_pick_is_never_retired(make_study, annotators, member, judge):
     study = make_study(queue_target=6)
     member(study)
