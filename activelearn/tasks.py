@@ -16,7 +16,7 @@ from celery import shared_task
 from activelearn import embedding, refill, services, triggers
 from annotation import tasks as annotation_tasks
 from annotation.models import Study
-from annotation.services import generation, judging, prompt_opt
+from annotation.services import generation, judging, prompt_opt, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def retrain_study(study_id: int, claim: str | None = None) -> int | None:
         retrain_study.apply_async((study_id, outcome.claim), countdown=outcome.again_in)
     if outcome.version is not None:
         triggers.refill_request(study_id=study_id)
+        webhooks.model_published(study_id=study_id, version=outcome.version)
         # New responses where the new model cannot tell the best (when the study asks).
         job = generation.regeneration_round_start(study_id=study_id)
         if job is not None:

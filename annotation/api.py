@@ -17,6 +17,7 @@ from dataclasses import asdict
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -47,7 +48,7 @@ from annotation.exports.errors import ExportError
 from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError
 from annotation.imports.upload import import_upload
-from annotation.models import AIJudge, GenerationJob, ImportJob, Membership, Study
+from annotation.models import AIJudge, GenerationJob, ImportJob, Judgment, Membership, Study, Webhook
 from annotation.parsers import BoundedJSONParser
 from annotation.services import (
     AnnotationError,
@@ -57,6 +58,7 @@ from annotation.services import (
     judgment_submit,
     study_settings_create,
     study_settings_update,
+    webhooks,
 )
 from annotation.services.generation import (
     generation_job_create,
@@ -126,6 +128,7 @@ _INDEX_ROUTES = (
     ("token", "api_token", ()),
     ("studies", "api_studies", ()),
     ("study", "api_study", ("slug",)),
+    ("progress", "api_progress", ("slug",)),
     ("imports", "api_import", ("slug",)),
     ("import_job", "api_import_job", ("slug", "job_id")),
     ("generation_sources", "api_generation_sources", ("slug",)),
@@ -136,6 +139,10 @@ _INDEX_ROUTES = (
     ("judge", "api_judge", ("slug", "judge_id")),
     ("judge_routing", "api_judge_routing", ("slug",)),
     ("prompt_optimisation", "api_prompt_optimisation", ("slug",)),
+    ("webhooks", "api_webhooks", ("slug",)),
+    ("webhook", "api_webhook", ("slug", "webhook_id")),
+    ("webhook_deliveries", "api_webhook_deliveries", ("slug", "webhook_id")),
+    ("webhook_ping", "api_webhook_ping", ("slug", "webhook_id")),
     ("next_comparison", "api_next", ("slug",)),
     ("judgments", "api_judgments", ("slug",)),
     ("skips", "api_skip", ("slug",)),
@@ -156,7 +163,10 @@ class ApiIndex(APIView):
 
     @extend_schema(responses=serializers.ApiIndexOutput, summary="Links to the schema and every endpoint")
     def get(self, request: Request) -> Response:
-        placeholder = {"slug": "SLUG", "job_id": 1010101, "judge_id": 3030303, "version": 2020202, "fmt": "FMT"}
+        placeholder = {
+            "slug": "SLUG", "job_id": 1010101, "judge_id": 3030303, "webhook_id": 4040404, "version": 2020202,
+            "fmt": "FMT",
+        }  # fmt: skip
         endpoints = {}
         for key, name, params in _INDEX_ROUTES:
             url = request.build_absolute_uri(reverse(name, kwargs={p: placeholder[p] for p in params}))
@@ -643,6 +653,107 @@ class PromptOptimisationDetail(APIView):
         except ValidationError as exc:
             return _validation_error(exc)
         return Response(serializers.PromptOptimisationOutput(_prompt_optimisation_payload(study)).data)
+
+
+def _webhook(request: Request, slug: str, webhook_id: int) -> Webhook:
+    study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+    hook = Webhook.objects.filter(study=study, pk=webhook_id).first()
+    if hook is None:
+        raise NotFound("No such webhook in this study.")
+    return hook
+
+
+class WebhookList(APIView):
+    @extend_schema(responses=serializers.WebhookOutput(many=True), summary="A study's webhooks")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        return Response(serializers.WebhookOutput(Webhook.objects.filter(study=study), many=True).data)
+
+    @extend_schema(
+        request=serializers.WebhookInput,
+        responses={201: serializers.WebhookOutput, 400: serializers.BadRequestOutput},
+        summary="Add a webhook: signed JSON POSTs to url for each of its events",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.WebhookInput, request.data)
+        try:
+            hook = webhooks.webhook_create(study=study, url=data["url"], events=data["events"], created_by=request.user)
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(serializers.WebhookOutput(hook).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetail(APIView):
+    @extend_schema(responses=serializers.WebhookOutput, summary="A webhook")
+    def get(self, request: Request, slug: str, webhook_id: int) -> Response:
+        return Response(serializers.WebhookOutput(_webhook(request, slug, webhook_id)).data)
+
+    @extend_schema(
+        request=serializers.WebhookUpdateInput,
+        responses={200: serializers.WebhookOutput, 400: serializers.BadRequestOutput},
+        summary="Change a webhook's address or events, or turn it on or off",
+    )
+    def patch(self, request: Request, slug: str, webhook_id: int) -> Response:
+        hook = _webhook(request, slug, webhook_id)
+        data = _valid(serializers.WebhookUpdateInput, request.data)
+        try:
+            hook = webhooks.webhook_update(
+                webhook=hook, url=data.get("url"), events=data.get("events"), active=data.get("active")
+            )
+        except ValidationError as exc:
+            return _validation_error(exc)
+        return Response(serializers.WebhookOutput(hook).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a webhook and its deliveries")
+    def delete(self, request: Request, slug: str, webhook_id: int) -> Response:
+        _webhook(request, slug, webhook_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookDeliveryList(APIView):
+    @extend_schema(
+        responses=serializers.WebhookDeliveryOutput(many=True), summary="A webhook's latest 50 deliveries, newest first"
+    )
+    def get(self, request: Request, slug: str, webhook_id: int) -> Response:
+        hook = _webhook(request, slug, webhook_id)
+        return Response(serializers.WebhookDeliveryOutput(hook.deliveries.all()[:50], many=True).data)
+
+
+class WebhookPing(APIView):
+    @extend_schema(
+        request=None,
+        responses={202: serializers.WebhookDeliveryOutput},
+        summary="Send a test delivery (event ping) to a webhook",
+    )
+    def post(self, request: Request, slug: str, webhook_id: int) -> Response:
+        hook = _webhook(request, slug, webhook_id)
+        delivery = webhooks.webhook_ping(webhook=hook)
+        return Response(serializers.WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class StudyProgress(APIView):
+    @extend_schema(responses=serializers.StudyProgressOutput, summary="A study's progress against its budget")
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        counts = Judgment.objects.filter(study=study).aggregate(
+            people=Count("id", filter=Q(by_model=False)),
+            models=Count("id", filter=Q(by_model=True)),
+            annotators=Count("annotator", filter=Q(by_model=False), distinct=True),
+        )
+        latest = selectors.model_version_get(study=study)
+        payload = {
+            "status": study.status,
+            "judgments": counts["people"],
+            "judgments_by_models": counts["models"],
+            "budget": study.budget,
+            "percent": min(100, round(100 * counts["people"] / study.budget)) if study.budget else 0,
+            "annotators": counts["annotators"],
+            "queued": selectors.queue_waiting_count(study_id=study.id),
+            "model_version": latest.version if latest else None,
+            "heldout_accuracy": latest.heldout_accuracy if latest else None,
+        }
+        return Response(serializers.StudyProgressOutput(payload).data)
 
 
 class GenerationJobDetail(APIView):

@@ -9,6 +9,7 @@ urlpatterns = [
     path("auth/token/", api.TokenObtain.as_view(), name="api_token"),
     path("studies/", api.StudyList.as_view(), name="api_studies"),
     path("studies/<slug:slug>/", api.StudyDetail.as_view(), name="api_study"),
+    path("studies/<slug:slug>/progress/", api.StudyProgress.as_view(), name="api_progress"),
     path("studies/<slug:slug>/imports/", api.StudyImport.as_view(), name="api_import"),
     path("studies/<slug:slug>/imports/<int:job_id>/", api.ImportJobDetail.as_view(), name="api_import_job"),
     path(
@@ -22,6 +23,14 @@ urlpatterns = [
     path("studies/<slug:slug>/judges/", api.AIJudgeList.as_view(), name="api_judges"),
     path("studies/<slug:slug>/judges/<int:judge_id>/", api.AIJudgeDetail.as_view(), name="api_judge"),
     path("studies/<slug:slug>/judge-routing/", api.JudgeRouting.as_view(), name="api_judge_routing"),
+    path("studies/<slug:slug>/webhooks/", api.WebhookList.as_view(), name="api_webhooks"),
+    path("studies/<slug:slug>/webhooks/<int:webhook_id>/", api.WebhookDetail.as_view(), name="api_webhook"),
+    path(
+        "studies/<slug:slug>/webhooks/<int:webhook_id>/deliveries/",
+        api.WebhookDeliveryList.as_view(),
+        name="api_webhook_deliveries",
+    ),
+    path("studies/<slug:slug>/webhooks/<int:webhook_id>/ping/", api.WebhookPing.as_view(), name="api_webhook_ping"),
     path(
         "studies/<slug:slug>/prompt-optimisation/",
         api.PromptOptimisationDetail.as_view(),

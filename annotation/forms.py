@@ -8,7 +8,7 @@ from django import forms
 
 from annotation.imports import registry as import_formats
 from annotation.imports.records import ImportFileError
-from annotation.models import SETTING_MAXIMA, GenerationSource, Study
+from annotation.models import SETTING_MAXIMA, GenerationSource, Study, Webhook
 from annotation.services import STUDY_SETTINGS
 
 # How every upload form ends its description of the formats.
@@ -377,3 +377,16 @@ class PromptOptimisationForm(forms.Form):
         self.fields["rewriter"].choices = [("", "none (no rewriting)"), *((s.pk, s.name) for s in sources)]
         if config is not None:
             del self.fields["task"]
+
+
+class WebhookForm(forms.Form):
+    """A new webhook: where to send, and which events."""
+
+    prefix = "hook"
+    url = forms.CharField(label="Send to (URL)", max_length=500, help_text="An http:// or https:// address.")
+    events = forms.MultipleChoiceField(
+        label="Events",
+        choices=Webhook.Event.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[Webhook.Event.MODEL, Webhook.Event.CLOSED],
+    )

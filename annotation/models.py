@@ -977,6 +977,69 @@ class InstructionOutput(models.Model):
         return f"candidate {self.candidate_id} on input {self.task_input_id}"
 
 
+def _webhook_secret() -> str:
+    return secrets.token_hex(32)
+
+
+class Webhook(models.Model):
+    """A study's webhook (issue 18): ``url`` is sent a signed JSON POST for each
+    of its ``events`` (``annotation.services.webhooks``). ``secret`` signs every
+    payload (HMAC-SHA256); ``last_judgment_id`` is how far "judgments.received"
+    has reported; ``budget_reported`` whether "budget.reached" was sent."""
+
+    class Event(models.TextChoices):
+        JUDGMENTS = "judgments.received", "Judgments received (in batches)"
+        MODEL = "model.published", "A model version published"
+        BUDGET = "budget.reached", "The budget reached"
+        CLOSED = "study.closed", "The study closed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField(max_length=500)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=64, default=_webhook_secret)
+    active = models.BooleanField(default=True)
+    last_judgment_id = models.BigIntegerField(default=0)
+    budget_reported = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} of study {self.study_id} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to a webhook, with every attempt's outcome."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        indexes = [models.Index(fields=("webhook", "-id"))]
+
+    def __str__(self) -> str:
+        return f"{self.event} → webhook {self.webhook_id}: {self.status}"
+
+
 class RewardModelVersion(models.Model):
     """One fitted reward model for a study; the newest one is the live one.
 

@@ -20,7 +20,17 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from annotation.imports import registry as import_formats
 from annotation.imports.storable import printable, value_problem
-from annotation.models import LIKERT_POINTS, Assignment, GenerationJob, GenerationSource, ImportJob, Judgment, Study
+from annotation.models import (
+    LIKERT_POINTS,
+    Assignment,
+    GenerationJob,
+    GenerationSource,
+    ImportJob,
+    Judgment,
+    Study,
+    Webhook,
+    WebhookDelivery,
+)
 from annotation.services import STUDY_SETTINGS
 
 # --- sign-in ---------------------------------------------------------------------
@@ -705,3 +715,59 @@ class PromptOptimisationOutput(serializers.Serializer):
         help_text="task, model_version, best and leaderboard (instruction, candidate, origin, source, p_best, mean, "
         "std), best first.",
     )
+
+
+class WebhookInput(serializers.Serializer):
+    url = serializers.CharField(max_length=500, help_text="Where to POST (http:// or https://).")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=Webhook.Event.choices), min_length=1, max_length=10,
+        help_text="Which events to send.",
+    )  # fmt: skip
+
+
+class WebhookUpdateInput(serializers.Serializer):
+    url = serializers.CharField(max_length=500, required=False)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=Webhook.Event.choices), min_length=1, max_length=10, required=False
+    )
+    active = serializers.BooleanField(required=False)
+
+
+class WebhookOutput(serializers.Serializer):
+    """A webhook: ``secret`` signs every payload (see the README for checking it)."""
+
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    events = serializers.ListField(child=serializers.CharField())
+    active = serializers.BooleanField()
+    secret = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class WebhookDeliveryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.CharField()
+    status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices)
+    attempts = serializers.IntegerField()
+    response_status = serializers.IntegerField(allow_null=True)
+    response_excerpt = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    payload = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+
+
+class StudyProgressOutput(serializers.Serializer):
+    """Where a study stands: people's judgments against its budget (AI judges'
+    answers counted apart), what waits in the queue and the live model."""
+
+    status = serializers.ChoiceField(choices=Study.Status.choices)
+    judgments = serializers.IntegerField(help_text="People's judgments (what the budget counts).")
+    judgments_by_models = serializers.IntegerField(help_text="AI judges' judgments.")
+    budget = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text="judgments / budget, 0–100.")
+    annotators = serializers.IntegerField(help_text="Annotators who gave at least one judgment.")
+    queued = serializers.IntegerField(help_text="Comparisons waiting in the queue.")
+    model_version = serializers.IntegerField(allow_null=True, help_text="The live reward model's version.")
+    heldout_accuracy = serializers.FloatField(allow_null=True)

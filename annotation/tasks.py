@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.imports import jobs
-from annotation.services import generation, judging, prompt_opt
+from annotation.services import generation, judging, prompt_opt, webhooks
 
 
 @shared_task(name="annotation.tasks.import_job_run", acks_late=True)
@@ -43,3 +43,19 @@ def prompt_rewrite_run(study_id: int) -> dict[str, int]:
     added = prompt_opt.rewrite_round_run(study_id=study_id)
     outcome = prompt_opt.outputs_run(study_id=study_id) if added else None
     return {"added": added, "ready": outcome.ready if outcome else 0}
+
+
+@shared_task(name="annotation.tasks.webhook_deliver", acks_late=True)
+def webhook_deliver(delivery_id: int) -> str:
+    """Send one webhook delivery; a failed attempt comes back after its backoff."""
+    wait = webhooks.delivery_attempt(delivery_id=delivery_id)
+    if wait is not None:
+        webhook_deliver.apply_async((delivery_id,), countdown=wait)
+        return f"retry in {wait:.0f} s"
+    return "settled"
+
+
+@shared_task(name="annotation.tasks.webhooks_sweep")
+def webhooks_sweep() -> int:
+    """Every PREFLOOP_WEBHOOK_SECONDS (Celery beat): report new judgments and a reached budget to webhooks."""
+    return webhooks.webhooks_sweep()

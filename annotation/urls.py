@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import export_views, generation_views, setup_views, views
+from annotation import export_views, generation_views, setup_views, views, webhook_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,6 +29,17 @@ urlpatterns = [
     path("s/<slug:slug>/judges/<int:judge_id>/active/", generation_views.judge_active_set, name="judge_active_set"),
     path("s/<slug:slug>/judges/routing/", generation_views.judge_routing_set, name="judge_routing_set"),
     path("s/<slug:slug>/judges/ask/", generation_views.judges_ask, name="judges_ask"),
+    path("s/<slug:slug>/webhooks/", webhook_views.webhook_add, name="webhook_add"),
+    path(
+        "s/<slug:slug>/webhooks/<int:webhook_id>/active/", webhook_views.webhook_active_set, name="webhook_active_set"
+    ),
+    path("s/<slug:slug>/webhooks/<int:webhook_id>/ping/", webhook_views.webhook_ping, name="webhook_ping"),
+    path("s/<slug:slug>/webhooks/<int:webhook_id>/delete/", webhook_views.webhook_delete, name="webhook_delete"),
+    path(
+        "s/<slug:slug>/webhooks/deliveries/<int:delivery_id>/retry/",
+        webhook_views.webhook_delivery_retry,
+        name="webhook_delivery_retry",
+    ),
     path(
         "s/<slug:slug>/prompt-optimisation/", generation_views.prompt_optimisation_set, name="prompt_optimisation_set"
     ),

@@ -34,6 +34,7 @@ from annotation.forms import (
     PromptOptimisationForm,
     RegenerationForm,
     StudyImportForm,
+    WebhookForm,
 )
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
 from annotation.rendering import TextFormat
@@ -464,6 +465,8 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "judges": selectors.judges_overview(study=study),
             "judge_form": AIJudgeForm(sources=generation["generation_sources"]),
             "judge_routing_form": JudgeRoutingForm(study=study),
+            **selectors.webhooks_overview(study=study),
+            "webhook_form": WebhookForm(),
             "prompt_opt": prompt_opt,
             "prompt_opt_form": PromptOptimisationForm(
                 sources=generation["generation_sources"], config=prompt_opt["config"] if prompt_opt else None

@@ -304,8 +304,11 @@ else:
 PREFLOOP_CLAIM_LEASE_SECONDS = env.float("PREFLOOP_CLAIM_LEASE_SECONDS", default=30.0)
 PREFLOOP_CLAIM_QUEUED_SECONDS = env.float("PREFLOOP_CLAIM_QUEUED_SECONDS", default=30.0)
 PREFLOOP_SWEEP_SECONDS = env.float("PREFLOOP_SWEEP_SECONDS", default=15.0)
+# Webhooks (annotation.services.webhooks): new judgments are reported in batches this often.
+PREFLOOP_WEBHOOK_SECONDS = env.float("PREFLOOP_WEBHOOK_SECONDS", default=10.0)
 CELERY_BEAT_SCHEDULE = {
     "loop-sweep": {"task": "activelearn.tasks.loop_sweep", "schedule": PREFLOOP_SWEEP_SECONDS},
+    "webhooks-sweep": {"task": "annotation.tasks.webhooks_sweep", "schedule": PREFLOOP_WEBHOOK_SECONDS},
 }
 # How often a web process's threads hand the GIL over (webapp.wsgi.tune_thread_switching;
 # Python's default is 5 ms; 0 keeps it).

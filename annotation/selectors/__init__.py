@@ -42,6 +42,7 @@ from annotation.selectors.studies import (
     studies_for_user,
     study_for_invite,
     study_has_judgments,
+    webhooks_overview,
 )
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "study_has_judgments",
     "study_progress",
     "user_can_create_study",
+    "webhooks_overview",
 ]

@@ -24,6 +24,8 @@ from annotation.models import (
     Membership,
     RewardModelVersion,
     Study,
+    Webhook,
+    WebhookDelivery,
 )
 
 if TYPE_CHECKING:
@@ -293,3 +295,18 @@ def judges_overview(*, study: Study) -> JudgesOverview:
         saved=counts["settled"] * study.overlap,
         tokens=sum(j.tokens for j in judges),
     )
+
+
+WEBHOOK_DELIVERIES_SHOWN = 10
+
+
+def webhooks_overview(*, study: Study) -> dict:
+    """The study page's webhooks card: the study's webhooks and its latest
+    deliveries, newest first (two queries)."""
+    hooks = list(Webhook.objects.filter(study=study))
+    deliveries = (
+        list(WebhookDelivery.objects.filter(webhook__study=study).select_related("webhook")[:WEBHOOK_DELIVERIES_SHOWN])
+        if hooks
+        else []
+    )
+    return {"webhooks": hooks, "webhook_deliveries": deliveries}

@@ -55,6 +55,7 @@ __all__ = [
     "generation_job_run",
     "generation_source_create",
     "generator_for",
+    "metadata_host",
     "next_free_seed",
     "prompt_messages",
     "prompts_unclear",
@@ -229,7 +230,7 @@ def _key_var_allowed(name: str) -> bool:
     )
 
 
-def _metadata_host(url: str) -> bool:
+def metadata_host(url: str) -> bool:
     """Whether ``url`` names a link-local address or a cloud metadata host, which
     hand out the machine's credentials (a failed row's message quotes the reply)."""
     host = (urlsplit(url).hostname or "").lower()
@@ -278,7 +279,7 @@ def generation_source_create(
     if source.kind == GenerationSource.Kind.ENDPOINT:
         if not re.match(r"^https?://[^\s/]+", source.base_url):
             errors["base_url"] = "Give the endpoint's base URL, e.g. http://127.0.0.1:8000/v1."
-        elif _metadata_host(source.base_url):
+        elif metadata_host(source.base_url):
             errors["base_url"] = "That address is a cloud metadata service, not a model endpoint."
         if not source.model:
             errors["model"] = "Give the model's name as the endpoint knows it."

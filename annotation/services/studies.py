@@ -18,6 +18,7 @@ from annotation import loop
 from annotation.models import Assignment, Judgment, Membership, Study, new_invite_token
 from annotation.services.errors import AnnotationError
 from annotation.services.leasing import leases_expire
+from annotation.services.webhooks import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ def study_status_set(*, study: Study, status: str, by: AbstractBaseUser) -> Stud
         Assignment.objects.filter(study=locked, status=Assignment.Status.ACTIVE).update(expires_at=timezone.now())
         leases_expire(study_id=locked.id)
     logger.info("study %s set to %s by user %s", locked.pk, status, by.pk)
+    if status == Study.Status.CLOSED:
+        event_emit(study_id=locked.pk, event="study.closed", data={"closed_at": timezone.now()})
     return locked
 
 

@@ -173,7 +173,7 @@ def _runs(operation: Any, seeded: dict) -> list[tuple[Any, dict]]:
     from schemathesis import GenerationMode  # noqa: PLC0415
 
     names = {parameter.name for parameter in operation.path_parameters}
-    seeded_path = {k: seeded[k] for k in ("slug", "job_id", "judge_id", "version", "fmt") if k in names}
+    seeded_path = {k: seeded[k] for k in ("slug", "job_id", "judge_id", "webhook_id", "version", "fmt") if k in names}
     runs = [(GenerationMode.POSITIVE, {})]
     if seeded_path:
         runs.append((GenerationMode.POSITIVE, {k: v for k, v in seeded_path.items() if k != "fmt"}))
@@ -224,6 +224,7 @@ def _seed() -> dict[str, Any]:
     from annotation.models import GenerationSource, Membership, RewardModelVersion  # noqa: PLC0415
     from annotation.services import assignment_lease_next, judgment_submit, study_create  # noqa: PLC0415
     from annotation.services.judging import ai_judge_create  # noqa: PLC0415
+    from annotation.services.webhooks import webhook_create  # noqa: PLC0415
 
     users = get_user_model().objects
     study = study_create(name="Schema", budget=100_000)
@@ -274,7 +275,11 @@ def _seed() -> dict[str, Any]:
         )
     source = GenerationSource.objects.create(study=study, name="nowhere", base_url="http://127.0.0.1:9/v1", model="m")
     judge = ai_judge_create(study=study, source_id=source.id, name="schema judge")
-    return {"slug": study.slug, "version": 2, "fmt": "judgments.csv", "judge_id": judge.pk, "tokens": tokens}
+    hook = webhook_create(study=study, url="http://127.0.0.1:9/hook", events=["model.published"])
+    return {
+        "slug": study.slug, "version": 2, "fmt": "judgments.csv", "judge_id": judge.pk, "webhook_id": hook.pk,
+        "tokens": tokens,
+    }  # fmt: skip
 
 
 def _seed_import_job(base_url: str, seeded: dict) -> int:

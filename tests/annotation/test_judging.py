@@ -266,10 +266,14 @@ def test_a_judge_ranks_a_lists_responses_in_both_orders_and_is_measured_on_its_p
         assert [quality(c) for c in judgment.ranking] == sorted((quality(c) for c in judgment.ranking), reverse=True)
     reversed_ = Judgment.objects.filter(annotator=wrong.user).first()
     assert [quality(c) for c in reversed_.ranking] == sorted(quality(c) for c in reversed_.ranking)
-    asked = servers["right"].received[:2]
-    first = re.findall(r"\[Response \d\]\n(.*)", asked[0]["body"]["messages"][-1]["content"])
-    second = re.findall(r"\[Response \d\]\n(.*)", asked[1]["body"]["messages"][-1]["content"])
-    assert second == first[::-1], "the list is asked in its order and reversed"
+    # Requests go out concurrently: match each list with its reverse, whatever the order they came in.
+    lists = [
+        tuple(re.findall(r"\[Response \d\]\n(.*)", r["body"]["messages"][-1]["content"]))
+        for r in servers["right"].received
+    ]
+    assert len(lists) == 2 * len(waiting) and all(lst[::-1] in lists for lst in lists), (
+        "each list is asked in its order and reversed"
+    )
 
     # A person ranks every list by quality: the right judge agrees on every pair, the wrong one on none.
     person = UserFactory()

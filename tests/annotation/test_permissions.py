@@ -29,6 +29,8 @@ from annotation.models import (
     PromptOptimisation,
     RewardModelVersion,
     Study,
+    Webhook,
+    WebhookDelivery,
 )
 from annotation.services.judging import ai_judge_create
 from tests.factories import UserFactory, study_with_queue
@@ -61,7 +63,7 @@ AUDIENCE = {
 class Route:
     name: str
     method: str
-    path: str  # with {slug}, {token}, {job}, {generation_job}, {judge}, {version}, {comparison}
+    path: str  # with {slug}, {token}, {job}, {generation_job}, {judge}, {webhook}, {delivery}, {version}, {comparison}
     audience: str
     api: bool = False
     data: dict | None = None
@@ -93,6 +95,11 @@ ROUTES = (
     Route("judge_routing_set", "post", "/s/{slug}/judges/routing/", "researcher", data={"share": 10, "audit": 5}),
     Route("judges_ask", "post", "/s/{slug}/judges/ask/", "researcher"),
     Route("prompt_optimisation_set", "post", "/s/{slug}/prompt-optimisation/", "researcher"),
+    Route("webhook_add", "post", "/s/{slug}/webhooks/", "researcher"),
+    Route("webhook_active_set", "post", "/s/{slug}/webhooks/{webhook}/active/", "researcher", data={"active": "0"}),
+    Route("webhook_ping", "post", "/s/{slug}/webhooks/{webhook}/ping/", "researcher"),
+    Route("webhook_delete", "post", "/s/{slug}/webhooks/{webhook}/delete/", "researcher"),
+    Route("webhook_delivery_retry", "post", "/s/{slug}/webhooks/deliveries/{delivery}/retry/", "researcher"),
     Route("prompt_optimisation_best", "get", "/s/{slug}/prompt-optimisation/best.json", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
@@ -124,6 +131,16 @@ ROUTES = (
     ),
     Route("api_judge_routing", "get", "/api/v1/studies/{slug}/judge-routing/", "researcher", api=True),
     Route("api_prompt_optimisation", "get", "/api/v1/studies/{slug}/prompt-optimisation/", "researcher", api=True),
+    Route("api_progress", "get", "/api/v1/studies/{slug}/progress/", "researcher", api=True),
+    Route("api_webhooks", "get", "/api/v1/studies/{slug}/webhooks/", "researcher", api=True),
+    Route("api_webhooks", "post", "/api/v1/studies/{slug}/webhooks/", "researcher", api=True),
+    Route("api_webhook", "get", "/api/v1/studies/{slug}/webhooks/{webhook}/", "researcher", api=True),
+    Route("api_webhook", "patch", "/api/v1/studies/{slug}/webhooks/{webhook}/", "researcher", api=True),
+    Route("api_webhook", "delete", "/api/v1/studies/{slug}/webhooks/{webhook}/", "researcher", api=True),
+    Route(
+        "api_webhook_deliveries", "get", "/api/v1/studies/{slug}/webhooks/{webhook}/deliveries/", "researcher", api=True
+    ),
+    Route("api_webhook_ping", "post", "/api/v1/studies/{slug}/webhooks/{webhook}/ping/", "researcher", api=True),
     Route(
         "api_prompt_optimisation",
         "put",
@@ -234,7 +251,10 @@ def world(db, tmp_path, settings):
     generation_job = GenerationJob.objects.create(study=study, source=source, per_prompt=1, status="done")
     judge = ai_judge_create(study=study, source_id=source.id, name="j")
     PromptOptimisation.objects.create(study=study, task=study.prompts.first(), target=source)
-    return {"study": study, "users": users, "job": job, "generation_job": generation_job, "judge": judge}
+    hook = Webhook.objects.create(study=study, url="http://127.0.0.1:9/hook", events=["model.published"])
+    delivery = WebhookDelivery.objects.create(webhook=hook, event="model.published", status="failed")
+    return {"study": study, "users": users, "job": job, "generation_job": generation_job, "judge": judge,
+            "webhook": hook, "delivery": delivery}  # fmt: skip
 
 
 def _client(world, role: str, api: bool):
@@ -268,6 +288,8 @@ def test_permission_matrix(world, route: Route, role: str):
         "job": world["job"].pk,
         "generation_job": world["generation_job"].pk,
         "judge": world["judge"].pk,
+        "webhook": world["webhook"].pk,
+        "delivery": world["delivery"].pk,
         "version": 1,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
     }
@@ -299,6 +321,8 @@ def test_permission_matrix(world, route: Route, role: str):
         assert study.status == Study.Status.ACTIVE, "a refused request changed the study"
         assert (study.judge_share, study.judge_audit_rate) == (0.5, 0.2), "a refused request changed routing"
         assert list(AIJudge.objects.filter(study=study).values_list("active", flat=True)) == [True]
+        assert list(Webhook.objects.filter(study=study).values_list("active", flat=True)) == [True]
+        assert WebhookDelivery.objects.get(pk=world["delivery"].pk).status == "failed"
 
 
 def test_annotators_see_only_their_own_judgments_and_no_exports(world):

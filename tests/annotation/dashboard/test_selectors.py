@@ -36,8 +36,9 @@ PARTIAL_COLD = PARTIAL_WARM + 4
 # candidates' embedding progress (1), whether any prompt is a conversation,
 # which picks the DPO export's default form (1), and the generation card's
 # sources and recent runs (2), the AI-judges card's judges (1: a study
-# without judges needs nothing more), and whether it optimises prompts (1).
-PAGE_COLD = PARTIAL_COLD + 6
+# without judges needs nothing more), whether it optimises prompts (1) and its
+# webhooks (1: a study without any needs no query for deliveries).
+PAGE_COLD = PARTIAL_COLD + 7
 
 
 @pytest.fixture(autouse=True)
