@@ -6,6 +6,7 @@ turns the server's refusals into PrefloopError; and it installs with pip."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +91,12 @@ def test_the_client_drives_a_study_from_creation_to_export(live_server, research
 
 
 def test_the_client_installs_with_pip(tmp_path: Path) -> None:
-    target = tmp_path / "site"
+    # From a copy: a build writes its leftovers (build/, *.egg-info) beside the sources.
+    source, target = tmp_path / "source", tmp_path / "site"
+    shutil.copytree(REPO / "clients" / "python", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(REPO / "clients" / "python")],
+         "--target", str(target), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     shown = subprocess.run(
