@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.core.cache import cache
 
 from activelearn import embedding, refill, services, triggers
 from annotation import tasks as annotation_tasks
@@ -19,6 +20,9 @@ from annotation.models import Study
 from annotation.services import generation, judging, prompt_opt, webhooks
 
 logger = logging.getLogger(__name__)
+
+# How often a study's refills may ask its AI judges for a run (see refill_queue).
+JUDGES_RUN_EVERY_S = 10
 
 
 @shared_task(name="activelearn.tasks.retrain_study", acks_late=True)
@@ -55,8 +59,15 @@ def refill_queue(study_id: int, claim: str | None = None) -> int:
     except Study.DoesNotExist:
         logger.info("refill skipped: study %s no longer exists", study_id)
         return 0
-    if queued and judging.study_has_active_judges(study_id=study_id):
-        # The study's AI judges look at the new comparisons (and may settle some).
+    if (
+        queued
+        and judging.study_has_active_judges(study_id=study_id)
+        and cache.add(f"prefloop:judges-run:{study_id}", 1, timeout=JUDGES_RUN_EVERY_S)
+    ):
+        # The study's AI judges look at the new comparisons (and may settle some). At most
+        # one run is asked for per study this often: a run takes every queued comparison
+        # it has not answered, so refills under a crowd do not pile runs up behind a long
+        # generation on the generate queue.
         annotation_tasks.judges_run.delay(study_id)
     return queued
 
