@@ -39,6 +39,7 @@ def test_a_researcher_adds_a_judge_that_takes_part_of_the_load(
         log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
 
         card = page.locator("#judges")
+        card.get_by_text("Add a judge").click()
         card.get_by_label("Name", exact=True).fill("Careful judge")
         card.get_by_role("button", name="Add judge").click()
         page.wait_for_load_state("load")

@@ -46,6 +46,7 @@ def test_a_prompt_optimisation_study_from_setup_to_its_best_prompt(
         page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
         log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
         card = page.locator("#prompt-optimisation")
+        card.get_by_text("Make this a prompt-optimisation study").click()
         card.get_by_label("Task", exact=True).fill("Answer customers' questions about returns.")
         card.get_by_label("Instructions to add").fill(
             "Answer the question politely. [style 1]\nAnswer the question politely. [style 4]\n"

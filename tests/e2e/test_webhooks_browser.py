@@ -25,6 +25,7 @@ def test_a_researcher_adds_a_webhook_and_pings_it(live_server, transactional_db,
         page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
         log_in(page, live_server, researcher, reverse("study_detail", args=[study.slug]))
         card = page.locator("#webhooks")
+        card.get_by_text("Add a webhook").click()
         card.get_by_label("Send to (URL)").fill(receiver.url)
         card.get_by_label("Judgments received (in batches)").check()
         card.get_by_role("button", name="Add webhook").click()
