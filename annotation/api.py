@@ -692,15 +692,16 @@ class WebhookDetail(APIView):
     @extend_schema(
         request=serializers.WebhookUpdateInput,
         responses={200: serializers.WebhookOutput, 400: serializers.BadRequestOutput},
-        summary="Change a webhook's address or events, or turn it on or off",
+        summary="Change a webhook's address or events, turn it on or off, or give it a new secret",
     )
     def patch(self, request: Request, slug: str, webhook_id: int) -> Response:
         hook = _webhook(request, slug, webhook_id)
         data = _valid(serializers.WebhookUpdateInput, request.data)
         try:
             hook = webhooks.webhook_update(
-                webhook=hook, url=data.get("url"), events=data.get("events"), active=data.get("active")
-            )
+                webhook=hook, url=data.get("url"), events=data.get("events"), active=data.get("active"),
+                new_secret=data["new_secret"],
+            )  # fmt: skip
         except ValidationError as exc:
             return _validation_error(exc)
         return Response(serializers.WebhookOutput(hook).data)

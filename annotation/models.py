@@ -977,7 +977,8 @@ class InstructionOutput(models.Model):
         return f"candidate {self.candidate_id} on input {self.task_input_id}"
 
 
-def _webhook_secret() -> str:
+def webhook_secret() -> str:
+    """A new webhook secret: 32 random bytes, hex."""
     return secrets.token_hex(32)
 
 
@@ -996,7 +997,7 @@ class Webhook(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="webhooks")
     url = models.CharField(max_length=500)
     events = models.JSONField(default=list)
-    secret = models.CharField(max_length=64, default=_webhook_secret)
+    secret = models.CharField(max_length=64, default=webhook_secret)
     active = models.BooleanField(default=True)
     last_judgment_id = models.BigIntegerField(default=0)
     budget_reported = models.BooleanField(default=False)

@@ -731,6 +731,9 @@ class WebhookUpdateInput(serializers.Serializer):
         child=serializers.ChoiceField(choices=Webhook.Event.choices), min_length=1, max_length=10, required=False
     )
     active = serializers.BooleanField(required=False)
+    new_secret = serializers.BooleanField(
+        required=False, default=False, help_text="true: replace the secret (the answer carries the new one)."
+    )
 
 
 class WebhookOutput(serializers.Serializer):

@@ -34,6 +34,9 @@ urlpatterns = [
         "s/<slug:slug>/webhooks/<int:webhook_id>/active/", webhook_views.webhook_active_set, name="webhook_active_set"
     ),
     path("s/<slug:slug>/webhooks/<int:webhook_id>/ping/", webhook_views.webhook_ping, name="webhook_ping"),
+    path(
+        "s/<slug:slug>/webhooks/<int:webhook_id>/secret/", webhook_views.webhook_secret_new, name="webhook_secret_new"
+    ),
     path("s/<slug:slug>/webhooks/<int:webhook_id>/delete/", webhook_views.webhook_delete, name="webhook_delete"),
     path(
         "s/<slug:slug>/webhooks/deliveries/<int:delivery_id>/retry/",

@@ -1,5 +1,5 @@
 """The study page's "Webhooks" card (issue 18): add a webhook, turn it on or off,
-send a test ping, delete it, and send a failed delivery again.
+send a test ping, give it a new secret, delete it, and send a failed delivery again.
 
 Researchers only (``selectors.access_study_for_researcher``: a 404 for anyone
 else). Every action is a form post that redirects back to the card with a
@@ -93,4 +93,14 @@ def webhook_delivery_retry(request: HttpRequest, slug: str, delivery_id: int) ->
         messages.error(request, _messages(exc.message_dict))
         return redirect(_back(study))
     messages.success(request, f"Sending the {delivery.event} delivery again.")
+    return redirect(_back(study))
+
+
+@login_required
+@require_POST
+def webhook_secret_new(request: HttpRequest, slug: str, webhook_id: int) -> HttpResponse:
+    """Replace a webhook's secret (when the old one may have leaked)."""
+    study, hook = _hook(request, slug, webhook_id)
+    webhooks.webhook_update(webhook=hook, new_secret=True)
+    messages.success(request, f"Webhook {hook.url} has a new secret: update the receiver before the next event.")
     return redirect(_back(study))

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('url', models.CharField(max_length=500)),
                 ('events', models.JSONField(default=list)),
-                ('secret', models.CharField(default=annotation.models._webhook_secret, max_length=64)),
+                ('secret', models.CharField(default=annotation.models.webhook_secret, max_length=64)),
                 ('active', models.BooleanField(default=True)),
                 ('last_judgment_id', models.BigIntegerField(default=0)),
                 ('budget_reported', models.BooleanField(default=False)),

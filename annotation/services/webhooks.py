@@ -44,7 +44,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.exports.rows import annotator_pseudonym
-from annotation.models import Judgment, RewardModelVersion, Study, Webhook, WebhookDelivery
+from annotation.models import Judgment, RewardModelVersion, Study, Webhook, WebhookDelivery, webhook_secret
 from annotation.services.generation import metadata_host
 from annotation.services.leasing import study_judgment_count
 
@@ -113,15 +113,24 @@ def webhook_create(
 
 
 def webhook_update(
-    *, webhook: Webhook, url: str | None = None, events: Sequence[str] | None = None, active: bool | None = None
+    *,
+    webhook: Webhook,
+    url: str | None = None,
+    events: Sequence[str] | None = None,
+    active: bool | None = None,
+    new_secret: bool = False,
 ) -> Webhook:
+    """Change a webhook's address, events or state; ``new_secret`` replaces its
+    secret (deliveries already pending are signed with the new one)."""
+    if new_secret:
+        webhook.secret = webhook_secret()
     if url is not None:
         webhook.url = _url_check(url)
     if events is not None:
         webhook.events = _events_check(events)
     if active is not None:
         webhook.active = active
-    webhook.save(update_fields=["url", "events", "active"])
+    webhook.save(update_fields=["url", "events", "active", "secret"])
     return webhook
 
 

@@ -98,6 +98,7 @@ ROUTES = (
     Route("webhook_add", "post", "/s/{slug}/webhooks/", "researcher"),
     Route("webhook_active_set", "post", "/s/{slug}/webhooks/{webhook}/active/", "researcher", data={"active": "0"}),
     Route("webhook_ping", "post", "/s/{slug}/webhooks/{webhook}/ping/", "researcher"),
+    Route("webhook_secret_new", "post", "/s/{slug}/webhooks/{webhook}/secret/", "researcher"),
     Route("webhook_delete", "post", "/s/{slug}/webhooks/{webhook}/delete/", "researcher"),
     Route("webhook_delivery_retry", "post", "/s/{slug}/webhooks/deliveries/{delivery}/retry/", "researcher"),
     Route("prompt_optimisation_best", "get", "/s/{slug}/prompt-optimisation/best.json", "researcher"),

@@ -260,6 +260,14 @@ def test_a_researcher_adds_pings_switches_and_deletes_a_webhook_from_the_study_p
         researcher.post(reverse("webhook_delivery_retry", args=[study.slug, delivery.pk]))
     assert WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered"
 
+    old_secret = hook.secret
+    researcher.post(reverse("webhook_secret_new", args=[study.slug, hook.pk]))
+    hook.refresh_from_db()
+    assert hook.secret != old_secret and len(hook.secret) == 64
+    with django_capture_on_commit_callbacks(execute=True):
+        researcher.post(reverse("webhook_ping", args=[study.slug, hook.pk]))
+    verified(hook.secret, receiver.received[-1])  # signed with the new secret
+
     researcher.post(reverse("webhook_active_set", args=[study.slug, hook.pk]), {"active": "0"})
     hook.refresh_from_db()
     assert not hook.active
@@ -290,6 +298,8 @@ def test_the_api_adds_lists_changes_pings_and_deletes_webhooks(
     assert changed.status_code == 200 and (changed.json()["events"], changed.json()["active"]) == (
         ["model.published"], False,
     )  # fmt: skip
+    renewed = client.patch(f"{base}{hook['id']}/", {"new_secret": True}, format="json").json()
+    assert renewed["secret"] != hook["secret"] and renewed["events"] == ["model.published"]
     with django_capture_on_commit_callbacks(execute=True):
         pinged = client.post(f"{base}{hook['id']}/ping/")
     assert pinged.status_code == 202 and pinged.json()["event"] == "ping"
