@@ -40,6 +40,7 @@ from annotation.models import (
     RewardModelVersion,
     Study,
     comparison_item_key,
+    comparison_items_of,
 )
 from annotation.selectors.studies import QueueDemand, queue_demand, queue_reachable_count
 from annotation.services import prompt_opt
@@ -338,7 +339,11 @@ def _queue_picks(
     room = (study.budget - judged - max(0, wanted - given)) // study.overlap
     if not picks:
         return 0
-    keys = [comparison_item_key([int(candidate_ids[i]) for i in pick.items]) for pick in picks]
+    picks, inputs_of = _task_inputs_draw(study_id=study_id, candidate_ids=candidate_ids, picks=picks, rng=rng)
+    keys = [
+        comparison_item_key([int(candidate_ids[i]) for i in pick.items], inputs_of.get(_pair_key(candidate_ids, pick)))
+        for pick in picks
+    ]
     ranked = _generation_priorities(picks, generation)
     # Older picks this model chose again: re-scored, moved up to its generation.
     adopted = 0
@@ -372,8 +377,45 @@ def _queue_picks(
         waiting + len(fill), depth, demand.comparisons, demand.active,
     )  # fmt: skip
     return _comparisons_create(
-        study=study, candidate_ids=candidate_ids, picks=chosen + fill, model_version=latest, rng=rng
-    )
+        study=study, candidate_ids=candidate_ids, picks=chosen + fill, model_version=latest, rng=rng,
+        inputs_of=inputs_of,
+    )  # fmt: skip
+
+
+def _pair_key(candidate_ids: np.ndarray, pick: _Pick) -> str:
+    return comparison_item_key([int(candidate_ids[i]) for i in pick.items])
+
+
+def _task_inputs_used(*, study_id: int) -> dict[str, set[int]]:
+    """For a prompt-optimisation study: each pair's task inputs already queued or asked."""
+    used: dict[str, set[int]] = {}
+    rows = Comparison.objects.filter(study_id=study_id, is_gold=False, task_input__isnull=False)
+    for key, task_input_id in rows.values_list("item_key", "task_input_id"):
+        used.setdefault(comparison_items_of(key), set()).add(task_input_id)
+    return used
+
+
+def _task_inputs_draw(
+    *, study_id: int, candidate_ids: np.ndarray, picks: list[_Pick], rng: np.random.Generator
+) -> tuple[list[_Pick], dict[str, int]]:
+    """In a prompt-optimisation study, the task input each pick's pair is asked on:
+    one drawn at random among those the pair has not been asked on (APOHF draws
+    an input every round, so one pair may be asked again on another); a pick
+    whose pair has been asked on every input is dropped. Other studies: the
+    picks as they are, no inputs."""
+    inputs = prompt_opt.task_input_ids(study_id=study_id)
+    if not inputs:
+        return picks, {}
+    used = _task_inputs_used(study_id=study_id)
+    kept, inputs_of = [], {}
+    for pick in picks:
+        pair = _pair_key(candidate_ids, pick)
+        free = [i for i in inputs if i not in used.get(pair, set()) and pair not in inputs_of]
+        if not free:
+            continue
+        inputs_of[pair] = int(free[rng.integers(len(free))])
+        kept.append(pick)
+    return kept, inputs_of
 
 
 def _generation_priorities(picks: list[_Pick], generation: int) -> list[float]:
@@ -477,9 +519,15 @@ def _excluded_sets(*, study_id: int, index: dict[int, int], retiring_for: int | 
     rows = Comparison.objects.filter(study_id=study_id, is_gold=False)
     if retiring_for is not None:
         rows = rows.exclude(id__in=_retirable(study_id=study_id, keep_version_id=retiring_for).values("id"))
-    keys = rows.values_list("item_key", flat=True)
-    for key in keys.iterator():
-        ids = [int(x) for x in key.split("-")]
+    # A prompt-optimisation study asks a pair once per task input: it is taken once asked on all of them.
+    n_inputs = len(prompt_opt.task_input_ids(study_id=study_id)) or 1
+    asked: dict[str, int] = {}
+    for key in rows.values_list("item_key", flat=True).iterator():
+        items = comparison_items_of(key)
+        asked[items] = asked.get(items, 0) + 1
+        if asked[items] < n_inputs:
+            continue
+        ids = [int(x) for x in items.split("-")]
         if all(c in index for c in ids):
             excluded.add(tuple(sorted(index[c] for c in ids)))
     return excluded
@@ -531,13 +579,14 @@ def _comparisons_create(
     picks: list[tuple[_Pick, float]],
     model_version: RewardModelVersion | None,
     rng: np.random.Generator,
+    inputs_of: dict[str, int] | None = None,
 ) -> int:
-    """Queue ``picks``, each with its priority."""
+    """Queue ``picks``, each with its priority (and, in a prompt-optimisation
+    study, the task input drawn for its pair: ``inputs_of``)."""
     if not picks:
         return 0
+    inputs_of = inputs_of or {}
     prompt_of = dict(Candidate.objects.filter(study=study).values_list("id", "prompt_id"))
-    # A prompt-optimisation study's comparison shows one task input, drawn here.
-    inputs = prompt_opt.task_input_ids(study_id=study.id)
     comparisons: list[Comparison] = []
     orders: list[list[int]] = []
     for pick, priority in picks:
@@ -548,14 +597,14 @@ def _comparisons_create(
             Comparison(
                 study=study,
                 prompt_id=prompt_of.get(order[0]),
-                item_key=comparison_item_key(order),
+                item_key=comparison_item_key(order, inputs_of.get(comparison_item_key(order))),
                 judgments_wanted=study.overlap,
                 strategy=pick.strategy,
                 model_version=model_version,
                 score=pick.score,
                 propensity=pick.propensity,
                 priority=priority,
-                task_input_id=int(inputs[rng.integers(len(inputs))]) if inputs else None,
+                task_input_id=inputs_of.get(comparison_item_key(order)),
             )
         )
     created = Comparison.objects.bulk_create(comparisons)

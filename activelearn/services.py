@@ -27,7 +27,14 @@ from django.utils import timezone
 
 from activelearn import claims, features, reliability
 from annotation import checkpoints
-from annotation.models import EVALUATION_MIN_JUDGMENTS, EmbeddingProgress, Judgment, RewardModelVersion, Study
+from annotation.models import (
+    EVALUATION_MIN_JUDGMENTS,
+    EmbeddingProgress,
+    Judgment,
+    RewardModelVersion,
+    Study,
+    comparison_items_of,
+)
 from annotation.services import judgments_split_assign
 from models_runtime import kinds
 from models_runtime.evaluation import HeldoutScore, evaluation_draw, score_heldout
@@ -426,7 +433,11 @@ def _validation_rows(*, study_id: int, judgment_ids: np.ndarray, config: Any) ->
     fraction = float(getattr(config, "holdout_fraction", 0.2))
     training = Judgment.objects.filter(study_id=study_id, evaluation=False)
     keys = dict(training.values_list("id", "comparison__item_key"))
-    held = [evaluation_draw(f"validation\x1f{study_id}\x1f{keys.get(int(j), j)}") < fraction for j in judgment_ids]
+    # The candidates part of the key: answers on one pair on different task inputs stay on one side.
+    held = [
+        evaluation_draw(f"validation\x1f{study_id}\x1f{comparison_items_of(str(keys.get(int(j), j)))}") < fraction
+        for j in judgment_ids
+    ]
     return np.flatnonzero(np.array(held, dtype=bool))
 
 

@@ -38,9 +38,18 @@ def new_invite_token() -> str:
     return secrets.token_urlsafe(18)
 
 
-def comparison_item_key(candidate_ids: list[int]) -> str:
-    """The key that makes a set of candidates one comparison per study: sorted ids."""
-    return "-".join(str(c) for c in sorted(candidate_ids))
+def comparison_item_key(candidate_ids: list[int], task_input_id: int | None = None) -> str:
+    """The key that makes a set of candidates one comparison per study: sorted ids;
+    in a prompt-optimisation study, one per task input too (``"3-9@41"``)."""
+    key = "-".join(str(c) for c in sorted(candidate_ids))
+    return key if task_input_id is None else f"{key}@{task_input_id}"
+
+
+def comparison_items_of(item_key: str) -> str:
+    """The candidates part of an item key (without a task input): what the
+    evaluation and validation splits hash, so every answer on one set of
+    candidates lands on the same side, whatever input it was asked on."""
+    return item_key.split("@", 1)[0]
 
 
 MAX_ASPECTS = 8

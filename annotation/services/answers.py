@@ -24,6 +24,7 @@ from annotation.models import (
     ComparisonItem,
     Judgment,
     Study,
+    comparison_items_of,
     in_display_order,
 )
 from annotation.services.errors import InvalidAnswer, NotAssigned
@@ -217,7 +218,7 @@ def in_evaluation_set(*, study_id: int, item_key: str, rate: float) -> bool:
     evaluation set. The draw hashes the study and the compared items, so every
     judgment of one pair (overlap, gold items) lands on the same side and the
     model is never scored on a pair it trained on."""
-    return evaluation_draw(f"{study_id}\x1f{item_key}") < rate
+    return evaluation_draw(f"{study_id}\x1f{comparison_items_of(item_key)}") < rate
 
 
 def judgments_split_assign(*, study_id: int) -> int:

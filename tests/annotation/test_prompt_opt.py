@@ -166,8 +166,26 @@ def test_instructions_are_compared_once_their_responses_exist_and_annotators_see
     assert outputs_run(study_id=study.id, generator=client_of(target), cache=GenerationCache()).requested == 0
 
     assert queue_refill(study_id=study.id, use_model=False, seed=0) == 3, "every pair of the three instructions"
+    # As in APOHF, a pair may be asked again on another input: the next refill asks each on the other one.
+    assert queue_refill(study_id=study.id, use_model=False, seed=1) == 3
+    assert queue_refill(study_id=study.id, use_model=False, seed=2) == 0, "every pair asked on every input"
     inputs = set(TaskInput.objects.filter(study=study).values_list("id", flat=True))
-    assert all(c.task_input_id in inputs for c in Comparison.objects.filter(study=study))
+    by_pair: dict[str, set[int]] = {}
+    for c in Comparison.objects.filter(study=study):
+        by_pair.setdefault(c.item_key.split("@")[0], set()).add(c.task_input_id)
+        assert c.item_key.endswith(f"@{c.task_input_id}")
+    assert len(by_pair) == 3 and all(used == inputs for used in by_pair.values())
+    from annotation.services.answers import in_evaluation_set
+
+    for c in Comparison.objects.filter(study=study):
+        twin = (
+            Comparison.objects.filter(study=study, item_key__startswith=c.item_key.split("@")[0] + "@")
+            .exclude(pk=c.pk)
+            .get()
+        )
+        assert in_evaluation_set(study_id=study.id, item_key=c.item_key, rate=0.5) == in_evaluation_set(
+            study_id=study.id, item_key=twin.item_key, rate=0.5
+        ), "both inputs of one pair land on the same side of the evaluation split"
 
     person = UserFactory()
     lease = assignment_lease_next(study=study, annotator=person)
