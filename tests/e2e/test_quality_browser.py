@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.e2e]
 def test_careless_annotator_is_flagged_to_the_researcher(
     live_server, transactional_db, browser, artifacts_dir, monkeypatch
 ):
-    study = StudyFactory(name="Quality study", gold_rate=0.5)
+    # No evaluation set: which gold pairs it would take depends on the study id (a hash), and with
+    # two of three held out the fit would have too few judgments to train on.
+    study = StudyFactory(name="Quality study", gold_rate=0.5, evaluation_rate=0.0)
     lines = [{"prompt": f"Which is the capital of France? ({k})", "candidates": ["Paris.", "Berlin."],
               "gold": {"better": 0, "worse": 1}} for k in range(3)]  # fmt: skip
     lines += [
