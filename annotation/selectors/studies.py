@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -235,10 +235,27 @@ class JudgesOverview:
         return self.settled / self.comparisons if self.comparisons else 0.0
 
 
-def _strict_winner(ranking: list) -> tuple[int, int] | None:
+def strict_pair(ranking: list) -> tuple[int, int] | None:
+    """(winner, loser) candidate ids of a strict pairwise answer; None for a tie or a list."""
     if len(ranking) != 2 or any(isinstance(g, list) for g in ranking):
         return None
     return int(ranking[0]), int(ranking[1])
+
+
+def live_reliability(*, study_id: int) -> dict[str, Any]:
+    """The live version's stored reliability estimates (``metrics["reliability"]``:
+    ``reference`` and ``annotators`` by user id), or {} before the first fit. One
+    query, reading the metrics only."""
+    live = RewardModelVersion.objects.filter(study_id=study_id).order_by("-version").values("metrics").first()
+    return ((live or {}).get("metrics") or {}).get("reliability") or {}
+
+
+def judge_settled_counts(*, study_id: int) -> tuple[int, int]:
+    """(comparisons settled by AI judges, comparisons) of the study, gold left out; one query."""
+    counts = Comparison.objects.filter(study_id=study_id, is_gold=False).aggregate(
+        total=Count("id"), settled=Count("id", filter=Q(settled_by_judges=True))
+    )
+    return counts["settled"], counts["total"]
 
 
 def judges_overview(*, study: Study) -> JudgesOverview:
@@ -248,9 +265,7 @@ def judges_overview(*, study: Study) -> JudgesOverview:
     judges = list(AIJudge.objects.filter(study=study).select_related("source"))
     if not judges:
         return JudgesOverview([], 0, 0, 0, 0)
-    counts = Comparison.objects.filter(study=study, is_gold=False).aggregate(
-        total=Count("id"), settled=Count("id", filter=Q(settled_by_judges=True))
-    )
+    settled, total = judge_settled_counts(study_id=study.id)
     # Agreement: every strict pairwise answer on the comparisons the judges answered.
     judged = Judgment.objects.filter(study=study, by_model=True).values("comparison_id")
     people: dict[int, dict[tuple[int, int], int]] = {}
@@ -258,7 +273,7 @@ def judges_overview(*, study: Study) -> JudgesOverview:
     for cid, annotator_id, ranking, by_model in Judgment.objects.filter(comparison_id__in=judged).values_list(
         "comparison_id", "annotator_id", "ranking", "by_model"
     ):
-        pair = _strict_winner(ranking)
+        pair = strict_pair(ranking)
         if pair is None:
             continue
         if by_model:
@@ -271,8 +286,7 @@ def judges_overview(*, study: Study) -> JudgesOverview:
         ranked = sorted(tally.items(), key=lambda kv: -kv[1])
         if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
             majority[cid] = ranked[0][0]
-    live = RewardModelVersion.objects.filter(study=study).order_by("-version").values("metrics").first()
-    estimates = (((live or {}).get("metrics") or {}).get("reliability") or {}).get("annotators") or {}
+    estimates = live_reliability(study_id=study.id).get("annotators") or {}
     rows = []
     for judge in judges:
         mine = [(cid, pair) for cid, pair in verdicts.get(judge.user_id, ()) if cid in majority]
@@ -290,9 +304,9 @@ def judges_overview(*, study: Study) -> JudgesOverview:
         )
     return JudgesOverview(
         judges=rows,
-        settled=counts["settled"],
-        comparisons=counts["total"],
-        saved=counts["settled"] * study.overlap,
+        settled=settled,
+        comparisons=total,
+        saved=settled * study.overlap,
         tokens=sum(j.tokens for j in judges),
     )
 

@@ -44,7 +44,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -56,9 +56,9 @@ from annotation.models import (
     GenerationSource,
     InstructionOutput,
     Judgment,
-    RewardModelVersion,
     Study,
 )
+from annotation.selectors.studies import judge_settled_counts, live_reliability, strict_pair
 from annotation.services.answers import in_evaluation_set
 from annotation.services.generation import generation_cache, generator_for
 from models_runtime.evaluation import evaluation_draw
@@ -345,8 +345,7 @@ def _trusted(study_id: int) -> tuple[dict[int, float], float]:
     """The judges the live model's fit trusts (user id → estimated accuracy, for
     those of weight above 0) and the study's reference accuracy, from the fit's
     ``metrics["reliability"]``; nobody before the first fit."""
-    live = RewardModelVersion.objects.filter(study_id=study_id).order_by("-version").values("metrics").first()
-    stored = ((live or {}).get("metrics") or {}).get("reliability") or {}
+    stored = live_reliability(study_id=study_id)
     trusted = {
         int(uid): float(row["accuracy"])
         for uid, row in (stored.get("annotators") or {}).items()
@@ -373,12 +372,10 @@ def _route(study: Study, shown: Mapping[int, _Shown], outcome: JudgingOutcome) -
     for cid, annotator_id, ranking in Judgment.objects.filter(
         comparison_id__in=list(pairs), annotator_id__in=list(trusted)
     ).values_list("comparison_id", "annotator_id", "ranking"):
-        if len(ranking) == 2 and not any(isinstance(g, list) for g in ranking):
-            votes[cid].append((int(ranking[0]) < int(ranking[1]), trusted[annotator_id]))
-    counts = Comparison.objects.filter(study_id=study.id, is_gold=False).aggregate(
-        total=Count("id"), settled=Count("id", filter=Q(settled_by_judges=True))
-    )
-    settled, total = counts["settled"], counts["total"]
+        pair = strict_pair(ranking)
+        if pair is not None:
+            votes[cid].append((pair[0] < pair[1], trusted[annotator_id]))
+    settled, total = judge_settled_counts(study_id=study.id)
     for cid in sorted(pairs, key=lambda c: -len(votes.get(c, ()))):
         pair = pairs[cid]
         if not votes.get(cid) or not settles(judges_verdict(votes[cid]), reference):
