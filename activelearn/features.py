@@ -177,6 +177,8 @@ class JudgedPreferences:
     data: PreferenceData
     judgment_ids: np.ndarray
     annotator_ids: np.ndarray
+    # Rows whose label a reviewer settled (confirmed or overturned); None: none were.
+    reviewed: np.ndarray | None = None
 
 
 def study_judged_preferences(
@@ -192,6 +194,10 @@ def study_judged_preferences(
     ties those of its own group). A "both bad" answer is a tie flagged both-bad
     (the likelihood then also pushes both utilities down). Candidates that no
     longer exist are left out.
+
+    A reviewer's verdict (``annotation.services.review``) decides the label: an
+    overturned judgment counts as the reviewer's answer, an excluded one is
+    left out, and ``reviewed`` marks the rows a reviewer settled.
     """
     left: list[int] = []
     right: list[int] = []
@@ -199,17 +205,30 @@ def study_judged_preferences(
     both_bad: list[bool] = []
     pair_owner: list[int] = []
     pair_annotator: list[int] = []
+    pair_reviewed: list[bool] = []
     rankings: list[list[int]] = []
     rank_owner: list[int] = []
     rank_annotator: list[int] = []
-    judgments = Judgment.objects.filter(study_id=study_id)
+    rank_reviewed: list[bool] = []
+    judgments = Judgment.objects.filter(study_id=study_id).exclude(review_state=Judgment.ReviewState.EXCLUDED)
     if evaluation is not None:
         judgments = judgments.filter(evaluation=evaluation)
-    rows = judgments.order_by("id").values_list("id", "ranking", "choice", "annotator_id")
-    for judgment_id, ranking, choice, annotator_id in rows:
+    rows = judgments.order_by("id").values_list(
+        "id", "ranking", "choice", "annotator_id", "review_state", "adjudicated_ranking", "adjudicated_choice"
+    )
+    for judgment_id, ranking, choice, annotator_id, state, adjudicated_ranking, adjudicated_choice in rows:
+        if state == Judgment.ReviewState.OVERTURNED and adjudicated_ranking is not None:
+            ranking, choice = adjudicated_ranking, adjudicated_choice
+        settled = bool(state)
 
         def pair(
-            a: int, b: int, won: float, bad: bool = False, judgment_id: int = judgment_id, by: int = annotator_id
+            a: int,
+            b: int,
+            won: float,
+            bad: bool = False,
+            judgment_id: int = judgment_id,
+            by: int = annotator_id,
+            settled: bool = settled,
         ) -> None:
             left.append(a)
             right.append(b)
@@ -217,6 +236,7 @@ def study_judged_preferences(
             both_bad.append(bad)
             pair_owner.append(judgment_id)
             pair_annotator.append(by)
+            pair_reviewed.append(settled)
 
         groups = [[c for c in (g if isinstance(g, list) else [g]) if c in index] for g in ranking]
         groups = [[index[c] for c in g] for g in groups if g]
@@ -231,6 +251,7 @@ def study_judged_preferences(
                 rankings.append([g[0] for g in groups])
                 rank_owner.append(judgment_id)
                 rank_annotator.append(annotator_id)
+                rank_reviewed.append(settled)
             continue
         for gi, group in enumerate(groups):
             for pos, a in enumerate(group):
@@ -251,6 +272,7 @@ def study_judged_preferences(
         data=data,
         judgment_ids=np.array(pair_owner + rank_owner, dtype=np.int64),
         annotator_ids=np.array(pair_annotator + rank_annotator, dtype=np.int64),
+        reviewed=np.array(pair_reviewed + rank_reviewed, dtype=bool),
     )
 
 

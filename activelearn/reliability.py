@@ -125,10 +125,15 @@ def study_reliability(*, study_id: int, evaluation: bool | None = False) -> Stud
     return StudyReliability(estimates=estimates, reference=reference_accuracy(estimates), judges=judges)
 
 
-def reweighted(data: PreferenceData, annotator_ids: np.ndarray, rel: StudyReliability) -> PreferenceData:
+def reweighted(
+    data: PreferenceData, annotator_ids: np.ndarray, rel: StudyReliability, reviewed: np.ndarray | None = None
+) -> PreferenceData:
     """``data`` with every row's weight multiplied by its annotator's
-    (``annotator_ids``: each row's annotator, pairs then rankings)."""
+    (``annotator_ids``: each row's annotator, pairs then rankings); a row a
+    reviewer settled (``reviewed``) counts at least in full, whoever gave it."""
     factor = np.array([rel.weight(int(a)) for a in annotator_ids], dtype=np.float32)
+    if reviewed is not None and reviewed.size == factor.size:
+        factor = np.where(reviewed, np.maximum(factor, 1.0), factor).astype(np.float32)
     n_pairs = data.n_pairs
     return replace(
         data,
@@ -167,5 +172,10 @@ def training_preferences(
     the reliability used."""
     judged = features.study_judged_preferences(study_id=study_id, index=index, evaluation=False)
     rel = rel if rel is not None else study_reliability(study_id=study_id)
-    data = reweighted(judged.data, judged.annotator_ids, rel)
-    return JudgedPreferences(data=data, judgment_ids=judged.judgment_ids, annotator_ids=judged.annotator_ids), rel
+    data = reweighted(judged.data, judged.annotator_ids, rel, judged.reviewed)
+    return (
+        JudgedPreferences(
+            data=data, judgment_ids=judged.judgment_ids, annotator_ids=judged.annotator_ids, reviewed=judged.reviewed
+        ),
+        rel,
+    )

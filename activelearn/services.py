@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -31,13 +31,14 @@ from annotation.models import (
     EVALUATION_MIN_JUDGMENTS,
     EmbeddingProgress,
     Judgment,
+    JudgmentChange,
     RewardModelVersion,
     Study,
     comparison_items_of,
 )
 from annotation.services import judgments_split_assign
 from models_runtime import kinds
-from models_runtime.evaluation import HeldoutScore, evaluation_draw, score_heldout
+from models_runtime.evaluation import HeldoutScore, answer_probabilities, evaluation_draw, score_heldout
 from models_runtime.preferences import PreferenceData
 from models_runtime.recommend import recommend
 
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 MIN_JUDGMENTS_TO_TRAIN = 3
 RECOMMENDATION_TOP = 10
 RECOMMENDATION_SAMPLES = 256
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --- claims ------------------------------------------------------------------------
@@ -281,7 +283,10 @@ def _fit_due(*, study: Study, live: RewardModelVersion | None, n_train: int) -> 
     if stale and study.last_fit_status != Study.FitStatus.NOT_IMPROVED:
         return True
     last = max(study.last_fit_train, live.n_train if live is not None else 0)
-    return n_train >= retrain_due_after(last)
+    if n_train >= retrain_due_after(last):
+        return True
+    # A reviewer changed labels since the last attempt: the model learns the adjudicated ones now.
+    return JudgmentChange.objects.filter(study_id=study.id, created_at__gt=study.last_fit_at or _EPOCH).exists()
 
 
 def _last_fit_record(*, study_id: int, status: str, note: str, n_train: int) -> None:
@@ -310,7 +315,11 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     study = Study.objects.get(id=study_id)
     config = reward_model_config(study=study)
     judgments_split_assign(study_id=study_id)
-    n_train = Judgment.objects.filter(study_id=study_id, evaluation=False).count()
+    n_train = (
+        Judgment.objects.filter(study_id=study_id, evaluation=False)
+        .exclude(review_state=Judgment.ReviewState.EXCLUDED)
+        .count()
+    )
     previous = reward_model_latest(study_id=study_id)
     if not _fit_due(study=study, live=previous, n_train=n_train):
         return None
@@ -356,6 +365,10 @@ def reward_model_fit(*, study_id: int) -> RewardModelVersion | None:
     recommendation = _recommendation(study=study, model=result.model, feats=feats, data=data)
     metrics = _version_metrics(result.metrics, heldout)
     metrics["reliability"] = rel.as_dict()
+    if "model" in (study.review_rules or []):
+        metrics["review_contradictions"] = _contradictions(
+            study=study, config=config, model=result.model, feats=feats, judged=judged, judges=rel.judges
+        )
     shown = heldout.n >= EVALUATION_MIN_JUDGMENTS
 
     # Written (or uploaded) before the lock, so answers that touch the study row
@@ -439,6 +452,42 @@ def _validation_rows(*, study_id: int, judgment_ids: np.ndarray, config: Any) ->
         for j in judgment_ids
     ]
     return np.flatnonzero(np.array(held, dtype=bool))
+
+
+# Most contradicted answers a version keeps for the review queue (the least likely first).
+REVIEW_CONTRADICTIONS_KEPT = 2000
+
+
+def _contradictions(
+    *, study: Study, config: Any, model: Any, feats: features.StudyFeatures, judged: Any, judges: frozenset[int]
+) -> list[list]:
+    """The training answers of people that the fitted model finds unlikely:
+    ``[judgment id, probability]`` for each whose stated ordering the model gives
+    at most ``1 − study.review_confidence``, least likely first (the review
+    queue's "contradicts the model" rule reads them). The model trained on these
+    answers, so one it still contradicts goes against the rest of the data.
+    Evaluation judgments are never looked at: the model must not choose which
+    of the labels that score it a reviewer reconsiders."""
+    people = np.flatnonzero(~np.isin(judged.annotator_ids, list(judges))) if judges else None
+    data = judged.data.select(people) if people is not None else judged.data
+    owners = judged.judgment_ids[people] if people is not None else judged.judgment_ids
+    if len(data) == 0:
+        return []
+    kind = kinds.get(study.model_type)
+    needs = "member_scores" if "member_scores" in kind.provides else None
+    outputs = kind.outputs(model, feats.features, needs, lambda: judged.data)
+    scores = outputs.get("member_scores", outputs["scores"])
+    ids, least = answer_probabilities(
+        scores,
+        data,
+        owners,
+        likelihood=getattr(config, "likelihood", None),
+        flip_rate=getattr(model, "flip_rate", None),
+        tie_rate=judged.data.tie_rate(),
+    )
+    doubted = np.flatnonzero(least <= 1.0 - float(study.review_confidence))
+    doubted = doubted[np.argsort(least[doubted], kind="stable")][:REVIEW_CONTRADICTIONS_KEPT]
+    return [[int(ids[i]), round(float(least[i]), 4)] for i in doubted]
 
 
 def _split_validates(holdout: np.ndarray, *, n: int, config: Any) -> bool:

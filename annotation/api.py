@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
@@ -48,7 +49,19 @@ from annotation.exports.errors import ExportError
 from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError
 from annotation.imports.upload import import_upload
-from annotation.models import AIJudge, GenerationJob, ImportJob, Judgment, Membership, Study, Webhook
+from annotation.models import (
+    REVIEW_RULES,
+    AIJudge,
+    ComparisonItem,
+    GenerationJob,
+    ImportJob,
+    Judgment,
+    JudgmentChange,
+    Membership,
+    ReviewItem,
+    Study,
+    Webhook,
+)
 from annotation.parsers import BoundedJSONParser
 from annotation.services import (
     AnnotationError,
@@ -68,6 +81,7 @@ from annotation.services.generation import (
 )
 from annotation.services.judging import ai_judge_create, ai_judge_update, judge_routing_configure
 from annotation.services.prompt_opt import prompt_optimisation_configure, prompt_optimisation_status
+from annotation.services.review import judgment_amend, membership_flag_set, review_verdict
 
 
 def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -731,6 +745,191 @@ class WebhookPing(APIView):
         hook = _webhook(request, slug, webhook_id)
         delivery = webhooks.webhook_ping(webhook=hook)
         return Response(serializers.WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- review ---------------------------------------------------------------------------
+
+REVIEW_API_PAGE_SIZE = 50
+
+
+def _review_items_payload(study: Study, items: list[ReviewItem], *, history: bool = False) -> list[dict]:
+    """Review items with their answers (and history): four queries for any number of items."""
+    comparison_ids = [i.comparison_id for i in items]
+    orders: dict[int, list[int]] = {}
+    for cid, candidate_id in (
+        ComparisonItem.objects.filter(comparison_id__in=comparison_ids)
+        .order_by("comparison_id", "position")
+        .values_list("comparison_id", "candidate_id")
+    ):
+        orders.setdefault(cid, []).append(candidate_id)
+    answers: dict[int, list[dict]] = {}
+    for j in Judgment.objects.filter(comparison_id__in=comparison_ids).select_related("annotator").order_by("id"):
+        answers.setdefault(j.comparison_id, []).append(
+            {
+                "judgment_id": j.id,
+                "annotator": j.annotator.get_username(),
+                "by_model": j.by_model,
+                "choice": j.choice,
+                "ranking": j.ranking,
+                "shown_order": j.shown_order,
+                "review_state": j.review_state,
+                "adjudicated_choice": j.adjudicated_choice,
+                "adjudicated_ranking": j.adjudicated_ranking,
+                "rationale": j.rationale,
+                "created_at": j.created_at,
+            }
+        )
+    changes: dict[int, list[dict]] = {}
+    if history:
+        for c in JudgmentChange.objects.filter(judgment__comparison_id__in=comparison_ids).select_related(
+            "by", "judgment"
+        ):
+            changes.setdefault(c.judgment.comparison_id, []).append(
+                {
+                    "id": c.id,
+                    "judgment_id": c.judgment_id,
+                    "by": c.by.get_username() if c.by else None,
+                    "action": c.action,
+                    "reason": c.reason,
+                    "before": c.before,
+                    "after": c.after,
+                    "created_at": c.created_at,
+                }
+            )
+    resolvers = dict(
+        get_user_model()
+        .objects.filter(id__in={i.resolved_by_id for i in items if i.resolved_by_id})
+        .values_list("id", "username")
+    )
+    return [
+        {
+            "id": i.id,
+            "comparison_id": i.comparison_id,
+            "candidate_ids": orders.get(i.comparison_id, []),
+            "status": i.status,
+            "reasons": i.reasons,
+            "verdict": i.verdict,
+            "resolved_by": resolvers.get(i.resolved_by_id),
+            "resolved_at": i.resolved_at,
+            "created_at": i.created_at,
+            "answers": answers.get(i.comparison_id, []),
+            **({"history": changes.get(i.comparison_id, [])} if history else {}),
+        }
+        for i in items
+    ]
+
+
+def _review_item(request: Request, slug: str, item_id: int) -> tuple[Study, ReviewItem]:
+    study = selectors.access_study_for_reviewer(user=request.user, slug=slug)
+    item = ReviewItem.objects.filter(study=study, pk=item_id).first()
+    if item is None:
+        raise NotFound("No such review item in this study.")
+    return study, item
+
+
+class ReviewList(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status", str, enum=list(ReviewItem.Status.values), description="open (default) or resolved"
+            ),
+            OpenApiParameter("rule", str, enum=list(REVIEW_RULES), description="Only items one rule sent"),
+            OpenApiParameter("page", int, description="1 (default) and on"),
+        ],
+        responses=serializers.ReviewPage,
+        summary="The review queue: open items oldest first, or resolved ones newest first (50 a page)",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_reviewer(user=request.user, slug=slug)
+        state = request.query_params.get("status", ReviewItem.Status.OPEN)
+        if state not in ReviewItem.Status.values:
+            return _error(f"status is one of: {', '.join(ReviewItem.Status.values)}.")
+        rule = request.query_params.get("rule", "")
+        if rule and rule not in REVIEW_RULES:
+            return _error(f"rule is one of: {', '.join(REVIEW_RULES)}.")
+        raw_page = request.query_params.get("page", "1")
+        page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 7 else 0
+        if page < 1:
+            return _error("page is a number from 1.")
+        items = ReviewItem.objects.filter(study=study, status=state)
+        if rule:
+            items = items.filter(reasons__icontains=f'"rule": "{rule}"')
+        items = items.order_by("id" if state == ReviewItem.Status.OPEN else "-resolved_at", "id")
+        count = items.count()
+        shown = list(items[(page - 1) * REVIEW_API_PAGE_SIZE : page * REVIEW_API_PAGE_SIZE])
+        payload = {
+            "count": count,
+            "page": page,
+            "next_page": page + 1 if page * REVIEW_API_PAGE_SIZE < count else None,
+            "results": _review_items_payload(study, shown),
+        }
+        return Response(serializers.ReviewPage(payload).data)
+
+
+class ReviewDetail(APIView):
+    @extend_schema(responses=serializers.ReviewItemOutput, summary="A review item with its answers and history")
+    def get(self, request: Request, slug: str, item_id: int) -> Response:
+        study, item = _review_item(request, slug, item_id)
+        return Response(serializers.ReviewItemOutput(_review_items_payload(study, [item], history=True)[0]).data)
+
+
+class ReviewVerdict(APIView):
+    @extend_schema(
+        request=serializers.ReviewVerdictInput,
+        responses={200: serializers.ReviewItemOutput, 400: serializers.BadRequestOutput},
+        summary="Settle a review item: every person's answer is confirmed, overturned to the answer, or excluded",
+    )
+    def post(self, request: Request, slug: str, item_id: int) -> Response:
+        study, item = _review_item(request, slug, item_id)
+        data = _valid(serializers.ReviewVerdictInput, request.data)
+        try:
+            item = review_verdict(
+                item=item, by=request.user, answer=data["answer"], exclude=data.get("exclude"),
+                reason=data.get("reason", ""),
+            )  # fmt: skip
+        except AnnotationError as exc:
+            return _error(str(exc))
+        return Response(serializers.ReviewItemOutput(_review_items_payload(study, [item], history=True)[0]).data)
+
+
+class JudgmentAmend(APIView):
+    @extend_schema(
+        request=serializers.JudgmentAmendInput,
+        responses={200: serializers.JudgmentOutput, 400: serializers.BadRequestOutput},
+        summary="Change an answer of yours within the study's amend window (positions as you saw them)",
+    )
+    def post(self, request: Request, slug: str, judgment_id: int) -> Response:
+        study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+        data = _valid(serializers.JudgmentAmendInput, request.data)
+        try:
+            judgment = judgment_amend(
+                study=study, annotator=request.user, judgment_id=judgment_id, choice=data.get("choice", ""),
+                ranking=data.get("ranking"), strength=data.get("strength", ""), rationale=data.get("rationale"),
+            )  # fmt: skip
+        except AnnotationError as exc:
+            return _error(str(exc))
+        judgment.created = False
+        return Response(serializers.judgment_data(judgment))
+
+
+class MemberFlag(APIView):
+    @extend_schema(
+        request=serializers.MemberFlagInput,
+        responses={200: serializers.MemberFlagOutput, 400: serializers.BadRequestOutput},
+        summary="Flag a member for review (with the flagged rule, their unreviewed answers go to review) or unflag",
+    )
+    def put(self, request: Request, slug: str, user_id: int) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.MemberFlagInput, request.data)
+        try:
+            membership = membership_flag_set(study=study, user_id=user_id, flagged=data["flagged"])
+        except AnnotationError as exc:
+            return _error(str(exc))
+        payload = {
+            "user_id": membership.user_id, "username": membership.user.get_username(), "role": membership.role,
+            "flagged": membership.flagged,
+        }  # fmt: skip
+        return Response(serializers.MemberFlagOutput(payload).data)
 
 
 class StudyProgress(APIView):

@@ -41,6 +41,13 @@ urlpatterns = [
         api.GenerationJobDetail.as_view(),
         name="api_generation_job",
     ),
+    path("studies/<slug:slug>/reviews/", api.ReviewList.as_view(), name="api_reviews"),
+    path("studies/<slug:slug>/reviews/<int:item_id>/", api.ReviewDetail.as_view(), name="api_review"),
+    path("studies/<slug:slug>/reviews/<int:item_id>/verdict/", api.ReviewVerdict.as_view(), name="api_review_verdict"),
+    path(
+        "studies/<slug:slug>/judgments/<int:judgment_id>/amend/", api.JudgmentAmend.as_view(), name="api_judgment_amend"
+    ),
+    path("studies/<slug:slug>/members/<int:user_id>/flag/", api.MemberFlag.as_view(), name="api_member_flag"),
     path("studies/<slug:slug>/next/", api.NextComparison.as_view(), name="api_next"),
     path("studies/<slug:slug>/judgments/", api.JudgmentList.as_view(), name="api_judgments"),
     path("studies/<slug:slug>/skips/", api.SkipCreate.as_view(), name="api_skip"),

@@ -8,7 +8,7 @@ from django import forms
 
 from annotation.imports import registry as import_formats
 from annotation.imports.records import ImportFileError
-from annotation.models import SETTING_MAXIMA, GenerationSource, Study, Webhook
+from annotation.models import REVIEW_RULES, SETTING_MAXIMA, GenerationSource, Study, Webhook
 from annotation.services import STUDY_SETTINGS
 
 # How every upload form ends its description of the formats.
@@ -133,6 +133,14 @@ class StudySettingsForm(forms.ModelForm):
         help_text="Aspects every response is rated on from 1 to 5, separated by commas "
         "(e.g. helpfulness, honesty); empty for none.",
     )
+    review_rules = forms.MultipleChoiceField(
+        label="Send to review when",
+        required=False,
+        choices=list(REVIEW_RULES.items()),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Reviewers (a member role) confirm, overturn or exclude the answers of what these rules pick; "
+        "the reward model learns the adjudicated labels.",
+    )
 
     class Meta:
         model = Study
@@ -179,6 +187,7 @@ class StudySettingsForm(forms.ModelForm):
             ),
         ),
         ("Quality control", ("gold_rate", "gold_min_accuracy")),
+        ("Review", ("review_rules", "review_confidence", "amend_seconds")),
         (
             "Active learning",
             (
@@ -212,7 +221,10 @@ class MemberAddForm(forms.Form):
     """Add an existing account to the study by username."""
 
     username = forms.CharField(max_length=150, strip=True)
-    role = forms.ChoiceField(choices=[("annotator", "Annotator"), ("researcher", "Researcher")], initial="annotator")
+    role = forms.ChoiceField(
+        choices=[("annotator", "Annotator"), ("reviewer", "Reviewer"), ("researcher", "Researcher")],
+        initial="annotator",
+    )
 
 
 class GenerationSourceForm(forms.Form):

@@ -142,6 +142,16 @@ def validate_aspects(value: object) -> None:
         raise ValidationError("Aspect names must be at most 40 characters.")
 
 
+# What can send a comparison to review (annotation.services.review), with how
+# the settings page names them.
+REVIEW_RULES = {
+    "disagreement": "Annotators disagree",
+    "gold": "An answer contradicts a gold item",
+    "model": "An answer contradicts a confident model",
+    "flagged": "The annotator is flagged",
+}
+
+
 class Study(models.Model):
     class Mode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise"
@@ -335,6 +345,30 @@ class Study(models.Model):
         "ever trains on them. Each judgment is assigned once, when it is made, so a change applies to new "
         "judgments only.",
     )
+    # Review (annotation.services.review): which rules put comparisons in the
+    # review queue, how sure the model must be for "contradicts the model", and
+    # how long annotators may amend their own answers.
+    review_rules = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What sends a comparison to review: any of disagreement, gold, model, flagged.",
+    )
+    review_confidence = models.FloatField(
+        default=0.9,
+        validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="“Contradicts the model” needs the live model to give the annotator's answer at most "
+        "1 − this probability (0.5 to 0.999).",
+    )
+    amend_seconds = models.PositiveIntegerField(
+        default=600,
+        validators=[MaxValueValidator(7 * 24 * 3600)],
+        help_text="Annotators may change an answer this many seconds after giving it (0: never; at most a week). "
+        "A reviewed answer cannot be changed by its annotator.",
+    )
+    # The review scan's watermark: judgments up to this id, and contradictions of
+    # models up to this version, have been looked at.
+    review_scanned_id = models.BigIntegerField(default=0, db_default=0, editable=False)
+    review_scanned_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -392,6 +426,9 @@ class Study(models.Model):
         problem = self._model_problem(strategy)
         if problem:
             errors["model_type"] = problem
+        rules = self.review_rules
+        if not isinstance(rules, list) or any(r not in REVIEW_RULES for r in rules):
+            errors["review_rules"] = f"A list of review rules, each one of: {', '.join(REVIEW_RULES)}."
         for name, message in setting_value_problems(self).items():
             errors.setdefault(name, message)
         if errors:
@@ -430,6 +467,7 @@ class Study(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         RESEARCHER = "researcher", "Researcher"
+        REVIEWER = "reviewer", "Reviewer"
         ANNOTATOR = "annotator", "Annotator"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -440,6 +478,9 @@ class Membership(models.Model):
     )
     # How the member came in: {"via": "invite" | "prolific", "study_id": …, "session_id": …}.
     entry = models.JSONField(default=dict, blank=True)
+    # Flagged by a researcher: with the study's "flagged" review rule, every answer
+    # of theirs goes to review.
+    flagged = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -598,6 +639,12 @@ class Judgment(models.Model):
         BOTH_BAD = "both_bad", "Both bad"
         RANKED = "ranked", "Ranked list"
 
+    class ReviewState(models.TextChoices):
+        NONE = "", "Not reviewed"
+        CONFIRMED = "confirmed", "Confirmed"
+        OVERTURNED = "overturned", "Overturned"
+        EXCLUDED = "excluded", "Excluded"
+
     class Strength(models.TextChoices):
         SLIGHT = "slight", "Slightly better"
         CLEAR = "clear", "Better"
@@ -627,6 +674,16 @@ class Judgment(models.Model):
     # too so that what counts people's work (the budget tally's triggers, a
     # comparison's filled slots, progress) needs no join.
     by_model = models.BooleanField(default=False, db_default=False, editable=False)
+    # A reviewer's verdict (annotation.services.review): confirmed, overturned (the
+    # label the reward model trains on is then ``adjudicated_*``) or excluded (left
+    # out of training and evaluation). ``choice`` and ``ranking`` stay what the
+    # annotator said; exports carry both.
+    review_state = models.CharField(
+        max_length=12, choices=ReviewState.choices, blank=True, default="", db_default="", editable=False
+    )
+    adjudicated_choice = models.CharField(max_length=16, choices=Choice.choices, blank=True, default="", db_default="")
+    adjudicated_ranking = models.JSONField(null=True, blank=True)
+    amended_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -984,6 +1041,68 @@ class InstructionOutput(models.Model):
 
     def __str__(self) -> str:
         return f"candidate {self.candidate_id} on input {self.task_input_id}"
+
+
+class ReviewItem(models.Model):
+    """A comparison in the study's review queue, with why it is there.
+
+    ``reasons`` lists what sent it, one entry per finding: ``{"rule":
+    "disagreement" | "gold" | "model" | "flagged", "judgment": id, "detail": …}``.
+    A reviewer's verdict settles every judgment of the comparison at once (see
+    ``annotation.services.review.review_verdict``); a new finding on a resolved
+    item opens it again."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="review_items")
+    comparison = models.OneToOneField(Comparison, on_delete=models.CASCADE, related_name="review_item")
+    reasons = models.JSONField(default=list)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    # The last verdict: {"answer": …, "exclude": [judgment ids], "reason": …}.
+    verdict = models.JSONField(default=dict, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=("study", "status", "id"))]
+
+    def __str__(self) -> str:
+        return f"review of comparison {self.comparison_id} ({self.status})"
+
+
+class JudgmentChange(models.Model):
+    """One change to a judgment's label, kept for good: who, when, what it was
+    and what it became. Reviewers' verdicts and annotators' amendments both
+    write one."""
+
+    class Action(models.TextChoices):
+        CONFIRM = "confirm", "Confirmed"
+        OVERTURN = "overturn", "Overturned"
+        EXCLUDE = "exclude", "Excluded"
+        AMEND = "amend", "Amended by its annotator"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="changes")
+    review = models.ForeignKey(ReviewItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=12, choices=Action.choices)
+    reason = models.TextField(blank=True)
+    # {"choice", "ranking", "review_state", "adjudicated_choice", "adjudicated_ranking"} before and after.
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+        indexes = [models.Index(fields=("judgment", "id"))]
+
+    def __str__(self) -> str:
+        return f"{self.action} of judgment {self.judgment_id}"
 
 
 def webhook_secret() -> str:

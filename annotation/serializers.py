@@ -22,11 +22,14 @@ from annotation.imports import registry as import_formats
 from annotation.imports.storable import printable, value_problem
 from annotation.models import (
     LIKERT_POINTS,
+    REVIEW_RULES,
     Assignment,
     GenerationJob,
     GenerationSource,
     ImportJob,
     Judgment,
+    JudgmentChange,
+    ReviewItem,
     Study,
     Webhook,
     WebhookDelivery,
@@ -235,6 +238,8 @@ def judgment_data(judgment: Judgment) -> dict[str, Any]:
         "aspect_ratings": judgment.aspect_ratings,
         "time_on_task_ms": None if judgment.time_on_task_ms is None else int(judgment.time_on_task_ms),
         "created_at": _datetime_out(judgment.created_at),
+        "review_state": str(judgment.review_state or ""),
+        "adjudicated_ranking": judgment.adjudicated_ranking,
         "created": bool(judgment.created),
     }
 
@@ -289,6 +294,14 @@ class JudgmentOutput(serializers.ModelSerializer):
     strength = serializers.ChoiceField(
         choices=Judgment.Strength.choices, allow_blank=True, help_text="Empty when the study does not ask."
     )
+    review_state = serializers.ChoiceField(
+        choices=Judgment.ReviewState.choices,
+        allow_blank=True,
+        help_text="A reviewer's verdict: confirmed, overturned or excluded; empty when not reviewed.",
+    )
+    adjudicated_ranking = serializers.JSONField(
+        allow_null=True, help_text="When overturned, the reviewer's ranking (the label the reward model learns)."
+    )
 
     class Meta:
         model = Judgment
@@ -303,6 +316,8 @@ class JudgmentOutput(serializers.ModelSerializer):
             "aspect_ratings",
             "time_on_task_ms",
             "created_at",
+            "review_state",
+            "adjudicated_ranking",
             "created",
         )
         read_only_fields = fields
@@ -774,3 +789,97 @@ class StudyProgressOutput(serializers.Serializer):
     queued = serializers.IntegerField(help_text="Comparisons waiting in the queue.")
     model_version = serializers.IntegerField(allow_null=True, help_text="The live reward model's version.")
     heldout_accuracy = serializers.FloatField(allow_null=True)
+
+
+# --- review (annotation.services.review) ----------------------------------------------------
+
+
+class ReviewReasonOutput(serializers.Serializer):
+    rule = serializers.ChoiceField(choices=list(REVIEW_RULES.items()))
+    judgment = serializers.IntegerField(help_text="The judgment the finding is about.")
+    detail = serializers.CharField()
+
+
+class ReviewAnswerOutput(serializers.Serializer):
+    judgment_id = serializers.IntegerField()
+    annotator = serializers.CharField()
+    by_model = serializers.BooleanField(help_text="An AI judge's answer: context for the reviewer, never reviewed.")
+    choice = serializers.CharField(help_text="The annotator's answer, as they saw the items (a = shown first).")
+    ranking = serializers.JSONField(help_text="The annotator's ranking: candidate ids best first.")
+    shown_order = serializers.JSONField()
+    review_state = serializers.ChoiceField(choices=Judgment.ReviewState.choices, allow_blank=True)
+    adjudicated_choice = serializers.CharField(allow_blank=True)
+    adjudicated_ranking = serializers.JSONField(allow_null=True, help_text="The reviewer's label when overturned.")
+    rationale = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class ReviewChangeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    judgment_id = serializers.IntegerField()
+    by = serializers.CharField(allow_null=True)
+    action = serializers.ChoiceField(choices=JudgmentChange.Action.choices)
+    reason = serializers.CharField(allow_blank=True)
+    before = serializers.DictField()
+    after = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+class ReviewItemOutput(serializers.Serializer):
+    """A comparison in the review queue. ``candidate_ids`` are its items in the
+    order the verdict's letters name them (A first)."""
+
+    id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    candidate_ids = serializers.ListField(child=serializers.IntegerField())
+    status = serializers.ChoiceField(choices=ReviewItem.Status.choices)
+    reasons = ReviewReasonOutput(many=True)
+    verdict = serializers.DictField(help_text='The last verdict: {"answer", "exclude", "reason"}; {} while unsettled.')
+    resolved_by = serializers.CharField(allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    answers = ReviewAnswerOutput(many=True)
+    history = ReviewChangeOutput(many=True, required=False)
+
+
+class ReviewPage(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    next_page = serializers.IntegerField(allow_null=True)
+    results = ReviewItemOutput(many=True)
+
+
+class ReviewVerdictInput(serializers.Serializer):
+    answer = serializers.CharField(
+        max_length=40,
+        help_text="The right answer: for a pair a, b, tie or both_bad (a = candidate_ids[0]); for any "
+        "comparison letters best first such as B>A=C; or exclude (no reliable answer).",
+    )
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, help_text="Judgment ids to leave out."
+    )
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="Required to overturn or exclude."
+    )
+
+
+class JudgmentAmendInput(serializers.Serializer):
+    choice = serializers.ChoiceField(
+        choices=[c for c in Judgment.Choice.values if c != Judgment.Choice.RANKED], required=False
+    )
+    ranking = serializers.ListField(child=serializers.JSONField(), required=False)
+    strength = serializers.ChoiceField(choices=Judgment.Strength.choices, required=False, allow_blank=True)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+    validate_ranking = JudgmentInput.validate_ranking
+
+
+class MemberFlagInput(serializers.Serializer):
+    flagged = serializers.BooleanField()
+
+
+class MemberFlagOutput(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    role = serializers.CharField()
+    flagged = serializers.BooleanField()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.imports import jobs
-from annotation.services import generation, judging, prompt_opt, webhooks
+from annotation.services import generation, judging, prompt_opt, review, webhooks
 
 
 @shared_task(name="annotation.tasks.import_job_run", acks_late=True)
@@ -59,3 +59,9 @@ def webhook_deliver(delivery_id: int) -> str:
 def webhooks_sweep() -> int:
     """Every PREFLOOP_WEBHOOK_SECONDS (Celery beat): report new judgments and a reached budget to webhooks."""
     return webhooks.webhooks_sweep()
+
+
+@shared_task(name="annotation.tasks.reviews_sweep")
+def reviews_sweep() -> int:
+    """Every PREFLOOP_REVIEW_SECONDS (Celery beat): put what the studies' review rules pick in their review queues."""
+    return review.reviews_sweep()

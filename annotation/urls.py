@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import export_views, generation_views, setup_views, views, webhook_views
+from annotation import export_views, generation_views, review_views, setup_views, views, webhook_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -51,6 +51,12 @@ urlpatterns = [
         generation_views.prompt_optimisation_best,
         name="prompt_optimisation_best",
     ),
+    path("s/<slug:slug>/review/", review_views.review_queue, name="review_queue"),
+    path("s/<slug:slug>/review/<int:item_id>/", review_views.review_item, name="review_item"),
+    path("s/<slug:slug>/review/<int:item_id>/verdict/", review_views.review_item_verdict, name="review_item_verdict"),
+    path("s/<slug:slug>/answers/", review_views.my_answers, name="my_answers"),
+    path("s/<slug:slug>/answers/<int:judgment_id>/amend/", review_views.answer_amend, name="answer_amend"),
+    path("s/<slug:slug>/members/<int:user_id>/flag/", review_views.member_flag, name="member_flag"),
     path("s/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("s/<slug:slug>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("s/<slug:slug>/annotate/undo/", views.annotate_undo, name="annotate_undo"),

@@ -36,7 +36,7 @@ from annotation.forms import (
     StudyImportForm,
     WebhookForm,
 )
-from annotation.models import LIKERT_POINTS, Assignment, Judgment, Study
+from annotation.models import LIKERT_POINTS, Assignment, Judgment, ReviewItem, Study
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
 from annotation.services import (
@@ -471,6 +471,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "prompt_opt_form": PromptOptimisationForm(
                 sources=generation["generation_sources"], config=prompt_opt["config"] if prompt_opt else None
             ),
+            "review_open": ReviewItem.objects.filter(study=study, status=ReviewItem.Status.OPEN).count(),
             "invite_url": invite,
             "prolific_url": invite
             + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",

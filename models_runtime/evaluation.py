@@ -159,6 +159,34 @@ def _prob_left_wins(
     return p_left / np.maximum(p_left + p_right, 1e-300)
 
 
+def answer_probabilities(
+    scores: np.ndarray,
+    data: PreferenceData,
+    owner: np.ndarray,
+    *,
+    likelihood: LikelihoodConfig | None = None,
+    flip_rate: Any = None,
+    tie_rate: float = float("nan"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """How likely the model finds each judgment's answer: for every owner in
+    ``owner`` (as :func:`score_heldout` takes it) with a decided pair, the
+    smallest probability the model gives any ordering the judgment states
+    (a pair's winner over its loser; each pair a ranking orders). Returns
+    ``(owners, probability)``; ties and "both bad" answers state no ordering
+    and are left out. Probabilities as :func:`score_heldout` computes them."""
+    likelihood = likelihood if likelihood is not None else LikelihoodConfig()
+    if likelihood.label_flip_rate is None and flip_rate is None:
+        likelihood = replace(likelihood, label_flip_rate=0.0)
+    pairs, pair_owner = decided_pairs(data, np.asarray(owner))
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.asarray(owner).dtype), np.zeros(0, dtype=np.float64)
+    q = _prob_left_wins(scores, pairs, likelihood, tie_rate, flip_rate)
+    owners, which = np.unique(pair_owner, return_inverse=True)
+    least = np.full(owners.size, np.inf)
+    np.minimum.at(least, which, q)
+    return owners, least
+
+
 def score_heldout(
     scores: np.ndarray,
     data: PreferenceData,

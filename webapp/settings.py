@@ -306,9 +306,12 @@ PREFLOOP_CLAIM_QUEUED_SECONDS = env.float("PREFLOOP_CLAIM_QUEUED_SECONDS", defau
 PREFLOOP_SWEEP_SECONDS = env.float("PREFLOOP_SWEEP_SECONDS", default=15.0)
 # Webhooks (annotation.services.webhooks): new judgments are reported in batches this often.
 PREFLOOP_WEBHOOK_SECONDS = env.float("PREFLOOP_WEBHOOK_SECONDS", default=10.0)
+# How often the review rules look at new answers (annotation.services.review).
+PREFLOOP_REVIEW_SECONDS = env.float("PREFLOOP_REVIEW_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "loop-sweep": {"task": "activelearn.tasks.loop_sweep", "schedule": PREFLOOP_SWEEP_SECONDS},
     "webhooks-sweep": {"task": "annotation.tasks.webhooks_sweep", "schedule": PREFLOOP_WEBHOOK_SECONDS},
+    "reviews-sweep": {"task": "annotation.tasks.reviews_sweep", "schedule": PREFLOOP_REVIEW_SECONDS},
 }
 # How often a web process's threads hand the GIL over (webapp.wsgi.tune_thread_switching;
 # Python's default is 5 ms; 0 keeps it).

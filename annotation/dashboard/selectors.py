@@ -205,6 +205,8 @@ class AnnotatorQuality:
     flags: tuple[str, ...]
     # Judgments answered faster than anyone can read (services.FAST_ANSWER_MS).
     too_fast: int = 0
+    # Flagged by a researcher (Membership.flagged), which the flags also say; None: not a member.
+    flagged_by_researcher: bool | None = None
 
     @property
     def gold_accuracy(self) -> float | None:
@@ -224,7 +226,7 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
     """Per annotator: judgments, gold accuracy, attention checks, time on task,
     skips, and why they are flagged, flagged annotators first.
 
-    An annotator is flagged, never dropped, when their gold accuracy is under
+    An annotator is flagged, never dropped, when a researcher flagged them, when their gold accuracy is under
     the study's ``gold_min_accuracy`` after ``GOLD_MIN_ANSWERED`` gold items, or
     when they failed an attention check, or when they answered faster than a
     comparison can be read (``services.FAST_ANSWER_MS``): researchers decide
@@ -262,11 +264,12 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
     )
     members = Membership.objects.filter(study=study, role=Membership.Role.ANNOTATOR).select_related("user")
     names = {m.user_id: m.external_id or m.user.get_username() for m in members}
+    marked = {m.user_id: m.flagged for m in members}
     names.update((uid, f"{row['judge']} (AI judge)") for uid, row in rows.items() if row["judge"])
     result = []
     for user_id in sorted(set(names) | set(rows)):
         gold_n, gold_ok, att_n, att_failed = checks.get(user_id, [0, 0, 0, 0])
-        flags = []
+        flags = ["flagged by a researcher"] if marked.get(user_id) else []
         if gold_n >= GOLD_MIN_ANSWERED and gold_ok / gold_n < study.gold_min_accuracy:
             flags.append(f"gold accuracy {gold_ok}/{gold_n} is under {study.gold_min_accuracy:.0%}")
         if att_failed:
@@ -287,6 +290,7 @@ def annotator_quality(*, study: Study) -> list[AnnotatorQuality]:
                 skips=skips.get(user_id, 0),
                 flags=tuple(flags),
                 too_fast=too_fast,
+                flagged_by_researcher=marked.get(user_id),
             )
         )
     result.sort(key=lambda q: (not q.flags, -q.judgments, q.name))

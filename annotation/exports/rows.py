@@ -106,6 +106,11 @@ class JudgmentRow:
     annotator_kind: str = "person"
     # A prompt-optimisation comparison's task input (the candidates are instructions); "" otherwise.
     task_input: str = ""
+    # A reviewer's verdict (annotation.services.review): "", confirmed, overturned or excluded,
+    # and for an overturned judgment the label the reviewer gave (choice as the annotator saw it).
+    review_state: str = ""
+    adjudicated_choice: str = ""
+    adjudicated_groups: list[list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,17 +203,29 @@ def _id_chunks(rows: QuerySet, fields: tuple[str, ...]) -> Iterator[list[tuple]]
         last = chunk[-1][0]
 
 
-def judgment_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[JudgmentRow]]:
-    """The study's judgments in id order, CHUNK_SIZE at a time, with their texts."""
+def judgment_chunks(study: Study, *, pseudonymise: bool, adjudicated: bool = False) -> Iterator[list[JudgmentRow]]:
+    """The study's judgments in id order, CHUNK_SIZE at a time, with their texts.
+
+    With ``adjudicated`` (the training-data exports), each judgment's answer is
+    the label the reward model learns: a reviewer's where they overturned it,
+    and judgments a reviewer excluded are left out."""
     name = _annotator_namer(study, pseudonymise=pseudonymise)
     username = _username_field(pseudonymise)
     judgments = Judgment.objects.filter(study_id=study.id)
+    if adjudicated:
+        judgments = judgments.exclude(review_state=Judgment.ReviewState.EXCLUDED)
     fields = (
         "id", "comparison_id", "annotator_id", username, "choice", "ranking", "strength", "rationale",
         "aspect_ratings", "shown_order", "time_on_task_ms", "client_info", "created_at", *_CHOSEN_FIELDS,
-        "annotator__ai_judge__id", "comparison__task_input__text",
+        "annotator__ai_judge__id", "comparison__task_input__text", "review_state", "adjudicated_choice",
+        "adjudicated_ranking",
     )  # fmt: skip
     for rows in _id_chunks(judgments, fields):
+        if adjudicated:
+            rows = [
+                (*row[:4], row[23], row[24], *row[6:]) if row[22] == Judgment.ReviewState.OVERTURNED else row
+                for row in rows
+            ]
         groups = [_groups(row[5]) for row in rows]
         ids = {i for g in groups for place in g for i in place} | {int(i) for row in rows for i in row[9] or []}
         candidates, prompts = _lookup(ids, {row[19] for row in rows if row[19] is not None})
@@ -234,6 +251,9 @@ def judgment_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[Judgme
                     candidates=candidates,
                     annotator_kind="person" if row[20] is None else "model",
                     task_input=row[21] or "",
+                    review_state=row[22] or "",
+                    adjudicated_choice=row[23] or "",
+                    adjudicated_groups=_groups(row[24]) if row[24] is not None else None,
                 )
             )
         yield chunk

@@ -13,8 +13,10 @@ number of queries whatever the size of the study. By concern:
 from annotation.selectors.access import (
     access_study_for_annotator,
     access_study_for_researcher,
+    access_study_for_reviewer,
     judgments_visible,
     manages_study,
+    reviews_study,
     user_can_create_study,
 )
 from annotation.selectors.annotating import (
@@ -55,6 +57,7 @@ __all__ = [
     "StudyProgress",
     "access_study_for_annotator",
     "access_study_for_researcher",
+    "access_study_for_reviewer",
     "comparison_for_display",
     "embedding_progress_get",
     "generation_overview",
@@ -68,6 +71,7 @@ __all__ = [
     "prompt_for_display",
     "queue_waiting_count",
     "queue_waiting_sql",
+    "reviews_study",
     "studies_for_user",
     "study_for_invite",
     "study_has_judgments",

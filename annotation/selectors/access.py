@@ -70,6 +70,22 @@ def access_study_for_researcher(*, user: AnyUser, slug: str) -> Study:
     return study
 
 
+def access_study_for_reviewer(*, user: AnyUser, slug: str) -> Study:
+    """The study ``slug`` if ``user`` may review its answers (its reviewers and
+    researchers, and superusers), else Http404."""
+    if not user.is_authenticated:
+        raise Http404("No such study.")
+    study = _study_with_role_or_404(slug, user)
+    if not reviews_study(user=user, study=study):
+        raise Http404("No such study.")
+    return study
+
+
+def reviews_study(*, user: AnyUser, study: Study) -> bool:
+    """Whether ``user`` may work the study's review queue (``study`` from an ``access_*`` selector)."""
+    return study.member_role == Membership.Role.REVIEWER or manages_study(user=user, study=study)
+
+
 def manages_study(*, user: AnyUser, study: Study) -> bool:
     """Whether ``user`` may see and change everything in ``study`` (its researchers
     and superusers). ``study`` comes from an ``access_*`` selector, which set

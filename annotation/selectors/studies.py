@@ -40,6 +40,7 @@ class StudyEntry:
     role: str  # a Membership.Role value, or "admin" for a superuser who is not a member
     can_annotate: bool
     can_manage: bool
+    can_review: bool = False
 
 
 def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
@@ -62,12 +63,13 @@ def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
                 role=membership.role,
                 can_annotate=True,
                 can_manage=is_researcher or user.is_superuser,
+                can_review=is_researcher or user.is_superuser or membership.role == Membership.Role.REVIEWER,
             )
         )
         seen.add(membership.study_id)
     if user.is_superuser:
         for study in Study.objects.exclude(id__in=seen).order_by("name", "id"):
-            entries.append(StudyEntry(study=study, role="admin", can_annotate=True, can_manage=True))
+            entries.append(StudyEntry(study=study, role="admin", can_annotate=True, can_manage=True, can_review=True))
     return entries
 
 

@@ -53,6 +53,7 @@ STUDY_SETTINGS = (
     "aspects", "allow_skip", "blind", "highlight_diff", "strategy", "strategy_params", "model_type",
     "model_params", "features", "overlap", "budget", "gold_rate", "gold_min_accuracy", "annotator_quota",
     "completion_code", "completion_url", "lease_seconds", "queue_low_water", "queue_target", "evaluation_rate",
+    "review_rules", "review_confidence", "amend_seconds",
 )  # fmt: skip
 # These shape the comparisons themselves: fixed once anyone has answered one.
 STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS = ("mode", "list_size")
@@ -155,7 +156,7 @@ def study_status_set(*, study: Study, status: str, by: AbstractBaseUser) -> Stud
 
 @transaction.atomic
 def membership_add_by_username(*, study: Study, username: str, role: str, by: AbstractBaseUser) -> Membership:
-    """Give an existing account a role in the study (annotator or researcher).
+    """Give an existing account a role in the study (annotator, reviewer or researcher).
 
     Re-adding a member changes their role; a researcher cannot take away
     their own researcher role here, so a study always keeps one.

@@ -1,6 +1,6 @@
 """The permission matrix: every route × every role, through real requests.
 
-Roles: anonymous; a signed-in stranger; an annotator and a researcher of the
+Roles: anonymous; a signed-in stranger; an annotator, a reviewer and a researcher of the
 study; an annotator and a researcher of another study only; staff without a
 membership; a staff user who is a researcher of another study (the demo's
 ``researcher`` once was: staff must not open a door membership keeps shut); a
@@ -27,6 +27,7 @@ from annotation.models import (
     Judgment,
     Membership,
     PromptOptimisation,
+    ReviewItem,
     RewardModelVersion,
     Study,
     Webhook,
@@ -39,6 +40,7 @@ ROLES = (
     "anonymous",
     "stranger",
     "annotator",
+    "reviewer",
     "researcher",
     "other_annotator",
     "other_researcher",
@@ -54,7 +56,8 @@ AUDIENCE = {
     "public": set(ROLES),
     "signed_in": set(ROLES) - {"anonymous"},
     "creator": {"researcher", "other_researcher", "staff", "other_staff_researcher", "superuser"},
-    "member": {"annotator", "researcher", "superuser"},
+    "member": {"annotator", "reviewer", "researcher", "superuser"},
+    "review": {"reviewer", "researcher", "superuser"},
     "researcher": {"researcher", "superuser"},
 }
 
@@ -63,7 +66,9 @@ AUDIENCE = {
 class Route:
     name: str
     method: str
-    path: str  # with {slug}, {token}, {job}, {generation_job}, {judge}, {webhook}, {delivery}, {version}, {comparison}
+    # with {slug}, {token}, {job}, {generation_job}, {judge}, {webhook}, {delivery}, {version}, {comparison},
+    # {item} (a review item), {annotator} (the annotator's user id)
+    path: str
     audience: str
     api: bool = False
     data: dict | None = None
@@ -104,6 +109,12 @@ ROUTES = (
     Route("prompt_optimisation_best", "get", "/s/{slug}/prompt-optimisation/best.json", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
+    Route("review_queue", "get", "/s/{slug}/review/", "review"),
+    Route("review_item", "get", "/s/{slug}/review/{item}/", "review"),
+    Route("review_item_verdict", "post", "/s/{slug}/review/{item}/verdict/", "review", data={"answer": "a"}),
+    Route("my_answers", "get", "/s/{slug}/answers/", "member"),
+    Route("answer_amend", "get", "/s/{slug}/answers/999999/amend/", "member"),
+    Route("member_flag", "post", "/s/{slug}/members/{annotator}/flag/", "researcher"),
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
     Route("annotate_submit", "post", "/s/{slug}/annotate/submit/", "member", data={"choice": "a"}),
     Route("annotate_undo", "post", "/s/{slug}/annotate/undo/", "member"),
@@ -160,6 +171,32 @@ ROUTES = (
     ),
     Route(
         "api_generation_job", "get", "/api/v1/studies/{slug}/generation-jobs/{generation_job}/", "researcher", api=True
+    ),
+    Route("api_reviews", "get", "/api/v1/studies/{slug}/reviews/", "review", api=True),
+    Route("api_review", "get", "/api/v1/studies/{slug}/reviews/{item}/", "review", api=True),
+    Route(
+        "api_review_verdict",
+        "post",
+        "/api/v1/studies/{slug}/reviews/{item}/verdict/",
+        "review",
+        api=True,
+        data={"answer": "a", "reason": "r"},
+    ),
+    Route(
+        "api_judgment_amend",
+        "post",
+        "/api/v1/studies/{slug}/judgments/999999/amend/",
+        "member",
+        api=True,
+        data={"choice": "a"},
+    ),
+    Route(
+        "api_member_flag",
+        "put",
+        "/api/v1/studies/{slug}/members/{annotator}/flag/",
+        "researcher",
+        api=True,
+        data={"flagged": True},
     ),
     Route("api_next", "get", "/api/v1/studies/{slug}/next/", "member", api=True),
     Route("api_judgments", "get", "/api/v1/studies/{slug}/judgments/", "member", api=True),
@@ -231,8 +268,10 @@ def world(db, tmp_path, settings):
         "other_staff_researcher": UserFactory(is_staff=True),
         "superuser": UserFactory(is_staff=True, is_superuser=True),
     }
+    users["reviewer"] = UserFactory()
     for role, target in (
         ("annotator", study),
+        ("reviewer", study),
         ("researcher", study),
         ("other_annotator", other),
         ("other_researcher", other),
@@ -254,8 +293,9 @@ def world(db, tmp_path, settings):
     PromptOptimisation.objects.create(study=study, task=study.prompts.first(), target=source)
     hook = Webhook.objects.create(study=study, url="http://127.0.0.1:9/hook", events=["model.published"])
     delivery = WebhookDelivery.objects.create(webhook=hook, event="model.published", status="failed")
+    item = ReviewItem.objects.create(study=study, comparison=study.comparisons.order_by("id").first(), reasons=[])
     return {"study": study, "users": users, "job": job, "generation_job": generation_job, "judge": judge,
-            "webhook": hook, "delivery": delivery}  # fmt: skip
+            "webhook": hook, "delivery": delivery, "item": item}  # fmt: skip
 
 
 def _client(world, role: str, api: bool):
@@ -292,6 +332,8 @@ def test_permission_matrix(world, route: Route, role: str):
         "webhook": world["webhook"].pk,
         "delivery": world["delivery"].pk,
         "version": 1,
+        "item": world["item"].pk,
+        "annotator": world["users"]["annotator"].pk,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
     }
     client = _client(world, role, route.api)
@@ -324,6 +366,8 @@ def test_permission_matrix(world, route: Route, role: str):
         assert list(AIJudge.objects.filter(study=study).values_list("active", flat=True)) == [True]
         assert list(Webhook.objects.filter(study=study).values_list("active", flat=True)) == [True]
         assert WebhookDelivery.objects.get(pk=world["delivery"].pk).status == "failed"
+        assert ReviewItem.objects.get(pk=world["item"].pk).status == "open", "a refused request settled a review"
+        assert not Membership.objects.filter(flagged=True).exists(), "a refused request flagged someone"
 
 
 def test_annotators_see_only_their_own_judgments_and_no_exports(world):

@@ -7,7 +7,9 @@ no preferred response. A ranking gives every strict pair it implies: each
 response against every response in a lower place (tied responses are not paired
 with each other), so a strict ranking of K gives K(K-1)/2 pairs;
 ``n_pairs_in_judgment`` lets a trainer weight them 1/n per judgment.
-``chosen_rank``/``rejected_rank`` are the 1-based places.
+``chosen_rank``/``rejected_rank`` are the 1-based places. Pairs come from the
+label the reward model learns: a reviewer's where they overturned an answer, and
+none from a judgment a reviewer excluded.
 
 The forms (the ``form`` column says which a file holds):
 
@@ -238,7 +240,7 @@ def dpo_records(study: Study, row: JudgmentRow, *, form: str = TEXT) -> list[dic
 def _reader(form: str) -> Callable[..., Iterator[list[dict[str, Any]]]]:
     def records(*, study: Study, pseudonymise: bool) -> Iterator[list[dict[str, Any]]]:
         """The pairs of every judgment, in judgment id order, a chunk of judgments at a time."""
-        for chunk in judgment_chunks(study, pseudonymise=pseudonymise):
+        for chunk in judgment_chunks(study, pseudonymise=pseudonymise, adjudicated=True):
             yield [record for row in chunk for record in dpo_records(study, row, form=form)]
 
     return records

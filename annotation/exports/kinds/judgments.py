@@ -5,7 +5,11 @@ The answer is ``choice`` and ``ranking`` (candidate ids best first, always a lis
 of places, a tied place holding two or more ids), with strength, rationale and
 aspect ratings ``{candidate id: {aspect: 1..5}}``. ``shown_order`` is the order
 the annotator saw the candidates (and ``shown_position`` on each candidate, 0 =
-first shown, "A"); then time on task, client info, when, the prompt, the
+first shown, "A"); then time on task, client info, when, a reviewer's verdict
+(``review_state``: confirmed, overturned or excluded, empty when unreviewed; for
+an overturned judgment ``adjudicated_choice`` and ``adjudicated_ranking`` are the
+reviewer's label, which the reward model learns, while ``choice`` and
+``ranking`` stay the annotator's), the prompt, the
 candidates, and how the comparison was chosen (strategy, reward-model version,
 score, selection propensity, gold flag and answer). In CSV, lists and objects
 are JSON text in their cell, and free text that a spreadsheet would run as a
@@ -42,6 +46,9 @@ SCHEMA = Schema(
     ("time_on_task_ms", INT64),
     ("client_info", JSON),
     ("created_at", TIMESTAMP),
+    ("review_state", STRING),
+    ("adjudicated_choice", STRING),
+    ("adjudicated_ranking", list_of(list_of(INT64))),
     *PROMPT_COLUMNS,
     ("candidates", CANDIDATES),
     *CHOSEN_COLUMNS,
@@ -61,6 +68,9 @@ def judgment_record(study: Study, row: JudgmentRow) -> dict[str, Any]:
         "time_on_task_ms": row.time_on_task_ms,
         "client_info": row.client_info,
         "created_at": row.created_at,
+        "review_state": row.review_state,
+        "adjudicated_choice": row.adjudicated_choice,
+        "adjudicated_ranking": row.adjudicated_groups,
         **prompt_fields(row.prompt),
         "candidates": candidate_list(ids, row.shown_order, row.candidates),
         **chosen_fields(row.chosen_by),

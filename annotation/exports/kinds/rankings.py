@@ -2,6 +2,9 @@
 place a list of ``{id, text, source}`` (tied responses share a place).
 
 Pairs are rankings too: A/B gives two places, a tie or "both bad" one shared place.
+Like the DPO pairs, this is training data: each judgment's ranking is the label the
+reward model learns (a reviewer's where they overturned it; excluded judgments are
+left out).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def ranking_record(study: Study, row: JudgmentRow) -> dict[str, Any]:
 
 def records(*, study: Study, pseudonymise: bool) -> Iterator[list[dict[str, Any]]]:
     """Every judgment of the study as a ranking, in id order, a chunk at a time."""
-    for chunk in judgment_chunks(study, pseudonymise=pseudonymise):
+    for chunk in judgment_chunks(study, pseudonymise=pseudonymise, adjudicated=True):
         yield [ranking_record(study, row) for row in chunk]
 
 
