@@ -72,8 +72,19 @@ def review_item_verdict(request: HttpRequest, slug: str, item_id: int) -> HttpRe
             item=detail.item, by=request.user, answer=answer, exclude=exclude, reason=request.POST.get("reason", "")
         )
     except AnnotationError as exc:
-        messages.error(request, str(exc))
-        return redirect("review_item", slug=study.slug, item_id=item_id)
+        # The page again with the message, and what the reviewer typed and ticked kept.
+        context = {
+            "study": study,
+            "detail": detail,
+            "comparison": detail.comparison,
+            "error": str(exc),
+            "posted": {
+                "reason": request.POST.get("reason", ""),
+                "answer_text": request.POST.get("answer_text", ""),
+                "exclude": exclude,
+            },
+        }
+        return render(request, "annotation/review_item.html", context, status=400)
     said = "excluded every answer" if answer.lower() == EXCLUDE else f"settled on {answer}"
     messages.success(request, f"Item {item_id}: {said}.")
     if detail.next_open_id is not None:

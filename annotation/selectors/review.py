@@ -241,7 +241,14 @@ def review_item_detail(*, study: Study, item_id: int) -> ReviewDetail:
         pairwise=pairwise,
         next_open_id=next_open,
         gold=gold,
-        reasons=list(item.reasons or []),
+        reasons=[
+            {
+                **r,
+                "label": _rule_label(r.get("rule", "")),
+                "who": names.get(owner.get(r.get("judgment")), f"judgment {r.get('judgment')}"),
+            }
+            for r in item.reasons or []
+        ],
     )
 
 

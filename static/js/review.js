@@ -6,10 +6,13 @@
 (function () {
   "use strict";
 
+  // Keys go to the page unless the focus is somewhere that takes text (a ticked
+  // checkbox keeps the focus but types nothing).
   function isTyping(el) {
     if (!el || !el.tagName) return false;
     var tag = el.tagName;
-    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
+    if (tag === "INPUT") return !/^(checkbox|radio|button|submit)$/i.test(el.type || "");
+    return tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
 
   var selected = -1;
