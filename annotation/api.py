@@ -837,6 +837,7 @@ class ReviewList(APIView):
             OpenApiParameter("page", int, description="1 (default) and on"),
         ],
         responses=serializers.ReviewPage,
+        operation_id="v1_studies_reviews_list",
         summary="The review queue: open items oldest first, or resolved ones newest first (50 a page)",
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -918,11 +919,14 @@ class MemberFlag(APIView):
         responses={200: serializers.MemberFlagOutput, 400: serializers.BadRequestOutput},
         summary="Flag a member for review (with the flagged rule, their unreviewed answers go to review) or unflag",
     )
-    def put(self, request: Request, slug: str, user_id: int) -> Response:
+    def put(self, request: Request, slug: str, username: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         data = _valid(serializers.MemberFlagInput, request.data)
+        member = Membership.objects.filter(study=study, user__username=username).values_list("user_id", flat=True)
+        if not member:
+            raise NotFound(f"No member of this study has the username “{username}”.")
         try:
-            membership = membership_flag_set(study=study, user_id=user_id, flagged=data["flagged"])
+            membership = membership_flag_set(study=study, user_id=member[0], flagged=data["flagged"])
         except AnnotationError as exc:
             return _error(str(exc))
         payload = {

@@ -47,7 +47,7 @@ urlpatterns = [
     path(
         "studies/<slug:slug>/judgments/<int:judgment_id>/amend/", api.JudgmentAmend.as_view(), name="api_judgment_amend"
     ),
-    path("studies/<slug:slug>/members/<int:user_id>/flag/", api.MemberFlag.as_view(), name="api_member_flag"),
+    path("studies/<slug:slug>/members/<str:username>/flag/", api.MemberFlag.as_view(), name="api_member_flag"),
     path("studies/<slug:slug>/next/", api.NextComparison.as_view(), name="api_next"),
     path("studies/<slug:slug>/judgments/", api.JudgmentList.as_view(), name="api_judgments"),
     path("studies/<slug:slug>/skips/", api.SkipCreate.as_view(), name="api_skip"),

@@ -244,10 +244,14 @@ def judgment_data(judgment: Judgment) -> dict[str, Any]:
     }
 
 
+# A pair's answers (a list is answered with a ranking): named PairChoiceEnum in the schema.
+PAIR_CHOICES = [c for c in Judgment.Choice.values if c != Judgment.Choice.RANKED]
+
+
 class JudgmentInput(serializers.Serializer):
     comparison_id = serializers.IntegerField(min_value=1)
     choice = serializers.ChoiceField(
-        choices=[c for c in Judgment.Choice.values if c != Judgment.Choice.RANKED],
+        choices=PAIR_CHOICES,
         required=False,
         help_text="Pairs: a, b, tie or both_bad (as the study allows). Lists: leave out and send ranking.",
     )
@@ -864,9 +868,7 @@ class ReviewVerdictInput(serializers.Serializer):
 
 
 class JudgmentAmendInput(serializers.Serializer):
-    choice = serializers.ChoiceField(
-        choices=[c for c in Judgment.Choice.values if c != Judgment.Choice.RANKED], required=False
-    )
+    choice = serializers.ChoiceField(choices=PAIR_CHOICES, required=False)
     ranking = serializers.ListField(child=serializers.JSONField(), required=False)
     strength = serializers.ChoiceField(choices=Judgment.Strength.choices, required=False, allow_blank=True)
     rationale = serializers.CharField(required=False, allow_blank=True, max_length=10_000)

@@ -471,7 +471,10 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "prompt_opt_form": PromptOptimisationForm(
                 sources=generation["generation_sources"], config=prompt_opt["config"] if prompt_opt else None
             ),
-            "review_open": ReviewItem.objects.filter(study=study, status=ReviewItem.Status.OPEN).count(),
+            # One query more only for a study that reviews (the page's query count is tested).
+            "review_open": ReviewItem.objects.filter(study=study, status=ReviewItem.Status.OPEN).count()
+            if study.review_rules
+            else 0,
             "invite_url": invite,
             "prolific_url": invite
             + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",

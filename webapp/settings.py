@@ -466,5 +466,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StudyStatusEnum": "annotation.models.Study.Status",
         "ImportJobStatusEnum": "annotation.models.ImportJob.Status",
+        "PairChoiceEnum": "annotation.serializers.PAIR_CHOICES",
     },
 }

@@ -67,7 +67,7 @@ class Route:
     name: str
     method: str
     # with {slug}, {token}, {job}, {generation_job}, {judge}, {webhook}, {delivery}, {version}, {comparison},
-    # {item} (a review item), {annotator} (the annotator's user id)
+    # {item} (a review item), {annotator} (the annotator's user id), {annotator_name} (their username)
     path: str
     audience: str
     api: bool = False
@@ -193,7 +193,7 @@ ROUTES = (
     Route(
         "api_member_flag",
         "put",
-        "/api/v1/studies/{slug}/members/{annotator}/flag/",
+        "/api/v1/studies/{slug}/members/{annotator_name}/flag/",
         "researcher",
         api=True,
         data={"flagged": True},
@@ -334,6 +334,7 @@ def test_permission_matrix(world, route: Route, role: str):
         "version": 1,
         "item": world["item"].pk,
         "annotator": world["users"]["annotator"].pk,
+        "annotator_name": world["users"]["annotator"].username,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
     }
     client = _client(world, role, route.api)

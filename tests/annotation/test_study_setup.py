@@ -48,6 +48,8 @@ def settings_post(**overrides) -> dict:
         "queue_low_water": "8",
         "queue_target": "24",
         "evaluation_rate": "0.2",
+        "review_confidence": "0.9",
+        "amend_seconds": "600",
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}

@@ -85,7 +85,7 @@ def test_the_permission_matrix_passes_with_cross_study_staff(figures: dict) -> N
     matrix = figures["permission_matrix"]
     assert matrix["pytest_exit_status"] == 0, matrix["failures"]
     assert matrix["failed"] == 0, matrix["failures"]
-    assert matrix["roles"] == 9 and matrix["includes_cross_study_staff"]
+    assert matrix["roles"] == 10 and matrix["includes_cross_study_staff"]
     assert matrix["cases"] == matrix["passed"] == matrix["roles"] * matrix["routes"]
     staff = matrix["by_role"]["other_staff_researcher"]
     assert staff["cases"] == matrix["routes"] and staff["passed"] == staff["cases"]
