@@ -399,7 +399,8 @@ def test_the_review_api(team):
     api.force_authenticate(p["res"])
     flag = api.put(f"/api/v1/studies/{study.slug}/members/cy/flag/", {"flagged": True}, format="json")
     assert flag.json() == {"user_id": p["cy"].id, "username": "cy", "role": "annotator", "flagged": True}
-    assert api.put(f"/api/v1/studies/{study.slug}/members/nobody/flag/", {"flagged": True}, format="json").status_code == 404
+    nobody = api.put(f"/api/v1/studies/{study.slug}/members/nobody/flag/", {"flagged": True}, format="json")
+    assert nobody.status_code == 404
 
 
 def test_study_settings_take_the_review_rules(team, client_for):
