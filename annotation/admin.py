@@ -17,8 +17,10 @@ from annotation.models import (
     ComparisonItem,
     ImportJob,
     Judgment,
+    JudgmentChange,
     Membership,
     Prompt,
+    ReviewItem,
     RewardModelVersion,
     SimulationRun,
     Study,
@@ -209,8 +211,42 @@ class JudgmentAdmin(admin.ModelAdmin):
     raw_id_fields = ("comparison", "annotator")
     autocomplete_fields = ("study",)
     list_select_related = ("study", "annotator")
-    readonly_fields = ("ranking", "client_info", "created_at")
+    # A label changes through a review or an amendment, which keep its history; not here.
+    readonly_fields = (
+        "choice", "ranking", "client_info", "created_at", "review_state", "adjudicated_choice",
+        "adjudicated_ranking", "amended_at",
+    )  # fmt: skip
     date_hierarchy = "created_at"
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(admin.ModelAdmin):
+    """The review queue, for looking things up: verdicts are given on the review pages."""
+
+    list_display = ("id", "study", "comparison_id", "status", "resolved_by", "resolved_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("study__slug",)
+    raw_id_fields = ("study", "comparison", "resolved_by")
+    readonly_fields = ("reasons", "status", "verdict", "resolved_by", "resolved_at", "created_at")
+
+
+@admin.register(JudgmentChange)
+class JudgmentChangeAdmin(admin.ModelAdmin):
+    """Label history: kept for good, so read-only here."""
+
+    list_display = ("id", "judgment_id", "action", "by", "created_at")
+    list_filter = ("action",)
+    search_fields = ("judgment__id", "by__username", "reason")
+    raw_id_fields = ("study", "judgment", "review", "by")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ImportJob)

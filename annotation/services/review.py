@@ -179,7 +179,7 @@ def reviews_collect(*, study_id: int, annotator_id: int | None = None) -> int:
                 for jid, cid, _, _, ranking, is_gold, answer, state in rows
                 if is_gold and not state and _gold_missed(ranking, answer)
             ]
-        if "flagged" in rules:
+        if "flagged" in rules and rows:
             flagged = _flagged_annotators(study)
             findings += [
                 _Finding(cid, "flagged", jid, flagged[by])
