@@ -171,7 +171,7 @@ class StudySettingsForm(forms.ModelForm):
             field.help_text = "Fixed: the study already has judgments, which were made on comparisons of this shape."
 
     FIELDSETS = (
-        ("Basics", ("name", "guidelines")),
+        ("Basics", ("name", "guidelines", "language")),
         ("Comparisons", ("mode", "list_size", "overlap", "budget", "lease_seconds")),
         (
             "Answer options",

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from annotation import loop
 from annotation.imports import registry as import_formats
@@ -154,14 +155,14 @@ REVIEW_RULES = {
 
 class Study(models.Model):
     class Mode(models.TextChoices):
-        PAIRWISE = "pairwise", "Pairwise"
-        LISTWISE = "listwise", "Listwise"
+        PAIRWISE = "pairwise", gettext_lazy("Pairwise")
+        LISTWISE = "listwise", gettext_lazy("Listwise")
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused"
-        CLOSED = "closed", "Closed"
+        DRAFT = "draft", gettext_lazy("Draft")
+        ACTIVE = "active", gettext_lazy("Active")
+        PAUSED = "paused", gettext_lazy("Paused")
+        CLOSED = "closed", gettext_lazy("Closed")
 
     class FitStatus(models.TextChoices):
         PUBLISHED = "published", "Published"
@@ -176,6 +177,14 @@ class Study(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    language = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        db_default="",
+        choices=[("", "Each annotator's browser language"), *settings.LANGUAGES],
+        help_text="The language of the annotator pages (the guidelines and the data are shown as written).",
+    )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAIRWISE)
     list_size = models.PositiveSmallIntegerField(default=2, help_text="K items per comparison.")
     allow_tie = models.BooleanField(default=True)
@@ -466,9 +475,9 @@ class Study(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        RESEARCHER = "researcher", "Researcher"
-        REVIEWER = "reviewer", "Reviewer"
-        ANNOTATOR = "annotator", "Annotator"
+        RESEARCHER = "researcher", gettext_lazy("Researcher")
+        REVIEWER = "reviewer", gettext_lazy("Reviewer")
+        ANNOTATOR = "annotator", gettext_lazy("Annotator")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
@@ -605,10 +614,10 @@ class Assignment(models.Model):
         SKIPPED = "skipped", "Skipped"
 
     class SkipReason(models.TextChoices):
-        CANNOT_JUDGE = "cannot_judge", "I can't judge this (outside my knowledge)"
-        BROKEN = "broken", "The content is broken, empty or unreadable"
-        OFFENSIVE = "offensive", "Content I'm not willing to judge"
-        OTHER = "other", "Another reason"
+        CANNOT_JUDGE = "cannot_judge", gettext_lazy("I can't judge this (outside my knowledge)")
+        BROKEN = "broken", gettext_lazy("The content is broken, empty or unreadable")
+        OFFENSIVE = "offensive", gettext_lazy("Content I'm not willing to judge")
+        OTHER = "other", gettext_lazy("Another reason")
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
@@ -640,10 +649,10 @@ class Judgment(models.Model):
         RANKED = "ranked", "Ranked list"
 
     class ReviewState(models.TextChoices):
-        NONE = "", "Not reviewed"
-        CONFIRMED = "confirmed", "Confirmed"
-        OVERTURNED = "overturned", "Overturned"
-        EXCLUDED = "excluded", "Excluded"
+        NONE = "", gettext_lazy("Not reviewed")
+        CONFIRMED = "confirmed", gettext_lazy("Confirmed")
+        OVERTURNED = "overturned", gettext_lazy("Overturned")
+        EXCLUDED = "excluded", gettext_lazy("Excluded")
 
     class Strength(models.TextChoices):
         SLIGHT = "slight", "Slightly better"

@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -23,7 +24,7 @@ from annotation.models import REVIEW_RULES, Assignment, Judgment
 from annotation.selectors import review as review_selectors
 from annotation.services import AnnotationError
 from annotation.services.review import EXCLUDE, judgment_amend, membership_flag_set, review_verdict
-from annotation.views import _choices, _optional_int, _posted_ranking
+from annotation.views import _choices, _optional_int, _posted_ranking, annotator_study
 
 
 def _page(request: HttpRequest) -> int:
@@ -97,7 +98,7 @@ def review_item_verdict(request: HttpRequest, slug: str, item_id: int) -> HttpRe
 @require_GET
 def my_answers(request: HttpRequest, slug: str) -> HttpResponse:
     """An annotator's own answers in the study, newest first, with the ones they may still change."""
-    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    study = annotator_study(request, slug)
     page, rows = review_selectors.my_answers(study=study, user=request.user, page=_page(request))
     context = {"study": study, "page": page, "rows": rows, "amend_window": timedelta(seconds=study.amend_seconds)}
     return render(request, "annotation/my_answers.html", context)
@@ -109,10 +110,10 @@ def my_answers(request: HttpRequest, slug: str) -> HttpResponse:
 def answer_amend(request: HttpRequest, slug: str, judgment_id: int) -> HttpResponse:
     """Change one's own answer within the study's window: the comparison as it
     was shown, the answer buttons (or places) again, and the old answer marked."""
-    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    study = annotator_study(request, slug)
     judgment = Judgment.objects.filter(id=judgment_id, study=study, annotator=request.user, by_model=False).first()
     if judgment is None:
-        messages.error(request, "There is no answer of yours with that id in this study.")
+        messages.error(request, gettext("There is no answer of yours with that id in this study."))
         return redirect("my_answers", slug=study.slug)
     if request.method == "POST":
         choice, _, strength = request.POST.get("choice", "").partition(":")
@@ -129,7 +130,7 @@ def answer_amend(request: HttpRequest, slug: str, judgment_id: int) -> HttpRespo
         except AnnotationError as exc:
             messages.error(request, str(exc))
             return redirect("answer_amend", slug=study.slug, judgment_id=judgment.id)
-        messages.success(request, "Your answer was changed.")
+        messages.success(request, gettext("Your answer was changed."))
         return redirect("my_answers", slug=study.slug)
     order = [int(c) for c in judgment.shown_order or []]
     comparison = selectors.comparison_for_display(

@@ -19,7 +19,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -77,6 +79,32 @@ def home(request: HttpRequest) -> HttpResponse:
 # --- annotating ------------------------------------------------------------------
 
 
+def speak_study_language(request: HttpRequest, study: Study) -> None:
+    """Annotator pages speak the study's language when it sets one; otherwise the
+    browser's, which ``LocaleMiddleware`` chose from Accept-Language."""
+    if study.language:
+        translation.activate(study.language)
+        request.LANGUAGE_CODE = translation.get_language()
+
+
+def annotator_study(request: HttpRequest, slug: str) -> Study:
+    """The study of an annotator page (``access_study_for_annotator``), in its language."""
+    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    speak_study_language(request, study)
+    return study
+
+
+def _ui_text() -> dict[str, str]:
+    """What annotate.js and rank.js say, in the page's language (placeholders in %(name)s)."""
+    return {
+        "missing": gettext("Before answering, please give: %(missing)s."),
+        "reason": gettext("a reason (Why?)"),
+        "moved": gettext("Response %(label)s moved to place %(place)s."),
+        "tied": gettext("Response %(label)s tied with response %(above)s."),
+        "untied": gettext("Response %(label)s no longer tied."),
+    }
+
+
 def _comparison_context(*, study: Study, user, lease: Lease | None, error: str = "", post=None, progress=None) -> dict:
     """What ``_comparison.html`` needs. ``post`` is a refused answer's form data:
     when the same comparison is shown again, what the annotator typed and rated
@@ -132,25 +160,31 @@ def _choices(study: Study) -> list[dict]:
     """
     a, b = Judgment.Choice.A.value, Judgment.Choice.B.value
     if study.ask_strength:
-        scale = [("strong", "much better"), ("clear", "better"), ("slight", "slightly better")]
+        strengths = ("strong", "clear", "slight")
+        scale_a = list(
+            zip(strengths, (gettext("A much better"), gettext("A better"), gettext("A slightly better")), strict=True)
+        )
+        scale_b = list(
+            zip(strengths, (gettext("B much better"), gettext("B better"), gettext("B slightly better")), strict=True)
+        )
         choices = [
-            {"value": f"{a}:{s}", "label": f"A {text}", "key": str(k + 1), "card": "A", "side": "a"}
-            for k, (s, text) in enumerate(scale)
+            {"value": f"{a}:{s}", "label": text, "key": str(k + 1), "card": "A", "side": "a"}
+            for k, (s, text) in enumerate(scale_a)
         ]
         tie_key, b_keys = "4", ["7", "6", "5"]
         choices_b = [
-            {"value": f"{b}:{s}", "label": f"B {text}", "key": key, "card": "B", "side": "b"}
-            for (s, text), key in zip(scale, b_keys, strict=True)
+            {"value": f"{b}:{s}", "label": text, "key": key, "card": "B", "side": "b"}
+            for (s, text), key in zip(scale_b, b_keys, strict=True)
         ]
     else:
-        choices = [{"value": a, "label": "A is better", "key": "1", "card": "A", "side": "a"}]
+        choices = [{"value": a, "label": gettext("A is better"), "key": "1", "card": "A", "side": "a"}]
         tie_key = "3"
-        choices_b = [{"value": b, "label": "B is better", "key": "2", "card": "B", "side": "b"}]
+        choices_b = [{"value": b, "label": gettext("B is better"), "key": "2", "card": "B", "side": "b"}]
     if not study.ask_strength:
         choices += choices_b
     if study.allow_tie:
         choices.append(
-            {"value": Judgment.Choice.TIE.value, "label": "Tie", "key": tie_key, "card": "AB", "side": "tie"}
+            {"value": Judgment.Choice.TIE.value, "label": gettext("Tie"), "key": tie_key, "card": "AB", "side": "tie"}
         )
     if study.ask_strength:
         choices += list(reversed(choices_b))
@@ -158,7 +192,13 @@ def _choices(study: Study) -> list[dict]:
         # Fixed keys, whichever other options the study has, for muscle memory.
         key = "8" if study.ask_strength else "4"
         choices.append(
-            {"value": Judgment.Choice.BOTH_BAD.value, "label": "Both bad", "key": key, "card": "", "side": "bad"}
+            {
+                "value": Judgment.Choice.BOTH_BAD.value,
+                "label": gettext("Both bad"),
+                "key": key,
+                "card": "",
+                "side": "bad",
+            }
         )
     return choices
 
@@ -167,12 +207,13 @@ def _choices(study: Study) -> list[dict]:
 @login_required
 @require_GET
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
-    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    study = annotator_study(request, slug)
     try:
         lease = assignment_lease_or_refill(study=study, annotator=request.user)
     except StudyNotOpen as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)})
     context = _comparison_context(study=study, user=request.user, lease=lease, progress=_lease_progress(lease))
+    context["ui_text"] = _ui_text()
     _add_ahead(request, study, context, lease)
     # Guidelines start open until the annotator has answered something.
     context["guidelines_open"] = context["progress"].mine == 0
@@ -252,13 +293,13 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     a plain form post is redirected back to the annotate page. Submitting the
     same comparison twice is harmless: the service keeps the first answer.
     """
-    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    study = annotator_study(request, slug)
     error = ""
     submission = None
     comparison_id = _optional_int(request.POST.get("comparison_id"), upper=2**63 - 1)
     choice, _, strength = request.POST.get("choice", "").partition(":")
     if comparison_id is None:
-        error = "The form was missing the comparison; please answer again."
+        error = gettext("The form was missing the comparison; please answer again.")
     elif choice == "skip":
         try:
             assignment_skip(
@@ -290,13 +331,13 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     undo = None
     if submission is not None and submission.created:
         undo = {"judgment_id": submission.judgment.id, "seconds": UNDO_SECONDS_SHOWN}
-    notice = SUPERSEDED_NOTICE if submission is not None and submission.superseded else ""
+    notice = str(SUPERSEDED_NOTICE) if submission is not None and submission.superseded else ""
     return _next_comparison(request, study, error=error, undo=undo, notice=notice)
 
 
 # A second tab (or a page restored from history) answered a comparison already
 # answered differently: the first answer stands, and the annotator is told so.
-SUPERSEDED_NOTICE = (
+SUPERSEDED_NOTICE = gettext_lazy(
     "That comparison was already answered (in another tab or window?): your earlier answer stands "
     "and this one was not recorded. Here is the next one."
 )
@@ -362,12 +403,12 @@ def _next_comparison(
 @require_POST
 def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
     """Take back the answer just given and show its comparison again."""
-    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    study = annotator_study(request, slug)
     error = ""
     judgment_id = _optional_int(request.POST.get("judgment_id"), upper=2**63 - 1)
     try:
         if judgment_id is None:
-            raise AnnotationError("There is no answer of yours to undo.")
+            raise AnnotationError(gettext("There is no answer of yours to undo."))
         judgment_undo(study=study, annotator=request.user, judgment_id=judgment_id)
     except AnnotationError as exc:
         error = str(exc)
@@ -381,7 +422,7 @@ def annotate_prompt(request: HttpRequest, slug: str, comparison_id: int) -> Http
     """The whole of a long prompt, which the annotate page shows cut to its
     start and end: the prompt partial for htmx ("Show all"), a page of its
     own for a plain link. Only for the annotator the comparison was given to."""
-    study = selectors.access_study_for_annotator(user=request.user, slug=slug)
+    study = annotator_study(request, slug)
     prompt = selectors.prompt_for_annotator(study=study, user=request.user, comparison_id=comparison_id)
     shown = selectors.prompt_for_display(prompt=prompt, whole=True)
     comparison = ComparisonDisplay(
@@ -407,17 +448,18 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
     asks them first; their POST (CSRF-checked) signs them out and follows the
     link again."""
     study = selectors.study_for_invite(token=token)
+    speak_study_language(request, study)
     if request.method == "POST":
         logout(request)
     try:
         accepted = invite_accept(study=study, user=request.user, params=request.GET, client=_client_address(request))
     except TooManyEntries as exc:
-        context = {"study": study, "heading": "Too many new participants", "message": str(exc)}
+        context = {"study": study, "heading": gettext("Too many new participants"), "message": str(exc)}
         response = render(request, "annotation/join_refused.html", context, status=429)
         response["Retry-After"] = str(exc.retry_after)
         return response
     except ParticipantInUse as exc:
-        context = {"study": study, "heading": "This participant id is in use", "message": str(exc)}
+        context = {"study": study, "heading": gettext("This participant id is in use"), "message": str(exc)}
         return render(request, "annotation/join_refused.html", context, status=403)
     except AnnotationError as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)}, status=400)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotation.models import (
     AIJudge,
@@ -41,6 +42,13 @@ class StudyEntry:
     can_annotate: bool
     can_manage: bool
     can_review: bool = False
+
+    @property
+    def role_label(self) -> str:
+        """The role as the home page names it, in the page's language."""
+        if self.role in Membership.Role.values:
+            return str(Membership.Role(self.role).label)
+        return gettext("Admin")
 
 
 def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:

@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotation import loop
 from annotation.models import (
@@ -92,7 +93,7 @@ def judgment_submit(
     """
     found = _answer_target(study_id=study.id, comparison_id=comparison_id, annotator_id=annotator.pk)
     if found is None:
-        raise NotAssigned("That comparison does not belong to this study.")
+        raise NotAssigned(gettext("That comparison does not belong to this study."))
     item_key, assignment_id, display_order, answered = found
     if answered:
         comparison = Comparison.objects.get(id=comparison_id)
@@ -103,7 +104,7 @@ def judgment_submit(
         )
         return Submission(judgment=existing, created=False, superseded=superseded)
     if assignment_id is None:
-        raise NotAssigned("That comparison was not assigned to you.")
+        raise NotAssigned(gettext("That comparison was not assigned to you."))
 
     # Positions in the answer (A = 0, …) are positions on the annotator's screen.
     item_ids = _shown_item_ids(comparison_id, display_order)
@@ -240,13 +241,13 @@ def _pair_answer_validate(study: Study, *, choice: str, item_ids: list[int]) -> 
     """A pairwise answer the study allows, in the stored form: ``[winner, loser]``,
     or the two ids as one tied group for a tie or "both bad"."""
     if choice not in _PAIRWISE_CHOICES:
-        raise InvalidAnswer(f"Unknown answer {choice!r}; expected one of: a, b, tie.")
+        raise InvalidAnswer(gettext("Unknown answer %(choice)r; expected one of: a, b, tie.") % {"choice": choice})
     if choice == Judgment.Choice.TIE and not study.allow_tie:
-        raise InvalidAnswer("This study does not allow ties.")
+        raise InvalidAnswer(gettext("This study does not allow ties."))
     if choice == Judgment.Choice.BOTH_BAD and not study.allow_both_bad:
-        raise InvalidAnswer("This study does not offer “Both bad”.")
+        raise InvalidAnswer(gettext("This study does not offer “Both bad”."))
     if len(item_ids) != 2:
-        raise InvalidAnswer(f"This comparison shows {len(item_ids)} items: rank them all instead.")
+        raise InvalidAnswer(gettext("This comparison shows %(n)d items: rank them all instead.") % {"n": len(item_ids)})
     first, second = item_ids
     return {"a": [first, second], "b": [second, first]}.get(choice, [[first, second]])
 
@@ -255,7 +256,7 @@ def _rationale_validate(study: Study, rationale: str) -> str:
     """The annotator's reason, as the study asks for it (dropped when it does not)."""
     rationale = rationale.strip()
     if study.ask_rationale == Study.RationaleMode.REQUIRED and not rationale:
-        raise InvalidAnswer("Please explain your answer in a sentence: this study asks for a reason.")
+        raise InvalidAnswer(gettext("Please explain your answer in a sentence: this study asks for a reason."))
     return "" if study.ask_rationale == Study.RationaleMode.OFF else rationale
 
 
@@ -282,13 +283,13 @@ def _ranking_validate(ranking: list[list[int]], *, item_ids: list[int], allow_ti
     try:
         positions = [int(p) for group in ranking for p in group]
     except (TypeError, ValueError):
-        raise InvalidAnswer("The ranking must be groups of item positions.") from None
+        raise InvalidAnswer(gettext("The ranking must be groups of item positions.")) from None
     if any(len(group) == 0 for group in ranking):
-        raise InvalidAnswer("The ranking has an empty place.")
+        raise InvalidAnswer(gettext("The ranking has an empty place."))
     if sorted(positions) != list(range(k)):
-        raise InvalidAnswer(f"Rank every one of the {k} items exactly once.")
+        raise InvalidAnswer(gettext("Rank every one of the %(k)d items exactly once.") % {"k": k})
     if not allow_tie and any(len(group) > 1 for group in ranking):
-        raise InvalidAnswer("This study does not allow ties: give each item its own place.")
+        raise InvalidAnswer(gettext("This study does not allow ties: give each item its own place."))
     return [item_ids[group[0]] if len(group) == 1 else [item_ids[p] for p in group] for group in ranking]
 
 
@@ -297,7 +298,7 @@ def _strength_validate(study: Study, *, choice: str, strength: str) -> str:
     if not study.ask_strength or choice not in (Judgment.Choice.A, Judgment.Choice.B):
         return ""
     if strength not in _STRENGTHS:
-        raise InvalidAnswer("Say how much better: slightly better, better or much better.")
+        raise InvalidAnswer(gettext("Say how much better: slightly better, better or much better."))
     return strength
 
 
@@ -316,11 +317,18 @@ def _aspect_ratings_validate(study: Study, ratings: dict[int, dict[str, int]], *
             if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= LIKERT_POINTS:
                 row[aspect] = value
             else:
-                missing.append(f"{aspect} of {chr(ord('A') + position)}")
+                missing.append(
+                    gettext("%(aspect)s of %(label)s") % {"aspect": aspect, "label": chr(ord("A") + position)}
+                )
         stored[str(candidate_id)] = row
     if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise InvalidAnswer(f"Rate every aspect from 1 to {LIKERT_POINTS}; missing: {shown}.")
+        shown = ", ".join(missing[:4])
+        if len(missing) > 4:
+            shown += gettext(" and %(n)d more") % {"n": len(missing) - 4}
+        raise InvalidAnswer(
+            gettext("Rate every aspect from 1 to %(top)d; missing: %(missing)s.")
+            % {"top": LIKERT_POINTS, "missing": shown}
+        )
     return stored
 
 
@@ -336,20 +344,20 @@ def assignment_skip(
     see the reasons. Skipping twice, or after answering, changes nothing.
     """
     if not study.allow_skip:
-        raise InvalidAnswer("This study does not allow skipping.")
+        raise InvalidAnswer(gettext("This study does not allow skipping."))
     if reason not in Assignment.SkipReason.values:
         choices = ", ".join(Assignment.SkipReason.values)
-        raise InvalidAnswer(f"Choose why you are skipping (one of: {choices}).")
+        raise InvalidAnswer(gettext("Choose why you are skipping (one of: %(choices)s).") % {"choices": choices})
     note = note.strip()
     if reason == Assignment.SkipReason.OTHER and not note:
-        raise InvalidAnswer("Please say briefly why you are skipping.")
+        raise InvalidAnswer(gettext("Please say briefly why you are skipping."))
     assignment = (
         Assignment.objects.select_for_update()
         .filter(study=study, comparison_id=comparison_id, annotator=annotator)
         .first()
     )
     if assignment is None:
-        raise NotAssigned("That comparison was not assigned to you.")
+        raise NotAssigned(gettext("That comparison was not assigned to you."))
     if assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.SUBMITTED):
         return assignment
     assignment.status = Assignment.Status.SKIPPED
@@ -382,10 +390,10 @@ def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int
         .first()
     )
     if judgment is None:
-        raise InvalidAnswer("There is no answer of yours to undo.")
+        raise InvalidAnswer(gettext("There is no answer of yours to undo."))
     now = timezone.now()
     if judgment.created_at < now - timedelta(seconds=UNDO_SECONDS_ALLOWED):
-        raise InvalidAnswer("That answer is too old to undo.")
+        raise InvalidAnswer(gettext("That answer is too old to undo."))
     comparison_id = judgment.comparison_id
     judgment.delete()
     Assignment.objects.filter(comparison_id=comparison_id, annotator=annotator).update(

@@ -36,6 +36,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
+from django.utils.translation import gettext
 
 from annotation.models import Membership, Study
 from annotation.services.errors import InvalidAnswer, ParticipantInUse, StudyNotOpen, TooManyEntries
@@ -55,7 +56,7 @@ def membership_join(*, study: Study, user: AbstractBaseUser, entry: dict | None 
     study takes no one.
     """
     if study.status == Study.Status.CLOSED:
-        raise StudyNotOpen(f"The study “{study.name}” is closed.")
+        raise StudyNotOpen(gettext("The study “%(name)s” is closed.") % {"name": study.name})
     membership, _ = Membership.objects.get_or_create(
         study=study, user=user, defaults={"role": Membership.Role.ANNOTATOR, "entry": entry or {"via": "invite"}}
     )
@@ -91,8 +92,11 @@ def entry_slot_take(*, client: str, now: float | None = None) -> None:
     if count > limit:
         retry_after = max(1, math.ceil((bucket + 1) * window - now))
         raise TooManyEntries(
-            "Too many new participants have joined from your network in the last minutes. "
-            f"Please try again in {retry_after} seconds.",
+            gettext(
+                "Too many new participants have joined from your network in the last minutes. "
+                "Please try again in %(seconds)d seconds."
+            )
+            % {"seconds": retry_after},
             retry_after=retry_after,
         )
 
@@ -107,8 +111,10 @@ def _bind_entry(membership: Membership, entry: dict[str, str]) -> None:
         return
     if any(recorded.get(key) != entry.get(key) for key in ("study_id", "session_id")):
         raise ParticipantInUse(
-            "This participant id is already in use in another session. "
-            "Open the study from the link on the platform, in the session that started it."
+            gettext(
+                "This participant id is already in use in another session. "
+                "Open the study from the link on the platform, in the session that started it."
+            )
         )
 
 
@@ -134,12 +140,14 @@ def participant_join(
     """
     entry = entry or {}
     if not EXTERNAL_ID.match(external_id or ""):
-        raise InvalidAnswer("The participant id in the link is not valid.")
+        raise InvalidAnswer(gettext("The participant id in the link is not valid."))
     if study.status == Study.Status.CLOSED:
-        raise StudyNotOpen(f"The study “{study.name}” is closed.")
+        raise StudyNotOpen(gettext("The study “%(name)s” is closed.") % {"name": study.name})
     if not entry.get("session_id"):
         raise InvalidAnswer(
-            "The link has no session id (SESSION_ID, or session): open the study from the link on the platform."
+            gettext(
+                "The link has no session id (SESSION_ID, or session): open the study from the link on the platform."
+            )
         )
     User = get_user_model()
     username = participant_username(study=study, external_id=external_id)
@@ -153,7 +161,7 @@ def participant_join(
             user.save(update_fields=["password"])
     if user.has_usable_password() or user.is_staff or user.is_superuser:
         # Not an account this link made: the participant id must not sign anyone in to it.
-        raise ParticipantInUse("This participant id is already in use in another session.")
+        raise ParticipantInUse(gettext("This participant id is already in use in another session."))
     membership, created = Membership.objects.get_or_create(
         study=study,
         user=user,
@@ -211,7 +219,7 @@ def invite_accept(
     if external_id is not None:
         external_id = external_id.strip()
         if not EXTERNAL_ID.match(external_id):
-            raise InvalidAnswer("The participant id in the link is not valid.")
+            raise InvalidAnswer(gettext("The participant id in the link is not valid."))
         if user.is_authenticated:
             if user.get_username() == participant_username(study=study, external_id=external_id):
                 membership_join(study=study, user=user)

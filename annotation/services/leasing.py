@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotation import loop
 from annotation.models import Assignment, Comparison, ComparisonItem, Judgment, JudgmentTally, Study
@@ -157,7 +158,10 @@ def assignment_lease_next(*, study: Study, annotator: AbstractBaseUser, hold: in
     counts, then the pick, the lease and the comparison's status.
     """
     if study.status != Study.Status.ACTIVE:
-        raise StudyNotOpen(f"The study “{study.name}” is {study.get_status_display().lower()}.")
+        raise StudyNotOpen(
+            gettext("The study “%(name)s” is %(status)s.")
+            % {"name": study.name, "status": str(study.get_status_display()).lower()}
+        )
     now = timezone.now()
     state = _lease_state(study=study, annotator=annotator, now=now)
     progress = StudyProgress(mine=state.mine, total=state.total, budget=study.budget, quota=study.annotator_quota)

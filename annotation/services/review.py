@@ -45,6 +45,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from annotation import loop
 from annotation.dashboard.selectors import annotator_quality
@@ -419,15 +420,16 @@ def judgment_amend(
         .first()
     )
     if judgment is None:
-        raise AnnotationError("There is no answer of yours with that id in this study.")
+        raise AnnotationError(gettext("There is no answer of yours with that id in this study."))
     if judgment.review_state:
-        raise InvalidAnswer("A reviewer has settled this answer; it can no longer be changed.")
+        raise InvalidAnswer(gettext("A reviewer has settled this answer; it can no longer be changed."))
     until = amend_open_until(study=study, judgment=judgment)
     if until is None:
-        raise InvalidAnswer("This study does not let annotators change their answers.")
+        raise InvalidAnswer(gettext("This study does not let annotators change their answers."))
     if timezone.now() > until:
         raise InvalidAnswer(
-            f"Answers can be changed for {_duration(study.amend_seconds)} after they are given; this one is older."
+            gettext("Answers can be changed for %(window)s after they are given; this one is older.")
+            % {"window": _duration(study.amend_seconds)}
         )
     item_ids = _shown_item_ids(judgment.comparison_id, judgment.shown_order)
     if ranking is not None:
@@ -458,12 +460,10 @@ def judgment_amend(
 
 def _duration(seconds: int) -> str:
     if seconds % 3600 == 0:
-        n, unit = seconds // 3600, "hour"
-    elif seconds % 60 == 0:
-        n, unit = seconds // 60, "minute"
-    else:
-        n, unit = seconds, "second"
-    return f"{n} {unit}{'s' if n != 1 else ''}"
+        return ngettext("%(n)d hour", "%(n)d hours", seconds // 3600) % {"n": seconds // 3600}
+    if seconds % 60 == 0:
+        return ngettext("%(n)d minute", "%(n)d minutes", seconds // 60) % {"n": seconds // 60}
+    return ngettext("%(n)d second", "%(n)d seconds", seconds) % {"n": seconds}
 
 
 def membership_flag_set(*, study: Study, user_id: int, flagged: bool) -> Membership:

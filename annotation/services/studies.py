@@ -49,8 +49,8 @@ def study_create(
 
 # What a researcher may set on a study (the rest is bookkeeping of the loop).
 STUDY_SETTINGS = (
-    "name", "guidelines", "mode", "list_size", "allow_tie", "allow_both_bad", "ask_strength", "ask_rationale",
-    "aspects", "allow_skip", "blind", "highlight_diff", "strategy", "strategy_params", "model_type",
+    "name", "guidelines", "language", "mode", "list_size", "allow_tie", "allow_both_bad", "ask_strength",
+    "ask_rationale", "aspects", "allow_skip", "blind", "highlight_diff", "strategy", "strategy_params", "model_type",
     "model_params", "features", "overlap", "budget", "gold_rate", "gold_min_accuracy", "annotator_quota",
     "completion_code", "completion_url", "lease_seconds", "queue_low_water", "queue_target", "evaluation_rate",
     "review_rules", "review_confidence", "amend_seconds",

@@ -15,6 +15,7 @@ import nh3
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import ngettext
 from pygments.token import STANDARD_TYPES
 
 from annotation.rendering import TextFormat, plain_html, size_words, text_is_markdown
@@ -135,4 +136,4 @@ def duration_words(value: object) -> str:
     if seconds is None:
         return ""
     minutes = max(1, -(-int(seconds()) // 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}

@@ -5,8 +5,10 @@
   "use strict";
 
   // Each answer button names its key in aria-keyshortcuts; these letters are
-  // aliases for the plain A / B / tie buttons (not the strength scale).
-  var ALIASES = { a: "a", arrowleft: "a", b: "b", arrowright: "b", t: "tie" };
+  // aliases for the plain A / B / tie buttons (not the strength scale). The
+  // arrows point at the card on that side: in a right-to-left page A is on the right.
+  var RTL = document.documentElement.dir === "rtl";
+  var ALIASES = { a: "a", b: "b", t: "tie", arrowleft: RTL ? "b" : "a", arrowright: RTL ? "a" : "b" };
   // Answer keys are ignored for this long after a new comparison appears: the
   // next one is on screen the moment an answer goes out, so a key pressed
   // twice (or held) would otherwise answer a comparison nobody has seen. The
@@ -94,6 +96,22 @@
     });
   }
 
+  // What the page says, in its language: the server puts the texts in #ui-text
+  // (json_script); English when they are missing.
+  var UI_TEXT_EN = {
+    missing: "Before answering, please give: %(missing)s.",
+    reason: "a reason (Why?)",
+  };
+  function uiText(key, values) {
+    var texts = {};
+    var node = document.getElementById("ui-text");
+    if (node) {
+      try { texts = JSON.parse(node.textContent) || {}; } catch (error) { texts = {}; }
+    }
+    var text = texts[key] || UI_TEXT_EN[key] || "";
+    return text.replace(/%\((\w+)\)s/g, function (_, name) { return name in values ? String(values[name]) : ""; });
+  }
+
   // Required ratings and reasons are checked here rather than by the browser,
   // whose pop-up takes the focus (and with it the answer keys): a message in
   // the page names what is missing and the keys keep working.
@@ -107,7 +125,7 @@
       if (!wrong || seen[field.name]) return;
       seen[field.name] = true;
       var group = field.closest("[aria-label]");
-      missing.push(field.type === "radio" && group ? group.getAttribute("aria-label") : "a reason (Why?)");
+      missing.push(field.type === "radio" && group ? group.getAttribute("aria-label") : uiText("reason", {}));
     });
     var box = form.querySelector(".missing-answer");
     if (!missing.length) {
@@ -121,7 +139,7 @@
       var choices = form.querySelector(".choices");
       choices.parentNode.insertBefore(box, choices);
     }
-    box.textContent = "Before answering, please give: " + missing.join("; ") + ".";
+    box.textContent = uiText("missing", { missing: missing.join("; ") });
     box.hidden = false;
     return true;
   }

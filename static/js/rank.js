@@ -22,6 +22,22 @@
     return item.getAttribute("data-card");
   }
 
+  // Announcements in the page's language (#ui-text, from the server), English without it.
+  var UI_TEXT_EN = {
+    moved: "Response %(label)s moved to place %(place)s.",
+    tied: "Response %(label)s tied with response %(above)s.",
+    untied: "Response %(label)s no longer tied.",
+  };
+  function uiText(key, values) {
+    var texts = {};
+    var node = document.getElementById("ui-text");
+    if (node) {
+      try { texts = JSON.parse(node.textContent) || {}; } catch (error) { texts = {}; }
+    }
+    var text = texts[key] || UI_TEXT_EN[key] || "";
+    return text.replace(/%\((\w+)\)s/g, function (_, name) { return name in values ? String(values[name]) : ""; });
+  }
+
   function announce(text) {
     var status = document.getElementById("rank-status");
     if (status) status.textContent = text;
@@ -67,7 +83,7 @@
     untieAround(list, item);
     sync(list);
     item.focus({ preventScroll: false });
-    announce("Response " + label(item) + " moved to place " + (index + 1) + ".");
+    announce(uiText("moved", { label: label(item), place: index + 1 }));
   }
 
   function toggleTie(list, item) {
@@ -78,8 +94,8 @@
     var above = item.previousElementSibling;
     announce(
       item.dataset.tied === "true"
-        ? "Response " + label(item) + " tied with response " + label(above) + "."
-        : "Response " + label(item) + " no longer tied."
+        ? uiText("tied", { label: label(item), above: label(above) })
+        : uiText("untied", { label: label(item) })
     );
   }
 
@@ -102,7 +118,7 @@
         onEnd: function (event) {
           untieAround(list, event.item);
           sync(list);
-          announce("Response " + label(event.item) + " moved to place " + (event.newIndex + 1) + ".");
+          announce(uiText("moved", { label: label(event.item), place: event.newIndex + 1 }));
         },
       });
     }
