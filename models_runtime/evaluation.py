@@ -159,6 +159,15 @@ def _prob_left_wins(
     return p_left / np.maximum(p_left + p_right, 1e-300)
 
 
+def _fit_likelihood(likelihood: LikelihoodConfig | None, flip_rate: Any) -> LikelihoodConfig:
+    """The likelihood a fitted model's probabilities come from: the default one
+    when none is given, and no label flips when neither it nor the model has a rate."""
+    likelihood = likelihood if likelihood is not None else LikelihoodConfig()
+    if likelihood.label_flip_rate is None and flip_rate is None:
+        likelihood = replace(likelihood, label_flip_rate=0.0)
+    return likelihood
+
+
 def answer_probabilities(
     scores: np.ndarray,
     data: PreferenceData,
@@ -174,13 +183,10 @@ def answer_probabilities(
     (a pair's winner over its loser; each pair a ranking orders). Returns
     ``(owners, probability)``; ties and "both bad" answers state no ordering
     and are left out. Probabilities as :func:`score_heldout` computes them."""
-    likelihood = likelihood if likelihood is not None else LikelihoodConfig()
-    if likelihood.label_flip_rate is None and flip_rate is None:
-        likelihood = replace(likelihood, label_flip_rate=0.0)
     pairs, pair_owner = decided_pairs(data, np.asarray(owner))
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.asarray(owner).dtype), np.zeros(0, dtype=np.float64)
-    q = _prob_left_wins(scores, pairs, likelihood, tie_rate, flip_rate)
+    q = _prob_left_wins(scores, pairs, _fit_likelihood(likelihood, flip_rate), tie_rate, flip_rate)
     owners, which = np.unique(pair_owner, return_inverse=True)
     least = np.full(owners.size, np.inf)
     np.minimum.at(least, which, q)
@@ -206,9 +212,7 @@ def score_heldout(
     learns the label-flip rate, ``flip_rate`` is the fitted model's (its
     ``flip_rate``: a float, or one per member), and without one labels never flip;
     ``n_unscored_extra`` adds evaluation judgments that left no row in ``data``."""
-    likelihood = likelihood if likelihood is not None else LikelihoodConfig()
-    if likelihood.label_flip_rate is None and flip_rate is None:
-        likelihood = replace(likelihood, label_flip_rate=0.0)
+    likelihood = _fit_likelihood(likelihood, flip_rate)
     owner = np.asarray(owner)
     pairs, pair_owner = decided_pairs(data, owner)
     unscored = len(np.setdiff1d(np.unique(owner), np.unique(pair_owner))) + int(n_unscored_extra)

@@ -62,21 +62,21 @@ def access_study_for_researcher(*, user: AnyUser, slug: str) -> Study:
     Staff without a researcher membership are not enough: researchers see only
     their own studies (DESIGN.md §7); superusers manage everything.
     """
-    if not user.is_authenticated:
-        raise Http404("No such study.")
-    study = _study_with_role_or_404(slug, user)
-    if not manages_study(user=user, study=study):
-        raise Http404("No such study.")
-    return study
+    return _study_if(user=user, slug=slug, allowed=manages_study)
 
 
 def access_study_for_reviewer(*, user: AnyUser, slug: str) -> Study:
     """The study ``slug`` if ``user`` may review its answers (its reviewers and
     researchers, and superusers), else Http404."""
+    return _study_if(user=user, slug=slug, allowed=reviews_study)
+
+
+def _study_if(*, user: AnyUser, slug: str, allowed) -> Study:
+    """The study ``slug`` when ``allowed(user=, study=)`` says so; Http404 otherwise, as for no such study."""
     if not user.is_authenticated:
         raise Http404("No such study.")
     study = _study_with_role_or_404(slug, user)
-    if not reviews_study(user=user, study=study):
+    if not allowed(user=user, study=study):
         raise Http404("No such study.")
     return study
 

@@ -103,13 +103,7 @@
     reason: "a reason (Why?)",
   };
   function uiText(key, values) {
-    var texts = {};
-    var node = document.getElementById("ui-text");
-    if (node) {
-      try { texts = JSON.parse(node.textContent) || {}; } catch (error) { texts = {}; }
-    }
-    var text = texts[key] || UI_TEXT_EN[key] || "";
-    return text.replace(/%\((\w+)\)s/g, function (_, name) { return name in values ? String(values[name]) : ""; });
+    return window.prefloopText ? window.prefloopText(key, values, UI_TEXT_EN[key]) : UI_TEXT_EN[key];
   }
 
   // Required ratings and reasons are checked here rather than by the browser,

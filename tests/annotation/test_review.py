@@ -357,7 +357,7 @@ def test_the_review_pages_for_reviewers_and_the_answers_page_for_annotators(team
     cy_client = client_for(p["cy"])
     assert "Change</a>" in cy_client.get(reverse("my_answers", args=[study.slug])).content.decode()
     form = cy_client.get(reverse("answer_amend", args=[study.slug, cy.id])).content.decode()
-    assert 'id="current-answer">A&gt;B<' in form
+    assert 'id="current-answer" dir="ltr">A&gt;B<' in form
     cy_client.post(reverse("answer_amend", args=[study.slug, cy.id]), {"choice": "b"})
     cy.refresh_from_db()
     assert cy.choice == "b"
