@@ -8,6 +8,7 @@ page, and the pages reload to the same state.
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 from django.utils.module_loading import import_string
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -213,7 +214,7 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     except StudyNotOpen as exc:
         return render(request, "annotation/study_closed.html", {"study": study, "message": str(exc)})
     context = _comparison_context(study=study, user=request.user, lease=lease, progress=_lease_progress(lease))
-    context["ui_text"] = _ui_text()
+    context["ui_text"] = json.dumps(_ui_text())
     _add_ahead(request, study, context, lease)
     # Guidelines start open until the annotator has answered something.
     context["guidelines_open"] = context["progress"].mine == 0
@@ -331,13 +332,13 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
     undo = None
     if submission is not None and submission.created:
         undo = {"judgment_id": submission.judgment.id, "seconds": UNDO_SECONDS_SHOWN}
-    notice = str(SUPERSEDED_NOTICE) if submission is not None and submission.superseded else ""
+    notice = gettext(SUPERSEDED_NOTICE) if submission is not None and submission.superseded else ""
     return _next_comparison(request, study, error=error, undo=undo, notice=notice)
 
 
 # A second tab (or a page restored from history) answered a comparison already
 # answered differently: the first answer stands, and the annotator is told so.
-SUPERSEDED_NOTICE = gettext_lazy(
+SUPERSEDED_NOTICE = gettext_noop(
     "That comparison was already answered (in another tab or window?): your earlier answer stands "
     "and this one was not recorded. Here is the next one."
 )

@@ -1,6 +1,6 @@
 // What the annotate page's scripts say, in the page's language: the server puts
-// the texts in #ui-text (json_script, placeholders as %(name)s); a script passes
-// its English as the fallback for a text the page does not carry.
+// the texts in #ui-text's data-texts (JSON, placeholders as %(name)s); a script
+// passes its English as the fallback for a text the page does not carry.
 (function () {
   "use strict";
   var texts = null;
@@ -9,7 +9,7 @@
     if (texts === null) {
       var node = document.getElementById("ui-text");
       try {
-        texts = (node && JSON.parse(node.textContent)) || {};
+        texts = (node && JSON.parse(node.dataset.texts)) || {};
       } catch (error) {
         texts = {};
       }

@@ -41,7 +41,7 @@ ANNOTATOR_TEMPLATES = [
         )
     ),
 ]  # fmt: skip
-_GETTEXT_CALLS = {"gettext", "gettext_lazy", "ngettext", "pgettext"}
+_GETTEXT_CALLS = {"gettext", "gettext_lazy", "gettext_noop", "ngettext", "pgettext"}
 
 
 def _po(code: str) -> dict[str, dict]:
