@@ -17,7 +17,7 @@ from django.core.cache import cache
 from activelearn import embedding, refill, services, triggers
 from annotation import tasks as annotation_tasks
 from annotation.models import Study
-from annotation.services import generation, judging, prompt_opt, review, webhooks
+from annotation.services import browse, generation, judging, prompt_opt, review, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,17 @@ def retrain_study(study_id: int, claim: str | None = None) -> int | None:
     if outcome.version is not None:
         triggers.refill_request(study_id=study_id)
         webhooks.model_published(study_id=study_id, version=outcome.version)
-        # The new model's contradicted answers go to review (when the study asks).
-        review.reviews_collect(study_id=study_id)
+        # The new model's contradicted answers go to review (when the study asks), and
+        # the data browser's per-prompt figures follow the new model. Neither may stop
+        # the follow-ups below: the version is published whatever they do.
+        for follow_up in (
+            lambda: review.reviews_collect(study_id=study_id),
+            lambda: browse.prompt_model_summary_write(study_id=study_id, version=outcome.version),
+        ):
+            try:
+                follow_up()
+            except Exception:
+                logger.exception("after publishing v%s of study %s", outcome.version.version, study_id)
         # New responses where the new model cannot tell the best (when the study asks).
         job = generation.regeneration_round_start(study_id=study_id)
         if job is not None:

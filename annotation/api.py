@@ -41,7 +41,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from annotation import selectors, serializers, tasks
+from annotation import browse_views, selectors, serializers, tasks
 from annotation.dashboard.analytics import study_leaderboard
 from annotation.export_views import checkpoint_response, export_response, formula_escape_wanted
 from annotation.exports import registry as export_registry
@@ -63,6 +63,7 @@ from annotation.models import (
     Webhook,
 )
 from annotation.parsers import BoundedJSONParser
+from annotation.selectors import browse as browse_selectors
 from annotation.services import (
     AnnotationError,
     StudyNotOpen,
@@ -73,6 +74,7 @@ from annotation.services import (
     study_settings_update,
     webhooks,
 )
+from annotation.services.browse import judgments_exclude, selection_send_to_review
 from annotation.services.generation import (
     generation_job_create,
     generation_source_create,
@@ -745,6 +747,129 @@ class WebhookPing(APIView):
         hook = _webhook(request, slug, webhook_id)
         delivery = webhooks.webhook_ping(webhook=hook)
         return Response(serializers.WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- the data browser ---------------------------------------------------------------------
+
+_BROWSE_PARAMETERS = [
+    OpenApiParameter("q", str, description="Words in the prompt's or a response's text"),
+    OpenApiParameter("source", str, description="A response source"),
+    OpenApiParameter("annotator", str, description="Judged by this username"),
+    OpenApiParameter("since", str, description="Judged on or after (YYYY-MM-DD)"),
+    OpenApiParameter("until", str, description="Judged on or before (YYYY-MM-DD)"),
+    OpenApiParameter("agreement", str, enum=["disagree", "agree", "unjudged"]),
+    OpenApiParameter("below", float, description="The live model's P(best) under this"),
+    OpenApiParameter("sort", str, enum=["newest", "oldest", "uncertain"]),
+    OpenApiParameter("page", int, description="50 a page"),
+]
+
+
+class PromptList(APIView):
+    @extend_schema(
+        parameters=_BROWSE_PARAMETERS,
+        responses={200: serializers.BrowsePageOutput, 400: serializers.BadRequestOutput},
+        operation_id="v1_studies_prompts_list",
+        summary="The data browser: the study's prompts found and filtered, 50 a page",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        filters, errors = browse_selectors.filters_from(request.query_params)
+        if errors:
+            return Response({"detail": "; ".join(f"{k}: {v}" for k, v in errors.items()), "fields": errors}, status=400)
+        page = browse_selectors.browse_page(study=study, filters=filters)
+        payload = {
+            "count": page.page.paginator.count,
+            "page": page.page.number,
+            "next_page": page.page.next_page_number() if page.page.has_next() else None,
+            "live_version": page.live_version,
+            "results": [
+                {
+                    "id": row.prompt.id, "external_id": row.prompt.external_id, "excerpt": row.excerpt,
+                    "candidates": row.candidates, "judgments": row.judgments, "disagreements": row.disagreements,
+                    "model_p_best": row.prompt.model_p_best,
+                }
+                for row in page.rows
+            ],
+        }  # fmt: skip
+        return Response(serializers.BrowsePageOutput(payload).data)
+
+
+def _browse_answer(answer: dict) -> dict:
+    judgment = answer["judgment"]
+    return {
+        "judgment_id": judgment.id, "annotator": answer["annotator"], "by_model": judgment.by_model,
+        "choice": judgment.choice, "ranking": judgment.ranking, "review_state": judgment.review_state,
+        "adjudicated_ranking": judgment.adjudicated_ranking, "created_at": judgment.created_at,
+    }  # fmt: skip
+
+
+class PromptDetail(APIView):
+    @extend_schema(
+        responses=serializers.PromptDetailOutput, summary="A prompt, its responses' scores and every comparison"
+    )
+    def get(self, request: Request, slug: str, prompt_id: int) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        detail = browse_selectors.prompt_detail(study=study, prompt_id=prompt_id)
+        items: dict[int, list[int]] = {}
+        for cid, candidate_id in (
+            ComparisonItem.objects.filter(comparison__prompt_id=prompt_id)
+            .order_by("comparison_id", "position")
+            .values_list("comparison_id", "candidate_id")
+        ):
+            items.setdefault(cid, []).append(candidate_id)
+        payload = {
+            "id": detail.prompt.id, "external_id": detail.prompt.external_id, "text": detail.prompt.text,
+            "format": detail.prompt.format, "live_version": detail.live_version,
+            "candidates": [
+                {"id": r.candidate.id, "text": r.candidate.text, "source": r.candidate.source, "mean": r.mean,
+                 "std": r.std, "p_best": r.p_best}
+                for r in detail.candidates
+            ],
+            "comparisons": [
+                {
+                    "id": r.comparison.id, "candidate_ids": items.get(r.comparison.id, []),
+                    "status": r.comparison.status, "is_gold": r.comparison.is_gold,
+                    "disagreement": r.comparison.disagreement,
+                    "answers": [_browse_answer(a) for a in r.answers],
+                }
+                for r in detail.comparisons
+            ],
+        }  # fmt: skip
+        return Response(serializers.PromptDetailOutput(payload).data)
+
+
+class PromptBulk(APIView):
+    @extend_schema(
+        request=serializers.BrowseBulkInput,
+        responses={200: serializers.BrowseBulkOutput, 400: serializers.BadRequestOutput},
+        summary="Act on prompts: exclude their judgments, send them to review, export their judgments (JSONL), "
+        "or exclude an annotator's judgments",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.access_study_for_researcher(user=request.user, slug=slug)
+        data = _valid(serializers.BrowseBulkInput, request.data)
+        action, reason = data["action"], data.get("reason", "")
+        try:
+            if action == "exclude_annotator":
+                user = Membership.objects.filter(study=study, user__username=data.get("annotator", "")).first()
+                if user is None:
+                    return _error("annotator: no member of this study has that username.")
+                n = judgments_exclude(study=study, by=request.user, reason=reason, annotator_id=user.user_id)
+                return Response(serializers.BrowseBulkOutput({"action": action, "prompts": 0, "changed": n}).data)
+            ids, problem = browse_views.selection_of(
+                study, ids=data.get("prompts"), filters=data.get("filters") if "prompts" not in data else None
+            )
+            if problem:
+                return _error(problem)
+            if action == "export":
+                return browse_views.selection_export(study, ids)
+            if action == "exclude":
+                n = judgments_exclude(study=study, by=request.user, reason=reason, prompt_ids=ids)
+            else:
+                n = selection_send_to_review(study=study, by=request.user, prompt_ids=ids, reason=reason)
+        except AnnotationError as exc:
+            return _error(str(exc))
+        return Response(serializers.BrowseBulkOutput({"action": action, "prompts": len(ids), "changed": n}).data)
 
 
 # --- review ---------------------------------------------------------------------------

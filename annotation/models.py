@@ -151,6 +151,8 @@ REVIEW_RULES = {
     "model": "An answer contradicts a confident model",
     "flagged": "The annotator is flagged",
 }
+# Why an item is in the queue: a rule, or a person who sent it (the data browser).
+REVIEW_REASONS = {**REVIEW_RULES, "sent": "Sent to review by hand"}
 
 
 class Study(models.Model):
@@ -514,6 +516,10 @@ class Prompt(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The live model's view of this prompt, written when a version is published
+    # (annotation.services.browse): P(best) of its top response, and the version.
+    model_p_best = models.FloatField(null=True, blank=True, editable=False)
+    model_version = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -570,6 +576,8 @@ class Comparison(models.Model):
     # Done without a person: the study's trusted AI judges agreed confidently
     # enough (annotation.services.judging.judges_run); its status stays done.
     settled_by_judges = models.BooleanField(default=False, db_default=False)
+    # People gave it different answers (kept by the review scan, annotation.services.review).
+    disagreement = models.BooleanField(default=False, db_default=False, editable=False)
     # A prompt-optimisation study's comparison: the task input the two
     # instructions' responses answer (PromptOptimisation); None otherwise.
     task_input = models.ForeignKey(

@@ -22,7 +22,7 @@ from annotation.imports import registry as import_formats
 from annotation.imports.storable import printable, value_problem
 from annotation.models import (
     LIKERT_POINTS,
-    REVIEW_RULES,
+    REVIEW_REASONS,
     Assignment,
     GenerationJob,
     GenerationSource,
@@ -799,7 +799,7 @@ class StudyProgressOutput(serializers.Serializer):
 
 
 class ReviewReasonOutput(serializers.Serializer):
-    rule = serializers.ChoiceField(choices=list(REVIEW_RULES.items()))
+    rule = serializers.ChoiceField(choices=list(REVIEW_REASONS.items()))
     judgment = serializers.IntegerField(help_text="The judgment the finding is about.")
     detail = serializers.CharField()
 
@@ -885,3 +885,88 @@ class MemberFlagOutput(serializers.Serializer):
     username = serializers.CharField()
     role = serializers.CharField()
     flagged = serializers.BooleanField()
+
+
+# --- the data browser (annotation.selectors.browse) ------------------------------------------
+
+
+class BrowseRowOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField(allow_blank=True)
+    excerpt = serializers.CharField(allow_blank=True, help_text="The prompt's text on one line, cut to 220 characters.")
+    candidates = serializers.IntegerField()
+    judgments = serializers.IntegerField(help_text="People's judgments of its comparisons.")
+    disagreements = serializers.IntegerField(help_text="Its comparisons people answered in different ways.")
+    model_p_best = serializers.FloatField(
+        allow_null=True, help_text="The live model's P(best) for its top response; null before a model covers it."
+    )
+
+
+class BrowsePageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    next_page = serializers.IntegerField(allow_null=True)
+    live_version = serializers.IntegerField(allow_null=True)
+    results = BrowseRowOutput(many=True)
+
+
+class BrowseAnswerOutput(serializers.Serializer):
+    judgment_id = serializers.IntegerField()
+    annotator = serializers.CharField()
+    by_model = serializers.BooleanField()
+    choice = serializers.CharField()
+    ranking = serializers.JSONField()
+    review_state = serializers.CharField(allow_blank=True)
+    adjudicated_ranking = serializers.JSONField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class BrowseComparisonOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    candidate_ids = serializers.ListField(child=serializers.IntegerField())
+    status = serializers.CharField()
+    is_gold = serializers.BooleanField()
+    disagreement = serializers.BooleanField()
+    answers = BrowseAnswerOutput(many=True)
+
+
+class BrowseCandidateOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField(allow_blank=True)
+    source = serializers.CharField(allow_blank=True)
+    mean = serializers.FloatField(allow_null=True)
+    std = serializers.FloatField(allow_null=True)
+    p_best = serializers.FloatField(allow_null=True)
+
+
+class PromptDetailOutput(serializers.Serializer):
+    """A prompt with its responses (best first under the live model) and every comparison of them."""
+
+    id = serializers.IntegerField()
+    external_id = serializers.CharField(allow_blank=True)
+    text = serializers.CharField(allow_blank=True)
+    format = serializers.CharField()
+    live_version = serializers.IntegerField(allow_null=True)
+    candidates = BrowseCandidateOutput(many=True)
+    comparisons = BrowseComparisonOutput(many=True)
+
+
+class BrowseBulkInput(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["exclude", "review", "export", "exclude_annotator"])
+    prompts = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, help_text="The prompts to act on."
+    )
+    filters = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="Or every prompt matching these (the list's parameters: q, source, annotator, since, until, "
+        "agreement, below).",
+    )
+    annotator = serializers.CharField(required=False, help_text="exclude_annotator: whose judgments.")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class BrowseBulkOutput(serializers.Serializer):
+    action = serializers.CharField()
+    prompts = serializers.IntegerField(help_text="How many prompts the action covered.")
+    changed = serializers.IntegerField(help_text="Judgments excluded, or review items opened.")

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import export_views, generation_views, review_views, setup_views, views, webhook_views
+from annotation import browse_views, export_views, generation_views, review_views, setup_views, views, webhook_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -51,6 +51,9 @@ urlpatterns = [
         generation_views.prompt_optimisation_best,
         name="prompt_optimisation_best",
     ),
+    path("s/<slug:slug>/data/", browse_views.data_browser, name="data_browser"),
+    path("s/<slug:slug>/data/prompts/<int:prompt_id>/", browse_views.data_prompt, name="data_prompt"),
+    path("s/<slug:slug>/data/bulk/", browse_views.data_bulk, name="data_bulk"),
     path("s/<slug:slug>/review/", review_views.review_queue, name="review_queue"),
     path("s/<slug:slug>/review/<int:item_id>/", review_views.review_item, name="review_item"),
     path("s/<slug:slug>/review/<int:item_id>/verdict/", review_views.review_item_verdict, name="review_item_verdict"),

@@ -203,15 +203,20 @@ def _id_chunks(rows: QuerySet, fields: tuple[str, ...]) -> Iterator[list[tuple]]
         last = chunk[-1][0]
 
 
-def judgment_chunks(study: Study, *, pseudonymise: bool, adjudicated: bool = False) -> Iterator[list[JudgmentRow]]:
+def judgment_chunks(
+    study: Study, *, pseudonymise: bool, adjudicated: bool = False, prompt_ids: list[int] | None = None
+) -> Iterator[list[JudgmentRow]]:
     """The study's judgments in id order, CHUNK_SIZE at a time, with their texts.
 
     With ``adjudicated`` (the training-data exports), each judgment's answer is
     the label the reward model learns: a reviewer's where they overturned it,
-    and judgments a reviewer excluded are left out."""
+    and judgments a reviewer excluded are left out. ``prompt_ids`` keeps the
+    judgments of those prompts only (the data browser's selection)."""
     name = _annotator_namer(study, pseudonymise=pseudonymise)
     username = _username_field(pseudonymise)
     judgments = Judgment.objects.filter(study_id=study.id)
+    if prompt_ids is not None:
+        judgments = judgments.filter(comparison__prompt_id__in=prompt_ids)
     if adjudicated:
         judgments = judgments.exclude(review_state=Judgment.ReviewState.EXCLUDED)
     fields = (

@@ -16,6 +16,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import (
+    REVIEW_REASONS,
     REVIEW_RULES,
     Assignment,
     ComparisonItem,
@@ -35,10 +36,20 @@ ANSWERS_PAGE_SIZE = 25
 _LETTERS = "ABCDEFGH"
 
 
+def letter_of(index: int) -> str:
+    """A, B, … Z, then AA, AB, …: the letter of the ``index``-th response (0 = A)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
 def answer_letters(choice: str, ranking: list | None, order: list[int]) -> str:
     """An answer in the letters of ``order`` (candidate ids, A first): ``B>A``,
     ``A=B`` for a tie, ``A=B (both bad)``."""
-    letter = {cid: _LETTERS[i] for i, cid in enumerate(order) if i < len(_LETTERS)}
+    letter = {cid: letter_of(i) for i, cid in enumerate(order)}
     places = []
     for group in ranking or []:
         ids = group if isinstance(group, list) else [group]
@@ -48,7 +59,7 @@ def answer_letters(choice: str, ranking: list | None, order: list[int]) -> str:
 
 
 def _rule_label(rule: str) -> str:
-    return REVIEW_RULES.get(rule, rule)
+    return REVIEW_REASONS.get(rule, rule)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from annotation import loop
 from annotation.dashboard.selectors import annotator_quality
 from annotation.models import (
     REVIEW_RULES,
+    Comparison,
     ComparisonItem,
     Judgment,
     JudgmentChange,
@@ -71,6 +72,7 @@ from annotation.services.errors import AnnotationError, InvalidAnswer
 __all__ = [
     "EXCLUDE",
     "REVIEW_RULES",
+    "disagreement_refresh",
     "judgment_amend",
     "membership_flag_set",
     "review_verdict",
@@ -130,10 +132,8 @@ def _flagged_annotators(study: Study) -> dict[int, str]:
 
 
 def reviews_collect_due(*, study: Study) -> bool:
-    """Whether a scan would find anything new: the study has review rules and
-    judgments or a model version it has not looked at. Two small queries."""
-    if not study.review_rules:
-        return False
+    """Whether a scan would find anything new: judgments or (with the model
+    rule) a model version it has not looked at. Two small queries."""
     newest = Judgment.objects.filter(study_id=study.id).order_by("-id").values_list("id", flat=True).first() or 0
     if newest > study.review_scanned_id:
         return True
@@ -144,9 +144,11 @@ def reviews_collect_due(*, study: Study) -> bool:
 
 
 def reviews_sweep() -> int:
-    """Scan every study with review rules that has something new (the beat's task); returns items opened."""
+    """Scan every study that has something new (the beat's task): each comparison's
+    disagreement flag (the data browser filters on it) and the study's review
+    rules; returns items opened."""
     opened = 0
-    for study in Study.objects.exclude(review_rules=[]).exclude(status=Study.Status.DRAFT):
+    for study in Study.objects.exclude(status=Study.Status.DRAFT):
         if reviews_collect_due(study=study):
             opened += reviews_collect(study_id=study.id)
     return opened
@@ -156,12 +158,14 @@ def reviews_collect(*, study_id: int, annotator_id: int | None = None) -> int:
     """Look at the study's answers not yet looked at (or, with ``annotator_id``,
     at every answer of that annotator: they were just flagged) and queue the
     comparisons the study's rules pick; returns how many items were opened or
-    reopened. Idempotent: a finding already on an item is not added again."""
+    reopened. Idempotent: a finding already on an item is not added again. The
+    comparisons the new answers touch get their disagreement flag refreshed,
+    whatever the rules."""
     with transaction.atomic():
         study = Study.objects.select_for_update(no_key=True).filter(id=study_id).first()
-        if study is None or not study.review_rules:
+        if study is None:
             return 0
-        rules = set(study.review_rules)
+        rules = set(study.review_rules or [])
         people = Judgment.objects.filter(study_id=study_id, by_model=False)
         if annotator_id is not None:
             fresh = people.filter(annotator_id=annotator_id, review_state="")
@@ -187,8 +191,13 @@ def reviews_collect(*, study_id: int, annotator_id: int | None = None) -> int:
                 for jid, cid, by, *_rest, state in rows
                 if by in flagged and not state
             ]
-        if "disagreement" in rules and rows:
-            findings += _disagreements(study_id=study_id, fresh=rows)
+        answers = disagreement_refresh(study_id=study_id, comparison_ids={row[1] for row in rows})
+        if "disagreement" in rules:
+            findings += [
+                _Finding(cid, "disagreement", jid, f"{answers[cid]} different answers")
+                for jid, cid, *_rest, state in rows
+                if answers.get(cid, 0) > 1 and not state
+            ]
         newest_version = study.review_scanned_version
         if "model" in rules and annotator_id is None:
             live = RewardModelVersion.objects.filter(study_id=study_id).order_by("-version").first()
@@ -204,21 +213,22 @@ def reviews_collect(*, study_id: int, annotator_id: int | None = None) -> int:
     return opened
 
 
-def _disagreements(*, study_id: int, fresh: list[tuple]) -> list[_Finding]:
-    """A finding for each fresh answer whose comparison people answered in more than one way."""
-    touched = {row[1] for row in fresh}
+def disagreement_refresh(*, study_id: int, comparison_ids: set[int]) -> dict[int, int]:
+    """How many different answers people gave each of ``comparison_ids`` (excluded
+    ones left out), written to ``Comparison.disagreement`` where it changed."""
+    if not comparison_ids:
+        return {}
     answers: dict[int, set[tuple]] = defaultdict(set)
     for cid, choice, ranking in (
-        Judgment.objects.filter(study_id=study_id, by_model=False, comparison_id__in=touched)
+        Judgment.objects.filter(study_id=study_id, by_model=False, comparison_id__in=comparison_ids)
         .exclude(review_state=Judgment.ReviewState.EXCLUDED)
         .values_list("comparison_id", "choice", "ranking")
     ):
         answers[cid].add(_answer_key(choice, ranking))
-    return [
-        _Finding(cid, "disagreement", jid, f"{len(answers[cid])} different answers")
-        for jid, cid, *_rest, state in fresh
-        if len(answers[cid]) > 1 and not state
-    ]
+    split = {cid for cid, given in answers.items() if len(given) > 1}
+    Comparison.objects.filter(id__in=split, disagreement=False).update(disagreement=True)
+    Comparison.objects.filter(id__in=set(comparison_ids) - split, disagreement=True).update(disagreement=False)
+    return {cid: len(given) for cid, given in answers.items()}
 
 
 def _model_findings(*, study_id: int, version: RewardModelVersion) -> list[_Finding]:
@@ -374,6 +384,7 @@ def review_verdict(
             )
         )
     JudgmentChange.objects.bulk_create(changes)
+    disagreement_refresh(study_id=study.id, comparison_ids={item.comparison_id})
     item.status = ReviewItem.Status.RESOLVED
     item.verdict = {
         "answer": EXCLUDE if exclude_all else answer.strip(),
@@ -449,6 +460,7 @@ def judgment_amend(
     judgment.choice, judgment.ranking, judgment.strength, judgment.rationale = choice, stored, strength, new_rationale
     judgment.amended_at = timezone.now()
     judgment.save(update_fields=["choice", "ranking", "strength", "rationale", "amended_at"])
+    disagreement_refresh(study_id=study.id, comparison_ids={judgment.comparison_id})
     JudgmentChange.objects.create(
         study_id=study.id, judgment=judgment, by=annotator, action=JudgmentChange.Action.AMEND,
         before=before, after=_label(judgment),

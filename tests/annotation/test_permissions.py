@@ -67,7 +67,7 @@ class Route:
     name: str
     method: str
     # with {slug}, {token}, {job}, {generation_job}, {judge}, {webhook}, {delivery}, {version}, {comparison},
-    # {item} (a review item), {annotator} (the annotator's user id), {annotator_name} (their username)
+    # {item} (a review item), {annotator} (the annotator's user id), {annotator_name} (their username), {prompt}
     path: str
     audience: str
     api: bool = False
@@ -109,6 +109,9 @@ ROUTES = (
     Route("prompt_optimisation_best", "get", "/s/{slug}/prompt-optimisation/best.json", "researcher"),
     Route("study_export", "get", "/s/{slug}/export/judgments.jsonl/", "researcher"),
     Route("model_checkpoint", "get", "/s/{slug}/models/{version}/checkpoint/", "researcher"),
+    Route("data_browser", "get", "/s/{slug}/data/", "researcher"),
+    Route("data_prompt", "get", "/s/{slug}/data/prompts/{prompt}/", "researcher"),
+    Route("data_bulk", "post", "/s/{slug}/data/bulk/", "researcher", data={"action": "review", "all": "1"}),
     Route("review_queue", "get", "/s/{slug}/review/", "review"),
     Route("review_item", "get", "/s/{slug}/review/{item}/", "review"),
     Route("review_item_verdict", "post", "/s/{slug}/review/{item}/verdict/", "review", data={"answer": "a"}),
@@ -171,6 +174,16 @@ ROUTES = (
     ),
     Route(
         "api_generation_job", "get", "/api/v1/studies/{slug}/generation-jobs/{generation_job}/", "researcher", api=True
+    ),
+    Route("api_prompts", "get", "/api/v1/studies/{slug}/prompts/", "researcher", api=True),
+    Route("api_prompt", "get", "/api/v1/studies/{slug}/prompts/{prompt}/", "researcher", api=True),
+    Route(
+        "api_prompts_bulk",
+        "post",
+        "/api/v1/studies/{slug}/prompts/bulk/",
+        "researcher",
+        api=True,
+        data={"action": "review", "filters": {}},
     ),
     Route("api_reviews", "get", "/api/v1/studies/{slug}/reviews/", "review", api=True),
     Route("api_review", "get", "/api/v1/studies/{slug}/reviews/{item}/", "review", api=True),
@@ -333,6 +346,7 @@ def test_permission_matrix(world, route: Route, role: str):
         "delivery": world["delivery"].pk,
         "version": 1,
         "item": world["item"].pk,
+        "prompt": study.prompts.order_by("id").values_list("id", flat=True).first(),
         "annotator": world["users"]["annotator"].pk,
         "annotator_name": world["users"]["annotator"].username,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
@@ -368,6 +382,7 @@ def test_permission_matrix(world, route: Route, role: str):
         assert list(Webhook.objects.filter(study=study).values_list("active", flat=True)) == [True]
         assert WebhookDelivery.objects.get(pk=world["delivery"].pk).status == "failed"
         assert ReviewItem.objects.get(pk=world["item"].pk).status == "open", "a refused request settled a review"
+        assert list(ReviewItem.objects.values_list("reasons", flat=True)) == [[]], "a refused request sent to review"
         assert not Membership.objects.filter(flagged=True).exists(), "a refused request flagged someone"
 
 

@@ -1,0 +1,400 @@
+"""Reads of the data browser: prompts found by text and filtered by source,
+annotator, date, agreement and the live model's certainty, a page at a time;
+one prompt with its responses, their scores and every comparison of them.
+
+A fixed number of queries per page whatever the study's size (the tests count
+them). Text search is PostgreSQL full-text search (``to_tsvector('simple', …)``
+over prompts and responses, GIN-indexed by migration 0032) and a plain
+case-insensitive match on SQLite. The filters that involve judgments are
+subqueries on indexed columns; agreement reads ``Comparison.disagreement``,
+which the review scan keeps (``annotation.services.review.disagreement_refresh``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.db import connection
+from django.db.models import BooleanField, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from annotation.models import (
+    Candidate,
+    Comparison,
+    ComparisonItem,
+    Judgment,
+    Prompt,
+    RewardModelVersion,
+    Study,
+)
+from annotation.selectors.review import answer_letters, letter_of, shorten
+
+BROWSE_PAGE_SIZE = 50
+AGREEMENT_CHOICES = (
+    ("", "Any"),
+    ("disagree", "People disagree"),
+    ("agree", "People agree"),
+    ("unjudged", "Not judged yet"),
+)
+SORT_CHOICES = (("newest", "Newest first"), ("oldest", "Oldest first"), ("uncertain", "Model least sure first"))
+
+
+@dataclass(frozen=True)
+class BrowseFilters:
+    q: str = ""
+    source: str = ""
+    annotator: str = ""
+    since: date | None = None
+    until: date | None = None
+    agreement: str = ""
+    below: float | None = None  # the live model's P(best) under this
+    sort: str = "newest"
+    page: int = 1
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The filters as query parameters (for links that keep them), with ``changes``."""
+        values = {
+            "q": self.q, "source": self.source, "annotator": self.annotator,
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            "agreement": self.agreement, "below": "" if self.below is None else f"{self.below:g}", "sort": self.sort,
+        }  # fmt: skip
+        values.update({k: str(v) for k, v in changes.items()})
+        return {k: v for k, v in values.items() if v and not (k == "sort" and v == "newest")}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.query())
+
+
+def filters_from(params: Any) -> tuple[BrowseFilters, dict[str, str]]:
+    """Filters from a query string, and a message for each parameter that could not be read."""
+    errors: dict[str, str] = {}
+
+    def day(name: str) -> date | None:
+        raw = (params.get(name) or "").strip()
+        if not raw:
+            return None
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            errors[name] = "A date as YYYY-MM-DD."
+            return None
+
+    below = None
+    raw_below = (params.get("below") or "").strip()
+    if raw_below:
+        try:
+            below = float(raw_below)
+            if not 0.0 < below <= 1.0:
+                raise ValueError
+        except ValueError:
+            errors["below"] = "A probability above 0 and at most 1, such as 0.6."
+            below = None
+    agreement = params.get("agreement") or ""
+    if agreement not in dict(AGREEMENT_CHOICES):
+        errors["agreement"] = "One of: " + ", ".join(k for k, _ in AGREEMENT_CHOICES if k) + "."
+        agreement = ""
+    sort = params.get("sort") or "newest"
+    if sort not in dict(SORT_CHOICES):
+        errors["sort"] = "One of: " + ", ".join(k for k, _ in SORT_CHOICES) + "."
+        sort = "newest"
+    raw_page = params.get("page") or "1"
+    page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 7 else 1
+    filters = BrowseFilters(
+        q=(params.get("q") or "").strip()[:200],
+        source=(params.get("source") or "").strip()[:200],
+        annotator=(params.get("annotator") or "").strip()[:150],
+        since=day("since"),
+        until=day("until"),
+        agreement=agreement,
+        below=below,
+        sort=sort,
+        page=page,
+    )
+    return filters, errors
+
+
+def _text_match(study: Study, q: str) -> Q:
+    """Prompts whose text, or one of whose responses' text, matches ``q``."""
+    if connection.vendor == "postgresql":
+        prompts = RawSQL(
+            "to_tsvector('simple', annotation_prompt.text) @@ plainto_tsquery('simple', %s)",
+            [q],
+            output_field=BooleanField(),
+        )
+        responses = RawSQL(
+            "annotation_prompt.id IN (SELECT c.prompt_id FROM annotation_candidate c WHERE c.study_id = %s"
+            " AND to_tsvector('simple', c.text) @@ plainto_tsquery('simple', %s))",
+            [study.id, q],
+            output_field=BooleanField(),
+        )  # table names are the models' (migration 0032 indexes these expressions); values are parameters
+        return Q(prompts) | Q(responses)
+    candidates = Candidate.objects.filter(study=study, text__icontains=q).values("prompt_id")
+    return Q(text__icontains=q) | Q(id__in=candidates)
+
+
+def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]:
+    """The study's prompts that match ``filters``, in their order."""
+    prompts = Prompt.objects.filter(study=study)
+    if filters.q:
+        prompts = prompts.filter(_text_match(study, filters.q))
+    if filters.source:
+        prompts = prompts.filter(
+            id__in=Candidate.objects.filter(study=study, source=filters.source).values("prompt_id")
+        )
+    judged = Judgment.objects.filter(study=study, by_model=False)
+    narrowed = False
+    if filters.annotator:
+        judged, narrowed = judged.filter(annotator__username=filters.annotator), True
+    if filters.since:
+        start = timezone.make_aware(datetime.combine(filters.since, time.min))
+        judged, narrowed = judged.filter(created_at__gte=start), True
+    if filters.until:
+        end = timezone.make_aware(datetime.combine(filters.until + timedelta(days=1), time.min))
+        judged, narrowed = judged.filter(created_at__lt=end), True
+    if narrowed:
+        prompts = prompts.filter(id__in=judged.values("comparison__prompt_id"))
+    if filters.agreement == "disagree":
+        prompts = prompts.filter(id__in=Comparison.objects.filter(study=study, disagreement=True).values("prompt_id"))
+    elif filters.agreement == "agree":
+        answered = Judgment.objects.filter(study=study, by_model=False).values("comparison__prompt_id")
+        split = Comparison.objects.filter(study=study, disagreement=True).values("prompt_id")
+        prompts = prompts.filter(id__in=answered).exclude(id__in=split)
+    elif filters.agreement == "unjudged":
+        prompts = prompts.exclude(
+            id__in=Judgment.objects.filter(study=study, by_model=False).values("comparison__prompt_id")
+        )
+    if filters.below is not None:
+        prompts = prompts.filter(model_p_best__lt=filters.below)
+    order = {
+        "newest": ("-id",),
+        "oldest": ("id",),
+        "uncertain": (F("model_p_best").asc(nulls_last=True), "id"),
+    }[filters.sort]
+    return prompts.order_by(*order)
+
+
+@dataclass(frozen=True)
+class BrowseRow:
+    prompt: Prompt
+    excerpt: str
+    candidates: int
+    judgments: int
+    disagreements: int
+
+
+@dataclass(frozen=True)
+class BrowsePage:
+    filters: BrowseFilters
+    page: Page
+    rows: list[BrowseRow]
+    sources: list[str]
+    live_version: int | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def query(self) -> str:
+        """The current filters and page as a query string (links back here keep them)."""
+        return urlencode(self.filters.query(page=self.page.number) if self.page.number > 1 else self.filters.query())
+
+    @property
+    def filter_query(self) -> str:
+        """The filters without the page (what "every matching prompt" is)."""
+        return urlencode(self.filters.query())
+
+    def _page_query(self, number: int) -> str:
+        return urlencode(self.filters.query(page=number))
+
+    @property
+    def previous_query(self) -> str:
+        return self._page_query(self.page.previous_page_number()) if self.page.has_previous() else ""
+
+    @property
+    def next_query(self) -> str:
+        return self._page_query(self.page.next_page_number()) if self.page.has_next() else ""
+
+
+def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] | None = None) -> BrowsePage:
+    """One page of matching prompts with their counts. Five queries: the count,
+    the page's prompts with their counts, the study's sources, the live version."""
+    shown = Paginator(browse_queryset(study=study, filters=filters).values_list("id", flat=True), BROWSE_PAGE_SIZE)
+    page = shown.get_page(filters.page)
+    ids = list(page.object_list)
+    people = Judgment.objects.filter(comparison__prompt_id=OuterRef("pk"), by_model=False)
+    counted = Prompt.objects.filter(id__in=ids).annotate(
+        n_candidates=Coalesce(
+            Subquery(
+                Candidate.objects.filter(prompt_id=OuterRef("pk"))
+                .order_by()
+                .values("prompt_id")
+                .annotate(n=Count("id"))
+                .values("n"),
+                output_field=IntegerField(),
+            ),
+            0,
+        ),
+        n_judgments=Coalesce(
+            Subquery(
+                people.order_by().values("comparison__prompt_id").annotate(n=Count("id")).values("n"),
+                output_field=IntegerField(),
+            ),
+            0,
+        ),
+        n_split=Coalesce(
+            Subquery(
+                Comparison.objects.filter(prompt_id=OuterRef("pk"), disagreement=True)
+                .order_by()
+                .values("prompt_id")
+                .annotate(n=Count("id"))
+                .values("n"),
+                output_field=IntegerField(),
+            ),
+            0,
+        ),
+    )
+    by_id = {p.id: p for p in counted}
+    rows = [
+        BrowseRow(
+            prompt=by_id[i],
+            excerpt=shorten(by_id[i].text, 220),
+            candidates=by_id[i].n_candidates,
+            judgments=by_id[i].n_judgments,
+            disagreements=by_id[i].n_split,
+        )
+        for i in ids
+        if i in by_id
+    ]
+    sources = list(
+        Candidate.objects.filter(study=study)
+        .exclude(source="")
+        .order_by("source")
+        .values_list("source", flat=True)
+        .distinct()[:200]
+    )
+    live = RewardModelVersion.objects.filter(study=study).order_by("-version").values_list("version", flat=True).first()
+    return BrowsePage(filters=filters, page=page, rows=rows, sources=sources, live_version=live, errors=errors or {})
+
+
+def selection_ids(*, study: Study, filters: BrowseFilters, limit: int) -> list[int]:
+    """The ids of every prompt matching ``filters``, at most ``limit`` + 1 (so a caller can tell it was cut)."""
+    return list(browse_queryset(study=study, filters=filters).values_list("id", flat=True)[: limit + 1])
+
+
+# --- one prompt ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    candidate: Candidate
+    letter: str
+    mean: float | None
+    std: float | None
+    p_best: float | None
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    comparison: Comparison
+    letters: str  # its items, in their stored order, as this page's letters
+    answers: list[dict]
+
+
+@dataclass(frozen=True)
+class PromptDetail:
+    prompt: Prompt
+    candidates: list[CandidateRow]
+    comparisons: list[ComparisonRow]
+    live_version: int | None
+
+
+def _board(version_id: int, prompt_id: int) -> dict:
+    """The live version's leaderboard of one prompt, read out of its recommendation
+    in the database (the whole recommendation of a large study is megabytes)."""
+    table = RewardModelVersion._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT recommendation -> 'prompts' -> %s FROM {table} WHERE id = %s", [str(prompt_id), version_id]
+            )
+        else:
+            cursor.execute(
+                f"SELECT json_extract(recommendation, %s) FROM {table} WHERE id = %s",
+                [f'$.prompts."{prompt_id}"', version_id],
+            )
+        row = cursor.fetchone()
+    value = row[0] if row else None
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+def prompt_detail(*, study: Study, prompt_id: int) -> PromptDetail:
+    """A prompt with its responses (best first under the live model, with its
+    posterior mean, spread and P(best) where it has them) and every comparison
+    of them with every answer. Http404 for another study's prompt. Six queries."""
+    prompt = Prompt.objects.filter(id=prompt_id, study=study).first()
+    if prompt is None:
+        raise Http404("No such prompt in this study.")
+    live = RewardModelVersion.objects.filter(study=study).order_by("-version").values_list("id", "version").first()
+    scores: dict[int, dict] = {}
+    if live is not None:
+        scores = {int(row["candidate"]): row for row in _board(live[0], prompt.id).get("leaderboard") or []}
+    candidates = list(Candidate.objects.filter(prompt=prompt).order_by("id"))
+    candidates.sort(key=lambda c: (-(scores.get(c.id) or {}).get("mean", float("-inf")), c.id))
+    letter = {c.id: letter_of(i) for i, c in enumerate(candidates)}
+    comparisons = list(Comparison.objects.filter(prompt=prompt).order_by("id"))
+    items: dict[int, list[int]] = {}
+    for comparison_id, candidate_id in (
+        ComparisonItem.objects.filter(comparison__prompt=prompt)
+        .order_by("comparison_id", "position")
+        .values_list("comparison_id", "candidate_id")
+    ):
+        items.setdefault(comparison_id, []).append(candidate_id)
+    answers: dict[int, list[dict]] = {}
+    names = dict(
+        get_user_model().objects.filter(judgments__comparison__prompt=prompt).values_list("id", "username").distinct()
+    )
+    for j in Judgment.objects.filter(comparison__prompt=prompt).order_by("id"):
+        order = list(letter)  # the page's letters: the prompt's responses best first
+        said = answer_letters(j.choice, j.ranking, order)
+        adjudicated = (
+            answer_letters(j.adjudicated_choice, j.adjudicated_ranking, order)
+            if j.review_state == Judgment.ReviewState.OVERTURNED
+            else ""
+        )
+        answers.setdefault(j.comparison_id, []).append(
+            {"judgment": j, "annotator": names.get(j.annotator_id, f"user {j.annotator_id}"), "said": said,
+             "adjudicated": adjudicated}
+        )  # fmt: skip
+    return PromptDetail(
+        prompt=prompt,
+        candidates=[
+            CandidateRow(
+                candidate=c,
+                letter=letter[c.id],
+                mean=(scores.get(c.id) or {}).get("mean"),
+                std=(scores.get(c.id) or {}).get("std"),
+                p_best=(scores.get(c.id) or {}).get("p_best"),
+            )
+            for c in candidates
+        ],
+        comparisons=[
+            ComparisonRow(
+                comparison=c,
+                letters=" · ".join(letter.get(cid, "?") for cid in items.get(c.id, [])),
+                answers=answers.get(c.id, []),
+            )
+            for c in comparisons
+        ],
+        live_version=live[1] if live else None,
+    )
