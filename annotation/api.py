@@ -775,7 +775,8 @@ class PromptList(APIView):
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         filters, errors = browse_selectors.filters_from(request.query_params)
         if errors:
-            return Response({"detail": "; ".join(f"{k}: {v}" for k, v in errors.items()), "fields": errors}, status=400)
+            fields = {name: [message] for name, message in errors.items()}
+            return Response({"detail": "; ".join(f"{k}: {v}" for k, v in errors.items()), "fields": fields}, status=400)
         page = browse_selectors.browse_page(study=study, filters=filters)
         payload = {
             "count": page.page.paginator.count,
@@ -841,7 +842,13 @@ class PromptDetail(APIView):
 class PromptBulk(APIView):
     @extend_schema(
         request=serializers.BrowseBulkInput,
-        responses={200: serializers.BrowseBulkOutput, 400: serializers.BadRequestOutput},
+        responses={
+            (200, "application/json"): serializers.BrowseBulkOutput,
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="export: the selection's judgments, one JSON record a line"
+            ),
+            400: serializers.BadRequestOutput,
+        },
         summary="Act on prompts: exclude their judgments, send them to review, export their judgments (JSONL), "
         "or exclude an annotator's judgments",
     )
@@ -961,7 +968,7 @@ class ReviewList(APIView):
             OpenApiParameter("rule", str, enum=list(REVIEW_RULES), description="Only items one rule sent"),
             OpenApiParameter("page", int, description="1 (default) and on"),
         ],
-        responses=serializers.ReviewPage,
+        responses={200: serializers.ReviewPage, 400: serializers.BadRequestOutput},
         operation_id="v1_studies_reviews_list",
         summary="The review queue: open items oldest first, or resolved ones newest first (50 a page)",
     )

@@ -166,14 +166,17 @@ def _runs(operation: Any, seeded: dict) -> list[tuple[Any, dict]]:
     """Generation mode and fixed path parameters of each run of ``operation``.
 
     Positive cases run with every path parameter generated (mostly a 404),
-    then with the seeded study's (its job, judge and version; the export format is
+    then with the seeded study's (its job, judge, version, review item, judgment,
+    prompt and annotator's username; the export format is
     left to schemathesis). Negative cases keep the address valid: one that
     matches no route gets Django's 404 page, which is not the API's; so they
     run only where a query or body is left to break."""
     from schemathesis import GenerationMode  # noqa: PLC0415
 
     names = {parameter.name for parameter in operation.path_parameters}
-    seeded_path = {k: seeded[k] for k in ("slug", "job_id", "judge_id", "webhook_id", "version", "fmt") if k in names}
+    keys = ("slug", "job_id", "judge_id", "webhook_id", "version", "fmt", "item_id", "judgment_id", "prompt_id")
+    keys += ("username",)
+    seeded_path = {k: seeded[k] for k in keys if k in names}
     runs = [(GenerationMode.POSITIVE, {})]
     if seeded_path:
         runs.append((GenerationMode.POSITIVE, {k: v for k, v in seeded_path.items() if k != "fmt"}))
@@ -221,8 +224,14 @@ def _seed() -> dict[str, Any]:
 
     from annotation.imports.records import CandidateRecord, PromptRecord  # noqa: PLC0415
     from annotation.imports.writer import study_import_records  # noqa: PLC0415
-    from annotation.models import GenerationSource, Membership, RewardModelVersion  # noqa: PLC0415
-    from annotation.services import assignment_lease_next, judgment_submit, study_create  # noqa: PLC0415
+    from annotation.models import (  # noqa: PLC0415
+        GenerationSource,
+        Judgment,
+        Membership,
+        ReviewItem,
+        RewardModelVersion,
+    )
+    from annotation.services import assignment_lease_or_refill, judgment_submit, study_create  # noqa: PLC0415
     from annotation.services.judging import ai_judge_create  # noqa: PLC0415
     from annotation.services.webhooks import webhook_create  # noqa: PLC0415
 
@@ -257,7 +266,7 @@ def _seed() -> dict[str, Any]:
         tokens[role] = Token.objects.create(user=user).key
     annotator = users.get(username="schema-annotator")
     for k in range(8):
-        lease = assignment_lease_next(study=study, annotator=annotator)
+        lease = assignment_lease_or_refill(study=study, annotator=annotator)
         if lease is None:
             break
         judgment_submit(
@@ -276,9 +285,12 @@ def _seed() -> dict[str, Any]:
     source = GenerationSource.objects.create(study=study, name="nowhere", base_url="http://127.0.0.1:9/v1", model="m")
     judge = ai_judge_create(study=study, source_id=source.id, name="schema judge")
     hook = webhook_create(study=study, url="http://127.0.0.1:9/hook", events=["model.published"])
+    first = Judgment.objects.filter(study=study).order_by("id").first()
+    item = ReviewItem.objects.create(study=study, comparison_id=first.comparison_id, reasons=[])
     return {
         "slug": study.slug, "version": 2, "fmt": "judgments.csv", "judge_id": judge.pk, "webhook_id": hook.pk,
-        "tokens": tokens,
+        "item_id": item.pk, "judgment_id": first.pk, "prompt_id": first.comparison.prompt_id,
+        "username": "schema-annotator", "tokens": tokens,
     }  # fmt: skip
 
 
