@@ -520,6 +520,9 @@ class Prompt(models.Model):
     # (annotation.services.browse): P(best) of its top response, and the version.
     model_p_best = models.FloatField(null=True, blank=True, editable=False)
     model_version = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # People's judgments of its comparisons, kept by the review scan (annotation.services.review)
+    # for the data browser's counts and its "judged" filters.
+    people_judgments = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         constraints = [

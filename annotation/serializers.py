@@ -895,7 +895,10 @@ class BrowseRowOutput(serializers.Serializer):
     external_id = serializers.CharField(allow_blank=True)
     excerpt = serializers.CharField(allow_blank=True, help_text="The prompt's text on one line, cut to 220 characters.")
     candidates = serializers.IntegerField()
-    judgments = serializers.IntegerField(help_text="People's judgments of its comparisons.")
+    judgments = serializers.IntegerField(
+        help_text="People's judgments of its comparisons, as counted by the last review scan (every "
+        "PREFLOOP_REVIEW_SECONDS, 30 s by default)."
+    )
     disagreements = serializers.IntegerField(help_text="Its comparisons people answered in different ways.")
     model_p_best = serializers.FloatField(
         allow_null=True, help_text="The live model's P(best) for its top response; null before a model covers it."

@@ -7,7 +7,8 @@ comparisons per prompt, and ``--judgments`` judgments, 5 people per comparison
 on the first comparisons (one comparison in five answered at random, so people
 disagree on about 18 % of them; the rest all say A), spread over 30 days. Each
 prompt gets a model certainty and the live version a recommendation covering
-every prompt, as a published fit leaves them.
+every prompt, as a published fit leaves them, and the counts and flags the
+review scan keeps (people's judgments per prompt, disagreement per comparison).
 
 Then, in a fresh Django process with a researcher signed in through the test
 client, each page is requested ``--runs`` times after one warm-up: the whole
@@ -88,6 +89,7 @@ out = []
 for name, path, about in pages:
     url = f"/s/{study.slug}/" + path.format(**values)
     headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "browse-results"} if name == "htmx results" else {}
+    headers["secure"] = True  # production settings redirect plain http
     client.get(url, **headers)  # warm: caches, plans
     times, queries = [], 0
     for _ in range(runs):
@@ -127,17 +129,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "PREFLOOP_VAR_DIR": str(work / "var"),
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
         "ALLOWED_HOSTS": "testserver",
+        "STATIC_ROOT": str(work / "static"),
     }
     recreate_database(args.admin_database_url, args.database)
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        # Production settings serve hashed static files: the pages render with their manifest.
+        for command in ("migrate", "collectstatic"):
+            subprocess.run([sys.executable, "manage.py", command, "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         started = time.perf_counter()
         seeded = _seed(env, database_url, args.prompts, args.judgments)
         seeded["seed_s"] = round(time.perf_counter() - started, 1)
         print(json.dumps({"seeded": seeded}), flush=True)
         out = subprocess.run(
             [sys.executable, "-c", CHILD % {"slug": "bench-export"}, json.dumps(PAGES), str(args.runs)],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+            cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,  # its errors reach our stderr
         )  # fmt: skip
         pages = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
     finally:
@@ -213,6 +218,16 @@ def _seed(env: dict[str, str], database_url: str, n_prompts: int, judgments: int
             {"study": study_id},
         )
         disagreeing = cur.rowcount
+        # What the review scan keeps for every prompt (as migration 0033 counts it).
+        cur.execute(
+            """
+            UPDATE annotation_prompt p SET people_judgments = n.count FROM (
+                SELECT c.prompt_id, COUNT(*) AS count FROM annotation_judgment j
+                JOIN annotation_comparison c ON c.id = j.comparison_id WHERE j.study_id = %(study)s GROUP BY 1) n
+            WHERE p.id = n.prompt_id
+            """,
+            {"study": study_id},
+        )
         cur.execute(
             "UPDATE annotation_prompt SET model_p_best = 0.25 + random() * 0.75, model_version = 1 WHERE study_id = %s",
             (study_id,),

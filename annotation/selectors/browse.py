@@ -6,8 +6,9 @@ A fixed number of queries per page whatever the study's size (the tests count
 them). Text search is PostgreSQL full-text search (``to_tsvector('simple', …)``
 over prompts and responses, GIN-indexed by migration 0032) and a plain
 case-insensitive match on SQLite. The filters that involve judgments are
-subqueries on indexed columns; agreement reads ``Comparison.disagreement``,
-which the review scan keeps (``annotation.services.review.disagreement_refresh``).
+subqueries on indexed columns; agreement reads ``Comparison.disagreement`` and
+``Prompt.people_judgments``, which the review scan keeps
+(``annotation.services.review``), so a new answer shows here within a scan.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import BooleanField, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -125,20 +126,21 @@ def filters_from(params: Any) -> tuple[BrowseFilters, dict[str, str]]:
 
 
 def _text_match(study: Study, q: str) -> Q:
-    """Prompts whose text, or one of whose responses' text, matches ``q``."""
+    """Prompts whose text, or one of whose responses' text, matches ``q``. On
+    PostgreSQL one IN over the UNION of two full-text matches, so each side uses
+    its GIN index (an OR of the two made the planner scan every prompt)."""
     if connection.vendor == "postgresql":
-        prompts = RawSQL(
-            "to_tsvector('simple', annotation_prompt.text) @@ plainto_tsquery('simple', %s)",
-            [q],
-            output_field=BooleanField(),
-        )
-        responses = RawSQL(
-            "annotation_prompt.id IN (SELECT c.prompt_id FROM annotation_candidate c WHERE c.study_id = %s"
-            " AND to_tsvector('simple', c.text) @@ plainto_tsquery('simple', %s))",
-            [study.id, q],
-            output_field=BooleanField(),
+        return Q(
+            RawSQL(
+                "annotation_prompt.id IN ("
+                "SELECT p.id FROM annotation_prompt p WHERE p.study_id = %s"
+                " AND to_tsvector('simple', p.text) @@ plainto_tsquery('simple', %s)"
+                " UNION SELECT c.prompt_id FROM annotation_candidate c WHERE c.study_id = %s"
+                " AND to_tsvector('simple', c.text) @@ plainto_tsquery('simple', %s))",
+                [study.id, q, study.id, q],
+                output_field=BooleanField(),
+            )
         )  # table names are the models' (migration 0032 indexes these expressions); values are parameters
-        return Q(prompts) | Q(responses)
     candidates = Candidate.objects.filter(study=study, text__icontains=q).values("prompt_id")
     return Q(text__icontains=q) | Q(id__in=candidates)
 
@@ -155,7 +157,10 @@ def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]
     judged = Judgment.objects.filter(study=study, by_model=False)
     narrowed = False
     if filters.annotator:
-        judged, narrowed = judged.filter(annotator__username=filters.annotator), True
+        # The account first (one indexed read): with its id the planner counts its judgments
+        # right, where a join on the username left it guessing (and choosing slow plans).
+        user_id = get_user_model().objects.filter(username=filters.annotator).values_list("id", flat=True).first()
+        judged, narrowed = judged.filter(annotator_id=user_id if user_id is not None else -1), True
     if filters.since:
         start = timezone.make_aware(datetime.combine(filters.since, time.min))
         judged, narrowed = judged.filter(created_at__gte=start), True
@@ -164,16 +169,16 @@ def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]
         judged, narrowed = judged.filter(created_at__lt=end), True
     if narrowed:
         prompts = prompts.filter(id__in=judged.values("comparison__prompt_id"))
+    # EXISTS and NOT EXISTS per prompt, never NOT IN: PostgreSQL cannot turn NOT IN
+    # over a million judgments into an anti-join, and ran it as a nested loop.
+    # Whether people judged a prompt is its count, kept by the review scan.
+    split = Exists(Comparison.objects.filter(prompt_id=OuterRef("pk"), disagreement=True))
     if filters.agreement == "disagree":
-        prompts = prompts.filter(id__in=Comparison.objects.filter(study=study, disagreement=True).values("prompt_id"))
+        prompts = prompts.filter(split)
     elif filters.agreement == "agree":
-        answered = Judgment.objects.filter(study=study, by_model=False).values("comparison__prompt_id")
-        split = Comparison.objects.filter(study=study, disagreement=True).values("prompt_id")
-        prompts = prompts.filter(id__in=answered).exclude(id__in=split)
+        prompts = prompts.filter(people_judgments__gt=0).filter(~split)
     elif filters.agreement == "unjudged":
-        prompts = prompts.exclude(
-            id__in=Judgment.objects.filter(study=study, by_model=False).values("comparison__prompt_id")
-        )
+        prompts = prompts.filter(people_judgments=0)
     if filters.below is not None:
         prompts = prompts.filter(model_p_best__lt=filters.below)
     order = {
@@ -225,12 +230,17 @@ class BrowsePage:
 
 
 def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] | None = None) -> BrowsePage:
-    """One page of matching prompts with their counts. Five queries: the count,
-    the page's prompts with their counts, the study's sources, the live version."""
-    shown = Paginator(browse_queryset(study=study, filters=filters).values_list("id", flat=True), BROWSE_PAGE_SIZE)
-    page = shown.get_page(filters.page)
+    """One page of matching prompts with their counts. Five queries: how many
+    match, the page's ids, their prompts with their counts, the study's sources,
+    the live version. A text search counts and pages in one statement: evaluating
+    it twice cost more than anything else on the page (benchmarks/data_browser.py);
+    for the other filters PostgreSQL plans the two separately better than together."""
+    prompts = browse_queryset(study=study, filters=filters)
+    if filters.q:
+        page = _page_of_ids(prompts, filters.page)
+    else:
+        page = Paginator(prompts.values_list("id", flat=True), BROWSE_PAGE_SIZE).get_page(filters.page)
     ids = list(page.object_list)
-    people = Judgment.objects.filter(comparison__prompt_id=OuterRef("pk"), by_model=False)
     counted = Prompt.objects.filter(id__in=ids).annotate(
         n_candidates=Coalesce(
             Subquery(
@@ -239,13 +249,6 @@ def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] 
                 .values("prompt_id")
                 .annotate(n=Count("id"))
                 .values("n"),
-                output_field=IntegerField(),
-            ),
-            0,
-        ),
-        n_judgments=Coalesce(
-            Subquery(
-                people.order_by().values("comparison__prompt_id").annotate(n=Count("id")).values("n"),
                 output_field=IntegerField(),
             ),
             0,
@@ -268,7 +271,7 @@ def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] 
             prompt=by_id[i],
             excerpt=shorten(by_id[i].text, 220),
             candidates=by_id[i].n_candidates,
-            judgments=by_id[i].n_judgments,
+            judgments=by_id[i].people_judgments,
             disagreements=by_id[i].n_split,
         )
         for i in ids
@@ -283,6 +286,38 @@ def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] 
     )
     live = RewardModelVersion.objects.filter(study=study).order_by("-version").values_list("version", flat=True).first()
     return BrowsePage(filters=filters, page=page, rows=rows, sources=sources, live_version=live, errors=errors or {})
+
+
+class _CountedIds:
+    """What a ``Paginator`` needs from one page of ids whose total is known: its
+    length, and the page's ids for the one slice it takes."""
+
+    def __init__(self, total: int, ids: list[int]) -> None:
+        self.total, self.ids = total, ids
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, _window: slice) -> list[int]:
+        return self.ids
+
+
+def _page_of_ids(prompts: QuerySet[Prompt], number: int) -> Page:
+    """Page ``number`` of the ids of ``prompts``, and how many there are, in one
+    statement (``COUNT(*) OVER ()`` beside the page's rows): the filter is evaluated
+    once, where ``COUNT`` then ``OFFSET … LIMIT`` ran it twice. A page past the end
+    becomes the last one, as ``Paginator.get_page`` does."""
+    counted = prompts.annotate(matching=Window(Count("*"))).values_list("id", "matching")
+    start = (number - 1) * BROWSE_PAGE_SIZE
+    rows = list(counted[start : start + BROWSE_PAGE_SIZE])
+    if not rows and number > 1:
+        total = prompts.count()
+        number = max(1, -(-total // BROWSE_PAGE_SIZE))
+        start = (number - 1) * BROWSE_PAGE_SIZE
+        rows = list(counted[start : start + BROWSE_PAGE_SIZE])
+    total = rows[0][1] if rows else 0
+    paginator = Paginator(_CountedIds(total, [row[0] for row in rows]), BROWSE_PAGE_SIZE)
+    return paginator.page(number)
 
 
 def selection_ids(*, study: Study, filters: BrowseFilters, limit: int) -> list[int]:

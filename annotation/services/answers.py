@@ -400,6 +400,11 @@ def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int
         status=Assignment.Status.ACTIVE, expires_at=now + timedelta(seconds=study.lease_seconds)
     )
     comparison_status_refresh(comparison_ids=[comparison_id])
+    # The data browser's count of people's judgments (the review scan counts new ones).
+    from annotation.services.review import disagreement_refresh, people_judgments_refresh  # noqa: PLC0415
+
+    people_judgments_refresh(comparison_ids={comparison_id})
+    disagreement_refresh(study_id=study.id, comparison_ids={comparison_id})
 
     study_id, low_water = study.id, study.queue_refill_at
     transaction.on_commit(lambda: loop.get().judgment_changed(study_id=study_id, queue_low_water=low_water))

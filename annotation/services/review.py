@@ -43,7 +43,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -56,6 +56,7 @@ from annotation.models import (
     Judgment,
     JudgmentChange,
     Membership,
+    Prompt,
     ReviewItem,
     RewardModelVersion,
     Study,
@@ -75,6 +76,7 @@ __all__ = [
     "disagreement_refresh",
     "judgment_amend",
     "membership_flag_set",
+    "people_judgments_refresh",
     "review_verdict",
     "reviews_collect",
     "reviews_collect_due",
@@ -192,6 +194,8 @@ def reviews_collect(*, study_id: int, annotator_id: int | None = None) -> int:
                 if by in flagged and not state
             ]
         answers = disagreement_refresh(study_id=study_id, comparison_ids={row[1] for row in rows})
+        if annotator_id is None:
+            people_judgments_refresh(comparison_ids={row[1] for row in rows})
         if "disagreement" in rules:
             findings += [
                 _Finding(cid, "disagreement", jid, f"{answers[cid]} different answers")
@@ -211,6 +215,25 @@ def reviews_collect(*, study_id: int, annotator_id: int | None = None) -> int:
                 review_scanned_id=max(top, study.review_scanned_id), review_scanned_version=newest_version
             )
     return opened
+
+
+def people_judgments_refresh(*, comparison_ids: set[int]) -> None:
+    """Count again people's judgments of the prompts of ``comparison_ids``
+    (``Prompt.people_judgments``, which the data browser reads). One UPDATE."""
+    if not comparison_ids:
+        return
+    prompt, judgment, comparison = Prompt._meta.db_table, Judgment._meta.db_table, Comparison._meta.db_table
+    marks = ", ".join(["%s"] * len(comparison_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {prompt} SET people_judgments = (
+                SELECT COUNT(*) FROM {judgment} j JOIN {comparison} c ON c.id = j.comparison_id
+                WHERE c.prompt_id = {prompt}.id AND NOT j.by_model)
+            WHERE id IN (SELECT prompt_id FROM {comparison} WHERE id IN ({marks}))
+            """,
+            list(comparison_ids),
+        )  # table names come from model metadata; every value is a parameter
 
 
 def disagreement_refresh(*, study_id: int, comparison_ids: set[int]) -> dict[int, int]:

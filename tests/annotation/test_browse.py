@@ -240,6 +240,7 @@ def test_the_data_browser_api(make_member):
     ann = make_member(study, username="ann")
     comparisons = list(Comparison.objects.filter(study=study).order_by("id"))
     mine = _answer(study, ann, comparisons[0], "a")
+    reviews_sweep()  # the counts follow new answers at the next scan
     api = APIClient()
     api.force_authenticate(researcher)
     base = f"/api/v1/studies/{study.slug}/prompts/"
@@ -261,3 +262,11 @@ def test_the_data_browser_api(make_member):
     assert refused.status_code == 400  # another study's prompt is no prompt of this one
     export = api.post(base + "bulk/", {"action": "export", "prompts": [_prompt(study, 0).id]}, format="json")
     assert [json.loads(x)["judgment_id"] for x in b"".join(export.streaming_content).decode().splitlines()] == [mine.id]
+
+
+def test_a_page_past_the_end_shows_the_last_one():
+    study = _study(3)
+    page = browse.browse_page(study=study, filters=_filters(page="99"))
+    assert page.page.number == 1 and len(page.rows) == 3 and page.page.paginator.count == 3
+    empty = browse.browse_page(study=study, filters=_filters(q="no-such-words", page="4"))
+    assert empty.page.number == 1 and empty.rows == [] and empty.page.paginator.count == 0
