@@ -24,6 +24,7 @@ from annotation.exports.kinds.judgments import judgment_record
 from annotation.exports.rows import judgment_chunks
 from annotation.exports.writers import _json_default
 from annotation.models import Prompt, Study
+from annotation.rendering import TextFormat
 from annotation.selectors import browse as browse_selectors
 from annotation.services import AnnotationError
 from annotation.services.browse import judgments_exclude, selection_send_to_review
@@ -60,7 +61,16 @@ def data_prompt(request: HttpRequest, slug: str, prompt_id: int) -> HttpResponse
     detail = browse_selectors.prompt_detail(study=study, prompt_id=prompt_id)
     back = request.GET.get("back", "")
     back_url = reverse("data_browser", args=[study.slug]) + (f"?{back}" if back and "\n" not in back else "")
-    return render(request, "annotation/data_prompt.html", {"study": study, "detail": detail, "back_url": back_url})
+    # The prompt as annotators see it (turns of a conversation, Markdown), whole.
+    shown = selectors.prompt_for_display(prompt=detail.prompt, whole=True)
+    comparison = selectors.ComparisonDisplay(
+        comparison_id=0,
+        prompt=shown,
+        candidates=(),
+        text_format=TextFormat.MARKDOWN if shown.is_markdown else TextFormat.AUTO,
+    )
+    context = {"study": study, "detail": detail, "back_url": back_url, "comparison": comparison}
+    return render(request, "annotation/data_prompt.html", context)
 
 
 def selection_of(study: Study, *, ids: list | None, filters: dict | None) -> tuple[list[int], str]:

@@ -37,6 +37,7 @@ from annotation.models import (
     RewardModelVersion,
     Study,
 )
+from annotation.rendering import conversation_messages
 from annotation.selectors.review import answer_letters, letter_of, shorten
 
 BROWSE_PAGE_SIZE = 50
@@ -189,6 +190,13 @@ def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]
     return prompts.order_by(*order)
 
 
+def _excerpt(prompt: Prompt) -> str:
+    """A prompt on one line: a conversation as its turns ("user: …"), not its JSON."""
+    messages = conversation_messages(prompt.text, declared=prompt.format == Prompt.Format.CONVERSATION)
+    text = " ".join(f"{m.role}: {m.content}" for m in messages) if messages else prompt.text
+    return shorten(text, 220)
+
+
 @dataclass(frozen=True)
 class BrowseRow:
     prompt: Prompt
@@ -269,7 +277,7 @@ def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] 
     rows = [
         BrowseRow(
             prompt=by_id[i],
-            excerpt=shorten(by_id[i].text, 220),
+            excerpt=_excerpt(by_id[i]),
             candidates=by_id[i].n_candidates,
             judgments=by_id[i].people_judgments,
             disagreements=by_id[i].n_split,

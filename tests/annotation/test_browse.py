@@ -270,3 +270,15 @@ def test_a_page_past_the_end_shows_the_last_one():
     assert page.page.number == 1 and len(page.rows) == 3 and page.page.paginator.count == 3
     empty = browse.browse_page(study=study, filters=_filters(q="no-such-words", page="4"))
     assert empty.page.number == 1 and empty.rows == [] and empty.page.paginator.count == 0
+
+
+def test_conversation_prompts_read_as_turns(make_member, client_for):
+    study = _study(1)
+    Prompt.objects.filter(study=study).update(
+        format="conversation", text=json.dumps([{"role": "user", "content": "Plan a picnic"}])
+    )
+    page = browse.browse_page(study=study, filters=_filters())
+    assert page.rows[0].excerpt == "user: Plan a picnic"
+    researcher = make_member(study, Membership.Role.RESEARCHER)
+    html = client_for(researcher).get(reverse("data_prompt", args=[study.slug, _prompt(study, 0).id])).content.decode()
+    assert "Plan a picnic" in html and "&quot;role&quot;" not in html
