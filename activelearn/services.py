@@ -468,17 +468,11 @@ def _contradictions(
     answers, so one it still contradicts goes against the rest of the data.
     Evaluation judgments are never looked at: the model must not choose which
     of the labels that score it a reviewer reconsiders."""
-    people = np.flatnonzero(~np.isin(judged.annotator_ids, list(judges))) if judges else None
-    data = judged.data.select(people) if people is not None else judged.data
-    owners = judged.judgment_ids[people] if people is not None else judged.judgment_ids
+    data, owners = _people_rows(judged, judges)
     if len(data) == 0:
         return []
-    kind = kinds.get(study.model_type)
-    needs = "member_scores" if "member_scores" in kind.provides else None
-    outputs = kind.outputs(model, feats.features, needs, lambda: judged.data)
-    scores = outputs.get("member_scores", outputs["scores"])
     ids, least = answer_probabilities(
-        scores,
+        _model_scores(study=study, model=model, feats=feats, train=judged.data),
         data,
         owners,
         likelihood=getattr(config, "likelihood", None),
@@ -508,22 +502,34 @@ def _not_improved_note(*, metrics: dict, n_train: int, live: RewardModelVersion 
     )
 
 
+def _people_rows(judged: Any, judges: frozenset[int]) -> tuple[PreferenceData, np.ndarray]:
+    """``judged``'s rows given by people (not AI judges), and the judgment each came from."""
+    if not judges:
+        return judged.data, judged.judgment_ids
+    people = np.flatnonzero(~np.isin(judged.annotator_ids, list(judges)))
+    return judged.data.select(people), judged.judgment_ids[people]
+
+
+def _model_scores(*, study: Study, model: Any, feats: features.StudyFeatures, train: PreferenceData) -> np.ndarray:
+    """A fitted model's utilities of every candidate: an ensemble's per member
+    (its probabilities are then averaged), any other kind's one row."""
+    kind = kinds.get(study.model_type)
+    needs = "member_scores" if "member_scores" in kind.provides else None
+    outputs = kind.outputs(model, feats.features, needs, lambda: train)
+    return outputs.get("member_scores", outputs["scores"])
+
+
 def _heldout_score(*, study: Study, config: Any, model: Any, feats: features.StudyFeatures, train: PreferenceData):
     """The model's figures on the study's evaluation judgments (which it never saw):
     an ensemble by its members' averaged probabilities, any other kind by its
     scores; probabilities as the fit's likelihood gives them, with the tie
     parameter the training judgments set and the model's label-flip rate."""
-    kind = kinds.get(study.model_type)
     judged = features.study_judged_preferences(study_id=study.id, index=feats.index(), evaluation=True)
     # Scored against people only: an AI judge's answer is not the truth a
     # researcher's held-out figure claims to measure.
     judges = reliability.judge_user_ids(study_id=study.id)
-    people = np.flatnonzero(~np.isin(judged.annotator_ids, list(judges))) if judges else None
-    data = judged.data.select(people) if people is not None else judged.data
-    owners = judged.judgment_ids[people] if people is not None else judged.judgment_ids
-    needs = "member_scores" if "member_scores" in kind.provides else None
-    outputs = kind.outputs(model, feats.features, needs, lambda: train)
-    scores = outputs.get("member_scores", outputs["scores"])
+    data, owners = _people_rows(judged, judges)
+    scores = _model_scores(study=study, model=model, feats=feats, train=train)
     n_evaluation = Judgment.objects.filter(study_id=study.id, evaluation=True).exclude(annotator_id__in=judges).count()
     return score_heldout(
         scores,

@@ -811,13 +811,6 @@ class PromptDetail(APIView):
     def get(self, request: Request, slug: str, prompt_id: int) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         detail = browse_selectors.prompt_detail(study=study, prompt_id=prompt_id)
-        items: dict[int, list[int]] = {}
-        for cid, candidate_id in (
-            ComparisonItem.objects.filter(comparison__prompt_id=prompt_id)
-            .order_by("comparison_id", "position")
-            .values_list("comparison_id", "candidate_id")
-        ):
-            items.setdefault(cid, []).append(candidate_id)
         payload = {
             "id": detail.prompt.id, "external_id": detail.prompt.external_id, "text": detail.prompt.text,
             "format": detail.prompt.format, "live_version": detail.live_version,
@@ -828,7 +821,7 @@ class PromptDetail(APIView):
             ],
             "comparisons": [
                 {
-                    "id": r.comparison.id, "candidate_ids": items.get(r.comparison.id, []),
+                    "id": r.comparison.id, "candidate_ids": r.candidate_ids,
                     "status": r.comparison.status, "is_gold": r.comparison.is_gold,
                     "disagreement": r.comparison.disagreement,
                     "answers": [_browse_answer(a) for a in r.answers],

@@ -7,7 +7,6 @@ Reads are ``annotation.selectors.browse``; writes ``annotation.services.browse``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from django.contrib import messages
@@ -22,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation import selectors
 from annotation.exports.kinds.judgments import judgment_record
 from annotation.exports.rows import judgment_chunks
-from annotation.exports.writers import _json_default
+from annotation.exports.writers import jsonl_encoder
 from annotation.models import Prompt, Study
 from annotation.rendering import TextFormat
 from annotation.selectors import browse as browse_selectors
@@ -136,7 +135,7 @@ def data_bulk(request: HttpRequest, slug: str) -> HttpResponse:
 
 def selection_export(study: Study, ids: list[int]) -> StreamingHttpResponse:
     """The selection's judgments as the *All judgments* JSONL records."""
-    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    encoder = jsonl_encoder()
 
     def lines() -> Iterator[bytes]:
         for chunk in judgment_chunks(study, pseudonymise=False, prompt_ids=ids):

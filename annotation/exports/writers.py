@@ -74,9 +74,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Cannot export a value of type {type(value).__name__}.")
 
 
+def jsonl_encoder() -> json.JSONEncoder:
+    """How JSONL downloads write a record (compact, UTF-8, dates as ISO text)."""
+    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
 def jsonl_stream(kind: RecordKind, *, study: Study, pseudonymise: bool = False) -> Iterator[bytes]:
     """One JSON object per record and line, keys in the schema's order."""
-    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    encoder = jsonl_encoder()
     for chunk in kind.records(study=study, pseudonymise=pseudonymise):
         if chunk:
             yield "".join(encoder.encode(record) + "\n" for record in chunk).encode("utf-8")

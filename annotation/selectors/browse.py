@@ -348,7 +348,8 @@ class CandidateRow:
 @dataclass(frozen=True)
 class ComparisonRow:
     comparison: Comparison
-    letters: str  # its items, in their stored order, as this page's letters
+    candidate_ids: list[int]  # its items, in their stored order
+    letters: str  # the same, as this page's letters
     answers: list[dict]
 
 
@@ -434,6 +435,7 @@ def prompt_detail(*, study: Study, prompt_id: int) -> PromptDetail:
         comparisons=[
             ComparisonRow(
                 comparison=c,
+                candidate_ids=items.get(c.id, []),
                 letters=" · ".join(letter.get(cid, "?") for cid in items.get(c.id, [])),
                 answers=answers.get(c.id, []),
             )

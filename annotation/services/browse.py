@@ -14,12 +14,11 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.utils import timezone
 
 from annotation import loop
-from annotation.models import Judgment, JudgmentChange, Prompt, ReviewItem, RewardModelVersion, Study
+from annotation.models import Judgment, JudgmentChange, Prompt, RewardModelVersion, Study
 from annotation.services.errors import InvalidAnswer
-from annotation.services.review import _label, disagreement_refresh
+from annotation.services.review import _label, disagreement_refresh, review_items_send
 
 __all__ = ["judgments_exclude", "prompt_model_summary_write", "selection_send_to_review"]
 
@@ -127,15 +126,4 @@ def selection_send_to_review(*, study: Study, by: AbstractBaseUser, prompt_ids: 
     first: dict[int, int] = {}
     for comparison_id, judgment_id in rows:
         first.setdefault(comparison_id, judgment_id)
-    items = {i.comparison_id: i for i in ReviewItem.objects.select_for_update().filter(comparison_id__in=first)}
-    opened = 0
-    now = timezone.now()
-    for comparison_id, judgment_id in first.items():
-        item = items.get(comparison_id) or ReviewItem(study=study, comparison_id=comparison_id, reasons=[])
-        reason_row = {"rule": "sent", "judgment": judgment_id, "detail": detail, "at": now.isoformat()}
-        item.reasons = [*item.reasons, reason_row]
-        if item.pk is None or item.status == ReviewItem.Status.RESOLVED:
-            opened += 1
-        item.status = ReviewItem.Status.OPEN
-        item.save()
-    return opened
+    return review_items_send(study=study, firsts=first, detail=detail)

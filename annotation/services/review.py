@@ -77,6 +77,7 @@ __all__ = [
     "judgment_amend",
     "membership_flag_set",
     "people_judgments_refresh",
+    "review_items_send",
     "review_verdict",
     "reviews_collect",
     "reviews_collect_due",
@@ -143,6 +144,14 @@ def reviews_collect_due(*, study: Study) -> bool:
         return False
     live = RewardModelVersion.objects.filter(study_id=study.id).order_by("-version").values_list("version", flat=True)
     return (live.first() or 0) > study.review_scanned_version
+
+
+def review_items_send(*, study: Study, firsts: dict[int, int], detail: str) -> int:
+    """Put comparisons in the queue by hand: ``firsts`` maps each comparison to the
+    judgment the reason names; the reason's rule is "sent". Returns items opened
+    or reopened."""
+    findings = [_Finding(cid, "sent", jid, detail) for cid, jid in firsts.items()]
+    return _findings_record(study=study, findings=findings, repeat=True)
 
 
 def reviews_sweep() -> int:
@@ -266,18 +275,20 @@ def _model_findings(*, study_id: int, version: RewardModelVersion) -> list[_Find
     ]
 
 
-def _findings_record(*, study: Study, findings: list[_Finding]) -> int:
-    """Add the findings to their comparisons' items (creating or reopening them)."""
+def _findings_record(*, study: Study, findings: list[_Finding], repeat: bool = False) -> int:
+    """Add the findings to their comparisons' items (creating or reopening them);
+    returns how many were opened or reopened. A finding already on its item is
+    skipped, unless ``repeat`` (a person sending it again means it)."""
     by_comparison: dict[int, list[_Finding]] = defaultdict(list)
     for finding in findings:
         by_comparison[finding.comparison_id].append(finding)
     if not by_comparison:
         return 0
-    items = {i.comparison_id: i for i in ReviewItem.objects.filter(comparison_id__in=by_comparison)}
+    items = {i.comparison_id: i for i in ReviewItem.objects.select_for_update().filter(comparison_id__in=by_comparison)}
     opened = 0
     for comparison_id, found in by_comparison.items():
         item = items.get(comparison_id) or ReviewItem(study=study, comparison_id=comparison_id, reasons=[])
-        known = {(r.get("rule"), r.get("judgment")) for r in item.reasons}
+        known = set() if repeat else {(r.get("rule"), r.get("judgment")) for r in item.reasons}
         new = [
             {"rule": f.rule, "judgment": f.judgment_id, "detail": f.detail}
             for f in found
