@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import JSONField, Q, Value
 from django.utils.translation import gettext_lazy
 
 from annotation import loop
@@ -143,6 +143,26 @@ def validate_aspects(value: object) -> None:
         raise ValidationError("Aspect names must be at most 40 characters.")
 
 
+MAX_FEEDBACK_TAGS = 16
+
+
+def validate_feedback_tags(value: object) -> None:
+    """Issue tags: a list of up to ``MAX_FEEDBACK_TAGS`` distinct short names
+    (each one a database can store)."""
+    if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+        raise ValidationError('Issue tags must be a list of names, e.g. ["factual error", "unsafe"].')
+    problem = next((text_problem(t) for t in value if text_problem(t)), None)
+    if problem:
+        raise ValidationError(_sentence(problem))
+    names = [t.strip() for t in value]
+    if len(names) > MAX_FEEDBACK_TAGS:
+        raise ValidationError(f"At most {MAX_FEEDBACK_TAGS} issue tags; got {len(names)}.")
+    if len({t.lower() for t in names}) != len(names):
+        raise ValidationError("Issue tags must be distinct.")
+    if any(len(t) > 40 for t in names):
+        raise ValidationError("Issue tags must be at most 40 characters.")
+
+
 # What can send a comparison to review (annotation.services.review), with how
 # the settings page names them.
 REVIEW_RULES = {
@@ -210,6 +230,26 @@ class Study(models.Model):
         help_text='Aspects every response is rated on from 1 to 5, e.g. ["helpfulness", "honesty", "harmlessness"].',
     )
     allow_skip = models.BooleanField(default=True, help_text="Let annotators skip a comparison, giving a reason.")
+    # Richer feedback (annotation.services.answers): issue tags on a response,
+    # tagged spans of it, and a better response written by the annotator.
+    feedback_tags = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_feedback_tags],
+        help_text='Issue tags annotators may put on a response, e.g. ["factual error", "unsafe", "off topic"]; '
+        "empty for none.",
+    )
+    tag_spans = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Let annotators highlight a span of a response and give it one of the issue tags.",
+    )
+    allow_rewrite = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Let annotators write a better response: it becomes a new response to the prompt, with its "
+        "author recorded, and is compared like any other.",
+    )
     blind = models.BooleanField(
         default=True,
         help_text="Hide model names and show each annotator the responses in their own random order "
@@ -437,6 +477,8 @@ class Study(models.Model):
         problem = self._model_problem(strategy)
         if problem:
             errors["model_type"] = problem
+        if self.tag_spans and not self.feedback_tags:
+            errors["tag_spans"] = "Tagged spans need issue tags to choose from: list some first."
         rules = self.review_rules
         if not isinstance(rules, list) or any(r not in REVIEW_RULES for r in rules):
             errors["review_rules"] = f"A list of review rules, each one of: {', '.join(REVIEW_RULES)}."
@@ -541,6 +583,12 @@ class Candidate(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # Hash of (prompt, text): the same response to the same prompt is a duplicate.
     content_hash = models.CharField(max_length=64)
+    # A response an annotator wrote ("write a better response"): who, and the
+    # response they started from (None when written from scratch).
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="written_candidates"
+    )
+    revises = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -685,6 +733,15 @@ class Judgment(models.Model):
     shown_order = models.JSONField(default=list, blank=True)
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
     client_info = models.JSONField(default=dict, blank=True)
+    # Richer feedback, as the study asks: issue tags per response {candidate id:
+    # [tag, …]}, tagged spans [{"candidate_id", "start", "end", "tag", "text"}]
+    # (character offsets into the candidate's text, end exclusive; "text" is the
+    # span as it read), and the better response the annotator wrote, if any.
+    response_tags = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
+    spans = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
+    rewrite = models.ForeignKey(
+        "Candidate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     # In the study's fixed evaluation set (never trained on) or its training set:
     # decided once, when the judgment is made (judgment_submit), from a hash of
     # the compared items against the study's evaluation rate. None only for rows
