@@ -16,6 +16,7 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -27,6 +28,9 @@ from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError, ImportResult, import_summary
 from annotation.imports.upload import import_upload, study_create_from_upload
 from annotation.models import ImportJob, Membership, Study
+from annotation.organisations import selectors as organisation_selectors
+from annotation.organisations.forms import StudyOrganisationForm
+from annotation.organisations.services import study_create_in_organisation, study_organisation_set
 
 # Import jobs listed on the settings page.
 RECENT_JOBS = 5
@@ -67,21 +71,47 @@ def _settings_context(request: HttpRequest, study: Study, **overrides) -> dict:
 @require_http_methods(["GET", "POST"])
 def study_new(request: HttpRequest) -> HttpResponse:
     """Create a study from its settings (no data yet: import on the next page)."""
-    if not selectors.user_can_create_study(user=request.user):
-        raise PermissionDenied("Only staff and researchers can create studies.")
+    org_form = study_organisation_form(request)
+    if org_form is None and not selectors.user_can_create_study(user=request.user):
+        raise PermissionDenied("Only staff, researchers and members of an organisation can create studies.")
     form = StudySettingsForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and (org_form is None or org_form.is_valid()):
+        organisation = org_form.cleaned_data["organisation"] if org_form else None
         try:
-            study = services.study_settings_create(
-                name=form.cleaned_data["name"], settings=form.settings(), created_by=request.user
-            )
+            if organisation is None:
+                study = services.study_settings_create(
+                    name=form.cleaned_data["name"], settings=form.settings(), created_by=request.user
+                )
+            else:
+                study = study_create_in_organisation(
+                    organisation=organisation,
+                    name=form.cleaned_data["name"],
+                    settings=form.settings(),
+                    created_by=request.user,
+                )
         except ValidationError as exc:
             _add_service_errors(form, exc)
         else:
             messages.success(request, f"Created study “{study.name}”. Import prompts and responses below.")
             return redirect("study_settings", slug=study.slug)
-    return render(
-        request, "annotation/study_settings.html", {"study": None, "form": form, "locked": ()}, status=_status(form)
+    status = 400 if _status(form) == 400 or (org_form is not None and org_form.errors) else 200
+    context = {"study": None, "form": form, "locked": (), "org_form": org_form}
+    return render(request, "annotation/study_settings.html", context, status=status)
+
+
+def study_organisation_form(request: HttpRequest) -> StudyOrganisationForm | None:
+    """The organisation picker of the new-study forms, or None for someone in no
+    organisation (who creates studies as before, if they may). Required for
+    members of an organisation who may not create studies outside one
+    (``user_can_create_study``). Preselects ``?organisation=``."""
+    organisations = organisation_selectors.organisations_for_study_creation(user=request.user)
+    if not organisations.exists():
+        return None
+    required = not selectors.user_can_create_study(user=request.user)
+    if request.method == "POST":
+        return StudyOrganisationForm(request.POST, organisations=organisations, required=required)
+    return StudyOrganisationForm(
+        initial={"organisation": request.GET.get("organisation")}, organisations=organisations, required=required
     )
 
 
@@ -220,23 +250,30 @@ def study_create_from_file(request: HttpRequest) -> HttpResponse:
     """Create a study from an upload. A small text file is imported at once and a
     bad one creates nothing; a large or binary one creates a draft study and an
     import job (if that job fails, the draft stays, empty, with the error shown)."""
-    if not selectors.user_can_create_study(user=request.user):
-        raise PermissionDenied("Only staff and researchers can create studies.")
+    org_form = study_organisation_form(request)
+    if org_form is None and not selectors.user_can_create_study(user=request.user):
+        raise PermissionDenied("Only staff, researchers and members of an organisation can create studies.")
     form = ImportUploadForm(request.POST, request.FILES)
-    if not form.is_valid():
-        messages.error(request, f"No study created. {_form_errors(form)}")
+    if not form.is_valid() or (org_form is not None and not org_form.is_valid()):
+        problems = " ".join(_form_errors(f) for f in (form, org_form) if f is not None and f.errors)
+        messages.error(request, f"No study created. {problems}")
         return redirect("home")
     upload = form.cleaned_data["file"]
     name = form.cleaned_data["name"] or Path(upload.name).stem.removesuffix(".jsonl") or "Untitled study"
+    organisation = org_form.cleaned_data["organisation"] if org_form else None
     try:
-        outcome = study_create_from_upload(
-            name=name,
-            upload=upload,
-            format=form.cleaned_data["format"],
-            options=form.options(),
-            by=request.user,
-            skip_invalid=form.skip_invalid(),
-        )
+        # In its organisation from the start: the study and the link commit together.
+        with transaction.atomic():
+            outcome = study_create_from_upload(
+                name=name,
+                upload=upload,
+                format=form.cleaned_data["format"],
+                options=form.options(),
+                by=request.user,
+                skip_invalid=form.skip_invalid(),
+            )
+            if organisation is not None:
+                study_organisation_set(study=outcome.study, organisation=organisation)
     except ImportFileError as exc:
         messages.error(request, f"No study created: {exc}")
         return redirect("home")

@@ -48,8 +48,17 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "axes",
+    # Sign-up by invitation, email verification, password reset and single sign-on
+    # (django-allauth; webapp/accounts adapts it). Organisations scope studies and sit
+    # in the annotation layer, because studies point at them (docs/ARCHITECTURE.md).
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "annotation",
+    "annotation.organisations",
     "activelearn",
+    "webapp.accounts",
 ]
 
 MIDDLEWARE = [
@@ -66,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # allauth's login stages (a sign-up waiting for its email to be confirmed).
+    "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout raised by authentication into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -130,9 +141,11 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # django-axes first: it refuses a locked-out client or account before any password is checked.
+# allauth's backend lets the sign-in form take an email address as well as a username.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -143,6 +156,82 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- accounts: invitations, sign-up, email, single sign-on (webapp/accounts) --------
+# Sign-up is closed except through a valid invite link (a study's or an
+# organisation's): webapp.accounts.adapters. A self-made account must confirm its
+# email address before it can sign in; accounts made by researchers, the admin or
+# the demo command have no address on record and sign in as before.
+ACCOUNT_ADAPTER = "webapp.accounts.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "webapp.accounts.adapters.SocialAccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a mail scanner following the link confirms nothing
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = env.int("PREFLOOP_EMAIL_CONFIRMATION_DAYS", default=3)
+ACCOUNT_EMAIL_SUBJECT_PREFIX = env.str("PREFLOOP_EMAIL_SUBJECT_PREFIX", default="[prefloop] ")
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_SESSION_REMEMBER = None
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# Links in emails: https unless the site runs on plain HTTP (PREFLOOP_HTTPS, below).
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if env.bool("PREFLOOP_HTTPS", default=not DEBUG) else "http"
+
+# Email: printed to the console by default (development: the verification and
+# password-reset links appear in the server's log). PREFLOOP_EMAIL_URL picks a
+# back end by URL (django-environ): smtp+tls://user:password@mail.example.org:587,
+# smtp+ssl://... (TLS from the first byte, port 465), consolemail://, dummymail://.
+_EMAIL = env.email_url("PREFLOOP_EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _EMAIL["EMAIL_BACKEND"]
+EMAIL_HOST = _EMAIL.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = int(_EMAIL.get("EMAIL_PORT") or 25)
+EMAIL_HOST_USER = _EMAIL.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _EMAIL.get("EMAIL_HOST_PASSWORD") or ""
+if _EMAIL.get("EMAIL_FILE_PATH"):
+    EMAIL_FILE_PATH = _EMAIL["EMAIL_FILE_PATH"]
+EMAIL_USE_TLS = bool(_EMAIL.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_EMAIL.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = env.int("PREFLOOP_EMAIL_TIMEOUT_SECONDS", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="prefloop <noreply@localhost>")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+
+# Single sign-on through one OpenID Connect provider (Keycloak, Authentik, Entra ID,
+# Google, Okta, ...), configured here only: the button shows on the sign-in and
+# invitation pages when PREFLOOP_OIDC_SERVER_URL and PREFLOOP_OIDC_CLIENT_ID are set.
+# The provider's redirect URI is <site>/accounts/oidc/<PREFLOOP_OIDC_PROVIDER_ID>/login/callback/.
+PREFLOOP_OIDC_SERVER_URL = env.str("PREFLOOP_OIDC_SERVER_URL", default="")
+PREFLOOP_OIDC_CLIENT_ID = env.str("PREFLOOP_OIDC_CLIENT_ID", default="")
+PREFLOOP_OIDC_PROVIDER_ID = env.str("PREFLOOP_OIDC_PROVIDER_ID", default="sso")
+PREFLOOP_OIDC_NAME = env.str("PREFLOOP_OIDC_NAME", default="Single sign-on")
+# Whether anyone the provider signs in may get an account without an invite (a
+# company's own identity provider); by default only invited people and accounts
+# already linked to the provider get in.
+PREFLOOP_OIDC_OPEN_SIGNUP = env.bool("PREFLOOP_OIDC_OPEN_SIGNUP", default=False)
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "APPS": [
+            {
+                "provider_id": PREFLOOP_OIDC_PROVIDER_ID,
+                "name": PREFLOOP_OIDC_NAME,
+                "client_id": PREFLOOP_OIDC_CLIENT_ID,
+                "secret": env.str("PREFLOOP_OIDC_CLIENT_SECRET", default=""),
+                "settings": {"server_url": PREFLOOP_OIDC_SERVER_URL},
+            }
+        ]
+        if PREFLOOP_OIDC_SERVER_URL and PREFLOOP_OIDC_CLIENT_ID
+        else [],
+        # PKCE as well as the client secret: an intercepted code is worth nothing.
+        "OAUTH_PKCE_ENABLED": True,
+    }
+}
+# The identity provider vouches for its users: no second email round trip, and a new
+# account is made without a form when its username and address are free.
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the button posts, so a link elsewhere cannot start a sign-in
+SOCIALACCOUNT_STORE_TOKENS = False
 
 LANGUAGE_CODE = "en"
 # The languages the annotator pages are translated into (locale/<code>/LC_MESSAGES/django.po);

@@ -7,6 +7,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from webapp.accounts.views import InvitedSignupView, SignInView
+
 
 def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     """The icon's hashed address, looked up per request: at import time it needs
@@ -17,8 +19,15 @@ def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    # Django's sign-in view (django-axes watches it), before allauth's own at the same
+    # address: the form keeps its username and password fields, the page knows invites.
+    path("accounts/login/", SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", InvitedSignupView.as_view(), name="account_signup"),
+    # Sign-up by invitation, email confirmation, password reset, single sign-on.
+    path("accounts/", include("allauth.urls")),
+    path("orgs/", include("annotation.organisations.urls")),
+    path("api/v1/organisations/", include("annotation.organisations.api_urls")),
     path("api/v1/", include("annotation.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     # Browsers and tools ask for /favicon.ico whatever the page's <link rel="icon"> says.

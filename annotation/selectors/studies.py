@@ -28,6 +28,7 @@ from annotation.models import (
     Webhook,
     WebhookDelivery,
 )
+from annotation.organisations.models import OrganisationMember
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class StudyEntry:
     study: Study
-    role: str  # a Membership.Role value, or "admin" for a superuser who is not a member
+    # a Membership.Role value, "owner" for an owner of the study's organisation who is
+    # not a member, or "admin" for a superuser who is not a member
+    role: str
     can_annotate: bool
     can_manage: bool
     can_review: bool = False
@@ -48,36 +51,61 @@ class StudyEntry:
         """The role as the home page names it, in the page's language."""
         if self.role in Membership.Role.values:
             return str(Membership.Role(self.role).label)
+        if self.role == "owner":
+            return gettext("Organisation owner")
         return gettext("Admin")
 
 
 def studies_for_user(*, user: AnyUser) -> list[StudyEntry]:
     """The studies on the user's home page, each with what the user may do there.
 
-    Members see their studies with their role. Superusers also see every other
-    study (as "admin"); staff see only their own, like everyone else. One
-    query for memberships and at most one more for the rest.
+    Members see their studies with their role. The owners of an organisation
+    also see every study in it (as "owner"). Superusers also see every other
+    study (as "admin"); staff see only their own, like everyone else. What
+    each may do follows ``access.manages_study``: a researcher of a study in
+    an organisation manages it only while in the organisation. Three queries
+    at most, whatever the number of studies.
     """
     if not user.is_authenticated:
         return []
+    organisation_roles = dict(OrganisationMember.objects.filter(user=user).values_list("organisation_id", "role"))
+    owned = [pk for pk, role in organisation_roles.items() if role == OrganisationMember.Role.OWNER]
     entries: list[StudyEntry] = []
     seen: set[int] = set()
-    memberships = Membership.objects.filter(user=user).select_related("study").order_by("study__name", "study_id")
+    memberships = (
+        Membership.objects.filter(user=user)
+        .select_related("study", "study__organisation_link")
+        .order_by("study__name", "study_id")
+    )
     for membership in memberships:
-        is_researcher = membership.role == Membership.Role.RESEARCHER
+        link = getattr(membership.study, "organisation_link", None)
+        organisation_id = link.organisation_id if link else None
+        is_researcher = membership.role == Membership.Role.RESEARCHER and (
+            organisation_id is None or organisation_id in organisation_roles
+        )
+        manages = is_researcher or user.is_superuser or organisation_id in owned
         entries.append(
             StudyEntry(
                 study=membership.study,
                 role=membership.role,
                 can_annotate=True,
-                can_manage=is_researcher or user.is_superuser,
-                can_review=is_researcher or user.is_superuser or membership.role == Membership.Role.REVIEWER,
+                can_manage=manages,
+                can_review=manages or membership.role == Membership.Role.REVIEWER,
             )
         )
         seen.add(membership.study_id)
     if user.is_superuser:
-        for study in Study.objects.exclude(id__in=seen).order_by("name", "id"):
-            entries.append(StudyEntry(study=study, role="admin", can_annotate=True, can_manage=True, can_review=True))
+        others = Study.objects.exclude(id__in=seen).order_by("name", "id")
+        entries.extend(
+            StudyEntry(study=study, role="admin", can_annotate=True, can_manage=True, can_review=True)
+            for study in others
+        )
+    elif owned:
+        others = Study.objects.filter(organisation_link__organisation_id__in=owned).exclude(id__in=seen)
+        entries.extend(
+            StudyEntry(study=study, role="owner", can_annotate=True, can_manage=True, can_review=True)
+            for study in others.order_by("name", "id")
+        )
     return entries
 
 

@@ -4,9 +4,11 @@ Roles: anonymous; a signed-in stranger; an annotator, a reviewer and a researche
 study; an annotator and a researcher of another study only; staff without a
 membership; a staff user who is a researcher of another study (the demo's
 ``researcher`` once was: staff must not open a door membership keeps shut); a
-superuser. Each route declares its audience, and every role
-outside it must get the refusal that reveals nothing (404 for anything inside
-a study, so slugs cannot be probed; 403 for creating studies; a sign-in
+superuser; the owner of the study's organisation (who manages it without a
+membership) and a member of it who is not in the study (who gets nothing).
+Each route declares its audience, and every role outside it must get the
+refusal that reveals nothing (404 for anything inside a study or an
+organisation, so slugs cannot be probed; 403 for creating studies; a sign-in
 redirect or 401 for anonymous callers). A route missing from the table fails
 the test, so new endpoints cannot skip this check.
 """
@@ -33,6 +35,8 @@ from annotation.models import (
     Webhook,
     WebhookDelivery,
 )
+from annotation.organisations.models import OrganisationMember
+from annotation.organisations.services import organisation_create, study_organisation_set
 from annotation.services.judging import ai_judge_create
 from tests.factories import UserFactory, study_with_queue
 
@@ -47,19 +51,34 @@ ROLES = (
     "staff",
     "other_staff_researcher",
     "superuser",
+    "org_owner",
+    "org_member",
 )
 
 # Who may use a route. "member" routes are for the study's members (and
 # superusers); "researcher" routes for its researchers (and superusers). Being
 # staff lets a user create studies and open Django's admin, never into a study.
+#
+# The study belongs to an organisation: its researcher is a member of it,
+# ``org_owner`` owns it (and so manages its studies without a membership),
+# ``org_member`` is in it without being in the study (sees it listed, nothing more).
 AUDIENCE = {
     "public": set(ROLES),
     "signed_in": set(ROLES) - {"anonymous"},
+    # Creating studies and organisations: staff and researchers (of any study).
     "creator": {"researcher", "other_researcher", "staff", "other_staff_researcher", "superuser"},
-    "member": {"annotator", "reviewer", "researcher", "superuser"},
-    "review": {"reviewer", "researcher", "superuser"},
-    "researcher": {"researcher", "superuser"},
-}
+    # The new-study pages: those, and members of an organisation (who create in it).
+    "page_creator": {
+        "researcher", "other_researcher", "staff", "other_staff_researcher", "superuser", "org_owner", "org_member"
+    },
+    "member": {"annotator", "reviewer", "researcher", "superuser", "org_owner"},
+    "review": {"reviewer", "researcher", "superuser", "org_owner"},
+    "researcher": {"researcher", "superuser", "org_owner"},
+    "organisation": {"researcher", "org_owner", "org_member", "superuser"},
+    "organisation_owner": {"org_owner", "superuser"},
+}  # fmt: skip
+# Refused with 403 rather than 404: nothing inside a study or an organisation is at stake.
+CREATOR_AUDIENCES = {"creator", "page_creator"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,8 @@ class Route:
     name: str
     method: str
     # with {slug}, {token}, {job}, {generation_job}, {judge}, {webhook}, {delivery}, {version}, {comparison},
-    # {item} (a review item), {annotator} (the annotator's user id), {annotator_name} (their username), {prompt}
+    # {item} (a review item), {annotator} (the annotator's user id), {annotator_name} (their username), {prompt},
+    # {org} (the study's organisation), {org_member} (org_member's user id), {org_member_name} (their username)
     path: str
     audience: str
     api: bool = False
@@ -78,8 +98,8 @@ ROUTES = (
     # pages
     Route("login", "get", "/accounts/login/", "public"),
     Route("home", "get", "/", "signed_in"),
-    Route("study_new", "get", "/studies/create/", "creator"),
-    Route("study_create_from_file", "post", "/studies/new/", "creator"),
+    Route("study_new", "get", "/studies/create/", "page_creator"),
+    Route("study_create_from_file", "post", "/studies/new/", "page_creator"),
     Route("study_detail", "get", "/s/{slug}/", "researcher"),
     Route("study_dashboard", "get", "/s/{slug}/dashboard/", "researcher"),
     Route("study_import", "post", "/s/{slug}/import/", "researcher"),
@@ -121,6 +141,26 @@ ROUTES = (
     Route("annotate", "get", "/s/{slug}/annotate/", "member"),
     Route("annotate_submit", "post", "/s/{slug}/annotate/submit/", "member", data={"choice": "a"}),
     Route("annotate_undo", "post", "/s/{slug}/annotate/undo/", "member"),
+    # accounts (allauth's pages; the flows themselves are tested in tests/accounts/)
+    Route("account_signup", "get", "/accounts/signup/", "public"),  # closed without an invite
+    Route("account_reset_password", "get", "/accounts/password/reset/", "public"),
+    Route("account_reset_password_done", "get", "/accounts/password/reset/done/", "public"),
+    Route("account_email_verification_sent", "get", "/accounts/confirm-email/", "public"),
+    Route("account_email", "get", "/accounts/email/", "signed_in"),
+    Route("account_change_password", "get", "/accounts/password/change/", "signed_in"),
+    # organisations
+    Route("organisation_list", "get", "/orgs/", "signed_in"),
+    Route("organisation_list", "post", "/orgs/", "creator", data={"name": "Made here"}),
+    Route("organisation_detail", "get", "/orgs/{org}/", "organisation"),
+    Route(
+        "organisation_member_add",
+        "post",
+        "/orgs/{org}/members/",
+        "organisation_owner",
+        data={"username": "{annotator_name}", "role": "member"},
+    ),
+    Route("organisation_member_remove", "post", "/orgs/{org}/members/{org_member}/remove/", "organisation_owner"),
+    Route("organisation_invite_rotate", "post", "/orgs/{org}/invite/rotate/", "organisation_owner"),
     # API
     Route("api_index", "get", "/api/v1/", "public", api=True),  # links only, no data
     Route("api_token", "post", "/api/v1/auth/token/", "public", api=True),
@@ -239,12 +279,51 @@ ROUTES = (
     ),
     Route("api_leaderboard", "get", "/api/v1/studies/{slug}/leaderboard/", "researcher", api=True),
     Route("api_export", "get", "/api/v1/studies/{slug}/exports/judgments.jsonl/", "researcher", api=True),
+    Route("api_organisations", "get", "/api/v1/organisations/", "signed_in", api=True),
+    Route("api_organisations", "post", "/api/v1/organisations/", "creator", api=True, data={"name": "By API"}),
+    Route("api_organisation", "get", "/api/v1/organisations/{org}/", "organisation", api=True),
+    Route("api_organisation_invite", "post", "/api/v1/organisations/{org}/invite/", "organisation_owner", api=True),
+    Route("api_organisation_members", "get", "/api/v1/organisations/{org}/members/", "organisation", api=True),
+    Route(
+        "api_organisation_members",
+        "post",
+        "/api/v1/organisations/{org}/members/",
+        "organisation_owner",
+        api=True,
+        data={"username": "{annotator_name}", "role": "member"},
+    ),
+    Route(
+        "api_organisation_member",
+        "delete",
+        "/api/v1/organisations/{org}/members/{org_member_name}/",
+        "organisation_owner",
+        api=True,
+    ),
+    Route("api_organisation_studies", "get", "/api/v1/organisations/{org}/studies/", "organisation", api=True),
+    Route(
+        "api_organisation_studies",
+        "post",
+        "/api/v1/organisations/{org}/studies/",
+        "organisation",
+        api=True,
+        data={"name": "In the organisation"},
+    ),
 )
 # Pages that are not the app's own: Django's admin has its own staff checks,
 # logout is harmless, the invite link is meant for anyone holding it (tested
 # in test_crowd.py). The whole of a long prompt goes only to the annotator its
 # comparison was given to, finer than a role (tested in test_prompt_preview.py).
-NOT_IN_MATRIX = {"logout", "join", "annotate_prompt"}
+# allauth's other addresses are shadowed (account_login, account_logout: ours
+# answer), need a key from an email or a provider (tested in tests/accounts/), or
+# belong to flows prefloop leaves off (login and reauthentication codes).
+NOT_IN_MATRIX = {
+    "logout", "join", "annotate_prompt", "organisation_join",
+    "account_login", "account_logout", "account_inactive", "account_confirm_email", "account_set_password",
+    "account_reset_password_from_key", "account_reset_password_from_key_done", "account_confirm_login_code",
+    "account_reauthenticate", "account_request_reauthentication_code", "account_confirm_reauthentication_code",
+    "openid_connect_login", "openid_connect_callback", "socialaccount_connections", "socialaccount_login_cancelled",
+    "socialaccount_login_error", "socialaccount_signup",
+}  # fmt: skip
 
 
 def _route_names(patterns, prefix: str = "") -> set[str]:
@@ -282,6 +361,12 @@ def world(db, tmp_path, settings):
         "superuser": UserFactory(is_staff=True, is_superuser=True),
     }
     users["reviewer"] = UserFactory()
+    users["org_owner"] = UserFactory()
+    users["org_member"] = UserFactory()
+    organisation = organisation_create(name="Lab", created_by=users["org_owner"])
+    for role in ("researcher", "org_member"):
+        OrganisationMember.objects.create(organisation=organisation, user=users[role])
+    study_organisation_set(study=study, organisation=organisation)
     for role, target in (
         ("annotator", study),
         ("reviewer", study),
@@ -307,7 +392,8 @@ def world(db, tmp_path, settings):
     hook = Webhook.objects.create(study=study, url="http://127.0.0.1:9/hook", events=["model.published"])
     delivery = WebhookDelivery.objects.create(webhook=hook, event="model.published", status="failed")
     item = ReviewItem.objects.create(study=study, comparison=study.comparisons.order_by("id").first(), reasons=[])
-    return {"study": study, "users": users, "job": job, "generation_job": generation_job, "judge": judge,
+    return {"study": study, "users": users, "organisation": organisation, "job": job,
+            "generation_job": generation_job, "judge": judge,
             "webhook": hook, "delivery": delivery, "item": item}  # fmt: skip
 
 
@@ -350,6 +436,9 @@ def test_permission_matrix(world, route: Route, role: str):
         "annotator": world["users"]["annotator"].pk,
         "annotator_name": world["users"]["annotator"].username,
         "comparison": study.comparisons.order_by("id").values_list("id", flat=True).first(),
+        "org": world["organisation"].slug,
+        "org_member": world["users"]["org_member"].pk,
+        "org_member_name": world["users"]["org_member"].username,
     }
     client = _client(world, role, route.api)
     path = _fill(route.path, values)
@@ -369,7 +458,7 @@ def test_permission_matrix(world, route: Route, role: str):
         assert refused_to_sign_in or response.status_code in (401, 403), (
             f"anonymous {route.method.upper()} {path} gave {response.status_code}"
         )
-    elif route.audience == "creator":
+    elif route.audience in CREATOR_AUDIENCES:
         assert response.status_code == 403, f"{role} {route.method.upper()} {path} gave {response.status_code}"
     else:
         assert response.status_code == 404, f"{role} {route.method.upper()} {path} gave {response.status_code}"
@@ -384,6 +473,9 @@ def test_permission_matrix(world, route: Route, role: str):
         assert ReviewItem.objects.get(pk=world["item"].pk).status == "open", "a refused request settled a review"
         assert list(ReviewItem.objects.values_list("reasons", flat=True)) == [[]], "a refused request sent to review"
         assert not Membership.objects.filter(flagged=True).exists(), "a refused request flagged someone"
+        organisation = world["organisation"]
+        assert OrganisationMember.objects.filter(organisation=organisation).count() == 3, "a refused request changed"
+        assert organisation.invite_token == type(organisation).objects.get(pk=organisation.pk).invite_token
 
 
 def test_annotators_see_only_their_own_judgments_and_no_exports(world):
