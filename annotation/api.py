@@ -1203,6 +1203,7 @@ class JudgmentList(APIView):
                 aspect_ratings=data.get("aspect_ratings"),
                 time_on_task_ms=data.get("time_on_task_ms"),
                 client_info={"via": "api"},
+                feedback=serializers.feedback_of(data),
             )
         except AnnotationError as exc:
             return _error(str(exc))

@@ -133,6 +133,12 @@ class StudySettingsForm(forms.ModelForm):
         help_text="Aspects every response is rated on from 1 to 5, separated by commas "
         "(e.g. helpfulness, honesty); empty for none.",
     )
+    feedback_tags = forms.CharField(
+        label="Issue tags",
+        required=False,
+        help_text="Problems annotators can tag in a response, separated by commas "
+        "(e.g. factual error, unsafe, off topic); empty for none.",
+    )
     review_rules = forms.MultipleChoiceField(
         label="Send to review when",
         required=False,
@@ -152,12 +158,13 @@ class StudySettingsForm(forms.ModelForm):
             "list_size": forms.NumberInput(attrs={"min": 2, "max": 8}),
             "evaluation_rate": forms.NumberInput(attrs={"min": 0, "max": 0.5, "step": 0.05}),
         }
-        labels = {"list_size": "List size (K)"}
+        labels = {"list_size": "List size (K)", "tag_spans": "Tagged spans", "allow_rewrite": "Better responses"}
 
     def __init__(self, *args, locked: tuple[str, ...] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["aspects"] = ", ".join(self.instance.aspects or [])
+            self.initial["feedback_tags"] = ", ".join(self.instance.feedback_tags or [])
         # The model's positive-integer fields would let the browser offer 0; the
         # study's own minimums (checked again by Study.clean) are these.
         self.fields["overlap"].widget.attrs["min"] = 1
@@ -186,6 +193,7 @@ class StudySettingsForm(forms.ModelForm):
                 "highlight_diff",
             ),
         ),
+        ("Richer feedback", ("feedback_tags", "tag_spans", "allow_rewrite")),
         ("Quality control", ("gold_rate", "gold_min_accuracy")),
         ("Review", ("review_rules", "review_confidence", "amend_seconds")),
         (
@@ -210,6 +218,10 @@ class StudySettingsForm(forms.ModelForm):
 
     def clean_aspects(self) -> list[str]:
         raw = self.cleaned_data.get("aspects") or ""
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    def clean_feedback_tags(self) -> list[str]:
+        raw = self.cleaned_data.get("feedback_tags") or ""
         return [part.strip() for part in raw.split(",") if part.strip()]
 
     def settings(self) -> dict:

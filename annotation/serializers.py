@@ -22,6 +22,7 @@ from annotation.imports import registry as import_formats
 from annotation.imports.storable import printable, value_problem
 from annotation.models import (
     LIKERT_POINTS,
+    MAX_FEEDBACK_TAGS,
     REVIEW_REASONS,
     Assignment,
     GenerationJob,
@@ -35,6 +36,7 @@ from annotation.models import (
     WebhookDelivery,
 )
 from annotation.services import STUDY_SETTINGS
+from annotation.services.feedback import MAX_REWRITE_CHARS, MAX_SPANS, Feedback, SpanMark
 
 # --- sign-in ---------------------------------------------------------------------
 
@@ -92,6 +94,9 @@ class StudyAnnotatorOutput(serializers.ModelSerializer):
             "ask_rationale",
             "aspects",
             "allow_skip",
+            "feedback_tags",
+            "tag_spans",
+            "allow_rewrite",
         )
         read_only_fields = fields
 
@@ -240,12 +245,30 @@ def judgment_data(judgment: Judgment) -> dict[str, Any]:
         "created_at": _datetime_out(judgment.created_at),
         "review_state": str(judgment.review_state or ""),
         "adjudicated_ranking": judgment.adjudicated_ranking,
+        "response_tags": judgment.response_tags or {},
+        "spans": judgment.spans or [],
+        "rewrite_id": judgment.rewrite_id,
         "created": bool(judgment.created),
     }
 
 
 # A pair's answers (a list is answered with a ranking): named PairChoiceEnum in the schema.
 PAIR_CHOICES = [c for c in Judgment.Choice.values if c != Judgment.Choice.RANKED]
+
+
+class SpanInput(serializers.Serializer):
+    position = serializers.IntegerField(min_value=0, max_value=63, help_text="The response's position (0 = A).")
+    start = serializers.IntegerField(min_value=0, help_text="First character (Unicode code points into its text).")
+    end = serializers.IntegerField(min_value=1, help_text="One past the last character.")
+    tag = serializers.CharField(max_length=40, help_text="One of the study's feedback_tags.")
+
+
+class SpanOutput(serializers.Serializer):
+    candidate_id = serializers.IntegerField()
+    start = serializers.IntegerField()
+    end = serializers.IntegerField()
+    tag = serializers.CharField()
+    text = serializers.CharField(help_text="The span's text.")
 
 
 class JudgmentInput(serializers.Serializer):
@@ -268,6 +291,38 @@ class JudgmentInput(serializers.Serializer):
         help_text='{"<position>": {"<aspect>": 1..5}} for every position and aspect of the study.',
     )
     time_on_task_ms = serializers.IntegerField(required=False, min_value=0, max_value=24 * 60 * 60 * 1000)
+    tags = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(max_length=40), max_length=MAX_FEEDBACK_TAGS),
+        required=False,
+        help_text='Issue tags per response, from the study\'s feedback_tags: {"<position>": ["<tag>", …]}.',
+    )
+    spans = serializers.ListField(
+        child=SpanInput(),
+        required=False,
+        max_length=MAX_SPANS,
+        help_text="Tagged spans, when the study's tag_spans is on.",
+    )
+    rewrite = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=MAX_REWRITE_CHARS,
+        help_text="A better response, when the study's allow_rewrite is on: it becomes a new response to the "
+        "prompt, with you as its author.",
+    )
+    rewrite_of = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=63,
+        help_text="Position of the response the rewrite started from; leave out for one written from scratch.",
+    )
+
+    def validate_tags(self, value: dict) -> dict[int, list[str]]:
+        try:
+            return {int(position): names for position, names in value.items()}
+        except ValueError:
+            raise serializers.ValidationError("Keys are candidate positions (0, 1, …).") from None
 
     def validate_ranking(self, value: list) -> list[list[int]]:
         groups: list[list[int]] = []
@@ -290,6 +345,16 @@ class JudgmentInput(serializers.Serializer):
         return attrs
 
 
+def feedback_of(data: dict) -> Feedback:
+    """The richer feedback of a validated ``JudgmentInput``, for ``judgment_submit``."""
+    return Feedback(
+        tags=data.get("tags") or {},
+        spans=[SpanMark(**span) for span in data.get("spans") or []],
+        rewrite=data.get("rewrite") or "",
+        rewrite_of=data.get("rewrite_of"),
+    )
+
+
 class JudgmentOutput(serializers.ModelSerializer):
     created = serializers.BooleanField(help_text="False when this comparison was already answered (a replay).")
     ranking = serializers.JSONField(help_text="Candidate ids best first; tied candidates share an inner list.")
@@ -305,6 +370,13 @@ class JudgmentOutput(serializers.ModelSerializer):
     )
     adjudicated_ranking = serializers.JSONField(
         allow_null=True, help_text="When overturned, the reviewer's ranking (the label the reward model learns)."
+    )
+    response_tags = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="Issue tags by candidate id."
+    )
+    spans = SpanOutput(many=True)
+    rewrite_id = serializers.IntegerField(
+        allow_null=True, help_text="The candidate made from the better response written with this answer."
     )
 
     class Meta:
@@ -322,6 +394,9 @@ class JudgmentOutput(serializers.ModelSerializer):
             "created_at",
             "review_state",
             "adjudicated_ranking",
+            "response_tags",
+            "spans",
+            "rewrite_id",
             "created",
         )
         read_only_fields = fields

@@ -56,6 +56,7 @@ from annotation.services import (
     judgment_submit,
     judgment_undo,
 )
+from annotation.services.feedback import MAX_SPANS, Feedback, SpanMark
 from annotation.services.prompt_opt import prompt_optimisation_status
 
 # A time on task beyond a day is a tab left open, not work; it is dropped.
@@ -103,6 +104,9 @@ def _ui_text() -> dict[str, str]:
         "moved": gettext("Response %(label)s moved to place %(place)s."),
         "tied": gettext("Response %(label)s tied with response %(above)s."),
         "untied": gettext("Response %(label)s no longer tied."),
+        "span_empty": gettext("Select some words in the box first."),
+        "span_remove": gettext("Remove"),
+        "rewrite_replace": gettext("Replace what you wrote with response %(label)s?"),
     }
 
 
@@ -131,6 +135,7 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
         place = _optional_int(post.get(f"rank_{candidate.position}"), upper=64) if again else None
         rank_items.append({"candidate": candidate, "place": place or index + 1})
     rank_items.sort(key=lambda item: item["place"])
+    feedback = _feedback_context(study, comparison, post if again else None)
     for previous, item in pairwise(rank_items):
         item["tied"] = item["place"] == previous["place"]
     return {
@@ -142,6 +147,7 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
         "places": range(1, len(comparison.candidates) + 1) if comparison else range(0),
         "aspect_rows": rows,
         "rank_items": rank_items,
+        "feedback": feedback,
         "likert": [str(n) for n in range(1, LIKERT_POINTS + 1)],
         "skip_reasons": Assignment.SkipReason.choices,
         "posted": {
@@ -151,6 +157,93 @@ def _comparison_context(*, study: Study, user, lease: Lease | None, error: str =
             "skipping": again and post.get("choice") == "skip",
         },
     }
+
+
+def _feedback_context(study: Study, comparison, post) -> dict | None:
+    """What the feedback panel (``_feedback.html``) shows: the study's issue tags
+    per response, the span marker, the box for a better response; with a
+    refused answer's ``post``, what the annotator had ticked, marked and written.
+    None when the study asks for none of it."""
+    if comparison is None:
+        return None
+    tags = [t.strip() for t in study.feedback_tags or []]
+    spans_on = bool(study.tag_spans and tags and comparison.responses)
+    rewrite_on = bool(study.allow_rewrite and comparison.responses and comparison.prompt is not None)
+    if not (tags or spans_on or rewrite_on):
+        return None
+    rows = []
+    for candidate in comparison.candidates:
+        ticked = set(post.getlist(f"tag_{candidate.position}")) if post else set()
+        rows.append(
+            {
+                "label": candidate.label,
+                "position": candidate.position,
+                "tags": [{"name": tag, "checked": tag in ticked} for tag in tags],
+                # Spans are marked in a response's plain text: not an image's or a conversation's.
+                "markable": spans_on and not candidate.image_url and not candidate.messages,
+                "writable": rewrite_on and not candidate.image_url and not candidate.messages,
+                "text": candidate.text,
+            }
+        )
+    marked = []
+    for span in _posted_spans(post) if post else []:
+        if 0 <= span.position < len(comparison.candidates):
+            text = comparison.candidates[span.position].text
+            marked.append(
+                {
+                    "label": _label_of(span.position),
+                    "value": f"{span.position}:{span.start}:{span.end}:{span.tag}",
+                    "tag": span.tag,
+                    "text": text[span.start : span.end],
+                }
+            )
+    rewrite = post.get("rewrite_text", "") if post else ""
+    return {
+        "tags": tags,
+        "spans": spans_on and any(row["markable"] for row in rows),
+        "rewrite": rewrite_on,
+        "rows": rows,
+        # JSON in an attribute keeps every character of the texts (HTML would turn "\r\n" into "\n").
+        "texts_json": json.dumps(
+            {row["position"]: row["text"] for row in rows if row["markable"] or row["writable"]}, ensure_ascii=False
+        ),
+        "marked": marked,
+        "rewrite_text": rewrite,
+        "rewrite_of": post.get("rewrite_of", "") if post else "",
+        "open": bool(marked or rewrite.strip() or any(tag["checked"] for row in rows for tag in row["tags"])),
+    }
+
+
+def _label_of(position: int) -> str:
+    return chr(ord("A") + position)
+
+
+def _posted_spans(post) -> list[SpanMark]:
+    """``span`` fields, each "<position>:<start>:<end>:<tag>" (annotate's span
+    marker writes them); unreadable ones are left out."""
+    spans = []
+    for value in post.getlist("span")[: MAX_SPANS + 1]:
+        position, start, end, tag = [*value.split(":", 3), "", "", ""][:4]
+        numbers = [_optional_int(n, upper=10**9) for n in (position, start, end)]
+        if None not in numbers and tag:
+            spans.append(SpanMark(position=numbers[0], start=numbers[1], end=numbers[2], tag=tag))
+    return spans
+
+
+def _posted_feedback(post) -> Feedback:
+    """Issue tags (``tag_<position>`` boxes), spans and a written response from the answer form."""
+    tags: dict[int, list[str]] = {}
+    for key in post:
+        if key.startswith("tag_"):
+            position = _optional_int(key.removeprefix("tag_"), upper=64)
+            if position is not None:
+                tags[position] = post.getlist(key)
+    return Feedback(
+        tags=tags,
+        spans=_posted_spans(post),
+        rewrite=post.get("rewrite_text", ""),
+        rewrite_of=_optional_int(post.get("rewrite_of"), upper=64),
+    )
 
 
 def _choices(study: Study) -> list[dict]:
@@ -325,6 +418,7 @@ def annotate_submit(request: HttpRequest, slug: str) -> HttpResponse:
                 aspect_ratings=_posted_aspect_ratings(request.POST, study=study),
                 time_on_task_ms=_optional_int(request.POST.get("time_on_task_ms"), upper=MAX_TIME_ON_TASK_MS),
                 client_info={"via": "htmx" if request.htmx else "form"},
+                feedback=_posted_feedback(request.POST),
             )
         except AnnotationError as exc:
             error = str(exc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from annotation.exports.kinds import dpo, judgments, rankings, skips
+from annotation.exports.kinds import dpo, judgments, rankings, sft, skips
 from annotation.exports.schema import Forms, RecordKind
 from annotation.exports.writers import CSV, DATASET_ZIP, JSONL, PARQUET, Writer
 from annotation.models import Study
@@ -139,6 +139,8 @@ EXPORTS: tuple[Export, ...] = (
     Export(judgments.KIND, PARQUET),
     Export(dpo.KIND, DATASET_ZIP),
     Export(judgments.KIND, DATASET_ZIP),
+    Export(sft.KIND, JSONL),
+    Export(sft.KIND, PARQUET),
 )
 
 _CATALOGUE = Catalogue(

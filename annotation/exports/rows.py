@@ -111,6 +111,11 @@ class JudgmentRow:
     review_state: str = ""
     adjudicated_choice: str = ""
     adjudicated_groups: list[list[int]] | None = None
+    # Richer feedback: issue tags {candidate id: [tag, …]}, tagged spans, and the
+    # candidate made from the better response written with the answer.
+    response_tags: dict = field(default_factory=dict)
+    spans: list = field(default_factory=list)
+    rewrite_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ def _prompt_of(prompt_id: int | None, ids: Iterable[int], candidates: dict, prom
     return prompts.get(prompt_id) if prompt_id is not None else None
 
 
-def _id_chunks(rows: QuerySet, fields: tuple[str, ...]) -> Iterator[list[tuple]]:
+def id_chunks(rows: QuerySet, fields: tuple[str, ...]) -> Iterator[list[tuple]]:
     """``fields`` of ``rows`` (the first being ``id``) in id order, CHUNK_SIZE at
     a time, by keyset pagination: each chunk is one indexed query, and memory
     stays flat whatever the size of the study."""
@@ -223,9 +228,9 @@ def judgment_chunks(
         "id", "comparison_id", "annotator_id", username, "choice", "ranking", "strength", "rationale",
         "aspect_ratings", "shown_order", "time_on_task_ms", "client_info", "created_at", *_CHOSEN_FIELDS,
         "annotator__ai_judge__id", "comparison__task_input__text", "review_state", "adjudicated_choice",
-        "adjudicated_ranking",
+        "adjudicated_ranking", "response_tags", "spans", "rewrite_id",
     )  # fmt: skip
-    for rows in _id_chunks(judgments, fields):
+    for rows in id_chunks(judgments, fields):
         if adjudicated:
             rows = [
                 (*row[:4], row[23], row[24], *row[6:]) if row[22] == Judgment.ReviewState.OVERTURNED else row
@@ -259,6 +264,9 @@ def judgment_chunks(
                     review_state=row[22] or "",
                     adjudicated_choice=row[23] or "",
                     adjudicated_groups=_groups(row[24]) if row[24] is not None else None,
+                    response_tags=row[25] or {},
+                    spans=row[26] or [],
+                    rewrite_id=row[27],
                 )
             )
         yield chunk
@@ -273,7 +281,7 @@ def skip_chunks(study: Study, *, pseudonymise: bool) -> Iterator[list[SkipRow]]:
         "id", "comparison_id", "annotator_id", username, "skip_reason", "skip_note", "leased_at", "display_order",
         *_CHOSEN_FIELDS,
     )  # fmt: skip
-    for rows in _id_chunks(skips, fields):
+    for rows in id_chunks(skips, fields):
         # A lease records its display order; the items give it for leases made before that.
         items: dict[int, list[int]] = {}
         for comparison_id, candidate_id in (

@@ -127,6 +127,9 @@ class ComparisonDisplay:
     # How texts are read (rendering.TextFormat): Markdown when the prompt is
     # declared Markdown, else decided text by text.
     text_format: str = TextFormat.AUTO
+    # The candidates are responses to a prompt (not a prompt-optimisation
+    # comparison's outputs of instructions): they can be marked and rewritten.
+    responses: bool = True
 
     @property
     def has_diff(self) -> bool:
@@ -177,7 +180,11 @@ def comparison_for_display(
     )
     text_format = TextFormat.MARKDOWN if prompt and prompt.is_markdown else TextFormat.AUTO
     return ComparisonDisplay(
-        comparison_id=assignment.comparison_id, prompt=prompt, candidates=candidates, text_format=text_format
+        comparison_id=assignment.comparison_id,
+        prompt=prompt,
+        candidates=candidates,
+        text_format=text_format,
+        responses=bool(items) and items[0].task_input is None,
     )
 
 

@@ -393,7 +393,7 @@ def prompt_detail(*, study: Study, prompt_id: int) -> PromptDetail:
     scores: dict[int, dict] = {}
     if live is not None:
         scores = {int(row["candidate"]): row for row in _board(live[0], prompt.id).get("leaderboard") or []}
-    candidates = list(Candidate.objects.filter(prompt=prompt).order_by("id"))
+    candidates = list(Candidate.objects.filter(prompt=prompt).select_related("author").order_by("id"))
     candidates.sort(key=lambda c: (-(scores.get(c.id) or {}).get("mean", float("-inf")), c.id))
     letter = {c.id: letter_of(i) for i, c in enumerate(candidates)}
     comparisons = list(Comparison.objects.filter(prompt=prompt).order_by("id"))
@@ -416,9 +416,13 @@ def prompt_detail(*, study: Study, prompt_id: int) -> PromptDetail:
             if j.review_state == Judgment.ReviewState.OVERTURNED
             else ""
         )
+        # Richer feedback in the page's letters: "B: unsafe, off topic", "B “Sydney”: factual error".
+        flagged = [
+            f"{letter.get(int(cid), '?')}: {', '.join(tags)}" for cid, tags in sorted((j.response_tags or {}).items())
+        ] + [f"{letter.get(s['candidate_id'], '?')} “{s['text']}”: {s['tag']}" for s in j.spans or []]
         answers.setdefault(j.comparison_id, []).append(
             {"judgment": j, "annotator": names.get(j.annotator_id, f"user {j.annotator_id}"), "said": said,
-             "adjudicated": adjudicated}
+             "adjudicated": adjudicated, "flagged": flagged, "wrote": letter.get(j.rewrite_id)}
         )  # fmt: skip
     return PromptDetail(
         prompt=prompt,

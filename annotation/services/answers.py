@@ -14,6 +14,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -21,6 +22,7 @@ from annotation import loop
 from annotation.models import (
     LIKERT_POINTS,
     Assignment,
+    Candidate,
     Comparison,
     ComparisonItem,
     Judgment,
@@ -29,6 +31,7 @@ from annotation.models import (
     in_display_order,
 )
 from annotation.services.errors import InvalidAnswer, NotAssigned
+from annotation.services.feedback import Feedback, feedback_validate, rewrite_store
 from annotation.services.leasing import comparison_status_refresh
 from annotation.services.retry import retry_transaction
 from models_runtime.evaluation import evaluation_draw
@@ -74,6 +77,7 @@ def judgment_submit(
     aspect_ratings: dict[int, dict[str, int]] | None = None,
     time_on_task_ms: int | None = None,
     client_info: dict | None = None,
+    feedback: Feedback | None = None,
 ) -> Submission:
     """Save an annotator's answer to a comparison they were given.
 
@@ -83,7 +87,9 @@ def judgment_submit(
     (0 = first shown), best group first, every position exactly once, a group
     of two or more being a tie. ``aspect_ratings`` maps shown positions to
     ``{aspect: 1..5}`` for every aspect of the study; ``rationale`` is checked
-    against the study's setting. Every rule is checked before anything is
+    against the study's setting; ``feedback`` (issue tags, tagged spans, a
+    better response) against what the study asks for (``services.feedback``),
+    a written response becoming a candidate of the prompt. Every rule is checked before anything is
     written, and the message of a refusal says what to fix. Idempotent: a
     second submit for the same comparison returns the first judgment
     unchanged (``created=False``). An answer arriving after the lease expired
@@ -116,6 +122,8 @@ def judgment_submit(
     strength = _strength_validate(study, choice=choice, strength=strength)
     rationale = _rationale_validate(study, rationale)
     ratings = _aspect_ratings_validate(study, aspect_ratings or {}, item_ids=item_ids)
+    checked = feedback_validate(study, feedback, comparison_id=comparison_id, item_ids=item_ids)
+    rewrite = rewrite_store(study=study, feedback=checked, author=annotator)
     judgment = _judgment_insert(
         study_id=study.id,
         comparison_id=comparison_id,
@@ -129,6 +137,9 @@ def judgment_submit(
         time_on_task_ms=time_on_task_ms,
         client_info=client_info or {},
         evaluation=in_evaluation_set(study_id=study.id, item_key=item_key, rate=study.evaluation_rate),
+        response_tags=checked.response_tags,
+        spans=checked.spans,
+        rewrite_id=rewrite.pk if rewrite is not None else None,
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -168,9 +179,11 @@ def _answer_target(*, study_id: int, comparison_id: int, annotator_id: int) -> t
     return item_key, assignment_id, display_order, bool(answered)
 
 
+# In the model's field order: ``Model.from_db`` reads the values in that order.
 _JUDGMENT_COLUMNS = (
     "study_id", "comparison_id", "annotator_id", "choice", "ranking", "strength", "rationale", "aspect_ratings",
-    "shown_order", "time_on_task_ms", "client_info", "evaluation", "created_at",
+    "shown_order", "time_on_task_ms", "client_info", "response_tags", "spans", "rewrite_id", "evaluation",
+    "created_at",
 )  # fmt: skip
 
 
@@ -380,8 +393,8 @@ def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int
     is leased to the annotator again, to be answered first.
 
     Only the annotator's own judgment, and only within ``UNDO_SECONDS_ALLOWED``
-    of giving it. The loop is told on commit, so the next model leaves the
-    answer out.
+    of giving it; a response written with it goes too. The loop is told on
+    commit, so the next model leaves the answer out.
     """
     judgment = (
         Judgment.objects.select_for_update()
@@ -394,8 +407,14 @@ def judgment_undo(*, study: Study, annotator: AbstractBaseUser, judgment_id: int
     now = timezone.now()
     if judgment.created_at < now - timedelta(seconds=UNDO_SECONDS_ALLOWED):
         raise InvalidAnswer(gettext("That answer is too old to undo."))
-    comparison_id = judgment.comparison_id
+    comparison_id, rewrite_id = judgment.comparison_id, judgment.rewrite_id
     judgment.delete()
+    if rewrite_id is not None:
+        # The response written with the answer is taken back too, unless the
+        # loop has already put it in a comparison (it is then part of the study).
+        Candidate.objects.filter(id=rewrite_id).exclude(
+            Exists(ComparisonItem.objects.filter(candidate_id=OuterRef("id")))
+        ).delete()
     Assignment.objects.filter(comparison_id=comparison_id, annotator=annotator).update(
         status=Assignment.Status.ACTIVE, expires_at=now + timedelta(seconds=study.lease_seconds)
     )

@@ -53,7 +53,7 @@ STUDY_SETTINGS = (
     "ask_rationale", "aspects", "allow_skip", "blind", "highlight_diff", "strategy", "strategy_params", "model_type",
     "model_params", "features", "overlap", "budget", "gold_rate", "gold_min_accuracy", "annotator_quota",
     "completion_code", "completion_url", "lease_seconds", "queue_low_water", "queue_target", "evaluation_rate",
-    "review_rules", "review_confidence", "amend_seconds",
+    "review_rules", "review_confidence", "amend_seconds", "feedback_tags", "tag_spans", "allow_rewrite",
 )  # fmt: skip
 # These shape the comparisons themselves: fixed once anyone has answered one.
 STUDY_SETTINGS_LOCKED_AFTER_JUDGMENTS = ("mode", "list_size")

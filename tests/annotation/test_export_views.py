@@ -41,7 +41,8 @@ def test_researchers_download_every_text_format(studies: Studies, client_for, ke
     assert response["Content-Type"] == registry.get(key).content_type
     assert response["Cache-Control"] == "private, no-store"
     kind, suffix = key.split(".")
-    form = "-text" if kind == "dpo" else ""  # plain-text prompts: DPO pairs default to the text form
+    # Plain-text prompts: DPO pairs default to the text form, written responses to prompt/completion.
+    form = {"dpo": "-text", "sft": "-prompt_completion"}.get(kind, "")
     name = f"{studies.pairwise.slug}-{kind}{form}-pseudonymised.{suffix}"
     assert response["Content-Disposition"] == f'attachment; filename="{name}"'
     data = b"".join(response.streaming_content)

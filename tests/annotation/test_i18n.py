@@ -37,7 +37,7 @@ ANNOTATOR_TEMPLATES = [
         for name in (
             "annotate.html", "_comparison.html", "_answer_extras.html", "_progress.html", "_prompt.html",
             "_candidate_body.html", "study_closed.html", "join_refused.html", "join_signed_in.html",
-            "prompt_whole.html", "home.html", "my_answers.html", "answer_amend.html",
+            "prompt_whole.html", "home.html", "my_answers.html", "answer_amend.html", "_feedback.html",
         )
     ),
 ]  # fmt: skip

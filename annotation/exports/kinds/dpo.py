@@ -136,7 +136,7 @@ def hh_transcript(messages: list[dict[str, str]]) -> str:
     return "".join(parts) + ASSISTANT_CUE
 
 
-def _spaced(reply: str, *, after: str) -> str:
+def spaced_reply(reply: str, *, after: str) -> str:
     """``reply`` with a space in front when it would otherwise run into ``after``
     (TRL joins prompt and reply with nothing between them)."""
     if after and not after[-1].isspace() and not reply[:1].isspace():
@@ -165,7 +165,7 @@ def text_pair(prompt: PromptText | None) -> Pair:
     text = hh_transcript(messages) if messages else (prompt.text if prompt else "")
 
     def pair(chosen: str, rejected: str) -> tuple[Any, Any, Any]:
-        return text, _spaced(chosen, after=text), _spaced(rejected, after=text)
+        return text, spaced_reply(chosen, after=text), spaced_reply(rejected, after=text)
 
     return pair
 

@@ -11,7 +11,12 @@ an overturned judgment ``adjudicated_choice`` and ``adjudicated_ranking`` are th
 reviewer's label, which the reward model learns, while ``choice`` and
 ``ranking`` stay the annotator's), the prompt, the
 candidates, and how the comparison was chosen (strategy, reward-model version,
-score, selection propensity, gold flag and answer). In CSV, lists and objects
+score, selection propensity, gold flag and answer). Richer feedback, where the
+study asks for it: ``response_tags`` ``{candidate id: [tag, …]}``, ``spans``
+(each with its candidate id, code-point offsets ``start``/``end`` into that
+candidate's text, end exclusive, its tag and the text it covers) and
+``rewrite_id``, the candidate made from the better response the annotator wrote
+(the *SFT* export holds those responses with their prompts). In CSV, lists and objects
 are JSON text in their cell, and free text that a spreadsheet would run as a
 formula (a rationale ``=HYPERLINK(...)``) gets a leading quote unless the
 download asks for it raw (see ``writers``).
@@ -33,8 +38,10 @@ from annotation.exports.kinds.shared import (
     prompt_fields,
 )
 from annotation.exports.rows import JudgmentRow, judgment_chunks
-from annotation.exports.schema import INT64, JSON, STRING, TIMESTAMP, RecordKind, Schema, list_of
+from annotation.exports.schema import INT32, INT64, JSON, STRING, TIMESTAMP, RecordKind, Schema, list_of, struct_of
 from annotation.models import Study
+
+SPANS = list_of(struct_of(("candidate_id", INT64), ("start", INT32), ("end", INT32), ("tag", STRING), ("text", STRING)))
 
 SCHEMA = Schema(
     *ANSWER_COLUMNS,
@@ -49,6 +56,9 @@ SCHEMA = Schema(
     ("review_state", STRING),
     ("adjudicated_choice", STRING),
     ("adjudicated_ranking", list_of(list_of(INT64))),
+    ("response_tags", JSON),
+    ("spans", SPANS),
+    ("rewrite_id", INT64),
     *PROMPT_COLUMNS,
     ("candidates", CANDIDATES),
     *CHOSEN_COLUMNS,
@@ -71,6 +81,9 @@ def judgment_record(study: Study, row: JudgmentRow) -> dict[str, Any]:
         "review_state": row.review_state,
         "adjudicated_choice": row.adjudicated_choice,
         "adjudicated_ranking": row.adjudicated_groups,
+        "response_tags": row.response_tags,
+        "spans": row.spans,
+        "rewrite_id": row.rewrite_id,
         **prompt_fields(row.prompt),
         "candidates": candidate_list(ids, row.shown_order, row.candidates),
         **chosen_fields(row.chosen_by),

@@ -18,6 +18,7 @@ from annotation.exports import registry
 from annotation.exports.writers import CSV, JSONL
 from annotation.models import Assignment, Candidate, ComparisonItem, Judgment, Membership, Study
 from annotation.services import assignment_lease_next, assignment_skip, judgment_submit
+from annotation.services.feedback import Feedback, SpanMark
 from tests.factories import UserFactory, study_with_queue
 
 TRICKY_RATIONALE = 'A is "clearer", shorter,\nand right.'
@@ -89,7 +90,8 @@ def answered_studies(make_member) -> Studies:
     one skip; a listwise study of 3 answered with a strict and a tied ranking."""
     pairwise = study_with_queue(
         n_prompts=3, n_candidates=3, allow_both_bad=True, ask_strength=True, aspects=["helpfulness"],
-        ask_rationale=Study.RationaleMode.OPTIONAL, blind=True,
+        ask_rationale=Study.RationaleMode.OPTIONAL, blind=True, feedback_tags=["unsafe", "off topic"],
+        tag_spans=True, allow_rewrite=True,
     )  # fmt: skip
     listwise = study_with_queue(n_prompts=2, n_candidates=4, mode=Study.Mode.LISTWISE, list_size=3, blind=True)
     researcher = make_member(pairwise, Membership.Role.RESEARCHER, username="res")
@@ -100,7 +102,14 @@ def answered_studies(make_member) -> Studies:
     s = Studies(pairwise=pairwise, listwise=listwise, researcher=researcher, alice=alice, bob=bob)
 
     _answer(s, pairwise, alice, choice="a", strength="strong", rationale=TRICKY_RATIONALE, flip=True)
-    _answer(s, pairwise, alice, choice="b", strength="slight")
+    # With richer feedback: tags on both, a span of A, and a better response started from A.
+    feedback = Feedback(
+        tags={0: ["off topic", "unsafe"], 1: ["unsafe"]},
+        spans=[SpanMark(position=0, start=0, end=4, tag="unsafe")],
+        rewrite="A better reply, written by hand.",
+        rewrite_of=0,
+    )
+    _answer(s, pairwise, alice, choice="b", strength="slight", feedback=feedback)
     _answer(s, pairwise, alice, choice="tie")
     _answer(s, pairwise, bob, choice="both_bad")
     skipped = _lease(pairwise, bob)

@@ -55,6 +55,11 @@ def test_downloads_keep_their_keys_labels_file_names_and_content_types():
             "judgments-dataset.zip", "All judgments (datasets save_to_disk folder, zipped)",
             "s-judgments-dataset.zip", "s-judgments-pseudonymised-dataset.zip", zip_,
         ),
+        ("sft.jsonl", "Written responses (SFT) (JSON lines)", "s-sft.jsonl", "s-sft-pseudonymised.jsonl", ndjson),
+        (
+            "sft.parquet", "Written responses (SFT) (Hugging Face parquet)", "s-sft.parquet",
+            "s-sft-pseudonymised.parquet", parquet,
+        ),
     ]  # fmt: skip
     assert registry.known_keys() == [row[0] for row in table]
 
