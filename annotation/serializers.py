@@ -59,7 +59,9 @@ STUDY_SETTINGS_FIELDS = STUDY_SETTINGS
 class StudyOutput(serializers.ModelSerializer):
     """What a study's researchers (and superusers) see: its full settings."""
 
-    role = serializers.SerializerMethodField(help_text="Your role here: researcher, or admin (a superuser).")
+    role = serializers.SerializerMethodField(
+        help_text="Your role here: researcher, owner (of the study's organisation) or admin (a superuser)."
+    )
     # A URL or empty: a URLField's schema would say "format: uri", which "" is not.
     completion_url = serializers.CharField(help_text="Where participants go when done (a URL), or empty.")
 
@@ -68,7 +70,7 @@ class StudyOutput(serializers.ModelSerializer):
         fields = ("slug", "status", "role", *STUDY_SETTINGS_FIELDS, "created_at", "updated_at")
         read_only_fields = fields
 
-    @extend_schema_field({"type": "string", "enum": ["researcher", "admin"]})
+    @extend_schema_field({"type": "string", "enum": ["researcher", "owner", "admin"]})
     def get_role(self, study: Study) -> str:
         return self.context.get("roles", {}).get(study.pk, "admin")
 

@@ -28,8 +28,7 @@ from annotation.imports.jobs import import_job_skipped_report
 from annotation.imports.records import ImportFileError, ImportResult, import_summary
 from annotation.imports.upload import import_upload, study_create_from_upload
 from annotation.models import ImportJob, Membership, Study
-from annotation.organisations import selectors as organisation_selectors
-from annotation.organisations.forms import StudyOrganisationForm
+from annotation.organisations.forms import study_organisation_form
 from annotation.organisations.services import study_create_in_organisation, study_organisation_set
 
 # Import jobs listed on the settings page.
@@ -97,22 +96,6 @@ def study_new(request: HttpRequest) -> HttpResponse:
     status = 400 if _status(form) == 400 or (org_form is not None and org_form.errors) else 200
     context = {"study": None, "form": form, "locked": (), "org_form": org_form}
     return render(request, "annotation/study_settings.html", context, status=status)
-
-
-def study_organisation_form(request: HttpRequest) -> StudyOrganisationForm | None:
-    """The organisation picker of the new-study forms, or None for someone in no
-    organisation (who creates studies as before, if they may). Required for
-    members of an organisation who may not create studies outside one
-    (``user_can_create_study``). Preselects ``?organisation=``."""
-    organisations = organisation_selectors.organisations_for_study_creation(user=request.user)
-    if not organisations.exists():
-        return None
-    required = not selectors.user_can_create_study(user=request.user)
-    if request.method == "POST":
-        return StudyOrganisationForm(request.POST, organisations=organisations, required=required)
-    return StudyOrganisationForm(
-        initial={"organisation": request.GET.get("organisation")}, organisations=organisations, required=required
-    )
 
 
 def _status(form) -> int:

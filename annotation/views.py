@@ -40,6 +40,7 @@ from annotation.forms import (
     WebhookForm,
 )
 from annotation.models import LIKERT_POINTS, Assignment, Judgment, ReviewItem, Study
+from annotation.organisations.forms import study_organisation_form
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
 from annotation.services import (
@@ -74,6 +75,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "entries": selectors.studies_for_user(user=request.user),
             "can_create": can_create,
             "create_form": StudyImportForm() if can_create else None,
+            "org_form": study_organisation_form(request) if can_create else None,
         },
     )
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django import forms
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy
 
 from annotation.organisations.models import Organisation, OrganisationMember
+from annotation.organisations.selectors import organisations_for_study_creation
+from annotation.selectors import user_can_create_study
 
 
 class OrganisationCreateForm(forms.Form):
@@ -42,3 +45,19 @@ class StudyOrganisationForm(forms.Form):
         field.required = required
         if required:
             field.empty_label = None
+
+
+def study_organisation_form(request: HttpRequest) -> StudyOrganisationForm | None:
+    """The organisation picker of the new-study forms, or None for someone in no
+    organisation (who creates studies as before, if they may). Required for
+    members of an organisation who may not create studies outside one
+    (``user_can_create_study``). Preselects ``?organisation=``."""
+    organisations = organisations_for_study_creation(user=request.user)
+    if not organisations.exists():
+        return None
+    required = not user_can_create_study(user=request.user)
+    if request.method == "POST":
+        return StudyOrganisationForm(request.POST, organisations=organisations, required=required)
+    return StudyOrganisationForm(
+        initial={"organisation": request.GET.get("organisation")}, organisations=organisations, required=required
+    )

@@ -133,4 +133,3 @@ def study_organisation(*, study_id: int) -> Organisation | None:
     """The organisation study ``study_id`` belongs to, or None."""
     link = OrganisationStudy.objects.filter(study_id=study_id).select_related("organisation").first()
     return link.organisation if link else None
-

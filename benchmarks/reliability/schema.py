@@ -231,6 +231,11 @@ def _seed() -> dict[str, Any]:
         ReviewItem,
         RewardModelVersion,
     )
+    from annotation.organisations.services import (  # noqa: PLC0415
+        organisation_create,
+        organisation_join,
+        study_organisation_set,
+    )
     from annotation.services import assignment_lease_or_refill, judgment_submit, study_create  # noqa: PLC0415
     from annotation.services.judging import ai_judge_create  # noqa: PLC0415
     from annotation.services.webhooks import webhook_create  # noqa: PLC0415
@@ -287,6 +292,11 @@ def _seed() -> dict[str, Any]:
     hook = webhook_create(study=study, url="http://127.0.0.1:9/hook", events=["model.published"])
     first = Judgment.objects.filter(study=study).order_by("id").first()
     item = ReviewItem.objects.create(study=study, comparison_id=first.comparison_id, reasons=[])
+    # An organisation under the study's slug, so the organisation endpoints' {slug} reaches it:
+    # the researcher owns it (and the study is in it), the annotator is a member.
+    organisation = organisation_create(name=study.name, created_by=users.get(username="schema-researcher"))
+    organisation_join(organisation=organisation, user=annotator)
+    study_organisation_set(study=study, organisation=organisation)
     return {
         "slug": study.slug, "version": 2, "fmt": "judgments.csv", "judge_id": judge.pk, "webhook_id": hook.pk,
         "item_id": item.pk, "judgment_id": first.pk, "prompt_id": first.comparison.prompt_id,
