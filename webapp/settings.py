@@ -563,5 +563,6 @@ SPECTACULAR_SETTINGS = {
         "StudyStatusEnum": "annotation.models.Study.Status",
         "ImportJobStatusEnum": "annotation.models.ImportJob.Status",
         "PairChoiceEnum": "annotation.serializers.PAIR_CHOICES",
+        "OrganisationRoleEnum": "annotation.organisations.models.OrganisationMember.Role",
     },
 }

@@ -78,11 +78,12 @@ def organisation_member_add(request: HttpRequest, slug: str) -> HttpResponse:
         except services.OrganisationError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(
-                request,
-                gettext("%(name)s is now %(role)s of the organisation.")
-                % {"name": member.user.get_username(), "role": member.get_role_display().lower()},
+            text = (
+                gettext("%(name)s is now an owner of the organisation.")
+                if member.role == member.Role.OWNER
+                else gettext("%(name)s is now a member of the organisation.")
             )
+            messages.success(request, text % {"name": member.user.get_username()})
     return redirect(reverse("organisation_detail", args=[organisation.slug]) + "#members")
 
 

@@ -79,7 +79,7 @@ def test_an_owner_adds_a_member_and_sees_the_organisation_studies(
     page.wait_for_url(re.compile(re.escape(live_server.url + detail)))
     page.wait_for_load_state("load")
     visitor.assert_clean("after adding a member")
-    assert "max is now member of the organisation." in page.inner_text(".messages")
+    assert "max is now a member of the organisation." in page.inner_text(".messages")
     assert "max" in page.inner_text(".org-members")
     page.screenshot(path=str(artifacts_dir / "accounts-organisation.png"), full_page=True)
     visitor.close()
