@@ -170,15 +170,25 @@ def text_pair(prompt: PromptText | None) -> Pair:
     return pair
 
 
+def has_conversations(study: Study) -> bool:
+    """Whether any of the study's prompts is a conversation (JSON messages, or
+    an HH-RLHF transcript as the HH importer stores it). Asked once per study
+    object: the study page lists the DPO and the SFT downloads, whose default
+    forms both follow from it, and a study is read afresh for each request."""
+    known = study.__dict__.get("_has_conversations")
+    if known is None:
+        conversations = (
+            Q(format=Prompt.Format.CONVERSATION) | Q(text__startswith="Human:") | Q(text__startswith="\n\nHuman:")
+        )
+        known = study.__dict__["_has_conversations"] = Prompt.objects.filter(conversations, study_id=study.id).exists()
+    return known
+
+
 def default_form(study: Study) -> str:
-    """Conversational when any of the study's prompts is a conversation (JSON
-    messages, or an HH-RLHF transcript as the HH importer stores it): what TRL
-    recommends for chat models, and the trainer then needs no convention for
+    """Conversational when the study's prompts are conversations (``has_conversations``):
+    what TRL recommends for chat models, and the trainer then needs no convention for
     where a turn ends. Text for plain-text prompts, which are not turns of a chat."""
-    conversations = (
-        Q(format=Prompt.Format.CONVERSATION) | Q(text__startswith="Human:") | Q(text__startswith="\n\nHuman:")
-    )
-    return CONVERSATIONAL if Prompt.objects.filter(conversations, study_id=study.id).exists() else TEXT
+    return CONVERSATIONAL if has_conversations(study) else TEXT
 
 
 # --- records ----------------------------------------------------------------------

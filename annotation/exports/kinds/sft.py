@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from annotation.exports.kinds.dpo import MESSAGES, hh_transcript, prompt_messages, spaced_reply
-from annotation.exports.kinds.dpo import default_form as dpo_default_form
+from annotation.exports.kinds.dpo import MESSAGES, has_conversations, hh_transcript, prompt_messages, spaced_reply
 from annotation.exports.rows import PromptText, annotator_pseudonym, id_chunks
 from annotation.exports.schema import INT64, STRING, TIMESTAMP, Column, Forms, RecordKind, Schema
 from annotation.models import Candidate, Judgment, Study
@@ -104,7 +103,7 @@ def _reader(form: str) -> Callable[..., Iterator[list[dict[str, Any]]]]:
 
 def default_form(study: Study) -> str:
     """Messages for a study of conversations, prompt/completion for plain-text prompts (as for DPO pairs)."""
-    return MESSAGES_FORM if dpo_default_form(study) == "conversational" else PROMPT_COMPLETION
+    return MESSAGES_FORM if has_conversations(study) else PROMPT_COMPLETION
 
 
 _NAMES = {"name": "sft", "title": "Written responses (SFT)", "noun": "written responses"}
