@@ -196,7 +196,7 @@ def _rewrite_validate(
         )
     problem = text_problem(text)
     if problem:
-        raise InvalidAnswer(gettext("Your response cannot be stored: it %(problem)s.") % {"problem": problem})
+        raise InvalidAnswer(gettext("Your response cannot be stored (it %(problem)s).") % {"problem": problem})
     rewrite_of = None
     if feedback.rewrite_of is not None:
         if not 0 <= feedback.rewrite_of < len(item_ids):

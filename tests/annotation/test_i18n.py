@@ -152,13 +152,17 @@ def _english_left(text: str, code: str) -> list[str]:
 
 @pytest.fixture
 def rich_study(make_member):
-    """A study showing every answer option, an annotator with an answer, and a reviewer."""
+    """A study showing every answer option (richer feedback included), an annotator with an answer, and a reviewer."""
     study = study_with_queue(
         n_prompts=2, n_candidates=3, allow_both_bad=True, ask_rationale="required", aspects=["helpfulness"],
         ask_strength=False, highlight_diff=True, guidelines="Pick the better one.", evaluation_rate=0.0,
+        feedback_tags=["unsafe", "off topic"], tag_spans=True, allow_rewrite=True,
     )  # fmt: skip
     annotator = make_member(study, username="ana")
-    other = study_with_queue(n_prompts=1, n_candidates=3, mode="listwise", list_size=3, allow_tie=True)
+    other = study_with_queue(
+        n_prompts=1, n_candidates=3, mode="listwise", list_size=3, allow_tie=True, feedback_tags=["unsafe"],
+        allow_rewrite=True,
+    )  # fmt: skip
     Membership.objects.create(study=other, user=annotator, role=Membership.Role.ANNOTATOR)
     return study, other, annotator
 
@@ -188,6 +192,8 @@ def test_the_annotator_pages_leave_no_english_in_the_browser_language(rich_study
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = f"{code},en;q=0.5"
     for name, html in _pages(client, study, other, annotator).items():
         assert f'<html lang="{code}" dir="{"rtl" if code == "ar" else "ltr"}">' in html, name
+        if name.startswith("annotate"):
+            assert '<details class="feedback"' in html, "the richer-feedback panel is on the page"
         left = _english_left(_visible_text(html), code)
         assert not left, f"{name} in {code} still says: {left}"
 
