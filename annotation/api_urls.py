@@ -3,12 +3,16 @@
 from django.urls import path
 
 from annotation import api
+from annotation.organisations import api as organisation_api
 
 urlpatterns = [
     path("", api.ApiIndex.as_view(), name="api_index"),
     path("auth/token/", api.TokenObtain.as_view(), name="api_token"),
     path("studies/", api.StudyList.as_view(), name="api_studies"),
     path("studies/<slug:slug>/", api.StudyDetail.as_view(), name="api_study"),
+    path(
+        "studies/<slug:slug>/organisation/", organisation_api.StudyOrganisation.as_view(), name="api_study_organisation"
+    ),
     path("studies/<slug:slug>/progress/", api.StudyProgress.as_view(), name="api_progress"),
     path("studies/<slug:slug>/imports/", api.StudyImport.as_view(), name="api_import"),
     path("studies/<slug:slug>/imports/<int:job_id>/", api.ImportJobDetail.as_view(), name="api_import_job"),

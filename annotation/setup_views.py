@@ -29,6 +29,7 @@ from annotation.imports.records import ImportFileError, ImportResult, import_sum
 from annotation.imports.upload import import_upload, study_create_from_upload
 from annotation.models import ImportJob, Membership, Study
 from annotation.organisations.forms import study_organisation_form
+from annotation.organisations.selectors import organisations_for_study_creation, study_organisation
 from annotation.organisations.services import study_create_in_organisation, study_organisation_set
 
 # Import jobs listed on the settings page.
@@ -61,6 +62,9 @@ def _settings_context(request: HttpRequest, study: Study, **overrides) -> dict:
         "members": Membership.objects.filter(study=study).select_related("user").order_by("role", "user__username"),
         "jobs": ImportJob.objects.filter(study=study).order_by("-created_at")[:RECENT_JOBS],
         "invite_url": invite,
+        # The Organisation card: where the study is, and where it may go.
+        "study_org": study_organisation(study_id=study.pk),
+        "move_orgs": organisations_for_study_creation(user=request.user),
     }
     context.update(overrides)
     return context

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from annotation import browse_views, export_views, generation_views, review_views, setup_views, views, webhook_views
+from annotation.organisations import views as organisation_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +15,7 @@ urlpatterns = [
     path("s/<slug:slug>/dashboard/", views.study_dashboard, name="study_dashboard"),
     path("s/<slug:slug>/import/", setup_views.study_import, name="study_import"),
     path("s/<slug:slug>/settings/", setup_views.study_settings, name="study_settings"),
+    path("s/<slug:slug>/organisation/", organisation_views.study_organisation_move, name="study_organisation_move"),
     path("s/<slug:slug>/status/", setup_views.study_status, name="study_status"),
     path("s/<slug:slug>/members/", setup_views.study_member_add, name="study_member_add"),
     path("s/<slug:slug>/invite/rotate/", setup_views.study_invite_rotate, name="study_invite_rotate"),

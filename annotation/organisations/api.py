@@ -18,7 +18,7 @@ from annotation.models import Membership
 from annotation.organisations import selectors, services
 from annotation.organisations import serializers as org_serializers
 from annotation.organisations.models import Organisation
-from annotation.selectors import user_can_create_study
+from annotation.selectors import access_study_for_researcher, user_can_create_study
 
 
 def _valid(serializer_class, data) -> dict:
@@ -182,3 +182,38 @@ class OrganisationStudies(APIView):
             return Response({"detail": detail, "fields": fields}, status=status.HTTP_400_BAD_REQUEST)
         output = study_serializers.StudyOutput(study, context={"roles": {study.pk: Membership.Role.RESEARCHER}})
         return Response(output.data, status=status.HTTP_201_CREATED)
+
+
+class StudyOrganisation(APIView):
+    @extend_schema(responses=org_serializers.StudyOrganisationOutput, summary="The study's organisation")
+    def get(self, request: Request, slug: str) -> Response:
+        study = access_study_for_researcher(user=request.user, slug=slug)
+        organisation = selectors.study_organisation(study_id=study.pk)
+        outside = services.study_researchers_outside(study=study, organisation=organisation) if organisation else []
+        return Response({"organisation": organisation.slug if organisation else None, "researchers_outside": outside})
+
+    @extend_schema(
+        request=org_serializers.StudyOrganisationInput,
+        responses={
+            200: org_serializers.StudyOrganisationOutput,
+            400: study_serializers.BadRequestOutput,
+            403: OpenApiResponse(
+                study_serializers.ErrorOutput,
+                description="Not in the organisation asked for, or not an owner of the one the study leaves.",
+            ),
+        },
+        summary="Move the study into one of your organisations, or out of its own (an owner of it)",
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        study = access_study_for_researcher(user=request.user, slug=slug)
+        wanted = _valid(org_serializers.StudyOrganisationInput, request.data)["organisation"]
+        organisation = None
+        if wanted:
+            organisation = selectors.organisations_for_study_creation(user=request.user).filter(slug=wanted).first()
+            if organisation is None:
+                raise PermissionDenied("You can only put a study in an organisation you belong to.")
+        try:
+            outside = services.study_organisation_move(study=study, organisation=organisation, by=request.user)
+        except services.OrganisationError as exc:
+            raise PermissionDenied(str(exc)) from None
+        return Response({"organisation": organisation.slug if organisation else None, "researchers_outside": outside})

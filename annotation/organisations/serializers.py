@@ -48,3 +48,17 @@ class OrganisationStudyOutput(serializers.Serializer):
         allow_null=True, help_text="Your role in the study (annotator, reviewer, researcher), null when none."
     )
     can_open = serializers.BooleanField(help_text="Whether the study opens for you (a member, or an owner here).")
+
+
+class StudyOrganisationInput(serializers.Serializer):
+    organisation = serializers.CharField(
+        allow_null=True, help_text="The slug of an organisation you belong to; null takes the study out of its own."
+    )
+
+
+class StudyOrganisationOutput(serializers.Serializer):
+    organisation = serializers.CharField(allow_null=True, help_text="The study's organisation (its slug), or null.")
+    researchers_outside = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The study's researchers who are not in that organisation: they no longer manage the study.",
+    )

@@ -120,6 +120,38 @@ def study_organisation_set(*, study: Study, organisation: Organisation | None) -
     OrganisationStudy.objects.update_or_create(study=study, defaults={"organisation": organisation})
 
 
+@transaction.atomic
+def study_organisation_move(*, study: Study, organisation: Organisation | None, by: AbstractBaseUser) -> list[str]:
+    """Move a study into ``organisation`` (None: out of any), for someone who
+    manages it (the caller's check, ``access_study_for_researcher``). They must
+    belong to the organisation it goes to, and to take a study out of an
+    organisation they must own that one: a researcher cannot take a study away
+    from its organisation's owners. A superuser may do anything. Returns the
+    usernames of the study's researchers outside its new organisation, who
+    manage it no more until they join (``study_researchers_outside``)."""
+    current = OrganisationStudy.objects.filter(study=study).select_related("organisation").first()
+    current_org = current.organisation if current else None
+    if current_org == organisation:
+        return study_researchers_outside(study=study, organisation=organisation) if organisation else []
+    if not by.is_superuser:
+        if (
+            current_org is not None
+            and not OrganisationMember.objects.filter(
+                organisation=current_org, user=by, role=OrganisationMember.Role.OWNER
+            ).exists()
+        ):
+            raise OrganisationError(
+                gettext("Only an owner of “%(name)s” can move a study out of it.") % {"name": current_org.name}
+            )
+        if (
+            organisation is not None
+            and not OrganisationMember.objects.filter(organisation=organisation, user=by).exists()
+        ):
+            raise OrganisationError(gettext("You can only put a study in an organisation you belong to."))
+    study_organisation_set(study=study, organisation=organisation)
+    return study_researchers_outside(study=study, organisation=organisation) if organisation else []
+
+
 def study_researchers_outside(*, study: Study, organisation: Organisation) -> list[str]:
     """Usernames of ``study``'s researchers who are not in ``organisation`` (who would
     lose access if the study moved there)."""

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.organisations import selectors, services
 from annotation.organisations.forms import OrganisationCreateForm, OrganisationMemberAddForm
-from annotation.selectors import user_can_create_study
+from annotation.selectors import access_study_for_researcher, user_can_create_study
 
 
 @login_required
@@ -124,3 +124,34 @@ def organisation_join(request: HttpRequest, token: str) -> HttpResponse:
             messages.success(request, gettext("You joined “%(name)s”.") % {"name": organisation.name})
         return redirect("organisation_detail", slug=organisation.slug)
     return render(request, "organisations/organisation_join.html", {"organisation": organisation})
+
+
+@login_required
+@require_POST
+def study_organisation_move(request: HttpRequest, slug: str) -> HttpResponse:
+    """Move a study into one of your organisations, or out of its own (the
+    settings page's *Organisation* card; ``services.study_organisation_move`` has the rules)."""
+    study = access_study_for_researcher(user=request.user, slug=slug)
+    wanted = request.POST.get("organisation", "")
+    organisation = None
+    if wanted:
+        organisation = selectors.organisations_for_study_creation(user=request.user).filter(slug=wanted).first()
+        if organisation is None:
+            messages.error(request, gettext("You can only put a study in an organisation you belong to."))
+            return redirect("study_settings", slug=study.slug)
+    try:
+        outside = services.study_organisation_move(study=study, organisation=organisation, by=request.user)
+    except services.OrganisationError as exc:
+        messages.error(request, str(exc))
+        return redirect("study_settings", slug=study.slug)
+    if organisation is None:
+        messages.success(request, gettext("The study is in no organisation now."))
+    else:
+        messages.success(request, gettext("The study is in “%(name)s” now.") % {"name": organisation.name})
+    if outside:
+        messages.warning(
+            request,
+            gettext("Not in the organisation, so no longer managing the study until they join it: %(names)s.")
+            % {"names": ", ".join(outside)},
+        )
+    return redirect("study_settings", slug=study.slug)

@@ -35,7 +35,7 @@ from annotation.models import (
     Webhook,
     WebhookDelivery,
 )
-from annotation.organisations.models import OrganisationMember
+from annotation.organisations.models import OrganisationMember, OrganisationStudy
 from annotation.organisations.services import organisation_create, study_organisation_set
 from annotation.services.judging import ai_judge_create
 from tests.factories import UserFactory, study_with_queue
@@ -161,6 +161,7 @@ ROUTES = (
     ),
     Route("organisation_member_remove", "post", "/orgs/{org}/members/{org_member}/remove/", "organisation_owner"),
     Route("organisation_invite_rotate", "post", "/orgs/{org}/invite/rotate/", "organisation_owner"),
+    Route("study_organisation_move", "post", "/s/{slug}/organisation/", "researcher", data={"organisation": "{org}"}),
     # API
     Route("api_index", "get", "/api/v1/", "public", api=True),  # links only, no data
     Route("api_token", "post", "/api/v1/auth/token/", "public", api=True),
@@ -169,6 +170,15 @@ ROUTES = (
     Route("api_studies", "post", "/api/v1/studies/", "creator", api=True, data={"name": "By API"}),
     Route("api_study", "get", "/api/v1/studies/{slug}/", "member", api=True),
     Route("api_study", "patch", "/api/v1/studies/{slug}/", "researcher", api=True, data={"settings": {}}),
+    Route("api_study_organisation", "get", "/api/v1/studies/{slug}/organisation/", "researcher", api=True),
+    Route(
+        "api_study_organisation",
+        "put",
+        "/api/v1/studies/{slug}/organisation/",
+        "researcher",
+        api=True,
+        data={"organisation": "{org}"},
+    ),
     Route("api_import", "post", "/api/v1/studies/{slug}/imports/", "researcher", api=True),
     Route("api_import_job", "get", "/api/v1/studies/{slug}/imports/{job}/", "researcher", api=True),
     Route("api_import_job_skipped", "get", "/api/v1/studies/{slug}/imports/{job}/skipped/", "researcher", api=True),
@@ -476,6 +486,7 @@ def test_permission_matrix(world, route: Route, role: str):
         organisation = world["organisation"]
         assert OrganisationMember.objects.filter(organisation=organisation).count() == 3, "a refused request changed"
         assert organisation.invite_token == type(organisation).objects.get(pk=organisation.pk).invite_token
+        assert OrganisationStudy.objects.get(study=study).organisation_id == organisation.pk, "a refused request moved"
 
 
 def test_annotators_see_only_their_own_judgments_and_no_exports(world):

@@ -157,3 +157,45 @@ def test_only_staff_and_researchers_create_organisations(client, lab) -> None:
     assert _api(annotator).post("/api/v1/organisations/", {"name": "Mine"}, format="json").status_code == 403
     made = _api(lab["researcher"]).post("/api/v1/organisations/", {"name": "Vision Lab"}, format="json").json()
     assert made["slug"] == "vision-lab-2" and made["role"] == "owner"
+
+
+def test_a_study_moves_into_an_organisation_its_researcher_belongs_to_and_only_an_owner_takes_it_out(client, lab):
+    study, researcher = lab["study"], lab["researcher"]
+    other = organisation_create(name="Audio Lab", created_by=researcher)  # rita owns this one
+    client.force_login(researcher)
+    settings = client.get(reverse("study_settings", args=[study.slug])).content.decode()
+    assert 'id="organisation"' in settings and "Vision Lab" in settings and 'value="audio-lab"' in settings
+    # Out of Vision Lab: rita is a member there, not an owner.
+    refused = client.post(reverse("study_organisation_move", args=[study.slug]), {"organisation": "audio-lab"})
+    assert refused.status_code == 302
+    assert OrganisationStudy.objects.get(study=study).organisation == lab["organisation"]
+    page = client.get(reverse("study_settings", args=[study.slug])).content.decode()
+    assert "Only an owner of “Vision Lab” can move a study out of it." in page
+    api = _api(researcher).put(f"/api/v1/studies/{study.slug}/organisation/", {"organisation": None}, format="json")
+    assert api.status_code == 403 and "Only an owner" in api.json()["detail"]
+    # The owner moves it to no organisation; rita then puts it in her own.
+    moved = _api(lab["owner"]).put(f"/api/v1/studies/{study.slug}/organisation/", {"organisation": None}, format="json")
+    assert moved.status_code == 200 and moved.json() == {"organisation": None, "researchers_outside": []}
+    response = client.post(reverse("study_organisation_move", args=[study.slug]), {"organisation": other.slug})
+    assert response.status_code == 302
+    assert OrganisationStudy.objects.get(study=study).organisation == other
+    # An organisation one does not belong to is refused, and says so.
+    stranger_org = organisation_create(name="Elsewhere", created_by=UserFactory())
+    refused = _api(researcher).put(
+        f"/api/v1/studies/{study.slug}/organisation/", {"organisation": stranger_org.slug}, format="json"
+    )
+    assert refused.status_code == 403 and "organisation you belong to" in refused.json()["detail"]
+    assert OrganisationStudy.objects.get(study=study).organisation == other
+
+
+def test_moving_names_the_researchers_who_stop_managing_the_study(client, lab):
+    study = lab["study"]
+    outsider = UserFactory(username="otto")
+    MembershipFactory(user=outsider, study=study, role=Membership.Role.RESEARCHER)
+    answer = _api(lab["owner"]).get(f"/api/v1/studies/{study.slug}/organisation/").json()
+    assert answer == {"organisation": lab["organisation"].slug, "researchers_outside": ["otto"]}
+    client.force_login(lab["owner"])
+    moved = client.post(
+        reverse("study_organisation_move", args=[study.slug]), {"organisation": lab["organisation"].slug}, follow=True
+    )
+    assert "no longer managing the study until they join it: otto." in moved.content.decode()
