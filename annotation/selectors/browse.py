@@ -38,7 +38,7 @@ from annotation.models import (
     Study,
 )
 from annotation.rendering import conversation_messages
-from annotation.selectors.review import answer_letters, letter_of, shorten
+from annotation.selectors.review import answer_letters, feedback_flags, letter_of, shorten
 
 BROWSE_PAGE_SIZE = 50
 AGREEMENT_CHOICES = (
@@ -416,13 +416,9 @@ def prompt_detail(*, study: Study, prompt_id: int) -> PromptDetail:
             if j.review_state == Judgment.ReviewState.OVERTURNED
             else ""
         )
-        # Richer feedback in the page's letters: "B: unsafe, off topic", "B “Sydney”: factual error".
-        flagged = [
-            f"{letter.get(int(cid), '?')}: {', '.join(tags)}" for cid, tags in sorted((j.response_tags or {}).items())
-        ] + [f"{letter.get(s['candidate_id'], '?')} “{s['text']}”: {s['tag']}" for s in j.spans or []]
         answers.setdefault(j.comparison_id, []).append(
             {"judgment": j, "annotator": names.get(j.annotator_id, f"user {j.annotator_id}"), "said": said,
-             "adjudicated": adjudicated, "flagged": flagged, "wrote": letter.get(j.rewrite_id)}
+             "adjudicated": adjudicated, "flagged": feedback_flags(j, letter), "wrote": letter.get(j.rewrite_id)}
         )  # fmt: skip
     return PromptDetail(
         prompt=prompt,

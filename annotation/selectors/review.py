@@ -5,6 +5,7 @@ per page, whatever the size of the study."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -132,6 +133,14 @@ def shorten(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def feedback_flags(judgment: Judgment, letter: Mapping[int, str]) -> list[str]:
+    """A judgment's richer feedback in a page's letters (candidate id → letter):
+    issue tags ("B: unsafe, off topic") and tagged spans ("B “Sydney”: factual error")."""
+    tags = [f"{letter.get(int(cid), '?')}: {', '.join(names)}" for cid, names in sorted(judgment.response_tags.items())]
+    spans = [f"{letter.get(span['candidate_id'], '?')} “{span['text']}”: {span['tag']}" for span in judgment.spans]
+    return tags + spans
+
+
 @dataclass(frozen=True)
 class AnswerRow:
     judgment: Judgment
@@ -141,6 +150,7 @@ class AnswerRow:
     shown_as: str  # the order the annotator saw, in the same letters
     adjudicated: str
     reasons: tuple[str, ...]
+    flags: tuple[str, ...] = ()  # issue tags and tagged spans it gave (feedback_flags)
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,7 @@ def review_item_detail(*, study: Study, item_id: int) -> ReviewDetail:
             if j.review_state == Judgment.ReviewState.OVERTURNED
             else "",
             reasons=tuple(why.get(j.id, ())),
+            flags=tuple(feedback_flags(j, {cid: _LETTERS[k] for k, cid in enumerate(order)})),
         )
         for j in judgments
     ]

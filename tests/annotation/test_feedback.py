@@ -287,3 +287,23 @@ def test_the_prompt_page_shows_who_wrote_a_response_and_what_was_flagged(client_
     html = client_for(researcher).get(reverse("data_prompt", args=[study.slug, prompt_id])).content.decode()
     assert f"written by {user.username}" in html and "Mine, better." in html
     assert re.search(r'<span class="tag" dir="auto">[A-D]: unsafe</span>', html)
+
+
+def test_reviewers_see_the_issues_each_answer_flagged(client_for, make_member):
+    from annotation.services.review import review_items_send
+
+    study, user = _study(make_member, feedback_tags=TAGS, tag_spans=True, review_rules=["flagged"])
+    reviewer = make_member(study, role="reviewer")
+    client = client_for(user)
+    comparison_id = open_comparison(client, study)
+    posted = _post(client, study, comparison_id, choice="a", tag_0=["off topic"], span=["1:0:4:unsafe"])
+    assert posted.status_code == 200
+    review_items_send(study=study, firsts={comparison_id: Judgment.objects.get().id}, detail="check")
+    item = study.review_items.get()
+    html = client_for(reviewer).get(reverse("review_item", args=[study.slug, item.id])).content.decode()
+    first, second = _shown(comparison_id)
+    letters = dict(zip(ComparisonItem.objects.filter(comparison_id=comparison_id).order_by("position").values_list(
+        "candidate_id", flat=True), "AB", strict=True))  # fmt: skip
+    text = Candidate.objects.get(id=second).text
+    assert f'<span class="tag">{letters[first]}: off topic</span>' in html
+    assert f'<span class="tag">{letters[second]} “{text[:4]}”: unsafe</span>' in html
