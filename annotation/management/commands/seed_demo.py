@@ -21,6 +21,7 @@ from annotation.services import study_create
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "demo_study.jsonl"
 DEMO_SLUG = "demo"
 DEMO_NAME = "Demo: which answer is more helpful?"
+DEMO_FEEDBACK_TAGS = ["factual error", "unsafe", "off topic", "too long"]
 DEMO_BUDGET = 300
 DEMO_GUIDELINES = """\
 You will see a prompt and two responses, **A** and **B**. Choose the one that would help \
@@ -93,6 +94,10 @@ class Command(BaseCommand):
                     created_by=users["researcher"],
                     guidelines=DEMO_GUIDELINES,
                     budget=DEMO_BUDGET,
+                    # Richer feedback on, to show it (optional for annotators: F opens it).
+                    feedback_tags=DEMO_FEEDBACK_TAGS,
+                    tag_spans=True,
+                    allow_rewrite=True,
                 )
                 self.stdout.write(f"Created study '{study.name}' ({study.slug}).")
             for username, _, role, _, _ in DEMO_USERS:
