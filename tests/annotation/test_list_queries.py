@@ -56,7 +56,8 @@ def test_the_home_page_lists_any_number_of_studies_in_fixed_queries(client_for) 
             MembershipFactory(user=user, study=StudyFactory(), role=Membership.Role.RESEARCHER)
         client = client_for(user)
         counts.append(_queries(lambda c=client: c.get(reverse("home"))))
-    assert counts[0] == counts[1] == 4, counts
+    # With organisations (2 more): the user's roles in them, and whether they are in any (the new-study picker).
+    assert counts[0] == counts[1] == 6, counts
 
 
 @pytest.mark.django_db
@@ -69,13 +70,14 @@ def test_the_api_study_list_is_fixed_in_queries() -> None:
         api = APIClient()
         api.force_authenticate(user)
         counts.append(_queries(lambda a=api: a.get(reverse("api_studies"))))
-    assert counts[0] == counts[1] == 1, counts
+    assert counts[0] == counts[1] == 2, counts  # the user's roles in organisations, then the studies
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("route", "expected"),
-    [("api_judgments", 2), ("api_model_versions", 2), ("study_settings", 7)],
+    # The settings page: 7, and its Organisation card (the study's, and the user's to move it to: 2).
+    [("api_judgments", 2), ("api_model_versions", 2), ("study_settings", 9)],
 )
 def test_study_lists_are_fixed_in_queries(route: str, expected: int, client_for) -> None:
     counts = []

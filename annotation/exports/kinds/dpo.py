@@ -172,16 +172,11 @@ def text_pair(prompt: PromptText | None) -> Pair:
 
 def has_conversations(study: Study) -> bool:
     """Whether any of the study's prompts is a conversation (JSON messages, or
-    an HH-RLHF transcript as the HH importer stores it). Asked once per study
-    object: the study page lists the DPO and the SFT downloads, whose default
-    forms both follow from it, and a study is read afresh for each request."""
-    known = study.__dict__.get("_has_conversations")
-    if known is None:
-        conversations = (
-            Q(format=Prompt.Format.CONVERSATION) | Q(text__startswith="Human:") | Q(text__startswith="\n\nHuman:")
-        )
-        known = study.__dict__["_has_conversations"] = Prompt.objects.filter(conversations, study_id=study.id).exists()
-    return known
+    an HH-RLHF transcript as the HH importer stores it): one query."""
+    conversations = (
+        Q(format=Prompt.Format.CONVERSATION) | Q(text__startswith="Human:") | Q(text__startswith="\n\nHuman:")
+    )
+    return Prompt.objects.filter(conversations, study_id=study.id).exists()
 
 
 def default_form(study: Study) -> str:

@@ -41,7 +41,8 @@ from annotation.exports.rows import JudgmentRow, judgment_chunks
 from annotation.exports.schema import INT32, INT64, JSON, STRING, TIMESTAMP, RecordKind, Schema, list_of, struct_of
 from annotation.models import Study
 
-SPANS = list_of(struct_of(("candidate_id", INT64), ("start", INT32), ("end", INT32), ("tag", STRING), ("text", STRING)))
+SPAN_FIELDS = (("candidate_id", INT64), ("start", INT32), ("end", INT32), ("tag", STRING), ("text", STRING))
+SPANS = list_of(struct_of(*SPAN_FIELDS))
 
 SCHEMA = Schema(
     *ANSWER_COLUMNS,
@@ -82,7 +83,8 @@ def judgment_record(study: Study, row: JudgmentRow) -> dict[str, Any]:
         "adjudicated_choice": row.adjudicated_choice,
         "adjudicated_ranking": row.adjudicated_groups,
         "response_tags": row.response_tags,
-        "spans": row.spans,
+        # In the schema's key order (PostgreSQL's jsonb keeps none).
+        "spans": [{key: span.get(key) for key, _ in SPAN_FIELDS} for span in row.spans],
         "rewrite_id": row.rewrite_id,
         **prompt_fields(row.prompt),
         "candidates": candidate_list(ids, row.shown_order, row.candidates),

@@ -34,11 +34,11 @@ PARTIAL_WARM = 18
 PARTIAL_COLD = PARTIAL_WARM + 4
 # The page renders the same dashboard inside the full layout, plus the
 # candidates' embedding progress (1), whether any prompt is a conversation,
-# which picks the DPO and SFT exports' default forms (1), and the generation card's
+# which picks the DPO and the SFT exports' default forms (asked by each: 2), and the generation card's
 # sources and recent runs (2), the AI-judges card's judges (1: a study
 # without judges needs nothing more), whether it optimises prompts (1) and its
 # webhooks (1: a study without any needs no query for deliveries).
-PAGE_COLD = PARTIAL_COLD + 7
+PAGE_COLD = PARTIAL_COLD + 8
 
 
 @pytest.fixture(autouse=True)
