@@ -247,7 +247,7 @@ class StudyList(APIView):
     def post(self, request: Request) -> Response:
         if not selectors.user_can_create_study(user=request.user):
             raise PermissionDenied("Only staff and researchers can create studies.")
-        data = _valid(serializers.StudyCreateInput, request.data)
+        data = validated_input(serializers.StudyCreateInput, request.data)
         try:
             study = study_settings_create(name=data["name"], settings=data["settings"], created_by=request.user)
         except ValidationError as exc:
@@ -256,7 +256,8 @@ class StudyList(APIView):
         return Response(output.data, status=status.HTTP_201_CREATED)
 
 
-def _valid(serializer_class, data) -> dict:
+def validated_input(serializer_class, data) -> dict:
+    """``data`` validated by ``serializer_class``; a 400 naming the bad fields otherwise."""
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -281,7 +282,7 @@ class StudyDetail(APIView):
     )
     def patch(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.StudyUpdateInput, request.data)
+        data = validated_input(serializers.StudyUpdateInput, request.data)
         try:
             study = study_settings_update(study=study, changes=data["settings"])
         except ValidationError as exc:
@@ -307,13 +308,13 @@ class StudyImport(APIView):
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
         if request.content_type.startswith("application/json"):
-            data = _valid(serializers.ImportRecordsInput, request.data)
+            data = validated_input(serializers.ImportRecordsInput, request.data)
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in data["records"])
             upload = SimpleUploadedFile("records.jsonl", lines.encode("utf-8"))
         else:
             if request.FILES.get("file") is None:
                 return _error('Send the file as the multipart field “file”, or JSON {"records": [...]}.')
-            data = _valid(serializers.ImportInput, request.data)
+            data = validated_input(serializers.ImportInput, request.data)
             upload = data["file"]
         options = {"record_preference": data["record_preference"]}
         if data.get("split"):
@@ -400,7 +401,7 @@ class GenerationSourceList(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.GenerationSourceInput, request.data)
+        data = validated_input(serializers.GenerationSourceInput, request.data)
         try:
             source = generation_source_create(study=study, created_by=request.user, **data)
         except ValidationError as exc:
@@ -433,7 +434,7 @@ class GenerationJobList(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.GenerationJobInput, request.data)
+        data = validated_input(serializers.GenerationJobInput, request.data)
         source = study.generation_sources.filter(pk=data["source"]).first()
         if source is None:
             return _error("No source with that id in this study; list them at generation-sources/.")
@@ -483,7 +484,7 @@ class Regeneration(APIView):
     )
     def put(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.RegenerationInput, request.data)
+        data = validated_input(serializers.RegenerationInput, request.data)
         try:
             study = regeneration_configure(
                 study=study,
@@ -538,7 +539,7 @@ class AIJudgeList(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.AIJudgeInput, request.data)
+        data = validated_input(serializers.AIJudgeInput, request.data)
         try:
             with transaction.atomic():
                 judge = ai_judge_create(
@@ -567,7 +568,7 @@ class AIJudgeDetail(APIView):
         judge = AIJudge.objects.filter(study=study, pk=judge_id).first()
         if judge is None:
             raise NotFound("No such AI judge in this study.")
-        data = _valid(serializers.AIJudgeUpdateInput, request.data)
+        data = validated_input(serializers.AIJudgeUpdateInput, request.data)
         try:
             with transaction.atomic():
                 ai_judge_update(judge=judge, active=data.get("active"), template=data.get("template"))
@@ -603,7 +604,7 @@ class JudgeRouting(APIView):
     )
     def put(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.JudgeRoutingInput, request.data)
+        data = validated_input(serializers.JudgeRoutingInput, request.data)
         try:
             study = judge_routing_configure(study=study, share=data["judge_share"], audit_rate=data["audit_rate"])
         except ValidationError as exc:
@@ -649,7 +650,7 @@ class PromptOptimisationDetail(APIView):
     )
     def put(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.PromptOptimisationInput, request.data)
+        data = validated_input(serializers.PromptOptimisationInput, request.data)
         try:
             with transaction.atomic():
                 prompt_optimisation_configure(
@@ -692,7 +693,7 @@ class WebhookList(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.WebhookInput, request.data)
+        data = validated_input(serializers.WebhookInput, request.data)
         try:
             hook = webhooks.webhook_create(study=study, url=data["url"], events=data["events"], created_by=request.user)
         except ValidationError as exc:
@@ -712,7 +713,7 @@ class WebhookDetail(APIView):
     )
     def patch(self, request: Request, slug: str, webhook_id: int) -> Response:
         hook = _webhook(request, slug, webhook_id)
-        data = _valid(serializers.WebhookUpdateInput, request.data)
+        data = validated_input(serializers.WebhookUpdateInput, request.data)
         try:
             hook = webhooks.webhook_update(
                 webhook=hook, url=data.get("url"), events=data.get("events"), active=data.get("active"),
@@ -847,7 +848,7 @@ class PromptBulk(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.BrowseBulkInput, request.data)
+        data = validated_input(serializers.BrowseBulkInput, request.data)
         action, reason = data["action"], data.get("reason", "")
         try:
             if action == "exclude_annotator":
@@ -1007,7 +1008,7 @@ class ReviewVerdict(APIView):
     )
     def post(self, request: Request, slug: str, item_id: int) -> Response:
         study, item = _review_item(request, slug, item_id)
-        data = _valid(serializers.ReviewVerdictInput, request.data)
+        data = validated_input(serializers.ReviewVerdictInput, request.data)
         try:
             item = review_verdict(
                 item=item, by=request.user, answer=data["answer"], exclude=data.get("exclude"),
@@ -1026,7 +1027,7 @@ class JudgmentAmend(APIView):
     )
     def post(self, request: Request, slug: str, judgment_id: int) -> Response:
         study = selectors.access_study_for_annotator(user=request.user, slug=slug)
-        data = _valid(serializers.JudgmentAmendInput, request.data)
+        data = validated_input(serializers.JudgmentAmendInput, request.data)
         try:
             judgment = judgment_amend(
                 study=study, annotator=request.user, judgment_id=judgment_id, choice=data.get("choice", ""),
@@ -1046,7 +1047,7 @@ class MemberFlag(APIView):
     )
     def put(self, request: Request, slug: str, username: str) -> Response:
         study = selectors.access_study_for_researcher(user=request.user, slug=slug)
-        data = _valid(serializers.MemberFlagInput, request.data)
+        data = validated_input(serializers.MemberFlagInput, request.data)
         member = Membership.objects.filter(study=study, user__username=username).values_list("user_id", flat=True)
         if not member:
             raise NotFound(f"No member of this study has the username “{username}”.")
@@ -1190,7 +1191,7 @@ class JudgmentList(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_annotator(user=request.user, slug=slug)
-        data = _valid(serializers.JudgmentInput, request.data)
+        data = validated_input(serializers.JudgmentInput, request.data)
         try:
             submission = judgment_submit(
                 study=study,
@@ -1221,7 +1222,7 @@ class SkipCreate(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.access_study_for_annotator(user=request.user, slug=slug)
-        data = _valid(serializers.SkipInput, request.data)
+        data = validated_input(serializers.SkipInput, request.data)
         try:
             assignment_skip(
                 study=study,

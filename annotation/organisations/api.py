@@ -14,17 +14,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import serializers as study_serializers
+from annotation.api import validated_input
 from annotation.models import Membership
 from annotation.organisations import selectors, services
 from annotation.organisations import serializers as org_serializers
 from annotation.organisations.models import Organisation
 from annotation.selectors import access_study_for_researcher, user_can_create_study
-
-
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _refused(exc: Exception) -> Response:
@@ -61,7 +56,7 @@ class OrganisationList(APIView):
     def post(self, request: Request) -> Response:
         if not user_can_create_study(user=request.user):
             raise PermissionDenied("Only staff and researchers can create organisations.")
-        data = _valid(org_serializers.OrganisationCreateInput, request.data)
+        data = validated_input(org_serializers.OrganisationCreateInput, request.data)
         try:
             organisation = services.organisation_create(name=data["name"], created_by=request.user)
         except services.OrganisationError as exc:
@@ -114,7 +109,7 @@ class OrganisationMembers(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         organisation = selectors.access_organisation_for_owner(user=request.user, slug=slug)
-        data = _valid(org_serializers.OrganisationMemberInput, request.data)
+        data = validated_input(org_serializers.OrganisationMemberInput, request.data)
         try:
             member = services.organisation_member_add(
                 organisation=organisation, username=data["username"], role=data["role"]
@@ -171,7 +166,7 @@ class OrganisationStudies(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         organisation = selectors.access_organisation_for_member(user=request.user, slug=slug)
-        data = _valid(study_serializers.StudyCreateInput, request.data)
+        data = validated_input(study_serializers.StudyCreateInput, request.data)
         try:
             study = services.study_create_in_organisation(
                 organisation=organisation, name=data["name"], settings=data["settings"], created_by=request.user
@@ -184,13 +179,20 @@ class OrganisationStudies(APIView):
         return Response(output.data, status=status.HTTP_201_CREATED)
 
 
+def _move_output(move: services.StudyMove) -> dict:
+    return {
+        "organisation": move.organisation.slug if move.organisation else None,
+        "researchers_outside": move.researchers_outside,
+    }
+
+
 class StudyOrganisation(APIView):
     @extend_schema(responses=org_serializers.StudyOrganisationOutput, summary="The study's organisation")
     def get(self, request: Request, slug: str) -> Response:
         study = access_study_for_researcher(user=request.user, slug=slug)
         organisation = selectors.study_organisation(study_id=study.pk)
         outside = services.study_researchers_outside(study=study, organisation=organisation) if organisation else []
-        return Response({"organisation": organisation.slug if organisation else None, "researchers_outside": outside})
+        return Response(_move_output(services.StudyMove(organisation=organisation, researchers_outside=outside)))
 
     @extend_schema(
         request=org_serializers.StudyOrganisationInput,
@@ -206,14 +208,9 @@ class StudyOrganisation(APIView):
     )
     def put(self, request: Request, slug: str) -> Response:
         study = access_study_for_researcher(user=request.user, slug=slug)
-        wanted = _valid(org_serializers.StudyOrganisationInput, request.data)["organisation"]
-        organisation = None
-        if wanted:
-            organisation = selectors.organisations_for_study_creation(user=request.user).filter(slug=wanted).first()
-            if organisation is None:
-                raise PermissionDenied("You can only put a study in an organisation you belong to.")
+        wanted = validated_input(org_serializers.StudyOrganisationInput, request.data)["organisation"]
         try:
-            outside = services.study_organisation_move(study=study, organisation=organisation, by=request.user)
+            moved = services.study_organisation_move(study=study, organisation_slug=wanted, by=request.user)
         except services.OrganisationError as exc:
             raise PermissionDenied(str(exc)) from None
-        return Response({"organisation": organisation.slug if organisation else None, "researchers_outside": outside})
+        return Response(_move_output(moved))

@@ -4,6 +4,8 @@ putting a study in it. Keyword-only, one transaction each, domain errors
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -120,36 +122,43 @@ def study_organisation_set(*, study: Study, organisation: Organisation | None) -
     OrganisationStudy.objects.update_or_create(study=study, defaults={"organisation": organisation})
 
 
+@dataclass(frozen=True)
+class StudyMove:
+    """Where a study is after a move, and its researchers outside that organisation
+    (who manage it no more until they join, ``study_researchers_outside``)."""
+
+    organisation: Organisation | None
+    researchers_outside: list[str]
+
+
 @transaction.atomic
-def study_organisation_move(*, study: Study, organisation: Organisation | None, by: AbstractBaseUser) -> list[str]:
-    """Move a study into ``organisation`` (None: out of any), for someone who
-    manages it (the caller's check, ``access_study_for_researcher``). They must
-    belong to the organisation it goes to, and to take a study out of an
-    organisation they must own that one: a researcher cannot take a study away
-    from its organisation's owners. A superuser may do anything. Returns the
-    usernames of the study's researchers outside its new organisation, who
-    manage it no more until they join (``study_researchers_outside``)."""
+def study_organisation_move(*, study: Study, organisation_slug: str | None, by: AbstractBaseUser) -> StudyMove:
+    """Move a study into the organisation ``organisation_slug`` (empty or None:
+    out of any), for someone who manages it (the caller's check,
+    ``access_study_for_researcher``). They must belong to the organisation it
+    goes to, and to take a study out of an organisation they must own that one:
+    a researcher cannot take a study away from its organisation's owners. A
+    superuser may do anything."""
+    organisation = None
+    if organisation_slug:
+        organisation = Organisation.objects.filter(slug=organisation_slug).first()
+        belongs = by.is_superuser or (
+            organisation is not None and OrganisationMember.objects.filter(organisation=organisation, user=by).exists()
+        )
+        if not belongs:
+            raise OrganisationError(gettext("You can only put a study in an organisation you belong to."))
     current = OrganisationStudy.objects.filter(study=study).select_related("organisation").first()
     current_org = current.organisation if current else None
-    if current_org == organisation:
-        return study_researchers_outside(study=study, organisation=organisation) if organisation else []
-    if not by.is_superuser:
-        if (
-            current_org is not None
-            and not OrganisationMember.objects.filter(
-                organisation=current_org, user=by, role=OrganisationMember.Role.OWNER
-            ).exists()
-        ):
+    if current_org not in (None, organisation) and not by.is_superuser:
+        owns = OrganisationMember.objects.filter(organisation=current_org, user=by, role=OrganisationMember.Role.OWNER)
+        if not owns.exists():
             raise OrganisationError(
                 gettext("Only an owner of “%(name)s” can move a study out of it.") % {"name": current_org.name}
             )
-        if (
-            organisation is not None
-            and not OrganisationMember.objects.filter(organisation=organisation, user=by).exists()
-        ):
-            raise OrganisationError(gettext("You can only put a study in an organisation you belong to."))
-    study_organisation_set(study=study, organisation=organisation)
-    return study_researchers_outside(study=study, organisation=organisation) if organisation else []
+    if current_org != organisation:
+        study_organisation_set(study=study, organisation=organisation)
+    outside = study_researchers_outside(study=study, organisation=organisation) if organisation else []
+    return StudyMove(organisation=organisation, researchers_outside=outside)
 
 
 def study_researchers_outside(*, study: Study, organisation: Organisation) -> list[str]:

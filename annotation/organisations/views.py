@@ -132,22 +132,18 @@ def study_organisation_move(request: HttpRequest, slug: str) -> HttpResponse:
     """Move a study into one of your organisations, or out of its own (the
     settings page's *Organisation* card; ``services.study_organisation_move`` has the rules)."""
     study = access_study_for_researcher(user=request.user, slug=slug)
-    wanted = request.POST.get("organisation", "")
-    organisation = None
-    if wanted:
-        organisation = selectors.organisations_for_study_creation(user=request.user).filter(slug=wanted).first()
-        if organisation is None:
-            messages.error(request, gettext("You can only put a study in an organisation you belong to."))
-            return redirect("study_settings", slug=study.slug)
     try:
-        outside = services.study_organisation_move(study=study, organisation=organisation, by=request.user)
+        moved = services.study_organisation_move(
+            study=study, organisation_slug=request.POST.get("organisation", ""), by=request.user
+        )
     except services.OrganisationError as exc:
         messages.error(request, str(exc))
         return redirect("study_settings", slug=study.slug)
-    if organisation is None:
+    if moved.organisation is None:
         messages.success(request, gettext("The study is in no organisation now."))
     else:
-        messages.success(request, gettext("The study is in “%(name)s” now.") % {"name": organisation.name})
+        messages.success(request, gettext("The study is in “%(name)s” now.") % {"name": moved.organisation.name})
+    outside = moved.researchers_outside
     if outside:
         messages.warning(
             request,
