@@ -740,7 +740,7 @@ class Judgment(models.Model):
     response_tags = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
     spans = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
     rewrite = models.ForeignKey(
-        "Candidate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+        "Candidate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False, db_index=False
     )
     # In the study's fixed evaluation set (never trained on) or its training set:
     # decided once, when the judgment is made (judgment_submit), from a hash of
@@ -767,7 +767,13 @@ class Judgment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("comparison", "annotator"), name="judgment_one_per_annotator"),
         ]
-        indexes = [models.Index(fields=("study", "created_at"))]
+        indexes = [
+            # On PostgreSQL it also carries the comparison and by_model (migration 0035), so
+            # the data browser's date filter reads judgments from the index alone.
+            models.Index(fields=("study", "created_at")),
+            # Only the few judgments that wrote a response: an answer without one adds no entry.
+            models.Index(fields=("rewrite",), condition=Q(rewrite__isnull=False), name="judgment_rewrite_written"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison_id}: {self.choice}"

@@ -146,6 +146,31 @@ def _text_match(study: Study, q: str) -> Q:
     return Q(text__icontains=q) | Q(id__in=candidates)
 
 
+def _judged_prompts(judged: QuerySet[Judgment]) -> Q:
+    """Prompts with a judgment among ``judged``. On PostgreSQL the judgments'
+    comparison ids are gathered once into an array (``ANY(ARRAY(…))``, an init
+    plan, read from the (study, created_at) index where it carries them), and
+    the comparisons in it give the prompts. ``IN`` over the judgments joined to
+    their comparisons hashed every comparison of the study, or walked the
+    prompts newest first probing each one's judgments (ARCHITECTURE, the data
+    browser, has the figures)."""
+    if connection.vendor != "postgresql":
+        return Q(id__in=judged.values("comparison__prompt_id"))
+    sql, params = judged.values("comparison_id").query.sql_with_params()
+    prompt, comparison = Prompt._meta.db_table, Comparison._meta.db_table
+    return Q(
+        RawSQL(
+            f"{prompt}.id IN (SELECT c.prompt_id FROM {comparison} c WHERE c.id = ANY(ARRAY({sql})))",
+            params,
+            output_field=BooleanField(),
+        )
+    )  # table names come from model metadata; every value is a parameter
+
+
+def _judgment_filtered(filters: BrowseFilters) -> bool:
+    return bool(filters.annotator or filters.since or filters.until)
+
+
 def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]:
     """The study's prompts that match ``filters``, in their order."""
     prompts = Prompt.objects.filter(study=study)
@@ -169,7 +194,7 @@ def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]
         end = timezone.make_aware(datetime.combine(filters.until + timedelta(days=1), time.min))
         judged, narrowed = judged.filter(created_at__lt=end), True
     if narrowed:
-        prompts = prompts.filter(id__in=judged.values("comparison__prompt_id"))
+        prompts = prompts.filter(_judged_prompts(judged))
     # EXISTS and NOT EXISTS per prompt, never NOT IN: PostgreSQL cannot turn NOT IN
     # over a million judgments into an anti-join, and ran it as a nested loop.
     # Whether people judged a prompt is its count, kept by the review scan.
@@ -240,11 +265,12 @@ class BrowsePage:
 def browse_page(*, study: Study, filters: BrowseFilters, errors: dict[str, str] | None = None) -> BrowsePage:
     """One page of matching prompts with their counts. Five queries: how many
     match, the page's ids, their prompts with their counts, the study's sources,
-    the live version. A text search counts and pages in one statement: evaluating
-    it twice cost more than anything else on the page (benchmarks/data_browser.py);
-    for the other filters PostgreSQL plans the two separately better than together."""
+    the live version. A text search, or a filter on the judgments (who, when),
+    counts and pages in one statement: evaluating it twice cost more than
+    anything else on the page (benchmarks/data_browser.py); for the other filters
+    PostgreSQL plans the two separately better than together."""
     prompts = browse_queryset(study=study, filters=filters)
-    if filters.q:
+    if filters.q or _judgment_filtered(filters):
         page = _page_of_ids(prompts, filters.page)
     else:
         page = Paginator(prompts.values_list("id", flat=True), BROWSE_PAGE_SIZE).get_page(filters.page)
