@@ -43,6 +43,7 @@ from annotation.models import LIKERT_POINTS, Assignment, Judgment, ReviewItem, S
 from annotation.organisations.forms import study_organisation_form
 from annotation.rendering import TextFormat
 from annotation.selectors import ComparisonDisplay
+from annotation.selectors.review import letter_of
 from annotation.services import (
     UNDO_SECONDS_SHOWN,
     AnnotationError,
@@ -193,7 +194,7 @@ def _feedback_context(study: Study, comparison, post) -> dict | None:
             text = comparison.candidates[span.position].text
             marked.append(
                 {
-                    "label": _label_of(span.position),
+                    "label": letter_of(span.position),
                     "value": f"{span.position}:{span.start}:{span.end}:{span.tag}",
                     "tag": span.tag,
                     "text": text[span.start : span.end],
@@ -214,10 +215,6 @@ def _feedback_context(study: Study, comparison, post) -> dict | None:
         "rewrite_of": post.get("rewrite_of", "") if post else "",
         "open": bool(marked or rewrite.strip() or any(tag["checked"] for row in rows for tag in row["tags"])),
     }
-
-
-def _label_of(position: int) -> str:
-    return chr(ord("A") + position)
 
 
 def _posted_spans(post) -> list[SpanMark]:

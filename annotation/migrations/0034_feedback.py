@@ -9,12 +9,9 @@ from django.db import migrations, models
 
 # As in 0030: SQLite rebuilds the judgment table to add its new columns, which
 # drops the budget tally's triggers (migration 0027); they are put back after.
-TALLY = importlib.import_module("annotation.migrations.0027_ai_judge_routing")
+# 0030 has the function that does it.
+tally_triggers_restore = importlib.import_module("annotation.migrations.0030_review").tally_triggers_restore
 
-
-def tally_triggers_restore(apps, schema_editor) -> None:
-    if schema_editor.connection.vendor == "sqlite":
-        TALLY._run(schema_editor, TALLY.SQLITE_FORWARD)
 
 
 class Migration(migrations.Migration):

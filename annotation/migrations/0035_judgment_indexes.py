@@ -8,7 +8,8 @@ from django.db import migrations, models
 
 # As in 0030 and 0034: SQLite rebuilds the judgment table to change a field,
 # which drops the budget tally's triggers (migration 0027); they are put back after.
-TALLY = importlib.import_module("annotation.migrations.0027_ai_judge_routing")
+# 0030 has the function that does it.
+tally_triggers_restore = importlib.import_module("annotation.migrations.0030_review").tally_triggers_restore
 
 # The data browser's date filter (annotation.selectors.browse) on PostgreSQL: the
 # judgments of a study in a time range, and only their comparison and whether a
@@ -18,10 +19,6 @@ TALLY = importlib.import_module("annotation.migrations.0027_ai_judge_routing")
 # Django's view of the index does not change, and SQLite keeps the plain one.
 STUDY_TIME = "annotation__study_i_c5a6f6_idx"
 
-
-def tally_triggers_restore(apps, schema_editor) -> None:
-    if schema_editor.connection.vendor == "sqlite":
-        TALLY._run(schema_editor, TALLY.SQLITE_FORWARD)
 
 
 def study_time_covering(apps, schema_editor) -> None:

@@ -181,19 +181,18 @@ def browse_queryset(*, study: Study, filters: BrowseFilters) -> QuerySet[Prompt]
             id__in=Candidate.objects.filter(study=study, source=filters.source).values("prompt_id")
         )
     judged = Judgment.objects.filter(study=study, by_model=False)
-    narrowed = False
     if filters.annotator:
         # The account first (one indexed read): with its id the planner counts its judgments
         # right, where a join on the username left it guessing (and choosing slow plans).
         user_id = get_user_model().objects.filter(username=filters.annotator).values_list("id", flat=True).first()
-        judged, narrowed = judged.filter(annotator_id=user_id if user_id is not None else -1), True
+        judged = judged.filter(annotator_id=user_id if user_id is not None else -1)
     if filters.since:
         start = timezone.make_aware(datetime.combine(filters.since, time.min))
-        judged, narrowed = judged.filter(created_at__gte=start), True
+        judged = judged.filter(created_at__gte=start)
     if filters.until:
         end = timezone.make_aware(datetime.combine(filters.until + timedelta(days=1), time.min))
-        judged, narrowed = judged.filter(created_at__lt=end), True
-    if narrowed:
+        judged = judged.filter(created_at__lt=end)
+    if _judgment_filtered(filters):
         prompts = prompts.filter(_judged_prompts(judged))
     # EXISTS and NOT EXISTS per prompt, never NOT IN: PostgreSQL cannot turn NOT IN
     # over a million judgments into an anti-join, and ran it as a nested loop.

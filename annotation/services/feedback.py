@@ -25,6 +25,7 @@ from annotation import loop
 from annotation.imports.records import candidate_content_hash
 from annotation.imports.storable import text_problem
 from annotation.models import Candidate, Comparison, Study
+from annotation.selectors.review import letter_of
 from annotation.services.errors import InvalidAnswer
 
 MAX_SPANS = 50
@@ -71,10 +72,6 @@ class CheckedFeedback:
 
 
 NO_FEEDBACK = CheckedFeedback(response_tags={}, spans=[])
-
-
-def _label(position: int) -> str:
-    return chr(ord("A") + position)
 
 
 def feedback_validate(
@@ -130,7 +127,7 @@ def _tags_validate(study: Study, tags: dict[int, list[str]], *, item_ids: list[i
     stored: dict[str, list[str]] = {}
     for position, names in sorted(given.items()):
         if not 0 <= position < len(item_ids):
-            raise InvalidAnswer(gettext("There is no response %(label)s to tag.") % {"label": _label(position)})
+            raise InvalidAnswer(gettext("There is no response %(label)s to tag.") % {"label": letter_of(position)})
         wanted = {name.strip() for name in names}
         unknown = sorted(wanted - set(known))
         if unknown:
@@ -153,13 +150,14 @@ def _spans_validate(study: Study, spans: list[SpanMark], *, item_ids: list[int],
     stored, seen = [], set()
     for span in spans:
         if not 0 <= span.position < len(item_ids):
-            raise InvalidAnswer(gettext("There is no response %(label)s to mark.") % {"label": _label(span.position)})
+            label = letter_of(span.position)
+            raise InvalidAnswer(gettext("There is no response %(label)s to mark.") % {"label": label})
         candidate_id = item_ids[span.position]
         text = texts.get(candidate_id, "")
         if not 0 <= span.start < span.end <= len(text):
             raise InvalidAnswer(
                 gettext("A span of response %(label)s must lie within its %(n)d characters and not be empty.")
-                % {"label": _label(span.position), "n": len(text)}
+                % {"label": letter_of(span.position), "n": len(text)}
             )
         tag = span.tag.strip()
         if tag not in known:
@@ -201,7 +199,7 @@ def _rewrite_validate(
     if feedback.rewrite_of is not None:
         if not 0 <= feedback.rewrite_of < len(item_ids):
             raise InvalidAnswer(
-                gettext("There is no response %(label)s to start from.") % {"label": _label(feedback.rewrite_of)}
+                gettext("There is no response %(label)s to start from.") % {"label": letter_of(feedback.rewrite_of)}
             )
         rewrite_of = item_ids[feedback.rewrite_of]
     content_hash = candidate_content_hash(prompt_hash=prompt_hash, text=text)
@@ -209,7 +207,7 @@ def _rewrite_validate(
         if candidate_id in shown and shown[candidate_id][1] == content_hash:
             raise InvalidAnswer(
                 gettext("Your response is the same as response %(label)s: change it, or clear the box.")
-                % {"label": _label(position)}
+                % {"label": letter_of(position)}
             )
     return text, rewrite_of, content_hash
 
