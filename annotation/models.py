@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -595,7 +596,13 @@ class Candidate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("study", "content_hash"), name="candidate_unique_hash_per_study"),
         ]
-        indexes = [models.Index(fields=("study", "prompt"))]
+        indexes = [
+            models.Index(fields=("study", "prompt")),
+            # The data browser's source filter: a study's responses from one source and
+            # their prompts, read from the index alone on PostgreSQL (SQLite has no
+            # INCLUDE and keeps the two key columns).
+            models.Index(fields=("study", "source"), include=("prompt",), name="candidate_study_source"),
+        ]
 
     def __str__(self) -> str:
         return self.text[:80]
@@ -719,8 +726,20 @@ class Judgment(models.Model):
         STRONG = "strong", "Much better"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="judgments")
-    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
+    # No index of its own: the unique (comparison, annotator) constraint's index starts with it.
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments", db_index=False)
+    # The comparison's prompt, copied when the judgment is written (a comparison's
+    # prompt never changes): the data browser finds the prompts someone judged, or
+    # judged in a time range, from the judgments' own indexes instead of joining
+    # them to every comparison of the study. None where the comparison has no
+    # prompt (prompt optimisation compares instructions on a task input).
+    prompt = models.ForeignKey(
+        "Prompt", null=True, blank=True, on_delete=models.CASCADE, related_name="+", editable=False
+    )
+    # Indexed by judgment_annotator (Meta), which carries what the data browser reads.
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments", db_index=False
+    )
     choice = models.CharField(max_length=16, choices=Choice.choices)
     # Candidate ids best first; tied candidates share an inner list.
     ranking = models.JSONField(default=list)
@@ -768,15 +787,25 @@ class Judgment(models.Model):
             models.UniqueConstraint(fields=("comparison", "annotator"), name="judgment_one_per_annotator"),
         ]
         indexes = [
-            # On PostgreSQL it also carries the comparison and by_model (migration 0035), so
-            # the data browser's date filter reads judgments from the index alone.
-            models.Index(fields=("study", "created_at")),
+            # On PostgreSQL it also carries the prompt and by_model, so the data browser's
+            # date filter reads judgments from the index alone (SQLite has no INCLUDE).
+            models.Index(fields=("study", "created_at"), include=("prompt", "by_model"), name="judgment_study_time"),
+            # The annotator filter likewise; the account's judgments, whichever study.
+            models.Index(fields=("annotator",), include=("study", "prompt", "by_model"), name="judgment_annotator"),
             # Only the few judgments that wrote a response: an answer without one adds no entry.
             models.Index(fields=("rewrite",), condition=Q(rewrite__isnull=False), name="judgment_rewrite_written"),
         ]
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison_id}: {self.choice}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The copied prompt, for a judgment written through the ORM without one (the
+        # services' inserts pass it; keeping the copy right is the row's own concern).
+        if self._state.adding and self.prompt_id is None and self.comparison_id is not None:
+            prompts = Comparison.objects.filter(id=self.comparison_id).values_list("prompt_id", flat=True)
+            self.prompt_id = prompts.first()
+        super().save(*args, **kwargs)
 
 
 # Stripes of a study's judgment tally: an answer updates its annotator's stripe,

@@ -267,8 +267,8 @@ def _copy_texts(cur: psycopg.Cursor, study_id: int, prompts: list[str], response
 
 def _insert_comparisons(cur: psycopg.Cursor, study_id: int, comparisons_needed: int) -> None:
     """Pairs (0,1) (2,3) (0,2) (1,3) of each prompt's responses, as done comparisons
-    with their items; leaves the temporary tables ``bench_comparisons`` (id, first,
-    second) and ``bench_users`` (id, k) for the judgments and skips."""
+    with their items; leaves the temporary tables ``bench_comparisons`` (id, prompt_id,
+    first, second) and ``bench_users`` (id, k) for the judgments and skips."""
     cur.execute(
         """
         CREATE TEMP TABLE bench_pairs AS
@@ -296,7 +296,7 @@ def _insert_comparisons(cur: psycopg.Cursor, study_id: int, comparisons_needed: 
     cur.execute(
         """
         CREATE TEMP TABLE bench_comparisons AS
-        SELECT c.id, p.first, p.second FROM annotation_comparison c
+        SELECT c.id, c.prompt_id, p.first, p.second FROM annotation_comparison c
         JOIN bench_pairs p ON c.item_key = p.first || ',' || p.second WHERE c.study_id = %(study)s
         """,
         {"study": study_id},
@@ -323,9 +323,9 @@ def _insert_judgments(cur: psycopg.Cursor, study_id: int, judgments: int) -> int
     # aspect ratings.
     cur.execute(
         """
-        INSERT INTO annotation_judgment (study_id, comparison_id, annotator_id, choice, ranking, strength,
+        INSERT INTO annotation_judgment (study_id, comparison_id, prompt_id, annotator_id, choice, ranking, strength,
             rationale, aspect_ratings, shown_order, time_on_task_ms, client_info, created_at)
-        SELECT %(study)s, c.id, u.id, x.choice,
+        SELECT %(study)s, c.id, c.prompt_id, u.id, x.choice,
                CASE x.choice WHEN 'a' THEN jsonb_build_array(x.s0, x.s1)
                              WHEN 'b' THEN jsonb_build_array(x.s1, x.s0)
                              ELSE jsonb_build_array(jsonb_build_array(x.s0, x.s1)) END,

@@ -137,6 +137,17 @@ else:
     else:
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Server settings for the app's sessions, sent when each connection opens. JIT
+    # compilation is off by default: PostgreSQL starts it for any query its
+    # planner costs above jit_above_cost, and on the data browser's larger pages
+    # compiling took 50-95 ms of a 300 ms query whose time is reading rows, not
+    # evaluating expressions (benchmarks/data_browser.py; ARCHITECTURE, the data
+    # browser). PgBouncer refuses an ``options`` it does not know unless it is in
+    # its ignore_startup_parameters: there set this empty and ``ALTER ROLE … SET
+    # jit = off`` on the server instead.
+    pg_options = env.str("PREFLOOP_PG_OPTIONS", default="-c jit=off").strip()
+    if pg_options and "options" not in DATABASES["default"].get("OPTIONS", {}):
+        DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "options": pg_options}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

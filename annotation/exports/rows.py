@@ -221,7 +221,7 @@ def judgment_chunks(
     username = _username_field(pseudonymise)
     judgments = Judgment.objects.filter(study_id=study.id)
     if prompt_ids is not None:
-        judgments = judgments.filter(comparison__prompt_id__in=prompt_ids)
+        judgments = judgments.filter(prompt_id__in=prompt_ids)
     if adjudicated:
         judgments = judgments.exclude(review_state=Judgment.ReviewState.EXCLUDED)
     fields = (

@@ -100,7 +100,7 @@ def judgment_submit(
     found = _answer_target(study_id=study.id, comparison_id=comparison_id, annotator_id=annotator.pk)
     if found is None:
         raise NotAssigned(gettext("That comparison does not belong to this study."))
-    item_key, assignment_id, display_order, answered = found
+    item_key, prompt_id, assignment_id, display_order, answered = found
     if answered:
         comparison = Comparison.objects.get(id=comparison_id)
         assignment = Assignment.objects.get(comparison=comparison, annotator=annotator)
@@ -127,6 +127,7 @@ def judgment_submit(
     judgment = _judgment_insert(
         study_id=study.id,
         comparison_id=comparison_id,
+        prompt_id=prompt_id,
         annotator_id=annotator.pk,
         choice=choice,
         ranking=stored,
@@ -154,7 +155,7 @@ def judgment_submit(
 
 
 def _answer_target(*, study_id: int, comparison_id: int, annotator_id: int) -> tuple | None:
-    """``(item_key, assignment id, display order, answered)`` of the comparison
+    """``(item_key, prompt id, assignment id, display order, answered)`` of the comparison
     in this study, locked so two answers to it are written one after the other,
     with the annotator's lease of it (None when never leased to them) and
     whether they answered it already; None when the study has no such
@@ -162,7 +163,7 @@ def _answer_target(*, study_id: int, comparison_id: int, annotator_id: int) -> t
     comparison, judgment, assignment = (m._meta.db_table for m in (Comparison, Judgment, Assignment))
     lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
     sql = f"""
-        SELECT c.item_key, a.id, a.display_order,
+        SELECT c.item_key, c.prompt_id, a.id, a.display_order,
                EXISTS (SELECT 1 FROM {judgment} j WHERE j.comparison_id = c.id AND j.annotator_id = %s)
         FROM {comparison} c
         LEFT JOIN {assignment} a ON a.comparison_id = c.id AND a.annotator_id = %s
@@ -173,17 +174,17 @@ def _answer_target(*, study_id: int, comparison_id: int, annotator_id: int) -> t
         row = cursor.fetchone()
     if row is None:
         return None
-    item_key, assignment_id, display_order, answered = row
+    item_key, prompt_id, assignment_id, display_order, answered = row
     if isinstance(display_order, str):
         display_order = json.loads(display_order)
-    return item_key, assignment_id, display_order, bool(answered)
+    return item_key, prompt_id, assignment_id, display_order, bool(answered)
 
 
 # In the model's field order: ``Model.from_db`` reads the values in that order.
 _JUDGMENT_COLUMNS = (
-    "study_id", "comparison_id", "annotator_id", "choice", "ranking", "strength", "rationale", "aspect_ratings",
-    "shown_order", "time_on_task_ms", "client_info", "response_tags", "spans", "rewrite_id", "evaluation",
-    "created_at",
+    "study_id", "comparison_id", "prompt_id", "annotator_id", "choice", "ranking", "strength", "rationale",
+    "aspect_ratings", "shown_order", "time_on_task_ms", "client_info", "response_tags", "spans", "rewrite_id",
+    "evaluation", "created_at",
 )  # fmt: skip
 
 

@@ -83,7 +83,7 @@ def judgments_exclude(
     if annotator_id is not None:
         judgments = judgments.filter(annotator_id=annotator_id)
     elif prompt_ids is not None:
-        judgments = judgments.filter(comparison__prompt_id__in=list(prompt_ids))
+        judgments = judgments.filter(prompt_id__in=list(prompt_ids))
     else:
         raise InvalidAnswer("Choose prompts or an annotator.")
     changed = list(judgments.exclude(review_state=Judgment.ReviewState.EXCLUDED).order_by("id"))
@@ -119,7 +119,7 @@ def selection_send_to_review(*, study: Study, by: AbstractBaseUser, prompt_ids: 
     Returns how many items were opened or reopened."""
     detail = f"sent by {by.get_username()} from the data browser" + (f": {reason.strip()[:500]}" if reason else "")
     rows = list(
-        Judgment.objects.filter(study=study, by_model=False, comparison__prompt_id__in=list(prompt_ids))
+        Judgment.objects.filter(study=study, by_model=False, prompt_id__in=list(prompt_ids))
         .order_by("comparison_id", "id")
         .values_list("comparison_id", "id")
     )

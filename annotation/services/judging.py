@@ -183,6 +183,7 @@ class _Shown:
 
     comparison_id: int
     item_key: str
+    prompt_id: int | None
     prompt: str
     items: tuple[tuple[int, str], ...]
 
@@ -208,10 +209,10 @@ def _shown(comparison_ids: Sequence[int]) -> dict[int, _Shown]:
     instructions' responses to it (three queries)."""
     heads = {}
     inputs = {}
-    for cid, key, text, task_input_id, task_input_text in Comparison.objects.filter(id__in=comparison_ids).values_list(
-        "id", "item_key", "prompt__text", "task_input_id", "task_input__text"
-    ):
-        heads[cid] = (key, task_input_text if task_input_id is not None else text or "")
+    for cid, key, prompt_id, text, task_input_id, task_input_text in Comparison.objects.filter(
+        id__in=comparison_ids
+    ).values_list("id", "item_key", "prompt_id", "prompt__text", "task_input_id", "task_input__text"):
+        heads[cid] = (key, prompt_id, task_input_text if task_input_id is not None else text or "")
         if task_input_id is not None:
             inputs[cid] = task_input_id
     outputs = (
@@ -236,7 +237,9 @@ def _shown(comparison_ids: Sequence[int]) -> dict[int, _Shown]:
                 continue  # never expected: such an instruction is not compared
         items[cid].append((candidate_id, text))
     return {
-        cid: _Shown(cid, key, prompt, tuple(items[cid])) for cid, (key, prompt) in heads.items() if len(items[cid]) >= 2
+        cid: _Shown(cid, key, prompt_id, prompt, tuple(items[cid]))
+        for cid, (key, prompt_id, prompt) in heads.items()
+        if len(items[cid]) >= 2
     }
 
 
@@ -260,6 +263,7 @@ def _judgment(study: Study, judge: AIJudge, shown: _Shown, verdict: Verdict | Ra
     return Judgment(
         study_id=study.id,
         comparison_id=shown.comparison_id,
+        prompt_id=shown.prompt_id,
         annotator_id=judge.user_id,
         choice=choice,
         ranking=ranking,

@@ -26,6 +26,7 @@ from annotation.models import (
 )
 from annotation.selectors import browse
 from annotation.services.browse import judgments_exclude, prompt_model_summary_write
+from annotation.services.leasing import study_judgment_count
 from annotation.services.review import reviews_sweep
 from tests.annotation.test_review import _answer
 from tests.factories import CandidateFactory, PromptFactory, StudyFactory
@@ -100,6 +101,33 @@ def test_filters_by_source_annotator_date_agreement_and_model_certainty(make_mem
 
     filters, errors = browse.filters_from({"since": "yesterday", "below": "2", "agreement": "maybe", "sort": "x"})
     assert set(errors) == {"since", "below", "agreement", "sort"} and filters == browse.BrowseFilters()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_judgment_keeps_its_comparisons_prompt_however_it_was_written(make_member):
+    """The who/when filters read the prompt each judgment keeps: an answer, a row
+    written through the ORM and the judgments the migration found all carry it."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    study = _study(3)
+    ann = make_member(study, username="ann")
+    comparisons = list(Comparison.objects.filter(study=study).order_by("id"))
+    answered = _answer(study, ann, comparisons[0], "a")
+    assert answered.prompt_id == comparisons[0].prompt_id
+    written = Judgment.objects.create(study=study, comparison=comparisons[1], annotator=ann, choice="b")
+    assert written.prompt_id == comparisons[1].prompt_id
+    assert sorted(_ids(study, annotator="ann")) == sorted(c.prompt_id for c in comparisons[:2])
+
+    # Judgments from before the copy existed: 0036 fills it in.
+    MigrationExecutor(connection).migrate([("annotation", "0035_judgment_indexes")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert dict(Judgment.objects.filter(study=study).values_list("comparison_id", "prompt_id")) == {
+        c.id: c.prompt_id for c in comparisons[:2]
+    }
+    _answer(study, ann, comparisons[2], "a")  # the tally's triggers still count (SQLite rebuilt the table)
+    assert Judgment.objects.filter(study=study).count() == 3
+    assert study_judgment_count(study_id=study.id) == 3
 
 
 def test_the_browser_page_runs_the_same_queries_for_5_or_60_prompts(make_member, client_for):

@@ -130,6 +130,7 @@ def test_judges_answer_the_queue_as_judgments_that_take_no_persons_slot_nor_budg
         assert judgment.by_model and quality(winner) > quality(loser)
         assert judgment.client_info["consistent"] and judgment.client_info["ai_judge"] == "Right"
         assert judgment.evaluation is False
+        assert judgment.prompt_id == judgment.comparison.prompt_id is not None  # the copy the data browser reads
     biased = Judgment.objects.filter(annotator=first.user)
     assert {j.choice for j in biased} == {"tie"}, "each order named the first shown: position bias, a tie"
     assert not any(j.client_info["consistent"] for j in biased)

@@ -71,3 +71,25 @@ def test_a_pooled_connection_dropped_by_the_server_costs_a_reconnect(tmp_path: P
     figures = dict(part.split("=") for part in line.split())
     assert figures["dropped"] == "True", line
     assert figures["first"] != figures["second"], f"the dropped connection was handed out again: {line}"
+
+
+def test_postgres_sessions_start_with_jit_off_unless_told_otherwise(monkeypatch, tmp_path: Path):
+    url = "postgres://someone@db.example:5432/prefloop"
+    plain = _settings(monkeypatch, tmp_path, DEBUG="true", DATABASE_URL=url)["DATABASES"]["default"]
+    assert plain["OPTIONS"]["options"] == "-c jit=off"
+    cleared = _settings(monkeypatch, tmp_path, DEBUG="true", DATABASE_URL=url, PREFLOOP_PG_OPTIONS="")
+    assert "options" not in cleared["DATABASES"]["default"].get("OPTIONS", {}), "empty: nothing sent (PgBouncer)"
+    own = _settings(monkeypatch, tmp_path, DEBUG="true", DATABASE_URL=url, PREFLOOP_PG_OPTIONS="-c work_mem=64MB")
+    assert own["DATABASES"]["default"]["OPTIONS"]["options"] == "-c work_mem=64MB"
+    sqlite = _settings(monkeypatch, tmp_path, DEBUG="true", DATABASE_URL="sqlite:///x.db")["DATABASES"]["default"]
+    assert "options" not in sqlite["OPTIONS"]
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="a PostgreSQL setting (set DATABASE_URL to postgres://…)")
+@pytest.mark.django_db
+def test_the_test_runs_own_postgres_session_has_jit_off():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
