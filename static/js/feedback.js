@@ -162,9 +162,13 @@
   function isSpanBox(el) {
     return el && el.classList && el.classList.contains("span-source");
   }
-  // Words selected: a message about an empty selection no longer applies.
+  // Words selected: a message about an empty selection no longer applies. Only
+  // when something is selected: Chromium queues a "select" event for moving the
+  // caret too (focus, setSelectionRange), and one arriving late, after Enter on
+  // an empty selection, cleared the message it had just shown.
   document.addEventListener("select", function (event) {
-    if (isSpanBox(event.target)) spanError(event.target.closest(".span-marker"), "");
+    var box = event.target;
+    if (isSpanBox(box) && box.selectionStart !== box.selectionEnd) spanError(box.closest(".span-marker"), "");
   });
   document.addEventListener("beforeinput", function (event) {
     if (isSpanBox(event.target)) event.preventDefault();
