@@ -173,3 +173,17 @@ def diversify(
 def n_subsets(n: int, k: int) -> float:
     """How many sets of ``k`` items ``n`` items allow (the propensity of a uniform draw is its inverse)."""
     return float(comb(n, k))
+
+
+def member_scores_of(inp: SelectionInput, strategy: str) -> np.ndarray:
+    """``inp.member_scores`` as a float64 ``(M, N)`` array, checked: a strategy
+    that reads an epistemic model's members (double TS, infomax, EUBO) refuses a
+    model without them, or with fewer than two, in words that name it."""
+    if inp.member_scores is None:
+        raise ValueError(
+            f"the {strategy} strategy needs a reward model with members (model type 'kernel' or 'ensemble')"
+        )
+    members = np.asarray(inp.member_scores, dtype=np.float64)
+    if members.ndim != 2 or members.shape[1] != inp.n_items or members.shape[0] < 2:
+        raise ValueError(f"member_scores must be (members >= 2, {inp.n_items}), got {members.shape}")
+    return members

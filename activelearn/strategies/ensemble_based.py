@@ -16,19 +16,9 @@ from activelearn.strategies.base import (
     SelectionInput,
     best_pairs,
     group_members,
+    member_scores_of,
     ordered,
 )
-
-
-def _members(inp: SelectionInput, strategy: str) -> np.ndarray:
-    if inp.member_scores is None:
-        raise ValueError(
-            f"the {strategy} strategy needs a reward model with members (model type 'kernel' or 'ensemble')"
-        )
-    members = np.asarray(inp.member_scores, dtype=np.float64)
-    if members.ndim != 2 or members.shape[1] != inp.n_items or members.shape[0] < 2:
-        raise ValueError(f"member_scores must be (members >= 2, {inp.n_items}), got {members.shape}")
-    return members
 
 
 def _preference_disagreement(members: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -74,7 +64,7 @@ class DoubleThompsonStrategy:
             raise ValueError("max_redraws must be >= 0 and max_rounds >= 1 (or None: as many as the batch needs)")
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
-        members = _members(inp, "double_ts")
+        members = member_scores_of(inp, "double_ts")
         groups = group_members(inp.groups)
         taken: set[tuple[int, int]] = set()
         chosen: list[ScoredPair] = []
@@ -154,7 +144,7 @@ class DoubleThompsonStrategy:
         """K successive posterior draws, each adding its best item not yet listed
         (a draw whose best is taken is redrawn, then falls back to its best
         remaining item). Propensity: the share of members whose best is the first."""
-        m = _members(inp, self.name)[:, members]
+        m = member_scores_of(inp, self.name)[:, members]
         picked: list[int] = []
         leaders = np.argmax(m, axis=1)
         propensity = 1.0
@@ -196,7 +186,7 @@ class InfomaxStrategy:
             raise ValueError("top_k must be >= 2 and max_per_item >= 1")
 
     def select(self, inp: SelectionInput, n: int, rng: np.random.Generator) -> list[ScoredPair]:
-        members = _members(inp, "infomax")
+        members = member_scores_of(inp, "infomax")
         optimistic = members.mean(axis=0) + members.std(axis=0)
         lefts: list[np.ndarray] = []
         rights: list[np.ndarray] = []
@@ -221,7 +211,7 @@ class InfomaxStrategy:
         """The most informative pair among the group's ``top_k`` optimistic items,
         grown greedily by the item with the most summed pairwise information with
         those already listed."""
-        m = _members(inp, self.name)
+        m = member_scores_of(inp, self.name)
         top_k = max(self.top_k, k)
         if members.size > top_k:
             optimistic = m[:, members].mean(axis=0) + m[:, members].std(axis=0)

@@ -11,6 +11,8 @@ each in its own terms:
   best remaining item);
 * infomax: the most informative pair, then greedily the item with the most summed
   pairwise information with the items already listed;
+* EUBO: the pair of highest EUBO, then greedily the item that most raises the
+  draws' average best utility of the list (qEUBO grown one item at a time);
 * APOHF: the greedy leader followed by its K − 1 challengers, each chosen by the
   gradient UCB rule with the previous ones fantasised into the design.
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from activelearn.strategies.apohf import ApohfStrategy
 from activelearn.strategies.base import Strategy
 from activelearn.strategies.ensemble_based import DoubleThompsonStrategy, InfomaxStrategy
+from activelearn.strategies.eubo import EuboStrategy
 from activelearn.strategies.least_compared import LeastComparedStrategy
 from activelearn.strategies.random_pairs import RandomStrategy
 from activelearn.strategies.uncertainty import UncertaintyStrategy
@@ -73,6 +74,11 @@ STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec(DoubleThompsonStrategy, "Double Thompson sampling (kernel or ensemble model)", needs="member_scores"),
     StrategySpec(
         InfomaxStrategy, "Infomax: most member disagreement (kernel or ensemble model)", needs="member_scores"
+    ),
+    StrategySpec(
+        EuboStrategy,
+        "EUBO: the pair whose better response is expected best (kernel or ensemble model)",
+        needs="member_scores",
     ),
 )
 

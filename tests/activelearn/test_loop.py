@@ -379,6 +379,7 @@ def test_rankings_become_pairs_plackett_luce_rankings_and_tied_groups(make_study
         ("apohf", "kernel"),
         ("double_ts", "ensemble"),
         ("infomax", "ensemble"),
+        ("eubo", "kernel"),
     ],
 )
 def test_each_strategy_steers_the_queue_with_its_model(make_study, annotators, member, strategy, model_type):

@@ -37,7 +37,7 @@ def test_one_seed_loop_writes_json_and_markdown(tiny_pool: np.ndarray, tmp_path)
         assert len(block["ratio_ci90"]) == 2
     assert written["summary"]["random"]["ratio_to_random"] in (1.0, None)
     assert written["config"]["n_items"] == 40 and written["config"]["steps"] == 12
-    assert "scale" in written and written["named_best"] == "double_ts"
+    assert "scale" in written and written["named_best"] == "eubo"
     assert written["protocol"]["true_flip_rate_given"] is False and written["protocol"]["held_out_seeds"]
     assert "mean_regret_at_T" in written["summary"]["apohf"] and "least_compared" in written["wins"]["apohf"]
 

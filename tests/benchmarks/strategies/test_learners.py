@@ -23,6 +23,7 @@ def test_models_are_the_apps_defaults_and_no_model_is_told_the_flip_rate() -> No
         "apohf": "kernel",
         "double_ts": "kernel",
         "infomax": "kernel",
+        "eubo": "kernel",
     }
     features = np.zeros((4, 3), dtype=np.float32)
     head = KindLearner("mlp", features, 7, BenchConfig()).config
