@@ -187,3 +187,12 @@ def member_scores_of(inp: SelectionInput, strategy: str) -> np.ndarray:
     if members.ndim != 2 or members.shape[1] != inp.n_items or members.shape[0] < 2:
         raise ValueError(f"member_scores must be (members >= 2, {inp.n_items}), got {members.shape}")
     return members
+
+
+def optimistic_top(optimistic: np.ndarray, items: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``k`` of ``items`` with the highest ``optimistic`` utility (mean + spread,
+    one value per item), ties broken at random; all of them when there are no more
+    than ``k``. The pairs among them are the ones that can change which item is best."""
+    if items.size <= k:
+        return items
+    return items[np.argsort(-(optimistic + rng.random(items.size) * 1e-9))[:k]]

@@ -17,6 +17,7 @@ from activelearn.strategies.base import (
     best_pairs,
     group_members,
     member_scores_of,
+    optimistic_top,
     ordered,
 )
 
@@ -191,9 +192,7 @@ class InfomaxStrategy:
         lefts: list[np.ndarray] = []
         rights: list[np.ndarray] = []
         for g in group_members(inp.groups):
-            if g.size > self.top_k:
-                jitter = rng.random(g.size) * 1e-9
-                g = g[np.argsort(-(optimistic[g] + jitter))[: self.top_k]]
+            g = optimistic_top(optimistic[g], g, self.top_k, rng)
             a, b = np.triu_indices(g.size, k=1)
             lefts.append(g[a])
             rights.append(g[b])
@@ -214,8 +213,7 @@ class InfomaxStrategy:
         m = member_scores_of(inp, self.name)
         top_k = max(self.top_k, k)
         if members.size > top_k:
-            optimistic = m[:, members].mean(axis=0) + m[:, members].std(axis=0)
-            members = members[np.argsort(-(optimistic + rng.random(members.size) * 1e-9))[:top_k]]
+            members = optimistic_top(m[:, members].mean(axis=0) + m[:, members].std(axis=0), members, top_k, rng)
         a, b = np.triu_indices(members.size, k=1)
         info = np.zeros((members.size, members.size))
         info[a, b] = info[b, a] = _preference_disagreement(m, members[a], members[b])

@@ -36,6 +36,7 @@ from activelearn.strategies.base import (
     best_pairs,
     group_members,
     member_scores_of,
+    optimistic_top,
 )
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -75,8 +76,7 @@ class EuboStrategy:
     def _candidates(self, members: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if g.size <= self.top_k:
             return g
-        optimistic = members[:, g].mean(axis=0) + members[:, g].std(axis=0)
-        return g[np.argsort(-(optimistic + rng.random(g.size) * 1e-9))[: self.top_k]]
+        return optimistic_top(members[:, g].mean(axis=0) + members[:, g].std(axis=0), g, self.top_k, rng)
 
     @staticmethod
     def _pair_values(members: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
