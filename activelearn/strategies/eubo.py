@@ -73,10 +73,12 @@ class EuboStrategy:
         if self.top_k < 2 or self.max_per_item < 1:
             raise ValueError("top_k must be >= 2 and max_per_item >= 1")
 
-    def _candidates(self, members: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if g.size <= self.top_k:
+    @staticmethod
+    def _candidates(members: np.ndarray, g: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
+        """The ``keep`` most optimistic items of ``g`` (the spread computed only when some are left out)."""
+        if g.size <= keep:
             return g
-        return optimistic_top(members[:, g].mean(axis=0) + members[:, g].std(axis=0), g, self.top_k, rng)
+        return optimistic_top(members[:, g].mean(axis=0) + members[:, g].std(axis=0), g, keep, rng)
 
     @staticmethod
     def _pair_values(members: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +95,7 @@ class EuboStrategy:
         rights: list[np.ndarray] = []
         gains: list[np.ndarray] = []
         for g in group_members(inp.groups):
-            items = self._candidates(members, g, rng)
+            items = self._candidates(members, g, self.top_k, rng)
             left, right, value = self._pair_values(members, items)
             best_mean = float(members[:, g].mean(axis=0).max())
             lefts.append(left)
@@ -113,7 +115,7 @@ class EuboStrategy:
         draws' average best utility of the list. Score: that average best minus
         the group's best posterior mean."""
         m = member_scores_of(inp, self.name)
-        items = self._candidates(m, members, rng) if members.size > max(self.top_k, k) else members
+        items = self._candidates(m, members, max(self.top_k, k), rng)  # a list longer than top_k still fills
         left, right, value = self._pair_values(m, items)
         first = int(np.argmax(value))
         picked = [int(left[first]), int(right[first])]

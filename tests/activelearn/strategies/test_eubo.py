@@ -82,6 +82,14 @@ def test_a_list_grows_by_the_item_that_most_raises_the_expected_best() -> None:
     assert found.score > 0
 
 
+def test_a_list_longer_than_top_k_is_still_filled() -> None:
+    rng = np.random.default_rng(6)
+    members = rng.normal(size=(16, 12))
+    inp = SelectionInput(groups=np.zeros(12, dtype=np.int64), member_scores=members)
+    found = EuboStrategy(top_k=4).select_list(inp, np.arange(12), 6, np.random.default_rng(0))
+    assert found is not None and len(set(found.items)) == 6
+
+
 def test_top_k_bounds_the_pairs_scored_in_a_large_group() -> None:
     rng = np.random.default_rng(5)
     members = rng.normal(size=(16, 2000))
